@@ -1,0 +1,133 @@
+# tcpmap — see README.md. `make`, `make run`, `make check [SAN=1]`, `make install`, `make bench`, `make fuzz`.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR ?= $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
+
+SAN ?= 0
+CC ?= cc
+VERSION := 0.1.0
+
+ifeq ($(SAN),1)
+BUILD ?= build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT := -O1
+else
+BUILD ?= build
+SANFLAGS :=
+OPT := -O2
+endif
+
+PKGS := libsystemd openssl yaml-0.1
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS ?= $(OPT) -g
+CFLAGS += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -DTCPMAP_VERSION='"$(VERSION)"' \
+	-DTCPMAP_SYSCONFDIR='"$(SYSCONFDIR)"' -Ilib $(PKG_CFLAGS) $(SANFLAGS) -MMD -MP
+LDFLAGS += $(SANFLAGS)
+LDLIBS += $(PKG_LIBS) -lanl -lpthread
+
+LIB_SRCS := $(sort $(wildcard lib/*.c))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+BINS := $(BUILD)/tcpmapd $(BUILD)/tcpmapctl
+UNIT_SRCS := $(sort $(wildcard tests/unit/test-*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+TESTLIB_SRCS := $(sort $(wildcard tests/unit/helpers-*.c))
+TESTLIB_OBJS := $(TESTLIB_SRCS:%.c=$(BUILD)/%.o)
+
+.PHONY: all deps run check unit bats fuzz fuzz-build bench install uninstall clean format format-check
+
+all: $(BINS)
+
+deps:
+	@./scripts/deps.sh
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libtcpmap.a: $(LIB_OBJS)
+	$(AR) rcs $@ $^
+
+$(BUILD)/tcpmapd: $(BUILD)/bin/tcpmapd.o $(BUILD)/libtcpmap.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tcpmapctl: $(BUILD)/bin/tcpmapctl.o $(BUILD)/libtcpmap.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(TESTLIB_OBJS) $(BUILD)/libtcpmap.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# The main job: tcpmapd in the foreground on conf/tcpmap.yaml with a demo upstream beside it.
+run: deps all
+	./scripts/run-demo.sh $(BUILD)
+
+check: deps all $(UNIT_BINS) fuzz-build
+	./tests/run.sh $(BUILD) $(SAN)
+
+unit: all $(UNIT_BINS)
+	./tests/run.sh $(BUILD) $(SAN) unit
+
+bats: all
+	./tests/run.sh $(BUILD) $(SAN) bats
+
+# libFuzzer harnesses: clang, with ASan+UBSan, over the library sources.
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz-*.c))
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -DTCPMAP_VERSION='"$(VERSION)"' \
+	-DTCPMAP_SYSCONFDIR='"$(SYSCONFDIR)"' -Ilib $(PKG_CFLAGS) \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Wall -Wextra -Werror
+FUZZ_SECONDS ?= 60
+
+fuzz-build: $(FUZZ_BINS)
+
+build-fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard lib/*.h)
+	@mkdir -p build-fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(PKG_LIBS) -lanl -lpthread
+
+fuzz: fuzz-build
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
+		echo "== $$n for $(FUZZ_SECONDS)s"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus-$$n tests/fuzz/corpus/$${n#fuzz-} || exit 1; done
+
+bench: deps all
+	./bench/run.sh $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/tcpmap
+	install -m 0755 $(BUILD)/tcpmapd $(DESTDIR)$(SBINDIR)/tcpmapd
+	install -m 0755 $(BUILD)/tcpmapctl $(DESTDIR)$(BINDIR)/tcpmapctl
+	for u in units/*.socket units/*.service units/*.target; do [ -e "$$u" ] || continue; \
+		sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		"$$u" > $(DESTDIR)$(UNITDIR)/$$(basename $$u); chmod 0644 $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
+	for m in man/*.[1-8]; do [ -e "$$m" ] || continue; s=$${m##*.}; \
+		install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+	[ -e $(DESTDIR)$(SYSCONFDIR)/tcpmap/tcpmap.yaml ] || \
+		sed -e 's/^\([^#]\)/# \1/' conf/tcpmap.yaml > $(DESTDIR)$(SYSCONFDIR)/tcpmap/tcpmap.yaml
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/tcpmapd $(DESTDIR)$(BINDIR)/tcpmapctl
+	for u in units/*.socket units/*.service units/*.target; do [ -e "$$u" ] || continue; \
+		rm -f $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
+	for m in man/*.[1-8]; do [ -e "$$m" ] || continue; s=$${m##*.}; \
+		rm -f $(DESTDIR)$(MANDIR)/man$$s/$$(basename $$m); done
+	@echo "left $(DESTDIR)$(SYSCONFDIR)/tcpmap in place (it may hold your config)"
+
+format:
+	clang-format -i lib/*.[ch] bin/*.c tests/unit/*.c tests/fuzz/*.c
+
+format-check:
+	clang-format --dry-run --Werror lib/*.[ch] bin/*.c tests/unit/*.c tests/fuzz/*.c
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(LIB_OBJS:.o=.d) $(BUILD)/bin/tcpmapd.d $(BUILD)/bin/tcpmapctl.d

@@ -1,0 +1,54 @@
+/* breaker.h — the shared-memory breaker table: per-cluster connection counts and limits,
+ * and per-group WRR state, shared by every tcpmap process on the host through one mmap'ed
+ * file ($RUNTIME_DIRECTORY/breakers).
+ *
+ * Counts are derived from per-connection slots that record owner pid and start time, so a
+ * process killed with SIGKILL leaks nothing: its slots are reclaimed when next seen. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "model.h"
+
+struct breaker_table;
+
+/* A held slot; 0 means none. */
+typedef uint32_t breaker_slot_t;
+
+/* Open (creating if needed, mode 0644, owner-writable only) DIR/breakers. Returns 0,
+ * -EPROTO when the file was made by an incompatible version (logged by the caller), or
+ * another -errno. */
+int breaker_table_open(const char *runtime_dir, struct breaker_table **ret);
+struct breaker_table *breaker_table_close(struct breaker_table *t); /* returns NULL */
+
+/* Index of the entry for cluster key `cluster`, created on first use. -ENOSPC when full. */
+int breaker_table_entry(struct breaker_table *t, const char *cluster, uint32_t *ret);
+
+/* Would a new connection to this entry be admitted now? (for failover before admitting) */
+bool breaker_table_would_admit(struct breaker_table *t, uint32_t entry,
+			       const struct circuit_breakers *cb);
+
+/* Take a pending slot for a new upstream connection. Returns 0 with *ret set, or -EBUSY
+ * when over max_connections or max_pending_requests (the overflow is counted). */
+int breaker_table_admit(struct breaker_table *t, uint32_t entry, const struct circuit_breakers *cb,
+			breaker_slot_t *ret);
+/* Pending becomes active once the upstream connect succeeds. */
+void breaker_table_connected(struct breaker_table *t, breaker_slot_t slot);
+/* Count a failed upstream connect (the slot is still released with _release). */
+void breaker_table_connect_failed(struct breaker_table *t, breaker_slot_t slot);
+/* Free the slot and add the connection's byte counts to the entry. */
+void breaker_table_release(struct breaker_table *t, breaker_slot_t slot, uint64_t bytes_in,
+			   uint64_t bytes_out);
+/* Re-own a slot under this process (after a hand-over from another process). */
+int breaker_table_adopt(struct breaker_table *t, breaker_slot_t slot);
+
+/* Pick a mapping of `g` by smooth WRR with the state kept in the table under g->key, so the
+ * split is exact across processes. `eligible` as in route_wrr_pick. Returns an index or
+ * -ENOENT. */
+int breaker_table_pick(struct breaker_table *t, const struct mapping_group *g,
+		       const bool *eligible);
+
+/* Print the table: text, or JSON with --json. Reads the file without modifying it. */
+int breaker_table_dump(const char *runtime_dir, FILE *out, bool json);

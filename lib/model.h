@@ -1,0 +1,148 @@
+/* model.h — the immutable, reference-counted routing model that config.c builds from YAML.
+ *
+ * Field names follow the YAML. Once config_load() returns a model nothing mutates it, so
+ * workers read it without locks and a reload swaps one pointer (config_ref/config_unref). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct source_pos {
+	const char *file; /* owned by the config (config->files) */
+	unsigned line;    /* 1-based; 0 when unknown */
+	unsigned column;  /* 1-based */
+};
+
+/* Ambassador's circuit_breakers, priority "default" only (TCP has no other use for it). */
+struct circuit_breakers {
+	bool set;                      /* present in the mapping or the Module */
+	uint32_t max_connections;      /* 0 = no limit */
+	uint32_t max_pending_requests; /* 0 = no limit */
+};
+
+enum tls_origination {
+	TLS_ORIGINATE_NONE,    /* `tls` absent or false */
+	TLS_ORIGINATE_PLAIN,   /* `tls: true`: no client certificate */
+	TLS_ORIGINATE_CONTEXT, /* `tls: NAME`: that TLSContext's certificate is offered */
+};
+
+enum proxy_protocol {
+	PROXY_PROTOCOL_NONE,
+	PROXY_PROTOCOL_V1,
+	PROXY_PROTOCOL_V2,
+};
+
+struct tls_context {
+	char *name;
+	struct source_pos pos;
+	char **hosts; /* NULL-terminated; exact names or "*.example.com" */
+	size_t n_hosts;
+	char *secret;
+	char *cert_chain_file;
+	char *private_key_file;
+	char *ca_secret;
+	char *cacert_chain_file;
+	bool cert_required;
+	char *min_tls_version; /* "v1.2", "v1.3" as in Ambassador; NULL = default */
+	char *max_tls_version;
+	char **cipher_suites; /* NULL-terminated or NULL */
+	char **ecdh_curves;
+	char **alpn_protocols; /* Ambassador gives a comma-separated string; split here */
+	char *sni;
+	void *runtime; /* lib/tls attaches its SSL_CTX state here; not owned by config.c */
+};
+
+struct mapping {
+	char *name;
+	struct source_pos pos; /* of the document's `metadata` / start */
+	unsigned index;        /* position in config->mappings */
+
+	char *address; /* NULL = every address */
+	uint16_t port;
+	char *service;       /* as written */
+	char *upstream_host; /* host part of service; IPv6 literals without brackets */
+	uint16_t upstream_port; /* from service, else 80, or 443 when tls originates */
+	char *host;             /* SNI host; NULL = none. Lower-cased. */
+	enum tls_origination tls;
+	char *tls_context_name; /* with TLS_ORIGINATE_CONTEXT */
+	struct tls_context *tls_context;
+	int weight;                /* as written; -1 = absent */
+	unsigned effective_weight; /* normalised percentage of the group, 0..100 */
+	uint32_t idle_timeout_ms;  /* 0 = no timeout */
+	bool enable_ipv4;
+	bool enable_ipv6;
+	struct circuit_breakers circuit_breakers;
+	uint32_t connect_timeout_ms;
+	enum proxy_protocol proxy_protocol;
+	bool tls_passthrough;
+	char *cluster; /* key of the upstream cluster: service + tls + breakers, as Emissary */
+	struct mapping_group *group;
+};
+
+/* Mappings that share (address, port, host); traffic is split among them by weight. */
+struct mapping_group {
+	char *key; /* "address|port|host", stable across reloads; names WRR state */
+	char *address;
+	uint16_t port;
+	char *host; /* NULL = catch-all group of its listener */
+	bool host_is_wildcard;
+	struct mapping **mappings;
+	size_t n_mappings;
+	struct listener *listener;
+};
+
+/* One (address, port) to listen on. */
+struct listener {
+	char *address; /* NULL = every address */
+	uint16_t port;
+	struct sockaddr_storage sockaddr; /* wildcard 0.0.0.0 for NULL address */
+	socklen_t sockaddr_len;
+	struct mapping_group **groups; /* exact hosts first, then wildcards, then host-less */
+	size_t n_groups;
+	struct mapping_group *catch_all; /* host-less group, or NULL */
+	bool needs_sni;                  /* some group has a host */
+};
+
+struct module_config {
+	bool enable_ipv4;                        /* default true */
+	bool enable_ipv6;                        /* default false */
+	struct circuit_breakers circuit_breakers; /* default for mappings without their own */
+	uint32_t preread_timeout_ms;             /* default 5000 */
+	uint32_t connect_timeout_ms;             /* default 3000, as Emissary */
+	uint32_t drain_timeout_ms;               /* default 30000 */
+	char *ambassador_id;                     /* ours; default "default" */
+};
+
+struct config {
+	int refcount; /* atomic */
+	uint64_t generation;
+	char **files; /* every file read, for source_pos.file */
+	size_t n_files;
+	struct mapping **mappings;
+	size_t n_mappings;
+	struct mapping_group **groups;
+	size_t n_groups;
+	struct listener **listeners;
+	size_t n_listeners;
+	struct tls_context **tls_contexts;
+	size_t n_tls_contexts;
+	struct module_config module;
+};
+
+struct config *config_ref(struct config *c);
+struct config *config_unref(struct config *c); /* returns NULL */
+static inline void config_unrefp(struct config **c) {
+	if (*c)
+		config_unref(*c);
+}
+
+/* The listener a socket bound to `sa` belongs to: exact address first, else the wildcard
+ * listener on that port. NULL when the config has none. */
+struct listener *config_find_listener(const struct config *c, const struct sockaddr *sa,
+				      socklen_t len);
+/* Listener by textual address (NULL = wildcard) and port; for tcpmapctl route. */
+struct listener *config_find_listener_by_name(const struct config *c, const char *address,
+					      uint16_t port);
+struct tls_context *config_find_tls_context(const struct config *c, const char *name);

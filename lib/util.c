@@ -1,0 +1,31 @@
+/* util.c — the few helpers every other file needs; nothing here knows about tcpmap itself. */
+#include "util.h"
+
+#include <ctype.h>
+#include <time.h>
+
+uint64_t now_usec(void) {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t now_ms(void) { return now_usec() / 1000u; }
+
+int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
+	uint64_t v = 0;
+
+	if (!s || !*s)
+		return -EINVAL;
+	for (const char *p = s; *p; p++) {
+		if (!isdigit((unsigned char)*p))
+			return -EINVAL;
+		if (v > (UINT64_MAX - 9) / 10)
+			return -ERANGE;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (v < min || v > max)
+		return -ERANGE;
+	*ret = v;
+	return 0;
+}

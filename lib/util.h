@@ -1,0 +1,77 @@
+/* util.h — scope-bound cleanup and small helpers shared by every file.
+ *
+ * An fd variable that holds nothing holds -EBADF; destructors accept "nothing"
+ * and return it, so `fd = safe_close(fd)` and `p = mfree(p)` leave no dangling value. */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _unused_ __attribute__((unused))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _likely_(x) __builtin_expect(!!(x), 1)
+#define _unlikely_(x) __builtin_expect(!!(x), 0)
+
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+static inline int safe_close(int fd) {
+	if (fd >= 0) {
+		int saved = errno;
+		close(fd);
+		errno = saved;
+	}
+	return -EBADF;
+}
+
+static inline void *mfree(void *p) {
+	free(p);
+	return NULL;
+}
+
+static inline void closep(int *fd) { safe_close(*fd); }
+static inline void freep(void *p) { free(*(void **)p); }
+static inline void fclosep(FILE **f) {
+	if (*f)
+		fclose(*f);
+}
+
+#define _cleanup_close_ _cleanup_(closep)
+#define _cleanup_free_ _cleanup_(freep)
+#define _cleanup_fclose_ _cleanup_(fclosep)
+
+/* Hand ownership out of a cleanup-scoped variable. */
+#define TAKE_PTR(p)                                                                                \
+	({                                                                                         \
+		__typeof__(p) _tp = (p);                                                           \
+		(p) = NULL;                                                                        \
+		_tp;                                                                               \
+	})
+#define TAKE_FD(fd)                                                                                \
+	({                                                                                         \
+		int _tf = (fd);                                                                    \
+		(fd) = -EBADF;                                                                     \
+		_tf;                                                                               \
+	})
+
+static inline bool streq(const char *a, const char *b) { return strcmp(a, b) == 0; }
+static inline bool streq_ptr(const char *a, const char *b) {
+	if (!a || !b)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+/* Monotonic clock in milliseconds / microseconds. */
+uint64_t now_ms(void);
+uint64_t now_usec(void);
+
+/* Parse a decimal unsigned integer in [min, max]; the whole string must be digits.
+ * Returns 0, -EINVAL (not a number) or -ERANGE. */
+int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
