@@ -79,6 +79,7 @@ struct mapping {
 	bool tls_passthrough;
 	char *cluster; /* key of the upstream cluster: service + tls + breakers, as Emissary */
 	struct mapping_group *group;
+	uint32_t breaker_entry; /* set by the server once, before the model is published */
 };
 
 /* Mappings that share (address, port, host); traffic is split among them by weight. */

@@ -1,0 +1,232 @@
+/* tcpmapctl — inspect tcpmap's config and live state. Argument parsing and wiring only. */
+#include <getopt.h>
+
+#include "breaker.h"
+#include "config.h"
+#include "log.h"
+
+struct ctl {
+	const char *configs[64];
+	size_t n_configs;
+	const char *runtime_dir;
+	bool json;
+	const char *address;
+	const char *sni;
+	int port;
+};
+
+enum {
+	OPT_CONFIG = 'c',
+	OPT_HELP = 'h',
+	OPT_VERSION = 'V',
+	OPT_RUNTIME_DIR = 0x100,
+	OPT_JSON,
+	OPT_PORT,
+	OPT_ADDRESS,
+	OPT_SNI,
+};
+
+static const struct option_row {
+	struct option opt;
+	const char *arg;
+	const char *help;
+} rows[] = {
+	{{"config", required_argument, NULL, OPT_CONFIG}, "PATH",
+	 "config file or directory (repeatable; default $TCPMAP_CONFIG or " TCPMAP_SYSCONFDIR "/tcpmap)"},
+	{{"runtime-dir", required_argument, NULL, OPT_RUNTIME_DIR}, "DIR",
+	 "breaker table directory for status (default $RUNTIME_DIRECTORY, else /run/tcpmap)"},
+	{{"json", no_argument, NULL, OPT_JSON}, NULL, "status: print JSON"},
+	{{"port", required_argument, NULL, OPT_PORT}, "P", "route: the port a client connects to"},
+	{{"address", required_argument, NULL, OPT_ADDRESS}, "A", "route: the local address it connects to"},
+	{{"sni", required_argument, NULL, OPT_SNI}, "HOST", "route: the SNI host the client sends"},
+	{{"help", no_argument, NULL, OPT_HELP}, NULL, "show this help"},
+	{{"version", no_argument, NULL, OPT_VERSION}, NULL, "show the version"},
+};
+
+static void help(void) {
+	printf("Usage: tcpmapctl [OPTION]... COMMAND\n\n"
+	       "Commands:\n"
+	       "  check [PATH]...        validate the config; exit 1 on any error\n"
+	       "  show                   print listeners, groups, weights, TLS modes and timeouts\n"
+	       "  route --port P [--address A] [--sni HOST]\n"
+	       "                         say which group and mapping a connection reaches\n"
+	       "  status [--json]        print the live breaker table\n"
+	       "  units                  print the socket units that cover the config\n\n"
+	       "Options:\n");
+	for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+		char left[64];
+		snprintf(left, sizeof left, "--%s%s%s", rows[i].opt.name, rows[i].arg ? " " : "",
+			 rows[i].arg ? rows[i].arg : "");
+		printf("  %-22s %s\n", left, rows[i].help);
+	}
+	printf("\nSee tcpmapctl(1).\n");
+}
+
+/* Load and print every diagnostic; returns 0, or 1 when the config has errors. */
+static int load(struct ctl *ctl, bool verbose, struct config **ret) {
+	struct diag_list diags = {0};
+	int r = config_load(ctl->configs, ctl->n_configs, NULL, ret, &diags);
+
+	for (size_t i = 0; i < diags.n; i++)
+		if (diags.items[i].level != DIAG_DEBUG || verbose)
+			fprintf(stderr, "%s%s\n",
+				diags.items[i].level == DIAG_ERROR     ? "error: "
+				: diags.items[i].level == DIAG_WARNING ? "warning: "
+								       : "debug: ",
+				diags.items[i].message);
+	if (r < 0 && diags.n_errors == 0)
+		fprintf(stderr, "error: cannot load the config: %s\n", strerror(-r));
+	size_t errors = diags.n_errors, warnings = diags.n_warnings;
+	diag_list_free(&diags);
+	if (verbose)
+		fprintf(stderr, "%zu error%s, %zu warning%s\n", errors, errors == 1 ? "" : "s", warnings,
+			warnings == 1 ? "" : "s");
+	return r < 0 ? 1 : 0;
+}
+
+static int cmd_check(struct ctl *ctl) {
+	_cleanup_(config_unrefp) struct config *c = NULL;
+	int r = load(ctl, true, &c);
+	if (r == 0)
+		printf("%s: %zu mappings, %zu listeners, %zu TLS contexts: OK\n", ctl->configs[0],
+		       c->n_mappings, c->n_listeners, c->n_tls_contexts);
+	return r;
+}
+
+static int cmd_show(struct ctl *ctl) {
+	_cleanup_(config_unrefp) struct config *c = NULL;
+	if (load(ctl, false, &c) != 0)
+		return 1;
+	config_print_show(c, stdout);
+	return 0;
+}
+
+static int cmd_route(struct ctl *ctl) {
+	_cleanup_(config_unrefp) struct config *c = NULL;
+	if (ctl->port <= 0) {
+		fprintf(stderr, "tcpmapctl route: --port is required\n");
+		return 2;
+	}
+	if (load(ctl, false, &c) != 0)
+		return 1;
+	return config_print_route(c, ctl->address, (uint16_t)ctl->port, ctl->sni, stdout) < 0 ? 1 : 0;
+}
+
+static int cmd_status(struct ctl *ctl) {
+	const char *dir = ctl->runtime_dir;
+	if (!dir) {
+		const char *e = getenv("RUNTIME_DIRECTORY");
+		dir = e && *e ? e : "/run/tcpmap";
+	}
+	int r = breaker_table_dump(dir, stdout, ctl->json);
+	if (r < 0) {
+		fprintf(stderr, "tcpmapctl status: %s/breakers: %s\n", dir, strerror(-r));
+		return 1;
+	}
+	return 0;
+}
+
+static int cmd_units(struct ctl *ctl) {
+	_cleanup_(config_unrefp) struct config *c = NULL;
+	if (load(ctl, false, &c) != 0)
+		return 1;
+	for (size_t i = 0; i < c->n_listeners; i++) {
+		const struct listener *l = c->listeners[i];
+		char instance[128];
+		if (!l->address)
+			snprintf(instance, sizeof instance, "%u", l->port);
+		else if (strchr(l->address, ':')) {
+			/* an IPv6 literal does not survive unit-name escaping: use a drop-in */
+			printf("# [%s]:%u: systemctl edit tcpmap@%u.socket, then set\n"
+			       "#   [Socket]\n#   ListenStream=\n#   ListenStream=[%s]:%u\n",
+			       l->address, l->port, l->port, l->address, l->port);
+			snprintf(instance, sizeof instance, "%u", l->port);
+		} else
+			snprintf(instance, sizeof instance, "%s:%u", l->address, l->port);
+		printf("tcpmap@%s.socket\tsystemctl enable --now tcpmap@%s.socket\n", instance, instance);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv) {
+	struct option longopts[ELEMENTSOF(rows) + 1];
+	struct ctl ctl = {.port = -1};
+	int c;
+
+	for (size_t i = 0; i < ELEMENTSOF(rows); i++)
+		longopts[i] = rows[i].opt;
+	memset(&longopts[ELEMENTSOF(rows)], 0, sizeof longopts[0]);
+	log_setup(LOG_TARGET_STDERR, "tcpmapctl");
+
+	/* GNU getopt permutes: options may stand before or after the command. */
+	while ((c = getopt_long(argc, argv, "c:hV", longopts, NULL)) >= 0) {
+		uint64_t v;
+		switch (c) {
+		case OPT_CONFIG:
+			if (ctl.n_configs + 1 >= ELEMENTSOF(ctl.configs))
+				return 2;
+			ctl.configs[ctl.n_configs++] = optarg;
+			break;
+		case OPT_RUNTIME_DIR:
+			ctl.runtime_dir = optarg;
+			break;
+		case OPT_JSON:
+			ctl.json = true;
+			break;
+		case OPT_PORT:
+			if (parse_uint(optarg, 1, 65535, &v) < 0) {
+				fprintf(stderr, "tcpmapctl: --port takes 1-65535, not \"%s\"\n", optarg);
+				return 2;
+			}
+			ctl.port = (int)v;
+			break;
+		case OPT_ADDRESS:
+			ctl.address = optarg;
+			break;
+		case OPT_SNI:
+			ctl.sni = optarg;
+			break;
+		case OPT_HELP:
+			help();
+			return 0;
+		case OPT_VERSION:
+			printf("tcpmapctl %s\n", TCPMAP_VERSION);
+			return 0;
+		default:
+			fprintf(stderr, "Try 'tcpmapctl --help'.\n");
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		help();
+		return 2;
+	}
+	const char *cmd = argv[optind++];
+	/* `check PATH...`: positional paths */
+	if (streq(cmd, "check"))
+		for (; optind < argc; optind++)
+			if (ctl.n_configs + 1 < ELEMENTSOF(ctl.configs))
+				ctl.configs[ctl.n_configs++] = argv[optind];
+	if (optind < argc) {
+		fprintf(stderr, "tcpmapctl: unexpected argument \"%s\"\n", argv[optind]);
+		return 2;
+	}
+	if (ctl.n_configs == 0) {
+		const char *e = getenv("TCPMAP_CONFIG");
+		ctl.configs[ctl.n_configs++] = e && *e ? e : TCPMAP_SYSCONFDIR "/tcpmap";
+	}
+	ctl.configs[ctl.n_configs] = NULL;
+
+	if (streq(cmd, "check"))
+		return cmd_check(&ctl);
+	if (streq(cmd, "show"))
+		return cmd_show(&ctl);
+	if (streq(cmd, "route"))
+		return cmd_route(&ctl);
+	if (streq(cmd, "status"))
+		return cmd_status(&ctl);
+	if (streq(cmd, "units"))
+		return cmd_units(&ctl);
+	fprintf(stderr, "tcpmapctl: unknown command \"%s\"\nTry 'tcpmapctl --help'.\n", cmd);
+	return 2;
+}

@@ -1,0 +1,548 @@
+/* conn.c — one client connection's life: peek, route, admit, resolve, connect, relay, close.
+ *
+ * Every connection belongs to one worker and is only touched from that worker's thread.
+ * All sockets are non-blocking and watched edge-triggered, so every handler runs its step
+ * until it would block. A connection must never hang: each waiting state has a deadline. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "proxyproto.h"
+#include "route.h"
+#include "server-internal.h"
+
+enum conn_state {
+	CONN_PREREAD,
+	CONN_RESOLVING,
+	CONN_CONNECTING,
+	CONN_RELAYING,
+};
+
+struct conn {
+	struct worker *worker;
+	struct conn *prev, *next;
+	enum conn_state state;
+
+	struct config *config; /* the model this connection was routed with */
+	struct listener *listener;
+	struct mapping_group *group;
+	struct mapping *mapping;
+
+	int client_fd;
+	int upstream_fd;
+	sd_event_source *client_source;
+	sd_event_source *upstream_source;
+	sd_event_source *timer;
+
+	struct sockaddr_storage client_addr;
+	socklen_t client_addr_len;
+	struct sockaddr_storage local_addr;
+	socklen_t local_addr_len;
+	char sni[256];
+
+	uint64_t start_usec;
+	uint64_t last_activity_usec;
+
+	breaker_slot_t slot;
+	bool connected;
+
+	struct resolve_result addrs;
+	size_t addr_index;
+	uint64_t resolve_token;
+	struct sockaddr_storage upstream_addr;
+	socklen_t upstream_addr_len;
+
+	uint8_t proxy_header[232];
+	size_t proxy_len;
+
+	struct relay relay;
+	const char *result;
+};
+
+static void conn_finish(struct conn *c, const char *result);
+static int conn_connect_next(struct conn *c);
+
+static uint64_t event_now(struct conn *c) {
+	uint64_t t = 0;
+	if (sd_event_now(c->worker->event, CLOCK_MONOTONIC, &t) < 0)
+		t = now_usec();
+	return t;
+}
+
+static void format_addr(const struct sockaddr_storage *ss, char *buf, size_t size) {
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &s->sin_addr, host, sizeof host);
+		port = ntohs(s->sin_port);
+		snprintf(buf, size, "%s:%u", host, port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
+		if (IN6_IS_ADDR_V4MAPPED(&s->sin6_addr))
+			inet_ntop(AF_INET, &s->sin6_addr.s6_addr[12], host, sizeof host);
+		else
+			inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof host);
+		port = ntohs(s->sin6_port);
+		snprintf(buf, size, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+	} else
+		snprintf(buf, size, "-");
+}
+
+/* The deadline timer serves every state: preread, connect and idle timeouts. */
+static int set_deadline(struct conn *c, uint64_t usec) {
+	int r;
+	if (usec == UINT64_MAX)
+		return sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+	r = sd_event_source_set_time(c->timer, usec);
+	if (r < 0)
+		return r;
+	return sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+}
+
+static void log_close(struct conn *c) {
+	char client[64], upstream[64], bytes_in[24], bytes_out[24], duration[24];
+	uint64_t in = c->relay.up.bytes, out = c->relay.down.bytes;
+	uint64_t ms = (now_usec() - c->start_usec) / 1000;
+	bool ok = streq(c->result, "ok") || streq(c->result, "idle_timeout");
+
+	format_addr(&c->client_addr, client, sizeof client);
+	if (c->upstream_addr_len > 0)
+		format_addr(&c->upstream_addr, upstream, sizeof upstream);
+	else
+		snprintf(upstream, sizeof upstream, "%s", c->mapping ? c->mapping->service : "-");
+	snprintf(bytes_in, sizeof bytes_in, "%llu", (unsigned long long)in);
+	snprintf(bytes_out, sizeof bytes_out, "%llu", (unsigned long long)out);
+	snprintf(duration, sizeof duration, "%llu", (unsigned long long)ms);
+
+	struct log_field f[] = {
+		{"MAPPING", c->mapping ? c->mapping->name : NULL},
+		{"CLIENT", client},
+		{"SNI", c->sni[0] ? c->sni : NULL},
+		{"UPSTREAM", upstream},
+		{"BYTES_IN", bytes_in},
+		{"BYTES_OUT", bytes_out},
+		{"DURATION_MS", duration},
+		{"RESULT", c->result},
+	};
+	log_event(ok ? LOG_INFO : LOG_WARNING, TCPMAP_MID_CLOSE, "close", f, ELEMENTSOF(f),
+		  "%s %s -> %s: %s, %s bytes in, %s bytes out, %s ms",
+		  c->mapping ? c->mapping->name : "-", client, upstream, c->result, bytes_in,
+		  bytes_out, duration);
+}
+
+static struct conn *conn_free(struct conn *c) {
+	struct worker *w = c->worker;
+
+	sd_event_source_disable_unref(c->client_source);
+	sd_event_source_disable_unref(c->upstream_source);
+	sd_event_source_disable_unref(c->timer);
+	resolve_cancel(w->resolver, c->resolve_token);
+	relay_release(&c->relay);
+	safe_close(c->client_fd);
+	safe_close(c->upstream_fd);
+	config_unref(c->config);
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->n_conns--;
+	atomic_fetch_sub(&w->server->n_active, 1);
+	free(c);
+	return NULL;
+}
+
+static void conn_finish(struct conn *c, const char *result) {
+	struct server *s = c->worker->server;
+
+	c->result = result;
+	if (c->slot) {
+		if (!c->connected && (streq(result, "connect_failed") || streq(result, "connect_timeout")))
+			breaker_table_connect_failed(s->breakers, c->slot);
+		breaker_table_release(s->breakers, c->slot, c->relay.up.bytes, c->relay.down.bytes);
+		c->slot = 0;
+	}
+	log_close(c);
+	conn_free(c);
+}
+
+/* ---- relaying ---- */
+
+static void conn_pump(struct conn *c) {
+	int r = relay_pump(&c->relay);
+	if (r < 0) {
+		/* A reset or broken pipe on either side ends the connection; bytes already
+		 * delivered are counted, nothing else is pending by definition. */
+		conn_finish(c, "ok");
+		return;
+	}
+	if (r & RELAY_PROGRESS)
+		c->last_activity_usec = event_now(c);
+	if (r & RELAY_DONE) {
+		conn_finish(c, "ok");
+		return;
+	}
+	relay_trim(&c->relay);
+}
+
+static int on_relay_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+	(void)src, (void)fd, (void)revents;
+	conn_pump(userdata);
+	return 0;
+}
+
+static int start_relay(struct conn *c) {
+	int r;
+
+	c->state = CONN_RELAYING;
+	relay_init(&c->relay, c->client_fd, c->upstream_fd);
+	c->last_activity_usec = event_now(c);
+
+	sd_event_source_disable_unref(c->upstream_source);
+	c->upstream_source = NULL;
+	r = sd_event_add_io(c->worker->event, &c->upstream_source, c->upstream_fd,
+			    EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_relay_io, c);
+	if (r < 0)
+		return r;
+	r = sd_event_source_set_io_events(c->client_source, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+	if (r < 0)
+		return r;
+	if (c->mapping->idle_timeout_ms > 0)
+		r = set_deadline(c, c->last_activity_usec + (uint64_t)c->mapping->idle_timeout_ms * 1000);
+	else
+		r = set_deadline(c, UINT64_MAX);
+	if (r < 0)
+		return r;
+	conn_pump(c); /* bytes may already be waiting on either side */
+	return 0;
+}
+
+/* ---- connecting ---- */
+
+static void on_connected(struct conn *c) {
+	struct server *s = c->worker->server;
+
+	c->connected = true;
+	breaker_table_connected(s->breakers, c->slot);
+	if (c->proxy_len > 0) {
+		/* A fresh socket's send buffer always has room for one small header. */
+		ssize_t n = send(c->upstream_fd, c->proxy_header, c->proxy_len, MSG_NOSIGNAL);
+		if (n != (ssize_t)c->proxy_len) {
+			conn_finish(c, "connect_failed");
+			return;
+		}
+	}
+	if (start_relay(c) < 0)
+		conn_finish(c, "connect_failed");
+}
+
+static int on_upstream_connect(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+	struct conn *c = userdata;
+	int err = 0;
+	socklen_t len = sizeof err;
+
+	(void)src, (void)revents;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err == 0) {
+		on_connected(c);
+		return 0;
+	}
+	char addr[64];
+	format_addr(&c->upstream_addr, addr, sizeof addr);
+	log_debug("mapping \"%s\": connect to %s failed: %s", c->mapping->name, addr, strerror(err));
+	c->addr_index++;
+	if (conn_connect_next(c) < 0)
+		conn_finish(c, "connect_failed");
+	return 0;
+}
+
+/* Try addresses from addr_index on; returns 0 while a connect is under way or done,
+ * -errno when none is left. */
+static int conn_connect_next(struct conn *c) {
+	static const int one = 1;
+
+	c->upstream_source = sd_event_source_disable_unref(c->upstream_source);
+	c->upstream_fd = safe_close(c->upstream_fd);
+
+	for (; c->addr_index < c->addrs.n; c->addr_index++) {
+		const struct sockaddr *sa = (const struct sockaddr *)&c->addrs.addrs[c->addr_index];
+		socklen_t len = c->addrs.lens[c->addr_index];
+
+		c->upstream_addr = c->addrs.addrs[c->addr_index];
+		c->upstream_addr_len = len;
+		c->upstream_fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (c->upstream_fd < 0)
+			continue;
+		(void)setsockopt(c->upstream_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		if (connect(c->upstream_fd, sa, len) == 0) {
+			on_connected(c);
+			return 0;
+		}
+		if (errno == EINPROGRESS) {
+			int r = sd_event_add_io(c->worker->event, &c->upstream_source, c->upstream_fd,
+						EPOLLOUT, on_upstream_connect, c);
+			if (r < 0)
+				return r;
+			return 0;
+		}
+		c->upstream_fd = safe_close(c->upstream_fd);
+	}
+	return -ECONNREFUSED;
+}
+
+static void on_resolved(const struct resolve_result *r, void *userdata) {
+	struct conn *c = userdata;
+
+	c->resolve_token = 0;
+	if (r->error < 0 || r->n == 0) {
+		log_debug("mapping \"%s\": resolving %s: %s", c->mapping->name,
+			  c->mapping->upstream_host, strerror(-(r->error ? r->error : -EHOSTUNREACH)));
+		conn_finish(c, "connect_failed");
+		return;
+	}
+	c->addrs = *r;
+	c->addr_index = 0;
+	c->state = CONN_CONNECTING;
+	if (conn_connect_next(c) < 0)
+		conn_finish(c, "connect_failed");
+}
+
+/* ---- routing and admission ---- */
+
+static void conn_route(struct conn *c, const char *sni, const char *not_found_result) {
+	struct server *s = c->worker->server;
+	struct mapping_group *g = route_select_group(c->listener, sni);
+	bool eligible[ROUTE_MAX_GROUP_MAPPINGS];
+	bool any_open = false;
+
+	if (!g) {
+		if (sni && streq(not_found_result, "unknown_sni")) {
+			/* TLS alert unrecognized_name(112), fatal: the doc's "handshake fails". */
+			static const uint8_t alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70};
+			ssize_t _unused_ n = send(c->client_fd, alert, sizeof alert, MSG_NOSIGNAL);
+		}
+		conn_finish(c, not_found_result);
+		return;
+	}
+	c->group = g;
+
+	for (size_t i = 0; i < g->n_mappings && i < ROUTE_MAX_GROUP_MAPPINGS; i++) {
+		struct mapping *m = g->mappings[i];
+		eligible[i] = breaker_table_would_admit(s->breakers, m->breaker_entry,
+							&m->circuit_breakers);
+		any_open = any_open || !eligible[i];
+	}
+	int idx = breaker_table_pick(s->breakers, g, any_open ? eligible : NULL);
+	if (idx < 0 && any_open) {
+		/* every mapping's breaker is open: the weighted choice decides whose overflow
+		 * this is */
+		idx = breaker_table_pick(s->breakers, g, NULL);
+	}
+	if (idx < 0) {
+		conn_finish(c, "connect_failed"); /* every weight is 0 */
+		return;
+	}
+	c->mapping = g->mappings[idx];
+
+	int r = breaker_table_admit(s->breakers, c->mapping->breaker_entry,
+				    &c->mapping->circuit_breakers, &c->slot);
+	if (r < 0) {
+		char client[64];
+		format_addr(&c->client_addr, client, sizeof client);
+		struct log_field f[] = {{"MAPPING", c->mapping->name},
+					{"CLIENT", client},
+					{"UPSTREAM", c->mapping->service},
+					{"RESULT", "breaker_overflow"}};
+		log_event(LOG_WARNING, TCPMAP_MID_OVERFLOW, "overflow", f, ELEMENTSOF(f),
+			  "mapping \"%s\": circuit breaker open for %s, closing %s",
+			  c->mapping->name, c->mapping->cluster, client);
+		c->slot = 0;
+		conn_finish(c, "breaker_overflow");
+		return;
+	}
+	if (any_open && eligible[idx]) {
+		struct log_field f[] = {{"MAPPING", c->mapping->name}};
+		log_event(LOG_NOTICE, TCPMAP_MID_FAILOVER, "failover", f, ELEMENTSOF(f),
+			  "group %s: a circuit breaker is open, routing to \"%s\"", g->key,
+			  c->mapping->name);
+	}
+
+	if (c->mapping->proxy_protocol != PROXY_PROTOCOL_NONE) {
+		int n = proxyproto_write(c->mapping->proxy_protocol,
+					 (const struct sockaddr *)&c->client_addr,
+					 (const struct sockaddr *)&c->local_addr, c->proxy_header,
+					 sizeof c->proxy_header);
+		if (n < 0) {
+			conn_finish(c, "connect_failed");
+			return;
+		}
+		c->proxy_len = (size_t)n;
+	}
+
+	uint64_t deadline = event_now(c) + (uint64_t)c->mapping->connect_timeout_ms * 1000;
+	if (set_deadline(c, deadline) < 0) {
+		conn_finish(c, "connect_failed");
+		return;
+	}
+	c->state = CONN_RESOLVING;
+	r = resolve_start(c->worker->resolver, c->mapping->upstream_host, c->mapping->upstream_port,
+			  c->mapping->enable_ipv4, c->mapping->enable_ipv6, on_resolved, c,
+			  &c->resolve_token);
+	if (r < 0)
+		conn_finish(c, "connect_failed");
+}
+
+/* ---- preread ---- */
+
+static void conn_preread(struct conn *c) {
+	uint8_t buf[SNI_MAX_PEEK];
+	struct client_hello hello;
+
+	ssize_t n = recv(c->client_fd, buf, sizeof buf, MSG_PEEK);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		conn_finish(c, "not_tls");
+		return;
+	}
+	if (n == 0) {
+		conn_finish(c, "not_tls");
+		return;
+	}
+	enum sni_result r = sni_parse(buf, (size_t)n, &hello);
+	switch (r) {
+	case SNI_NEED_MORE:
+		return;
+	case SNI_FOUND:
+		snprintf(c->sni, sizeof c->sni, "%s", hello.sni);
+		conn_route(c, c->sni, "unknown_sni");
+		return;
+	case SNI_NONE:
+		conn_route(c, NULL, "unknown_sni");
+		return;
+	case SNI_NOT_TLS:
+	case SNI_INVALID:
+		conn_route(c, NULL, "not_tls");
+		return;
+	}
+}
+
+static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+	struct conn *c = userdata;
+	(void)src, (void)fd, (void)revents;
+
+	switch (c->state) {
+	case CONN_PREREAD:
+		conn_preread(c);
+		break;
+	case CONN_RELAYING:
+		conn_pump(c);
+		break;
+	default:
+		break; /* bytes wait in the socket until the relay starts */
+	}
+	return 0;
+}
+
+static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+	struct conn *c = userdata;
+	(void)src;
+
+	switch (c->state) {
+	case CONN_PREREAD:
+		conn_finish(c, "preread_timeout");
+		break;
+	case CONN_RESOLVING:
+	case CONN_CONNECTING:
+		conn_finish(c, "connect_timeout");
+		break;
+	case CONN_RELAYING: {
+		uint64_t idle = (uint64_t)c->mapping->idle_timeout_ms * 1000;
+		if (usec >= c->last_activity_usec + idle)
+			conn_finish(c, "idle_timeout");
+		else if (set_deadline(c, c->last_activity_usec + idle) < 0)
+			conn_finish(c, "idle_timeout");
+		break;
+	}
+	}
+	return 0;
+}
+
+int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t local_len) {
+	struct server *s = w->server;
+	struct conn *c;
+	int r;
+
+	c = calloc(1, sizeof *c);
+	if (!c) {
+		safe_close(fd);
+		return -ENOMEM;
+	}
+	c->worker = w;
+	c->client_fd = fd;
+	c->upstream_fd = -EBADF;
+	c->relay.up.pipe_r = c->relay.up.pipe_w = -EBADF;
+	c->relay.down.pipe_r = c->relay.down.pipe_w = -EBADF;
+	c->start_usec = now_usec();
+	c->result = "ok";
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	w->n_conns++;
+	atomic_fetch_add(&s->n_active, 1);
+	atomic_fetch_add(&s->n_total, 1);
+
+	memcpy(&c->local_addr, local, local_len);
+	c->local_addr_len = local_len;
+	c->client_addr_len = sizeof c->client_addr;
+	if (getpeername(fd, (struct sockaddr *)&c->client_addr, &c->client_addr_len) < 0)
+		c->client_addr_len = 0;
+
+	c->config = server_config_get(s);
+	c->listener = config_find_listener(c->config, local, local_len);
+	if (!c->listener) {
+		char addr[64];
+		format_addr(&c->local_addr, addr, sizeof addr);
+		log_warning("no mapping listens on %s, closing the connection", addr);
+		conn_finish(c, "connect_failed");
+		return -ENOENT;
+	}
+
+	static const int one = 1;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+
+	r = sd_event_add_time(w->event, &c->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_timer, c);
+	if (r >= 0)
+		r = sd_event_add_io(w->event, &c->client_source, fd, EPOLLIN | EPOLLRDHUP | EPOLLET,
+				    on_client_io, c);
+	if (r < 0) {
+		conn_finish(c, "connect_failed");
+		return r;
+	}
+
+	if (c->listener->needs_sni) {
+		c->state = CONN_PREREAD;
+		r = set_deadline(c, event_now(c) + (uint64_t)c->config->module.preread_timeout_ms * 1000);
+		if (r < 0) {
+			conn_finish(c, "preread_timeout");
+			return r;
+		}
+		conn_preread(c);
+		return 0;
+	}
+	conn_route(c, NULL, "connect_failed");
+	return 0;
+}
+
+void conn_close_all(struct worker *w) {
+	while (w->conns)
+		conn_finish(w->conns, "ok");
+}

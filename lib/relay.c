@@ -1,0 +1,137 @@
+/* relay.c — splice pump; see relay.h. Must never lose a byte: data is only ever moved
+ * kernel-side (socket -> pipe -> socket), and a FIN is forwarded only once the pipe is empty. */
+#include "relay.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include "util.h"
+
+/* systemd-socket-proxyd's bulk lead comes from large pipes; 256 KiB lets one splice move a
+ * burst without a round trip through the event loop. Pages are only used while data sits
+ * in the pipe. */
+#define RELAY_PIPE_SIZE (256 * 1024)
+
+/* Empty pipes kept per thread for reuse: an idle connection then holds no pipe at all. */
+#define PIPE_POOL_MAX 64
+static __thread int pipe_pool[PIPE_POOL_MAX][2];
+static __thread int pipe_pool_n;
+
+static int pipe_get(int *rd, int *wr) {
+	int p[2];
+
+	if (pipe_pool_n > 0) {
+		pipe_pool_n--;
+		*rd = pipe_pool[pipe_pool_n][0];
+		*wr = pipe_pool[pipe_pool_n][1];
+		return 0;
+	}
+	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
+		return -errno;
+	(void)fcntl(p[1], F_SETPIPE_SZ, RELAY_PIPE_SIZE); /* best effort: pipe-max-size may cap it */
+	*rd = p[0];
+	*wr = p[1];
+	return 0;
+}
+
+/* Only an empty pipe may go back to the pool: a pooled pipe must never carry one
+ * connection's bytes into another. */
+static void pipe_put(int *rd, int *wr, bool empty) {
+	if (*rd < 0)
+		return;
+	if (empty && pipe_pool_n < PIPE_POOL_MAX) {
+		pipe_pool[pipe_pool_n][0] = *rd;
+		pipe_pool[pipe_pool_n][1] = *wr;
+		pipe_pool_n++;
+	} else {
+		safe_close(*rd);
+		safe_close(*wr);
+	}
+	*rd = *wr = -EBADF;
+}
+
+static void direction_init(struct relay_direction *d, int from, int to) {
+	*d = (struct relay_direction){.from = from, .to = to, .pipe_r = -EBADF, .pipe_w = -EBADF};
+}
+
+void relay_init(struct relay *r, int client_fd, int upstream_fd) {
+	direction_init(&r->up, client_fd, upstream_fd);
+	direction_init(&r->down, upstream_fd, client_fd);
+}
+
+static bool is_soft_error(int e) { return e == EAGAIN || e == EINTR; }
+
+/* Returns RELAY_PROGRESS if anything moved, 0 if blocked, -errno on hard error. */
+static int direction_pump(struct relay_direction *d) {
+	int flags = 0;
+
+	for (;;) {
+		bool moved = false;
+
+		if (!d->eof) {
+			if (d->pipe_r < 0) {
+				int e = pipe_get(&d->pipe_r, &d->pipe_w);
+				if (e < 0)
+					return e;
+			}
+			ssize_t n = splice(d->from, NULL, d->pipe_w, NULL, RELAY_PIPE_SIZE,
+					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (n > 0) {
+				d->in_pipe += (uint64_t)n;
+				moved = true;
+			} else if (n == 0) {
+				d->eof = true;
+				moved = true;
+			} else if (!is_soft_error(errno))
+				return -errno;
+		}
+		if (d->in_pipe > 0) {
+			ssize_t n = splice(d->pipe_r, NULL, d->to, NULL, d->in_pipe,
+					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (n > 0) {
+				d->in_pipe -= (uint64_t)n;
+				d->bytes += (uint64_t)n;
+				moved = true;
+			} else if (n < 0 && !is_soft_error(errno))
+				return -errno;
+		}
+		if (!moved)
+			break;
+		flags |= RELAY_PROGRESS;
+	}
+
+	if (d->eof && d->in_pipe == 0 && !d->shut) {
+		/* ENOTCONN: the peer is already fully gone; the other direction will say so. */
+		if (shutdown(d->to, SHUT_WR) < 0 && errno != ENOTCONN)
+			return -errno;
+		d->shut = true;
+		pipe_put(&d->pipe_r, &d->pipe_w, true);
+		flags |= RELAY_PROGRESS;
+	}
+	return flags;
+}
+
+int relay_pump(struct relay *r) {
+	int a = direction_pump(&r->up);
+	if (a < 0)
+		return a;
+	int b = direction_pump(&r->down);
+	if (b < 0)
+		return b;
+	int flags = a | b;
+	if (r->up.shut && r->down.shut)
+		flags |= RELAY_DONE;
+	return flags;
+}
+
+void relay_trim(struct relay *r) {
+	if (r->up.in_pipe == 0)
+		pipe_put(&r->up.pipe_r, &r->up.pipe_w, true);
+	if (r->down.in_pipe == 0)
+		pipe_put(&r->down.pipe_r, &r->down.pipe_w, true);
+}
+
+void relay_release(struct relay *r) {
+	pipe_put(&r->up.pipe_r, &r->up.pipe_w, r->up.in_pipe == 0);
+	pipe_put(&r->down.pipe_r, &r->down.pipe_w, r->down.in_pipe == 0);
+}

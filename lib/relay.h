@@ -1,0 +1,39 @@
+/* relay.h — moving bytes between two connected sockets with splice(2) through a pipe per
+ * direction, keeping half-close: a FIN from one side becomes shutdown(SHUT_WR) on the other
+ * once everything before it has been delivered.
+ *
+ * It knows nothing of event loops, YAML or TLS: the caller calls relay_pump() whenever
+ * either socket may have become readable or writable (edge-triggered is fine: the pump
+ * always runs until both directions are blocked). */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct relay_direction {
+	int from, to;
+	int pipe_r, pipe_w; /* -EBADF until the first byte needs them */
+	uint64_t in_pipe;   /* bytes read from `from` not yet written to `to` */
+	uint64_t bytes;     /* bytes delivered to `to` */
+	bool eof;           /* read 0 from `from` */
+	bool shut;          /* shutdown(to, SHUT_WR) done */
+};
+
+struct relay {
+	struct relay_direction up;   /* client -> upstream */
+	struct relay_direction down; /* upstream -> client */
+};
+
+enum {
+	RELAY_PROGRESS = 1 << 0, /* some byte moved, or an EOF was seen */
+	RELAY_DONE = 1 << 1,     /* both directions finished: close both sockets */
+};
+
+void relay_init(struct relay *r, int client_fd, int upstream_fd);
+/* Move what can move now. Returns a mask of RELAY_* flags, or -errno on a hard error of
+ * either socket (reset, broken pipe): the caller then closes both. */
+int relay_pump(struct relay *r);
+/* Close the pipes (not the sockets). */
+void relay_release(struct relay *r);
+/* Return a direction's pipe to the pool when it is empty, so idle connections hold none. */
+void relay_trim(struct relay *r);

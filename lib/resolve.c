@@ -1,0 +1,335 @@
+/* resolve.c — see resolve.h. One process-wide resolver thread and a small positive cache.
+ * It never calls back on a thread other than the queue owner's. */
+#include "resolve.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+
+#include "util.h"
+
+/* Same order of magnitude as Envoy's default DNS refresh for STRICT_DNS clusters (5 s). */
+#define RESOLVE_CACHE_MS 5000
+#define RESOLVE_CACHE_SIZE 64
+
+struct resolve_request {
+	struct resolve_request *next;
+	struct resolve_queue *queue;
+	uint64_t token;
+	bool cancelled;
+	char host[256];
+	uint16_t port;
+	bool v4, v6;
+	resolve_callback_t callback;
+	void *userdata;
+	struct resolve_result result;
+};
+
+struct resolve_queue {
+	int efd;
+	pthread_mutex_t lock;
+	struct resolve_request *done; /* finished, waiting for dispatch */
+};
+
+struct cache_entry {
+	char host[256];
+	uint16_t port;
+	bool v4, v6;
+	uint64_t expires_ms;
+	struct resolve_result result;
+};
+
+static pthread_mutex_t resolver_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t resolver_cond = PTHREAD_COND_INITIALIZER;
+static struct resolve_request *resolver_head, *resolver_tail;
+static struct resolve_request *resolver_current; /* being looked up, until queued as done */
+static bool resolver_started;
+static uint64_t resolver_next_token = 1;
+static struct cache_entry cache[RESOLVE_CACHE_SIZE];
+
+void resolve_filter(struct resolve_result *r, bool enable_ipv4, bool enable_ipv6) {
+	struct resolve_result out = {.error = 0};
+
+	/* two passes: IPv6 first, then IPv4 */
+	for (int pass = 0; pass < 2; pass++) {
+		int fam = pass == 0 ? AF_INET6 : AF_INET;
+		if ((fam == AF_INET6 && !enable_ipv6) || (fam == AF_INET && !enable_ipv4))
+			continue;
+		for (size_t i = 0; i < r->n && out.n < RESOLVE_MAX_ADDRS; i++) {
+			if (r->addrs[i].ss_family != fam)
+				continue;
+			bool dup = false;
+			for (size_t j = 0; j < out.n; j++)
+				if (out.lens[j] == r->lens[i] &&
+				    memcmp(&out.addrs[j], &r->addrs[i], r->lens[i]) == 0)
+					dup = true;
+			if (dup)
+				continue;
+			out.addrs[out.n] = r->addrs[i];
+			out.lens[out.n] = r->lens[i];
+			out.n++;
+		}
+	}
+	out.error = out.n > 0 ? 0 : (r->error ? r->error : -EHOSTUNREACH);
+	*r = out;
+}
+
+int resolve_numeric(const char *host, uint16_t port, bool enable_ipv4, bool enable_ipv6,
+		    struct resolve_result *ret) {
+	struct resolve_result r = {.error = 0};
+	struct sockaddr_in *sin = (struct sockaddr_in *)&r.addrs[0];
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&r.addrs[0];
+
+	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		r.lens[0] = sizeof *sin;
+	} else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		r.lens[0] = sizeof *sin6;
+	} else
+		return -EAGAIN;
+	r.n = 1;
+	resolve_filter(&r, enable_ipv4, enable_ipv6);
+	*ret = r;
+	return 0;
+}
+
+static void lookup(struct resolve_request *req) {
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
+	struct addrinfo *res = NULL;
+	char port[8];
+	struct resolve_result *r = &req->result;
+
+	hints.ai_family = req->v4 && req->v6 ? AF_UNSPEC : req->v6 ? AF_INET6 : AF_INET;
+	/* loopback-only hosts (tests, sandboxes) have no global address; AI_ADDRCONFIG would
+	 * then hide ::1 and 127.0.0.1 entries of /etc/hosts */
+	hints.ai_flags = 0;
+	snprintf(port, sizeof port, "%u", req->port);
+	int e = getaddrinfo(req->host, port, &hints, &res);
+	if (e != 0) {
+		r->error = e == EAI_NONAME || e == EAI_NODATA ? -EHOSTUNREACH
+			   : e == EAI_AGAIN			? -EAGAIN
+			   : e == EAI_SYSTEM			? -errno
+								: -EIO;
+		return;
+	}
+	for (struct addrinfo *ai = res; ai && r->n < RESOLVE_MAX_ADDRS; ai = ai->ai_next) {
+		if (ai->ai_addrlen > sizeof r->addrs[0])
+			continue;
+		memcpy(&r->addrs[r->n], ai->ai_addr, ai->ai_addrlen);
+		r->lens[r->n] = ai->ai_addrlen;
+		r->n++;
+	}
+	freeaddrinfo(res);
+	resolve_filter(r, req->v4, req->v6);
+}
+
+static bool cache_lookup(const char *host, uint16_t port, bool v4, bool v6,
+			 struct resolve_result *ret) {
+	uint64_t now = now_ms();
+	bool hit = false;
+
+	pthread_mutex_lock(&resolver_lock);
+	for (size_t i = 0; i < RESOLVE_CACHE_SIZE; i++) {
+		struct cache_entry *c = &cache[i];
+		if (c->expires_ms > now && c->port == port && c->v4 == v4 && c->v6 == v6 &&
+		    streq(c->host, host)) {
+			*ret = c->result;
+			hit = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&resolver_lock);
+	return hit;
+}
+
+static void cache_store(const struct resolve_request *req) {
+	size_t victim = 0;
+
+	if (req->result.error)
+		return; /* never cache failures: the upstream may come up any moment */
+	for (size_t i = 0; i < RESOLVE_CACHE_SIZE; i++)
+		if (cache[i].expires_ms < cache[victim].expires_ms)
+			victim = i;
+	struct cache_entry *c = &cache[victim];
+	snprintf(c->host, sizeof c->host, "%s", req->host);
+	c->port = req->port;
+	c->v4 = req->v4;
+	c->v6 = req->v6;
+	c->result = req->result;
+	c->expires_ms = now_ms() + RESOLVE_CACHE_MS;
+}
+
+static void *resolver_thread(void *arg) {
+	(void)arg;
+	for (;;) {
+		pthread_mutex_lock(&resolver_lock);
+		while (!resolver_head)
+			pthread_cond_wait(&resolver_cond, &resolver_lock);
+		struct resolve_request *req = resolver_head;
+		resolver_head = req->next;
+		if (!resolver_head)
+			resolver_tail = NULL;
+		resolver_current = req;
+		pthread_mutex_unlock(&resolver_lock);
+
+		lookup(req);
+
+		pthread_mutex_lock(&resolver_lock);
+		cache_store(req);
+		struct resolve_queue *q = req->queue;
+		pthread_mutex_lock(&q->lock);
+		req->next = q->done;
+		q->done = req;
+		pthread_mutex_unlock(&q->lock);
+		resolver_current = NULL;
+		pthread_mutex_unlock(&resolver_lock);
+		uint64_t one = 1;
+		ssize_t _unused_ w = write(q->efd, &one, sizeof one);
+	}
+	return NULL;
+}
+
+int resolve_queue_new(struct resolve_queue **ret, int *ret_fd) {
+	struct resolve_queue *q = calloc(1, sizeof *q);
+	if (!q)
+		return -ENOMEM;
+	q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (q->efd < 0) {
+		free(q);
+		return -errno;
+	}
+	pthread_mutex_init(&q->lock, NULL);
+	*ret = q;
+	*ret_fd = q->efd;
+	return 0;
+}
+
+void resolve_queue_free(struct resolve_queue *q) {
+	if (!q)
+		return;
+	/* Requests still with the resolver thread keep a pointer to q; the process is exiting
+	 * when a queue is freed, so leaving q allocated would only hide a real leak. Wait for
+	 * them instead, bounded by the resolver's own timeouts. */
+	for (int i = 0; i < 500; i++) {
+		bool busy = false;
+		pthread_mutex_lock(&resolver_lock);
+		for (struct resolve_request *r = resolver_head; r; r = r->next)
+			if (r->queue == q)
+				busy = true;
+		if (resolver_current && resolver_current->queue == q)
+			busy = true;
+		pthread_mutex_unlock(&resolver_lock);
+		pthread_mutex_lock(&q->lock);
+		busy = busy || q->done != NULL;
+		pthread_mutex_unlock(&q->lock);
+		if (!busy)
+			break;
+		resolve_queue_dispatch(q);
+		usleep(10000);
+	}
+	safe_close(q->efd);
+	pthread_mutex_destroy(&q->lock);
+	free(q);
+}
+
+void resolve_queue_dispatch(struct resolve_queue *q) {
+	uint64_t v;
+	ssize_t _unused_ n = read(q->efd, &v, sizeof v);
+
+	pthread_mutex_lock(&q->lock);
+	struct resolve_request *list = q->done;
+	q->done = NULL;
+	pthread_mutex_unlock(&q->lock);
+
+	while (list) {
+		struct resolve_request *req = list;
+		list = req->next;
+		if (!req->cancelled)
+			req->callback(&req->result, req->userdata);
+		free(req);
+	}
+}
+
+static int ensure_thread(void) {
+	pthread_t t;
+	pthread_attr_t attr;
+	int r;
+
+	if (resolver_started)
+		return 0;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	r = -pthread_create(&t, &attr, resolver_thread, NULL);
+	pthread_attr_destroy(&attr);
+	if (r == 0)
+		resolver_started = true;
+	return r;
+}
+
+int resolve_start(struct resolve_queue *q, const char *host, uint16_t port, bool enable_ipv4,
+		  bool enable_ipv6, resolve_callback_t callback, void *userdata, uint64_t *ret_token) {
+	struct resolve_result r;
+
+	*ret_token = 0;
+	if (resolve_numeric(host, port, enable_ipv4, enable_ipv6, &r) == 0 ||
+	    cache_lookup(host, port, enable_ipv4, enable_ipv6, &r)) {
+		callback(&r, userdata);
+		return 0;
+	}
+
+	struct resolve_request *req = calloc(1, sizeof *req);
+	if (!req)
+		return -ENOMEM;
+	if (strlen(host) >= sizeof req->host) {
+		free(req);
+		return -ENAMETOOLONG;
+	}
+	strcpy(req->host, host);
+	req->port = port;
+	req->v4 = enable_ipv4;
+	req->v6 = enable_ipv6;
+	req->callback = callback;
+	req->userdata = userdata;
+	req->queue = q;
+
+	pthread_mutex_lock(&resolver_lock);
+	int e = ensure_thread();
+	if (e < 0) {
+		pthread_mutex_unlock(&resolver_lock);
+		free(req);
+		return e;
+	}
+	req->token = resolver_next_token++;
+	*ret_token = req->token;
+	if (resolver_tail)
+		resolver_tail->next = req;
+	else
+		resolver_head = req;
+	resolver_tail = req;
+	pthread_cond_signal(&resolver_cond);
+	pthread_mutex_unlock(&resolver_lock);
+	return 0;
+}
+
+void resolve_cancel(struct resolve_queue *q, uint64_t token) {
+	if (token == 0)
+		return;
+	/* The request is either queued, being looked up, or done: mark it wherever it is. */
+	pthread_mutex_lock(&resolver_lock);
+	for (struct resolve_request *r = resolver_head; r; r = r->next)
+		if (r->token == token)
+			r->cancelled = true;
+	if (resolver_current && resolver_current->token == token)
+		resolver_current->cancelled = true;
+	pthread_mutex_unlock(&resolver_lock);
+	pthread_mutex_lock(&q->lock);
+	for (struct resolve_request *r = q->done; r; r = r->next)
+		if (r->token == token)
+			r->cancelled = true;
+	pthread_mutex_unlock(&q->lock);
+}

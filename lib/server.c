@@ -1,0 +1,546 @@
+/* server.c — the process around the connections: where sockets come from, worker threads,
+ * signals, reload, sd_notify. Must never close a listening socket it was given by systemd
+ * (systemd owns it) and never let one bad config replace a good one. */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+
+#include "log.h"
+#include "server-internal.h"
+
+#define ACCEPT_BATCH 64
+#define ACCEPT_RETRY_USEC (100 * 1000)
+
+struct config *server_config_get(struct server *s) {
+	pthread_mutex_lock(&s->config_lock);
+	struct config *c = config_ref(s->config);
+	pthread_mutex_unlock(&s->config_lock);
+	return c;
+}
+
+static void log_diags(const struct diag_list *d, bool rejected) {
+	for (size_t i = 0; i < d->n; i++) {
+		const struct diag *x = &d->items[i];
+		int prio = x->level == DIAG_ERROR ? LOG_ERR : x->level == DIAG_WARNING ? LOG_WARNING : LOG_DEBUG;
+		if (x->level == DIAG_ERROR) {
+			struct log_field f[] = {{"CONFIG_FILE", x->file}};
+			log_event(prio, rejected ? TCPMAP_MID_CONFIG_REJECTED : TCPMAP_MID_CONFIG,
+				  "config_rejected", f, ELEMENTSOF(f), "%s", x->message);
+		} else
+			log_msg(prio, "%s", x->message);
+	}
+}
+
+/* Load the config and give every mapping its breaker entry. */
+static int load_config(struct server *s, struct config **ret) {
+	struct diag_list diags = {0};
+	struct config *c = NULL;
+	int r;
+
+	size_t n_paths = 0;
+	while (s->opts.config_paths[n_paths])
+		n_paths++;
+	r = config_load(s->opts.config_paths, n_paths, NULL, &c, &diags);
+	log_diags(&diags, true);
+	diag_list_free(&diags);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < c->n_mappings; i++) {
+		r = breaker_table_entry(s->breakers, c->mappings[i]->cluster, &c->mappings[i]->breaker_entry);
+		if (r < 0) {
+			config_unref(c);
+			return log_error_errno(r, "breaker table: no room for cluster %s",
+					       c->mappings[i]->cluster);
+		}
+	}
+	*ret = c;
+	return 0;
+}
+
+static void notify_status(struct server *s) {
+	struct config *c = server_config_get(s);
+	sd_notifyf(0, "STATUS=%llu active connections, %llu total, config generation %llu",
+		   (unsigned long long)atomic_load(&s->n_active),
+		   (unsigned long long)atomic_load(&s->n_total),
+		   (unsigned long long)(c ? c->generation : 0));
+	config_unref(c);
+}
+
+static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata) {
+	struct server *s = userdata;
+	struct config *c = NULL, *old;
+	(void)src, (void)si;
+
+	sd_notify(0, "RELOADING=1");
+	int r = load_config(s, &c);
+	if (r < 0) {
+		struct log_field f[] = {{"RESULT", "rejected"}};
+		log_event(LOG_ERR, TCPMAP_MID_CONFIG_REJECTED, "config_rejected", f, ELEMENTSOF(f),
+			  "reload failed, keeping config generation %llu",
+			  (unsigned long long)s->config->generation);
+		sd_notify(0, "READY=1");
+		notify_status(s);
+		return 0;
+	}
+	pthread_mutex_lock(&s->config_lock);
+	old = s->config;
+	s->config = c;
+	pthread_mutex_unlock(&s->config_lock);
+	config_unref(old);
+
+	char gen[24], n[24];
+	snprintf(gen, sizeof gen, "%llu", (unsigned long long)c->generation);
+	snprintf(n, sizeof n, "%zu", c->n_mappings);
+	struct log_field f[] = {{"CONFIG_GENERATION", gen}, {"MAPPINGS", n}};
+	log_event(LOG_INFO, TCPMAP_MID_CONFIG, "config", f, ELEMENTSOF(f),
+		  "config reloaded: generation %s, %s mappings", gen, n);
+	for (size_t i = 0; i < c->n_listeners; i++) {
+		bool have = false;
+		for (size_t j = 0; j < s->n_fds; j++)
+			if (config_find_listener(c, (struct sockaddr *)&s->fds[j].addr, s->fds[j].addr_len) == c->listeners[i])
+				have = true;
+		if (!have)
+			log_warning("port %u%s%s has no listening socket: add a socket unit for it "
+				    "(tcpmapctl units) or restart",
+				    c->listeners[i]->port, c->listeners[i]->address ? " on " : "",
+				    c->listeners[i]->address ? c->listeners[i]->address : "");
+	}
+	sd_notify(0, "READY=1");
+	notify_status(s);
+	return 0;
+}
+
+static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata) {
+	struct server *s = userdata;
+	(void)si;
+
+	sd_notify(0, "STOPPING=1");
+	atomic_store(&s->stopping, true);
+	return sd_event_exit(sd_event_source_get_event(src), 0);
+}
+
+static int on_tick(sd_event_source *src, uint64_t usec, void *userdata) {
+	struct server *s = userdata;
+
+	breaker_table_reap(s->breakers);
+	notify_status(s);
+	sd_event_source_set_time(src, usec + 1000000);
+	return 0;
+}
+
+/* ---- workers ---- */
+
+static void set_accepting(struct worker *w, bool on) {
+	for (size_t i = 0; i < w->server->n_fds; i++)
+		if (w->accept_sources[i])
+			sd_event_source_set_enabled(w->accept_sources[i], on ? SD_EVENT_ON : SD_EVENT_OFF);
+}
+
+static int on_accept_retry(sd_event_source *src, uint64_t usec, void *userdata) {
+	(void)src, (void)usec;
+	set_accepting(userdata, true);
+	return 0;
+}
+
+/* Out of fds: stop accepting for a moment instead of spinning on a backlog we cannot take
+ * (the kernel keeps the connections queued; the listen backlog sheds the rest). */
+static void shed(struct worker *w, int err) {
+	uint64_t now = now_usec();
+
+	set_accepting(w, false);
+	if (!w->accept_retry)
+		sd_event_add_time_relative(w->event, &w->accept_retry, CLOCK_MONOTONIC, ACCEPT_RETRY_USEC,
+					   10000, on_accept_retry, w);
+	else {
+		sd_event_source_set_time_relative(w->accept_retry, ACCEPT_RETRY_USEC);
+		sd_event_source_set_enabled(w->accept_retry, SD_EVENT_ONESHOT);
+	}
+	if (now - w->last_shed_log_usec > 1000000) {
+		w->last_shed_log_usec = now;
+		char n[24];
+		snprintf(n, sizeof n, "%llu", (unsigned long long)w->n_conns);
+		struct log_field f[] = {{"CONNECTIONS", n}};
+		log_event(LOG_WARNING, TCPMAP_MID_SHED, "shed", f, ELEMENTSOF(f),
+			  "cannot accept: %s; pausing accepts for 100 ms with %s connections open",
+			  strerror(err), n);
+	}
+}
+
+static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+	struct worker *w = userdata;
+	struct listen_fd *lf = NULL;
+	(void)src, (void)revents;
+
+	for (size_t i = 0; i < w->server->n_fds; i++)
+		if (w->server->fds[i].fd == fd)
+			lf = &w->server->fds[i];
+	if (!lf)
+		return 0;
+
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				shed(w, errno);
+			else if (errno != EAGAIN)
+				log_warning_errno(errno, "accept");
+			break;
+		}
+		if (lf->wildcard) {
+			struct sockaddr_storage local;
+			socklen_t len = sizeof local;
+			if (getsockname(cfd, (struct sockaddr *)&local, &len) < 0) {
+				safe_close(cfd);
+				continue;
+			}
+			conn_start(w, cfd, (struct sockaddr *)&local, len);
+		} else
+			conn_start(w, cfd, (struct sockaddr *)&lf->addr, lf->addr_len);
+	}
+	return 0;
+}
+
+static int on_resolver(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+	struct worker *w = userdata;
+	(void)src, (void)fd, (void)revents;
+	resolve_queue_dispatch(w->resolver);
+	return 0;
+}
+
+static int on_wake(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+	struct worker *w = userdata;
+	uint64_t v;
+	(void)revents;
+
+	ssize_t _unused_ n = read(fd, &v, sizeof v);
+	if (atomic_load(&w->server->stopping))
+		return sd_event_exit(sd_event_source_get_event(src), 0);
+	return 0;
+}
+
+/* Set up a worker's loop; with `event` given (the inetd model) it shares the main loop. */
+static int worker_init(struct worker *w, struct server *s, unsigned index, sd_event *event) {
+	int r, rfd;
+
+	w->server = s;
+	w->index = index;
+	w->wake_fd = -EBADF;
+	if (event)
+		w->event = sd_event_ref(event);
+	else {
+		r = sd_event_new(&w->event);
+		if (r < 0)
+			return r;
+	}
+	r = resolve_queue_new(&w->resolver, &rfd);
+	if (r < 0)
+		return r;
+	r = sd_event_add_io(w->event, &w->resolver_source, rfd, EPOLLIN, on_resolver, w);
+	if (r < 0)
+		return r;
+	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->wake_fd < 0)
+		return -errno;
+	r = sd_event_add_io(w->event, &w->wake_source, w->wake_fd, EPOLLIN, on_wake, w);
+	if (r < 0)
+		return r;
+	w->accept_sources = calloc(s->n_fds ? s->n_fds : 1, sizeof *w->accept_sources);
+	if (!w->accept_sources)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n_fds; i++) {
+		r = sd_event_add_io(w->event, &w->accept_sources[i], s->fds[i].fd, EPOLLIN, on_accept, w);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static void worker_done(struct worker *w) {
+	conn_close_all(w);
+	if (w->accept_sources)
+		for (size_t i = 0; i < w->server->n_fds; i++)
+			sd_event_source_disable_unref(w->accept_sources[i]);
+	free(w->accept_sources);
+	sd_event_source_disable_unref(w->accept_retry);
+	sd_event_source_disable_unref(w->wake_source);
+	sd_event_source_disable_unref(w->resolver_source);
+	resolve_queue_free(w->resolver);
+	safe_close(w->wake_fd);
+	sd_event_unref(w->event);
+}
+
+static void *worker_main(void *arg) {
+	struct worker *w = arg;
+	int r = sd_event_loop(w->event);
+	if (r < 0)
+		log_error_errno(r, "worker %u: event loop failed", w->index);
+	return NULL;
+}
+
+/* ---- where the sockets come from ---- */
+
+static bool sockaddr_is_wildcard(const struct sockaddr_storage *ss) {
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	if (ss->ss_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+	return false;
+}
+
+static int add_listen_fd(struct server *s, int fd) {
+	struct listen_fd *lf;
+	struct listen_fd *n = realloc(s->fds, (s->n_fds + 1) * sizeof *s->fds);
+	if (!n)
+		return -ENOMEM;
+	s->fds = n;
+	lf = &s->fds[s->n_fds++];
+	*lf = (struct listen_fd){.fd = fd};
+	lf->addr_len = sizeof lf->addr;
+	if (getsockname(fd, (struct sockaddr *)&lf->addr, &lf->addr_len) < 0)
+		return -errno;
+	lf->wildcard = sockaddr_is_wildcard(&lf->addr);
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0 && !(fl & O_NONBLOCK))
+		(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	return 0;
+}
+
+static int bind_listeners(struct server *s) {
+	static const int one = 1;
+
+	for (size_t i = 0; i < s->config->n_listeners; i++) {
+		struct listener *l = s->config->listeners[i];
+		const struct sockaddr *sa = (const struct sockaddr *)&l->sockaddr;
+		char where[80];
+
+		snprintf(where, sizeof where, "%s:%u", l->address ? l->address : "*", l->port);
+		_cleanup_close_ int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return log_error_errno(errno, "socket for %s", where);
+		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		if (bind(fd, sa, l->sockaddr_len) < 0)
+			return log_error_errno(errno, "cannot listen on %s", where);
+		if (listen(fd, 4096) < 0)
+			return log_error_errno(errno, "listen on %s", where);
+		int r = add_listen_fd(s, fd);
+		if (r < 0)
+			return r;
+		TAKE_FD(fd);
+		log_info("listening on %s", where);
+	}
+	return 0;
+}
+
+static bool is_listening(int fd) {
+	int v = 0;
+	socklen_t len = sizeof v;
+	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v;
+}
+
+static const char *default_runtime_dir(void) {
+	static char buf[4096];
+	const char *e = getenv("RUNTIME_DIRECTORY");
+	if (e && *e) {
+		/* several RuntimeDirectory= entries arrive colon-separated; ours is the first */
+		snprintf(buf, sizeof buf, "%s", e);
+		char *colon = strchr(buf, ':');
+		if (colon)
+			*colon = '\0';
+		return buf;
+	}
+	return "/run/tcpmap";
+}
+
+static int run_inetd(struct server *s, int fd) {
+	struct worker w = {0};
+	struct sockaddr_storage local;
+	socklen_t len = sizeof local;
+	int r;
+
+	if (getsockname(fd, (struct sockaddr *)&local, &len) < 0)
+		return log_error_errno(errno, "getsockname on the connection");
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return log_error_errno(errno, "fcntl");
+	r = worker_init(&w, s, 0, s->event);
+	if (r < 0) {
+		worker_done(&w);
+		return log_error_errno(r, "setting up the connection");
+	}
+	s->workers = &w;
+	s->n_workers = 1;
+	sd_notify(0, "READY=1");
+	conn_start(&w, fd, (struct sockaddr *)&local, len);
+	/* one connection, then exit: run until it is gone or we are told to stop */
+	while (w.n_conns > 0 && !atomic_load(&s->stopping)) {
+		r = sd_event_run(s->event, UINT64_MAX);
+		if (r < 0)
+			break;
+	}
+	worker_done(&w);
+	s->workers = NULL;
+	return r < 0 ? r : 0;
+}
+
+static int run_threaded(struct server *s) {
+	unsigned n = s->opts.workers;
+	int r;
+
+	if (n == 0) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		n = cpus > 0 ? (unsigned)cpus : 1;
+	}
+	s->workers = calloc(n, sizeof *s->workers);
+	if (!s->workers)
+		return log_error_errno(ENOMEM, "workers");
+	for (unsigned i = 0; i < n; i++) {
+		r = worker_init(&s->workers[i], s, i, NULL);
+		if (r < 0)
+			return log_error_errno(r, "worker %u", i);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		r = -pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
+		if (r < 0)
+			return log_error_errno(r, "starting worker %u", i);
+		s->n_workers = i + 1;
+	}
+
+	char gen[24];
+	snprintf(gen, sizeof gen, "%llu", (unsigned long long)s->config->generation);
+	struct log_field f[] = {{"CONFIG_GENERATION", gen}};
+	log_event(LOG_INFO, TCPMAP_MID_LIFECYCLE, "ready", f, ELEMENTSOF(f),
+		  "tcpmapd %s ready: %zu sockets, %u workers, %zu mappings", TCPMAP_VERSION, s->n_fds,
+		  n, s->config->n_mappings);
+	sd_notify(0, "READY=1");
+	notify_status(s);
+
+	r = sd_event_loop(s->event);
+
+	atomic_store(&s->stopping, true);
+	for (unsigned i = 0; i < s->n_workers; i++) {
+		uint64_t one = 1;
+		ssize_t _unused_ w = write(s->workers[i].wake_fd, &one, sizeof one);
+	}
+	for (unsigned i = 0; i < s->n_workers; i++)
+		pthread_join(s->workers[i].thread, NULL);
+	for (unsigned i = 0; i < n; i++)
+		worker_done(&s->workers[i]);
+	free(s->workers);
+	s->workers = NULL;
+	log_event(LOG_INFO, TCPMAP_MID_LIFECYCLE, "stop", NULL, 0, "tcpmapd stopped");
+	return r < 0 ? r : 0;
+}
+
+int server_run(const struct server_options *o) {
+	struct server s = {.opts = *o};
+	sigset_t mask;
+	int r, connected_fd = -EBADF;
+	bool own_fds = false;
+
+	pthread_mutex_init(&s.config_lock, NULL);
+	s.runtime_dir = o->runtime_dir ? o->runtime_dir : default_runtime_dir();
+	if (mkdir(s.runtime_dir, 0755) < 0 && errno != EEXIST)
+		return log_error_errno(errno, "cannot create runtime directory %s", s.runtime_dir);
+	r = breaker_table_open(s.runtime_dir, &s.breakers);
+	if (r == -EPROTO)
+		return log_error_errno(r, "%s/breakers was made by an incompatible tcpmap version; "
+					  "remove it once no tcpmap process runs", s.runtime_dir);
+	if (r < 0)
+		return log_error_errno(r, "cannot open the breaker table in %s", s.runtime_dir);
+
+	r = load_config(&s, &s.config);
+	if (r < 0) {
+		log_error("no valid configuration, exiting");
+		goto finish;
+	}
+	char gen[24];
+	snprintf(gen, sizeof gen, "%llu", (unsigned long long)s.config->generation);
+	struct log_field f[] = {{"CONFIG_GENERATION", gen}};
+	log_event(LOG_INFO, TCPMAP_MID_CONFIG, "config", f, ELEMENTSOF(f),
+		  "config loaded: generation %s, %zu mappings, %zu listeners", gen,
+		  s.config->n_mappings, s.config->n_listeners);
+
+	/* Where do the sockets come from? */
+	if (o->inetd)
+		connected_fd = STDIN_FILENO;
+	else {
+		int n = sd_listen_fds(1);
+		if (n < 0) {
+			r = log_error_errno(n, "reading LISTEN_FDS");
+			goto finish;
+		}
+		if (n == 1 && !is_listening(SD_LISTEN_FDS_START))
+			connected_fd = SD_LISTEN_FDS_START;
+		else
+			for (int i = 0; i < n; i++) {
+				int fd = SD_LISTEN_FDS_START + i;
+				if (!is_listening(fd)) {
+					log_warning("fd %d from systemd is not a listening socket, ignoring", fd);
+					continue;
+				}
+				r = add_listen_fd(&s, fd);
+				if (r < 0) {
+					log_error_errno(r, "fd %d from systemd", fd);
+					goto finish;
+				}
+			}
+		if (n == 0) {
+			own_fds = true;
+			r = bind_listeners(&s);
+			if (r < 0)
+				goto finish;
+		}
+	}
+
+	signal(SIGPIPE, SIG_IGN); /* splice has no MSG_NOSIGNAL: a vanished peer is EPIPE */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL); /* before any thread starts: they inherit it */
+
+	r = sd_event_default(&s.event);
+	if (r < 0)
+		goto finish;
+	sd_event_add_signal(s.event, NULL, SIGTERM, on_sigterm, &s);
+	sd_event_add_signal(s.event, NULL, SIGINT, on_sigterm, &s);
+	sd_event_add_signal(s.event, NULL, SIGHUP, on_sighup, &s);
+	sd_event_set_watchdog(s.event, true);
+	sd_event_add_time_relative(s.event, NULL, CLOCK_MONOTONIC, 1000000, 100000, on_tick, &s);
+
+	if (connected_fd >= 0)
+		r = run_inetd(&s, connected_fd);
+	else {
+		for (size_t i = 0; i < s.n_fds; i++)
+			if (!config_find_listener(s.config, (struct sockaddr *)&s.fds[i].addr, s.fds[i].addr_len)
+			    && !s.fds[i].wildcard) {
+				char a[INET6_ADDRSTRLEN] = "?";
+				const struct sockaddr_storage *ss = &s.fds[i].addr;
+				if (ss->ss_family == AF_INET)
+					inet_ntop(AF_INET, &((struct sockaddr_in *)ss)->sin_addr, a, sizeof a);
+				else
+					inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ss)->sin6_addr, a, sizeof a);
+				log_warning("socket %s:%u has no mapping in the config; its connections will be closed",
+					    a, ntohs(((struct sockaddr_in *)ss)->sin_port));
+			}
+		r = run_threaded(&s);
+	}
+
+finish:
+	if (own_fds)
+		for (size_t i = 0; i < s.n_fds; i++)
+			safe_close(s.fds[i].fd);
+	free(s.fds);
+	s.event = sd_event_unref(s.event);
+	config_unref(s.config);
+	breaker_table_close(s.breakers);
+	pthread_mutex_destroy(&s.config_lock);
+	return r;
+}
