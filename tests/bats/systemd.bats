@@ -1,0 +1,269 @@
+#!/usr/bin/env bats
+# systemd.bats — tcpmap the way people adopt it: the units as `make install` puts them, run by
+# a real systemd (the private one of tests/lib/sandbox.sh), with socket activation, a drop-in
+# that moves the port, the journal's structured access log and the hardening scores.
+#
+# It never boots systemd any other way than through tests/lib/sandbox.sh, and teardown_file
+# always powers the sandbox off. The sandbox shares the host's network namespace: the upstream
+# runs on the host's loopback, and the test connects from the host to the ports systemd opens.
+
+ROOT=${TCPMAP_ROOT:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)}
+SANDBOX=$ROOT/tests/lib/sandbox.sh
+MID_CLOSE=$(sed -n 's/^#define TCPMAP_MID_CLOSE "\([0-9a-f]*\)"$/\1/p' "$ROOT/lib/log.h")
+
+sb() { "$SANDBOX" exec "$SB_STATE" "$@"; }
+
+port_is_free() { [ -z "$(ss -Hltn "sport = :$1")" ]; }
+
+pick_port() { # print a free port in 30000-32999 that is not in "$*"; bounded tries
+	local p
+	for _ in $(seq 200); do
+		p=$((30000 + (RANDOM % 3000)))
+		case " $* " in *" $p "*) continue ;; esac
+		port_is_free "$p" && { echo "$p"; return 0; }
+	done
+	return 1
+}
+
+# Send BYTES deterministic bytes to 127.0.0.1:PORT, half-close, read everything back and
+# fail unless it is exactly what was sent (the upstream echoes). Bounded by 20 s.
+relay_roundtrip() { # PORT BYTES
+	python3 - "$1" "$2" <<'EOF'
+import socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+data = bytes((i * 7 + 3) % 251 for i in range(n))
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+got, deadline = bytearray(), time.monotonic() + 20
+while time.monotonic() < deadline:
+    b = s.recv(65536)
+    if not b:
+        break
+    got += b
+s.close()
+if bytes(got) != data:
+    sys.exit(f"sent {n} bytes through port {port}, got {len(got)} back, equal={bytes(got) == data}")
+EOF
+}
+
+# Print one line "PID UNIT BYTES_IN BYTES_OUT RESULT MESSAGE_ID" per close event of UNITGLOB.
+close_events() { # UNITGLOB
+	sb journalctl --no-pager -o json -u "$1" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    e = json.loads(line)
+    if e.get("TCPMAP_EVENT") != "close":
+        continue
+    print(e.get("_PID"), e.get("_SYSTEMD_UNIT"), e.get("TCPMAP_BYTES_IN"), e.get("TCPMAP_BYTES_OUT"),
+          e.get("TCPMAP_RESULT"), e.get("MESSAGE_ID"))
+'
+}
+
+# Wait (at most 5 s) until UNITGLOB has a close event with BYTES_IN bytes, and print it.
+wait_close_event() { # UNITGLOB BYTES_IN
+	local ev
+	for _ in $(seq 50); do
+		ev=$(close_events "$1" | awk -v n="$2" '$3 == n' | tail -1)
+		[ -n "$ev" ] && { echo "$ev"; return 0; }
+		sleep 0.1
+	done
+	echo "no close event with TCPMAP_BYTES_IN=$2 for $1; the journal has:" >&2
+	sb journalctl --no-pager -o verbose -u "$1" | tail -60 >&2
+	return 1
+}
+
+exposure() { # UNITFILE: systemd-analyze's overall exposure, e.g. 1.2
+	sb systemd-analyze security --offline=true --no-pager "$1" 2>&1 |
+		sed -n 's/^→ Overall exposure level for .*: \([0-9.]*\) .*/\1/p'
+}
+
+setup_file() {
+	[ "$(id -u)" = 0 ] || skip "the private systemd needs root"
+	{ command -v unshare >/dev/null && command -v nsenter >/dev/null; } || skip "needs unshare and nsenter (util-linux)"
+	grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || skip "needs overlayfs"
+	grep -qw overlay /proc/filesystems || skip "needs overlayfs"
+	[ -x /lib/systemd/systemd ] || skip "needs systemd installed (/lib/systemd/systemd)"
+
+	# The hardened services forbid what the sanitizers need (MemoryDenyWriteExecute=,
+	# SystemCallFilter=), so the SAN=1 run installs the normal build here: the sanitizers
+	# check the code in the other suites, this file checks the units.
+	if [ "${TCPMAP_SAN:-0}" = 1 ]; then
+		export SB_BUILD=$ROOT/build
+		{ [ -x "$SB_BUILD/tcpmapd" ] && [ -x "$SB_BUILD/tcpmapctl" ]; } ||
+			make -C "$ROOT" -s SAN=0 BUILD=build all >&2
+	else
+		export SB_BUILD
+		SB_BUILD=$(dirname "${TCPMAPD:-$ROOT/build/tcpmapd}")
+	fi
+	[ -x "$SB_BUILD/tcpmapd" ] || { echo "no $SB_BUILD/tcpmapd: build first" >&2; return 1; }
+
+	export P Q I UP
+	P=$(pick_port) && Q=$(pick_port "$P") && I=$(pick_port "$P" "$Q") && UP=$(pick_port "$P" "$Q" "$I")
+
+	# The upstream: an echo server on the host's loopback, outside the sandbox. It gives up
+	# by itself after 10 minutes in case teardown never comes.
+	python3 - "$UP" 3>&- >"$BATS_FILE_TMPDIR/upstream.log" 2>&1 <<'EOF' &
+import socket, sys, threading, time
+srv = socket.create_server(("127.0.0.1", int(sys.argv[1])), backlog=128)
+def echo(c):
+    with c:
+        c.settimeout(30)
+        while True:
+            b = c.recv(65536)
+            if not b:
+                break
+            c.sendall(b)
+        c.shutdown(socket.SHUT_WR)
+srv.settimeout(1)
+deadline = time.monotonic() + 600
+while time.monotonic() < deadline:
+    try:
+        c, _ = srv.accept()
+    except socket.timeout:
+        continue
+    threading.Thread(target=echo, args=(c,), daemon=True).start()
+EOF
+	echo $! >"$BATS_FILE_TMPDIR/upstream.pid"
+
+	export SB_STATE=$BATS_FILE_TMPDIR/sandbox
+	"$SANDBOX" start "$SB_STATE" "$ROOT" 3>&- >/dev/null
+
+	# The config first, so `make install` keeps it instead of writing the commented example.
+	# Every listener the sockets may open needs a mapping: tcpmapd picks the mapping by the
+	# socket's local port.
+	sb sh -c 'umask 022; mkdir -p /etc/tcpmap; cat >/etc/tcpmap/tcpmap.yaml' <<EOF
+---
+apiVersion: getambassador.io/v3alpha1
+kind: TCPMapping
+metadata:
+  name: sandbox-socket
+spec:
+  port: $P
+  service: 127.0.0.1:$UP
+---
+apiVersion: getambassador.io/v3alpha1
+kind: TCPMapping
+metadata:
+  name: sandbox-dropin
+spec:
+  port: $Q
+  service: 127.0.0.1:$UP
+---
+apiVersion: getambassador.io/v3alpha1
+kind: TCPMapping
+metadata:
+  name: sandbox-inetd
+spec:
+  port: $I
+  service: 127.0.0.1:$UP
+EOF
+	# Install into the sandbox's overlay root, where the dynamic user can reach it; the
+	# checkout may sit anywhere (even under /tmp, which services do not see). `-o all`:
+	# install what the suite already built, never rebuild from inside.
+	sb make -C "$ROOT" -s -o all SAN=0 BUILD="$SB_BUILD" PREFIX=/usr DESTDIR= install >&2
+	export UNITDIR
+	UNITDIR=$(sb pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
+}
+
+teardown_file() {
+	[ -n "${SB_STATE:-}" ] && "$SANDBOX" stop "$SB_STATE"
+	if [ -f "$BATS_FILE_TMPDIR/upstream.pid" ]; then
+		kill "$(cat "$BATS_FILE_TMPDIR/upstream.pid")" 2>/dev/null || true
+	fi
+	return 0
+}
+
+@test "systemd: systemd-analyze verify prints nothing for the four units and the target" {
+	local man=--man=yes f
+	# Without the man pages installed, verify reports each Documentation= line; those belong
+	# to the man page work, not to the units.
+	for f in tcpmapd.8 tcpmap-units.7 tcpmap.yaml.5; do
+		[ -e "$ROOT/man/$f" ] || man=--man=no
+	done
+	# Templates are checked as instances: a template's own %i would not parse as an address.
+	run sb systemd-analyze verify "$man" "$UNITDIR/tcpmap@$P.socket" "$UNITDIR/tcpmap@$P.service" \
+		"$UNITDIR/tcpmap-inetd@$I.socket" "$UNITDIR/tcpmap-inetd@1.service" "$UNITDIR/tcpmap.target"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ -z "$output" ]
+}
+
+@test "systemd: systemd-analyze security rates both services at 2.0 or better" {
+	local a b
+	a=$(exposure "$UNITDIR/tcpmap@$P.service")
+	b=$(exposure "$UNITDIR/tcpmap-inetd@1.service")
+	echo "tcpmap@$P.service: '$a'  tcpmap-inetd@1.service: '$b'"
+	[ -n "$a" ] && [ -n "$b" ]
+	awk -v a="$a" -v b="$b" 'BEGIN { exit !(a <= 2.0 && b <= 2.0) }'
+}
+
+@test "systemd: enable --now tcpmap@PORT.socket relays, and status shows the STATUS line" {
+	sb systemctl enable --now "tcpmap@$P.socket"
+	relay_roundtrip "$P" 100000
+	run sb systemctl status --no-pager "tcpmap@$P.service"
+	echo "$output"
+	[[ "$output" == *"Active: active (running)"* ]]
+	echo "$output" | grep -q '^ *Status: "'
+	# Socket activation reached a hardened, unprivileged process.
+	[ "$(sb systemctl show -p DynamicUser --value "tcpmap@$P.service")" = yes ]
+	[ "$(sb systemctl is-enabled "tcpmap@$P.socket")" = enabled ]
+}
+
+@test "systemd: journalctl -u 'tcpmap@*' shows the access-log entry with TCPMAP_BYTES_IN" {
+	relay_roundtrip "$P" 123457
+	run wait_close_event 'tcpmap@*' 123457
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# PID UNIT BYTES_IN BYTES_OUT RESULT MESSAGE_ID: the echo sends every byte back.
+	read -r _ unit bin bout result mid <<<"$output"
+	[ "$unit" = "tcpmap@$P.service" ]
+	[ "$bin" = 123457 ] && [ "$bout" = 123457 ]
+	[ "$result" = ok ]
+	[ "$mid" = "$MID_CLOSE" ]
+}
+
+@test "systemd: a drop-in made as systemctl edit makes it moves the port" {
+	port_is_free "$Q"
+	sb sh -c "mkdir -p '/etc/systemd/system/tcpmap@$P.socket.d' &&
+		printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:$Q\n' >'/etc/systemd/system/tcpmap@$P.socket.d/override.conf'"
+	sb systemctl daemon-reload
+	# The service Requires= its socket, so this stops it too and its copy of port P closes.
+	sb systemctl restart "tcpmap@$P.socket"
+	relay_roundtrip "$Q" 4096
+	port_is_free "$P"
+	run relay_roundtrip "$P" 10
+	[ "$status" -ne 0 ]
+	run wait_close_event 'tcpmap@*' 4096
+	[ "$status" -eq 0 ]
+}
+
+@test "systemd: tcpmap-inetd@PORT.socket serves one process per connection, each in the journal" {
+	local n
+	sb systemctl enable --now "tcpmap-inetd@$I.socket"
+	for n in 2001 2002 2003; do
+		relay_roundtrip "$I" "$n"
+	done
+	for n in 2001 2002 2003; do
+		wait_close_event 'tcpmap-inetd@*' "$n" >/dev/null
+	done
+	run close_events 'tcpmap-inetd@*'
+	echo "$output"
+	# One process and one service instance per connection.
+	[ "$(echo "$output" | awk '$3 ~ /^200[123]$/ { print $1 }' | sort -u | wc -l)" -eq 3 ]
+	[ "$(echo "$output" | awk '$3 ~ /^200[123]$/ { print $2 }' | sort -u | wc -l)" -eq 3 ]
+	echo "$output" | awk '$3 ~ /^200[123]$/' | grep -q "tcpmap-inetd@[0-9]*-127.0.0.1:$I-127.0.0.1:[0-9]*.service"
+}
+
+@test "systemd: tcpmap.target stops every tcpmap socket and enable --now tcpmap.target brings them back" {
+	# Both sockets were enabled above, which linked them into tcpmap.target.wants/ and, through
+	# their Also=, enabled the target itself.
+	[ "$(sb systemctl is-enabled tcpmap.target)" = enabled ]
+	sb systemctl stop tcpmap.target
+	port_is_free "$Q"
+	port_is_free "$I"
+	[ "$(sb systemctl is-active "tcpmap@$P.service")" != active ]
+	sb systemctl enable --now tcpmap.target
+	relay_roundtrip "$Q" 3000
+	relay_roundtrip "$I" 3001
+}
