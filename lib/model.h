@@ -92,6 +92,8 @@ struct mapping_group {
 	struct mapping **mappings;
 	size_t n_mappings;
 	struct listener *listener;
+	/* The TLSContext whose hosts cover `host` (terminating groups); set by lib/tls. */
+	struct tls_context *termination_context;
 };
 
 /* One (address, port) to listen on. */
@@ -130,6 +132,10 @@ struct config {
 	struct tls_context **tls_contexts;
 	size_t n_tls_contexts;
 	struct module_config module;
+	/* lib/tls's SSL_CTXs for this model, released through tls_runtime_free before the
+	 * model is freed (model.c knows nothing of OpenSSL). */
+	void *tls_runtime;
+	void (*tls_runtime_free)(struct config *c);
 };
 
 struct config *config_ref(struct config *c);

@@ -1,0 +1,91 @@
+/* route.c — which group an SNI reaches on a listener, and which mapping of that group the
+ * next connection goes to.
+ *
+ * Pure functions over the immutable model: no sockets, no locks, no allocation. The WRR
+ * state belongs to the caller (it lives in the shared breaker table so that the split is
+ * exact across processes); this file must never keep state of its own. */
+#include "route.h"
+
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+
+bool route_host_matches(const char *pattern, const char *name) {
+	size_t name_len, pattern_len;
+
+	if (!pattern || !name)
+		return false;
+
+	/* "example.com." is the same DNS name as "example.com". */
+	name_len = strlen(name);
+	if (name_len > 0 && name[name_len - 1] == '.')
+		name_len--;
+	if (name_len == 0)
+		return false;
+
+	if (pattern[0] == '*' && pattern[1] == '.') {
+		const char *suffix = pattern + 1; /* ".example.com" */
+		size_t suffix_len = strlen(suffix), label_len;
+
+		if (name_len <= suffix_len)
+			return false;
+		/* A wildcard stands for exactly one label, as in RFC 6125 and Envoy's SNI
+		 * matching: "*.example.com" takes "a.example.com" but not "a.b.example.com". */
+		label_len = name_len - suffix_len;
+		if (memchr(name, '.', label_len))
+			return false;
+		return strncasecmp(name + label_len, suffix, suffix_len) == 0;
+	}
+
+	pattern_len = strlen(pattern);
+	if (pattern_len > 0 && pattern[pattern_len - 1] == '.')
+		pattern_len--;
+	return pattern_len == name_len && strncasecmp(pattern, name, name_len) == 0;
+}
+
+struct mapping_group *route_select_group(const struct listener *l, const char *sni) {
+	if (!l)
+		return NULL;
+	if (!sni || !*sni)
+		return l->catch_all;
+
+	/* Exact hosts beat wildcards whatever their order in the file. */
+	for (size_t i = 0; i < l->n_groups; i++) {
+		struct mapping_group *g = l->groups[i];
+		if (g->host && !g->host_is_wildcard && route_host_matches(g->host, sni))
+			return g;
+	}
+	/* config.c sorts wildcards longest first, so the first match is the most specific. */
+	for (size_t i = 0; i < l->n_groups; i++) {
+		struct mapping_group *g = l->groups[i];
+		if (g->host && g->host_is_wildcard && route_host_matches(g->host, sni))
+			return g;
+	}
+	return l->catch_all;
+}
+
+int route_wrr_pick(const struct mapping_group *g, int32_t *current, const bool *eligible) {
+	int32_t total = 0;
+	int best = -1;
+
+	if (!g || !current)
+		return -EINVAL;
+
+	/* nginx's smooth weighted round-robin: over any run of sum-of-weights picks each
+	 * mapping is chosen exactly its weight times, and picks are interleaved rather than
+	 * bunched. Ties go to the earliest mapping so the sequence is deterministic. */
+	for (size_t i = 0; i < g->n_mappings; i++) {
+		int32_t w = (int32_t)g->mappings[i]->effective_weight;
+
+		if (w <= 0 || (eligible && !eligible[i]))
+			continue;
+		current[i] += w;
+		total += w;
+		if (best < 0 || current[i] > current[best])
+			best = (int)i;
+	}
+	if (best < 0)
+		return -ENOENT;
+	current[best] -= total;
+	return best;
+}
