@@ -3,7 +3,11 @@
  * file ($RUNTIME_DIRECTORY/breakers).
  *
  * Counts are derived from per-connection slots that record owner pid and start time, so a
- * process killed with SIGKILL leaks nothing: its slots are reclaimed when next seen. */
+ * process killed with SIGKILL leaks nothing: its slots are reclaimed when next seen.
+ *
+ * Capacity is fixed (1024 clusters, 1024 groups, 65536 connection slots) in a sparse file:
+ * running out gives -ENOSPC, never a resize. Every process sharing the file must share one
+ * pid namespace, since owners are recognised by pid and start time. Thread-safe. */
 #pragma once
 
 #include <stdbool.h>
@@ -50,5 +54,36 @@ int breaker_table_adopt(struct breaker_table *t, breaker_slot_t slot);
 int breaker_table_pick(struct breaker_table *t, const struct mapping_group *g,
 		       const bool *eligible);
 
-/* Print the table: text, or JSON with --json. Reads the file without modifying it. */
+/* Print the table: text, or JSON with --json. Reads the file without modifying it.
+ * -ENOENT when no tcpmap process has created it yet, -EPROTO when it is incompatible. */
 int breaker_table_dump(const char *runtime_dir, FILE *out, bool json);
+
+/* Reclaim every slot whose owner died (or whose pid was reused). The daemon calls this
+ * once a second, so capacity leaked by a SIGKILLed process comes back within 1 s even
+ * when nobody admits on its entry. Returns the number of slots reclaimed, or -errno. */
+int breaker_table_reap(struct breaker_table *t);
+
+/* Record the limits configured for an entry, for status printing before the first admit
+ * (admit records them too). */
+void breaker_table_note_limits(struct breaker_table *t, uint32_t entry,
+			       const struct circuit_breakers *cb);
+
+/* A consistent snapshot of one entry's counters; limits are the last ones seen, 0 = none. */
+struct breaker_entry_stats {
+	uint32_t active;
+	uint32_t pending;
+	uint32_t max_connections;
+	uint32_t max_pending_requests;
+	uint64_t total; /* admitted */
+	uint64_t overflows;
+	uint64_t connect_failures;
+	uint64_t bytes_in;
+	uint64_t bytes_out;
+};
+int breaker_table_entry_stats(struct breaker_table *t, uint32_t entry,
+			      struct breaker_entry_stats *ret);
+
+/* Count an entry's taken slots by walking the slot array (slow: for tests and checks that
+ * the counters agree with the slots). */
+int breaker_table_count_slots(struct breaker_table *t, uint32_t entry, uint32_t *ret_active,
+			      uint32_t *ret_pending);
