@@ -4,11 +4,13 @@
 #include "breaker.h"
 #include "config.h"
 #include "log.h"
+#include "tls.h"
 
 struct ctl {
 	const char *configs[64];
 	size_t n_configs;
 	const char *runtime_dir;
+	const char *secrets_dir;
 	bool json;
 	const char *address;
 	const char *sni;
@@ -20,6 +22,7 @@ enum {
 	OPT_HELP = 'h',
 	OPT_VERSION = 'V',
 	OPT_RUNTIME_DIR = 0x100,
+	OPT_SECRETS_DIR,
 	OPT_JSON,
 	OPT_PORT,
 	OPT_ADDRESS,
@@ -35,6 +38,8 @@ static const struct option_row {
 	 "config file or directory (repeatable; default $TCPMAP_CONFIG or " TCPMAP_SYSCONFDIR "/tcpmap)"},
 	{{"runtime-dir", required_argument, NULL, OPT_RUNTIME_DIR}, "DIR",
 	 "breaker table directory for status (default $RUNTIME_DIRECTORY, else /run/tcpmap)"},
+	{{"secrets-dir", required_argument, NULL, OPT_SECRETS_DIR}, "DIR",
+	 "TLS secrets DIR/NAME/tls.{crt,key} (default " TCPMAP_SYSCONFDIR "/tcpmap/secrets)"},
 	{{"json", no_argument, NULL, OPT_JSON}, NULL, "status: print JSON"},
 	{{"port", required_argument, NULL, OPT_PORT}, "P", "route: the port a client connects to"},
 	{{"address", required_argument, NULL, OPT_ADDRESS}, "A", "route: the local address it connects to"},
@@ -66,6 +71,12 @@ static void help(void) {
 static int load(struct ctl *ctl, bool verbose, struct config **ret) {
 	struct diag_list diags = {0};
 	int r = config_load(ctl->configs, ctl->n_configs, NULL, ret, &diags);
+	if (r >= 0) {
+		/* certificates and keys are part of a valid config: check them as tcpmapd would */
+		r = tls_config_load(*ret, ctl->secrets_dir, &diags);
+		if (r < 0)
+			*ret = config_unref(*ret);
+	}
 
 	for (size_t i = 0; i < diags.n; i++)
 		if (diags.items[i].level != DIAG_DEBUG || verbose)
@@ -150,7 +161,7 @@ static int cmd_units(struct ctl *ctl) {
 
 int main(int argc, char **argv) {
 	struct option longopts[ELEMENTSOF(rows) + 1];
-	struct ctl ctl = {.port = -1};
+	struct ctl ctl = {.port = -1, .secrets_dir = TCPMAP_SYSCONFDIR "/tcpmap/secrets"};
 	int c;
 
 	for (size_t i = 0; i < ELEMENTSOF(rows); i++)
@@ -169,6 +180,9 @@ int main(int argc, char **argv) {
 			break;
 		case OPT_RUNTIME_DIR:
 			ctl.runtime_dir = optarg;
+			break;
+		case OPT_SECRETS_DIR:
+			ctl.secrets_dir = optarg;
 			break;
 		case OPT_JSON:
 			ctl.json = true;

@@ -6,17 +6,22 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <sys/socket.h>
 
 #include "log.h"
 #include "proxyproto.h"
 #include "route.h"
 #include "server-internal.h"
+#include "tls.h"
+#include "tlsrelay.h"
 
 enum conn_state {
-	CONN_PREREAD,
-	CONN_RESOLVING,
-	CONN_CONNECTING,
+	CONN_PREREAD,            /* peeking at the ClientHello */
+	CONN_HANDSHAKE,          /* terminating TLS with the client */
+	CONN_RESOLVING,          /* waiting for the resolver */
+	CONN_CONNECTING,         /* TCP connect upstream */
+	CONN_UPSTREAM_HANDSHAKE, /* originating TLS upstream */
 	CONN_RELAYING,
 };
 
@@ -57,12 +62,17 @@ struct conn {
 	uint8_t proxy_header[232];
 	size_t proxy_len;
 
+	SSL *client_ssl;   /* terminating */
+	SSL *upstream_ssl; /* originating */
+	bool use_tls_relay;
 	struct relay relay;
+	struct tls_relay tls_relay;
 	const char *result;
 };
 
 static void conn_finish(struct conn *c, const char *result);
 static int conn_connect_next(struct conn *c);
+static void conn_choose_and_connect(struct conn *c);
 
 static uint64_t event_now(struct conn *c) {
 	uint64_t t = 0;
@@ -73,26 +83,24 @@ static uint64_t event_now(struct conn *c) {
 
 static void format_addr(const struct sockaddr_storage *ss, char *buf, size_t size) {
 	char host[INET6_ADDRSTRLEN] = "?";
-	unsigned port = 0;
 
 	if (ss->ss_family == AF_INET) {
 		const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
 		inet_ntop(AF_INET, &s->sin_addr, host, sizeof host);
-		port = ntohs(s->sin_port);
-		snprintf(buf, size, "%s:%u", host, port);
+		snprintf(buf, size, "%s:%u", host, ntohs(s->sin_port));
 	} else if (ss->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
-		if (IN6_IS_ADDR_V4MAPPED(&s->sin6_addr))
+		bool v4 = IN6_IS_ADDR_V4MAPPED(&s->sin6_addr);
+		if (v4)
 			inet_ntop(AF_INET, &s->sin6_addr.s6_addr[12], host, sizeof host);
 		else
 			inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof host);
-		port = ntohs(s->sin6_port);
-		snprintf(buf, size, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+		snprintf(buf, size, v4 ? "%s:%u" : "[%s]:%u", host, ntohs(s->sin6_port));
 	} else
 		snprintf(buf, size, "-");
 }
 
-/* The deadline timer serves every state: preread, connect and idle timeouts. */
+/* The deadline timer serves every state: preread, handshake, connect and idle timeouts. */
 static int set_deadline(struct conn *c, uint64_t usec) {
 	int r;
 	if (usec == UINT64_MAX)
@@ -103,9 +111,16 @@ static int set_deadline(struct conn *c, uint64_t usec) {
 	return sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
 }
 
+static uint64_t bytes_in(const struct conn *c) {
+	return c->use_tls_relay ? c->tls_relay.up.bytes : c->relay.up.bytes;
+}
+
+static uint64_t bytes_out(const struct conn *c) {
+	return c->use_tls_relay ? c->tls_relay.down.bytes : c->relay.down.bytes;
+}
+
 static void log_close(struct conn *c) {
-	char client[64], upstream[64], bytes_in[24], bytes_out[24], duration[24];
-	uint64_t in = c->relay.up.bytes, out = c->relay.down.bytes;
+	char client[64], upstream[300], in[24], out[24], duration[24];
 	uint64_t ms = (now_usec() - c->start_usec) / 1000;
 	bool ok = streq(c->result, "ok") || streq(c->result, "idle_timeout");
 
@@ -114,8 +129,8 @@ static void log_close(struct conn *c) {
 		format_addr(&c->upstream_addr, upstream, sizeof upstream);
 	else
 		snprintf(upstream, sizeof upstream, "%s", c->mapping ? c->mapping->service : "-");
-	snprintf(bytes_in, sizeof bytes_in, "%llu", (unsigned long long)in);
-	snprintf(bytes_out, sizeof bytes_out, "%llu", (unsigned long long)out);
+	snprintf(in, sizeof in, "%llu", (unsigned long long)bytes_in(c));
+	snprintf(out, sizeof out, "%llu", (unsigned long long)bytes_out(c));
 	snprintf(duration, sizeof duration, "%llu", (unsigned long long)ms);
 
 	struct log_field f[] = {
@@ -123,18 +138,17 @@ static void log_close(struct conn *c) {
 		{"CLIENT", client},
 		{"SNI", c->sni[0] ? c->sni : NULL},
 		{"UPSTREAM", upstream},
-		{"BYTES_IN", bytes_in},
-		{"BYTES_OUT", bytes_out},
+		{"BYTES_IN", in},
+		{"BYTES_OUT", out},
 		{"DURATION_MS", duration},
 		{"RESULT", c->result},
 	};
 	log_event(ok ? LOG_INFO : LOG_WARNING, TCPMAP_MID_CLOSE, "close", f, ELEMENTSOF(f),
 		  "%s %s -> %s: %s, %s bytes in, %s bytes out, %s ms",
-		  c->mapping ? c->mapping->name : "-", client, upstream, c->result, bytes_in,
-		  bytes_out, duration);
+		  c->mapping ? c->mapping->name : "-", client, upstream, c->result, in, out, duration);
 }
 
-static struct conn *conn_free(struct conn *c) {
+static void conn_free(struct conn *c) {
 	struct worker *w = c->worker;
 
 	sd_event_source_disable_unref(c->client_source);
@@ -142,6 +156,9 @@ static struct conn *conn_free(struct conn *c) {
 	sd_event_source_disable_unref(c->timer);
 	resolve_cancel(w->resolver, c->resolve_token);
 	relay_release(&c->relay);
+	tls_relay_release(&c->tls_relay);
+	SSL_free(c->client_ssl);
+	SSL_free(c->upstream_ssl);
 	safe_close(c->client_fd);
 	safe_close(c->upstream_fd);
 	config_unref(c->config);
@@ -155,7 +172,6 @@ static struct conn *conn_free(struct conn *c) {
 	w->n_conns--;
 	atomic_fetch_sub(&w->server->n_active, 1);
 	free(c);
-	return NULL;
 }
 
 static void conn_finish(struct conn *c, const char *result) {
@@ -163,9 +179,9 @@ static void conn_finish(struct conn *c, const char *result) {
 
 	c->result = result;
 	if (c->slot) {
-		if (!c->connected && (streq(result, "connect_failed") || streq(result, "connect_timeout")))
+		if (!c->connected)
 			breaker_table_connect_failed(s->breakers, c->slot);
-		breaker_table_release(s->breakers, c->slot, c->relay.up.bytes, c->relay.down.bytes);
+		breaker_table_release(s->breakers, c->slot, bytes_in(c), bytes_out(c));
 		c->slot = 0;
 	}
 	log_close(c);
@@ -175,10 +191,10 @@ static void conn_finish(struct conn *c, const char *result) {
 /* ---- relaying ---- */
 
 static void conn_pump(struct conn *c) {
-	int r = relay_pump(&c->relay);
+	int r = c->use_tls_relay ? tls_relay_pump(&c->tls_relay) : relay_pump(&c->relay);
 	if (r < 0) {
-		/* A reset or broken pipe on either side ends the connection; bytes already
-		 * delivered are counted, nothing else is pending by definition. */
+		/* A reset or broken pipe on either side ends the connection; every byte that was
+		 * delivered is counted, and nothing else can be delivered. */
 		conn_finish(c, "ok");
 		return;
 	}
@@ -188,39 +204,64 @@ static void conn_pump(struct conn *c) {
 		conn_finish(c, "ok");
 		return;
 	}
-	relay_trim(&c->relay);
+	if (!c->use_tls_relay)
+		relay_trim(&c->relay);
 }
 
-static int on_relay_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
-	(void)src, (void)fd, (void)revents;
-	conn_pump(userdata);
-	return 0;
-}
-
-static int start_relay(struct conn *c) {
-	int r;
-
+static void start_relay(struct conn *c) {
 	c->state = CONN_RELAYING;
-	relay_init(&c->relay, c->client_fd, c->upstream_fd);
+	c->use_tls_relay = c->client_ssl || c->upstream_ssl;
+	if (c->use_tls_relay)
+		tls_relay_init(&c->tls_relay, c->client_fd, c->client_ssl, c->upstream_fd, c->upstream_ssl);
+	else
+		relay_init(&c->relay, c->client_fd, c->upstream_fd);
 	c->last_activity_usec = event_now(c);
 
-	sd_event_source_disable_unref(c->upstream_source);
-	c->upstream_source = NULL;
-	r = sd_event_add_io(c->worker->event, &c->upstream_source, c->upstream_fd,
-			    EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_relay_io, c);
-	if (r < 0)
-		return r;
-	r = sd_event_source_set_io_events(c->client_source, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
-	if (r < 0)
-		return r;
-	if (c->mapping->idle_timeout_ms > 0)
-		r = set_deadline(c, c->last_activity_usec + (uint64_t)c->mapping->idle_timeout_ms * 1000);
-	else
-		r = set_deadline(c, UINT64_MAX);
-	if (r < 0)
-		return r;
+	int r = set_deadline(c, c->mapping->idle_timeout_ms > 0
+					? c->last_activity_usec + (uint64_t)c->mapping->idle_timeout_ms * 1000
+					: UINT64_MAX);
+	if (r < 0) {
+		conn_finish(c, "ok");
+		return;
+	}
 	conn_pump(c); /* bytes may already be waiting on either side */
-	return 0;
+}
+
+/* ---- TLS handshakes ---- */
+
+/* Returns 1 when done, 0 when it must wait, -1 when it failed. */
+static int handshake_step(SSL *ssl) {
+	ERR_clear_error();
+	int r = SSL_do_handshake(ssl);
+	if (r == 1)
+		return 1;
+	int e = SSL_get_error(ssl, r);
+	return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? 0 : -1;
+}
+
+static void continue_client_handshake(struct conn *c) {
+	int r = handshake_step(c->client_ssl);
+	if (r == 0)
+		return;
+	if (r < 0) {
+		log_debug("TLS handshake with client failed: %s", tls_handshake_failure_reason());
+		conn_finish(c, "handshake_failed");
+		return;
+	}
+	conn_choose_and_connect(c);
+}
+
+static void continue_upstream_handshake(struct conn *c) {
+	int r = handshake_step(c->upstream_ssl);
+	if (r == 0)
+		return;
+	if (r < 0) {
+		log_warning("mapping \"%s\": TLS handshake with %s failed: %s", c->mapping->name,
+			    c->mapping->service, tls_handshake_failure_reason());
+		conn_finish(c, "handshake_failed");
+		return;
+	}
+	start_relay(c);
 }
 
 /* ---- connecting ---- */
@@ -238,21 +279,32 @@ static void on_connected(struct conn *c) {
 			return;
 		}
 	}
-	if (start_relay(c) < 0)
-		conn_finish(c, "connect_failed");
+	if (c->mapping->tls != TLS_ORIGINATE_NONE) {
+		SSL_CTX *ctx = tls_client_ctx(c->config, c->mapping);
+		c->upstream_ssl = ctx ? SSL_new(ctx) : NULL;
+		if (!c->upstream_ssl || SSL_set_fd(c->upstream_ssl, c->upstream_fd) != 1 ||
+		    tls_client_prepare(c->upstream_ssl, c->mapping) < 0) {
+			conn_finish(c, "handshake_failed");
+			return;
+		}
+		SSL_set_connect_state(c->upstream_ssl);
+		c->state = CONN_UPSTREAM_HANDSHAKE;
+		continue_upstream_handshake(c);
+		return;
+	}
+	start_relay(c);
 }
 
-static int on_upstream_connect(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
-	struct conn *c = userdata;
+static void check_connect(struct conn *c, uint32_t revents) {
 	int err = 0;
 	socklen_t len = sizeof err;
 
-	(void)src, (void)revents;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+	if (getsockopt(c->upstream_fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
 	if (err == 0) {
-		on_connected(c);
-		return 0;
+		if (revents & EPOLLOUT)
+			on_connected(c);
+		return;
 	}
 	char addr[64];
 	format_addr(&c->upstream_addr, addr, sizeof addr);
@@ -260,6 +312,25 @@ static int on_upstream_connect(sd_event_source *src, int fd, uint32_t revents, v
 	c->addr_index++;
 	if (conn_connect_next(c) < 0)
 		conn_finish(c, "connect_failed");
+}
+
+static int on_upstream_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+	struct conn *c = userdata;
+	(void)src, (void)fd;
+
+	switch (c->state) {
+	case CONN_CONNECTING:
+		check_connect(c, revents);
+		break;
+	case CONN_UPSTREAM_HANDSHAKE:
+		continue_upstream_handshake(c);
+		break;
+	case CONN_RELAYING:
+		conn_pump(c);
+		break;
+	default:
+		break;
+	}
 	return 0;
 }
 
@@ -281,18 +352,14 @@ static int conn_connect_next(struct conn *c) {
 		if (c->upstream_fd < 0)
 			continue;
 		(void)setsockopt(c->upstream_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		if (connect(c->upstream_fd, sa, len) == 0) {
-			on_connected(c);
-			return 0;
+		if (connect(c->upstream_fd, sa, len) < 0 && errno != EINPROGRESS) {
+			c->upstream_fd = safe_close(c->upstream_fd);
+			continue;
 		}
-		if (errno == EINPROGRESS) {
-			int r = sd_event_add_io(c->worker->event, &c->upstream_source, c->upstream_fd,
-						EPOLLOUT, on_upstream_connect, c);
-			if (r < 0)
-				return r;
-			return 0;
-		}
-		c->upstream_fd = safe_close(c->upstream_fd);
+		/* edge-triggered from the start: EPOLLOUT says connected, and the same source
+		 * then serves the handshake and the relay */
+		return sd_event_add_io(c->worker->event, &c->upstream_source, c->upstream_fd,
+				       EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_upstream_io, c);
 	}
 	return -ECONNREFUSED;
 }
@@ -302,8 +369,8 @@ static void on_resolved(const struct resolve_result *r, void *userdata) {
 
 	c->resolve_token = 0;
 	if (r->error < 0 || r->n == 0) {
-		log_debug("mapping \"%s\": resolving %s: %s", c->mapping->name,
-			  c->mapping->upstream_host, strerror(-(r->error ? r->error : -EHOSTUNREACH)));
+		log_debug("mapping \"%s\": resolving %s: %s", c->mapping->name, c->mapping->upstream_host,
+			  strerror(-(r->error ? r->error : -EHOSTUNREACH)));
 		conn_finish(c, "connect_failed");
 		return;
 	}
@@ -316,43 +383,38 @@ static void on_resolved(const struct resolve_result *r, void *userdata) {
 
 /* ---- routing and admission ---- */
 
-static void conn_route(struct conn *c, const char *sni, const char *not_found_result) {
+/* Pick the group's mapping by weight, skipping mappings whose breaker is open, take a
+ * breaker slot and start resolving. */
+static void conn_choose_and_connect(struct conn *c) {
 	struct server *s = c->worker->server;
-	struct mapping_group *g = route_select_group(c->listener, sni);
+	struct mapping_group *g = c->group;
 	bool eligible[ROUTE_MAX_GROUP_MAPPINGS];
 	bool any_open = false;
 
-	if (!g) {
-		if (sni && streq(not_found_result, "unknown_sni")) {
-			/* TLS alert unrecognized_name(112), fatal: the doc's "handshake fails". */
-			static const uint8_t alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70};
-			ssize_t _unused_ n = send(c->client_fd, alert, sizeof alert, MSG_NOSIGNAL);
-		}
-		conn_finish(c, not_found_result);
-		return;
-	}
-	c->group = g;
-
 	for (size_t i = 0; i < g->n_mappings && i < ROUTE_MAX_GROUP_MAPPINGS; i++) {
 		struct mapping *m = g->mappings[i];
-		eligible[i] = breaker_table_would_admit(s->breakers, m->breaker_entry,
-							&m->circuit_breakers);
+		eligible[i] = breaker_table_would_admit(s->breakers, m->breaker_entry, &m->circuit_breakers);
 		any_open = any_open || !eligible[i];
 	}
 	int idx = breaker_table_pick(s->breakers, g, any_open ? eligible : NULL);
-	if (idx < 0 && any_open) {
-		/* every mapping's breaker is open: the weighted choice decides whose overflow
-		 * this is */
+	if (idx < 0 && any_open)
+		/* every breaker is open: the weighted choice says whose overflow this is */
 		idx = breaker_table_pick(s->breakers, g, NULL);
-	}
 	if (idx < 0) {
 		conn_finish(c, "connect_failed"); /* every weight is 0 */
 		return;
 	}
 	c->mapping = g->mappings[idx];
 
-	int r = breaker_table_admit(s->breakers, c->mapping->breaker_entry,
-				    &c->mapping->circuit_breakers, &c->slot);
+	int r = breaker_table_admit(s->breakers, c->mapping->breaker_entry, &c->mapping->circuit_breakers,
+				    &c->slot);
+	if (r < 0 && r != -EBUSY) {
+		/* not a breaker limit: the table itself has no free slot */
+		log_warning_errno(r, "mapping \"%s\": no breaker slot", c->mapping->name);
+		c->slot = 0;
+		conn_finish(c, "connect_failed");
+		return;
+	}
 	if (r < 0) {
 		char client[64];
 		format_addr(&c->client_addr, client, sizeof client);
@@ -361,8 +423,8 @@ static void conn_route(struct conn *c, const char *sni, const char *not_found_re
 					{"UPSTREAM", c->mapping->service},
 					{"RESULT", "breaker_overflow"}};
 		log_event(LOG_WARNING, TCPMAP_MID_OVERFLOW, "overflow", f, ELEMENTSOF(f),
-			  "mapping \"%s\": circuit breaker open for %s, closing %s",
-			  c->mapping->name, c->mapping->cluster, client);
+			  "mapping \"%s\": circuit breaker open for %s, closing %s", c->mapping->name,
+			  c->mapping->cluster, client);
 		c->slot = 0;
 		conn_finish(c, "breaker_overflow");
 		return;
@@ -370,13 +432,11 @@ static void conn_route(struct conn *c, const char *sni, const char *not_found_re
 	if (any_open && eligible[idx]) {
 		struct log_field f[] = {{"MAPPING", c->mapping->name}};
 		log_event(LOG_NOTICE, TCPMAP_MID_FAILOVER, "failover", f, ELEMENTSOF(f),
-			  "group %s: a circuit breaker is open, routing to \"%s\"", g->key,
-			  c->mapping->name);
+			  "group %s: a circuit breaker is open, routing to \"%s\"", g->key, c->mapping->name);
 	}
 
 	if (c->mapping->proxy_protocol != PROXY_PROTOCOL_NONE) {
-		int n = proxyproto_write(c->mapping->proxy_protocol,
-					 (const struct sockaddr *)&c->client_addr,
+		int n = proxyproto_write(c->mapping->proxy_protocol, (const struct sockaddr *)&c->client_addr,
 					 (const struct sockaddr *)&c->local_addr, c->proxy_header,
 					 sizeof c->proxy_header);
 		if (n < 0) {
@@ -386,17 +446,45 @@ static void conn_route(struct conn *c, const char *sni, const char *not_found_re
 		c->proxy_len = (size_t)n;
 	}
 
-	uint64_t deadline = event_now(c) + (uint64_t)c->mapping->connect_timeout_ms * 1000;
-	if (set_deadline(c, deadline) < 0) {
+	if (set_deadline(c, event_now(c) + (uint64_t)c->mapping->connect_timeout_ms * 1000) < 0) {
 		conn_finish(c, "connect_failed");
 		return;
 	}
 	c->state = CONN_RESOLVING;
 	r = resolve_start(c->worker->resolver, c->mapping->upstream_host, c->mapping->upstream_port,
-			  c->mapping->enable_ipv4, c->mapping->enable_ipv6, on_resolved, c,
-			  &c->resolve_token);
+			  c->mapping->enable_ipv4, c->mapping->enable_ipv6, on_resolved, c, &c->resolve_token);
 	if (r < 0)
 		conn_finish(c, "connect_failed");
+}
+
+/* The group for this connection; then terminate TLS if the group says so, or go on. */
+static void conn_route(struct conn *c, const char *sni, const char *not_found_result) {
+	struct mapping_group *g = route_select_group(c->listener, sni);
+
+	if (!g) {
+		if (streq(not_found_result, "unknown_sni")) {
+			/* fatal alert unrecognized_name(112): the doc's "handshake fails" */
+			static const uint8_t alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70};
+			ssize_t _unused_ n = send(c->client_fd, alert, sizeof alert, MSG_NOSIGNAL);
+		}
+		conn_finish(c, not_found_result);
+		return;
+	}
+	c->group = g;
+
+	SSL_CTX *ctx = tls_server_ctx(c->config, g);
+	if (!ctx) {
+		conn_choose_and_connect(c);
+		return;
+	}
+	c->client_ssl = SSL_new(ctx);
+	if (!c->client_ssl || SSL_set_fd(c->client_ssl, c->client_fd) != 1) {
+		conn_finish(c, "handshake_failed");
+		return;
+	}
+	SSL_set_accept_state(c->client_ssl);
+	c->state = CONN_HANDSHAKE;
+	continue_client_handshake(c);
 }
 
 /* ---- preread ---- */
@@ -406,18 +494,13 @@ static void conn_preread(struct conn *c) {
 	struct client_hello hello;
 
 	ssize_t n = recv(c->client_fd, buf, sizeof buf, MSG_PEEK);
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EINTR)
-			return;
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
 		conn_finish(c, "not_tls");
 		return;
 	}
-	if (n == 0) {
-		conn_finish(c, "not_tls");
-		return;
-	}
-	enum sni_result r = sni_parse(buf, (size_t)n, &hello);
-	switch (r) {
+	switch (sni_parse(buf, (size_t)n, &hello)) {
 	case SNI_NEED_MORE:
 		return;
 	case SNI_FOUND:
@@ -442,6 +525,9 @@ static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *us
 	case CONN_PREREAD:
 		conn_preread(c);
 		break;
+	case CONN_HANDSHAKE:
+		continue_client_handshake(c);
+		break;
 	case CONN_RELAYING:
 		conn_pump(c);
 		break;
@@ -459,15 +545,17 @@ static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
 	case CONN_PREREAD:
 		conn_finish(c, "preread_timeout");
 		break;
+	case CONN_HANDSHAKE:
+		conn_finish(c, "handshake_failed");
+		break;
 	case CONN_RESOLVING:
 	case CONN_CONNECTING:
+	case CONN_UPSTREAM_HANDSHAKE:
 		conn_finish(c, "connect_timeout");
 		break;
 	case CONN_RELAYING: {
 		uint64_t idle = (uint64_t)c->mapping->idle_timeout_ms * 1000;
-		if (usec >= c->last_activity_usec + idle)
-			conn_finish(c, "idle_timeout");
-		else if (set_deadline(c, c->last_activity_usec + idle) < 0)
+		if (usec >= c->last_activity_usec + idle || set_deadline(c, c->last_activity_usec + idle) < 0)
 			conn_finish(c, "idle_timeout");
 		break;
 	}
@@ -476,6 +564,7 @@ static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
 }
 
 int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t local_len) {
+	static const int one = 1;
 	struct server *s = w->server;
 	struct conn *c;
 	int r;
@@ -488,8 +577,7 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 	c->worker = w;
 	c->client_fd = fd;
 	c->upstream_fd = -EBADF;
-	c->relay.up.pipe_r = c->relay.up.pipe_w = -EBADF;
-	c->relay.down.pipe_r = c->relay.down.pipe_w = -EBADF;
+	relay_init(&c->relay, -EBADF, -EBADF);
 	c->start_usec = now_usec();
 	c->result = "ok";
 	c->next = w->conns;
@@ -512,17 +600,15 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 		char addr[64];
 		format_addr(&c->local_addr, addr, sizeof addr);
 		log_warning("no mapping listens on %s, closing the connection", addr);
-		conn_finish(c, "connect_failed");
+		conn_finish(c, "no_listener");
 		return -ENOENT;
 	}
-
-	static const int one = 1;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 
 	r = sd_event_add_time(w->event, &c->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_timer, c);
 	if (r >= 0)
-		r = sd_event_add_io(w->event, &c->client_source, fd, EPOLLIN | EPOLLRDHUP | EPOLLET,
-				    on_client_io, c);
+		r = sd_event_add_io(w->event, &c->client_source, fd,
+				    EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_client_io, c);
 	if (r < 0) {
 		conn_finish(c, "connect_failed");
 		return r;
@@ -530,6 +616,7 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 
 	if (c->listener->needs_sni) {
 		c->state = CONN_PREREAD;
+		/* the same bound covers the peek and a terminating handshake */
 		r = set_deadline(c, event_now(c) + (uint64_t)c->config->module.preread_timeout_ms * 1000);
 		if (r < 0) {
 			conn_finish(c, "preread_timeout");

@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "server-internal.h"
+#include "tls.h"
 
 #define ACCEPT_BATCH 64
 #define ACCEPT_RETRY_USEC (100 * 1000)
@@ -46,6 +47,11 @@ static int load_config(struct server *s, struct config **ret) {
 	while (s->opts.config_paths[n_paths])
 		n_paths++;
 	r = config_load(s->opts.config_paths, n_paths, NULL, &c, &diags);
+	if (r >= 0) {
+		r = tls_config_load(c, s->opts.secrets_dir, &diags);
+		if (r < 0)
+			c = config_unref(c);
+	}
 	log_diags(&diags, true);
 	diag_list_free(&diags);
 	if (r < 0)
@@ -57,6 +63,9 @@ static int load_config(struct server *s, struct config **ret) {
 			return log_error_errno(r, "breaker table: no room for cluster %s",
 					       c->mappings[i]->cluster);
 		}
+		/* so that tcpmapctl status shows the limits before the first connection */
+		breaker_table_note_limits(s->breakers, c->mappings[i]->breaker_entry,
+					  &c->mappings[i]->circuit_breakers);
 	}
 	*ret = c;
 	return 0;

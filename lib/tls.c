@@ -1,0 +1,993 @@
+/* tls.c — the OpenSSL contexts of one config: a server SSL_CTX per TLSContext that has a
+ * certificate, client SSL_CTXs for origination, secrets found as DESIGN.md says, and the
+ * checks that turn a bad TLS setup into a config error rather than a failed handshake.
+ *
+ * Everything is built once, when a config is loaded, so the connection path only calls
+ * SSL_new(). This file must never log or print key material, and never read a private key
+ * into our own memory: OpenSSL reads key files itself (SSL_CTX_use_PrivateKey_file). */
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "route.h"
+#include "util.h"
+
+#define DEFAULT_SECRETS_DIR "/etc/tcpmap/secrets"
+
+/* Where a context's certificate, key and CA come from, after the secret lookup. */
+struct tls_files {
+	char *cert;
+	char *key;
+	char *ca;
+};
+
+static void tls_files_done(struct tls_files *f) {
+	free(f->cert);
+	free(f->key);
+	free(f->ca);
+	*f = (struct tls_files){};
+}
+
+struct tls_context_state {
+	const struct tls_context *context;
+	SSL_CTX *server;     /* NULL when the context has no certificate */
+	SSL_CTX *client;     /* only when some mapping says `tls: NAME` */
+	unsigned char *alpn; /* alpn_protocols in wire format (length-prefixed) */
+	size_t alpn_len;
+	struct tls_files files; /* paths only; kept while loading, so lookups run once */
+	bool broken;            /* an error was reported; build nothing more from it */
+	bool reported_no_cert;
+};
+
+struct tls_runtime {
+	struct tls_context_state *contexts; /* parallel to config->tls_contexts */
+	size_t n_contexts;
+	SSL_CTX *plain_client;        /* `tls: true`, shared by every such mapping */
+	SSL_CTX **client_by_mapping;  /* borrowed, indexed by mapping->index */
+	size_t n_mappings;
+};
+
+/* One tls_config_load() run: where diags go and whether any of them was an error. */
+struct tls_loader {
+	struct config *config;
+	struct tls_runtime *runtime;
+	const char *secrets_dir;
+	const char *credentials_dir; /* NULL when not run with systemd credentials */
+	struct diag_list *diags;
+	unsigned n_errors;
+	bool out_of_memory;
+};
+
+/* ---- diagnostics ---------------------------------------------------------------------- */
+
+/* config.c keeps its diag helpers private; this one writes the same FILE:LINE:COL format. */
+_printf_(4, 5) static void tls_diag(struct tls_loader *L, enum diag_level level,
+				    const struct source_pos *pos, const char *fmt, ...) {
+	_cleanup_free_ char *body = NULL, *message = NULL;
+	const char *file = pos->file ? pos->file : "<config>";
+	struct diag *items;
+	va_list ap;
+	int r;
+
+	if (level == DIAG_ERROR)
+		L->n_errors++;
+	if (!L->diags)
+		return;
+	va_start(ap, fmt);
+	r = vasprintf(&body, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		goto oom;
+	r = pos->line > 0 ? asprintf(&message, "%s:%u:%u: %s", file, pos->line, pos->column, body)
+			  : asprintf(&message, "%s: %s", file, body);
+	if (r < 0)
+		goto oom;
+	items = realloc(L->diags->items, (L->diags->n + 1) * sizeof(*items));
+	if (!items)
+		goto oom;
+	L->diags->items = items;
+	items[L->diags->n] = (struct diag){
+		.level = level,
+		.file = strdup(file),
+		.line = pos->line,
+		.column = pos->column,
+		.message = TAKE_PTR(message),
+	};
+	L->diags->n++;
+	if (level == DIAG_ERROR)
+		L->diags->n_errors++;
+	else if (level == DIAG_WARNING)
+		L->diags->n_warnings++;
+	return;
+oom:
+	L->out_of_memory = true;
+}
+
+#define context_error(L, t, fmt, ...)                                                              \
+	tls_diag((L), DIAG_ERROR, &(t)->pos, "tlscontext \"%s\": " fmt, (t)->name, ##__VA_ARGS__)
+#define context_warning(L, t, fmt, ...)                                                            \
+	tls_diag((L), DIAG_WARNING, &(t)->pos, "tlscontext \"%s\": " fmt, (t)->name, ##__VA_ARGS__)
+#define mapping_error(L, m, fmt, ...)                                                              \
+	tls_diag((L), DIAG_ERROR, &(m)->pos, "mapping \"%s\": " fmt, (m)->name, ##__VA_ARGS__)
+
+/* OpenSSL's reason for the last failure, for a diag; clears the queue so the next check
+ * starts clean. Reason strings never carry key bytes. */
+static const char *openssl_reason(void) {
+	unsigned long e = ERR_peek_last_error();
+	const char *reason = e ? ERR_reason_error_string(e) : NULL;
+
+	ERR_clear_error();
+	return reason ? reason : "unknown OpenSSL error";
+}
+
+/* ---- secrets -------------------------------------------------------------------------- */
+
+/* 0 when `path` is a readable regular file; -ENOENT when it does not exist; else -errno. */
+static int probe_file(const char *path) {
+	_cleanup_close_ int fd = -EBADF;
+	struct stat st;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISDIR(st.st_mode))
+		return -EISDIR;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	return 0;
+}
+
+static int strv_append_path(char ***tried, size_t *n, char *path) {
+	char **v = realloc(*tried, (*n + 2) * sizeof(char *));
+
+	if (!v) {
+		free(path);
+		return -ENOMEM;
+	}
+	v[(*n)++] = path;
+	v[*n] = NULL;
+	*tried = v;
+	return 0;
+}
+
+static void strv_freep(char ***v) {
+	if (!*v)
+		return;
+	for (char **p = *v; *p; p++)
+		free(*p);
+	free(*v);
+}
+
+static char *strv_join(char **v, const char *sep) {
+	size_t len = 1, sep_len = strlen(sep);
+	char *s, *p;
+
+	for (char **i = v; i && *i; i++)
+		len += strlen(*i) + sep_len;
+	s = malloc(len);
+	if (!s)
+		return NULL;
+	p = s;
+	*p = 0;
+	for (char **i = v; i && *i; i++) {
+		if (i != v)
+			p = stpcpy(p, sep);
+		p = stpcpy(p, *i);
+	}
+	return s;
+}
+
+/* Find secret NAME's certificate and key: systemd credentials first (LoadCredential= puts
+ * them there, readable only by us), then the Kubernetes-style secrets directory. */
+static int find_secret_pair(struct tls_loader *L, const struct tls_context *t, const char *name,
+			    struct tls_files *f) {
+	_cleanup_(strv_freep) char **tried = NULL;
+	_cleanup_free_ char *tried_text = NULL;
+	size_t n_tried = 0;
+
+	for (int place = 0; place < 2; place++) {
+		_cleanup_free_ char *cert = NULL, *key = NULL;
+		int r;
+
+		if (place == 0 && !L->credentials_dir)
+			continue;
+		r = place == 0 ? asprintf(&cert, "%s/%s.crt", L->credentials_dir, name)
+			       : asprintf(&cert, "%s/%s/tls.crt", L->secrets_dir, name);
+		if (r < 0)
+			return -ENOMEM;
+		r = place == 0 ? asprintf(&key, "%s/%s.key", L->credentials_dir, name)
+			       : asprintf(&key, "%s/%s/tls.key", L->secrets_dir, name);
+		if (r < 0)
+			return -ENOMEM;
+
+		r = probe_file(cert);
+		if (r == -ENOENT || r == -ENOTDIR) {
+			char *copy = strdup(cert);
+			if (!copy || strv_append_path(&tried, &n_tried, copy) < 0)
+				return -ENOMEM;
+			continue;
+		}
+		if (r < 0) {
+			context_error(L, t, "secret \"%s\": cannot read %s: %s", name, cert,
+				      strerror(-r));
+			return -EINVAL;
+		}
+		r = probe_file(key);
+		if (r < 0) {
+			context_error(L, t, "secret \"%s\": found %s, but cannot read its key %s: %s",
+				      name, cert, key, strerror(-r));
+			return -EINVAL;
+		}
+		f->cert = TAKE_PTR(cert);
+		f->key = TAKE_PTR(key);
+		return 0;
+	}
+
+	tried_text = strv_join(tried, ", ");
+	if (!tried_text)
+		return -ENOMEM;
+	context_error(L, t, "secret \"%s\": not found; tried %s", name, tried_text);
+	return -EINVAL;
+}
+
+/* A CA secret: in the secrets directory, its ca.crt if present (Kubernetes convention),
+ * else its tls.crt; as a credential, NAME.crt. No key is needed. */
+static int find_secret_ca(struct tls_loader *L, const struct tls_context *t, const char *name,
+			  char **ret) {
+	_cleanup_(strv_freep) char **tried = NULL;
+	_cleanup_free_ char *tried_text = NULL;
+	size_t n_tried = 0;
+
+	for (int place = 0; place < 3; place++) {
+		_cleanup_free_ char *path = NULL;
+		int r;
+
+		if (place == 0 && !L->credentials_dir)
+			continue;
+		r = place == 0	 ? asprintf(&path, "%s/%s.crt", L->credentials_dir, name)
+		    : place == 1 ? asprintf(&path, "%s/%s/ca.crt", L->secrets_dir, name)
+				 : asprintf(&path, "%s/%s/tls.crt", L->secrets_dir, name);
+		if (r < 0)
+			return -ENOMEM;
+		r = probe_file(path);
+		if (r == -ENOENT || r == -ENOTDIR) {
+			if (strv_append_path(&tried, &n_tried, TAKE_PTR(path)) < 0)
+				return -ENOMEM;
+			continue;
+		}
+		if (r < 0) {
+			context_error(L, t, "ca_secret \"%s\": cannot read %s: %s", name, path,
+				      strerror(-r));
+			return -EINVAL;
+		}
+		*ret = TAKE_PTR(path);
+		return 0;
+	}
+
+	tried_text = strv_join(tried, ", ");
+	if (!tried_text)
+		return -ENOMEM;
+	context_error(L, t, "ca_secret \"%s\": not found; tried %s", name, tried_text);
+	return -EINVAL;
+}
+
+static int check_given_file(struct tls_loader *L, const struct tls_context *t, const char *field,
+			    const char *path, char **ret) {
+	int r = probe_file(path);
+
+	if (r < 0) {
+		context_error(L, t, "%s: cannot read %s: %s", field, path, strerror(-r));
+		return -EINVAL;
+	}
+	*ret = strdup(path);
+	return *ret ? 0 : -ENOMEM;
+}
+
+/* Resolve every file the context names. -EINVAL (already reported) or -ENOMEM. */
+static int find_context_files(struct tls_loader *L, const struct tls_context *t,
+			      struct tls_files *f) {
+	int r, ret = 0;
+
+	if (t->secret && (t->cert_chain_file || t->private_key_file)) {
+		context_error(L, t, "secret and cert_chain_file/private_key_file are both set; "
+				    "use one");
+		ret = -EINVAL;
+	} else if (t->secret) {
+		r = find_secret_pair(L, t, t->secret, f);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0)
+			ret = r;
+	} else if (t->cert_chain_file || t->private_key_file) {
+		if (!t->cert_chain_file || !t->private_key_file) {
+			context_error(L, t, "%s: needs %s as well",
+				      t->cert_chain_file ? "cert_chain_file" : "private_key_file",
+				      t->cert_chain_file ? "private_key_file" : "cert_chain_file");
+			ret = -EINVAL;
+		} else {
+			r = check_given_file(L, t, "cert_chain_file", t->cert_chain_file, &f->cert);
+			if (r == -ENOMEM)
+				return r;
+			if (r >= 0)
+				r = check_given_file(L, t, "private_key_file", t->private_key_file,
+						     &f->key);
+			if (r == -ENOMEM)
+				return r;
+			if (r < 0)
+				ret = r;
+		}
+	}
+
+	if (t->ca_secret && t->cacert_chain_file) {
+		context_error(L, t, "ca_secret and cacert_chain_file are both set; use one");
+		ret = -EINVAL;
+	} else if (t->ca_secret) {
+		r = find_secret_ca(L, t, t->ca_secret, &f->ca);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0)
+			ret = r;
+	} else if (t->cacert_chain_file) {
+		r = check_given_file(L, t, "cacert_chain_file", t->cacert_chain_file, &f->ca);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0)
+			ret = r;
+	}
+
+	if (t->cert_required && !t->ca_secret && !t->cacert_chain_file) {
+		context_error(L, t, "cert_required: needs ca_secret or cacert_chain_file to "
+				    "verify client certificates against");
+		ret = -EINVAL;
+	}
+	return ret;
+}
+
+/* ---- SSL_CTX settings ----------------------------------------------------------------- */
+
+static int tls_version_from_string(const char *s) {
+	if (!s)
+		return 0;
+	if (streq(s, "v1.0"))
+		return TLS1_VERSION;
+	if (streq(s, "v1.1"))
+		return TLS1_1_VERSION;
+	if (streq(s, "v1.2"))
+		return TLS1_2_VERSION;
+	if (streq(s, "v1.3"))
+		return TLS1_3_VERSION;
+	return -EINVAL;
+}
+
+/* A key file with a passphrase must fail the load, not prompt on a terminal. */
+static int refuse_passphrase(char *buf, int size, int rwflag, void *userdata) {
+	(void)buf, (void)size, (void)rwflag, (void)userdata;
+	return 0;
+}
+
+static SSL_CTX *ctx_new(const SSL_METHOD *method) {
+	SSL_CTX *ctx = SSL_CTX_new(method);
+
+	if (!ctx)
+		return NULL;
+	/* Idle relays are the common case: give their 2x16 KiB buffers back. Partial and
+	 * moving writes let the relay retry from wherever its ring buffer now starts. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_default_passwd_cb(ctx, refuse_passphrase);
+	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+/* Versions, ciphers and curves, which apply alike to both directions. */
+static int apply_context_settings(struct tls_loader *L, const struct tls_context *t,
+				  SSL_CTX *ctx) {
+	int min = tls_version_from_string(t->min_tls_version);
+	int max = tls_version_from_string(t->max_tls_version);
+	int ret = 0;
+
+	if (min < 0 || max < 0) {
+		/* config.c already refuses these; stay safe if it ever stops */
+		context_error(L, t, "min_tls_version/max_tls_version: not v1.0, v1.1, v1.2 or v1.3");
+		return -EINVAL;
+	}
+	if (min && max && min > max) {
+		context_error(L, t, "min_tls_version %s is above max_tls_version %s",
+			      t->min_tls_version, t->max_tls_version);
+		return -EINVAL;
+	}
+	if (min && min < TLS1_2_VERSION) {
+		/* OpenSSL 3 only speaks TLS 1.0/1.1 at security level 0; the user asked for it. */
+		SSL_CTX_set_security_level(ctx, 0);
+		context_warning(L, t, "min_tls_version %s: versions below v1.2 are insecure, "
+				      "allowing them as configured",
+				t->min_tls_version);
+	}
+	if ((min && !SSL_CTX_set_min_proto_version(ctx, min)) ||
+	    (max && !SSL_CTX_set_max_proto_version(ctx, max))) {
+		context_error(L, t, "min_tls_version/max_tls_version: %s", openssl_reason());
+		return -EINVAL;
+	}
+
+	if (t->cipher_suites && t->cipher_suites[0]) {
+		_cleanup_free_ char *list = NULL;
+
+		/* One at a time first, so the diag names the culprit: a list is accepted by
+		 * OpenSSL as long as any one name in it is known. */
+		for (char **c = t->cipher_suites; *c; c++)
+			if (!SSL_CTX_set_cipher_list(ctx, *c)) {
+				ERR_clear_error();
+				context_error(L, t,
+					      "cipher_suites: \"%s\" is not a TLS 1.2 cipher OpenSSL "
+					      "knows",
+					      *c);
+				ret = -EINVAL;
+			}
+		list = strv_join(t->cipher_suites, ":");
+		if (!list)
+			return -ENOMEM;
+		if (ret == 0 && !SSL_CTX_set_cipher_list(ctx, list)) {
+			context_error(L, t, "cipher_suites: %s", openssl_reason());
+			ret = -EINVAL;
+		}
+	}
+
+	if (t->ecdh_curves && t->ecdh_curves[0]) {
+		_cleanup_free_ char *list = strv_join(t->ecdh_curves, ":");
+
+		if (!list)
+			return -ENOMEM;
+		if (!SSL_CTX_set1_groups_list(ctx, list)) {
+			ERR_clear_error();
+			context_error(L, t, "ecdh_curves: OpenSSL does not know all of \"%s\"",
+				      list);
+			ret = -EINVAL;
+		}
+	}
+	return ret;
+}
+
+static int load_cert_and_key(struct tls_loader *L, const struct tls_context *t, SSL_CTX *ctx,
+			     const struct tls_files *f) {
+	unsigned long e;
+
+	if (SSL_CTX_use_certificate_chain_file(ctx, f->cert) != 1) {
+		context_error(L, t, "cannot load certificate %s: %s", f->cert, openssl_reason());
+		return -EINVAL;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, f->key, SSL_FILETYPE_PEM) != 1) {
+		/* OpenSSL refuses a key of the certificate's type that is not its pair here */
+		e = ERR_peek_last_error();
+		if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+			ERR_clear_error();
+			context_error(L, t, "private key %s does not match certificate %s", f->key,
+				      f->cert);
+		} else
+			context_error(L, t, "cannot load private key %s: %s", f->key,
+				      openssl_reason());
+		return -EINVAL;
+	}
+	/* ... and a key of another type only here */
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		ERR_clear_error();
+		context_error(L, t, "private key %s does not match certificate %s", f->key, f->cert);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int load_ca(struct tls_loader *L, const struct tls_context *t, SSL_CTX *ctx,
+		   const char *ca) {
+	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+		context_error(L, t, "cannot load CA certificates %s: %s", ca, openssl_reason());
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Ambassador gives alpn_protocols as a list; TLS wants length-prefixed bytes. */
+static int build_alpn(struct tls_loader *L, struct tls_context_state *s) {
+	const struct tls_context *t = s->context;
+	size_t len = 0;
+	unsigned char *p;
+
+	if (!t->alpn_protocols || !t->alpn_protocols[0])
+		return 0;
+	for (char **a = t->alpn_protocols; *a; a++) {
+		size_t n = strlen(*a);
+		if (n == 0 || n > 255) {
+			context_error(L, t, "alpn_protocols: \"%s\" must be 1-255 bytes long", *a);
+			return -EINVAL;
+		}
+		len += 1 + n;
+	}
+	if (len > 65535) {
+		context_error(L, t, "alpn_protocols: the list is over 65535 bytes");
+		return -EINVAL;
+	}
+	s->alpn = p = malloc(len);
+	if (!p)
+		return -ENOMEM;
+	for (char **a = t->alpn_protocols; *a; a++) {
+		size_t n = strlen(*a);
+		*p++ = (unsigned char)n;
+		memcpy(p, *a, n);
+		p += n;
+	}
+	s->alpn_len = len;
+	return 0;
+}
+
+/* The server's preference wins, as Envoy's does: the first of ours the client offers. With
+ * no overlap the handshake goes on without ALPN rather than failing. */
+static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		       const unsigned char *in, unsigned inlen, void *arg) {
+	const struct tls_context_state *s = arg;
+	(void)ssl;
+
+	for (size_t i = 0; i < s->alpn_len; i += 1 + s->alpn[i]) {
+		const unsigned char *ours = s->alpn + i;
+		for (unsigned j = 0; j < inlen; j += 1u + in[j]) {
+			if (j + 1u + in[j] > inlen)
+				break;
+			if (in[j] == ours[0] && memcmp(in + j + 1, ours + 1, ours[0]) == 0) {
+				*out = in + j + 1;
+				*outlen = in[j];
+				return SSL_TLSEXT_ERR_OK;
+			}
+		}
+	}
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+static bool context_hosts_cover(const struct tls_context *t, const char *name) {
+	for (size_t i = 0; i < t->n_hosts; i++)
+		if (streq(t->hosts[i], "*") || route_host_matches(t->hosts[i], name))
+			return true;
+	return false;
+}
+
+/* Routing already chose this context from the peeked SNI; refusing here as well keeps a
+ * terminating port from ever serving a certificate for a name it was not asked for. */
+static int check_servername(SSL *ssl, int *alert, void *arg) {
+	const struct tls_context_state *s = arg;
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+	if (name && context_hosts_cover(s->context, name))
+		return SSL_TLSEXT_ERR_OK;
+	*alert = SSL_AD_UNRECOGNIZED_NAME;
+	return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+static int build_server_ctx(struct tls_loader *L, struct tls_context_state *s,
+			    const struct tls_files *f) {
+	const struct tls_context *t = s->context;
+	SSL_CTX *ctx;
+	int r;
+
+	ctx = ctx_new(TLS_server_method());
+	if (!ctx)
+		return -ENOMEM;
+	s->server = ctx;
+
+	/* Tickets stay on (OpenSSL's default) so returning clients resume cheaply. */
+	SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+	/* Resumption with client verification needs an id context; the name is stable. */
+	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)t->name,
+				       MIN(strlen(t->name), (size_t)SSL_MAX_SID_CTX_LENGTH));
+	SSL_CTX_set_tlsext_servername_callback(ctx, check_servername);
+	SSL_CTX_set_tlsext_servername_arg(ctx, s);
+	if (s->alpn)
+		SSL_CTX_set_alpn_select_cb(ctx, select_alpn, s);
+
+	r = apply_context_settings(L, t, ctx);
+	if (r < 0)
+		return r;
+	r = load_cert_and_key(L, t, ctx, f);
+	if (r < 0)
+		return r;
+	if (f->ca) {
+		STACK_OF(X509_NAME) *names;
+
+		r = load_ca(L, t, ctx, f->ca);
+		if (r < 0)
+			return r;
+		/* Tell clients which CA we accept, so they pick the right certificate. */
+		names = SSL_load_client_CA_file(f->ca);
+		if (names)
+			SSL_CTX_set_client_CA_list(ctx, names);
+		ERR_clear_error();
+		SSL_CTX_set_verify(ctx,
+				   t->cert_required ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+						    : SSL_VERIFY_PEER,
+				   NULL);
+	} else
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	return 0;
+}
+
+/* `tls: NAME`: offer the context's certificate (if it has one); verify the upstream only
+ * when the context names a CA, as the doc says. */
+static int build_context_client_ctx(struct tls_loader *L, struct tls_context_state *s) {
+	const struct tls_context *t = s->context;
+	const struct tls_files *f = &s->files;
+	SSL_CTX *ctx;
+	int r;
+
+	ctx = ctx_new(TLS_client_method());
+	if (!ctx)
+		return -ENOMEM;
+	s->client = ctx;
+
+	r = apply_context_settings(L, t, ctx);
+	if (r < 0)
+		return r;
+	if (s->alpn && SSL_CTX_set_alpn_protos(ctx, s->alpn, (unsigned)s->alpn_len) != 0)
+		return -ENOMEM;
+	if (f->cert) {
+		r = load_cert_and_key(L, t, ctx, f);
+		if (r < 0)
+			return r;
+	}
+	if (f->ca) {
+		r = load_ca(L, t, ctx, f->ca);
+		if (r < 0)
+			return r;
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	} else
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	return 0;
+}
+
+/* ---- termination: which context serves a group ---------------------------------------- */
+
+static bool group_is_passthrough(const struct mapping_group *g) {
+	for (size_t i = 0; i < g->n_mappings; i++)
+		if (g->mappings[i]->tls_passthrough)
+			return true;
+	return false;
+}
+
+/* An exact host beats a wildcard, a longer wildcard beats a shorter one, and "*" comes
+ * last. A group whose own host is a wildcard needs that same wildcard listed. Ties go to
+ * the first context in the files. */
+static struct tls_context *find_covering_context(const struct config *c, const char *host) {
+	struct tls_context *best = NULL;
+	int best_rank = 0;
+
+	for (size_t i = 0; i < c->n_tls_contexts; i++) {
+		struct tls_context *t = c->tls_contexts[i];
+
+		for (size_t h = 0; h < t->n_hosts; h++) {
+			const char *pattern = t->hosts[h];
+			int rank = 0;
+
+			if (strcasecmp(pattern, host) == 0)
+				rank = 3 << 16;
+			else if (streq(pattern, "*"))
+				rank = 1;
+			else if (host[0] != '*' && pattern[0] == '*' &&
+				 route_host_matches(pattern, host))
+				rank = (2 << 16) + (int)MIN(strlen(pattern), 65535u);
+			if (rank > best_rank) {
+				best_rank = rank;
+				best = t;
+			}
+		}
+	}
+	return best;
+}
+
+static int assign_termination(struct tls_loader *L) {
+	struct config *c = L->config;
+
+	for (size_t i = 0; i < c->n_groups; i++) {
+		struct mapping_group *g = c->groups[i];
+		struct tls_context *t;
+		struct tls_context_state *s;
+
+		g->termination_context = NULL;
+		if (!g->host || g->n_mappings == 0 || group_is_passthrough(g))
+			continue;
+		t = find_covering_context(c, g->host);
+		if (!t) {
+			mapping_error(L, g->mappings[0],
+				      "host: no TLSContext covers \"%s\" (terminating TLS needs its "
+				      "certificate)",
+				      g->host);
+			continue;
+		}
+		g->termination_context = t;
+		s = t->runtime;
+		if (!s->files.cert && !s->broken && !s->reported_no_cert) {
+			/* one diag per context, however many groups it covers */
+			s->reported_no_cert = true;
+			context_error(L, t,
+				      "terminates TLS for \"%s\" but has no certificate (set secret, "
+				      "or cert_chain_file and private_key_file)",
+				      g->host);
+		}
+	}
+	return 0;
+}
+
+/* ---- origination ---------------------------------------------------------------------- */
+
+static int assign_origination(struct tls_loader *L) {
+	struct config *c = L->config;
+	struct tls_runtime *rt = L->runtime;
+	int r;
+
+	for (size_t i = 0; i < c->n_mappings; i++) {
+		struct mapping *m = c->mappings[i];
+		struct tls_context_state *s;
+
+		if (m->index >= rt->n_mappings)
+			continue;
+		if (m->tls == TLS_ORIGINATE_PLAIN) {
+			/* `tls: true`: no certificate offered, and nothing to verify with. */
+			if (!rt->plain_client) {
+				rt->plain_client = ctx_new(TLS_client_method());
+				if (!rt->plain_client)
+					return -ENOMEM;
+				SSL_CTX_set_verify(rt->plain_client, SSL_VERIFY_NONE, NULL);
+			}
+			rt->client_by_mapping[m->index] = rt->plain_client;
+		} else if (m->tls == TLS_ORIGINATE_CONTEXT) {
+			if (!m->tls_context || !m->tls_context->runtime) {
+				mapping_error(L, m, "tls: no TLSContext named \"%s\"",
+					      m->tls_context_name ? m->tls_context_name : "");
+				continue;
+			}
+			s = m->tls_context->runtime;
+			if (s->broken)
+				continue; /* already reported */
+			if (!s->client) {
+				r = build_context_client_ctx(L, s);
+				if (r == -ENOMEM)
+					return r;
+				if (r < 0) {
+					s->broken = true;
+					continue;
+				}
+			}
+			rt->client_by_mapping[m->index] = s->client;
+		}
+	}
+	return 0;
+}
+
+/* ---- load and free -------------------------------------------------------------------- */
+
+static void tls_runtime_release(struct config *c) {
+	struct tls_runtime *rt = c->tls_runtime;
+
+	if (!rt)
+		return;
+	for (size_t i = 0; i < rt->n_contexts; i++) {
+		struct tls_context_state *s = &rt->contexts[i];
+		SSL_CTX_free(s->server);
+		SSL_CTX_free(s->client);
+		free(s->alpn);
+		tls_files_done(&s->files);
+	}
+	for (size_t i = 0; i < c->n_tls_contexts; i++)
+		c->tls_contexts[i]->runtime = NULL;
+	SSL_CTX_free(rt->plain_client);
+	free(rt->contexts);
+	free(rt->client_by_mapping);
+	free(rt);
+	c->tls_runtime = NULL;
+	c->tls_runtime_free = NULL;
+}
+
+static int load_context(struct tls_loader *L, struct tls_context_state *s) {
+	int r;
+
+	r = build_alpn(L, s);
+	if (r >= 0)
+		r = find_context_files(L, s->context, &s->files);
+	/* Every context with a certificate gets its server SSL_CTX, used or not, so that
+	 * `tcpmapctl check` reports a broken secret before anything needs it. */
+	if (r >= 0 && s->files.cert)
+		r = build_server_ctx(L, s, &s->files);
+	if (r < 0) {
+		SSL_CTX_free(s->server);
+		s->server = NULL;
+		s->broken = true;
+	}
+	return r;
+}
+
+int tls_config_load(struct config *c, const char *secrets_dir, struct diag_list *diags) {
+	struct tls_loader L = {
+		.config = c,
+		.secrets_dir = secrets_dir ? secrets_dir : DEFAULT_SECRETS_DIR,
+		.diags = diags,
+	};
+	struct tls_runtime *rt;
+	const char *creds = getenv("CREDENTIALS_DIRECTORY");
+	int r;
+
+	if (!c)
+		return -EINVAL;
+	if (c->tls_runtime_free)
+		c->tls_runtime_free(c);
+	if (creds && *creds)
+		L.credentials_dir = creds;
+	ERR_clear_error();
+
+	rt = calloc(1, sizeof(*rt));
+	if (!rt)
+		return -ENOMEM;
+	c->tls_runtime = rt;
+	c->tls_runtime_free = tls_runtime_release;
+	L.runtime = rt;
+	rt->n_contexts = c->n_tls_contexts;
+	rt->n_mappings = c->n_mappings;
+	rt->contexts = calloc(MAX(rt->n_contexts, 1u), sizeof(*rt->contexts));
+	rt->client_by_mapping = calloc(MAX(rt->n_mappings, 1u), sizeof(SSL_CTX *));
+	if (!rt->contexts || !rt->client_by_mapping) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < c->n_tls_contexts; i++) {
+		rt->contexts[i].context = c->tls_contexts[i];
+		c->tls_contexts[i]->runtime = &rt->contexts[i];
+	}
+
+	for (size_t i = 0; i < rt->n_contexts; i++) {
+		r = load_context(&L, &rt->contexts[i]);
+		if (r == -ENOMEM)
+			goto fail;
+	}
+	r = assign_termination(&L);
+	if (r < 0)
+		goto fail;
+	r = assign_origination(&L);
+	if (r < 0)
+		goto fail;
+
+	ERR_clear_error();
+	for (size_t i = 0; i < rt->n_contexts; i++)
+		tls_files_done(&rt->contexts[i].files);
+	if (L.out_of_memory) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if (L.n_errors > 0) {
+		r = -EINVAL;
+		goto fail;
+	}
+	return 0;
+
+fail:
+	for (size_t i = 0; i < c->n_groups; i++)
+		c->groups[i]->termination_context = NULL;
+	tls_runtime_release(c);
+	ERR_clear_error();
+	return r;
+}
+
+/* ---- per-connection lookups ----------------------------------------------------------- */
+
+SSL_CTX *tls_server_ctx(const struct config *c, const struct mapping_group *g) {
+	const struct tls_context_state *s;
+
+	if (!c || !c->tls_runtime || !g || !g->termination_context)
+		return NULL;
+	s = g->termination_context->runtime;
+	return s ? s->server : NULL;
+}
+
+SSL_CTX *tls_client_ctx(const struct config *c, const struct mapping *m) {
+	const struct tls_runtime *rt;
+
+	if (!c || !m)
+		return NULL;
+	rt = c->tls_runtime;
+	if (!rt || m->index >= rt->n_mappings)
+		return NULL;
+	return rt->client_by_mapping[m->index];
+}
+
+static bool is_ip_literal(const char *s) {
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+const char *tls_upstream_sni(const struct mapping *m) {
+	if (!m)
+		return NULL;
+	if (m->tls_context && m->tls_context->sni && m->tls_context->sni[0])
+		return m->tls_context->sni;
+	/* RFC 6066: SNI carries host names only, never an address. */
+	if (!m->upstream_host || !m->upstream_host[0] || is_ip_literal(m->upstream_host))
+		return NULL;
+	return m->upstream_host;
+}
+
+int tls_client_prepare(SSL *ssl, const struct mapping *m) {
+	const char *sni, *expected;
+
+	if (!ssl || !m)
+		return -EINVAL;
+	sni = tls_upstream_sni(m);
+	if (sni && SSL_set_tlsext_host_name(ssl, sni) != 1) {
+		ERR_clear_error();
+		return -EINVAL;
+	}
+	if (!(SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER))
+		return 0;
+
+	/* Verify the name we asked for: the context's sni if set, else the service host. */
+	expected = sni ? sni : m->upstream_host;
+	if (!expected || !expected[0])
+		return -EINVAL;
+	if (is_ip_literal(expected)) {
+		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), expected) != 1) {
+			ERR_clear_error();
+			return -EINVAL;
+		}
+		return 0;
+	}
+	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	if (SSL_set1_host(ssl, expected) != 1) {
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+const char *tls_handshake_failure_reason(void) {
+	unsigned long e = ERR_peek_last_error();
+
+	if (e == 0 || ERR_GET_LIB(e) != ERR_LIB_SSL)
+		return "handshake_failed";
+	switch (ERR_GET_REASON(e)) {
+	case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+		return "unknown_ca";
+	case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+	case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+		return "no_certificate";
+	case SSL_R_CERTIFICATE_VERIFY_FAILED:
+		return "certificate_verify_failed";
+	case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+	case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+		return "bad_certificate";
+	case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
+	case SSL_R_UNSUPPORTED_PROTOCOL:
+	case SSL_R_NO_PROTOCOLS_AVAILABLE:
+	case SSL_R_VERSION_TOO_LOW:
+	case SSL_R_VERSION_TOO_HIGH:
+		return "protocol_version";
+	case SSL_R_NO_SHARED_CIPHER:
+		return "no_shared_cipher";
+	case SSL_R_TLSV1_UNRECOGNIZED_NAME:
+	case SSL_R_CALLBACK_FAILED:
+		/* the only fatal callback on our server contexts is the SNI check */
+		return "unrecognized_name";
+	/* a record header no TLS version writes: the peer speaks something else */
+	case SSL_R_WRONG_VERSION_NUMBER:
+	case SSL_R_HTTP_REQUEST:
+	case SSL_R_PACKET_LENGTH_TOO_LONG:
+		return "not_tls";
+	default:
+		return "handshake_failed";
+	}
+}

@@ -1,0 +1,44 @@
+/* tls.h — OpenSSL contexts for a config: termination (server) contexts per TLSContext,
+ * origination (client) contexts per mapping, secrets looked up as DESIGN.md says.
+ *
+ * Everything here is prepared once per config load, in the main thread, so the per-
+ * connection path only creates SSL objects from ready SSL_CTXs. Key material is never
+ * logged, and private keys are loaded from files only (never copied into our own memory). */
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include "config.h"
+
+/* Prepare every SSL_CTX the config needs:
+ *  - for each group with a `host` (and no tls_passthrough), find the TLSContext whose `hosts`
+ *    cover it (exact beats wildcard) and set group->termination_context; none -> error;
+ *  - for each such TLSContext, a server SSL_CTX with its certificate and key, versions,
+ *    cipher_suites, ecdh_curves, alpn_protocols and, with cert_required and a CA
+ *    (ca_secret / cacert_chain_file), mandatory client certificates;
+ *  - for each mapping with `tls`, a client SSL_CTX: no certificate for `tls: true`, the
+ *    context's certificate for `tls: NAME`; peer verification only when the context names
+ *    a CA;
+ * Secrets NAME are looked up as $CREDENTIALS_DIRECTORY/NAME.crt + NAME.key, then
+ * SECRETS_DIR/NAME/tls.crt + tls.key; cert_chain_file / private_key_file are used as given.
+ * Errors go to diags as "FILE:LINE:COL: tlscontext \"NAME\": secret: ..." naming the paths
+ * tried; returns 0 or -EINVAL. On success sets c->tls_runtime and c->tls_runtime_free. */
+int tls_config_load(struct config *c, const char *secrets_dir, struct diag_list *diags);
+
+/* The terminating SSL_CTX of a group (NULL when the group does not terminate). */
+SSL_CTX *tls_server_ctx(const struct config *c, const struct mapping_group *g);
+/* The originating SSL_CTX of a mapping (NULL when it does not originate). */
+SSL_CTX *tls_client_ctx(const struct config *c, const struct mapping *m);
+/* The SNI to send upstream: the context's `sni`, else the service's host name (NULL for an
+ * IP literal, which must not be sent as SNI). */
+const char *tls_upstream_sni(const struct mapping *m);
+
+/* Result names for the access log from a failed handshake's error queue (this thread's;
+ * only peeked, the caller clears it): "unknown_ca", "no_certificate", "bad_certificate",
+ * "certificate_verify_failed", "protocol_version", "no_shared_cipher",
+ * "unrecognized_name", "not_tls", "handshake_failed". Static strings. */
+const char *tls_handshake_failure_reason(void);
+
+/* Set up a client SSL for origination: SNI (tls_upstream_sni) and, when the context names a
+ * CA, the host name to verify. Returns 0 or -errno. */
+int tls_client_prepare(SSL *ssl, const struct mapping *m);
