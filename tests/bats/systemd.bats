@@ -15,6 +15,12 @@ sb() { "$SANDBOX" exec "$SB_STATE" "$@"; }
 
 port_is_free() { [ -z "$(ss -Hltn "sport = :$1")" ]; }
 
+# A stopped service may still be exiting with its copy of the socket: wait at most 5 s.
+wait_port_free() {
+	for _ in $(seq 50); do port_is_free "$1" && return 0; sleep 0.1; done
+	port_is_free "$1"
+}
+
 pick_port() { # print a free port in 30000-32999 that is not in "$*"; bounded tries
 	local p
 	for _ in $(seq 200); do
@@ -260,8 +266,8 @@ teardown_file() {
 	# their Also=, enabled the target itself.
 	[ "$(sb systemctl is-enabled tcpmap.target)" = enabled ]
 	sb systemctl stop tcpmap.target
-	port_is_free "$Q"
-	port_is_free "$I"
+	wait_port_free "$Q"
+	wait_port_free "$I"
 	[ "$(sb systemctl is-active "tcpmap@$P.service")" != active ]
 	sb systemctl enable --now tcpmap.target
 	relay_roundtrip "$Q" 3000
