@@ -178,6 +178,18 @@ static void conn_finish(struct conn *c, const char *result) {
 	struct server *s = c->worker->server;
 
 	c->result = result;
+	if (c->mapping && !c->connected &&
+	    (streq(result, "connect_failed") || streq(result, "connect_timeout"))) {
+		char upstream[64] = "-";
+		if (c->upstream_addr_len > 0)
+			format_addr(&c->upstream_addr, upstream, sizeof upstream);
+		struct log_field f[] = {{"MAPPING", c->mapping->name},
+					{"UPSTREAM", c->upstream_addr_len > 0 ? upstream : c->mapping->service},
+					{"RESULT", result}};
+		log_event(LOG_WARNING, TCPMAP_MID_UPSTREAM_FAILED, "upstream_failed", f, ELEMENTSOF(f),
+			  "mapping \"%s\": upstream %s unreachable: %s", c->mapping->name,
+			  c->mapping->service, result);
+	}
 	if (c->slot) {
 		if (!c->connected)
 			breaker_table_connect_failed(s->breakers, c->slot);
@@ -604,6 +616,15 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 		return -ENOENT;
 	}
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (log_get_max_level() >= LOG_DEBUG) {
+		/* one line per accept doubles the log volume: only when asked for */
+		char client[64], local_s[64];
+		format_addr(&c->client_addr, client, sizeof client);
+		format_addr(&c->local_addr, local_s, sizeof local_s);
+		struct log_field f[] = {{"CLIENT", client}, {"LOCAL", local_s}};
+		log_event(LOG_DEBUG, TCPMAP_MID_ACCEPT, "accept", f, ELEMENTSOF(f), "accepted %s on %s",
+			  client, local_s);
+	}
 
 	r = sd_event_add_time(w->event, &c->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_timer, c);
 	if (r >= 0)
