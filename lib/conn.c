@@ -8,6 +8,8 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <sys/socket.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 
 #include "log.h"
 #include "proxyproto.h"
@@ -650,7 +652,214 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 	return 0;
 }
 
-void conn_close_all(struct worker *w) {
+void conn_close_all(struct worker *w, const char *result) {
 	while (w->conns)
-		conn_finish(w->conns, "ok");
+		conn_finish(w->conns, result);
 }
+
+/* ---- hand-over across restarts ---- */
+
+static int store_fd(const char *id, enum handover_fd_kind kind, int fd) {
+	char name[64], msg[96];
+	int r = handover_fd_name(id, kind, name, sizeof name);
+	if (r < 0)
+		return r;
+	snprintf(msg, sizeof msg, "FDSTORE=1\nFDNAME=%s", name);
+	r = sd_pid_notify_with_fds(0, false, msg, &fd, 1);
+	return r < 0 ? r : r == 0 ? -ENOTCONN : 0;
+}
+
+int conn_handover(struct conn *c, int state_fd) {
+	static atomic_uint_fast64_t counter;
+	struct handover_record rec = {.magic = HANDOVER_MAGIC, .version = HANDOVER_VERSION};
+	struct relay *rl = &c->relay;
+	int r;
+
+	if (c->state != CONN_RELAYING || c->use_tls_relay)
+		return -EBUSY;
+
+	snprintf(rec.id, sizeof rec.id, "%d-%llu", (int)getpid(),
+		 (unsigned long long)atomic_fetch_add(&counter, 1));
+	snprintf(rec.mapping, sizeof rec.mapping, "%s", c->mapping->name);
+	snprintf(rec.sni, sizeof rec.sni, "%s", c->sni);
+	rec.slot = c->slot;
+	rec.bytes_in = rl->up.bytes;
+	rec.bytes_out = rl->down.bytes;
+	rec.in_pipe_up = rl->up.in_pipe;
+	rec.in_pipe_down = rl->down.in_pipe;
+	rec.flags = (rl->up.eof ? HANDOVER_UP_EOF : 0) | (rl->up.shut ? HANDOVER_UP_SHUT : 0) |
+		    (rl->down.eof ? HANDOVER_DOWN_EOF : 0) | (rl->down.shut ? HANDOVER_DOWN_SHUT : 0);
+	if (c->mapping->idle_timeout_ms > 0) {
+		uint64_t deadline = c->last_activity_usec + (uint64_t)c->mapping->idle_timeout_ms * 1000;
+		uint64_t now = event_now(c);
+		rec.idle_remaining_ms = deadline > now ? (deadline - now) / 1000 : 0;
+	} else
+		rec.idle_remaining_ms = UINT64_MAX;
+	rec.started_realtime_ms = (uint64_t)time(NULL) * 1000 - (now_usec() - c->start_usec) / 1000;
+	rec.client_addr = c->client_addr;
+	rec.client_addr_len = c->client_addr_len;
+	rec.local_addr = c->local_addr;
+	rec.local_addr_len = c->local_addr_len;
+	rec.upstream_addr = c->upstream_addr;
+	rec.upstream_addr_len = c->upstream_addr_len;
+
+	/* The fds first: a record without its fds is discarded by the next process, while fds
+	 * without a record would be closed by it, so either order is safe; this one loses less. */
+	r = store_fd(rec.id, HANDOVER_FD_CLIENT, c->client_fd);
+	if (r >= 0)
+		r = store_fd(rec.id, HANDOVER_FD_UPSTREAM, c->upstream_fd);
+	if (r >= 0 && rl->up.in_pipe > 0) {
+		r = store_fd(rec.id, HANDOVER_FD_UP_READ, rl->up.pipe_r);
+		if (r >= 0)
+			r = store_fd(rec.id, HANDOVER_FD_UP_WRITE, rl->up.pipe_w);
+	}
+	if (r >= 0 && rl->down.in_pipe > 0) {
+		r = store_fd(rec.id, HANDOVER_FD_DOWN_READ, rl->down.pipe_r);
+		if (r >= 0)
+			r = store_fd(rec.id, HANDOVER_FD_DOWN_WRITE, rl->down.pipe_w);
+	}
+	if (r >= 0 && write(state_fd, &rec, sizeof rec) != (ssize_t)sizeof rec)
+		r = -errno ? -errno : -EIO;
+	if (r < 0)
+		return log_warning_errno(r, "connection %s could not move to the fd store, it stays", rec.id);
+
+	char client[64], in[24], out[24];
+	format_addr(&c->client_addr, client, sizeof client);
+	snprintf(in, sizeof in, "%llu", (unsigned long long)rec.bytes_in);
+	snprintf(out, sizeof out, "%llu", (unsigned long long)rec.bytes_out);
+	struct log_field f[] = {{"MAPPING", c->mapping->name}, {"CLIENT", client}, {"CONNECTION", rec.id},
+				{"BYTES_IN", in}, {"BYTES_OUT", out}};
+	log_event(LOG_INFO, TCPMAP_MID_ADOPT, "handover", f, ELEMENTSOF(f),
+		  "%s %s: handed to the fd store as c%s", c->mapping->name, client, rec.id);
+
+	/* The slot now belongs to the next process; our copies of the fds just close. */
+	c->slot = 0;
+	if (rl->up.in_pipe > 0)
+		rl->up.in_pipe = 0, rl->up.pipe_r = safe_close(rl->up.pipe_r), rl->up.pipe_w = safe_close(rl->up.pipe_w);
+	if (rl->down.in_pipe > 0)
+		rl->down.in_pipe = 0, rl->down.pipe_r = safe_close(rl->down.pipe_r),
+		rl->down.pipe_w = safe_close(rl->down.pipe_w);
+	conn_free(c);
+	return 0;
+}
+
+unsigned conn_handover_all(struct worker *w, int state_fd) {
+	unsigned n = 0;
+	for (struct conn *c = w->conns, *next; c; c = next) {
+		next = c->next;
+		if (conn_handover(c, state_fd) >= 0)
+			n++;
+	}
+	return n;
+}
+
+static struct mapping *find_mapping(const struct config *cfg, const char *name) {
+	for (size_t i = 0; i < cfg->n_mappings; i++)
+		if (streq(cfg->mappings[i]->name, name))
+			return cfg->mappings[i];
+	return NULL;
+}
+
+int conn_adopt(struct worker *w, const struct handover_record *r, int fds[_HANDOVER_FD_MAX]) {
+	struct server *s = w->server;
+	struct conn *c;
+	int e;
+
+	c = calloc(1, sizeof *c);
+	if (!c) {
+		for (int k = 0; k < _HANDOVER_FD_MAX; k++)
+			fds[k] = safe_close(fds[k]);
+		return -ENOMEM;
+	}
+	c->worker = w;
+	c->client_fd = TAKE_FD(fds[HANDOVER_FD_CLIENT]);
+	c->upstream_fd = TAKE_FD(fds[HANDOVER_FD_UPSTREAM]);
+	relay_init(&c->relay, c->client_fd, c->upstream_fd);
+	c->relay.up.pipe_r = TAKE_FD(fds[HANDOVER_FD_UP_READ]);
+	c->relay.up.pipe_w = TAKE_FD(fds[HANDOVER_FD_UP_WRITE]);
+	c->relay.down.pipe_r = TAKE_FD(fds[HANDOVER_FD_DOWN_READ]);
+	c->relay.down.pipe_w = TAKE_FD(fds[HANDOVER_FD_DOWN_WRITE]);
+	c->start_usec = now_usec();
+	uint64_t now_real = (uint64_t)time(NULL) * 1000;
+	if (r->started_realtime_ms < now_real)
+		c->start_usec -= MIN(now_real - r->started_realtime_ms, c->start_usec / 1000) * 1000;
+	c->result = "ok";
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	w->n_conns++;
+	atomic_fetch_add(&s->n_active, 1);
+	atomic_fetch_add(&s->n_total, 1);
+	memcpy(&c->client_addr, &r->client_addr, sizeof c->client_addr);
+	c->client_addr_len = r->client_addr_len;
+	memcpy(&c->local_addr, &r->local_addr, sizeof c->local_addr);
+	c->local_addr_len = r->local_addr_len;
+	memcpy(&c->upstream_addr, &r->upstream_addr, sizeof c->upstream_addr);
+	c->upstream_addr_len = r->upstream_addr_len;
+	snprintf(c->sni, sizeof c->sni, "%s", r->sni);
+	c->relay.up.bytes = r->bytes_in;
+	c->relay.down.bytes = r->bytes_out;
+	c->relay.up.in_pipe = r->in_pipe_up;
+	c->relay.down.in_pipe = r->in_pipe_down;
+	c->relay.up.eof = r->flags & HANDOVER_UP_EOF;
+	c->relay.up.shut = r->flags & HANDOVER_UP_SHUT;
+	c->relay.down.eof = r->flags & HANDOVER_DOWN_EOF;
+	c->relay.down.shut = r->flags & HANDOVER_DOWN_SHUT;
+	c->connected = true;
+	c->config = server_config_get(s);
+	c->mapping = find_mapping(c->config, r->mapping);
+
+	if (c->client_fd < 0 || c->upstream_fd < 0 || !c->mapping ||
+	    (r->in_pipe_up > 0 && (c->relay.up.pipe_r < 0 || c->relay.up.pipe_w < 0)) ||
+	    (r->in_pipe_down > 0 && (c->relay.down.pipe_r < 0 || c->relay.down.pipe_w < 0))) {
+		log_warning("connection c%s (mapping \"%s\") cannot be adopted: %s, closing it", r->id,
+			    r->mapping, !c->mapping ? "the mapping is gone from the config" : "fds are missing");
+		/* its old slot is the dead process's: the reaper frees it */
+		conn_finish(c, "adopt_failed");
+		return -ENOENT;
+	}
+	c->group = c->mapping->group;
+	c->listener = c->group ? c->group->listener : NULL;
+
+	/* Re-own the slot; if a reaper already freed it, count the connection anew (no limit
+	 * applies: it was admitted once already). */
+	c->slot = r->slot;
+	if (r->slot == 0 || breaker_table_adopt(s->breakers, r->slot) < 0) {
+		static const struct circuit_breakers unlimited = {0};
+		c->slot = 0;
+		if (breaker_table_admit(s->breakers, c->mapping->breaker_entry, &unlimited, &c->slot) >= 0)
+			breaker_table_connected(s->breakers, c->slot);
+	}
+
+	c->state = CONN_RELAYING;
+	e = sd_event_add_time(w->event, &c->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_timer, c);
+	if (e >= 0)
+		e = sd_event_add_io(w->event, &c->client_source, c->client_fd,
+				    EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_client_io, c);
+	if (e >= 0)
+		e = sd_event_add_io(w->event, &c->upstream_source, c->upstream_fd,
+				    EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_upstream_io, c);
+	if (e < 0) {
+		conn_finish(c, "adopt_failed");
+		return log_warning_errno(e, "adopting connection c%s", r->id);
+	}
+	c->last_activity_usec = event_now(c);
+	if (r->idle_remaining_ms != UINT64_MAX && c->mapping->idle_timeout_ms > 0) {
+		/* keep the old deadline: last activity as if it had been idle since then */
+		uint64_t idle = (uint64_t)c->mapping->idle_timeout_ms * 1000;
+		uint64_t remaining = MIN(r->idle_remaining_ms * 1000, idle);
+		c->last_activity_usec = c->last_activity_usec + remaining - idle;
+		set_deadline(c, c->last_activity_usec + idle);
+	}
+
+	char client[64];
+	format_addr(&c->client_addr, client, sizeof client);
+	struct log_field f[] = {{"MAPPING", c->mapping->name}, {"CLIENT", client}, {"CONNECTION", r->id}};
+	log_event(LOG_INFO, TCPMAP_MID_ADOPT, "adopt", f, ELEMENTSOF(f), "%s %s: adopted c%s from the fd store",
+		  c->mapping->name, client, r->id);
+	return 0;
+}
+
+/* After adoption the pump runs once the worker's loop starts (edge-triggered sources
+ * report the sockets' current readiness when added). */

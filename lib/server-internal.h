@@ -7,6 +7,7 @@
 
 #include "breaker.h"
 #include "config.h"
+#include "handover.h"
 #include "relay.h"
 #include "resolve.h"
 #include "server.h"
@@ -32,6 +33,8 @@ struct server {
 
 	struct listen_fd *fds;
 	size_t n_fds;
+	struct stored_fd *stored; /* from the fd store, until adopted */
+	size_t n_stored;
 
 	struct worker *workers;
 	unsigned n_workers;
@@ -39,6 +42,7 @@ struct server {
 	atomic_uint_fast64_t n_active; /* live connections, for STATUS= */
 	atomic_uint_fast64_t n_total;
 	atomic_bool stopping;
+	bool handover; /* on stop, move spliced connections to systemd's fd store */
 
 	sd_event *event; /* main thread's loop: signals, notify, reaping */
 };
@@ -57,6 +61,8 @@ struct worker {
 	struct conn *conns; /* doubly linked list of live connections */
 	uint64_t n_conns;
 	uint64_t last_shed_log_usec;
+	sd_event_source *drain_timer; /* stopping: connections that could not move */
+	sd_event_source *drain_check;
 };
 
 /* A new reference to the current config. */
@@ -65,5 +71,15 @@ struct config *server_config_get(struct server *s);
 /* Take over a connected client socket (non-blocking). `local` is its local address.
  * Returns 0, or -errno after closing fd. */
 int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t local_len);
-/* Close every connection of the worker (shutdown). */
-void conn_close_all(struct worker *w);
+/* Close every connection of the worker with `result` (shutdown). */
+void conn_close_all(struct worker *w, const char *result);
+
+/* Hand a spliced, relaying connection to systemd's fd store and forget it: its fds are
+ * pushed with FDNAMEs from handover.h and its record appended to state_fd. Returns 0, or
+ * -EBUSY when the connection cannot move (TLS, or not relaying yet): it stays. */
+int conn_handover(struct conn *c, int state_fd);
+/* Move every connection of the worker that can move; returns how many did. */
+unsigned conn_handover_all(struct worker *w, int state_fd);
+/* Take over a connection from a previous process. `fds` holds -EBADF where absent; this
+ * takes ownership of every fd in it, adopted or not. Returns 0 or -errno (logged). */
+int conn_adopt(struct worker *w, const struct handover_record *r, int fds[_HANDOVER_FD_MAX]);

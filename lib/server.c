@@ -7,6 +7,8 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 
@@ -124,11 +126,22 @@ static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, vo
 	return 0;
 }
 
+/* Whether a stop should move connections to the fd store: only under systemd with a store
+ * (FileDescriptorStoreMax= > 0, announced by the unit as TCPMAP_FDSTORE or by systemd >= 254
+ * as FDSTORE). */
+static bool handover_available(void) {
+	const char *a = getenv("TCPMAP_FDSTORE"), *b = getenv("FDSTORE");
+	if (!getenv("NOTIFY_SOCKET"))
+		return false;
+	return (a && *a && !streq(a, "0")) || (b && *b && !streq(b, "0"));
+}
+
 static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata) {
 	struct server *s = userdata;
 	(void)si;
 
 	sd_notify(0, "STOPPING=1");
+	s->handover = handover_available() && s->n_workers > 0 && s->fds != NULL;
 	atomic_store(&s->stopping, true);
 	return sd_event_exit(sd_event_source_get_event(src), 0);
 }
@@ -223,15 +236,69 @@ static int on_resolver(sd_event_source *src, int fd, uint32_t revents, void *use
 	return 0;
 }
 
+static int on_drain_check(sd_event_source *src, void *userdata) {
+	struct worker *w = userdata;
+	if (w->n_conns == 0)
+		return sd_event_exit(sd_event_source_get_event(src), 0);
+	return 0;
+}
+
+static int on_drain_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
+	(void)usec;
+	conn_close_all(userdata, "drain_timeout");
+	return sd_event_exit(sd_event_source_get_event(src), 0);
+}
+
+/* Stopping with a store: move what can move, let the rest (TLS) finish within
+ * drain_timeout_ms, then close it. */
+static int worker_hand_over(struct worker *w) {
+	struct server *s = w->server;
+	char name[64];
+	int r;
+
+	set_accepting(w, false);
+	_cleanup_close_ int state = memfd_create("tcpmap-state", MFD_CLOEXEC);
+	if (state < 0)
+		return -errno;
+	unsigned moved = conn_handover_all(w, state);
+	if (moved > 0) {
+		snprintf(name, sizeof name, HANDOVER_STATE_PREFIX "%d.%u", (int)getpid(), w->index);
+		char msg[96];
+		snprintf(msg, sizeof msg, "FDSTORE=1\nFDNAME=%s", name);
+		r = sd_pid_notify_with_fds(0, false, msg, &state, 1);
+		if (r <= 0)
+			log_error_errno(r < 0 ? r : ENOTCONN, "storing the hand-over record %s", name);
+		log_info("worker %u: %u connection%s moved to the fd store, %llu draining", w->index, moved,
+			 moved == 1 ? "" : "s", (unsigned long long)w->n_conns);
+	}
+	if (w->n_conns == 0)
+		return sd_event_exit(w->event, 0);
+
+	struct config *c = server_config_get(s);
+	uint64_t drain = (uint64_t)c->module.drain_timeout_ms * 1000;
+	config_unref(c);
+	r = sd_event_add_time_relative(w->event, &w->drain_timer, CLOCK_MONOTONIC, drain, 10000,
+				       on_drain_timeout, w);
+	if (r >= 0)
+		r = sd_event_add_post(w->event, &w->drain_check, on_drain_check, w);
+	if (r < 0)
+		return sd_event_exit(w->event, 0);
+	/* a post source fires only after some other event: keep one checking until drained */
+	return sd_event_source_set_enabled(w->drain_check, SD_EVENT_ON);
+}
+
 static int on_wake(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
 	struct worker *w = userdata;
 	uint64_t v;
 	(void)revents;
 
 	ssize_t _unused_ n = read(fd, &v, sizeof v);
-	if (atomic_load(&w->server->stopping))
-		return sd_event_exit(sd_event_source_get_event(src), 0);
-	return 0;
+	if (!atomic_load(&w->server->stopping))
+		return 0;
+	sd_event_source_set_enabled(src, SD_EVENT_OFF);
+	if (w->server->handover)
+		return worker_hand_over(w);
+	return sd_event_exit(sd_event_source_get_event(src), 0);
 }
 
 /* Set up a worker's loop; with `event` given (the inetd model) it shares the main loop. */
@@ -272,12 +339,14 @@ static int worker_init(struct worker *w, struct server *s, unsigned index, sd_ev
 }
 
 static void worker_done(struct worker *w) {
-	conn_close_all(w);
+	conn_close_all(w, "ok");
 	if (w->accept_sources)
 		for (size_t i = 0; i < w->server->n_fds; i++)
 			sd_event_source_disable_unref(w->accept_sources[i]);
 	free(w->accept_sources);
 	sd_event_source_disable_unref(w->accept_retry);
+	sd_event_source_disable_unref(w->drain_timer);
+	sd_event_source_disable_unref(w->drain_check);
 	sd_event_source_disable_unref(w->wake_source);
 	sd_event_source_disable_unref(w->resolver_source);
 	resolve_queue_free(w->resolver);
@@ -367,6 +436,83 @@ static const char *default_runtime_dir(void) {
 	return "/run/tcpmap";
 }
 
+/* ---- fds kept in systemd's store by the previous process ---- */
+
+struct stored_fd {
+	int fd;
+	char *name;
+};
+
+static int stored_fd_add(struct server *s, int fd, const char *name) {
+	struct stored_fd *n = realloc(s->stored, (s->n_stored + 1) * sizeof *s->stored);
+	if (!n)
+		return -ENOMEM;
+	s->stored = n;
+	s->stored[s->n_stored].name = strdup(name);
+	if (!s->stored[s->n_stored].name)
+		return -ENOMEM;
+	s->stored[s->n_stored].fd = fd;
+	s->n_stored++;
+	return 0;
+}
+
+static int stored_take(struct server *s, const char *name) {
+	for (size_t i = 0; i < s->n_stored; i++)
+		if (s->stored[i].fd >= 0 && streq(s->stored[i].name, name))
+			return TAKE_FD(s->stored[i].fd);
+	return -EBADF;
+}
+
+/* Adopt what the previous process stored, spread over the workers, then empty the store of
+ * every name we were given: adopted or not, nothing stays behind to grow with restarts. */
+static void adopt_stored(struct server *s) {
+	unsigned next_worker = 0, adopted = 0, failed = 0;
+
+	for (size_t i = 0; i < s->n_stored; i++) {
+		if (!handover_is_state_name(s->stored[i].name) || s->stored[i].fd < 0)
+			continue;
+		int state = TAKE_FD(s->stored[i].fd);
+		struct handover_record rec;
+		off_t off = 0;
+		ssize_t got;
+
+		while ((got = pread(state, &rec, sizeof rec, off)) == (ssize_t)sizeof rec) {
+			off += got;
+			if (handover_record_validate(&rec) < 0) {
+				log_warning("%s: malformed record, skipping it", s->stored[i].name);
+				failed++;
+				continue;
+			}
+			int fds[_HANDOVER_FD_MAX];
+			for (int k = 0; k < _HANDOVER_FD_MAX; k++) {
+				char name[64];
+				fds[k] = handover_fd_name(rec.id, k, name, sizeof name) < 0 ? -EBADF
+											   : stored_take(s, name);
+			}
+			struct worker *w = &s->workers[next_worker++ % s->n_workers];
+			if (conn_adopt(w, &rec, fds) >= 0)
+				adopted++;
+			else
+				failed++;
+		}
+		safe_close(state);
+	}
+	for (size_t i = 0; i < s->n_stored; i++) {
+		if (s->stored[i].fd >= 0) {
+			log_warning("stored fd %s belongs to no connection record, closing it", s->stored[i].name);
+			s->stored[i].fd = safe_close(s->stored[i].fd);
+		}
+		sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", s->stored[i].name);
+		free(s->stored[i].name);
+	}
+	free(s->stored);
+	s->stored = NULL;
+	if (adopted + failed > 0)
+		log_info("adopted %u connection%s from the fd store, %u could not be", adopted,
+			 adopted == 1 ? "" : "s", failed);
+	s->n_stored = 0;
+}
+
 static int run_inetd(struct server *s, int fd) {
 	struct worker w = {0};
 	struct sockaddr_storage local;
@@ -414,6 +560,9 @@ static int run_threaded(struct server *s) {
 		if (r < 0)
 			return log_error_errno(r, "worker %u", i);
 	}
+	s->n_workers = n; /* adoption spreads over all of them */
+	adopt_stored(s);
+	s->n_workers = 0;
 	for (unsigned i = 0; i < n; i++) {
 		r = -pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
 		if (r < 0)
@@ -454,6 +603,13 @@ int server_run(const struct server_options *o) {
 	bool own_fds = false;
 
 	pthread_mutex_init(&s.config_lock, NULL);
+	/* Two sockets and up to two pipes per connection: take every fd the hard limit allows,
+	 * as systemd itself does for its services' soft limit. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	s.runtime_dir = o->runtime_dir ? o->runtime_dir : default_runtime_dir();
 	if (mkdir(s.runtime_dir, 0755) < 0 && errno != EEXIST)
 		return log_error_errno(errno, "cannot create runtime directory %s", s.runtime_dir);
@@ -480,27 +636,48 @@ int server_run(const struct server_options *o) {
 	if (o->inetd)
 		connected_fd = STDIN_FILENO;
 	else {
-		int n = sd_listen_fds(1);
+		char **names = NULL;
+		int n = sd_listen_fds_with_names(1, &names);
 		if (n < 0) {
 			r = log_error_errno(n, "reading LISTEN_FDS");
 			goto finish;
 		}
-		if (n == 1 && !is_listening(SD_LISTEN_FDS_START))
-			connected_fd = SD_LISTEN_FDS_START;
-		else
-			for (int i = 0; i < n; i++) {
-				int fd = SD_LISTEN_FDS_START + i;
-				if (!is_listening(fd)) {
-					log_warning("fd %d from systemd is not a listening socket, ignoring", fd);
-					continue;
+		for (int i = 0; i < n; i++) {
+			int fd = SD_LISTEN_FDS_START + i;
+			const char *name = names && names[i] ? names[i] : "";
+			char id[32];
+			enum handover_fd_kind kind;
+
+			if (handover_is_state_name(name) ||
+			    handover_parse_fd_name(name, id, sizeof id, &kind) == 0) {
+				r = stored_fd_add(&s, fd, name);
+				if (r < 0) {
+					safe_close(fd);
+					log_warning_errno(r, "stored fd %s", name);
 				}
+			} else if (!is_listening(fd)) {
+				if (connected_fd < 0)
+					connected_fd = fd; /* Accept=yes: the one connection */
+				else {
+					log_warning("fd %d (%s) from systemd is not a listening socket, ignoring", fd, name);
+					safe_close(fd);
+				}
+			} else {
 				r = add_listen_fd(&s, fd);
 				if (r < 0) {
 					log_error_errno(r, "fd %d from systemd", fd);
 					goto finish;
 				}
 			}
-		if (n == 0) {
+		}
+		for (int i = 0; names && i < n; i++)
+			free(names[i]);
+		free(names);
+		if (connected_fd >= 0 && s.n_fds > 0) {
+			log_warning("got listening sockets and a connection; serving the listening sockets");
+			connected_fd = safe_close(connected_fd);
+		}
+		if (s.n_fds == 0 && connected_fd < 0) {
 			own_fds = true;
 			r = bind_listeners(&s);
 			if (r < 0)
