@@ -383,7 +383,11 @@ static SSL_CTX *ctx_new(const SSL_METHOD *method) {
 	 * moving writes let the relay retry from wherever its ring buffer now starts. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
 				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	/* A bare FIN is a half-close to relay, as with cleartext, not a fatal error: without
+	 * IGNORE_UNEXPECTED_EOF OpenSSL 3 kills the session and the answer still on its way
+	 * back could never be written. The FIN itself is forwarded, so no truncation hides. */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+					 SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_default_passwd_cb(ctx, refuse_passphrase);
 	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
 		SSL_CTX_free(ctx);

@@ -1,0 +1,163 @@
+#!/usr/bin/env bats
+# sni-routing.bats — routing on the peeked ClientHello: `*.` wildcards and exact hosts,
+# tls_passthrough (the client sees the upstream's own certificate), hellos re-framed into
+# several records and written a byte at a time, and what a host-only port does with
+# garbage, silence and a partial hello (preread timeout), after which it still works.
+
+load ../lib/common
+load ../lib/tls
+
+PREREAD_MS=2000
+
+setup_file() {
+	load ../lib/common
+	load ../lib/tls
+	tls_make_pki
+}
+
+setup() {
+	tls_setup
+	PORT=$(pick_port)
+	UP_WILD=$(pick_port)
+	UP_EXACT=$(pick_port)
+	UP_PASS=$(pick_port)
+	CFG=$BATS_TEST_TMPDIR/sni.yaml
+	write_module "$CFG" "$PREREAD_MS"
+	write_tls_context "$CFG" wild-context wildsecret 'hosts: ["*.example.com"]'
+	write_tls_context "$CFG" exact-context exactsecret "hosts: [exact.example.com]"
+	write_mapping "$CFG" wild "$PORT" "127.0.0.1:$UP_WILD" 'host: "*.example.com"'
+	write_mapping "$CFG" exact "$PORT" "127.0.0.1:$UP_EXACT" "host: exact.example.com"
+	write_mapping "$CFG" pass "$PORT" "127.0.0.1:$UP_PASS" "host: pass.example.net" \
+		"tls_passthrough: true"
+}
+
+teardown() {
+	common_teardown
+}
+
+start_all() {
+	start_upstream 127.0.0.1 "$UP_WILD" banner "i-am-wild"
+	start_upstream 127.0.0.1 "$UP_EXACT" banner "i-am-exact"
+	start_s_server 127.0.0.1 "$UP_PASS" passthrough -www
+	start_tcpmapd "$CFG"
+}
+
+@test "a wildcard host routes any name under it, with the wildcard certificate" {
+	start_all
+	local h
+	for h in a.example.com Zz-9.Example.COM; do
+		s_client_to "$PORT" "$h" -verify_return_error
+		[ "$status" -eq 0 ]
+		[[ "$output" == *"i-am-wild"* ]]
+	done
+	run served_san "$PORT" a.example.com
+	note "a.example.com served SAN: $output"
+	[ "$output" = "DNS:*.example.com" ]
+	wait_for_log "event=close mapping=wild .*sni=a.example.com .*result=ok"
+	# the bare parent name is not covered by the wildcard
+	s_client_to "$PORT" example.com
+	[ "$status" -ne 0 ]
+	[[ "$output" != *"i-am-"* ]]
+	wait_for_log "event=close .*sni=example.com .*result=unknown_sni"
+}
+
+@test "an exact host beats the wildcard that also covers it" {
+	start_all
+	s_client_to "$PORT" exact.example.com -verify_return_error -verify_hostname exact.example.com
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"i-am-exact"* ]]
+	[[ "$output" != *"i-am-wild"* ]]
+	run served_san "$PORT" EXACT.example.com
+	note "exact.example.com served SAN: $output"
+	[ "$output" = "DNS:exact.example.com" ]
+	wait_for_log "event=close mapping=exact .*result=ok"
+}
+
+@test "tls_passthrough: the client sees the upstream's own certificate, bytes untouched" {
+	start_all
+	S_CLIENT_INPUT=$(printf 'GET / HTTP/1.0\r\n\r\n')
+	s_client_to "$PORT" pass.example.net -verify_return_error -verify_hostname pass.example.net
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"subject=CN = passthrough-upstream"* ]]
+	[[ "$output" != *"example.com"* ]]
+	# the page comes from the upstream s_server itself, over the client's own session
+	[[ "$output" == *"s_server -accept 127.0.0.1:$UP_PASS "* ]]
+	run served_san "$PORT" pass.example.net
+	note "pass.example.net served SAN: $output (the upstream's)"
+	[ "$output" = "DNS:pass.example.net" ]
+	wait_for_log "event=close mapping=pass .*sni=pass.example.net .*result=ok"
+}
+
+@test "a hello re-framed into two records and written a byte at a time still routes by SNI" {
+	start_all
+	run hello 127.0.0.1 "$PORT" --sni b.example.com --cafile "$PKI/ca.crt" --records 2 \
+		--byte-writes --byte-delay-ms 0.5 --send-text 'hi\n' --text --timeout 15
+	echo "$output"
+	[ "$(kv handshake)" = ok ]
+	[ "$(kv hello_records)" -eq 2 ]
+	[ "$(kv peer_san)" = "DNS:*.example.com" ]
+	[ "$(kv recv_text)" = i-am-wild ]
+	note "hello of $(kv hello_bytes) bytes in $(kv hello_records) records, one byte per write: routed to wild"
+	wait_for_log "event=close mapping=wild .*sni=b.example.com .*result=ok"
+}
+
+@test "a 2 KiB hello over three records routes, terminated and passed through" {
+	start_all
+	run hello 127.0.0.1 "$PORT" --sni exact.example.com --cafile "$PKI/ca.crt" --records 3 \
+		--pad-alpn 1600 --send-text 'hi\n' --text --timeout 15
+	echo "$output"
+	[ "$(kv handshake)" = ok ]
+	[ "$(kv hello_bytes)" -ge 1800 ]
+	[ "$(kv hello_records)" -eq 3 ]
+	[ "$(kv recv_text)" = i-am-exact ]
+	note "terminated: hello of $(kv hello_bytes) bytes in 3 records routed to exact"
+
+	# passthrough: the re-framed bytes reach the upstream untouched and it completes the
+	# handshake with its own certificate
+	run hello 127.0.0.1 "$PORT" --sni pass.example.net --cafile "$PKI/ca.crt" --records 3 \
+		--byte-writes --byte-delay-ms 0.2 --send-text 'GET / HTTP/1.0\r\n\r\n' --text --timeout 15
+	echo "$output"
+	[ "$(kv handshake)" = ok ]
+	[ "$(kv peer_subject)" = commonName=passthrough-upstream ]
+	[[ "$(kv recv_text)" == *"s_server -accept 127.0.0.1:$UP_PASS "* ]]
+	note "passthrough: hello of $(kv hello_bytes) bytes in 3 records, byte writes: upstream's certificate"
+}
+
+@test "garbage on a host-only port is closed at once (not_tls), then a good connection works" {
+	start_all
+	# client.py's deterministic bytes with seed 7 do not start with 0x16, so this is not TLS
+	run client 127.0.0.1 "$PORT" --send 4096 --no-shutdown --timeout 5
+	echo "$output"
+	[ "$(kv closed_by)" = eof ] || [ "$(kv closed_by)" = reset ]
+	[ "$(kv eof_ms)" -lt "$PREREAD_MS" ]
+	wait_for_log "event=close .*result=not_tls"
+	note "garbage: closed after $(kv eof_ms) ms (preread timeout $PREREAD_MS ms)"
+	s_client_to "$PORT" a.example.com
+	[[ "$output" == *"i-am-wild"* ]]
+	[ "$(log_count "event=close mapping=wild .*result=ok")" -ge 1 ]
+}
+
+@test "a silent client and a partial hello are closed within the preread timeout" {
+	start_all
+	local bound=$((PREREAD_MS + 1000))
+	run client 127.0.0.1 "$PORT" --idle-ms $((PREREAD_MS + 3000)) --timeout 10
+	echo "$output"
+	[ "$(kv closed_by)" = eof ] || [ "$(kv closed_by)" = reset ]
+	[ "$(kv eof_ms)" -ge $((PREREAD_MS - 100)) ]
+	[ "$(kv eof_ms)" -le "$bound" ]
+	local silent=$(kv eof_ms)
+
+	# a TLS record header and the start of a ClientHello that promises 512 bytes more
+	printf '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03' >"$BATS_TEST_TMPDIR/partial"
+	run client 127.0.0.1 "$PORT" --send-file "$BATS_TEST_TMPDIR/partial" --no-shutdown \
+		--timeout $((PREREAD_MS / 1000 + 4))
+	echo "$output"
+	[ "$(kv closed_by)" = eof ] || [ "$(kv closed_by)" = reset ]
+	[ "$(kv eof_ms)" -ge $((PREREAD_MS - 100)) ]
+	[ "$(kv eof_ms)" -le "$bound" ]
+	wait_for_log "result=preread_timeout" 2
+	note "silent: closed after $silent ms; partial hello: after $(kv eof_ms) ms (timeout $PREREAD_MS ms)"
+
+	s_client_to "$PORT" exact.example.com
+	[[ "$output" == *"i-am-exact"* ]]
+}
