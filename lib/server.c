@@ -152,7 +152,7 @@ static int on_tick(sd_event_source *src, uint64_t usec, void *userdata) {
 	breaker_table_reap(s->breakers);
 	notify_status(s);
 	sd_event_source_set_time(src, usec + 1000000);
-	return 0;
+	return sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
 }
 
 /* ---- workers ---- */
@@ -637,7 +637,17 @@ int server_run(const struct server_options *o) {
 		connected_fd = STDIN_FILENO;
 	else {
 		char **names = NULL;
-		int n = sd_listen_fds_with_names(1, &names);
+		/* LISTEN_FDNAMES is colon-separated, so a socket unit named after an address
+		 * (tcpmap@127.0.0.1:2222.socket) makes it unparseable: fall back to no names,
+		 * which only costs adopting stored connections. */
+		int n = sd_listen_fds_with_names(0, &names);
+		if (n == -EINVAL) {
+			names = NULL;
+			n = sd_listen_fds(0);
+		}
+		unsetenv("LISTEN_PID");
+		unsetenv("LISTEN_FDS");
+		unsetenv("LISTEN_FDNAMES");
 		if (n < 0) {
 			r = log_error_errno(n, "reading LISTEN_FDS");
 			goto finish;

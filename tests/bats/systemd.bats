@@ -7,102 +7,11 @@
 # always powers the sandbox off. The sandbox shares the host's network namespace: the upstream
 # runs on the host's loopback, and the test connects from the host to the ports systemd opens.
 
-ROOT=${TCPMAP_ROOT:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)}
-SANDBOX=$ROOT/tests/lib/sandbox.sh
-MID_CLOSE=$(sed -n 's/^#define TCPMAP_MID_CLOSE "\([0-9a-f]*\)"$/\1/p' "$ROOT/lib/log.h")
-
-sb() { "$SANDBOX" exec "$SB_STATE" "$@"; }
-
-port_is_free() { [ -z "$(ss -Hltn "sport = :$1")" ]; }
-
-# A stopped service may still be exiting with its copy of the socket: wait at most 5 s.
-wait_port_free() {
-	for _ in $(seq 50); do port_is_free "$1" && return 0; sleep 0.1; done
-	port_is_free "$1"
-}
-
-pick_port() { # print a free port in 30000-32999 that is not in "$*"; bounded tries
-	local p
-	for _ in $(seq 200); do
-		p=$((30000 + (RANDOM % 3000)))
-		case " $* " in *" $p "*) continue ;; esac
-		port_is_free "$p" && { echo "$p"; return 0; }
-	done
-	return 1
-}
-
-# Send BYTES deterministic bytes to 127.0.0.1:PORT, half-close, read everything back and
-# fail unless it is exactly what was sent (the upstream echoes). Bounded by 20 s.
-relay_roundtrip() { # PORT BYTES
-	python3 - "$1" "$2" <<'EOF'
-import socket, sys, time
-port, n = int(sys.argv[1]), int(sys.argv[2])
-data = bytes((i * 7 + 3) % 251 for i in range(n))
-s = socket.create_connection(("127.0.0.1", port), timeout=10)
-s.sendall(data)
-s.shutdown(socket.SHUT_WR)
-got, deadline = bytearray(), time.monotonic() + 20
-while time.monotonic() < deadline:
-    b = s.recv(65536)
-    if not b:
-        break
-    got += b
-s.close()
-if bytes(got) != data:
-    sys.exit(f"sent {n} bytes through port {port}, got {len(got)} back, equal={bytes(got) == data}")
-EOF
-}
-
-# Print one line "PID UNIT BYTES_IN BYTES_OUT RESULT MESSAGE_ID" per close event of UNITGLOB.
-close_events() { # UNITGLOB
-	sb journalctl --no-pager -o json -u "$1" | python3 -c '
-import json, sys
-for line in sys.stdin:
-    e = json.loads(line)
-    if e.get("TCPMAP_EVENT") != "close":
-        continue
-    print(e.get("_PID"), e.get("_SYSTEMD_UNIT"), e.get("TCPMAP_BYTES_IN"), e.get("TCPMAP_BYTES_OUT"),
-          e.get("TCPMAP_RESULT"), e.get("MESSAGE_ID"))
-'
-}
-
-# Wait (at most 5 s) until UNITGLOB has a close event with BYTES_IN bytes, and print it.
-wait_close_event() { # UNITGLOB BYTES_IN
-	local ev
-	for _ in $(seq 50); do
-		ev=$(close_events "$1" | awk -v n="$2" '$3 == n' | tail -1)
-		[ -n "$ev" ] && { echo "$ev"; return 0; }
-		sleep 0.1
-	done
-	echo "no close event with TCPMAP_BYTES_IN=$2 for $1; the journal has:" >&2
-	sb journalctl --no-pager -o verbose -u "$1" | tail -60 >&2
-	return 1
-}
-
-exposure() { # UNITFILE: systemd-analyze's overall exposure, e.g. 1.2
-	sb systemd-analyze security --offline=true --no-pager "$1" 2>&1 |
-		sed -n 's/^→ Overall exposure level for .*: \([0-9.]*\) .*/\1/p'
-}
+load ../lib/systemd
 
 setup_file() {
-	[ "$(id -u)" = 0 ] || skip "the private systemd needs root"
-	{ command -v unshare >/dev/null && command -v nsenter >/dev/null; } || skip "needs unshare and nsenter (util-linux)"
-	grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || skip "needs overlayfs"
-	grep -qw overlay /proc/filesystems || skip "needs overlayfs"
-	[ -x /lib/systemd/systemd ] || skip "needs systemd installed (/lib/systemd/systemd)"
-
-	# The hardened services forbid what the sanitizers need (MemoryDenyWriteExecute=,
-	# SystemCallFilter=), so the SAN=1 run installs the normal build here: the sanitizers
-	# check the code in the other suites, this file checks the units.
-	if [ "${TCPMAP_SAN:-0}" = 1 ]; then
-		export SB_BUILD=$ROOT/build
-		{ [ -x "$SB_BUILD/tcpmapd" ] && [ -x "$SB_BUILD/tcpmapctl" ]; } ||
-			make -C "$ROOT" -s SAN=0 BUILD=build all >&2
-	else
-		export SB_BUILD
-		SB_BUILD=$(dirname "${TCPMAPD:-$ROOT/build/tcpmapd}")
-	fi
-	[ -x "$SB_BUILD/tcpmapd" ] || { echo "no $SB_BUILD/tcpmapd: build first" >&2; return 1; }
+	sd_require
+	sd_choose_build
 
 	export P Q I UP
 	P=$(pick_port) && Q=$(pick_port "$P") && I=$(pick_port "$P" "$Q") && UP=$(pick_port "$P" "$Q" "$I")
@@ -132,8 +41,7 @@ while time.monotonic() < deadline:
 EOF
 	echo $! >"$BATS_FILE_TMPDIR/upstream.pid"
 
-	export SB_STATE=$BATS_FILE_TMPDIR/sandbox
-	"$SANDBOX" start "$SB_STATE" "$ROOT" 3>&- >/dev/null
+	sd_start
 
 	# The config first, so `make install` keeps it instead of writing the commented example.
 	# Every listener the sockets may open needs a mapping: tcpmapd picks the mapping by the
@@ -164,16 +72,11 @@ spec:
   port: $I
   service: 127.0.0.1:$UP
 EOF
-	# Install into the sandbox's overlay root, where the dynamic user can reach it; the
-	# checkout may sit anywhere (even under /tmp, which services do not see). `-o all`:
-	# install what the suite already built, never rebuild from inside.
-	sb make -C "$ROOT" -s -o all SAN=0 BUILD="$SB_BUILD" PREFIX=/usr DESTDIR= install >&2
-	export UNITDIR
-	UNITDIR=$(sb pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
+	sd_install
 }
 
 teardown_file() {
-	[ -n "${SB_STATE:-}" ] && "$SANDBOX" stop "$SB_STATE"
+	sd_stop
 	if [ -f "$BATS_FILE_TMPDIR/upstream.pid" ]; then
 		kill "$(cat "$BATS_FILE_TMPDIR/upstream.pid")" 2>/dev/null || true
 	fi

@@ -124,6 +124,10 @@ inner() { # STATE SHARE: runs as PID 1 of the new namespaces; builds the root an
 	cd /
 	umount -l /.oldroot
 	rmdir /.oldroot
+	# systemd makes / shared only outside containers, and container= says we are one; but
+	# LoadCredential= fills /run/credentials from a child mount namespace and needs / shared.
+	# This namespace was made private from the host's first, so nothing propagates out.
+	mount --make-rshared /
 	exec /usr/bin/env -i container=sandbox PATH=/usr/sbin:/usr/bin:/sbin:/bin \
 		/lib/systemd/systemd --unit=sandbox.target --show-status=no --log-target=journal-or-kmsg
 }

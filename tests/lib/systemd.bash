@@ -1,0 +1,153 @@
+# systemd.bash — what the suites that run tcpmap under a real systemd share: booting the
+# private systemd of tests/lib/sandbox.sh, installing into it with `make install`, running
+# commands inside it, free loopback ports, and reading tcpmapd's journal entries back.
+#
+# It must never boot systemd any other way than through sandbox.sh, and a suite that loads it
+# must call sd_stop from teardown_file so no sandbox outlives it. The sandbox shares the host's
+# network namespace: everything here talks to the host's loopback only.
+#
+# Load it from a bats file with `load ../lib/systemd`. A suite sets SD_PORT_MIN (and
+# SD_PORT_SPAN) before pick_port to keep out of the other suites' ports.
+
+ROOT=${TCPMAP_ROOT:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)}
+SANDBOX=$ROOT/tests/lib/sandbox.sh
+MID_CLOSE=$(sed -n 's/^#define TCPMAP_MID_CLOSE "\([0-9a-f]*\)"$/\1/p' "$ROOT/lib/log.h")
+SD_PORT_MIN=${SD_PORT_MIN:-30000}
+SD_PORT_SPAN=${SD_PORT_SPAN:-3000}
+
+sb() { "$SANDBOX" exec "$SB_STATE" "$@"; }
+
+port_is_free() { [ -z "$(ss -Hltn "sport = :$1")" ]; }
+
+# A stopped service may still be exiting with its copy of the socket: wait at most 5 s.
+wait_port_free() {
+	for _ in $(seq 50); do port_is_free "$1" && return 0; sleep 0.1; done
+	port_is_free "$1"
+}
+
+pick_port() { # print a free port in the suite's range that is not in "$*"; bounded tries
+	local p
+	for _ in $(seq 200); do
+		p=$((SD_PORT_MIN + (RANDOM % SD_PORT_SPAN)))
+		case " $* " in *" $p "*) continue ;; esac
+		# Nothing may use it at all, not only no listener: the range may overlap the
+		# ephemeral ports, and a client's socket on it would make the bind fail.
+		[ -z "$(ss -Htan "sport = :$p")" ] && { echo "$p"; return 0; }
+	done
+	return 1
+}
+
+# Send BYTES deterministic bytes to 127.0.0.1:PORT, half-close, read everything back and
+# fail unless it is exactly what was sent (the upstream echoes). Bounded by 20 s.
+relay_roundtrip() { # PORT BYTES
+	python3 - "$1" "$2" <<'EOF'
+import socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+data = bytes((i * 7 + 3) % 251 for i in range(n))
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+got, deadline = bytearray(), time.monotonic() + 20
+while time.monotonic() < deadline:
+    b = s.recv(65536)
+    if not b:
+        break
+    got += b
+s.close()
+if bytes(got) != data:
+    sys.exit(f"sent {n} bytes through port {port}, got {len(got)} back, equal={bytes(got) == data}")
+EOF
+}
+
+# Print one line "PID UNIT BYTES_IN BYTES_OUT RESULT MESSAGE_ID" per close event of UNITGLOB.
+close_events() { # UNITGLOB
+	sb journalctl --no-pager -o json -u "$1" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    e = json.loads(line)
+    if e.get("TCPMAP_EVENT") != "close":
+        continue
+    print(e.get("_PID"), e.get("_SYSTEMD_UNIT"), e.get("TCPMAP_BYTES_IN"), e.get("TCPMAP_BYTES_OUT"),
+          e.get("TCPMAP_RESULT"), e.get("MESSAGE_ID"))
+'
+}
+
+# Wait (at most 5 s) until UNITGLOB has a close event with BYTES_IN bytes, and print it.
+wait_close_event() { # UNITGLOB BYTES_IN
+	local ev
+	for _ in $(seq 50); do
+		ev=$(close_events "$1" | awk -v n="$2" '$3 == n' | tail -1)
+		[ -n "$ev" ] && { echo "$ev"; return 0; }
+		sleep 0.1
+	done
+	echo "no close event with TCPMAP_BYTES_IN=$2 for $1; the journal has:" >&2
+	sb journalctl --no-pager -o verbose -u "$1" | tail -60 >&2
+	return 1
+}
+
+exposure() { # UNITFILE: systemd-analyze's overall exposure, e.g. 1.2
+	sb systemd-analyze security --offline=true --no-pager "$1" 2>&1 |
+		sed -n 's/^→ Overall exposure level for .*: \([0-9.]*\) .*/\1/p'
+}
+
+# The journal's position now, for journal_after: the cursor of its newest entry.
+journal_cursor() {
+	sb journalctl --no-pager -q -n 1 --show-cursor -o cat | sed -n 's/^-- cursor: //p' | tail -1
+}
+
+# journal_after CURSOR [JOURNALCTL_ARGS...]: the entries after CURSOR as JSON lines. Filter
+# the output, not the query: journalctl 252 with --after-cursor and a match skips the first
+# matching entry whenever the cursor's own entry does not match.
+journal_after() {
+	local cursor=$1
+	shift
+	sb journalctl --no-pager -o json --after-cursor="$cursor" "$@"
+}
+
+# ---- the sandbox's life cycle (setup_file / teardown_file) -------------------------------
+
+# Skip the whole file where a private systemd cannot boot.
+sd_require() {
+	[ "$(id -u)" = 0 ] || skip "the private systemd needs root"
+	{ command -v unshare >/dev/null && command -v nsenter >/dev/null; } || skip "needs unshare and nsenter (util-linux)"
+	grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || skip "needs overlayfs"
+	grep -qw overlay /proc/filesystems || skip "needs overlayfs"
+	[ -x /lib/systemd/systemd ] || skip "needs systemd installed (/lib/systemd/systemd)"
+}
+
+# Set SB_BUILD, the build whose binaries go into the sandbox.
+sd_choose_build() {
+	# The hardened services forbid what the sanitizers need (MemoryDenyWriteExecute=,
+	# SystemCallFilter=), so the SAN=1 run installs the normal build here: the sanitizers
+	# check the code in the other suites, the systemd suites check the units.
+	if [ "${TCPMAP_SAN:-0}" = 1 ]; then
+		export SB_BUILD=$ROOT/build
+		{ [ -x "$SB_BUILD/tcpmapd" ] && [ -x "$SB_BUILD/tcpmapctl" ]; } ||
+			make -C "$ROOT" -s SAN=0 BUILD=build all >&2
+	else
+		export SB_BUILD
+		SB_BUILD=$(dirname "${TCPMAPD:-$ROOT/build/tcpmapd}")
+	fi
+	[ -x "$SB_BUILD/tcpmapd" ] || { echo "no $SB_BUILD/tcpmapd: build first" >&2; return 1; }
+}
+
+# Boot the sandbox; its state lives in the file's temp dir.
+sd_start() {
+	export SB_STATE=$BATS_FILE_TMPDIR/sandbox
+	"$SANDBOX" start "$SB_STATE" "$ROOT" 3>&- >/dev/null
+}
+
+# `make install` into the sandbox's overlay root, where the dynamic user can reach it; the
+# checkout may sit anywhere (even under /tmp, which services do not see). `-o all`: install
+# what the suite already built, never rebuild from inside. Sets UNITDIR.
+sd_install() {
+	sb make -C "$ROOT" -s -o all SAN=0 BUILD="$SB_BUILD" PREFIX=/usr DESTDIR= install >&2
+	export UNITDIR
+	UNITDIR=$(sb pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
+}
+
+# Power the sandbox off; safe when it never booted.
+sd_stop() {
+	[ -n "${SB_STATE:-}" ] && "$SANDBOX" stop "$SB_STATE"
+	return 0
+}
