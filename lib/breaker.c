@@ -417,8 +417,10 @@ static int table_map(int fd, bool writable, struct breaker_table **ret) {
 		return -errno;
 	if (!S_ISREG(st.st_mode))
 		return -EPROTO;
-	/* Anyone who can write the table can starve every breaker: refuse such a file. */
-	if (writable && (st.st_mode & (S_IWGRP | S_IWOTH)))
+	/* Anyone who can write the table can starve every breaker, or feed a writer indices
+	 * it must then distrust: a table we write must be ours alone, and not a hard link that
+	 * another user planted and can reach under another name. */
+	if (writable && ((st.st_mode & (S_IWGRP | S_IWOTH)) || st.st_uid != geteuid() || st.st_nlink != 1))
 		return -EPERM;
 	if ((uint64_t)st.st_size < sizeof(found))
 		return -EPROTO;

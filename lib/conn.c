@@ -4,6 +4,7 @@
  * All sockets are non-blocking and watched edge-triggered, so every handler runs its step
  * until it would block. A connection must never hang: each waiting state has a deadline. */
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -41,7 +42,7 @@ struct conn {
 	int upstream_fd;
 	sd_event_source *client_source;
 	sd_event_source *upstream_source;
-	sd_event_source *timer;
+	struct deadline_item deadline; /* in the worker's heap: preread, connect or idle */
 
 	struct sockaddr_storage client_addr;
 	socklen_t client_addr_len;
@@ -102,15 +103,27 @@ static void format_addr(const struct sockaddr_storage *ss, char *buf, size_t siz
 		snprintf(buf, size, "-");
 }
 
-/* The deadline timer serves every state: preread, handshake, connect and idle timeouts. */
+/* Point the worker's one timer source at its earliest deadline. */
+static void arm_worker_timer(struct worker *w) {
+	struct deadline_item *first = deadline_peek(&w->deadlines);
+	uint64_t when = first ? first->when : DEADLINE_NONE;
+
+	if (when == w->timer_armed_at)
+		return;
+	w->timer_armed_at = when;
+	if (when == DEADLINE_NONE) {
+		sd_event_source_set_enabled(w->deadline_timer, SD_EVENT_OFF);
+		return;
+	}
+	sd_event_source_set_time(w->deadline_timer, when);
+	sd_event_source_set_enabled(w->deadline_timer, SD_EVENT_ONESHOT);
+}
+
+/* One deadline per connection serves every state: preread, handshake, connect and idle. */
 static int set_deadline(struct conn *c, uint64_t usec) {
-	int r;
-	if (usec == UINT64_MAX)
-		return sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
-	r = sd_event_source_set_time(c->timer, usec);
-	if (r < 0)
-		return r;
-	return sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+	int r = deadline_set(&c->worker->deadlines, &c->deadline, usec);
+	arm_worker_timer(c->worker);
+	return r;
 }
 
 static uint64_t bytes_in(const struct conn *c) {
@@ -155,7 +168,8 @@ static void conn_free(struct conn *c) {
 
 	sd_event_source_disable_unref(c->client_source);
 	sd_event_source_disable_unref(c->upstream_source);
-	sd_event_source_disable_unref(c->timer);
+	deadline_remove(&w->deadlines, &c->deadline);
+	arm_worker_timer(w);
 	resolve_cancel(w->resolver, c->resolve_token);
 	relay_release(&c->relay);
 	tls_relay_release(&c->tls_relay);
@@ -180,6 +194,8 @@ static void conn_finish(struct conn *c, const char *result) {
 	struct server *s = c->worker->server;
 
 	c->result = result;
+	if (streq(result, "shed"))
+		worker_note_shed(c->worker, EMFILE, 1);
 	if (c->mapping && !c->connected &&
 	    (streq(result, "connect_failed") || streq(result, "connect_timeout"))) {
 		char upstream[64] = "-";
@@ -193,7 +209,7 @@ static void conn_finish(struct conn *c, const char *result) {
 			  c->mapping->service, result);
 	}
 	if (c->slot) {
-		if (!c->connected)
+		if (!c->connected && (streq(result, "connect_failed") || streq(result, "connect_timeout")))
 			breaker_table_connect_failed(s->breakers, c->slot);
 		breaker_table_release(s->breakers, c->slot, bytes_in(c), bytes_out(c));
 		c->slot = 0;
@@ -324,8 +340,9 @@ static void check_connect(struct conn *c, uint32_t revents) {
 	format_addr(&c->upstream_addr, addr, sizeof addr);
 	log_debug("mapping \"%s\": connect to %s failed: %s", c->mapping->name, addr, strerror(err));
 	c->addr_index++;
-	if (conn_connect_next(c) < 0)
-		conn_finish(c, "connect_failed");
+	int r = conn_connect_next(c);
+	if (r < 0)
+		conn_finish(c, r == -EMFILE ? "shed" : "connect_failed");
 }
 
 static int on_upstream_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
@@ -363,8 +380,12 @@ static int conn_connect_next(struct conn *c) {
 		c->upstream_addr = c->addrs.addrs[c->addr_index];
 		c->upstream_addr_len = len;
 		c->upstream_fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (c->upstream_fd < 0)
+		if (c->upstream_fd < 0) {
+			/* our own limits, not the upstream's fault: say so, and try no further */
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				return -EMFILE;
 			continue;
+		}
 		(void)setsockopt(c->upstream_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		if (connect(c->upstream_fd, sa, len) < 0 && errno != EINPROGRESS) {
 			c->upstream_fd = safe_close(c->upstream_fd);
@@ -391,8 +412,9 @@ static void on_resolved(const struct resolve_result *r, void *userdata) {
 	c->addrs = *r;
 	c->addr_index = 0;
 	c->state = CONN_CONNECTING;
-	if (conn_connect_next(c) < 0)
-		conn_finish(c, "connect_failed");
+	int e = conn_connect_next(c);
+	if (e < 0)
+		conn_finish(c, e == -EMFILE ? "shed" : "connect_failed");
 }
 
 /* ---- routing and admission ---- */
@@ -551,10 +573,7 @@ static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *us
 	return 0;
 }
 
-static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
-	struct conn *c = userdata;
-	(void)src;
-
+static void conn_on_deadline(struct conn *c, uint64_t usec) {
 	switch (c->state) {
 	case CONN_PREREAD:
 		conn_finish(c, "preread_timeout");
@@ -568,13 +587,40 @@ static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
 		conn_finish(c, "connect_timeout");
 		break;
 	case CONN_RELAYING: {
+		/* activity only records a time; the deadline moves lazily, here */
 		uint64_t idle = (uint64_t)c->mapping->idle_timeout_ms * 1000;
 		if (usec >= c->last_activity_usec + idle || set_deadline(c, c->last_activity_usec + idle) < 0)
 			conn_finish(c, "idle_timeout");
 		break;
 	}
 	}
+}
+
+static int on_worker_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+	struct worker *w = userdata;
+	struct deadline_item *first;
+	(void)src;
+
+	w->timer_armed_at = DEADLINE_NONE; /* a oneshot source is off once it fired */
+	/* bounded: each round removes the item or moves it past `usec` */
+	while ((first = deadline_peek(&w->deadlines)) && first->when <= usec) {
+		struct conn *c = (struct conn *)((char *)first - offsetof(struct conn, deadline));
+		deadline_remove(&w->deadlines, first);
+		conn_on_deadline(c, usec);
+	}
+	arm_worker_timer(w);
 	return 0;
+}
+
+int conn_timer_init(struct worker *w) {
+	w->timer_armed_at = DEADLINE_NONE;
+	return sd_event_add_time(w->event, &w->deadline_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000,
+				 on_worker_timer, w);
+}
+
+void conn_timer_done(struct worker *w) {
+	w->deadline_timer = sd_event_source_disable_unref(w->deadline_timer);
+	deadline_heap_free(&w->deadlines);
 }
 
 int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t local_len) {
@@ -589,6 +635,7 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 		return -ENOMEM;
 	}
 	c->worker = w;
+	c->deadline.when = DEADLINE_NONE;
 	c->client_fd = fd;
 	c->upstream_fd = -EBADF;
 	relay_init(&c->relay, -EBADF, -EBADF);
@@ -598,7 +645,8 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 	if (w->conns)
 		w->conns->prev = c;
 	w->conns = c;
-	w->n_conns++;
+	if (++w->n_conns > w->conns_peak)
+		w->conns_peak = w->n_conns;
 	atomic_fetch_add(&s->n_active, 1);
 	atomic_fetch_add(&s->n_total, 1);
 
@@ -628,9 +676,7 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 			  client, local_s);
 	}
 
-	r = sd_event_add_time(w->event, &c->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_timer, c);
-	if (r >= 0)
-		r = sd_event_add_io(w->event, &c->client_source, fd,
+	r = sd_event_add_io(w->event, &c->client_source, fd,
 				    EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_client_io, c);
 	if (r < 0) {
 		conn_finish(c, "connect_failed");
@@ -772,6 +818,7 @@ int conn_adopt(struct worker *w, const struct handover_record *r, int fds[_HANDO
 		return -ENOMEM;
 	}
 	c->worker = w;
+	c->deadline.when = DEADLINE_NONE;
 	c->client_fd = TAKE_FD(fds[HANDOVER_FD_CLIENT]);
 	c->upstream_fd = TAKE_FD(fds[HANDOVER_FD_UPSTREAM]);
 	relay_init(&c->relay, c->client_fd, c->upstream_fd);
@@ -833,9 +880,7 @@ int conn_adopt(struct worker *w, const struct handover_record *r, int fds[_HANDO
 	}
 
 	c->state = CONN_RELAYING;
-	e = sd_event_add_time(w->event, &c->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_timer, c);
-	if (e >= 0)
-		e = sd_event_add_io(w->event, &c->client_source, c->client_fd,
+	e = sd_event_add_io(w->event, &c->client_source, c->client_fd,
 				    EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_client_io, c);
 	if (e >= 0)
 		e = sd_event_add_io(w->event, &c->upstream_source, c->upstream_fd,

@@ -7,6 +7,7 @@
 
 #include "breaker.h"
 #include "config.h"
+#include "deadlines.h"
 #include "handover.h"
 #include "relay.h"
 #include "resolve.h"
@@ -41,6 +42,7 @@ struct server {
 
 	atomic_uint_fast64_t n_active; /* live connections, for STATUS= */
 	atomic_uint_fast64_t n_total;
+	uint64_t active_peak; /* since the last malloc_trim; main thread only */
 	atomic_bool stopping;
 	bool handover; /* on stop, move spliced connections to systemd's fd store */
 
@@ -59,11 +61,22 @@ struct worker {
 	struct resolve_queue *resolver;
 	sd_event_source *resolver_source;
 	struct conn *conns; /* doubly linked list of live connections */
-	uint64_t n_conns;
+	atomic_uint_fast64_t n_conns;    /* read by the main thread too */
+	atomic_uint_fast64_t conns_peak; /* since this loop was built */
+	atomic_bool rebuild_requested;
+	int resolver_fd;
 	uint64_t last_shed_log_usec;
+	uint64_t n_shed;
+	int reserve_fd;               /* spent to accept-and-close when out of fds */
+	struct deadline_heap deadlines; /* every connection's next deadline */
+	sd_event_source *deadline_timer;  /* armed at the earliest of them */
+	uint64_t timer_armed_at;
 	sd_event_source *drain_timer; /* stopping: connections that could not move */
 	sd_event_source *drain_check;
 };
+
+/* Count connections closed unserved for lack of fds or memory, and log it (rate-limited). */
+void worker_note_shed(struct worker *w, int err, unsigned closed);
 
 /* A new reference to the current config. */
 struct config *server_config_get(struct server *s);
@@ -71,6 +84,9 @@ struct config *server_config_get(struct server *s);
 /* Take over a connected client socket (non-blocking). `local` is its local address.
  * Returns 0, or -errno after closing fd. */
 int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t local_len);
+/* The worker's one timer for all its connections' deadlines. */
+int conn_timer_init(struct worker *w);
+void conn_timer_done(struct worker *w);
 /* Close every connection of the worker with `result` (shutdown). */
 void conn_close_all(struct worker *w, const char *result);
 
