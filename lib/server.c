@@ -709,12 +709,13 @@ int server_run(const struct server_options *o) {
 	s.runtime_dir = o->runtime_dir ? o->runtime_dir : default_runtime_dir();
 	if (mkdir(s.runtime_dir, 0755) < 0 && errno != EEXIST)
 		return log_error_errno(errno, "cannot create runtime directory %s", s.runtime_dir);
+	/* Another user who can replace files in it could hand us their breaker table. (It may
+	 * be a symlink: with DynamicUser= systemd links /run/tcpmap into /run/private.) */
 	struct stat dst;
-	if (lstat(s.runtime_dir, &dst) < 0)
+	if (stat(s.runtime_dir, &dst) < 0)
 		return log_error_errno(errno, "runtime directory %s", s.runtime_dir);
-	/* another user who can replace files in it could hand us their breaker table */
 	if (!S_ISDIR(dst.st_mode) || ((dst.st_mode & (S_IWGRP | S_IWOTH)) && !(dst.st_mode & S_ISVTX)))
-		return log_error_errno(EPERM, "runtime directory %s is a symlink or writable by others",
+		return log_error_errno(EPERM, "runtime directory %s is not a directory only its owner can write",
 				       s.runtime_dir);
 	/* Keys live in this process's memory once loaded: no core dump, no ptrace by others of
 	 * the same uid, and OpenSSL's private key numbers in its locked secure heap. */
