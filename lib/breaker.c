@@ -248,9 +248,9 @@ static struct owner_probe owner_probe(pid_t pid) {
 		return p;
 	}
 	int r = proc_stat_read(pid, &state, &p.starttime);
-	if (r == -ENOENT || r == -ESRCH)
-		p.gone = true;
-	else if (r < 0)
+	if (r < 0)
+		/* kill() said it lives; /proc hiding it (ProtectProc=invisible in another
+		 * instance's unit) only means its start time is unknown, not that it is gone */
 		p.starttime = 0;
 	else if (state == 'Z' || state == 'X') /* killed but not yet waited for */
 		p.gone = true;
@@ -737,7 +737,8 @@ int breaker_table_admit(struct breaker_table *t, uint32_t entry, const struct ci
 
 	if (!e || !ret)
 		return -EINVAL;
-	breaker_table_note_limits(t, entry, cb);
+	if (cb)
+		breaker_table_note_limits(t, entry, cb);
 
 	r = slot_claim(t, entry, &idx);
 	if (r == -ENOSPC && reclaim_stale(t, UINT32_MAX) > 0)

@@ -35,7 +35,9 @@ bool breaker_table_would_admit(struct breaker_table *t, uint32_t entry,
 			       const struct circuit_breakers *cb);
 
 /* Take a pending slot for a new upstream connection. Returns 0 with *ret set, or -EBUSY
- * when over max_connections or max_pending_requests (the overflow is counted). */
+ * when over max_connections or max_pending_requests (the overflow is counted). A NULL `cb`
+ * counts the connection without checking or recording limits (a connection adopted from a
+ * previous process was admitted once already). */
 int breaker_table_admit(struct breaker_table *t, uint32_t entry, const struct circuit_breakers *cb,
 			breaker_slot_t *ret);
 /* Pending becomes active once the upstream connect succeeds. */

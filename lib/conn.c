@@ -873,9 +873,8 @@ int conn_adopt(struct worker *w, const struct handover_record *r, int fds[_HANDO
 	 * applies: it was admitted once already). */
 	c->slot = r->slot;
 	if (r->slot == 0 || breaker_table_adopt(s->breakers, r->slot) < 0) {
-		static const struct circuit_breakers unlimited = {0};
 		c->slot = 0;
-		if (breaker_table_admit(s->breakers, c->mapping->breaker_entry, &unlimited, &c->slot) >= 0)
+		if (breaker_table_admit(s->breakers, c->mapping->breaker_entry, NULL, &c->slot) >= 0)
 			breaker_table_connected(s->breakers, c->slot);
 	}
 
