@@ -96,7 +96,8 @@ fuzz: fuzz-build
 		echo "== $$n for $(FUZZ_SECONDS)s"; \
 		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus-$$n tests/fuzz/corpus/$${n#fuzz-} || exit 1; done
 
-bench: deps all
+bench: all
+	./scripts/deps.sh bench
 	./bench/run.sh $(BUILD)
 
 install: all

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""benchtool.py — the bench's own clients and servers, for what iperf3 and wrk cannot do:
+TLS handshake loops with SNI, TLS bulk upload, a discard sink, an echo server that holds
+thousands of idle connections, and the idle-connection client.
+
+Every subcommand is bounded in time (or, for the servers, stopped by PID by run.sh), and
+touches only the loopback address it is given. It must never measure the proxy itself:
+it prints plain numbers and run.sh does the accounting."""
+
+import argparse
+import os
+import selectors
+import socket
+import ssl
+import sys
+import threading
+import time
+
+REQUEST_PAD = 1024
+
+
+def http_request(host):
+    # A GET padded to about 1 KiB with a header, so every handshake carries a small request.
+    head = "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nX-Pad: " % host
+    tail = "\r\n\r\n"
+    pad = max(0, REQUEST_PAD - len(head) - len(tail))
+    return (head + "p" * pad + tail).encode()
+
+
+def client_context():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    return ctx
+
+
+def hs_loop(port, sni, deadline, out_fd):
+    """One loop of full handshakes, each with one request and the whole response."""
+    ctx = client_context()
+    req = http_request(sni)
+    ok = err = 0
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                # A fresh SSLSocket without a session: every handshake is a full one.
+                with ctx.wrap_socket(raw, server_hostname=sni) as s:
+                    s.sendall(req)
+                    got = 0
+                    while True:
+                        b = s.recv(65536)
+                        if not b:
+                            break
+                        got += len(b)
+                    if got >= REQUEST_PAD:
+                        ok += 1
+                    else:
+                        err += 1
+        except (OSError, ssl.SSLError):
+            err += 1
+    os.write(out_fd, ("%d %d\n" % (ok, err)).encode())
+
+
+def cmd_tls_hs(a):
+    deadline = time.monotonic() + a.seconds
+    start = time.monotonic()
+    r, w = os.pipe()
+    pids = []
+    for _ in range(a.loops):
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                hs_loop(a.port, a.sni, deadline, w)
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    os.close(w)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    elapsed = time.monotonic() - start
+    ok = err = 0
+    with os.fdopen(r) as f:
+        for line in f:
+            o, e = line.split()
+            ok += int(o)
+            err += int(e)
+    print("%.1f %d %d" % (ok / elapsed, ok, err))
+
+
+def cmd_tls_bulk(a):
+    ctx = client_context()
+    buf = b"\0" * (256 * 1024)
+    sent = 0
+    with socket.create_connection(("127.0.0.1", a.port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=a.sni) as s:
+            start = time.monotonic()
+            deadline = start + a.seconds
+            while time.monotonic() < deadline:
+                s.sendall(buf)
+                sent += len(buf)
+            elapsed = time.monotonic() - start
+    print("%.3f %d" % (sent * 8 / elapsed / 1e9, sent))
+
+
+def cmd_sink(a):
+    """Discards whatever each connection sends; one thread per connection."""
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", a.port))
+    ls.listen(128)
+
+    def drain(c):
+        mv = memoryview(bytearray(1 << 20))
+        with c:
+            while c.recv_into(mv):
+                pass
+
+    while True:
+        c, _ = ls.accept()
+        threading.Thread(target=drain, args=(c,), daemon=True).start()
+
+
+def cmd_echo(a):
+    """Echoes bytes back on any number of connections; one epoll loop, no per-connection
+    state beyond the socket, so it can hold tens of thousands."""
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", a.port))
+    ls.listen(4096)
+    ls.setblocking(False)
+    sel = selectors.EpollSelector()
+    sel.register(ls, selectors.EVENT_READ, None)
+    while True:
+        for key, _ in sel.select():
+            if key.data is None:
+                for _ in range(64):
+                    try:
+                        c, _ = ls.accept()
+                    except BlockingIOError:
+                        break
+                    c.setblocking(False)
+                    sel.register(c, selectors.EVENT_READ, 1)
+                continue
+            c = key.fileobj
+            try:
+                b = c.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                b = b""
+            if not b:
+                sel.unregister(c)
+                c.close()
+                continue
+            try:
+                c.send(b)
+            except OSError:
+                pass
+
+
+def cmd_idle(a):
+    """Opens COUNT connections, each confirmed with one byte each way, prints "held N",
+    then waits for a line (or EOF) on stdin and closes them all."""
+    held = []
+    deadline = time.monotonic() + a.seconds
+    failed = 0
+    for i in range(a.count):
+        if time.monotonic() > deadline:
+            break
+        try:
+            s = socket.create_connection(("127.0.0.1", a.port), timeout=5)
+            s.sendall(b"x")
+            if s.recv(1) != b"x":
+                raise OSError("no echo")
+            held.append(s)
+        except OSError as e:
+            failed += 1
+            if failed == 1:
+                print("idle: connection %d failed: %s" % (i, e), file=sys.stderr)
+            if failed > 50:
+                break
+    print("held %d" % len(held), flush=True)
+    sys.stdin.readline()
+    for s in held:
+        s.close()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("tls-hs")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--sni", default="bench.local")
+    s.add_argument("--seconds", type=float, default=5)
+    s.add_argument("--loops", type=int, default=2)
+    s.set_defaults(fn=cmd_tls_hs)
+    s = sub.add_parser("tls-bulk")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--sni", default="bench.local")
+    s.add_argument("--seconds", type=float, default=5)
+    s.set_defaults(fn=cmd_tls_bulk)
+    s = sub.add_parser("sink")
+    s.add_argument("--port", type=int, required=True)
+    s.set_defaults(fn=cmd_sink)
+    s = sub.add_parser("echo")
+    s.add_argument("--port", type=int, required=True)
+    s.set_defaults(fn=cmd_echo)
+    s = sub.add_parser("idle")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--count", type=int, default=5000)
+    s.add_argument("--seconds", type=float, default=60)
+    s.set_defaults(fn=cmd_idle)
+    a = p.parse_args()
+    a.fn(a)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""report.py — turns bench/out/results.tsv into the table `make bench` prints: each value,
+its ratio to direct loopback and to the best peer, and issue 6's targets as met or missed.
+
+It only reads the TSV; it never decides anything about a run it did not see (a metric a
+peer did not produce is shown as "-", and a target without its inputs as "n/a")."""
+
+import sys
+from collections import OrderedDict
+
+HIGHER_BETTER = ("gbit", "conn_per_s", "hs_per_s", "held")  # substrings of metric names
+# Peers that tcpmap is compared against; direct is the ceiling, not a peer, and tcpmap's
+# own per-connection mode is compared with socat only.
+SELF = ("tcpmap", "tcpmap-inetd")
+
+
+def higher_better(metric):
+    return any(h in metric for h in HIGHER_BETTER)
+
+
+def load(path):
+    rows = OrderedDict()
+    units = {}
+    with open(path) as f:
+        next(f)
+        for line in f:
+            w, p, m, v, u = line.rstrip("\n").split("\t")
+            try:
+                rows.setdefault((w, m), OrderedDict())[p] = float(v)
+            except ValueError:
+                continue
+            units[(w, m)] = u
+    return rows, units
+
+
+def best_peer(vals, metric, exclude=SELF + ("direct",)):
+    cands = {p: v for p, v in vals.items() if p not in exclude and v > 0}
+    if not cands:
+        return None, None
+    pick = max if higher_better(metric) else min
+    p = pick(cands, key=cands.get)
+    return p, cands[p]
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if abs(v) >= 100:
+        return "%.0f" % v
+    if abs(v) >= 10:
+        return "%.1f" % v
+    return "%.2f" % v
+
+
+def main():
+    tsv, meta = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None
+    rows, units = load(tsv)
+    if meta:
+        with open(meta) as f:
+            print(f.read().rstrip())
+    print()
+    print("Ratios: x direct = value / direct loopback; x best = value / the best other peer")
+    print("(haproxy, haproxy-splice, nginx, socket-proxyd, socat, stunnel) for that metric.")
+    print("For time, CPU and memory metrics lower is better, so x best < 1 is a win there.")
+    workload = None
+    for (w, m), vals in rows.items():
+        if w != workload:
+            workload = w
+            print("\n## %s" % w)
+            print("%-16s %-22s %12s %-7s %9s %9s" % ("peer", "metric", "value", "unit", "x direct", "x best"))
+        direct = vals.get("direct")
+        bp, bv = best_peer(vals, m)
+        for p, v in vals.items():
+            xd = v / direct if direct else None
+            xb = v / bv if bv else None
+            mark = " *" if p == bp else ""
+            print("%-16s %-22s %12s %-7s %9s %9s%s" % (p, m, fmt(v), units[(w, m)],
+                                                    fmt(xd) if p != "direct" else "",
+                                                    fmt(xb), mark))
+    print("\n(* = the best peer for that metric)")
+    targets(rows)
+
+
+def get(rows, w, m, p):
+    return rows.get((w, m), {}).get(p)
+
+
+def targets(rows):
+    print("\n## issue 6 targets (tcpmap threaded unless said)")
+    out = []
+
+    def check(name, ok, detail):
+        state = "n/a" if ok is None else ("MET" if ok else "MISSED")
+        out.append((name, state, detail))
+
+    def ratio_target(name, w, m, want, peer="tcpmap", exclude=SELF + ("direct",)):
+        vals = rows.get((w, m), {})
+        v = vals.get(peer)
+        bp, bv = best_peer(vals, m, exclude)
+        if v is None or bv is None:
+            check(name, None, "no data")
+            return None, None
+        r = v / bv
+        check(name, r >= want, "%s / %s = %s / %s = %.2f (want >= %.2f)" % (peer, bp, fmt(v), fmt(bv), r, want))
+        return bp, bv
+
+    for d in ("fwd", "rev"):
+        bp, _ = ratio_target("bulk Gbit/s %s >= 1.05 x best" % d, "bulk", "gbit_" + d, 1.05)
+        if bp:
+            c = get(rows, "bulk", "cpu_ms_per_gib_" + d, "tcpmap")
+            cb = get(rows, "bulk", "cpu_ms_per_gib_" + d, bp)
+            if c is not None and cb:
+                check("bulk CPU/GiB %s <= %s's" % (d, bp), c <= cb, "%s vs %s ms/GiB" % (fmt(c), fmt(cb)))
+    bp, _ = ratio_target("conn/s >= 1.10 x best", "connrate", "conn_per_s", 1.10)
+    if bp:
+        c = get(rows, "connrate", "p99_ms", "tcpmap")
+        cb = get(rows, "connrate", "p99_ms", bp)
+        if c is not None and cb:
+            check("connrate p99 <= %s's" % bp, c <= cb, "%s vs %s ms" % (fmt(c), fmt(cb)))
+    ratio_target("TLS handshakes/s >= 1.05 x best", "tls", "hs_per_s", 1.05)
+    v, d = get(rows, "tls", "hs_per_s", "tcpmap"), get(rows, "tls", "hs_per_s", "direct")
+    if v is not None and d:
+        check("TLS handshakes/s >= 0.9 x direct", v / d >= 0.9, "%s / %s = %.2f" % (fmt(v), fmt(d), v / d))
+    ratio_target("TLS bulk Gbit/s >= 1.05 x best", "tls", "bulk_gbit", 1.05)
+    rss = get(rows, "idle", "rss_kib_per_conn", "tcpmap")
+    if rss is not None:
+        check("idle userspace <= 1 KiB/conn", rss <= 1.0, "%s KiB" % fmt(rss))
+    k, kh = get(rows, "idle", "kernel_kib_per_conn", "tcpmap"), get(rows, "idle", "kernel_kib_per_conn", "haproxy")
+    if k is not None and kh is not None:
+        check("idle kernel <= haproxy's", k <= kh, "%s vs %s KiB" % (fmt(k), fmt(kh)))
+    held = get(rows, "idle", "held_of_9000", "tcpmap")
+    if held is not None:
+        check("9000 connections held", held >= 9000, "%d held" % held)
+    ratio_target("per-connection conn/s >= 1.5 x socat", "connrate", "conn_per_s", 1.5,
+                 peer="tcpmap-inetd", exclude=tuple(p for p in rows.get(("connrate", "conn_per_s"), {})
+                                                    if p != "socat"))
+    c = get(rows, "connrate", "cpu_us_per_conn", "tcpmap-inetd")
+    if c is not None:
+        check("per-connection process <= 2 ms", c <= 2000,
+              "%s us CPU per connection (process start, config load and relay; upper bound)" % fmt(c))
+    ratio_target("SNI routing handshakes/s >= best", "sni", "hs_per_s", 1.0)
+    w = max([len(n) for n, _, _ in out] + [10])
+    for name, state, detail in out:
+        print("%-*s  %-6s  %s" % (w, name, state, detail))
+
+
+if __name__ == "__main__":
+    main()
