@@ -40,6 +40,9 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TESTLIB_SRCS := $(sort $(wildcard tests/unit/helpers-*.c))
 TESTLIB_OBJS := $(TESTLIB_SRCS:%.c=$(BUILD)/%.o)
 
+# keep intermediate objects: rebuilding them is what takes time
+.SECONDARY:
+
 .PHONY: all deps run check unit bats fuzz fuzz-build bench install uninstall clean format format-check
 
 all: $(BINS)
@@ -82,14 +85,20 @@ FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz-*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -DTCPMAP_VERSION='"$(VERSION)"' \
 	-DTCPMAP_SYSCONFDIR='"$(SYSCONFDIR)"' -Ilib $(PKG_CFLAGS) \
-	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Wall -Wextra -Werror
+	-fsanitize=address,undefined -fno-sanitize-recover=undefined -Wall -Wextra -Werror
+FUZZ_LIB_OBJS := $(LIB_SRCS:lib/%.c=build-fuzz/lib/%.o)
 FUZZ_SECONDS ?= 60
 
 fuzz-build: $(FUZZ_BINS)
 
-build-fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard lib/*.h)
+# the library once, instrumented for coverage; each harness links against it
+build-fuzz/lib/%.o: lib/%.c $(wildcard lib/*.h) Makefile
+	@mkdir -p build-fuzz/lib
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJS)
 	@mkdir -p build-fuzz
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(PKG_LIBS) -lanl -lpthread
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJS) $(PKG_LIBS) -lanl -lpthread
 
 fuzz: fuzz-build
 	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \

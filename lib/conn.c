@@ -623,7 +623,8 @@ void conn_timer_done(struct worker *w) {
 	deadline_heap_free(&w->deadlines);
 }
 
-int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t local_len) {
+int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t local_len,
+	       const struct sockaddr *peer, socklen_t peer_len) {
 	static const int one = 1;
 	struct server *s = w->server;
 	struct conn *c;
@@ -652,9 +653,14 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 
 	memcpy(&c->local_addr, local, local_len);
 	c->local_addr_len = local_len;
-	c->client_addr_len = sizeof c->client_addr;
-	if (getpeername(fd, (struct sockaddr *)&c->client_addr, &c->client_addr_len) < 0)
-		c->client_addr_len = 0;
+	if (peer && peer_len <= sizeof c->client_addr) {
+		memcpy(&c->client_addr, peer, peer_len);
+		c->client_addr_len = peer_len;
+	} else {
+		c->client_addr_len = sizeof c->client_addr;
+		if (getpeername(fd, (struct sockaddr *)&c->client_addr, &c->client_addr_len) < 0)
+			c->client_addr_len = 0;
+	}
 
 	c->config = server_config_get(s);
 	c->listener = config_find_listener(c->config, local, local_len);

@@ -65,29 +65,85 @@ static const char *level_name(int priority) {
 	return names[priority & 7];
 }
 
+/* A line under construction on the stack: the access log runs once per connection, and
+ * stdio streams (open_memstream, a putc per character) cost more than the relay itself.
+ * Overlong lines are cut, never overflowed. */
+struct line {
+	char buf[4096];
+	size_t len;
+};
+
+static void line_put(struct line *l, const char *s, size_t n) {
+	n = MIN(n, sizeof l->buf - 1 - l->len);
+	memcpy(l->buf + l->len, s, n);
+	l->len += n;
+}
+
+static void line_puts(struct line *l, const char *s) { line_put(l, s, strlen(s)); }
+
+static void line_putc(struct line *l, char c) { line_put(l, &c, 1); }
+
+static bool logfmt_bare(char c) {
+	return c != ' ' && c != '"' && c != '=' && c != '\\' && isprint((unsigned char)c);
+}
+
 /* logfmt quoting: bare when safe, else double-quoted with \" and \\ escaped and control
- * characters dropped, so a hostile SNI cannot forge a second log line. */
-static void put_logfmt_value(FILE *f, const char *v) {
-	bool bare = *v != '\0';
-	for (const char *p = v; *p; p++)
-		if (*p == ' ' || *p == '"' || *p == '=' || *p == '\\' || !isprint((unsigned char)*p)) {
-			bare = false;
-			break;
-		}
-	if (bare) {
-		fputs(v, f);
+ * characters replaced, so a hostile SNI cannot forge a second log line. */
+static void line_put_value(struct line *l, const char *v) {
+	const char *p = v;
+	while (*p && logfmt_bare(*p))
+		p++;
+	if (*v && !*p) {
+		line_put(l, v, (size_t)(p - v));
 		return;
 	}
-	fputc('"', f);
-	for (const char *p = v; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fputc('\\', f);
-		if (isprint((unsigned char)*p) || *p == '"' || *p == '\\')
-			fputc(*p, f);
-		else
-			fputc('?', f);
+	line_putc(l, '"');
+	for (p = v; *p; p++) {
+		if (*p == '"' || *p == '\\') {
+			line_putc(l, '\\');
+			line_putc(l, *p);
+		} else
+			line_putc(l, isprint((unsigned char)*p) ? *p : '?');
 	}
-	fputc('"', f);
+	line_putc(l, '"');
+}
+
+/* One "KEY=value" segment of the buffer, as an iovec for sd_journal_sendv. */
+static void journal_field(struct line *l, struct iovec *iov, size_t *n, const char *key,
+			  const char *key_suffix, const char *value) {
+	size_t start = l->len;
+	line_puts(l, key);
+	line_puts(l, key_suffix);
+	line_putc(l, '=');
+	line_puts(l, value);
+	iov[(*n)++] = (struct iovec){.iov_base = l->buf + start, .iov_len = l->len - start};
+}
+
+static void emit_stderr(int priority, const char *event, const struct log_field *fields,
+			size_t n_fields, const char *message) {
+	struct line l;
+
+	l.len = 0;
+	line_puts(&l, "level=");
+	line_puts(&l, level_name(priority));
+	if (event) {
+		line_puts(&l, " event=");
+		line_puts(&l, event);
+	}
+	for (size_t i = 0; i < n_fields; i++) {
+		if (!fields[i].value)
+			continue;
+		line_putc(&l, ' ');
+		for (const char *k = fields[i].key; *k; k++)
+			line_putc(&l, (char)tolower((unsigned char)*k));
+		line_putc(&l, '=');
+		line_put_value(&l, fields[i].value);
+	}
+	line_puts(&l, " msg=");
+	line_put_value(&l, message);
+	line_putc(&l, '\n');
+	/* one write per line, so that threads never interleave within a line */
+	ssize_t _unused_ w = write(STDERR_FILENO, l.buf, l.len);
 }
 
 static void emit(int priority, const char *message_id, const char *event,
@@ -95,62 +151,26 @@ static void emit(int priority, const char *message_id, const char *event,
 	if (log_target == LOG_TARGET_JOURNAL) {
 		/* MESSAGE, PRIORITY, SYSLOG_IDENTIFIER, MESSAGE_ID, TCPMAP_EVENT + fields */
 		struct iovec iov[5 + 16];
-		char buf[5 + 16][512];
+		struct line l;
 		size_t n = 0;
+		char prio[2] = {(char)('0' + (priority & 7)), 0};
 
-		snprintf(buf[n], sizeof buf[n], "MESSAGE=%s", message);
-		n++;
-		snprintf(buf[n], sizeof buf[n], "PRIORITY=%d", priority);
-		n++;
-		snprintf(buf[n], sizeof buf[n], "SYSLOG_IDENTIFIER=%s", log_ident);
-		n++;
-		if (message_id) {
-			snprintf(buf[n], sizeof buf[n], "MESSAGE_ID=%s", message_id);
-			n++;
-		}
-		if (event) {
-			snprintf(buf[n], sizeof buf[n], "TCPMAP_EVENT=%s", event);
-			n++;
-		}
-		for (size_t i = 0; i < n_fields && n < ELEMENTSOF(buf); i++) {
-			if (!fields[i].value)
-				continue;
-			snprintf(buf[n], sizeof buf[n], "TCPMAP_%s=%s", fields[i].key, fields[i].value);
-			n++;
-		}
-		for (size_t i = 0; i < n; i++)
-			iov[i] = (struct iovec){.iov_base = buf[i], .iov_len = strlen(buf[i])};
+		l.len = 0;
+		journal_field(&l, iov, &n, "MESSAGE", "", message);
+		journal_field(&l, iov, &n, "PRIORITY", "", prio);
+		journal_field(&l, iov, &n, "SYSLOG_IDENTIFIER", "", log_ident);
+		if (message_id)
+			journal_field(&l, iov, &n, "MESSAGE_ID", "", message_id);
+		if (event)
+			journal_field(&l, iov, &n, "TCPMAP_EVENT", "", event);
+		for (size_t i = 0; i < n_fields && n < ELEMENTSOF(iov); i++)
+			if (fields[i].value)
+				journal_field(&l, iov, &n, "TCPMAP_", fields[i].key, fields[i].value);
 		if (sd_journal_sendv(iov, (int)n) >= 0)
 			return;
 		/* journal gone: fall through to stderr rather than lose the line */
 	}
-
-	/* One fprintf-built line written with a single write so threads do not interleave. */
-	char *line = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&line, &len);
-	if (!f)
-		return;
-	fprintf(f, "level=%s", level_name(priority));
-	if (event)
-		fprintf(f, " event=%s", event);
-	for (size_t i = 0; i < n_fields; i++) {
-		if (!fields[i].value)
-			continue;
-		fputc(' ', f);
-		for (const char *k = fields[i].key; *k; k++)
-			fputc(tolower((unsigned char)*k), f);
-		fputc('=', f);
-		put_logfmt_value(f, fields[i].value);
-	}
-	fputs(" msg=", f);
-	put_logfmt_value(f, message);
-	fputc('\n', f);
-	fclose(f);
-	if (line) {
-		ssize_t _unused_ r = write(STDERR_FILENO, line, len);
-		free(line);
-	}
+	emit_stderr(priority, event, fields, n_fields, message);
 }
 
 static void vlog(int priority, const char *message_id, const char *event,

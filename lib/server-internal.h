@@ -81,9 +81,11 @@ void worker_note_shed(struct worker *w, int err, unsigned closed);
 /* A new reference to the current config. */
 struct config *server_config_get(struct server *s);
 
-/* Take over a connected client socket (non-blocking). `local` is its local address.
- * Returns 0, or -errno after closing fd. */
-int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t local_len);
+/* Take over a connected client socket (non-blocking). `local` is its local address, `peer`
+ * the client's as accept() gave it (NULL: ask the socket). Returns 0, or -errno after
+ * closing fd. */
+int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t local_len,
+	       const struct sockaddr *peer, socklen_t peer_len);
 /* The worker's one timer for all its connections' deadlines. */
 int conn_timer_init(struct worker *w);
 void conn_timer_done(struct worker *w);

@@ -266,7 +266,9 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
 		return 0;
 
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
-		int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage peer;
+		socklen_t peer_len = sizeof peer;
+		int cfd = accept4(fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
@@ -283,9 +285,10 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
 				safe_close(cfd);
 				continue;
 			}
-			conn_start(w, cfd, (struct sockaddr *)&local, len);
+			conn_start(w, cfd, (struct sockaddr *)&local, len, (struct sockaddr *)&peer, peer_len);
 		} else
-			conn_start(w, cfd, (struct sockaddr *)&lf->addr, lf->addr_len);
+			conn_start(w, cfd, (struct sockaddr *)&lf->addr, lf->addr_len, (struct sockaddr *)&peer,
+				   peer_len);
 	}
 	return 0;
 }
@@ -628,7 +631,7 @@ static int run_inetd(struct server *s, int fd) {
 	s->workers = &w;
 	s->n_workers = 1;
 	sd_notify(0, "READY=1");
-	conn_start(&w, fd, (struct sockaddr *)&local, len);
+	conn_start(&w, fd, (struct sockaddr *)&local, len, NULL, 0);
 	/* one connection, then exit: run until it is gone or we are told to stop */
 	while (w.n_conns > 0 && !atomic_load(&s->stopping)) {
 		r = sd_event_run(s->event, UINT64_MAX);

@@ -830,6 +830,13 @@ int tls_config_load(struct config *c, const char *secrets_dir, struct diag_list 
 		return -EINVAL;
 	if (c->tls_runtime_free)
 		c->tls_runtime_free(c);
+	/* No TLS anywhere: leave OpenSSL uninitialised. Its first use loads error strings and
+	 * providers, a sixth of a per-connection process's start-up. */
+	bool uses_tls = c->n_tls_contexts > 0;
+	for (size_t i = 0; i < c->n_mappings && !uses_tls; i++)
+		uses_tls = c->mappings[i]->tls != TLS_ORIGINATE_NONE;
+	if (!uses_tls)
+		return 0;
 	if (creds && *creds)
 		L.credentials_dir = creds;
 	ERR_clear_error();
