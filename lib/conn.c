@@ -44,11 +44,13 @@ struct conn {
 	sd_event_source *upstream_source;
 	struct deadline_item deadline; /* in the worker's heap: preread, connect or idle */
 
-	struct sockaddr_storage client_addr;
+	/* Only IPv4 and IPv6 reach here: a sockaddr_in6 holds either, in a fifth of a
+	 * sockaddr_storage. Idle connections are what a proxy holds most of. */
+	union sockaddr_ip client_addr;
 	socklen_t client_addr_len;
-	struct sockaddr_storage local_addr;
+	union sockaddr_ip local_addr;
 	socklen_t local_addr_len;
-	char sni[256];
+	char *sni; /* NULL when the client sent none */
 
 	uint64_t start_usec;
 	uint64_t last_activity_usec;
@@ -56,22 +58,31 @@ struct conn {
 	breaker_slot_t slot;
 	bool connected;
 
-	struct resolve_result addrs;
+	struct resolve_result *addrs; /* while connecting only */
 	size_t addr_index;
 	uint64_t resolve_token;
-	struct sockaddr_storage upstream_addr;
+	union sockaddr_ip upstream_addr;
 	socklen_t upstream_addr_len;
-
-	uint8_t proxy_header[232];
-	size_t proxy_len;
 
 	SSL *client_ssl;   /* terminating */
 	SSL *upstream_ssl; /* originating */
 	bool use_tls_relay;
-	struct relay relay;
-	struct tls_relay tls_relay;
+	union {
+		struct relay relay;         /* !use_tls_relay */
+		struct tls_relay tls_relay; /* use_tls_relay */
+	};
 	const char *result;
 };
+
+/* Copy an address in if it is one we keep; otherwise leave it unknown (length 0). */
+static socklen_t sockaddr_ip_set(union sockaddr_ip *dst, const void *src, socklen_t len) {
+	if (!src || len > sizeof *dst || len < sizeof(struct sockaddr_in)) {
+		memset(dst, 0, sizeof *dst);
+		return 0;
+	}
+	memcpy(dst, src, len);
+	return len;
+}
 
 static void conn_finish(struct conn *c, const char *result);
 static int conn_connect_next(struct conn *c);
@@ -84,15 +95,15 @@ static uint64_t event_now(struct conn *c) {
 	return t;
 }
 
-static void format_addr(const struct sockaddr_storage *ss, char *buf, size_t size) {
+static void format_addr(const union sockaddr_ip *ss, char *buf, size_t size) {
 	char host[INET6_ADDRSTRLEN] = "?";
 
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
+	if (ss->sa.sa_family == AF_INET) {
+		const struct sockaddr_in *s = &ss->in;
 		inet_ntop(AF_INET, &s->sin_addr, host, sizeof host);
 		snprintf(buf, size, "%s:%u", host, ntohs(s->sin_port));
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
+	} else if (ss->sa.sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s = &ss->in6;
 		bool v4 = IN6_IS_ADDR_V4MAPPED(&s->sin6_addr);
 		if (v4)
 			inet_ntop(AF_INET, &s->sin6_addr.s6_addr[12], host, sizeof host);
@@ -151,7 +162,7 @@ static void log_close(struct conn *c) {
 	struct log_field f[] = {
 		{"MAPPING", c->mapping ? c->mapping->name : NULL},
 		{"CLIENT", client},
-		{"SNI", c->sni[0] ? c->sni : NULL},
+		{"SNI", c->sni},
 		{"UPSTREAM", upstream},
 		{"BYTES_IN", in},
 		{"BYTES_OUT", out},
@@ -171,8 +182,12 @@ static void conn_free(struct conn *c) {
 	deadline_remove(&w->deadlines, &c->deadline);
 	arm_worker_timer(w);
 	resolve_cancel(w->resolver, c->resolve_token);
-	relay_release(&c->relay);
-	tls_relay_release(&c->tls_relay);
+	if (c->use_tls_relay)
+		tls_relay_release(&c->tls_relay);
+	else
+		relay_release(&c->relay);
+	free(c->addrs);
+	free(c->sni);
 	SSL_free(c->client_ssl);
 	SSL_free(c->upstream_ssl);
 	safe_close(c->client_fd);
@@ -301,10 +316,14 @@ static void on_connected(struct conn *c) {
 
 	c->connected = true;
 	breaker_table_connected(s->breakers, c->slot);
-	if (c->proxy_len > 0) {
+	c->addrs = mfree(c->addrs);
+	if (c->mapping->proxy_protocol != PROXY_PROTOCOL_NONE) {
+		uint8_t header[PROXYPROTO_HEADER_MAX];
+		int len = proxyproto_write(c->mapping->proxy_protocol, &c->client_addr.sa, &c->local_addr.sa,
+					   header, sizeof header);
 		/* A fresh socket's send buffer always has room for one small header. */
-		ssize_t n = send(c->upstream_fd, c->proxy_header, c->proxy_len, MSG_NOSIGNAL);
-		if (n != (ssize_t)c->proxy_len) {
+		ssize_t n = len < 0 ? -1 : send(c->upstream_fd, header, (size_t)len, MSG_NOSIGNAL);
+		if (n != len) {
 			conn_finish(c, "connect_failed");
 			return;
 		}
@@ -373,12 +392,11 @@ static int conn_connect_next(struct conn *c) {
 	c->upstream_source = sd_event_source_disable_unref(c->upstream_source);
 	c->upstream_fd = safe_close(c->upstream_fd);
 
-	for (; c->addr_index < c->addrs.n; c->addr_index++) {
-		const struct sockaddr *sa = (const struct sockaddr *)&c->addrs.addrs[c->addr_index];
-		socklen_t len = c->addrs.lens[c->addr_index];
+	for (; c->addr_index < c->addrs->n; c->addr_index++) {
+		const struct sockaddr *sa = (const struct sockaddr *)&c->addrs->addrs[c->addr_index];
+		socklen_t len = c->addrs->lens[c->addr_index];
 
-		c->upstream_addr = c->addrs.addrs[c->addr_index];
-		c->upstream_addr_len = len;
+		c->upstream_addr_len = sockaddr_ip_set(&c->upstream_addr, sa, len);
 		c->upstream_fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (c->upstream_fd < 0) {
 			/* our own limits, not the upstream's fault: say so, and try no further */
@@ -409,7 +427,12 @@ static void on_resolved(const struct resolve_result *r, void *userdata) {
 		conn_finish(c, "connect_failed");
 		return;
 	}
-	c->addrs = *r;
+	c->addrs = malloc(sizeof *c->addrs);
+	if (!c->addrs) {
+		conn_finish(c, "connect_failed");
+		return;
+	}
+	*c->addrs = *r;
 	c->addr_index = 0;
 	c->state = CONN_CONNECTING;
 	int e = conn_connect_next(c);
@@ -471,17 +494,6 @@ static void conn_choose_and_connect(struct conn *c) {
 			  "group %s: a circuit breaker is open, routing to \"%s\"", g->key, c->mapping->name);
 	}
 
-	if (c->mapping->proxy_protocol != PROXY_PROTOCOL_NONE) {
-		int n = proxyproto_write(c->mapping->proxy_protocol, (const struct sockaddr *)&c->client_addr,
-					 (const struct sockaddr *)&c->local_addr, c->proxy_header,
-					 sizeof c->proxy_header);
-		if (n < 0) {
-			conn_finish(c, "connect_failed");
-			return;
-		}
-		c->proxy_len = (size_t)n;
-	}
-
 	if (set_deadline(c, event_now(c) + (uint64_t)c->mapping->connect_timeout_ms * 1000) < 0) {
 		conn_finish(c, "connect_failed");
 		return;
@@ -540,7 +552,11 @@ static void conn_preread(struct conn *c) {
 	case SNI_NEED_MORE:
 		return;
 	case SNI_FOUND:
-		snprintf(c->sni, sizeof c->sni, "%s", hello.sni);
+		c->sni = strdup(hello.sni);
+		if (!c->sni) {
+			conn_finish(c, "shed");
+			return;
+		}
 		conn_route(c, c->sni, "unknown_sni");
 		return;
 	case SNI_NONE:
@@ -651,14 +667,12 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 	atomic_fetch_add(&s->n_active, 1);
 	atomic_fetch_add(&s->n_total, 1);
 
-	memcpy(&c->local_addr, local, local_len);
-	c->local_addr_len = local_len;
-	if (peer && peer_len <= sizeof c->client_addr) {
-		memcpy(&c->client_addr, peer, peer_len);
-		c->client_addr_len = peer_len;
-	} else {
+	c->local_addr_len = sockaddr_ip_set(&c->local_addr, local, local_len);
+	if (peer)
+		c->client_addr_len = sockaddr_ip_set(&c->client_addr, peer, peer_len);
+	else {
 		c->client_addr_len = sizeof c->client_addr;
-		if (getpeername(fd, (struct sockaddr *)&c->client_addr, &c->client_addr_len) < 0)
+		if (getpeername(fd, &c->client_addr.sa, &c->client_addr_len) < 0)
 			c->client_addr_len = 0;
 	}
 
@@ -733,7 +747,7 @@ int conn_handover(struct conn *c, int state_fd) {
 	snprintf(rec.id, sizeof rec.id, "%d-%llu", (int)getpid(),
 		 (unsigned long long)atomic_fetch_add(&counter, 1));
 	snprintf(rec.mapping, sizeof rec.mapping, "%s", c->mapping->name);
-	snprintf(rec.sni, sizeof rec.sni, "%s", c->sni);
+	snprintf(rec.sni, sizeof rec.sni, "%s", c->sni ? c->sni : "");
 	rec.slot = c->slot;
 	rec.bytes_in = rl->up.bytes;
 	rec.bytes_out = rl->down.bytes;
@@ -748,11 +762,11 @@ int conn_handover(struct conn *c, int state_fd) {
 	} else
 		rec.idle_remaining_ms = UINT64_MAX;
 	rec.started_realtime_ms = (uint64_t)time(NULL) * 1000 - (now_usec() - c->start_usec) / 1000;
-	rec.client_addr = c->client_addr;
+	memcpy(&rec.client_addr, &c->client_addr, c->client_addr_len);
 	rec.client_addr_len = c->client_addr_len;
-	rec.local_addr = c->local_addr;
+	memcpy(&rec.local_addr, &c->local_addr, c->local_addr_len);
 	rec.local_addr_len = c->local_addr_len;
-	rec.upstream_addr = c->upstream_addr;
+	memcpy(&rec.upstream_addr, &c->upstream_addr, c->upstream_addr_len);
 	rec.upstream_addr_len = c->upstream_addr_len;
 
 	/* The fds first: a record without its fds is discarded by the next process, while fds
@@ -844,13 +858,10 @@ int conn_adopt(struct worker *w, const struct handover_record *r, int fds[_HANDO
 	w->n_conns++;
 	atomic_fetch_add(&s->n_active, 1);
 	atomic_fetch_add(&s->n_total, 1);
-	memcpy(&c->client_addr, &r->client_addr, sizeof c->client_addr);
-	c->client_addr_len = r->client_addr_len;
-	memcpy(&c->local_addr, &r->local_addr, sizeof c->local_addr);
-	c->local_addr_len = r->local_addr_len;
-	memcpy(&c->upstream_addr, &r->upstream_addr, sizeof c->upstream_addr);
-	c->upstream_addr_len = r->upstream_addr_len;
-	snprintf(c->sni, sizeof c->sni, "%s", r->sni);
+	c->client_addr_len = sockaddr_ip_set(&c->client_addr, &r->client_addr, r->client_addr_len);
+	c->local_addr_len = sockaddr_ip_set(&c->local_addr, &r->local_addr, r->local_addr_len);
+	c->upstream_addr_len = sockaddr_ip_set(&c->upstream_addr, &r->upstream_addr, r->upstream_addr_len);
+	c->sni = r->sni[0] ? strdup(r->sni) : NULL;
 	c->relay.up.bytes = r->bytes_in;
 	c->relay.down.bytes = r->bytes_out;
 	c->relay.up.in_pipe = r->in_pipe_up;

@@ -1,6 +1,7 @@
 /* server-internal.h — what server.c and conn.c share. Not a public API. */
 #pragma once
 
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <systemd/sd-event.h>
@@ -15,6 +16,12 @@
 #include "sni.h"
 
 struct conn;
+
+union sockaddr_ip {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
 
 struct listen_fd {
 	int fd;
