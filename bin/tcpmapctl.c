@@ -34,18 +34,24 @@ static const struct option_row {
 	const char *arg;
 	const char *help;
 } rows[] = {
-	{{"config", required_argument, NULL, OPT_CONFIG}, "PATH",
-	 "config file or directory (repeatable; default $TCPMAP_CONFIG or " TCPMAP_SYSCONFDIR "/tcpmap)"},
-	{{"runtime-dir", required_argument, NULL, OPT_RUNTIME_DIR}, "DIR",
-	 "breaker table directory for status (default $RUNTIME_DIRECTORY, else /run/tcpmap)"},
-	{{"secrets-dir", required_argument, NULL, OPT_SECRETS_DIR}, "DIR",
-	 "TLS secrets DIR/NAME/tls.{crt,key} (default " TCPMAP_SYSCONFDIR "/tcpmap/secrets)"},
-	{{"json", no_argument, NULL, OPT_JSON}, NULL, "status: print JSON"},
-	{{"port", required_argument, NULL, OPT_PORT}, "P", "route: the port a client connects to"},
-	{{"address", required_argument, NULL, OPT_ADDRESS}, "A", "route: the local address it connects to"},
-	{{"sni", required_argument, NULL, OPT_SNI}, "HOST", "route: the SNI host the client sends"},
-	{{"help", no_argument, NULL, OPT_HELP}, NULL, "show this help"},
-	{{"version", no_argument, NULL, OPT_VERSION}, NULL, "show the version"},
+        {{"config", required_argument, NULL, OPT_CONFIG},
+         "PATH",
+         "config file or directory (repeatable; default $TCPMAP_CONFIG or " TCPMAP_SYSCONFDIR
+         "/tcpmap)"},
+        {{"runtime-dir", required_argument, NULL, OPT_RUNTIME_DIR},
+         "DIR",
+         "breaker table directory for status (default $RUNTIME_DIRECTORY, else /run/tcpmap)"},
+        {{"secrets-dir", required_argument, NULL, OPT_SECRETS_DIR},
+         "DIR",
+         "TLS secrets DIR/NAME/tls.{crt,key} (default " TCPMAP_SYSCONFDIR "/tcpmap/secrets)"},
+        {{"json", no_argument, NULL, OPT_JSON}, NULL, "status: print JSON"},
+        {{"port", required_argument, NULL, OPT_PORT}, "P", "route: the port a client connects to"},
+        {{"address", required_argument, NULL, OPT_ADDRESS},
+         "A",
+         "route: the local address it connects to"},
+        {{"sni", required_argument, NULL, OPT_SNI}, "HOST", "route: the SNI host the client sends"},
+        {{"help", no_argument, NULL, OPT_HELP}, NULL, "show this help"},
+        {{"version", no_argument, NULL, OPT_VERSION}, NULL, "show the version"},
 };
 
 static void help(void) {
@@ -61,7 +67,7 @@ static void help(void) {
 	for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
 		char left[64];
 		snprintf(left, sizeof left, "--%s%s%s", rows[i].opt.name, rows[i].arg ? " " : "",
-			 rows[i].arg ? rows[i].arg : "");
+		         rows[i].arg ? rows[i].arg : "");
 		printf("  %-22s %s\n", left, rows[i].help);
 	}
 	printf("\nSee tcpmapctl(1).\n");
@@ -81,17 +87,17 @@ static int load(struct ctl *ctl, bool verbose, struct config **ret) {
 	for (size_t i = 0; i < diags.n; i++)
 		if (diags.items[i].level != DIAG_DEBUG || verbose)
 			fprintf(stderr, "%s%s\n",
-				diags.items[i].level == DIAG_ERROR     ? "error: "
-				: diags.items[i].level == DIAG_WARNING ? "warning: "
-								       : "debug: ",
-				diags.items[i].message);
+			        diags.items[i].level == DIAG_ERROR     ? "error: "
+			        : diags.items[i].level == DIAG_WARNING ? "warning: "
+			                                               : "debug: ",
+			        diags.items[i].message);
 	if (r < 0 && diags.n_errors == 0)
 		fprintf(stderr, "error: cannot load the config: %s\n", strerror(-r));
 	size_t errors = diags.n_errors, warnings = diags.n_warnings;
 	diag_list_free(&diags);
 	if (verbose)
-		fprintf(stderr, "%zu error%s, %zu warning%s\n", errors, errors == 1 ? "" : "s", warnings,
-			warnings == 1 ? "" : "s");
+		fprintf(stderr, "%zu error%s, %zu warning%s\n", errors, errors == 1 ? "" : "s",
+		        warnings, warnings == 1 ? "" : "s");
 	return r < 0 ? 1 : 0;
 }
 
@@ -120,7 +126,8 @@ static int cmd_route(struct ctl *ctl) {
 	}
 	if (load(ctl, false, &c) != 0)
 		return 1;
-	return config_print_route(c, ctl->address, (uint16_t)ctl->port, ctl->sni, stdout) < 0 ? 1 : 0;
+	return config_print_route(c, ctl->address, (uint16_t)ctl->port, ctl->sni, stdout) < 0 ? 1
+	                                                                                      : 0;
 }
 
 static int cmd_status(struct ctl *ctl) {
@@ -154,7 +161,8 @@ static int cmd_units(struct ctl *ctl) {
 			snprintf(instance, sizeof instance, "%u", l->port);
 		} else
 			snprintf(instance, sizeof instance, "%s:%u", l->address, l->port);
-		printf("tcpmap@%s.socket\tsystemctl enable --now tcpmap@%s.socket\n", instance, instance);
+		printf("tcpmap@%s.socket\tsystemctl enable --now tcpmap@%s.socket\n", instance,
+		       instance);
 	}
 	return 0;
 }
@@ -189,7 +197,8 @@ int main(int argc, char **argv) {
 			break;
 		case OPT_PORT:
 			if (parse_uint(optarg, 1, 65535, &v) < 0) {
-				fprintf(stderr, "tcpmapctl: --port takes 1-65535, not \"%s\"\n", optarg);
+				fprintf(stderr, "tcpmapctl: --port takes 1-65535, not \"%s\"\n",
+				        optarg);
 				return 2;
 			}
 			ctl.port = (int)v;

@@ -21,27 +21,38 @@ static const struct option_row {
 	const char *arg;
 	const char *help;
 } rows[] = {
-	{{"config", required_argument, NULL, OPT_CONFIG}, "PATH",
-	 "config file or directory (repeatable; default $TCPMAP_CONFIG or " TCPMAP_SYSCONFDIR "/tcpmap)"},
-	{{"secrets-dir", required_argument, NULL, OPT_SECRETS_DIR}, "DIR",
-	 "Kubernetes-style TLS secrets DIR/NAME/tls.{crt,key} (default " TCPMAP_SYSCONFDIR "/tcpmap/secrets)"},
-	{{"runtime-dir", required_argument, NULL, OPT_RUNTIME_DIR}, "DIR",
-	 "where the shared breaker table lives (default $RUNTIME_DIRECTORY, else /run/tcpmap)"},
-	{{"workers", required_argument, NULL, OPT_WORKERS}, "N", "worker threads (default: one per online CPU)"},
-	{{"log-target", required_argument, NULL, OPT_LOG_TARGET}, "auto|journal|stderr",
-	 "where logs go (default auto: the journal when stderr is connected to it)"},
-	{{"inetd", no_argument, NULL, OPT_INETD}, NULL, "serve the one connection on stdin, then exit"},
-	{{"help", no_argument, NULL, OPT_HELP}, NULL, "show this help"},
-	{{"version", no_argument, NULL, OPT_VERSION}, NULL, "show the version"},
+        {{"config", required_argument, NULL, OPT_CONFIG},
+         "PATH",
+         "config file or directory (repeatable; default $TCPMAP_CONFIG or " TCPMAP_SYSCONFDIR
+         "/tcpmap)"},
+        {{"secrets-dir", required_argument, NULL, OPT_SECRETS_DIR},
+         "DIR",
+         "Kubernetes-style TLS secrets DIR/NAME/tls.{crt,key} (default " TCPMAP_SYSCONFDIR
+         "/tcpmap/secrets)"},
+        {{"runtime-dir", required_argument, NULL, OPT_RUNTIME_DIR},
+         "DIR",
+         "where the shared breaker table lives (default $RUNTIME_DIRECTORY, else /run/tcpmap)"},
+        {{"workers", required_argument, NULL, OPT_WORKERS},
+         "N",
+         "worker threads (default: one per online CPU)"},
+        {{"log-target", required_argument, NULL, OPT_LOG_TARGET},
+         "auto|journal|stderr",
+         "where logs go (default auto: the journal when stderr is connected to it)"},
+        {{"inetd", no_argument, NULL, OPT_INETD},
+         NULL,
+         "serve the one connection on stdin, then exit"},
+        {{"help", no_argument, NULL, OPT_HELP}, NULL, "show this help"},
+        {{"version", no_argument, NULL, OPT_VERSION}, NULL, "show the version"},
 };
 
 static void help(void) {
 	printf("Usage: tcpmapd [OPTION]...\n"
-	       "Relay TCP connections as Ambassador TCPMappings say, on sockets from systemd or its own.\n\n");
+	       "Relay TCP connections as Ambassador TCPMappings say, on sockets from systemd or "
+	       "its own.\n\n");
 	for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
 		char left[64];
 		snprintf(left, sizeof left, "--%s%s%s", rows[i].opt.name, rows[i].arg ? " " : "",
-			 rows[i].arg ? rows[i].arg : "");
+		         rows[i].arg ? rows[i].arg : "");
 		printf("  %-34s %s\n", left, rows[i].help);
 	}
 	printf("\nSignals: SIGHUP reloads the config, SIGTERM stops. See tcpmapd(8).\n");
@@ -77,14 +88,20 @@ int main(int argc, char **argv) {
 			break;
 		case OPT_WORKERS:
 			if (parse_uint(optarg, 1, 1024, &v) < 0) {
-				fprintf(stderr, "tcpmapd: --workers takes a number from 1 to 1024, not \"%s\"\n", optarg);
+				fprintf(stderr,
+				        "tcpmapd: --workers takes a number from 1 to 1024, not "
+				        "\"%s\"\n",
+				        optarg);
 				return 2;
 			}
 			o.workers = (unsigned)v;
 			break;
 		case OPT_LOG_TARGET:
 			if (log_target_from_string(optarg, &target) < 0) {
-				fprintf(stderr, "tcpmapd: --log-target takes auto, journal or stderr, not \"%s\"\n", optarg);
+				fprintf(stderr,
+				        "tcpmapd: --log-target takes auto, journal or stderr, not "
+				        "\"%s\"\n",
+				        optarg);
 				return 2;
 			}
 			break;
@@ -103,7 +120,8 @@ int main(int argc, char **argv) {
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "tcpmapd: unexpected argument \"%s\"\nTry 'tcpmapd --help'.\n", argv[optind]);
+		fprintf(stderr, "tcpmapd: unexpected argument \"%s\"\nTry 'tcpmapd --help'.\n",
+		        argv[optind]);
 		return 2;
 	}
 	if (n_configs == 0) {

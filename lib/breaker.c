@@ -31,8 +31,8 @@
 #define BREAKER_N_ENTRIES 1024u
 #define BREAKER_N_GROUPS 1024u
 #define BREAKER_N_SLOTS 65536u
-#define BREAKER_KEY_MAX 512u           /* bytes including the NUL */
-#define BREAKER_MAPPING_NAME_MAX 64u   /* for status only; longer names are truncated */
+#define BREAKER_KEY_MAX 512u         /* bytes including the NUL */
+#define BREAKER_MAPPING_NAME_MAX 64u /* for status only; longer names are truncated */
 
 /* Overflowing admits scan every slot for dead owners; at most this often per entry, so an
  * overload does not turn into a slot-scanning storm. The 1 s reaper covers the rest. */
@@ -143,7 +143,7 @@ struct breaker_table {
 #define ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
 #define CAS(p, expected, desired)                                                                  \
 	__atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_ACQ_REL,           \
-				    __ATOMIC_ACQUIRE)
+	                            __ATOMIC_ACQUIRE)
 
 static inline uint64_t slot_word(enum slot_state state, uint32_t entry, pid_t pid) {
 	return (uint64_t)entry << 40 | (uint64_t)state << 32 | (uint32_t)pid;
@@ -336,7 +336,7 @@ static int key_wait_ready(struct table_key *k) {
  * key state; keys are never deleted, so a probe that reaches a free element has proven
  * the name absent. */
 static int key_find_or_create(void *base, size_t stride, uint32_t n, size_t lock_offset,
-			      const char *name, uint32_t *ret) {
+                              const char *name, uint32_t *ret) {
 	size_t len = strlen(name);
 	if (len == 0 || len >= BREAKER_KEY_MAX)
 		return len ? -ENAMETOOLONG : -EINVAL;
@@ -389,21 +389,21 @@ static int key_find_or_create(void *base, size_t stride, uint32_t n, size_t lock
 
 static void header_expected(struct breaker_header *h) {
 	*h = (struct breaker_header){
-		.version = BREAKER_VERSION,
-		.header_size = BREAKER_HEADER_SIZE,
-		.entry_size = sizeof(struct breaker_entry),
-		.n_entries = BREAKER_N_ENTRIES,
-		.group_size = sizeof(struct breaker_group),
-		.n_groups = BREAKER_N_GROUPS,
-		.slot_size = sizeof(struct breaker_slot),
-		.n_slots = BREAKER_N_SLOTS,
-		.key_max = BREAKER_KEY_MAX,
-		.group_mappings = ROUTE_MAX_GROUP_MAPPINGS,
-		.mutex_size = sizeof(pthread_mutex_t),
-		.entries_offset = ENTRIES_OFFSET,
-		.groups_offset = GROUPS_OFFSET,
-		.slots_offset = SLOTS_OFFSET,
-		.file_size = FILE_SIZE,
+	        .version = BREAKER_VERSION,
+	        .header_size = BREAKER_HEADER_SIZE,
+	        .entry_size = sizeof(struct breaker_entry),
+	        .n_entries = BREAKER_N_ENTRIES,
+	        .group_size = sizeof(struct breaker_group),
+	        .n_groups = BREAKER_N_GROUPS,
+	        .slot_size = sizeof(struct breaker_slot),
+	        .n_slots = BREAKER_N_SLOTS,
+	        .key_max = BREAKER_KEY_MAX,
+	        .group_mappings = ROUTE_MAX_GROUP_MAPPINGS,
+	        .mutex_size = sizeof(pthread_mutex_t),
+	        .entries_offset = ENTRIES_OFFSET,
+	        .groups_offset = GROUPS_OFFSET,
+	        .slots_offset = SLOTS_OFFSET,
+	        .file_size = FILE_SIZE,
 	};
 	memcpy(h->magic, BREAKER_MAGIC, sizeof(h->magic));
 }
@@ -420,7 +420,8 @@ static int table_map(int fd, bool writable, struct breaker_table **ret) {
 	/* Anyone who can write the table can starve every breaker, or feed a writer indices
 	 * it must then distrust: a table we write must be ours alone, and not a hard link that
 	 * another user planted and can reach under another name. */
-	if (writable && ((st.st_mode & (S_IWGRP | S_IWOTH)) || st.st_uid != geteuid() || st.st_nlink != 1))
+	if (writable &&
+	    ((st.st_mode & (S_IWGRP | S_IWOTH)) || st.st_uid != geteuid() || st.st_nlink != 1))
 		return -EPERM;
 	if ((uint64_t)st.st_size < sizeof(found))
 		return -EPROTO;
@@ -438,7 +439,7 @@ static int table_map(int fd, bool writable, struct breaker_table **ret) {
 		return -ENOMEM;
 	t->map_size = FILE_SIZE;
 	t->map = mmap(NULL, t->map_size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED,
-		      fd, 0);
+	              fd, 0);
 	if (t->map == MAP_FAILED) {
 		int r = -errno;
 		free(t);
@@ -467,7 +468,7 @@ static int table_create(const char *dir, const char *path) {
 			rnd = now_usec() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)attempt;
 		tmp = mfree(tmp);
 		int k = asprintf(&tmp, "%s/.%s.%016llx", dir, BREAKER_FILE_NAME,
-				 (unsigned long long)rnd);
+		                 (unsigned long long)rnd);
 		if (k < 0) {
 			tmp = NULL;
 			return -ENOMEM;
@@ -546,7 +547,7 @@ int breaker_table_entry(struct breaker_table *t, const char *cluster, uint32_t *
 	if (!t || !cluster || !ret)
 		return -EINVAL;
 	return key_find_or_create(t->entries, sizeof(struct breaker_entry), BREAKER_N_ENTRIES,
-				  offsetof(struct breaker_entry, lock), cluster, ret);
+	                          offsetof(struct breaker_entry, lock), cluster, ret);
 }
 
 /* Called with the entry locked after its previous holder died: the counters may be half
@@ -574,7 +575,7 @@ static int entry_lock(struct breaker_table *t, uint32_t entry) {
 		entry_recount_locked(t, entry);
 		pthread_mutex_consistent(&e->lock);
 		log_debug("breaker entry %s: lock holder died, counts rebuilt from slots",
-			  e->key.name);
+		          e->key.name);
 		return 0;
 	}
 	return -r;
@@ -598,7 +599,7 @@ static bool counts_admit(uint64_t c, const struct circuit_breakers *cb) {
 }
 
 void breaker_table_note_limits(struct breaker_table *t, uint32_t entry,
-			       const struct circuit_breakers *cb) {
+                               const struct circuit_breakers *cb) {
 	struct breaker_entry *e = entry_get(t, entry);
 	if (!e)
 		return;
@@ -614,7 +615,7 @@ void breaker_table_note_limits(struct breaker_table *t, uint32_t entry,
 }
 
 bool breaker_table_would_admit(struct breaker_table *t, uint32_t entry,
-			       const struct circuit_breakers *cb) {
+                               const struct circuit_breakers *cb) {
 	struct breaker_entry *e = entry_get(t, entry);
 	if (!e)
 		return false;
@@ -691,7 +692,7 @@ static int slot_reclaim(struct breaker_table *t, uint32_t idx, uint64_t w) {
 	entry_unlock(t, entry);
 	if (reclaimed)
 		log_debug("breaker entry %s: reclaimed slot %u of dead pid %d",
-			  t->entries[entry].key.name, idx, (int)slot_word_pid(w));
+		          t->entries[entry].key.name, idx, (int)slot_word_pid(w));
 	return reclaimed;
 }
 
@@ -730,7 +731,7 @@ static bool stale_scan_due(struct breaker_entry *e) {
 }
 
 int breaker_table_admit(struct breaker_table *t, uint32_t entry, const struct circuit_breakers *cb,
-			breaker_slot_t *ret) {
+                        breaker_slot_t *ret) {
 	struct breaker_entry *e = entry_get(t, entry);
 	uint32_t idx;
 	int r;
@@ -783,7 +784,7 @@ int breaker_table_admit(struct breaker_table *t, uint32_t entry, const struct ci
 
 /* The slot behind a handle, if this process owns it and it is counted. */
 static struct breaker_slot *slot_owned(struct breaker_table *t, breaker_slot_t slot,
-				       uint64_t *ret_word) {
+                                       uint64_t *ret_word) {
 	uint64_t st;
 
 	if (!t || slot == 0 || slot > BREAKER_N_SLOTS)
@@ -826,7 +827,7 @@ void breaker_table_connect_failed(struct breaker_table *t, breaker_slot_t slot) 
 }
 
 void breaker_table_release(struct breaker_table *t, breaker_slot_t slot, uint64_t bytes_in,
-			   uint64_t bytes_out) {
+                           uint64_t bytes_out) {
 	uint64_t w;
 	struct breaker_slot *s = slot_owned(t, slot, &w);
 
@@ -879,27 +880,27 @@ int breaker_table_adopt(struct breaker_table *t, breaker_slot_t slot) {
 }
 
 int breaker_table_entry_stats(struct breaker_table *t, uint32_t entry,
-			      struct breaker_entry_stats *ret) {
+                              struct breaker_entry_stats *ret) {
 	struct breaker_entry *e = entry_get(t, entry);
 	if (!e || !ret)
 		return -EINVAL;
 	uint64_t c = LOAD(&e->counts);
 	*ret = (struct breaker_entry_stats){
-		.active = counts_active(c),
-		.pending = counts_pending(c),
-		.max_connections = LOAD_RELAXED(&e->max_connections),
-		.max_pending_requests = LOAD_RELAXED(&e->max_pending_requests),
-		.total = LOAD_RELAXED(&e->total),
-		.overflows = LOAD_RELAXED(&e->overflows),
-		.connect_failures = LOAD_RELAXED(&e->connect_failures),
-		.bytes_in = LOAD_RELAXED(&e->bytes_in),
-		.bytes_out = LOAD_RELAXED(&e->bytes_out),
+	        .active = counts_active(c),
+	        .pending = counts_pending(c),
+	        .max_connections = LOAD_RELAXED(&e->max_connections),
+	        .max_pending_requests = LOAD_RELAXED(&e->max_pending_requests),
+	        .total = LOAD_RELAXED(&e->total),
+	        .overflows = LOAD_RELAXED(&e->overflows),
+	        .connect_failures = LOAD_RELAXED(&e->connect_failures),
+	        .bytes_in = LOAD_RELAXED(&e->bytes_in),
+	        .bytes_out = LOAD_RELAXED(&e->bytes_out),
 	};
 	return 0;
 }
 
 int breaker_table_count_slots(struct breaker_table *t, uint32_t entry, uint32_t *ret_active,
-			      uint32_t *ret_pending) {
+                              uint32_t *ret_pending) {
 	uint32_t active = 0, pending = 0;
 
 	if (!entry_get(t, entry))
@@ -936,7 +937,7 @@ static uint64_t group_signature(const struct mapping_group *g) {
 /* New mapping set or weights (a reload): state computed for the old ones would skew the
  * split, so start over, picks included. */
 static void group_reset_locked(struct breaker_group *grp, const struct mapping_group *g,
-			       uint64_t signature) {
+                               uint64_t signature) {
 	memset(grp->current, 0, sizeof(grp->current));
 	for (size_t i = 0; i < ROUTE_MAX_GROUP_MAPPINGS; i++) {
 		const struct mapping *m = i < g->n_mappings ? g->mappings[i] : NULL;
@@ -951,7 +952,7 @@ static void group_reset_locked(struct breaker_group *grp, const struct mapping_g
 }
 
 int breaker_table_pick(struct breaker_table *t, const struct mapping_group *g,
-		       const bool *eligible) {
+                       const bool *eligible) {
 	uint32_t idx;
 	int r;
 
@@ -962,7 +963,7 @@ int breaker_table_pick(struct breaker_table *t, const struct mapping_group *g,
 	if (g->n_mappings > ROUTE_MAX_GROUP_MAPPINGS)
 		return -E2BIG;
 	r = key_find_or_create(t->groups, sizeof(struct breaker_group), BREAKER_N_GROUPS,
-			       offsetof(struct breaker_group, lock), g->key, &idx);
+	                       offsetof(struct breaker_group, lock), g->key, &idx);
 	if (r < 0)
 		return r;
 	struct breaker_group *grp = &t->groups[idx];
@@ -1003,16 +1004,17 @@ static void json_string(FILE *out, const char *s, size_t len) {
 			i++;
 		} else {
 			/* Pass well-formed UTF-8 through; anything else would make invalid JSON. */
-			size_t n = c >= 0xf0 && c <= 0xf4   ? 4
-				   : c >= 0xe0 && c < 0xf0 ? 3
-				   : c >= 0xc2 && c < 0xe0 ? 2
-							   : 0;
+			size_t n = c >= 0xf0 && c <= 0xf4  ? 4
+			           : c >= 0xe0 && c < 0xf0 ? 3
+			           : c >= 0xc2 && c < 0xe0 ? 2
+			                                   : 0;
 			bool ok = n > 0 && i + n <= len;
 			for (size_t k = 1; ok && k < n; k++)
 				ok = (p[i + k] & 0xc0) == 0x80;
 			/* no overlong forms, surrogates, or code points past U+10FFFF */
-			if (ok && ((c == 0xe0 && p[i + 1] < 0xa0) || (c == 0xed && p[i + 1] >= 0xa0) ||
-				   (c == 0xf0 && p[i + 1] < 0x90) || (c == 0xf4 && p[i + 1] >= 0x90)))
+			if (ok &&
+			    ((c == 0xe0 && p[i + 1] < 0xa0) || (c == 0xed && p[i + 1] >= 0xa0) ||
+			     (c == 0xf0 && p[i + 1] < 0x90) || (c == 0xf4 && p[i + 1] >= 0x90)))
 				ok = false;
 			if (ok) {
 				fwrite(p + i, 1, n, out);
@@ -1034,15 +1036,21 @@ struct entry_row {
 
 #define N_NUMERIC_COLUMNS 9
 static const char *const entry_columns[1 + N_NUMERIC_COLUMNS] = {
-	"CLUSTER", "ACTIVE", "PENDING", "MAX_CONN", "MAX_PENDING", "TOTAL",
-	"OVERFLOWS", "CONNECT_FAILURES", "BYTES_IN", "BYTES_OUT",
+        "CLUSTER", "ACTIVE",    "PENDING",          "MAX_CONN", "MAX_PENDING",
+        "TOTAL",   "OVERFLOWS", "CONNECT_FAILURES", "BYTES_IN", "BYTES_OUT",
 };
 
 static void entry_row_cells(const struct entry_row *row, char cells[N_NUMERIC_COLUMNS][24]) {
 	const uint64_t v[N_NUMERIC_COLUMNS] = {
-		row->s.active, row->s.pending, row->s.max_connections, row->s.max_pending_requests,
-		row->s.total, row->s.overflows, row->s.connect_failures, row->s.bytes_in,
-		row->s.bytes_out,
+	        row->s.active,
+	        row->s.pending,
+	        row->s.max_connections,
+	        row->s.max_pending_requests,
+	        row->s.total,
+	        row->s.overflows,
+	        row->s.connect_failures,
+	        row->s.bytes_in,
+	        row->s.bytes_out,
 	};
 	for (int c = 0; c < N_NUMERIC_COLUMNS; c++) {
 		if ((c == 2 || c == 3) && v[c] == 0)
@@ -1088,14 +1096,13 @@ static void dump_entries(struct breaker_table *t, FILE *out, bool json) {
 			fputs(i ? ",{\"cluster\":" : "{\"cluster\":", out);
 			json_string(out, rows[i].name, rows[i].name_len);
 			fprintf(out,
-				",\"active\":%u,\"pending\":%u,\"max_connections\":%u,"
-				"\"max_pending_requests\":%u,\"total\":%llu,\"overflows\":%llu,"
-				"\"connect_failures\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu}",
-				s->active, s->pending, s->max_connections, s->max_pending_requests,
-				(unsigned long long)s->total, (unsigned long long)s->overflows,
-				(unsigned long long)s->connect_failures,
-				(unsigned long long)s->bytes_in,
-				(unsigned long long)s->bytes_out);
+			        ",\"active\":%u,\"pending\":%u,\"max_connections\":%u,"
+			        "\"max_pending_requests\":%u,\"total\":%llu,\"overflows\":%llu,"
+			        "\"connect_failures\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu}",
+			        s->active, s->pending, s->max_connections, s->max_pending_requests,
+			        (unsigned long long)s->total, (unsigned long long)s->overflows,
+			        (unsigned long long)s->connect_failures,
+			        (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out);
 		}
 		fputc(']', out);
 		return;
@@ -1139,12 +1146,12 @@ static void dump_groups(struct breaker_table *t, FILE *out, bool json) {
 			key_width = MAX(key_width, (int)MIN(key_len_clamped(&grp->key), 80u));
 			uint32_t nm = MIN(LOAD(&grp->n_mappings), ROUTE_MAX_GROUP_MAPPINGS);
 			for (uint32_t m = 0; m < nm; m++)
-				name_width = MAX(name_width,
-						 (int)strnlen(grp->mapping_name[m],
-							      BREAKER_MAPPING_NAME_MAX - 1));
+				name_width =
+				        MAX(name_width, (int)strnlen(grp->mapping_name[m],
+				                                     BREAKER_MAPPING_NAME_MAX - 1));
 		}
 		fprintf(out, "%-*s  %-*s  %6s  %10s\n", key_width, "GROUP", name_width, "MAPPING",
-			"WEIGHT", "PICKS");
+		        "WEIGHT", "PICKS");
 	}
 
 	for (uint32_t i = 0; i < BREAKER_N_GROUPS; i++) {

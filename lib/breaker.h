@@ -32,21 +32,21 @@ int breaker_table_entry(struct breaker_table *t, const char *cluster, uint32_t *
 
 /* Would a new connection to this entry be admitted now? (for failover before admitting) */
 bool breaker_table_would_admit(struct breaker_table *t, uint32_t entry,
-			       const struct circuit_breakers *cb);
+                               const struct circuit_breakers *cb);
 
 /* Take a pending slot for a new upstream connection. Returns 0 with *ret set, or -EBUSY
  * when over max_connections or max_pending_requests (the overflow is counted). A NULL `cb`
  * counts the connection without checking or recording limits (a connection adopted from a
  * previous process was admitted once already). */
 int breaker_table_admit(struct breaker_table *t, uint32_t entry, const struct circuit_breakers *cb,
-			breaker_slot_t *ret);
+                        breaker_slot_t *ret);
 /* Pending becomes active once the upstream connect succeeds. */
 void breaker_table_connected(struct breaker_table *t, breaker_slot_t slot);
 /* Count a failed upstream connect (the slot is still released with _release). */
 void breaker_table_connect_failed(struct breaker_table *t, breaker_slot_t slot);
 /* Free the slot and add the connection's byte counts to the entry. */
 void breaker_table_release(struct breaker_table *t, breaker_slot_t slot, uint64_t bytes_in,
-			   uint64_t bytes_out);
+                           uint64_t bytes_out);
 /* Re-own a slot under this process (after a hand-over from another process). */
 int breaker_table_adopt(struct breaker_table *t, breaker_slot_t slot);
 
@@ -54,7 +54,7 @@ int breaker_table_adopt(struct breaker_table *t, breaker_slot_t slot);
  * split is exact across processes. `eligible` as in route_wrr_pick. Returns an index or
  * -ENOENT. */
 int breaker_table_pick(struct breaker_table *t, const struct mapping_group *g,
-		       const bool *eligible);
+                       const bool *eligible);
 
 /* Print the table: text, or JSON with --json. Reads the file without modifying it.
  * -ENOENT when no tcpmap process has created it yet, -EPROTO when it is incompatible. */
@@ -68,7 +68,7 @@ int breaker_table_reap(struct breaker_table *t);
 /* Record the limits configured for an entry, for status printing before the first admit
  * (admit records them too). */
 void breaker_table_note_limits(struct breaker_table *t, uint32_t entry,
-			       const struct circuit_breakers *cb);
+                               const struct circuit_breakers *cb);
 
 /* A consistent snapshot of one entry's counters; limits are the last ones seen, 0 = none. */
 struct breaker_entry_stats {
@@ -83,9 +83,9 @@ struct breaker_entry_stats {
 	uint64_t bytes_out;
 };
 int breaker_table_entry_stats(struct breaker_table *t, uint32_t entry,
-			      struct breaker_entry_stats *ret);
+                              struct breaker_entry_stats *ret);
 
 /* Count an entry's taken slots by walking the slot array (slow: for tests and checks that
  * the counters agree with the slots). */
 int breaker_table_count_slots(struct breaker_table *t, uint32_t entry, uint32_t *ret_active,
-			      uint32_t *ret_pending);
+                              uint32_t *ret_pending);

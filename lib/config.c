@@ -40,7 +40,7 @@ static atomic_uint_fast64_t config_generation_counter;
 /* ---- diagnostics ---------------------------------------------------------------------- */
 
 static void diag_vadd(struct diag_list *l, enum diag_level level, const char *file, unsigned line,
-		      unsigned column, const char *fmt, va_list ap) {
+                      unsigned column, const char *fmt, va_list ap) {
 	_cleanup_free_ char *body = NULL, *message = NULL;
 	struct diag *items;
 
@@ -59,11 +59,11 @@ static void diag_vadd(struct diag_list *l, enum diag_level level, const char *fi
 		return;
 	l->items = items;
 	items[l->n] = (struct diag){
-		.level = level,
-		.file = strdup(file),
-		.line = line,
-		.column = column,
-		.message = TAKE_PTR(message),
+	        .level = level,
+	        .file = strdup(file),
+	        .line = line,
+	        .column = column,
+	        .message = TAKE_PTR(message),
 	};
 	l->n++;
 	if (level == DIAG_ERROR)
@@ -73,7 +73,7 @@ static void diag_vadd(struct diag_list *l, enum diag_level level, const char *fi
 }
 
 _printf_(6, 7) static void diag_add(struct diag_list *l, enum diag_level level, const char *file,
-				    unsigned line, unsigned column, const char *fmt, ...) {
+                                    unsigned line, unsigned column, const char *fmt, ...) {
 	va_list ap;
 	va_start(ap, fmt);
 	diag_vadd(l, level, file, line, column, fmt, ap);
@@ -93,7 +93,7 @@ struct ynode {
 	unsigned line, column; /* 1-based */
 	char *value;           /* scalar, NUL-terminated */
 	size_t value_len;
-	bool plain; /* unquoted and untagged: may be a number, bool or null */
+	bool plain;           /* unquoted and untagged: may be a number, bool or null */
 	struct ynode **items; /* sequence items; for a mapping key, value, key, value... */
 	size_t n_items, cap_items;
 	size_t size; /* nodes in this subtree, aliases counted as expanded */
@@ -148,7 +148,7 @@ static int ynode_append(struct ynode *parent, struct ynode *child) {
 }
 
 static struct ynode *ybuilder_new_node(struct ybuilder *b, enum ynode_kind kind,
-				       const yaml_mark_t *mark) {
+                                       const yaml_mark_t *mark) {
 	struct ynode *n, **all;
 
 	all = realloc(b->all, (b->n_all + 1) * sizeof(*all));
@@ -279,7 +279,7 @@ struct object_ctx {
 };
 
 _printf_(4, 5) static void obj_diag(struct object_ctx *o, enum diag_level level,
-				    const struct ynode *at, const char *fmt, ...) {
+                                    const struct ynode *at, const char *fmt, ...) {
 	_cleanup_free_ char *body = NULL;
 	va_list ap;
 	int r;
@@ -293,14 +293,15 @@ _printf_(4, 5) static void obj_diag(struct object_ctx *o, enum diag_level level,
 		o->bad = true;
 	if (o->name)
 		diag_add(o->loader->diags, level, o->file, at ? at->line : 0, at ? at->column : 0,
-			 "%s \"%s\": %s", o->label, o->name, body);
+		         "%s \"%s\": %s", o->label, o->name, body);
 	else
 		diag_add(o->loader->diags, level, o->file, at ? at->line : 0, at ? at->column : 0,
-			 "%s: %s", o->kind, body);
+		         "%s: %s", o->kind, body);
 }
 
 static struct source_pos ynode_pos(const char *file, const struct ynode *n) {
-	return (struct source_pos){.file = file, .line = n ? n->line : 0, .column = n ? n->column : 0};
+	return (struct source_pos){
+	        .file = file, .line = n ? n->line : 0, .column = n ? n->column : 0};
 }
 
 static const char *ynode_describe(const struct ynode *n) {
@@ -320,7 +321,8 @@ static int get_string(struct object_ctx *o, const char *field, const struct ynod
 	if (ynode_is_null(n))
 		return 0;
 	if (n->kind != YNODE_SCALAR) {
-		obj_diag(o, DIAG_ERROR, n, "%s: must be a string, not %s", field, ynode_describe(n));
+		obj_diag(o, DIAG_ERROR, n, "%s: must be a string, not %s", field,
+		         ynode_describe(n));
 		return -EINVAL;
 	}
 	if (strlen(n->value) != n->value_len) {
@@ -352,20 +354,21 @@ static int parse_int64(const char *s, int64_t *ret) {
 }
 
 static int get_int(struct object_ctx *o, const char *field, const struct ynode *n, int64_t min,
-		   int64_t max, int64_t *ret) {
+                   int64_t max, int64_t *ret) {
 	int64_t v;
 	int r;
 
 	if (ynode_is_null(n))
 		return 0;
 	if (n->kind != YNODE_SCALAR) {
-		obj_diag(o, DIAG_ERROR, n, "%s: must be an integer, not %s", field, ynode_describe(n));
+		obj_diag(o, DIAG_ERROR, n, "%s: must be an integer, not %s", field,
+		         ynode_describe(n));
 		return -EINVAL;
 	}
 	/* The CRD types these as integers; a quoted "80" would fail `kubectl apply`. */
 	if (!n->plain) {
 		obj_diag(o, DIAG_ERROR, n, "%s: must be an integer, not the string \"%s\"", field,
-			 n->value);
+		         n->value);
 		return -EINVAL;
 	}
 	r = parse_int64(n->value, &v);
@@ -374,8 +377,8 @@ static int get_int(struct object_ctx *o, const char *field, const struct ynode *
 		return -EINVAL;
 	}
 	if (r < 0 || v < min || v > max) {
-		obj_diag(o, DIAG_ERROR, n, "%s: %s is outside %" PRId64 "-%" PRId64, field, n->value,
-			 min, max);
+		obj_diag(o, DIAG_ERROR, n, "%s: %s is outside %" PRId64 "-%" PRId64, field,
+		         n->value, min, max);
 		return -EINVAL;
 	}
 	*ret = v;
@@ -385,7 +388,7 @@ static int get_int(struct object_ctx *o, const char *field, const struct ynode *
 /* For fields the CRD types as strings but that hold a number (idle_timeout_ms): accept an
  * integer or a string of digits. */
 static int get_uint_or_digits(struct object_ctx *o, const char *field, const struct ynode *n,
-			      uint64_t min, uint64_t max, uint64_t *ret) {
+                              uint64_t min, uint64_t max, uint64_t *ret) {
 	uint64_t v;
 	int r;
 
@@ -393,18 +396,18 @@ static int get_uint_or_digits(struct object_ctx *o, const char *field, const str
 		return 0;
 	if (n->kind != YNODE_SCALAR) {
 		obj_diag(o, DIAG_ERROR, n, "%s: must be a number of milliseconds, not %s", field,
-			 ynode_describe(n));
+		         ynode_describe(n));
 		return -EINVAL;
 	}
 	r = parse_uint(n->value, 0, UINT64_MAX, &v);
 	if (r == -EINVAL) {
 		obj_diag(o, DIAG_ERROR, n, "%s: \"%s\" is not a number of milliseconds", field,
-			 n->value);
+		         n->value);
 		return -EINVAL;
 	}
 	if (r < 0 || v < min || v > max) {
-		obj_diag(o, DIAG_ERROR, n, "%s: %s is outside %" PRIu64 "-%" PRIu64, field, n->value,
-			 min, max);
+		obj_diag(o, DIAG_ERROR, n, "%s: %s is outside %" PRIu64 "-%" PRIu64, field,
+		         n->value, min, max);
 		return -EINVAL;
 	}
 	*ret = v;
@@ -436,10 +439,10 @@ static int get_bool(struct object_ctx *o, const char *field, const struct ynode 
 	if (parse_yaml_bool(n, ret) < 0) {
 		if (n->kind == YNODE_SCALAR)
 			obj_diag(o, DIAG_ERROR, n, "%s: must be true or false, not \"%s\"", field,
-				 n->value);
+			         n->value);
 		else
 			obj_diag(o, DIAG_ERROR, n, "%s: must be true or false, not %s", field,
-				 ynode_describe(n));
+			         ynode_describe(n));
 		return -EINVAL;
 	}
 	return 1;
@@ -466,7 +469,7 @@ static int strv_push(char ***v, size_t *n, char *s) {
 }
 
 static int get_string_list(struct object_ctx *o, const char *field, const struct ynode *n,
-			   char ***ret, size_t *ret_n) {
+                           char ***ret, size_t *ret_n) {
 	char **v = NULL;
 	size_t count = 0;
 
@@ -474,13 +477,14 @@ static int get_string_list(struct object_ctx *o, const char *field, const struct
 		return 0;
 	if (n->kind != YNODE_SEQUENCE) {
 		obj_diag(o, DIAG_ERROR, n, "%s: must be a list of strings, not %s", field,
-			 ynode_describe(n));
+		         ynode_describe(n));
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < n->n_items; i++) {
 		const struct ynode *item = n->items[i];
 		if (item->kind != YNODE_SCALAR || ynode_is_null(item)) {
-			obj_diag(o, DIAG_ERROR, item, "%s: item %zu must be a string", field, i + 1);
+			obj_diag(o, DIAG_ERROR, item, "%s: item %zu must be a string", field,
+			         i + 1);
 			strv_free(v);
 			return -EINVAL;
 		}
@@ -516,8 +520,9 @@ static void check_unique_name(struct object_ctx *o, struct name_set *s, const st
 	for (size_t i = 0; i < s->n; i++)
 		if (streq(s->items[i].name, o->name)) {
 			obj_diag(o, DIAG_ERROR, at,
-				 "metadata.name: duplicate name, first defined at %s:%u:%u",
-				 s->items[i].pos.file, s->items[i].pos.line, s->items[i].pos.column);
+			         "metadata.name: duplicate name, first defined at %s:%u:%u",
+			         s->items[i].pos.file, s->items[i].pos.line,
+			         s->items[i].pos.column);
 			return;
 		}
 	items = realloc(s->items, (s->n + 1) * sizeof(*items));
@@ -532,7 +537,7 @@ static void check_unique_name(struct object_ctx *o, struct name_set *s, const st
 }
 
 static int parse_circuit_breakers(struct object_ctx *o, const struct ynode *n,
-				  struct circuit_breakers *ret) {
+                                  struct circuit_breakers *ret) {
 	struct circuit_breakers cb = {.set = true};
 	bool have_default = false;
 
@@ -540,7 +545,7 @@ static int parse_circuit_breakers(struct object_ctx *o, const struct ynode *n,
 		return 0;
 	if (n->kind != YNODE_SEQUENCE) {
 		obj_diag(o, DIAG_ERROR, n, "circuit_breakers: must be a list, not %s",
-			 ynode_describe(n));
+		         ynode_describe(n));
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < n->n_items; i++) {
@@ -550,23 +555,25 @@ static int parse_circuit_breakers(struct object_ctx *o, const struct ynode *n,
 		bool bad = false;
 
 		if (item->kind != YNODE_MAPPING) {
-			obj_diag(o, DIAG_ERROR, item, "circuit_breakers: item %zu must be a mapping",
-				 i + 1);
+			obj_diag(o, DIAG_ERROR, item,
+			         "circuit_breakers: item %zu must be a mapping", i + 1);
 			return -EINVAL;
 		}
 		if (get_string(o, "circuit_breakers.priority", ymap_get(item, "priority"),
-			       &priority) < 0)
+		               &priority) < 0)
 			bad = true;
-		if (get_int(o, "circuit_breakers.max_connections", ymap_get(item, "max_connections"),
-			    0, UINT32_MAX, &max_connections) < 0)
+		if (get_int(o, "circuit_breakers.max_connections",
+		            ymap_get(item, "max_connections"), 0, UINT32_MAX, &max_connections) < 0)
 			bad = true;
 		if (get_int(o, "circuit_breakers.max_pending_requests",
-			    ymap_get(item, "max_pending_requests"), 0, UINT32_MAX, &max_pending) < 0)
+		            ymap_get(item, "max_pending_requests"), 0, UINT32_MAX,
+		            &max_pending) < 0)
 			bad = true;
 		for (size_t k = 0; k + 1 < item->n_items; k += 2) {
 			const struct ynode *key = item->items[k], *value = item->items[k + 1];
 			if (key->kind != YNODE_SCALAR) {
-				obj_diag(o, DIAG_ERROR, key, "circuit_breakers: keys must be strings");
+				obj_diag(o, DIAG_ERROR, key,
+				         "circuit_breakers: keys must be strings");
 				bad = true;
 				continue;
 			}
@@ -575,31 +582,35 @@ static int parse_circuit_breakers(struct object_ctx *o, const struct ynode *n,
 					bad = true;
 				else
 					obj_diag(o, DIAG_WARNING, key,
-						 "circuit_breakers.%s: not applicable to TCP, ignoring",
-						 key->value);
+					         "circuit_breakers.%s: not applicable to TCP, "
+					         "ignoring",
+					         key->value);
 			} else if (!streq(key->value, "priority") &&
-				   !streq(key->value, "max_connections") &&
-				   !streq(key->value, "max_pending_requests"))
+			           !streq(key->value, "max_connections") &&
+			           !streq(key->value, "max_pending_requests"))
 				obj_diag(o, DIAG_WARNING, key,
-					 "circuit_breakers.%s: unknown field, ignoring", key->value);
+				         "circuit_breakers.%s: unknown field, ignoring",
+				         key->value);
 		}
 		if (bad)
 			return -EINVAL;
 		if (priority && streq(priority, "high")) {
-			/* Envoy's high priority is for HTTP routes marked high; a TCP proxy only ever
-			 * uses the default priority, so these limits could never apply. */
+			/* Envoy's high priority is for HTTP routes marked high; a TCP proxy only
+			 * ever uses the default priority, so these limits could never apply. */
 			obj_diag(o, DIAG_WARNING, ymap_get(item, "priority"),
-				 "circuit_breakers: priority high is not applicable to TCP, ignoring");
+			         "circuit_breakers: priority high is not applicable to TCP, "
+			         "ignoring");
 			continue;
 		}
 		if (priority && !streq(priority, "default")) {
 			obj_diag(o, DIAG_ERROR, ymap_get(item, "priority"),
-				 "circuit_breakers.priority: \"%s\" is not default or high", priority);
+			         "circuit_breakers.priority: \"%s\" is not default or high",
+			         priority);
 			return -EINVAL;
 		}
 		if (have_default) {
 			obj_diag(o, DIAG_ERROR, item,
-				 "circuit_breakers: more than one entry for priority default");
+			         "circuit_breakers: more than one entry for priority default");
 			return -EINVAL;
 		}
 		have_default = true;
@@ -628,16 +639,16 @@ static bool is_ip_literal(const char *s, int *family) {
 
 /* "host", "host:port", "[v6]:port", "[v6]" or a bare IPv6 literal. No scheme, no path. */
 static int parse_service(struct object_ctx *o, const struct ynode *at, const char *service,
-			 char **ret_host, uint16_t *ret_port) {
+                         char **ret_host, uint16_t *ret_port) {
 	_cleanup_free_ char *host = NULL;
 	const char *port_text = NULL;
 	uint64_t port = 0;
 
 	if (strstr(service, "://")) {
 		obj_diag(o, DIAG_ERROR, at,
-			 "service: \"%s\" must not include a scheme (TCPMapping services are "
-			 "host:port)",
-			 service);
+		         "service: \"%s\" must not include a scheme (TCPMapping services are "
+		         "host:port)",
+		         service);
 		return -EINVAL;
 	}
 	if (strchr(service, '/')) {
@@ -663,7 +674,7 @@ static int parse_service(struct object_ctx *o, const struct ynode *at, const cha
 			port_text = end + 2;
 		else if (end[1] != '\0') {
 			obj_diag(o, DIAG_ERROR, at, "service: unexpected text after ] in \"%s\"",
-				 service);
+			         service);
 			return -EINVAL;
 		}
 		if (!is_ip_literal(host, NULL) || !strchr(host, ':')) {
@@ -676,8 +687,8 @@ static int parse_service(struct object_ctx *o, const struct ynode *at, const cha
 			/* Several colons and no brackets: only a whole IPv6 literal makes sense. */
 			if (!is_ip_literal(service, NULL)) {
 				obj_diag(o, DIAG_ERROR, at,
-					 "service: \"%s\" is ambiguous; write IPv6 as [addr]:port",
-					 service);
+				         "service: \"%s\" is ambiguous; write IPv6 as [addr]:port",
+				         service);
 				return -EINVAL;
 			}
 			host = strdup(service);
@@ -703,7 +714,7 @@ static int parse_service(struct object_ctx *o, const struct ynode *at, const cha
 }
 
 static int normalise_host(struct object_ctx *o, const char *field, const struct ynode *at,
-			  char *host) {
+                          char *host) {
 	size_t len;
 
 	for (char *p = host; *p; p++)
@@ -719,10 +730,11 @@ static int normalise_host(struct object_ctx *o, const char *field, const struct 
 		char c = host[i];
 		if (c == '*') {
 			if (i != 0 || host[1] != '.' || len < 3) {
-				obj_diag(o, DIAG_ERROR, at,
-					 "%s: \"%s\": a wildcard is allowed only as a whole leading "
-					 "label, as in \"*.example.com\"",
-					 field, host);
+				obj_diag(
+				        o, DIAG_ERROR, at,
+				        "%s: \"%s\": a wildcard is allowed only as a whole leading "
+				        "label, as in \"*.example.com\"",
+				        field, host);
 				return -EINVAL;
 			}
 			continue;
@@ -740,7 +752,7 @@ static bool is_v3alpha1(const char *api) { return streq(api, "getambassador.io/v
 /* Fields Emissary knows that mean nothing to a single-host L4 proxy. */
 static bool is_ignored_emissary_mapping_field(const char *k) {
 	static const char *const names[] = {"ambassador_id", "cluster_tag", "resolver",
-					    "stats_name",    "v3StatsName", "v2ExplicitTLS"};
+	                                    "stats_name",    "v3StatsName", "v2ExplicitTLS"};
 	for (size_t i = 0; i < ELEMENTSOF(names); i++)
 		if (streq(k, names[i]))
 			return true;
@@ -749,19 +761,19 @@ static bool is_ignored_emissary_mapping_field(const char *k) {
 
 static int mapping_field_index(const char *k) {
 	static const char *const names[_MF_MAX] = {
-		[MF_PORT] = "port",
-		[MF_SERVICE] = "service",
-		[MF_ADDRESS] = "address",
-		[MF_HOST] = "host",
-		[MF_TLS] = "tls",
-		[MF_WEIGHT] = "weight",
-		[MF_IDLE_TIMEOUT] = "idle_timeout_ms",
-		[MF_ENABLE_IPV4] = "enable_ipv4",
-		[MF_ENABLE_IPV6] = "enable_ipv6",
-		[MF_BREAKERS] = "circuit_breakers",
-		[MF_CONNECT_TIMEOUT] = "connect_timeout_ms",
-		[MF_PROXY_PROTOCOL] = "proxy_protocol",
-		[MF_TLS_PASSTHROUGH] = "tls_passthrough",
+	        [MF_PORT] = "port",
+	        [MF_SERVICE] = "service",
+	        [MF_ADDRESS] = "address",
+	        [MF_HOST] = "host",
+	        [MF_TLS] = "tls",
+	        [MF_WEIGHT] = "weight",
+	        [MF_IDLE_TIMEOUT] = "idle_timeout_ms",
+	        [MF_ENABLE_IPV4] = "enable_ipv4",
+	        [MF_ENABLE_IPV6] = "enable_ipv6",
+	        [MF_BREAKERS] = "circuit_breakers",
+	        [MF_CONNECT_TIMEOUT] = "connect_timeout_ms",
+	        [MF_PROXY_PROTOCOL] = "proxy_protocol",
+	        [MF_TLS_PASSTHROUGH] = "tls_passthrough",
 	};
 	for (int i = 0; i < _MF_MAX; i++)
 		if (streq(k, names[i]))
@@ -780,7 +792,7 @@ static int config_push(void *arrayp, size_t *n, void *item) {
 }
 
 static int parse_tcpmapping(struct object_ctx *o, const struct ynode *root,
-			    const struct ynode *name_node, const struct ynode *spec) {
+                            const struct ynode *name_node, const struct ynode *spec) {
 	struct loader *L = o->loader;
 	struct config *c = L->config;
 	const struct ynode *at[_MF_MAX] = {};
@@ -830,7 +842,8 @@ static int parse_tcpmapping(struct object_ctx *o, const struct ynode *root,
 			at[idx] = spec->items[i + 1];
 			extra.field_pos[idx] = ynode_pos(o->file, spec->items[i + 1]);
 		} else if (is_ignored_emissary_mapping_field(key->value))
-			obj_diag(o, DIAG_DEBUG, key, "%s: not used by tcpmap, ignoring", key->value);
+			obj_diag(o, DIAG_DEBUG, key, "%s: not used by tcpmap, ignoring",
+			         key->value);
 		else
 			obj_diag(o, DIAG_WARNING, key, "%s: unknown field, ignoring", key->value);
 	}
@@ -843,9 +856,10 @@ static int parse_tcpmapping(struct object_ctx *o, const struct ynode *root,
 
 	r = get_string(o, "service", at[MF_SERVICE], &m->service);
 	if (r == 0 || (r > 0 && !*m->service))
-		obj_diag(o, DIAG_ERROR, r > 0 ? at[MF_SERVICE] : spec, "service: missing (required)");
+		obj_diag(o, DIAG_ERROR, r > 0 ? at[MF_SERVICE] : spec,
+		         "service: missing (required)");
 	else if (r > 0 && parse_service(o, at[MF_SERVICE], m->service, &m->upstream_host,
-					&m->upstream_port) == 0)
+	                                &m->upstream_port) == 0)
 		extra.has_explicit_upstream_port = m->upstream_port != 0;
 
 	r = get_string(o, "address", at[MF_ADDRESS], &m->address);
@@ -858,7 +872,7 @@ static int parse_tcpmapping(struct object_ctx *o, const struct ynode *root,
 		}
 		if (!is_ip_literal(m->address, NULL))
 			obj_diag(o, DIAG_ERROR, at[MF_ADDRESS],
-				 "address: \"%s\" is not an IP address", m->address);
+			         "address: \"%s\" is not an IP address", m->address);
 	}
 
 	r = get_string(o, "host", at[MF_HOST], &m->host);
@@ -873,8 +887,8 @@ static int parse_tcpmapping(struct object_ctx *o, const struct ynode *root,
 			m->tls = b ? TLS_ORIGINATE_PLAIN : TLS_ORIGINATE_NONE;
 		else if (t->kind != YNODE_SCALAR)
 			obj_diag(o, DIAG_ERROR, t,
-				 "tls: must be true, false or a TLSContext name, not %s",
-				 ynode_describe(t));
+			         "tls: must be true, false or a TLSContext name, not %s",
+			         ynode_describe(t));
 		/* v3alpha1 types `tls` as a string, so "true" arrives quoted there. */
 		else if (streq(t->value, "true"))
 			m->tls = TLS_ORIGINATE_PLAIN;
@@ -890,7 +904,8 @@ static int parse_tcpmapping(struct object_ctx *o, const struct ynode *root,
 
 	if (get_int(o, "weight", at[MF_WEIGHT], 0, INT64_MAX, &v) > 0) {
 		if (v > 100)
-			obj_diag(o, DIAG_ERROR, at[MF_WEIGHT], "weight: %" PRId64 " is over 100", v);
+			obj_diag(o, DIAG_ERROR, at[MF_WEIGHT], "weight: %" PRId64 " is over 100",
+			         v);
 		else
 			m->weight = (int)v;
 	}
@@ -920,7 +935,7 @@ static int parse_tcpmapping(struct object_ctx *o, const struct ynode *root,
 				m->proxy_protocol = PROXY_PROTOCOL_V2;
 			else
 				obj_diag(o, DIAG_ERROR, at[MF_PROXY_PROTOCOL],
-					 "proxy_protocol: \"%s\" is not v1 or v2", pp);
+				         "proxy_protocol: \"%s\" is not v1 or v2", pp);
 		}
 	}
 
@@ -928,25 +943,26 @@ static int parse_tcpmapping(struct object_ctx *o, const struct ynode *root,
 	    m->tls_passthrough) {
 		if (!m->host && !at[MF_HOST])
 			obj_diag(o, DIAG_ERROR, at[MF_TLS_PASSTHROUGH],
-				 "tls_passthrough: needs host (passthrough routes on the SNI)");
+			         "tls_passthrough: needs host (passthrough routes on the SNI)");
 		if (m->tls != TLS_ORIGINATE_NONE)
 			obj_diag(o, DIAG_ERROR, at[MF_TLS_PASSTHROUGH],
-				 "tls_passthrough: cannot be combined with tls (the bytes are "
-				 "already TLS)");
+			         "tls_passthrough: cannot be combined with tls (the bytes are "
+			         "already TLS)");
 	}
 
 	if (o->v3alpha1) {
 		static const enum mapping_field ext[] = {MF_CONNECT_TIMEOUT, MF_PROXY_PROTOCOL,
-							 MF_TLS_PASSTHROUGH};
+		                                         MF_TLS_PASSTHROUGH};
 		static const char *const ext_names[] = {"connect_timeout_ms", "proxy_protocol",
-							"tls_passthrough"};
+		                                        "tls_passthrough"};
 		for (size_t i = 0; i < ELEMENTSOF(ext); i++)
 			if (at[ext[i]])
 				obj_diag(o, DIAG_WARNING, at[ext[i]],
-					 "%s: tcpmap extension in a getambassador.io/v3alpha1 document; "
-					 "Kubernetes prunes unknown fields there, so put it in a "
-					 "getambassador.io/v2 document",
-					 ext_names[i]);
+				         "%s: tcpmap extension in a getambassador.io/v3alpha1 "
+				         "document; "
+				         "Kubernetes prunes unknown fields there, so put it in a "
+				         "getambassador.io/v2 document",
+				         ext_names[i]);
 	}
 
 	extra.bad = o->bad;
@@ -993,7 +1009,7 @@ static int split_alpn(const char *s, char ***ret) {
 }
 
 static int parse_tlscontext(struct object_ctx *o, const struct ynode *root,
-			    const struct ynode *spec) {
+                            const struct ynode *spec) {
 	struct loader *L = o->loader;
 	struct tls_context *t;
 	_cleanup_free_ char *alpn = NULL;
@@ -1023,12 +1039,12 @@ static int parse_tlscontext(struct object_ctx *o, const struct ynode *root,
 				for (size_t h = 0; h < t->n_hosts; h++)
 					if (!streq(t->hosts[h], "*"))
 						(void)normalise_host(o, "hosts", value->items[h],
-								     t->hosts[h]);
+						                     t->hosts[h]);
 		} else if (streq(k, "secret") || streq(k, "ca_secret")) {
 			char **dst = streq(k, "secret") ? &t->secret : &t->ca_secret;
 			if (get_string(o, k, value, dst) > 0 && !is_safe_secret_name(*dst))
 				obj_diag(o, DIAG_ERROR, value,
-					 "%s: \"%s\" is not a usable secret name", k, *dst);
+				         "%s: \"%s\" is not a usable secret name", k, *dst);
 		} else if (streq(k, "cert_chain_file"))
 			(void)get_string(o, k, value, &t->cert_chain_file);
 		else if (streq(k, "private_key_file"))
@@ -1039,22 +1055,23 @@ static int parse_tlscontext(struct object_ctx *o, const struct ynode *root,
 			(void)get_bool(o, k, value, &t->cert_required);
 		else if (streq(k, "min_tls_version") || streq(k, "max_tls_version")) {
 			char **dst = streq(k, "min_tls_version") ? &t->min_tls_version
-								  : &t->max_tls_version;
+			                                         : &t->max_tls_version;
 			if (get_string(o, k, value, dst) > 0 && !is_tls_version(*dst))
 				obj_diag(o, DIAG_ERROR, value,
-					 "%s: \"%s\" is not v1.0, v1.1, v1.2 or v1.3", k, *dst);
+				         "%s: \"%s\" is not v1.0, v1.1, v1.2 or v1.3", k, *dst);
 		} else if (streq(k, "cipher_suites"))
 			(void)get_string_list(o, k, value, &t->cipher_suites, NULL);
 		else if (streq(k, "ecdh_curves"))
 			(void)get_string_list(o, k, value, &t->ecdh_curves, NULL);
 		else if (streq(k, "alpn_protocols")) {
-			if (get_string(o, k, value, &alpn) > 0 && split_alpn(alpn, &t->alpn_protocols) < 0)
+			if (get_string(o, k, value, &alpn) > 0 &&
+			    split_alpn(alpn, &t->alpn_protocols) < 0)
 				return -ENOMEM;
 		} else if (streq(k, "sni"))
 			(void)get_string(o, k, value, &t->sni);
 		else if (streq(k, "ambassador_id") || streq(k, "secret_namespacing") ||
-			 streq(k, "redirect_cleartext_from") || streq(k, "crl_secret") ||
-			 streq(k, "v3CRLSecret") || streq(k, "v3Crl_secret"))
+		         streq(k, "redirect_cleartext_from") || streq(k, "crl_secret") ||
+		         streq(k, "v3CRLSecret") || streq(k, "v3Crl_secret"))
 			obj_diag(o, DIAG_DEBUG, key, "%s: not used by tcpmap, ignoring", k);
 		else
 			obj_diag(o, DIAG_WARNING, key, "%s: unknown field, ignoring", k);
@@ -1083,26 +1100,28 @@ static void parse_module(struct object_ctx *o, const struct ynode *spec) {
 	}
 	/* Only the Module named "ambassador" configures Ambassador itself (Emissary's rule). */
 	if (!streq(o->name, "ambassador")) {
-		obj_diag(o, DIAG_DEBUG, spec, "only the Module named \"ambassador\" applies, skipping");
+		obj_diag(o, DIAG_DEBUG, spec,
+		         "only the Module named \"ambassador\" applies, skipping");
 		return;
 	}
 	if (ynode_is_null(cfg))
 		return;
 	if (cfg->kind != YNODE_MAPPING) {
-		obj_diag(o, DIAG_ERROR, cfg, "config: must be a mapping, not %s", ynode_describe(cfg));
+		obj_diag(o, DIAG_ERROR, cfg, "config: must be a mapping, not %s",
+		         ynode_describe(cfg));
 		return;
 	}
 	(void)get_bool(o, "config.enable_ipv4", ymap_get(cfg, "enable_ipv4"), &mod->enable_ipv4);
 	(void)get_bool(o, "config.enable_ipv6", ymap_get(cfg, "enable_ipv6"), &mod->enable_ipv6);
 	(void)parse_circuit_breakers(o, ymap_get(cfg, "circuit_breakers"), &mod->circuit_breakers);
-	if (get_uint_or_digits(o, "config.preread_timeout_ms", ymap_get(cfg, "preread_timeout_ms"), 1,
-			       UINT32_MAX, &u) > 0)
+	if (get_uint_or_digits(o, "config.preread_timeout_ms", ymap_get(cfg, "preread_timeout_ms"),
+	                       1, UINT32_MAX, &u) > 0)
 		mod->preread_timeout_ms = (uint32_t)u;
-	if (get_uint_or_digits(o, "config.connect_timeout_ms", ymap_get(cfg, "connect_timeout_ms"), 1,
-			       UINT32_MAX, &u) > 0)
+	if (get_uint_or_digits(o, "config.connect_timeout_ms", ymap_get(cfg, "connect_timeout_ms"),
+	                       1, UINT32_MAX, &u) > 0)
 		mod->connect_timeout_ms = (uint32_t)u;
 	if (get_uint_or_digits(o, "config.drain_timeout_ms", ymap_get(cfg, "drain_timeout_ms"), 0,
-			       UINT32_MAX, &u) > 0)
+	                       UINT32_MAX, &u) > 0)
 		mod->drain_timeout_ms = (uint32_t)u;
 	/* The Ambassador Module has dozens of HTTP settings; they are legitimately present in
 	 * shared files, so they are not worth a warning. */
@@ -1130,7 +1149,7 @@ static void process_document(struct loader *L, const char *file, const struct yn
 		return; /* an empty document, e.g. after a trailing "---" */
 	if (root->kind != YNODE_MAPPING) {
 		obj_diag(&o, DIAG_ERROR, root, "a document must be a mapping, not %s",
-			 ynode_describe(root));
+		         ynode_describe(root));
 		return;
 	}
 
@@ -1159,9 +1178,9 @@ static void process_document(struct loader *L, const char *file, const struct yn
 	}
 	if (!streq(api->value, "getambassador.io/v2") && !is_v3alpha1(api->value)) {
 		obj_diag(&o, DIAG_ERROR, api,
-			 "apiVersion: \"%s\" is not supported (use getambassador.io/v2 or "
-			 "getambassador.io/v3alpha1)",
-			 api->value);
+		         "apiVersion: \"%s\" is not supported (use getambassador.io/v2 or "
+		         "getambassador.io/v3alpha1)",
+		         api->value);
 		return;
 	}
 	o.v3alpha1 = is_v3alpha1(api->value);
@@ -1173,7 +1192,7 @@ static void process_document(struct loader *L, const char *file, const struct yn
 		id = ymap_get(root, "ambassador_id");
 	if (!ambassador_id_matches(L, id)) {
 		obj_diag(&o, DIAG_DEBUG, id, "not for ambassador_id \"%s\", skipping",
-			 L->ambassador_id);
+		         L->ambassador_id);
 		return;
 	}
 
@@ -1181,8 +1200,11 @@ static void process_document(struct loader *L, const char *file, const struct yn
 	name = ymap_get(metadata, "name");
 	if (ynode_is_null(name) || name->kind != YNODE_SCALAR || !*name->value ||
 	    strlen(name->value) != name->value_len) {
-		obj_diag(&o, DIAG_ERROR, name ? name : metadata ? metadata : root,
-			 "metadata.name: missing or not a string");
+		obj_diag(&o, DIAG_ERROR,
+		         name       ? name
+		         : metadata ? metadata
+		                    : root,
+		         "metadata.name: missing or not a string");
 		return;
 	}
 	o.name = name->value;
@@ -1207,7 +1229,7 @@ static void process_document(struct loader *L, const char *file, const struct yn
 /* ---- reading YAML --------------------------------------------------------------------- */
 
 static void offset_to_position(const char *data, size_t size, size_t offset, unsigned *line,
-			       unsigned *column) {
+                               unsigned *column) {
 	*line = 1;
 	*column = 1;
 	for (size_t i = 0; i < offset && i < size; i++) {
@@ -1220,25 +1242,25 @@ static void offset_to_position(const char *data, size_t size, size_t offset, uns
 }
 
 static void report_parser_error(struct loader *L, const char *file, const char *data, size_t size,
-				const yaml_parser_t *p) {
+                                const yaml_parser_t *p) {
 	unsigned line, column;
 
 	if (p->error == YAML_READER_ERROR) {
 		/* Reader errors (bad UTF-8, control characters) carry a byte offset only. */
 		offset_to_position(data, size, p->problem_offset, &line, &column);
 		diag_add(L->diags, DIAG_ERROR, file, line, column,
-			 "invalid YAML: %s (the file must be UTF-8 text)",
-			 p->problem ? p->problem : "unreadable input");
+		         "invalid YAML: %s (the file must be UTF-8 text)",
+		         p->problem ? p->problem : "unreadable input");
 		return;
 	}
 	line = (unsigned)p->problem_mark.line + 1;
 	column = (unsigned)p->problem_mark.column + 1;
 	if (p->context)
 		diag_add(L->diags, DIAG_ERROR, file, line, column, "invalid YAML: %s %s",
-			 p->problem ? p->problem : "syntax error", p->context);
+		         p->problem ? p->problem : "syntax error", p->context);
 	else
 		diag_add(L->diags, DIAG_ERROR, file, line, column, "invalid YAML: %s",
-			 p->problem ? p->problem : "syntax error");
+		         p->problem ? p->problem : "syntax error");
 }
 
 static char *event_anchor(const yaml_event_t *ev) {
@@ -1255,9 +1277,10 @@ static char *event_anchor(const yaml_event_t *ev) {
 
 /* Returns 0 to go on, or a negative errno after reporting why this file stops. */
 static int builder_event(struct loader *L, struct ybuilder *b, const char *file,
-			 const yaml_event_t *ev) {
+                         const yaml_event_t *ev) {
 	struct ynode *n, *target;
-	unsigned line = (unsigned)ev->start_mark.line + 1, column = (unsigned)ev->start_mark.column + 1;
+	unsigned line = (unsigned)ev->start_mark.line + 1,
+	         column = (unsigned)ev->start_mark.column + 1;
 
 	switch (ev->type) {
 	case YAML_DOCUMENT_START_EVENT:
@@ -1280,7 +1303,7 @@ static int builder_event(struct loader *L, struct ybuilder *b, const char *file,
 			return -ENOMEM;
 		n->value_len = ev->data.scalar.length;
 		n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-			   (!tag || !streq(tag, YAML_STR_TAG));
+		           (!tag || !streq(tag, YAML_STR_TAG));
 		if (ybuilder_attach(b, n) < 0 || ybuilder_add_anchor(b, event_anchor(ev), n) < 0)
 			return -ENOMEM;
 		return 0;
@@ -1293,13 +1316,12 @@ static int builder_event(struct loader *L, struct ybuilder *b, const char *file,
 
 		if (b->depth >= L->max_depth) {
 			diag_add(L->diags, DIAG_ERROR, file, line, column,
-				 "invalid YAML: nesting deeper than %zu levels", L->max_depth);
+			         "invalid YAML: nesting deeper than %zu levels", L->max_depth);
 			return -E2BIG;
 		}
-		n = ybuilder_new_node(b,
-				      ev->type == YAML_SEQUENCE_START_EVENT ? YNODE_SEQUENCE
-									    : YNODE_MAPPING,
-				      &ev->start_mark);
+		n = ybuilder_new_node(
+		        b, ev->type == YAML_SEQUENCE_START_EVENT ? YNODE_SEQUENCE : YNODE_MAPPING,
+		        &ev->start_mark);
 		if (!n || ybuilder_attach(b, n) < 0)
 			return -ENOMEM;
 		stack = realloc(b->stack, (b->depth + 1) * sizeof(*stack));
@@ -1332,15 +1354,15 @@ static int builder_event(struct loader *L, struct ybuilder *b, const char *file,
 		target = ybuilder_find_anchor(b, (const char *)ev->data.alias.anchor);
 		if (!target) {
 			diag_add(L->diags, DIAG_ERROR, file, line, column,
-				 "invalid YAML: alias *%s refers to no earlier anchor",
-				 (const char *)ev->data.alias.anchor);
+			         "invalid YAML: alias *%s refers to no earlier anchor",
+			         (const char *)ev->data.alias.anchor);
 			return -EINVAL;
 		}
 		if (target->size > L->max_alias_expansion ||
 		    b->expanded + target->size > L->max_alias_expansion) {
 			diag_add(L->diags, DIAG_ERROR, file, line, column,
-				 "invalid YAML: aliases expand to more than %zu nodes",
-				 L->max_alias_expansion);
+			         "invalid YAML: aliases expand to more than %zu nodes",
+			         L->max_alias_expansion);
 			return -E2BIG;
 		}
 		b->expanded += target->size;
@@ -1357,7 +1379,7 @@ static void load_text(struct loader *L, const char *file, const char *data, size
 
 	if (size > L->max_file_size) {
 		diag_add(L->diags, DIAG_ERROR, file, 0, 0, "file is larger than %zu bytes",
-			 L->max_file_size);
+		         L->max_file_size);
 		return;
 	}
 	if (!yaml_parser_initialize(&parser)) {
@@ -1423,7 +1445,7 @@ static void load_file(struct loader *L, const char *path) {
 	}
 	if ((uint64_t)st.st_size > L->max_file_size) {
 		diag_add(L->diags, DIAG_ERROR, file, 0, 0, "file is larger than %zu bytes",
-			 L->max_file_size);
+		         L->max_file_size);
 		return;
 	}
 	data = malloc((size_t)st.st_size + 1);
@@ -1438,7 +1460,8 @@ static void load_file(struct loader *L, const char *path) {
 			continue;
 		if (n < 0) {
 			int err = errno;
-			diag_add(L->diags, DIAG_ERROR, file, 0, 0, "cannot read: %s", strerror(err));
+			diag_add(L->diags, DIAG_ERROR, file, 0, 0, "cannot read: %s",
+			         strerror(err));
 			L->io_error = L->io_error ?: -err;
 			return;
 		}
@@ -1455,7 +1478,8 @@ static int compare_strings(const void *a, const void *b) {
 
 static bool has_yaml_suffix(const char *name) {
 	size_t len = strlen(name);
-	return (len > 5 && streq(name + len - 5, ".yaml")) || (len > 4 && streq(name + len - 4, ".yml"));
+	return (len > 5 && streq(name + len - 5, ".yaml")) ||
+	       (len > 4 && streq(name + len - 4, ".yml"));
 }
 
 static void load_directory(struct loader *L, const char *path, DIR *dir) {
@@ -1498,14 +1522,14 @@ static void load_path(struct loader *L, const char *path) {
 /* ---- from mappings to groups and listeners -------------------------------------------- */
 
 static struct source_pos field_or_mapping_pos(const struct loader *L, const struct mapping *m,
-					      enum mapping_field f) {
+                                              enum mapping_field f) {
 	const struct source_pos *p = &L->extras[m->index].field_pos[f];
 	return p->line > 0 ? *p : m->pos;
 }
 
 _printf_(5, 6) static void mapping_diag(struct loader *L, enum diag_level level,
-					const struct mapping *m, struct source_pos pos,
-					const char *fmt, ...) {
+                                        const struct mapping *m, struct source_pos pos,
+                                        const char *fmt, ...) {
 	_cleanup_free_ char *body = NULL;
 	va_list ap;
 	int r;
@@ -1516,7 +1540,7 @@ _printf_(5, 6) static void mapping_diag(struct loader *L, enum diag_level level,
 	if (r < 0)
 		return;
 	diag_add(L->diags, level, pos.file, pos.line, pos.column, "mapping \"%s\": %s", m->name,
-		 body);
+	         body);
 }
 
 static bool context_covers_host(const struct tls_context *t, const char *host) {
@@ -1540,10 +1564,10 @@ static void resolve_mapping(struct loader *L, struct mapping *m) {
 		m->enable_ipv6 = mod->enable_ipv6;
 	if (!m->enable_ipv4 && !m->enable_ipv6)
 		mapping_diag(L, DIAG_ERROR, m,
-			     field_or_mapping_pos(L, m,
-						  x->has_enable_ipv4 ? MF_ENABLE_IPV4 : MF_ENABLE_IPV6),
-			     "enable_ipv4, enable_ipv6: both false, so the service can never be "
-			     "resolved");
+		             field_or_mapping_pos(
+		                     L, m, x->has_enable_ipv4 ? MF_ENABLE_IPV4 : MF_ENABLE_IPV6),
+		             "enable_ipv4, enable_ipv6: both false, so the service can never be "
+		             "resolved");
 	if (!m->circuit_breakers.set)
 		m->circuit_breakers = mod->circuit_breakers;
 	if (!x->has_connect_timeout)
@@ -1556,7 +1580,7 @@ static void resolve_mapping(struct loader *L, struct mapping *m) {
 		m->tls_context = config_find_tls_context(L->config, m->tls_context_name);
 		if (!m->tls_context)
 			mapping_diag(L, DIAG_ERROR, m, field_or_mapping_pos(L, m, MF_TLS),
-				     "tls: no TLSContext named \"%s\"", m->tls_context_name);
+			             "tls: no TLSContext named \"%s\"", m->tls_context_name);
 	}
 
 	if (m->host && !m->tls_passthrough) {
@@ -1564,21 +1588,22 @@ static void resolve_mapping(struct loader *L, struct mapping *m) {
 		for (size_t i = 0; i < L->config->n_tls_contexts && !covered; i++)
 			covered = context_covers_host(L->config->tls_contexts[i], m->host);
 		if (!covered)
-			mapping_diag(L, DIAG_ERROR, m, field_or_mapping_pos(L, m, MF_HOST),
-				     "host: no TLSContext lists \"%s\" in its hosts (terminating TLS "
-				     "needs its certificate)",
-				     m->host);
+			mapping_diag(
+			        L, DIAG_ERROR, m, field_or_mapping_pos(L, m, MF_HOST),
+			        "host: no TLSContext lists \"%s\" in its hosts (terminating TLS "
+			        "needs its certificate)",
+			        m->host);
 	}
 
 	/* Emissary names clusters by service, TLS origination and breaker settings; mappings
 	 * that agree on all of them share one upstream cluster, and so one breaker. */
 	if (asprintf(&m->cluster, "%s|%s|%s|%" PRIu32 "|%" PRIu32, m->service,
-		     m->tls == TLS_ORIGINATE_NONE    ? "plain"
-		     : m->tls == TLS_ORIGINATE_PLAIN ? "tls"
-						     : "tls-context",
-		     m->tls_context_name ? m->tls_context_name : "-",
-		     m->circuit_breakers.max_connections,
-		     m->circuit_breakers.max_pending_requests) < 0) {
+	             m->tls == TLS_ORIGINATE_NONE    ? "plain"
+	             : m->tls == TLS_ORIGINATE_PLAIN ? "tls"
+	                                             : "tls-context",
+	             m->tls_context_name ? m->tls_context_name : "-",
+	             m->circuit_breakers.max_connections,
+	             m->circuit_breakers.max_pending_requests) < 0) {
 		m->cluster = NULL;
 		L->io_error = L->io_error ?: -ENOMEM;
 	}
@@ -1593,7 +1618,7 @@ static char *group_key(const char *address, uint16_t port, const char *host) {
 
 /* Names the first setting on which two mappings of one group disagree, or NULL. */
 static const char *group_disagreement(const struct mapping *a, const struct mapping *b,
-				      enum mapping_field *field) {
+                                      enum mapping_field *field) {
 	if (a->tls != b->tls || !streq_ptr(a->tls_context_name, b->tls_context_name)) {
 		*field = MF_TLS;
 		return "tls";
@@ -1624,7 +1649,7 @@ static const char *group_disagreement(const struct mapping *a, const struct mapp
 
 static void group_describe(const struct mapping_group *g, char *buf, size_t size) {
 	snprintf(buf, size, "address %s, port %u, host %s", g->address ?: "*", g->port,
-		 g->host ?: "(any)");
+	         g->host ?: "(any)");
 }
 
 static void normalise_weights(struct loader *L, struct mapping_group *g) {
@@ -1648,42 +1673,47 @@ static void normalise_weights(struct loader *L, struct mapping_group *g) {
 	}
 	group_describe(g, where, sizeof(where));
 	if (total > 100) {
-		mapping_diag(L, DIAG_ERROR, last_weighted, field_or_mapping_pos(L, last_weighted, MF_WEIGHT),
-			     "weight: the weights of group (%s) total %u, over 100", where, total);
+		mapping_diag(L, DIAG_ERROR, last_weighted,
+		             field_or_mapping_pos(L, last_weighted, MF_WEIGHT),
+		             "weight: the weights of group (%s) total %u, over 100", where, total);
 		return;
 	}
 	if (n_unweighted > 0) {
 		unsigned remainder = 100 - total, share = remainder / n_unweighted,
-			 extra = remainder % n_unweighted;
+		         extra = remainder % n_unweighted;
 		for (size_t i = 0; i < g->n_mappings; i++) {
 			struct mapping *m = g->mappings[i];
 			if (m->weight >= 0) {
 				m->effective_weight = (unsigned)m->weight;
 				continue;
 			}
-			/* The first unweighted mappings take the rounding so the sum is exactly 100. */
+			/* The first unweighted mappings take the rounding so the sum is exactly
+			 * 100. */
 			m->effective_weight = share + (extra > 0 ? 1 : 0);
 			if (extra > 0)
 				extra--;
 			if (m->effective_weight == 0)
-				mapping_diag(L, DIAG_WARNING, m, m->pos,
-					     "weight: the other mappings of group (%s) take all 100%%, "
-					     "so this one gets no traffic",
-					     where);
+				mapping_diag(
+				        L, DIAG_WARNING, m, m->pos,
+				        "weight: the other mappings of group (%s) take all 100%%, "
+				        "so this one gets no traffic",
+				        where);
 		}
 		return;
 	}
 	if (total == 0) {
 		for (size_t i = 0; i < g->n_mappings; i++)
 			g->mappings[i]->effective_weight = 0;
-		mapping_diag(L, DIAG_WARNING, g->mappings[0], field_or_mapping_pos(L, g->mappings[0], MF_WEIGHT),
-			     "weight: every mapping of group (%s) has weight 0; it gets no traffic",
-			     where);
+		mapping_diag(L, DIAG_WARNING, g->mappings[0],
+		             field_or_mapping_pos(L, g->mappings[0], MF_WEIGHT),
+		             "weight: every mapping of group (%s) has weight 0; it gets no traffic",
+		             where);
 		return;
 	}
 	if (total < 100) {
 		/* Largest remainder: floor each share, then hand the missing points to the largest
-		 * fractional parts (earlier mappings first on ties), so the total is exactly 100. */
+		 * fractional parts (earlier mappings first on ties), so the total is exactly 100.
+		 */
 		unsigned assigned = 0, remainders[ROUTE_MAX_GROUP_MAPPINGS] = {};
 		for (size_t i = 0; i < g->n_mappings; i++) {
 			struct mapping *m = g->mappings[i];
@@ -1701,9 +1731,9 @@ static void normalise_weights(struct loader *L, struct mapping_group *g) {
 			assigned++;
 		}
 		mapping_diag(L, DIAG_WARNING, last_weighted,
-			     field_or_mapping_pos(L, last_weighted, MF_WEIGHT),
-			     "weight: the weights of group (%s) total %u, under 100; scaled to 100",
-			     where, total);
+		             field_or_mapping_pos(L, last_weighted, MF_WEIGHT),
+		             "weight: the weights of group (%s) total %u, under 100; scaled to 100",
+		             where, total);
 		return;
 	}
 	for (size_t i = 0; i < g->n_mappings; i++)
@@ -1749,18 +1779,20 @@ static void build_groups(struct loader *L) {
 		group_describe(g, where, sizeof(where));
 		if (g->n_mappings > 0 && (what = group_disagreement(g->mappings[0], m, &field))) {
 			const struct mapping *first = g->mappings[0];
-			mapping_diag(L, DIAG_ERROR, m, field_or_mapping_pos(L, m, field),
-				     "%s: differs from mapping \"%s\" (%s:%u:%u) in the same group "
-				     "(%s); mappings of a group must agree on address, host, tls, "
-				     "idle_timeout_ms, enable_ipv4/enable_ipv6 and circuit_breakers",
-				     what, first->name, first->pos.file, first->pos.line,
-				     first->pos.column, where);
+			mapping_diag(
+			        L, DIAG_ERROR, m, field_or_mapping_pos(L, m, field),
+			        "%s: differs from mapping \"%s\" (%s:%u:%u) in the same group "
+			        "(%s); mappings of a group must agree on address, host, tls, "
+			        "idle_timeout_ms, enable_ipv4/enable_ipv6 and circuit_breakers",
+			        what, first->name, first->pos.file, first->pos.line,
+			        first->pos.column, where);
 			continue;
 		}
 		if (g->n_mappings >= ROUTE_MAX_GROUP_MAPPINGS) {
-			mapping_diag(L, DIAG_ERROR, m, m->pos,
-				     "group (%s) already has %d mappings, the most one group may hold",
-				     where, ROUTE_MAX_GROUP_MAPPINGS);
+			mapping_diag(
+			        L, DIAG_ERROR, m, m->pos,
+			        "group (%s) already has %d mappings, the most one group may hold",
+			        where, ROUTE_MAX_GROUP_MAPPINGS);
 			continue;
 		}
 		if (config_push(&g->mappings, &g->n_mappings, m) < 0) {
@@ -1775,9 +1807,13 @@ static void build_groups(struct loader *L) {
 
 static int group_order(const void *a, const void *b) {
 	const struct mapping_group *x = *(struct mapping_group *const *)a,
-				   *y = *(struct mapping_group *const *)b;
-	int rank_x = !x->host ? 2 : x->host_is_wildcard ? 1 : 0,
-	    rank_y = !y->host ? 2 : y->host_is_wildcard ? 1 : 0;
+	                           *y = *(struct mapping_group *const *)b;
+	int rank_x = !x->host              ? 2
+	             : x->host_is_wildcard ? 1
+	                                   : 0,
+	    rank_y = !y->host              ? 2
+	             : y->host_is_wildcard ? 1
+	                                   : 0;
 
 	if (rank_x != rank_y)
 		return rank_x - rank_y;
@@ -1859,17 +1895,17 @@ static void build_listeners(struct loader *L) {
 /* ---- entry points --------------------------------------------------------------------- */
 
 static void loader_init(struct loader *L, const struct config_options *opts,
-			struct diag_list *diags) {
+                        struct diag_list *diags) {
 	*L = (struct loader){
-		.ambassador_id = opts && opts->ambassador_id ? opts->ambassador_id : "default",
-		.max_file_size = opts && opts->max_file_size ? opts->max_file_size
-							     : DEFAULT_MAX_FILE_SIZE,
-		.max_alias_expansion = opts && opts->max_alias_expansion
-					       ? opts->max_alias_expansion
-					       : DEFAULT_MAX_ALIAS_EXPANSION,
-		.max_depth = opts && opts->max_depth ? opts->max_depth : DEFAULT_MAX_DEPTH,
-		.diags = diags,
-		.errors_before = diags->n_errors,
+	        .ambassador_id = opts && opts->ambassador_id ? opts->ambassador_id : "default",
+	        .max_file_size =
+	                opts && opts->max_file_size ? opts->max_file_size : DEFAULT_MAX_FILE_SIZE,
+	        .max_alias_expansion = opts && opts->max_alias_expansion
+	                                       ? opts->max_alias_expansion
+	                                       : DEFAULT_MAX_ALIAS_EXPANSION,
+	        .max_depth = opts && opts->max_depth ? opts->max_depth : DEFAULT_MAX_DEPTH,
+	        .diags = diags,
+	        .errors_before = diags->n_errors,
 	};
 }
 
@@ -1880,12 +1916,12 @@ static int loader_start(struct loader *L) {
 		return -ENOMEM;
 	c->refcount = 1;
 	c->module = (struct module_config){
-		.enable_ipv4 = true,
-		.enable_ipv6 = false,
-		.preread_timeout_ms = DEFAULT_PREREAD_TIMEOUT_MS,
-		.connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS,
-		.drain_timeout_ms = DEFAULT_DRAIN_TIMEOUT_MS,
-		.ambassador_id = strdup(L->ambassador_id),
+	        .enable_ipv4 = true,
+	        .enable_ipv6 = false,
+	        .preread_timeout_ms = DEFAULT_PREREAD_TIMEOUT_MS,
+	        .connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS,
+	        .drain_timeout_ms = DEFAULT_DRAIN_TIMEOUT_MS,
+	        .ambassador_id = strdup(L->ambassador_id),
 	};
 	L->config = c;
 	if (!c->module.ambassador_id)
@@ -1904,7 +1940,7 @@ static int loader_finish(struct loader *L, struct config **ret) {
 
 	if (c->n_mappings == 0 && L->diags->n_errors == L->errors_before)
 		diag_add(L->diags, DIAG_WARNING, c->n_files > 0 ? c->files[0] : "config", 0, 0,
-			 "no TCPMapping found; nothing to listen on");
+		         "no TCPMapping found; nothing to listen on");
 
 	if (L->io_error)
 		return L->io_error;
@@ -1926,7 +1962,7 @@ static void loader_done(struct loader *L) {
 }
 
 int config_load(const char *const *paths, size_t n_paths, const struct config_options *opts,
-		struct config **ret, struct diag_list *diags) {
+                struct config **ret, struct diag_list *diags) {
 	struct diag_list local = {};
 	struct loader L;
 	int r;
@@ -1947,8 +1983,8 @@ int config_load(const char *const *paths, size_t n_paths, const struct config_op
 }
 
 int config_load_buffer(const char *name, const char *data, size_t size,
-		       const struct config_options *opts, struct config **ret,
-		       struct diag_list *diags) {
+                       const struct config_options *opts, struct config **ret,
+                       struct diag_list *diags) {
 	struct diag_list local = {};
 	struct loader L;
 	const char *file;

@@ -35,7 +35,7 @@ void diag_list_free(struct diag_list *l);
 struct config_options {
 	const char *ambassador_id; /* NULL = "default" */
 	/* Bounds that keep hostile files cheap to reject. 0 = the defaults below. */
-	size_t max_file_size;     /* default 16 MiB */
+	size_t max_file_size;       /* default 16 MiB */
 	size_t max_alias_expansion; /* total nodes produced through aliases; default 10000 */
 	size_t max_depth;           /* nesting depth; default 64 */
 };
@@ -47,16 +47,16 @@ struct config_options {
  *   -ENOENT/-EACCES/... a path could not be read (also reported in diags).
  * Each call gets a new generation number. */
 int config_load(const char *const *paths, size_t n_paths, const struct config_options *opts,
-		struct config **ret, struct diag_list *diags);
+                struct config **ret, struct diag_list *diags);
 
 /* Same as config_load, but from a memory buffer named `name` (for tests and fuzzing). */
 int config_load_buffer(const char *name, const char *data, size_t size,
-		       const struct config_options *opts, struct config **ret,
-		       struct diag_list *diags);
+                       const struct config_options *opts, struct config **ret,
+                       struct diag_list *diags);
 
 /* Human-readable dumps for tcpmapctl show / route. */
 void config_print_show(const struct config *c, FILE *out);
 /* Explain which group and mappings a connection to (address, port) with `sni` reaches.
  * Returns 0, or -ENOENT when nothing listens there. */
-int config_print_route(const struct config *c, const char *address, uint16_t port,
-		       const char *sni, FILE *out);
+int config_print_route(const struct config *c, const char *address, uint16_t port, const char *sni,
+                       FILE *out);

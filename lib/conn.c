@@ -160,18 +160,19 @@ static void log_close(struct conn *c) {
 	snprintf(duration, sizeof duration, "%llu", (unsigned long long)ms);
 
 	struct log_field f[] = {
-		{"MAPPING", c->mapping ? c->mapping->name : NULL},
-		{"CLIENT", client},
-		{"SNI", c->sni},
-		{"UPSTREAM", upstream},
-		{"BYTES_IN", in},
-		{"BYTES_OUT", out},
-		{"DURATION_MS", duration},
-		{"RESULT", c->result},
+	        {"MAPPING", c->mapping ? c->mapping->name : NULL},
+	        {"CLIENT", client},
+	        {"SNI", c->sni},
+	        {"UPSTREAM", upstream},
+	        {"BYTES_IN", in},
+	        {"BYTES_OUT", out},
+	        {"DURATION_MS", duration},
+	        {"RESULT", c->result},
 	};
 	log_event(ok ? LOG_INFO : LOG_WARNING, TCPMAP_MID_CLOSE, "close", f, ELEMENTSOF(f),
-		  "%s %s -> %s: %s, %s bytes in, %s bytes out, %s ms",
-		  c->mapping ? c->mapping->name : "-", client, upstream, c->result, in, out, duration);
+	          "%s %s -> %s: %s, %s bytes in, %s bytes out, %s ms",
+	          c->mapping ? c->mapping->name : "-", client, upstream, c->result, in, out,
+	          duration);
 }
 
 static void conn_free(struct conn *c) {
@@ -216,15 +217,17 @@ static void conn_finish(struct conn *c, const char *result) {
 		char upstream[64] = "-";
 		if (c->upstream_addr_len > 0)
 			format_addr(&c->upstream_addr, upstream, sizeof upstream);
-		struct log_field f[] = {{"MAPPING", c->mapping->name},
-					{"UPSTREAM", c->upstream_addr_len > 0 ? upstream : c->mapping->service},
-					{"RESULT", result}};
-		log_event(LOG_WARNING, TCPMAP_MID_UPSTREAM_FAILED, "upstream_failed", f, ELEMENTSOF(f),
-			  "mapping \"%s\": upstream %s unreachable: %s", c->mapping->name,
-			  c->mapping->service, result);
+		struct log_field f[] = {
+		        {"MAPPING", c->mapping->name},
+		        {"UPSTREAM", c->upstream_addr_len > 0 ? upstream : c->mapping->service},
+		        {"RESULT", result}};
+		log_event(LOG_WARNING, TCPMAP_MID_UPSTREAM_FAILED, "upstream_failed", f,
+		          ELEMENTSOF(f), "mapping \"%s\": upstream %s unreachable: %s",
+		          c->mapping->name, c->mapping->service, result);
 	}
 	if (c->slot) {
-		if (!c->connected && (streq(result, "connect_failed") || streq(result, "connect_timeout")))
+		if (!c->connected &&
+		    (streq(result, "connect_failed") || streq(result, "connect_timeout")))
 			breaker_table_connect_failed(s->breakers, c->slot);
 		breaker_table_release(s->breakers, c->slot, bytes_in(c), bytes_out(c));
 		c->slot = 0;
@@ -257,14 +260,16 @@ static void start_relay(struct conn *c) {
 	c->state = CONN_RELAYING;
 	c->use_tls_relay = c->client_ssl || c->upstream_ssl;
 	if (c->use_tls_relay)
-		tls_relay_init(&c->tls_relay, c->client_fd, c->client_ssl, c->upstream_fd, c->upstream_ssl);
+		tls_relay_init(&c->tls_relay, c->client_fd, c->client_ssl, c->upstream_fd,
+		               c->upstream_ssl);
 	else
 		relay_init(&c->relay, c->client_fd, c->upstream_fd);
 	c->last_activity_usec = event_now(c);
 
 	int r = set_deadline(c, c->mapping->idle_timeout_ms > 0
-					? c->last_activity_usec + (uint64_t)c->mapping->idle_timeout_ms * 1000
-					: UINT64_MAX);
+	                                ? c->last_activity_usec +
+	                                          (uint64_t)c->mapping->idle_timeout_ms * 1000
+	                                : UINT64_MAX);
 	if (r < 0) {
 		conn_finish(c, "ok");
 		return;
@@ -302,7 +307,7 @@ static void continue_upstream_handshake(struct conn *c) {
 		return;
 	if (r < 0) {
 		log_warning("mapping \"%s\": TLS handshake with %s failed: %s", c->mapping->name,
-			    c->mapping->service, tls_handshake_failure_reason());
+		            c->mapping->service, tls_handshake_failure_reason());
 		conn_finish(c, "handshake_failed");
 		return;
 	}
@@ -319,8 +324,8 @@ static void on_connected(struct conn *c) {
 	c->addrs = mfree(c->addrs);
 	if (c->mapping->proxy_protocol != PROXY_PROTOCOL_NONE) {
 		uint8_t header[PROXYPROTO_HEADER_MAX];
-		int len = proxyproto_write(c->mapping->proxy_protocol, &c->client_addr.sa, &c->local_addr.sa,
-					   header, sizeof header);
+		int len = proxyproto_write(c->mapping->proxy_protocol, &c->client_addr.sa,
+		                           &c->local_addr.sa, header, sizeof header);
 		/* A fresh socket's send buffer always has room for one small header. */
 		ssize_t n = len < 0 ? -1 : send(c->upstream_fd, header, (size_t)len, MSG_NOSIGNAL);
 		if (n != len) {
@@ -357,7 +362,8 @@ static void check_connect(struct conn *c, uint32_t revents) {
 	}
 	char addr[64];
 	format_addr(&c->upstream_addr, addr, sizeof addr);
-	log_debug("mapping \"%s\": connect to %s failed: %s", c->mapping->name, addr, strerror(err));
+	log_debug("mapping \"%s\": connect to %s failed: %s", c->mapping->name, addr,
+	          strerror(err));
 	c->addr_index++;
 	int r = conn_connect_next(c);
 	if (r < 0)
@@ -393,14 +399,17 @@ static int conn_connect_next(struct conn *c) {
 	c->upstream_fd = safe_close(c->upstream_fd);
 
 	for (; c->addr_index < c->addrs->n; c->addr_index++) {
-		const struct sockaddr *sa = (const struct sockaddr *)&c->addrs->addrs[c->addr_index];
+		const struct sockaddr *sa =
+		        (const struct sockaddr *)&c->addrs->addrs[c->addr_index];
 		socklen_t len = c->addrs->lens[c->addr_index];
 
 		c->upstream_addr_len = sockaddr_ip_set(&c->upstream_addr, sa, len);
-		c->upstream_fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		c->upstream_fd =
+		        socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (c->upstream_fd < 0) {
 			/* our own limits, not the upstream's fault: say so, and try no further */
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
 				return -EMFILE;
 			continue;
 		}
@@ -412,7 +421,8 @@ static int conn_connect_next(struct conn *c) {
 		/* edge-triggered from the start: EPOLLOUT says connected, and the same source
 		 * then serves the handshake and the relay */
 		return sd_event_add_io(c->worker->event, &c->upstream_source, c->upstream_fd,
-				       EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_upstream_io, c);
+		                       EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_upstream_io,
+		                       c);
 	}
 	return -ECONNREFUSED;
 }
@@ -422,8 +432,9 @@ static void on_resolved(const struct resolve_result *r, void *userdata) {
 
 	c->resolve_token = 0;
 	if (r->error < 0 || r->n == 0) {
-		log_debug("mapping \"%s\": resolving %s: %s", c->mapping->name, c->mapping->upstream_host,
-			  strerror(-(r->error ? r->error : -EHOSTUNREACH)));
+		log_debug("mapping \"%s\": resolving %s: %s", c->mapping->name,
+		          c->mapping->upstream_host,
+		          strerror(-(r->error ? r->error : -EHOSTUNREACH)));
 		conn_finish(c, "connect_failed");
 		return;
 	}
@@ -452,7 +463,8 @@ static void conn_choose_and_connect(struct conn *c) {
 
 	for (size_t i = 0; i < g->n_mappings && i < ROUTE_MAX_GROUP_MAPPINGS; i++) {
 		struct mapping *m = g->mappings[i];
-		eligible[i] = breaker_table_would_admit(s->breakers, m->breaker_entry, &m->circuit_breakers);
+		eligible[i] = breaker_table_would_admit(s->breakers, m->breaker_entry,
+		                                        &m->circuit_breakers);
 		any_open = any_open || !eligible[i];
 	}
 	int idx = breaker_table_pick(s->breakers, g, any_open ? eligible : NULL);
@@ -465,8 +477,8 @@ static void conn_choose_and_connect(struct conn *c) {
 	}
 	c->mapping = g->mappings[idx];
 
-	int r = breaker_table_admit(s->breakers, c->mapping->breaker_entry, &c->mapping->circuit_breakers,
-				    &c->slot);
+	int r = breaker_table_admit(s->breakers, c->mapping->breaker_entry,
+	                            &c->mapping->circuit_breakers, &c->slot);
 	if (r < 0 && r != -EBUSY) {
 		/* not a breaker limit: the table itself has no free slot */
 		log_warning_errno(r, "mapping \"%s\": no breaker slot", c->mapping->name);
@@ -478,12 +490,12 @@ static void conn_choose_and_connect(struct conn *c) {
 		char client[64];
 		format_addr(&c->client_addr, client, sizeof client);
 		struct log_field f[] = {{"MAPPING", c->mapping->name},
-					{"CLIENT", client},
-					{"UPSTREAM", c->mapping->service},
-					{"RESULT", "breaker_overflow"}};
+		                        {"CLIENT", client},
+		                        {"UPSTREAM", c->mapping->service},
+		                        {"RESULT", "breaker_overflow"}};
 		log_event(LOG_WARNING, TCPMAP_MID_OVERFLOW, "overflow", f, ELEMENTSOF(f),
-			  "mapping \"%s\": circuit breaker open for %s, closing %s", c->mapping->name,
-			  c->mapping->cluster, client);
+		          "mapping \"%s\": circuit breaker open for %s, closing %s",
+		          c->mapping->name, c->mapping->cluster, client);
 		c->slot = 0;
 		conn_finish(c, "breaker_overflow");
 		return;
@@ -491,7 +503,8 @@ static void conn_choose_and_connect(struct conn *c) {
 	if (any_open && eligible[idx]) {
 		struct log_field f[] = {{"MAPPING", c->mapping->name}};
 		log_event(LOG_NOTICE, TCPMAP_MID_FAILOVER, "failover", f, ELEMENTSOF(f),
-			  "group %s: a circuit breaker is open, routing to \"%s\"", g->key, c->mapping->name);
+		          "group %s: a circuit breaker is open, routing to \"%s\"", g->key,
+		          c->mapping->name);
 	}
 
 	if (set_deadline(c, event_now(c) + (uint64_t)c->mapping->connect_timeout_ms * 1000) < 0) {
@@ -500,7 +513,8 @@ static void conn_choose_and_connect(struct conn *c) {
 	}
 	c->state = CONN_RESOLVING;
 	r = resolve_start(c->worker->resolver, c->mapping->upstream_host, c->mapping->upstream_port,
-			  c->mapping->enable_ipv4, c->mapping->enable_ipv6, on_resolved, c, &c->resolve_token);
+	                  c->mapping->enable_ipv4, c->mapping->enable_ipv6, on_resolved, c,
+	                  &c->resolve_token);
 	if (r < 0)
 		conn_finish(c, "connect_failed");
 }
@@ -605,7 +619,8 @@ static void conn_on_deadline(struct conn *c, uint64_t usec) {
 	case CONN_RELAYING: {
 		/* activity only records a time; the deadline moves lazily, here */
 		uint64_t idle = (uint64_t)c->mapping->idle_timeout_ms * 1000;
-		if (usec >= c->last_activity_usec + idle || set_deadline(c, c->last_activity_usec + idle) < 0)
+		if (usec >= c->last_activity_usec + idle ||
+		    set_deadline(c, c->last_activity_usec + idle) < 0)
 			conn_finish(c, "idle_timeout");
 		break;
 	}
@@ -631,7 +646,7 @@ static int on_worker_timer(sd_event_source *src, uint64_t usec, void *userdata) 
 int conn_timer_init(struct worker *w) {
 	w->timer_armed_at = DEADLINE_NONE;
 	return sd_event_add_time(w->event, &w->deadline_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000,
-				 on_worker_timer, w);
+	                         on_worker_timer, w);
 }
 
 void conn_timer_done(struct worker *w) {
@@ -640,7 +655,7 @@ void conn_timer_done(struct worker *w) {
 }
 
 int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t local_len,
-	       const struct sockaddr *peer, socklen_t peer_len) {
+               const struct sockaddr *peer, socklen_t peer_len) {
 	static const int one = 1;
 	struct server *s = w->server;
 	struct conn *c;
@@ -692,12 +707,12 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 		format_addr(&c->client_addr, client, sizeof client);
 		format_addr(&c->local_addr, local_s, sizeof local_s);
 		struct log_field f[] = {{"CLIENT", client}, {"LOCAL", local_s}};
-		log_event(LOG_DEBUG, TCPMAP_MID_ACCEPT, "accept", f, ELEMENTSOF(f), "accepted %s on %s",
-			  client, local_s);
+		log_event(LOG_DEBUG, TCPMAP_MID_ACCEPT, "accept", f, ELEMENTSOF(f),
+		          "accepted %s on %s", client, local_s);
 	}
 
 	r = sd_event_add_io(w->event, &c->client_source, fd,
-				    EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_client_io, c);
+	                    EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_client_io, c);
 	if (r < 0) {
 		conn_finish(c, "connect_failed");
 		return r;
@@ -706,7 +721,8 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 	if (c->listener->needs_sni) {
 		c->state = CONN_PREREAD;
 		/* the same bound covers the peek and a terminating handshake */
-		r = set_deadline(c, event_now(c) + (uint64_t)c->config->module.preread_timeout_ms * 1000);
+		r = set_deadline(c, event_now(c) +
+		                            (uint64_t)c->config->module.preread_timeout_ms * 1000);
 		if (r < 0) {
 			conn_finish(c, "preread_timeout");
 			return r;
@@ -745,7 +761,7 @@ int conn_handover(struct conn *c, int state_fd) {
 		return -EBUSY;
 
 	snprintf(rec.id, sizeof rec.id, "%d-%llu", (int)getpid(),
-		 (unsigned long long)atomic_fetch_add(&counter, 1));
+	         (unsigned long long)atomic_fetch_add(&counter, 1));
 	snprintf(rec.mapping, sizeof rec.mapping, "%s", c->mapping->name);
 	snprintf(rec.sni, sizeof rec.sni, "%s", c->sni ? c->sni : "");
 	rec.slot = c->slot;
@@ -754,9 +770,11 @@ int conn_handover(struct conn *c, int state_fd) {
 	rec.in_pipe_up = rl->up.in_pipe;
 	rec.in_pipe_down = rl->down.in_pipe;
 	rec.flags = (rl->up.eof ? HANDOVER_UP_EOF : 0) | (rl->up.shut ? HANDOVER_UP_SHUT : 0) |
-		    (rl->down.eof ? HANDOVER_DOWN_EOF : 0) | (rl->down.shut ? HANDOVER_DOWN_SHUT : 0);
+	            (rl->down.eof ? HANDOVER_DOWN_EOF : 0) |
+	            (rl->down.shut ? HANDOVER_DOWN_SHUT : 0);
 	if (c->mapping->idle_timeout_ms > 0) {
-		uint64_t deadline = c->last_activity_usec + (uint64_t)c->mapping->idle_timeout_ms * 1000;
+		uint64_t deadline =
+		        c->last_activity_usec + (uint64_t)c->mapping->idle_timeout_ms * 1000;
 		uint64_t now = event_now(c);
 		rec.idle_remaining_ms = deadline > now ? (deadline - now) / 1000 : 0;
 	} else
@@ -787,21 +805,26 @@ int conn_handover(struct conn *c, int state_fd) {
 	if (r >= 0 && write(state_fd, &rec, sizeof rec) != (ssize_t)sizeof rec)
 		r = -errno ? -errno : -EIO;
 	if (r < 0)
-		return log_warning_errno(r, "connection %s could not move to the fd store, it stays", rec.id);
+		return log_warning_errno(
+		        r, "connection %s could not move to the fd store, it stays", rec.id);
 
 	char client[64], in[24], out[24];
 	format_addr(&c->client_addr, client, sizeof client);
 	snprintf(in, sizeof in, "%llu", (unsigned long long)rec.bytes_in);
 	snprintf(out, sizeof out, "%llu", (unsigned long long)rec.bytes_out);
-	struct log_field f[] = {{"MAPPING", c->mapping->name}, {"CLIENT", client}, {"CONNECTION", rec.id},
-				{"BYTES_IN", in}, {"BYTES_OUT", out}};
+	struct log_field f[] = {{"MAPPING", c->mapping->name},
+	                        {"CLIENT", client},
+	                        {"CONNECTION", rec.id},
+	                        {"BYTES_IN", in},
+	                        {"BYTES_OUT", out}};
 	log_event(LOG_INFO, TCPMAP_MID_ADOPT, "handover", f, ELEMENTSOF(f),
-		  "%s %s: handed to the fd store as c%s", c->mapping->name, client, rec.id);
+	          "%s %s: handed to the fd store as c%s", c->mapping->name, client, rec.id);
 
 	/* The slot now belongs to the next process; our copies of the fds just close. */
 	c->slot = 0;
 	if (rl->up.in_pipe > 0)
-		rl->up.in_pipe = 0, rl->up.pipe_r = safe_close(rl->up.pipe_r), rl->up.pipe_w = safe_close(rl->up.pipe_w);
+		rl->up.in_pipe = 0, rl->up.pipe_r = safe_close(rl->up.pipe_r),
+		rl->up.pipe_w = safe_close(rl->up.pipe_w);
 	if (rl->down.in_pipe > 0)
 		rl->down.in_pipe = 0, rl->down.pipe_r = safe_close(rl->down.pipe_r),
 		rl->down.pipe_w = safe_close(rl->down.pipe_w);
@@ -849,7 +872,8 @@ int conn_adopt(struct worker *w, const struct handover_record *r, int fds[_HANDO
 	c->start_usec = now_usec();
 	uint64_t now_real = (uint64_t)time(NULL) * 1000;
 	if (r->started_realtime_ms < now_real)
-		c->start_usec -= MIN(now_real - r->started_realtime_ms, c->start_usec / 1000) * 1000;
+		c->start_usec -=
+		        MIN(now_real - r->started_realtime_ms, c->start_usec / 1000) * 1000;
 	c->result = "ok";
 	c->next = w->conns;
 	if (w->conns)
@@ -860,7 +884,8 @@ int conn_adopt(struct worker *w, const struct handover_record *r, int fds[_HANDO
 	atomic_fetch_add(&s->n_total, 1);
 	c->client_addr_len = sockaddr_ip_set(&c->client_addr, &r->client_addr, r->client_addr_len);
 	c->local_addr_len = sockaddr_ip_set(&c->local_addr, &r->local_addr, r->local_addr_len);
-	c->upstream_addr_len = sockaddr_ip_set(&c->upstream_addr, &r->upstream_addr, r->upstream_addr_len);
+	c->upstream_addr_len =
+	        sockaddr_ip_set(&c->upstream_addr, &r->upstream_addr, r->upstream_addr_len);
 	c->sni = r->sni[0] ? strdup(r->sni) : NULL;
 	c->relay.up.bytes = r->bytes_in;
 	c->relay.down.bytes = r->bytes_out;
@@ -877,8 +902,10 @@ int conn_adopt(struct worker *w, const struct handover_record *r, int fds[_HANDO
 	if (c->client_fd < 0 || c->upstream_fd < 0 || !c->mapping ||
 	    (r->in_pipe_up > 0 && (c->relay.up.pipe_r < 0 || c->relay.up.pipe_w < 0)) ||
 	    (r->in_pipe_down > 0 && (c->relay.down.pipe_r < 0 || c->relay.down.pipe_w < 0))) {
-		log_warning("connection c%s (mapping \"%s\") cannot be adopted: %s, closing it", r->id,
-			    r->mapping, !c->mapping ? "the mapping is gone from the config" : "fds are missing");
+		log_warning("connection c%s (mapping \"%s\") cannot be adopted: %s, closing it",
+		            r->id, r->mapping,
+		            !c->mapping ? "the mapping is gone from the config"
+		                        : "fds are missing");
 		/* its old slot is the dead process's: the reaper frees it */
 		conn_finish(c, "adopt_failed");
 		return -ENOENT;
@@ -891,16 +918,17 @@ int conn_adopt(struct worker *w, const struct handover_record *r, int fds[_HANDO
 	c->slot = r->slot;
 	if (r->slot == 0 || breaker_table_adopt(s->breakers, r->slot) < 0) {
 		c->slot = 0;
-		if (breaker_table_admit(s->breakers, c->mapping->breaker_entry, NULL, &c->slot) >= 0)
+		if (breaker_table_admit(s->breakers, c->mapping->breaker_entry, NULL, &c->slot) >=
+		    0)
 			breaker_table_connected(s->breakers, c->slot);
 	}
 
 	c->state = CONN_RELAYING;
 	e = sd_event_add_io(w->event, &c->client_source, c->client_fd,
-				    EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_client_io, c);
+	                    EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_client_io, c);
 	if (e >= 0)
 		e = sd_event_add_io(w->event, &c->upstream_source, c->upstream_fd,
-				    EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_upstream_io, c);
+		                    EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_upstream_io, c);
 	if (e < 0) {
 		conn_finish(c, "adopt_failed");
 		return log_warning_errno(e, "adopting connection c%s", r->id);
@@ -916,9 +944,10 @@ int conn_adopt(struct worker *w, const struct handover_record *r, int fds[_HANDO
 
 	char client[64];
 	format_addr(&c->client_addr, client, sizeof client);
-	struct log_field f[] = {{"MAPPING", c->mapping->name}, {"CLIENT", client}, {"CONNECTION", r->id}};
-	log_event(LOG_INFO, TCPMAP_MID_ADOPT, "adopt", f, ELEMENTSOF(f), "%s %s: adopted c%s from the fd store",
-		  c->mapping->name, client, r->id);
+	struct log_field f[] = {
+	        {"MAPPING", c->mapping->name}, {"CLIENT", client}, {"CONNECTION", r->id}};
+	log_event(LOG_INFO, TCPMAP_MID_ADOPT, "adopt", f, ELEMENTSOF(f),
+	          "%s %s: adopted c%s from the fd store", c->mapping->name, client, r->id);
 	return 0;
 }
 

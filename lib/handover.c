@@ -8,9 +8,9 @@
 #include "util.h"
 
 static const char *const kind_suffix[_HANDOVER_FD_MAX] = {
-	[HANDOVER_FD_CLIENT] = "client",  [HANDOVER_FD_UPSTREAM] = "upstream",
-	[HANDOVER_FD_UP_READ] = "upr",    [HANDOVER_FD_UP_WRITE] = "upw",
-	[HANDOVER_FD_DOWN_READ] = "downr", [HANDOVER_FD_DOWN_WRITE] = "downw",
+        [HANDOVER_FD_CLIENT] = "client",   [HANDOVER_FD_UPSTREAM] = "upstream",
+        [HANDOVER_FD_UP_READ] = "upr",     [HANDOVER_FD_UP_WRITE] = "upw",
+        [HANDOVER_FD_DOWN_READ] = "downr", [HANDOVER_FD_DOWN_WRITE] = "downw",
 };
 
 static bool id_is_valid(const char *id, size_t len) {
@@ -29,7 +29,8 @@ int handover_fd_name(const char *id, enum handover_fd_kind kind, char *buf, size
 	return n < 0 || (size_t)n >= size ? -ENOBUFS : 0;
 }
 
-int handover_parse_fd_name(const char *name, char *id, size_t id_size, enum handover_fd_kind *kind) {
+int handover_parse_fd_name(const char *name, char *id, size_t id_size,
+                           enum handover_fd_kind *kind) {
 	const char *dot;
 	size_t len;
 
@@ -65,14 +66,17 @@ int handover_record_validate(const struct handover_record *r) {
 		return -EINVAL;
 	if (!id_is_valid(r->id, strlen(r->id)) || r->mapping[0] == '\0')
 		return -EINVAL;
-	if (r->client_addr_len > sizeof r->client_addr || r->local_addr_len > sizeof r->local_addr ||
+	if (r->client_addr_len > sizeof r->client_addr ||
+	    r->local_addr_len > sizeof r->local_addr ||
 	    r->upstream_addr_len > sizeof r->upstream_addr)
 		return -EINVAL;
-	if (r->flags & ~(uint32_t)(HANDOVER_UP_EOF | HANDOVER_UP_SHUT | HANDOVER_DOWN_EOF | HANDOVER_DOWN_SHUT))
+	if (r->flags & ~(uint32_t)(HANDOVER_UP_EOF | HANDOVER_UP_SHUT | HANDOVER_DOWN_EOF |
+	                           HANDOVER_DOWN_SHUT))
 		return -EINVAL;
 	if ((r->flags & HANDOVER_UP_SHUT) && (!(r->flags & HANDOVER_UP_EOF) || r->in_pipe_up > 0))
 		return -EINVAL;
-	if ((r->flags & HANDOVER_DOWN_SHUT) && (!(r->flags & HANDOVER_DOWN_EOF) || r->in_pipe_down > 0))
+	if ((r->flags & HANDOVER_DOWN_SHUT) &&
+	    (!(r->flags & HANDOVER_DOWN_EOF) || r->in_pipe_down > 0))
 		return -EINVAL;
 	return 0;
 }

@@ -12,9 +12,9 @@ static int log_max_level = LOG_INFO;
 static const char *log_ident = "tcpmap";
 
 static const char *const target_names[] = {
-	[LOG_TARGET_AUTO] = "auto",
-	[LOG_TARGET_JOURNAL] = "journal",
-	[LOG_TARGET_STDERR] = "stderr",
+        [LOG_TARGET_AUTO] = "auto",
+        [LOG_TARGET_JOURNAL] = "journal",
+        [LOG_TARGET_STDERR] = "stderr",
 };
 
 int log_target_from_string(const char *s, enum log_target *ret) {
@@ -60,8 +60,8 @@ void log_set_max_level(int priority) { log_max_level = priority; }
 int log_get_max_level(void) { return log_max_level; }
 
 static const char *level_name(int priority) {
-	static const char *const names[] = {"emerg", "alert", "crit", "err",
-					    "warning", "notice", "info", "debug"};
+	static const char *const names[] = {"emerg",   "alert",  "crit", "err",
+	                                    "warning", "notice", "info", "debug"};
 	return names[priority & 7];
 }
 
@@ -110,7 +110,7 @@ static void line_put_value(struct line *l, const char *v) {
 
 /* One "KEY=value" segment of the buffer, as an iovec for sd_journal_sendv. */
 static void journal_field(struct line *l, struct iovec *iov, size_t *n, const char *key,
-			  const char *key_suffix, const char *value) {
+                          const char *key_suffix, const char *value) {
 	size_t start = l->len;
 	line_puts(l, key);
 	line_puts(l, key_suffix);
@@ -120,7 +120,7 @@ static void journal_field(struct line *l, struct iovec *iov, size_t *n, const ch
 }
 
 static void emit_stderr(int priority, const char *event, const struct log_field *fields,
-			size_t n_fields, const char *message) {
+                        size_t n_fields, const char *message) {
 	struct line l;
 
 	l.len = 0;
@@ -147,7 +147,7 @@ static void emit_stderr(int priority, const char *event, const struct log_field 
 }
 
 static void emit(int priority, const char *message_id, const char *event,
-		 const struct log_field *fields, size_t n_fields, const char *message) {
+                 const struct log_field *fields, size_t n_fields, const char *message) {
 	if (log_target == LOG_TARGET_JOURNAL) {
 		/* MESSAGE, PRIORITY, SYSLOG_IDENTIFIER, MESSAGE_ID, TCPMAP_EVENT + fields */
 		struct iovec iov[5 + 16];
@@ -165,7 +165,8 @@ static void emit(int priority, const char *message_id, const char *event,
 			journal_field(&l, iov, &n, "TCPMAP_EVENT", "", event);
 		for (size_t i = 0; i < n_fields && n < ELEMENTSOF(iov); i++)
 			if (fields[i].value)
-				journal_field(&l, iov, &n, "TCPMAP_", fields[i].key, fields[i].value);
+				journal_field(&l, iov, &n, "TCPMAP_", fields[i].key,
+				              fields[i].value);
 		if (sd_journal_sendv(iov, (int)n) >= 0)
 			return;
 		/* journal gone: fall through to stderr rather than lose the line */
@@ -174,7 +175,7 @@ static void emit(int priority, const char *message_id, const char *event,
 }
 
 static void vlog(int priority, const char *message_id, const char *event,
-		 const struct log_field *fields, size_t n_fields, const char *fmt, va_list ap) {
+                 const struct log_field *fields, size_t n_fields, const char *fmt, va_list ap) {
 	char message[1024];
 
 	if ((priority & 7) > log_max_level)
@@ -206,7 +207,7 @@ int log_errno(int priority, int err, const char *fmt, ...) {
 }
 
 void log_event(int priority, const char *message_id, const char *event,
-	       const struct log_field *fields, size_t n_fields, const char *fmt, ...) {
+               const struct log_field *fields, size_t n_fields, const char *fmt, ...) {
 	va_list ap;
 	va_start(ap, fmt);
 	vlog(priority, message_id, event, fields, n_fields, fmt, ap);

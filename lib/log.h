@@ -59,5 +59,5 @@ struct log_field {
 
 /* One structured event: TCPMAP_EVENT=event, MESSAGE_ID=message_id, the fields, and MESSAGE. */
 void log_event(int priority, const char *message_id, const char *event,
-	       const struct log_field *fields, size_t n_fields, const char *fmt, ...)
-	_printf_(6, 7);
+               const struct log_field *fields, size_t n_fields, const char *fmt, ...)
+        _printf_(6, 7);

@@ -119,7 +119,8 @@ struct ip_addr {
 };
 
 static int ip_addr_from_sockaddr(const struct sockaddr *sa, socklen_t len, struct ip_addr *ret) {
-	static const unsigned char v4_mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	static const unsigned char v4_mapped_prefix[12] = {0, 0, 0, 0, 0,    0,
+	                                                   0, 0, 0, 0, 0xff, 0xff};
 
 	*ret = (struct ip_addr){};
 	if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
@@ -172,7 +173,8 @@ static bool ip_addr_is_any(const struct ip_addr *a) {
 }
 
 static bool ip_addr_equal(const struct ip_addr *a, const struct ip_addr *b) {
-	return a->family == b->family && memcmp(a->bytes, b->bytes, a->family == AF_INET ? 4 : 16) == 0;
+	return a->family == b->family &&
+	       memcmp(a->bytes, b->bytes, a->family == AF_INET ? 4 : 16) == 0;
 }
 
 /* "every address": no address, or 0.0.0.0 / :: written out. */
@@ -182,7 +184,7 @@ static bool listener_is_wildcard(const struct listener *l) {
 }
 
 static struct listener *find_listener(const struct config *c, const struct ip_addr *want,
-				      uint16_t port) {
+                                      uint16_t port) {
 	struct listener *wildcard = NULL;
 
 	if (!c)
@@ -205,7 +207,7 @@ static struct listener *find_listener(const struct config *c, const struct ip_ad
 }
 
 struct listener *config_find_listener(const struct config *c, const struct sockaddr *sa,
-				      socklen_t len) {
+                                      socklen_t len) {
 	struct ip_addr a;
 
 	if (!sa || ip_addr_from_sockaddr(sa, len, &a) < 0)
@@ -214,7 +216,7 @@ struct listener *config_find_listener(const struct config *c, const struct socka
 }
 
 struct listener *config_find_listener_by_name(const struct config *c, const char *address,
-					      uint16_t port) {
+                                              uint16_t port) {
 	struct listener *only = NULL, *l;
 	size_t n_on_port = 0;
 	struct ip_addr a;
@@ -314,9 +316,9 @@ static void print_mapping(FILE *out, const struct mapping *m, const char *indent
 	print_upstream(out, m);
 	fputs(service_has_port(m->service) ? "\n" : " (default port)\n", out);
 	fprintf(out, "%s  ip families      %s\n", indent,
-		m->enable_ipv4 && m->enable_ipv6 ? "ipv6, then ipv4"
-		: m->enable_ipv6                 ? "ipv6 only"
-						 : "ipv4 only");
+	        m->enable_ipv4 && m->enable_ipv6 ? "ipv6, then ipv4"
+	        : m->enable_ipv6                 ? "ipv6 only"
+	                                         : "ipv4 only");
 	fprintf(out, "%s  tls              %s", indent, tls_mode_string(m));
 	if (m->tls == TLS_ORIGINATE_PLAIN)
 		fputs(", upstream without client certificate", out);
@@ -332,7 +334,7 @@ static void print_mapping(FILE *out, const struct mapping *m, const char *indent
 	print_breakers(out, &m->circuit_breakers);
 	if (m->proxy_protocol != PROXY_PROTOCOL_NONE)
 		fprintf(out, "%s  proxy protocol   %s\n", indent,
-			m->proxy_protocol == PROXY_PROTOCOL_V1 ? "v1" : "v2");
+		        m->proxy_protocol == PROXY_PROTOCOL_V1 ? "v1" : "v2");
 	fprintf(out, "%s  cluster          %s\n", indent, m->cluster);
 }
 
@@ -350,14 +352,16 @@ void config_print_show(const struct config *c, FILE *out) {
 	if (!c || !out)
 		return;
 	mod = &c->module;
-	fprintf(out, "config generation %" PRIu64 ": %zu listener(s), %zu group(s), %zu mapping(s), "
-		     "%zu TLSContext(s)\n",
-		c->generation, c->n_listeners, c->n_groups, c->n_mappings, c->n_tls_contexts);
-	fprintf(out, "module: ambassador_id %s, ipv4 %s, ipv6 %s, preread timeout %" PRIu32
-		     " ms, connect timeout %" PRIu32 " ms, drain timeout %" PRIu32 " ms\n",
-		mod->ambassador_id ?: "default", mod->enable_ipv4 ? "on" : "off",
-		mod->enable_ipv6 ? "on" : "off", mod->preread_timeout_ms, mod->connect_timeout_ms,
-		mod->drain_timeout_ms);
+	fprintf(out,
+	        "config generation %" PRIu64 ": %zu listener(s), %zu group(s), %zu mapping(s), "
+	        "%zu TLSContext(s)\n",
+	        c->generation, c->n_listeners, c->n_groups, c->n_mappings, c->n_tls_contexts);
+	fprintf(out,
+	        "module: ambassador_id %s, ipv4 %s, ipv6 %s, preread timeout %" PRIu32
+	        " ms, connect timeout %" PRIu32 " ms, drain timeout %" PRIu32 " ms\n",
+	        mod->ambassador_id ?: "default", mod->enable_ipv4 ? "on" : "off",
+	        mod->enable_ipv6 ? "on" : "off", mod->preread_timeout_ms, mod->connect_timeout_ms,
+	        mod->drain_timeout_ms);
 	for (size_t i = 0; i < c->n_listeners; i++) {
 		const struct listener *l = c->listeners[i];
 		fputc('\n', out);
@@ -365,8 +369,8 @@ void config_print_show(const struct config *c, FILE *out) {
 		for (size_t k = 0; k < l->n_groups; k++) {
 			const struct mapping_group *g = l->groups[k];
 			fprintf(out, "  group host %s%s\n", g->host ?: "(any)",
-				g->host ? (g->host_is_wildcard ? "  (wildcard)" : "  (exact)")
-					: "  (catch-all)");
+			        g->host ? (g->host_is_wildcard ? "  (wildcard)" : "  (exact)")
+			                : "  (catch-all)");
 			for (size_t j = 0; j < g->n_mappings; j++)
 				print_mapping(out, g->mappings[j], "    ");
 		}
@@ -388,8 +392,8 @@ void config_print_show(const struct config *c, FILE *out) {
 	}
 }
 
-int config_print_route(const struct config *c, const char *address, uint16_t port,
-		       const char *sni, FILE *out) {
+int config_print_route(const struct config *c, const char *address, uint16_t port, const char *sni,
+                       FILE *out) {
 	const struct listener *l = config_find_listener_by_name(c, address, port);
 	const struct mapping_group *g;
 	int32_t current[ROUTE_MAX_GROUP_MAPPINGS] = {};
@@ -405,23 +409,26 @@ int config_print_route(const struct config *c, const char *address, uint16_t por
 	g = route_select_group(l, l->needs_sni ? sni : NULL);
 	if (!g) {
 		if (sni)
-			fprintf(out, "no match: SNI \"%s\" matches no host and the listener has no "
-				     "host-less mapping, so the handshake fails\n",
-				sni);
+			fprintf(out,
+			        "no match: SNI \"%s\" matches no host and the listener has no "
+			        "host-less mapping, so the handshake fails\n",
+			        sni);
 		else
-			fputs("no match: no SNI (or not TLS) and the listener has no host-less mapping, "
+			fputs("no match: no SNI (or not TLS) and the listener has no host-less "
+			      "mapping, "
 			      "so the connection is closed\n",
 			      out);
 		return 0;
 	}
 	if (!g->host)
 		fprintf(out, "group host (any): catch-all, because %s\n",
-			!l->needs_sni ? "it is the only group"
-			: sni         ? "no host matched the SNI"
-				      : "the client sent no SNI");
+		        !l->needs_sni ? "it is the only group"
+		        : sni         ? "no host matched the SNI"
+		                      : "the client sent no SNI");
 	else if (g->host_is_wildcard)
-		fprintf(out, "group host %s: wildcard match of SNI \"%s\" (no exact host matched)\n",
-			g->host, sni);
+		fprintf(out,
+		        "group host %s: wildcard match of SNI \"%s\" (no exact host matched)\n",
+		        g->host, sni);
 	else
 		fprintf(out, "group host %s: exact match of SNI \"%s\"\n", g->host, sni);
 
@@ -429,9 +436,10 @@ int config_print_route(const struct config *c, const char *address, uint16_t por
 		print_mapping(out, g->mappings[j], "  ");
 	first = route_wrr_pick(g, current, NULL);
 	if (first >= 0)
-		fprintf(out, "first connection goes to mapping \"%s\" (then by weight, smooth "
-			     "round-robin)\n",
-			g->mappings[first]->name);
+		fprintf(out,
+		        "first connection goes to mapping \"%s\" (then by weight, smooth "
+		        "round-robin)\n",
+		        g->mappings[first]->name);
 	else
 		fputs("every mapping of this group has weight 0: connections are refused\n", out);
 	return 0;

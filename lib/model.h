@@ -61,8 +61,8 @@ struct mapping {
 
 	char *address; /* NULL = every address */
 	uint16_t port;
-	char *service;       /* as written */
-	char *upstream_host; /* host part of service; IPv6 literals without brackets */
+	char *service;          /* as written */
+	char *upstream_host;    /* host part of service; IPv6 literals without brackets */
 	uint16_t upstream_port; /* from service, else 80, or 443 when tls originates */
 	char *host;             /* SNI host; NULL = none. Lower-cased. */
 	enum tls_origination tls;
@@ -109,13 +109,13 @@ struct listener {
 };
 
 struct module_config {
-	bool enable_ipv4;                        /* default true */
-	bool enable_ipv6;                        /* default false */
+	bool enable_ipv4;                         /* default true */
+	bool enable_ipv6;                         /* default false */
 	struct circuit_breakers circuit_breakers; /* default for mappings without their own */
-	uint32_t preread_timeout_ms;             /* default 5000 */
-	uint32_t connect_timeout_ms;             /* default 3000, as Emissary */
-	uint32_t drain_timeout_ms;               /* default 30000 */
-	char *ambassador_id;                     /* ours; default "default" */
+	uint32_t preread_timeout_ms;              /* default 5000 */
+	uint32_t connect_timeout_ms;              /* default 3000, as Emissary */
+	uint32_t drain_timeout_ms;                /* default 30000 */
+	char *ambassador_id;                      /* ours; default "default" */
 };
 
 struct config {
@@ -148,8 +148,8 @@ static inline void config_unrefp(struct config **c) {
 /* The listener a socket bound to `sa` belongs to: exact address first, else the wildcard
  * listener on that port. NULL when the config has none. */
 struct listener *config_find_listener(const struct config *c, const struct sockaddr *sa,
-				      socklen_t len);
+                                      socklen_t len);
 /* Listener by textual address (NULL = wildcard) and port; for tcpmapctl route. */
 struct listener *config_find_listener_by_name(const struct config *c, const char *address,
-					      uint16_t port);
+                                              uint16_t port);
 struct tls_context *config_find_tls_context(const struct config *c, const char *name);

@@ -12,7 +12,7 @@
 #include "util.h"
 
 static const uint8_t v2_signature[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
-					 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
+                                         0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
 #define V2_HEADER_LEN 16
 #define V2_VERSION 0x20
 #define V2_CMD_LOCAL 0x00
@@ -68,9 +68,9 @@ static void endpoint_map_to_ipv6(struct endpoint *e) {
 }
 
 static int write_v1(const struct endpoint *src, const struct endpoint *dst, uint8_t *buf,
-		    size_t size) {
+                    size_t size) {
 	char line[PROXYPROTO_HEADER_MAX + 1], src_text[INET6_ADDRSTRLEN],
-		dst_text[INET6_ADDRSTRLEN];
+	        dst_text[INET6_ADDRSTRLEN];
 	int n;
 
 	if (src->family == 0)
@@ -80,8 +80,8 @@ static int write_v1(const struct endpoint *src, const struct endpoint *dst, uint
 		    !inet_ntop(dst->family, dst->addr, dst_text, sizeof(dst_text)))
 			return -EINVAL;
 		n = snprintf(line, sizeof(line), "PROXY %s %s %s %u %u\r\n",
-			     src->family == AF_INET ? "TCP4" : "TCP6", src_text, dst_text,
-			     (unsigned)src->port, (unsigned)dst->port);
+		             src->family == AF_INET ? "TCP4" : "TCP6", src_text, dst_text,
+		             (unsigned)src->port, (unsigned)dst->port);
 	}
 	if (n < 0 || n > PROXYPROTO_V1_MAX)
 		return -EINVAL;
@@ -92,10 +92,10 @@ static int write_v1(const struct endpoint *src, const struct endpoint *dst, uint
 }
 
 static int write_v2(const struct endpoint *src, const struct endpoint *dst, uint8_t *buf,
-		    size_t size) {
+                    size_t size) {
 	size_t addr_len = src->family == AF_INET    ? V2_ADDR_LEN_TCP4
-			  : src->family == AF_INET6 ? V2_ADDR_LEN_TCP6
-						    : 0;
+	                  : src->family == AF_INET6 ? V2_ADDR_LEN_TCP6
+	                                            : 0;
 	size_t total = V2_HEADER_LEN + addr_len;
 
 	if (total > size)
@@ -125,7 +125,7 @@ static int write_v2(const struct endpoint *src, const struct endpoint *dst, uint
 }
 
 int proxyproto_write(enum proxy_protocol version, const struct sockaddr *src,
-		     const struct sockaddr *dst, uint8_t *buf, size_t size) {
+                     const struct sockaddr *dst, uint8_t *buf, size_t size) {
 	struct endpoint s = endpoint_from_sockaddr(src), d = endpoint_from_sockaddr(dst);
 
 	if (s.family == 0 || d.family == 0)
@@ -147,7 +147,7 @@ int proxyproto_write(enum proxy_protocol version, const struct sockaddr *src,
 }
 
 static void endpoint_to_sockaddr(int family, const uint8_t *addr, uint16_t port,
-				 struct sockaddr_storage *ss) {
+                                 struct sockaddr_storage *ss) {
 	memset(ss, 0, sizeof(*ss));
 	if (family == AF_INET) {
 		struct sockaddr_in *in = (struct sockaddr_in *)ss;
@@ -278,9 +278,9 @@ static int parse_v2(const uint8_t *buf, size_t len, struct proxyproto_header *ou
 	ip_len = family == V2_FAM_TCP4 ? 4 : 16;
 	p = buf + V2_HEADER_LEN;
 	endpoint_to_sockaddr(ip_len == 4 ? AF_INET : AF_INET6, p,
-			     (uint16_t)(p[2 * ip_len] << 8 | p[2 * ip_len + 1]), &out->src);
+	                     (uint16_t)(p[2 * ip_len] << 8 | p[2 * ip_len + 1]), &out->src);
 	endpoint_to_sockaddr(ip_len == 4 ? AF_INET : AF_INET6, p + ip_len,
-			     (uint16_t)(p[2 * ip_len + 2] << 8 | p[2 * ip_len + 3]), &out->dst);
+	                     (uint16_t)(p[2 * ip_len + 2] << 8 | p[2 * ip_len + 3]), &out->dst);
 	out->has_addresses = true;
 	return (int)total;
 }

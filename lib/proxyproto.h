@@ -36,7 +36,7 @@ struct proxyproto_header {
  * NULL or of another family (AF_UNIX, ...), the header says "unknown": v1
  * "PROXY UNKNOWN\r\n", v2 the LOCAL command with AF_UNSPEC, as the spec prescribes. */
 int proxyproto_write(enum proxy_protocol version, const struct sockaddr *src,
-		     const struct sockaddr *dst, uint8_t *buf, size_t size);
+                     const struct sockaddr *dst, uint8_t *buf, size_t size);
 
 /* Parse a header at the start of buf[0..len). Returns its length, 0 when the bytes so far
  * are a valid beginning of a header but more are needed, or -EINVAL. */

@@ -28,7 +28,8 @@ static int pipe_get(int *rd, int *wr) {
 	}
 	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
 		return -errno;
-	(void)fcntl(p[1], F_SETPIPE_SZ, RELAY_PIPE_SIZE); /* best effort: pipe-max-size may cap it */
+	(void)fcntl(p[1], F_SETPIPE_SZ,
+	            RELAY_PIPE_SIZE); /* best effort: pipe-max-size may cap it */
 	*rd = p[0];
 	*wr = p[1];
 	return 0;
@@ -75,7 +76,7 @@ static int direction_pump(struct relay_direction *d) {
 					return e;
 			}
 			ssize_t n = splice(d->from, NULL, d->pipe_w, NULL, RELAY_PIPE_SIZE,
-					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 			if (n > 0) {
 				d->in_pipe += (uint64_t)n;
 				moved = true;
@@ -87,7 +88,7 @@ static int direction_pump(struct relay_direction *d) {
 		}
 		if (d->in_pipe > 0) {
 			ssize_t n = splice(d->pipe_r, NULL, d->to, NULL, d->in_pipe,
-					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 			if (n > 0) {
 				d->in_pipe -= (uint64_t)n;
 				d->bytes += (uint64_t)n;

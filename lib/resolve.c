@@ -77,7 +77,7 @@ void resolve_filter(struct resolve_result *r, bool enable_ipv4, bool enable_ipv6
 }
 
 int resolve_numeric(const char *host, uint16_t port, bool enable_ipv4, bool enable_ipv6,
-		    struct resolve_result *ret) {
+                    struct resolve_result *ret) {
 	struct resolve_result r = {.error = 0};
 	struct sockaddr_in *sin = (struct sockaddr_in *)&r.addrs[0];
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&r.addrs[0];
@@ -112,9 +112,9 @@ static void lookup(struct resolve_request *req) {
 	int e = getaddrinfo(req->host, port, &hints, &res);
 	if (e != 0) {
 		r->error = e == EAI_NONAME || e == EAI_NODATA ? -EHOSTUNREACH
-			   : e == EAI_AGAIN			? -EAGAIN
-			   : e == EAI_SYSTEM			? -errno
-								: -EIO;
+		           : e == EAI_AGAIN                   ? -EAGAIN
+		           : e == EAI_SYSTEM                  ? -errno
+		                                              : -EIO;
 		return;
 	}
 	for (struct addrinfo *ai = res; ai && r->n < RESOLVE_MAX_ADDRS; ai = ai->ai_next) {
@@ -129,7 +129,7 @@ static void lookup(struct resolve_request *req) {
 }
 
 static bool cache_lookup(const char *host, uint16_t port, bool v4, bool v6,
-			 struct resolve_result *ret) {
+                         struct resolve_result *ret) {
 	uint64_t now = now_ms();
 	bool hit = false;
 
@@ -272,7 +272,8 @@ static int ensure_thread(void) {
 }
 
 int resolve_start(struct resolve_queue *q, const char *host, uint16_t port, bool enable_ipv4,
-		  bool enable_ipv6, resolve_callback_t callback, void *userdata, uint64_t *ret_token) {
+                  bool enable_ipv6, resolve_callback_t callback, void *userdata,
+                  uint64_t *ret_token) {
 	struct resolve_result r;
 
 	*ret_token = 0;

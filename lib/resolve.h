@@ -26,7 +26,7 @@ void resolve_filter(struct resolve_result *r, bool enable_ipv4, bool enable_ipv6
 /* Resolve a numeric host at once. Returns 0 and fills *ret, or -EAGAIN when `host` is a
  * name that needs the resolver thread. */
 int resolve_numeric(const char *host, uint16_t port, bool enable_ipv4, bool enable_ipv6,
-		    struct resolve_result *ret);
+                    struct resolve_result *ret);
 
 /* One queue per event loop: answers are delivered on that loop's thread. */
 struct resolve_queue;
@@ -43,5 +43,6 @@ void resolve_queue_dispatch(struct resolve_queue *q);
  * (before this returns) on a cache hit or numeric host. Returns 0, or -errno when it
  * could not be queued. A pending lookup is cancelled with resolve_cancel(token). */
 int resolve_start(struct resolve_queue *q, const char *host, uint16_t port, bool enable_ipv4,
-		  bool enable_ipv6, resolve_callback_t callback, void *userdata, uint64_t *ret_token);
+                  bool enable_ipv6, resolve_callback_t callback, void *userdata,
+                  uint64_t *ret_token);
 void resolve_cancel(struct resolve_queue *q, uint64_t token);

@@ -67,16 +67,16 @@ struct worker {
 	sd_event_source *wake_source;
 	struct resolve_queue *resolver;
 	sd_event_source *resolver_source;
-	struct conn *conns; /* doubly linked list of live connections */
+	struct conn *conns;              /* doubly linked list of live connections */
 	atomic_uint_fast64_t n_conns;    /* read by the main thread too */
 	atomic_uint_fast64_t conns_peak; /* since this loop was built */
 	atomic_bool rebuild_requested;
 	int resolver_fd;
 	uint64_t last_shed_log_usec;
 	uint64_t n_shed;
-	int reserve_fd;               /* spent to accept-and-close when out of fds */
-	struct deadline_heap deadlines; /* every connection's next deadline */
-	sd_event_source *deadline_timer;  /* armed at the earliest of them */
+	int reserve_fd;                  /* spent to accept-and-close when out of fds */
+	struct deadline_heap deadlines;  /* every connection's next deadline */
+	sd_event_source *deadline_timer; /* armed at the earliest of them */
 	uint64_t timer_armed_at;
 	sd_event_source *drain_timer; /* stopping: connections that could not move */
 	sd_event_source *drain_check;
@@ -92,7 +92,7 @@ struct config *server_config_get(struct server *s);
  * the client's as accept() gave it (NULL: ask the socket). Returns 0, or -errno after
  * closing fd. */
 int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t local_len,
-	       const struct sockaddr *peer, socklen_t peer_len);
+               const struct sockaddr *peer, socklen_t peer_len);
 /* The worker's one timer for all its connections' deadlines. */
 int conn_timer_init(struct worker *w);
 void conn_timer_done(struct worker *w);

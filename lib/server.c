@@ -38,11 +38,13 @@ struct config *server_config_get(struct server *s) {
 static void log_diags(const struct diag_list *d, bool rejected) {
 	for (size_t i = 0; i < d->n; i++) {
 		const struct diag *x = &d->items[i];
-		int prio = x->level == DIAG_ERROR ? LOG_ERR : x->level == DIAG_WARNING ? LOG_WARNING : LOG_DEBUG;
+		int prio = x->level == DIAG_ERROR     ? LOG_ERR
+		           : x->level == DIAG_WARNING ? LOG_WARNING
+		                                      : LOG_DEBUG;
 		if (x->level == DIAG_ERROR) {
 			struct log_field f[] = {{"CONFIG_FILE", x->file}};
 			log_event(prio, rejected ? TCPMAP_MID_CONFIG_REJECTED : TCPMAP_MID_CONFIG,
-				  "config_rejected", f, ELEMENTSOF(f), "%s", x->message);
+			          "config_rejected", f, ELEMENTSOF(f), "%s", x->message);
 		} else
 			log_msg(prio, "%s", x->message);
 	}
@@ -68,15 +70,16 @@ static int load_config(struct server *s, struct config **ret) {
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < c->n_mappings; i++) {
-		r = breaker_table_entry(s->breakers, c->mappings[i]->cluster, &c->mappings[i]->breaker_entry);
+		r = breaker_table_entry(s->breakers, c->mappings[i]->cluster,
+		                        &c->mappings[i]->breaker_entry);
 		if (r < 0) {
 			config_unref(c);
 			return log_error_errno(r, "breaker table: no room for cluster %s",
-					       c->mappings[i]->cluster);
+			                       c->mappings[i]->cluster);
 		}
 		/* so that tcpmapctl status shows the limits before the first connection */
 		breaker_table_note_limits(s->breakers, c->mappings[i]->breaker_entry,
-					  &c->mappings[i]->circuit_breakers);
+		                          &c->mappings[i]->circuit_breakers);
 	}
 	*ret = c;
 	return 0;
@@ -85,9 +88,9 @@ static int load_config(struct server *s, struct config **ret) {
 static void notify_status(struct server *s) {
 	struct config *c = server_config_get(s);
 	sd_notifyf(0, "STATUS=%llu active connections, %llu total, config generation %llu",
-		   (unsigned long long)atomic_load(&s->n_active),
-		   (unsigned long long)atomic_load(&s->n_total),
-		   (unsigned long long)(c ? c->generation : 0));
+	           (unsigned long long)atomic_load(&s->n_active),
+	           (unsigned long long)atomic_load(&s->n_total),
+	           (unsigned long long)(c ? c->generation : 0));
 	config_unref(c);
 }
 
@@ -99,19 +102,21 @@ static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, vo
 	sd_notify(0, "RELOADING=1");
 	int r = load_config(s, &c);
 	if (r >= 0 && c->n_mappings == 0 && s->config->n_mappings > 0) {
-		/* almost always a file caught mid-write (truncated, not yet filled): taking it would
-		 * close every port's new connections. Emptying a config on purpose is a stop. */
+		/* almost always a file caught mid-write (truncated, not yet filled): taking it
+		 * would close every port's new connections. Emptying a config on purpose is a stop.
+		 */
 		log_event(LOG_ERR, TCPMAP_MID_CONFIG_REJECTED, "config_rejected", NULL, 0,
-			  "the new config has no TCPMapping; keeping the running one (to serve nothing, "
-			  "stop the service)");
+		          "the new config has no TCPMapping; keeping the running one (to serve "
+		          "nothing, "
+		          "stop the service)");
 		c = config_unref(c);
 		r = -ENODATA;
 	}
 	if (r < 0) {
 		struct log_field f[] = {{"RESULT", "rejected"}};
 		log_event(LOG_ERR, TCPMAP_MID_CONFIG_REJECTED, "config_rejected", f, ELEMENTSOF(f),
-			  "reload failed, keeping config generation %llu",
-			  (unsigned long long)s->config->generation);
+		          "reload failed, keeping config generation %llu",
+		          (unsigned long long)s->config->generation);
 		sd_notify(0, "READY=1");
 		notify_status(s);
 		return 0;
@@ -127,17 +132,18 @@ static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, vo
 	snprintf(n, sizeof n, "%zu", c->n_mappings);
 	struct log_field f[] = {{"CONFIG_GENERATION", gen}, {"MAPPINGS", n}};
 	log_event(LOG_INFO, TCPMAP_MID_CONFIG, "config", f, ELEMENTSOF(f),
-		  "config reloaded: generation %s, %s mappings", gen, n);
+	          "config reloaded: generation %s, %s mappings", gen, n);
 	for (size_t i = 0; i < c->n_listeners; i++) {
 		bool have = false;
 		for (size_t j = 0; j < s->n_fds; j++)
-			if (config_find_listener(c, (struct sockaddr *)&s->fds[j].addr, s->fds[j].addr_len) == c->listeners[i])
+			if (config_find_listener(c, (struct sockaddr *)&s->fds[j].addr,
+			                         s->fds[j].addr_len) == c->listeners[i])
 				have = true;
 		if (!have)
 			log_warning("port %u%s%s has no listening socket: add a socket unit for it "
-				    "(tcpmapctl units) or restart",
-				    c->listeners[i]->port, c->listeners[i]->address ? " on " : "",
-				    c->listeners[i]->address ? c->listeners[i]->address : "");
+			            "(tcpmapctl units) or restart",
+			            c->listeners[i]->port, c->listeners[i]->address ? " on " : "",
+			            c->listeners[i]->address ? c->listeners[i]->address : "");
 	}
 	sd_notify(0, "READY=1");
 	notify_status(s);
@@ -171,7 +177,8 @@ static int on_tick(sd_event_source *src, uint64_t usec, void *userdata) {
 	notify_status(s);
 	for (unsigned i = 0; i < s->n_workers; i++) {
 		struct worker *w = &s->workers[i];
-		if (atomic_load(&w->n_conns) == 0 && atomic_load(&w->conns_peak) >= WORKER_REBUILD_PEAK &&
+		if (atomic_load(&w->n_conns) == 0 &&
+		    atomic_load(&w->conns_peak) >= WORKER_REBUILD_PEAK &&
 		    !atomic_exchange(&w->rebuild_requested, true)) {
 			uint64_t one = 1;
 			ssize_t _unused_ n = write(w->wake_fd, &one, sizeof one);
@@ -194,7 +201,8 @@ static int on_tick(sd_event_source *src, uint64_t usec, void *userdata) {
 static void set_accepting(struct worker *w, bool on) {
 	for (size_t i = 0; i < w->server->n_fds; i++)
 		if (w->accept_sources[i])
-			sd_event_source_set_enabled(w->accept_sources[i], on ? SD_EVENT_ON : SD_EVENT_OFF);
+			sd_event_source_set_enabled(w->accept_sources[i],
+			                            on ? SD_EVENT_ON : SD_EVENT_OFF);
 }
 
 static int on_accept_retry(sd_event_source *src, uint64_t usec, void *userdata) {
@@ -203,9 +211,7 @@ static int on_accept_retry(sd_event_source *src, uint64_t usec, void *userdata) 
 	return 0;
 }
 
-static int open_reserve_fd(void) {
-	return open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-}
+static int open_reserve_fd(void) { return open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC); }
 
 /* Out of fds. A connection left in the backlog would hang until fds come back, so spend the
  * reserve fd to accept and close what is waiting (the client sees the close at once), as
@@ -229,7 +235,7 @@ static void shed(struct worker *w, int listen_fd, int err) {
 		set_accepting(w, false);
 		if (!w->accept_retry)
 			sd_event_add_time_relative(w->event, &w->accept_retry, CLOCK_MONOTONIC,
-						   ACCEPT_RETRY_USEC, 10000, on_accept_retry, w);
+			                           ACCEPT_RETRY_USEC, 10000, on_accept_retry, w);
 		else {
 			sd_event_source_set_time_relative(w->accept_retry, ACCEPT_RETRY_USEC);
 			sd_event_source_set_enabled(w->accept_retry, SD_EVENT_ONESHOT);
@@ -249,8 +255,8 @@ void worker_note_shed(struct worker *w, int err, unsigned closed) {
 		snprintf(shed_n, sizeof shed_n, "%llu", (unsigned long long)w->n_shed);
 		struct log_field f[] = {{"CONNECTIONS", n}, {"SHED", shed_n}};
 		log_event(LOG_WARNING, TCPMAP_MID_SHED, "shed", f, ELEMENTSOF(f),
-			  "out of resources: %s; %s connections open, %s closed unserved so far",
-			  strerror(err), n, shed_n);
+		          "out of resources: %s; %s connections open, %s closed unserved so far",
+		          strerror(err), n, shed_n);
 	}
 }
 
@@ -268,11 +274,13 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		struct sockaddr_storage peer;
 		socklen_t peer_len = sizeof peer;
-		int cfd = accept4(fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int cfd = accept4(fd, (struct sockaddr *)&peer, &peer_len,
+		                  SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
 				shed(w, fd, errno);
 			else if (errno != EAGAIN)
 				log_warning_errno(errno, "accept");
@@ -285,10 +293,11 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
 				safe_close(cfd);
 				continue;
 			}
-			conn_start(w, cfd, (struct sockaddr *)&local, len, (struct sockaddr *)&peer, peer_len);
+			conn_start(w, cfd, (struct sockaddr *)&local, len, (struct sockaddr *)&peer,
+			           peer_len);
 		} else
-			conn_start(w, cfd, (struct sockaddr *)&lf->addr, lf->addr_len, (struct sockaddr *)&peer,
-				   peer_len);
+			conn_start(w, cfd, (struct sockaddr *)&lf->addr, lf->addr_len,
+			           (struct sockaddr *)&peer, peer_len);
 	}
 	return 0;
 }
@@ -331,9 +340,10 @@ static int worker_hand_over(struct worker *w) {
 		snprintf(msg, sizeof msg, "FDSTORE=1\nFDNAME=%s", name);
 		r = sd_pid_notify_with_fds(0, false, msg, &state, 1);
 		if (r <= 0)
-			log_error_errno(r < 0 ? r : ENOTCONN, "storing the hand-over record %s", name);
-		log_info("worker %u: %u connection%s moved to the fd store, %llu draining", w->index, moved,
-			 moved == 1 ? "" : "s", (unsigned long long)w->n_conns);
+			log_error_errno(r < 0 ? r : ENOTCONN, "storing the hand-over record %s",
+			                name);
+		log_info("worker %u: %u connection%s moved to the fd store, %llu draining",
+		         w->index, moved, moved == 1 ? "" : "s", (unsigned long long)w->n_conns);
 	}
 	if (w->n_conns == 0)
 		return sd_event_exit(w->event, 0);
@@ -342,7 +352,7 @@ static int worker_hand_over(struct worker *w) {
 	uint64_t drain = (uint64_t)c->module.drain_timeout_ms * 1000;
 	config_unref(c);
 	r = sd_event_add_time_relative(w->event, &w->drain_timer, CLOCK_MONOTONIC, drain, 10000,
-				       on_drain_timeout, w);
+	                               on_drain_timeout, w);
 	if (r >= 0)
 		r = sd_event_add_post(w->event, &w->drain_check, on_drain_check, w);
 	if (r < 0)
@@ -358,7 +368,8 @@ static int on_wake(sd_event_source *src, int fd, uint32_t revents, void *userdat
 
 	ssize_t _unused_ n = read(fd, &v, sizeof v);
 	if (!atomic_load(&w->server->stopping)) {
-		if (atomic_exchange(&w->rebuild_requested, false) && w->n_conns == 0 && w->conns_peak >= WORKER_REBUILD_PEAK)
+		if (atomic_exchange(&w->rebuild_requested, false) && w->n_conns == 0 &&
+		    w->conns_peak >= WORKER_REBUILD_PEAK)
 			return sd_event_exit(sd_event_source_get_event(src), WORKER_EXIT_REBUILD);
 		return 0;
 	}
@@ -394,7 +405,8 @@ static int worker_attach(struct worker *w, sd_event *event) {
 	if (!w->accept_sources)
 		return -ENOMEM;
 	for (size_t i = 0; i < s->n_fds; i++) {
-		r = sd_event_add_io(w->event, &w->accept_sources[i], s->fds[i].fd, EPOLLIN, on_accept, w);
+		r = sd_event_add_io(w->event, &w->accept_sources[i], s->fds[i].fd, EPOLLIN,
+		                    on_accept, w);
 		if (r < 0)
 			return r;
 	}
@@ -498,7 +510,8 @@ static int bind_listeners(struct server *s) {
 		char where[80];
 
 		snprintf(where, sizeof where, "%s:%u", l->address ? l->address : "*", l->port);
-		_cleanup_close_ int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		_cleanup_close_ int fd =
+		        socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0)
 			return log_error_errno(errno, "socket for %s", where);
 		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -585,8 +598,9 @@ static void adopt_stored(struct server *s) {
 			int fds[_HANDOVER_FD_MAX];
 			for (int k = 0; k < _HANDOVER_FD_MAX; k++) {
 				char name[64];
-				fds[k] = handover_fd_name(rec.id, k, name, sizeof name) < 0 ? -EBADF
-											   : stored_take(s, name);
+				fds[k] = handover_fd_name(rec.id, k, name, sizeof name) < 0
+				                 ? -EBADF
+				                 : stored_take(s, name);
 			}
 			struct worker *w = &s->workers[next_worker++ % s->n_workers];
 			if (conn_adopt(w, &rec, fds) >= 0)
@@ -598,7 +612,8 @@ static void adopt_stored(struct server *s) {
 	}
 	for (size_t i = 0; i < s->n_stored; i++) {
 		if (s->stored[i].fd >= 0) {
-			log_warning("stored fd %s belongs to no connection record, closing it", s->stored[i].name);
+			log_warning("stored fd %s belongs to no connection record, closing it",
+			            s->stored[i].name);
 			s->stored[i].fd = safe_close(s->stored[i].fd);
 		}
 		sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", s->stored[i].name);
@@ -608,7 +623,7 @@ static void adopt_stored(struct server *s) {
 	s->stored = NULL;
 	if (adopted + failed > 0)
 		log_info("adopted %u connection%s from the fd store, %u could not be", adopted,
-			 adopted == 1 ? "" : "s", failed);
+		         adopted == 1 ? "" : "s", failed);
 	s->n_stored = 0;
 }
 
@@ -673,8 +688,8 @@ static int run_threaded(struct server *s) {
 	snprintf(gen, sizeof gen, "%llu", (unsigned long long)s->config->generation);
 	struct log_field f[] = {{"CONFIG_GENERATION", gen}};
 	log_event(LOG_INFO, TCPMAP_MID_LIFECYCLE, "ready", f, ELEMENTSOF(f),
-		  "tcpmapd %s ready: %zu sockets, %u workers, %zu mappings", TCPMAP_VERSION, s->n_fds,
-		  n, s->config->n_mappings);
+	          "tcpmapd %s ready: %zu sockets, %u workers, %zu mappings", TCPMAP_VERSION,
+	          s->n_fds, n, s->config->n_mappings);
 	sd_notify(0, "READY=1");
 	notify_status(s);
 
@@ -717,9 +732,11 @@ int server_run(const struct server_options *o) {
 	struct stat dst;
 	if (stat(s.runtime_dir, &dst) < 0)
 		return log_error_errno(errno, "runtime directory %s", s.runtime_dir);
-	if (!S_ISDIR(dst.st_mode) || ((dst.st_mode & (S_IWGRP | S_IWOTH)) && !(dst.st_mode & S_ISVTX)))
-		return log_error_errno(EPERM, "runtime directory %s is not a directory only its owner can write",
-				       s.runtime_dir);
+	if (!S_ISDIR(dst.st_mode) ||
+	    ((dst.st_mode & (S_IWGRP | S_IWOTH)) && !(dst.st_mode & S_ISVTX)))
+		return log_error_errno(
+		        EPERM, "runtime directory %s is not a directory only its owner can write",
+		        s.runtime_dir);
 	/* Keys live in this process's memory once loaded: no core dump, no ptrace by others of
 	 * the same uid, and OpenSSL's private key numbers in its locked secure heap. */
 	(void)prctl(PR_SET_DUMPABLE, 0);
@@ -727,8 +744,10 @@ int server_run(const struct server_options *o) {
 		(void)CRYPTO_secure_malloc_init(256 * 1024, 64);
 	r = breaker_table_open(s.runtime_dir, &s.breakers);
 	if (r == -EPROTO)
-		return log_error_errno(r, "%s/breakers was made by an incompatible tcpmap version; "
-					  "remove it once no tcpmap process runs", s.runtime_dir);
+		return log_error_errno(r,
+		                       "%s/breakers was made by an incompatible tcpmap version; "
+		                       "remove it once no tcpmap process runs",
+		                       s.runtime_dir);
 	if (r < 0)
 		return log_error_errno(r, "cannot open the breaker table in %s", s.runtime_dir);
 
@@ -741,8 +760,8 @@ int server_run(const struct server_options *o) {
 	snprintf(gen, sizeof gen, "%llu", (unsigned long long)s.config->generation);
 	struct log_field f[] = {{"CONFIG_GENERATION", gen}};
 	log_event(LOG_INFO, TCPMAP_MID_CONFIG, "config", f, ELEMENTSOF(f),
-		  "config loaded: generation %s, %zu mappings, %zu listeners", gen,
-		  s.config->n_mappings, s.config->n_listeners);
+	          "config loaded: generation %s, %zu mappings, %zu listeners", gen,
+	          s.config->n_mappings, s.config->n_listeners);
 
 	/* Where do the sockets come from? */
 	if (o->inetd)
@@ -781,7 +800,9 @@ int server_run(const struct server_options *o) {
 				if (connected_fd < 0)
 					connected_fd = fd; /* Accept=yes: the one connection */
 				else {
-					log_warning("fd %d (%s) from systemd is not a listening socket, ignoring", fd, name);
+					log_warning("fd %d (%s) from systemd is not a listening "
+					            "socket, ignoring",
+					            fd, name);
 					safe_close(fd);
 				}
 			} else {
@@ -796,7 +817,8 @@ int server_run(const struct server_options *o) {
 			free(names[i]);
 		free(names);
 		if (connected_fd >= 0 && s.n_fds > 0) {
-			log_warning("got listening sockets and a connection; serving the listening sockets");
+			log_warning("got listening sockets and a connection; serving the listening "
+			            "sockets");
 			connected_fd = safe_close(connected_fd);
 		}
 		if (s.n_fds == 0 && connected_fd < 0) {
@@ -827,16 +849,20 @@ int server_run(const struct server_options *o) {
 		r = run_inetd(&s, connected_fd);
 	else {
 		for (size_t i = 0; i < s.n_fds; i++)
-			if (!config_find_listener(s.config, (struct sockaddr *)&s.fds[i].addr, s.fds[i].addr_len)
-			    && !s.fds[i].wildcard) {
+			if (!config_find_listener(s.config, (struct sockaddr *)&s.fds[i].addr,
+			                          s.fds[i].addr_len) &&
+			    !s.fds[i].wildcard) {
 				char a[INET6_ADDRSTRLEN] = "?";
 				const struct sockaddr_storage *ss = &s.fds[i].addr;
 				if (ss->ss_family == AF_INET)
-					inet_ntop(AF_INET, &((struct sockaddr_in *)ss)->sin_addr, a, sizeof a);
+					inet_ntop(AF_INET, &((struct sockaddr_in *)ss)->sin_addr, a,
+					          sizeof a);
 				else
-					inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ss)->sin6_addr, a, sizeof a);
-				log_warning("socket %s:%u has no mapping in the config; its connections will be closed",
-					    a, ntohs(((struct sockaddr_in *)ss)->sin_port));
+					inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ss)->sin6_addr,
+					          a, sizeof a);
+				log_warning("socket %s:%u has no mapping in the config; its "
+				            "connections will be closed",
+				            a, ntohs(((struct sockaddr_in *)ss)->sin_port));
 			}
 		r = run_threaded(&s);
 	}

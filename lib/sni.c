@@ -83,7 +83,7 @@ static bool host_name_is_valid(const uint8_t *name, size_t n) {
 	for (size_t i = 0; i < n; i++) {
 		uint8_t c = name[i];
 		bool ldh = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			   (c >= '0' && c <= '9') || c == '-' || c == '_';
+		           (c >= '0' && c <= '9') || c == '-' || c == '_';
 		if (c == '.') {
 			/* an empty label: leading dot, "..", or trailing dot */
 			if (i == 0 || name[i - 1] == '.' || i == n - 1)
@@ -279,7 +279,7 @@ enum sni_result sni_parse(const uint8_t *buf, size_t len, struct client_hello *o
 				return SNI_INVALID;
 			if (need == TLS_HANDSHAKE_HEADER && got == TLS_HANDSHAKE_HEADER) {
 				size_t body = (size_t)message[1] << 16 | (size_t)message[2] << 8 |
-					      message[3];
+				              message[3];
 				/* Even if every remaining byte came in this record, the hello
 				 * would end past the peek limit: no need to wait for it. */
 				if (body > SNI_MAX_PEEK - pos)
@@ -289,9 +289,8 @@ enum sni_result sni_parse(const uint8_t *buf, size_t len, struct client_hello *o
 		}
 	}
 
-	r = parse_client_hello((struct reader){message + TLS_HANDSHAKE_HEADER,
-					       need - TLS_HANDSHAKE_HEADER},
-			       out);
+	r = parse_client_hello(
+	        (struct reader){message + TLS_HANDSHAKE_HEADER, need - TLS_HANDSHAKE_HEADER}, out);
 	if (r == SNI_INVALID)
 		return r;
 	out->hello_bytes = pos;

@@ -21,7 +21,7 @@ enum sni_result {
 };
 
 struct client_hello {
-	char sni[256];          /* NUL-terminated, lower-cased; valid with SNI_FOUND */
+	char sni[256];           /* NUL-terminated, lower-cased; valid with SNI_FOUND */
 	uint16_t legacy_version; /* client_version field of the hello */
 	uint16_t versions[16];   /* supported_versions, GREASE removed, in offered order */
 	size_t n_versions;

@@ -49,8 +49,8 @@ struct tls_context_state {
 struct tls_runtime {
 	struct tls_context_state *contexts; /* parallel to config->tls_contexts */
 	size_t n_contexts;
-	SSL_CTX *plain_client;        /* `tls: true`, shared by every such mapping */
-	SSL_CTX **client_by_mapping;  /* borrowed, indexed by mapping->index */
+	SSL_CTX *plain_client;       /* `tls: true`, shared by every such mapping */
+	SSL_CTX **client_by_mapping; /* borrowed, indexed by mapping->index */
 	size_t n_mappings;
 };
 
@@ -69,7 +69,7 @@ struct tls_loader {
 
 /* config.c keeps its diag helpers private; this one writes the same FILE:LINE:COL format. */
 _printf_(4, 5) static void tls_diag(struct tls_loader *L, enum diag_level level,
-				    const struct source_pos *pos, const char *fmt, ...) {
+                                    const struct source_pos *pos, const char *fmt, ...) {
 	_cleanup_free_ char *body = NULL, *message = NULL;
 	const char *file = pos->file ? pos->file : "<config>";
 	struct diag *items;
@@ -86,7 +86,7 @@ _printf_(4, 5) static void tls_diag(struct tls_loader *L, enum diag_level level,
 	if (r < 0)
 		goto oom;
 	r = pos->line > 0 ? asprintf(&message, "%s:%u:%u: %s", file, pos->line, pos->column, body)
-			  : asprintf(&message, "%s: %s", file, body);
+	                  : asprintf(&message, "%s: %s", file, body);
 	if (r < 0)
 		goto oom;
 	items = realloc(L->diags->items, (L->diags->n + 1) * sizeof(*items));
@@ -94,11 +94,11 @@ _printf_(4, 5) static void tls_diag(struct tls_loader *L, enum diag_level level,
 		goto oom;
 	L->diags->items = items;
 	items[L->diags->n] = (struct diag){
-		.level = level,
-		.file = strdup(file),
-		.line = pos->line,
-		.column = pos->column,
-		.message = TAKE_PTR(message),
+	        .level = level,
+	        .file = strdup(file),
+	        .line = pos->line,
+	        .column = pos->column,
+	        .message = TAKE_PTR(message),
 	};
 	L->diags->n++;
 	if (level == DIAG_ERROR)
@@ -189,7 +189,7 @@ static char *strv_join(char **v, const char *sep) {
 /* Find secret NAME's certificate and key: systemd credentials first (LoadCredential= puts
  * them there, readable only by us), then the Kubernetes-style secrets directory. */
 static int find_secret_pair(struct tls_loader *L, const struct tls_context *t, const char *name,
-			    struct tls_files *f) {
+                            struct tls_files *f) {
 	_cleanup_(strv_freep) char **tried = NULL;
 	_cleanup_free_ char *tried_text = NULL;
 	size_t n_tried = 0;
@@ -201,11 +201,11 @@ static int find_secret_pair(struct tls_loader *L, const struct tls_context *t, c
 		if (place == 0 && !L->credentials_dir)
 			continue;
 		r = place == 0 ? asprintf(&cert, "%s/%s.crt", L->credentials_dir, name)
-			       : asprintf(&cert, "%s/%s/tls.crt", L->secrets_dir, name);
+		               : asprintf(&cert, "%s/%s/tls.crt", L->secrets_dir, name);
 		if (r < 0)
 			return -ENOMEM;
 		r = place == 0 ? asprintf(&key, "%s/%s.key", L->credentials_dir, name)
-			       : asprintf(&key, "%s/%s/tls.key", L->secrets_dir, name);
+		               : asprintf(&key, "%s/%s/tls.key", L->secrets_dir, name);
 		if (r < 0)
 			return -ENOMEM;
 
@@ -218,13 +218,14 @@ static int find_secret_pair(struct tls_loader *L, const struct tls_context *t, c
 		}
 		if (r < 0) {
 			context_error(L, t, "secret \"%s\": cannot read %s: %s", name, cert,
-				      strerror(-r));
+			              strerror(-r));
 			return -EINVAL;
 		}
 		r = probe_file(key);
 		if (r < 0) {
-			context_error(L, t, "secret \"%s\": found %s, but cannot read its key %s: %s",
-				      name, cert, key, strerror(-r));
+			context_error(L, t,
+			              "secret \"%s\": found %s, but cannot read its key %s: %s",
+			              name, cert, key, strerror(-r));
 			return -EINVAL;
 		}
 		f->cert = TAKE_PTR(cert);
@@ -242,7 +243,7 @@ static int find_secret_pair(struct tls_loader *L, const struct tls_context *t, c
 /* A CA secret: in the secrets directory, its ca.crt if present (Kubernetes convention),
  * else its tls.crt; as a credential, NAME.crt. No key is needed. */
 static int find_secret_ca(struct tls_loader *L, const struct tls_context *t, const char *name,
-			  char **ret) {
+                          char **ret) {
 	_cleanup_(strv_freep) char **tried = NULL;
 	_cleanup_free_ char *tried_text = NULL;
 	size_t n_tried = 0;
@@ -253,9 +254,9 @@ static int find_secret_ca(struct tls_loader *L, const struct tls_context *t, con
 
 		if (place == 0 && !L->credentials_dir)
 			continue;
-		r = place == 0	 ? asprintf(&path, "%s/%s.crt", L->credentials_dir, name)
+		r = place == 0   ? asprintf(&path, "%s/%s.crt", L->credentials_dir, name)
 		    : place == 1 ? asprintf(&path, "%s/%s/ca.crt", L->secrets_dir, name)
-				 : asprintf(&path, "%s/%s/tls.crt", L->secrets_dir, name);
+		                 : asprintf(&path, "%s/%s/tls.crt", L->secrets_dir, name);
 		if (r < 0)
 			return -ENOMEM;
 		r = probe_file(path);
@@ -266,7 +267,7 @@ static int find_secret_ca(struct tls_loader *L, const struct tls_context *t, con
 		}
 		if (r < 0) {
 			context_error(L, t, "ca_secret \"%s\": cannot read %s: %s", name, path,
-				      strerror(-r));
+			              strerror(-r));
 			return -EINVAL;
 		}
 		*ret = TAKE_PTR(path);
@@ -281,7 +282,7 @@ static int find_secret_ca(struct tls_loader *L, const struct tls_context *t, con
 }
 
 static int check_given_file(struct tls_loader *L, const struct tls_context *t, const char *field,
-			    const char *path, char **ret) {
+                            const char *path, char **ret) {
 	int r = probe_file(path);
 
 	if (r < 0) {
@@ -294,12 +295,13 @@ static int check_given_file(struct tls_loader *L, const struct tls_context *t, c
 
 /* Resolve every file the context names. -EINVAL (already reported) or -ENOMEM. */
 static int find_context_files(struct tls_loader *L, const struct tls_context *t,
-			      struct tls_files *f) {
+                              struct tls_files *f) {
 	int r, ret = 0;
 
 	if (t->secret && (t->cert_chain_file || t->private_key_file)) {
-		context_error(L, t, "secret and cert_chain_file/private_key_file are both set; "
-				    "use one");
+		context_error(L, t,
+		              "secret and cert_chain_file/private_key_file are both set; "
+		              "use one");
 		ret = -EINVAL;
 	} else if (t->secret) {
 		r = find_secret_pair(L, t, t->secret, f);
@@ -310,8 +312,8 @@ static int find_context_files(struct tls_loader *L, const struct tls_context *t,
 	} else if (t->cert_chain_file || t->private_key_file) {
 		if (!t->cert_chain_file || !t->private_key_file) {
 			context_error(L, t, "%s: needs %s as well",
-				      t->cert_chain_file ? "cert_chain_file" : "private_key_file",
-				      t->cert_chain_file ? "private_key_file" : "cert_chain_file");
+			              t->cert_chain_file ? "cert_chain_file" : "private_key_file",
+			              t->cert_chain_file ? "private_key_file" : "cert_chain_file");
 			ret = -EINVAL;
 		} else {
 			r = check_given_file(L, t, "cert_chain_file", t->cert_chain_file, &f->cert);
@@ -319,7 +321,7 @@ static int find_context_files(struct tls_loader *L, const struct tls_context *t,
 				return r;
 			if (r >= 0)
 				r = check_given_file(L, t, "private_key_file", t->private_key_file,
-						     &f->key);
+				                     &f->key);
 			if (r == -ENOMEM)
 				return r;
 			if (r < 0)
@@ -345,8 +347,9 @@ static int find_context_files(struct tls_loader *L, const struct tls_context *t,
 	}
 
 	if (t->cert_required && !t->ca_secret && !t->cacert_chain_file) {
-		context_error(L, t, "cert_required: needs ca_secret or cacert_chain_file to "
-				    "verify client certificates against");
+		context_error(L, t,
+		              "cert_required: needs ca_secret or cacert_chain_file to "
+		              "verify client certificates against");
 		ret = -EINVAL;
 	}
 	return ret;
@@ -382,12 +385,12 @@ static SSL_CTX *ctx_new(const SSL_METHOD *method) {
 	/* Idle relays are the common case: give their 2x16 KiB buffers back. Partial and
 	 * moving writes let the relay retry from wherever its ring buffer now starts. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	/* A bare FIN is a half-close to relay, as with cleartext, not a fatal error: without
 	 * IGNORE_UNEXPECTED_EOF OpenSSL 3 kills the session and the answer still on its way
 	 * back could never be written. The FIN itself is forwarded, so no truncation hides. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-					 SSL_OP_IGNORE_UNEXPECTED_EOF);
+	                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_default_passwd_cb(ctx, refuse_passphrase);
 	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
 		SSL_CTX_free(ctx);
@@ -397,28 +400,29 @@ static SSL_CTX *ctx_new(const SSL_METHOD *method) {
 }
 
 /* Versions, ciphers and curves, which apply alike to both directions. */
-static int apply_context_settings(struct tls_loader *L, const struct tls_context *t,
-				  SSL_CTX *ctx) {
+static int apply_context_settings(struct tls_loader *L, const struct tls_context *t, SSL_CTX *ctx) {
 	int min = tls_version_from_string(t->min_tls_version);
 	int max = tls_version_from_string(t->max_tls_version);
 	int ret = 0;
 
 	if (min < 0 || max < 0) {
 		/* config.c already refuses these; stay safe if it ever stops */
-		context_error(L, t, "min_tls_version/max_tls_version: not v1.0, v1.1, v1.2 or v1.3");
+		context_error(L, t,
+		              "min_tls_version/max_tls_version: not v1.0, v1.1, v1.2 or v1.3");
 		return -EINVAL;
 	}
 	if (min && max && min > max) {
 		context_error(L, t, "min_tls_version %s is above max_tls_version %s",
-			      t->min_tls_version, t->max_tls_version);
+		              t->min_tls_version, t->max_tls_version);
 		return -EINVAL;
 	}
 	if (min && min < TLS1_2_VERSION) {
 		/* OpenSSL 3 only speaks TLS 1.0/1.1 at security level 0; the user asked for it. */
 		SSL_CTX_set_security_level(ctx, 0);
-		context_warning(L, t, "min_tls_version %s: versions below v1.2 are insecure, "
-				      "allowing them as configured",
-				t->min_tls_version);
+		context_warning(L, t,
+		                "min_tls_version %s: versions below v1.2 are insecure, "
+		                "allowing them as configured",
+		                t->min_tls_version);
 	}
 	if ((min && !SSL_CTX_set_min_proto_version(ctx, min)) ||
 	    (max && !SSL_CTX_set_max_proto_version(ctx, max))) {
@@ -434,10 +438,11 @@ static int apply_context_settings(struct tls_loader *L, const struct tls_context
 		for (char **c = t->cipher_suites; *c; c++)
 			if (!SSL_CTX_set_cipher_list(ctx, *c)) {
 				ERR_clear_error();
-				context_error(L, t,
-					      "cipher_suites: \"%s\" is not a TLS 1.2 cipher OpenSSL "
-					      "knows",
-					      *c);
+				context_error(
+				        L, t,
+				        "cipher_suites: \"%s\" is not a TLS 1.2 cipher OpenSSL "
+				        "knows",
+				        *c);
 				ret = -EINVAL;
 			}
 		list = strv_join(t->cipher_suites, ":");
@@ -457,7 +462,7 @@ static int apply_context_settings(struct tls_loader *L, const struct tls_context
 		if (!SSL_CTX_set1_groups_list(ctx, list)) {
 			ERR_clear_error();
 			context_error(L, t, "ecdh_curves: OpenSSL does not know all of \"%s\"",
-				      list);
+			              list);
 			ret = -EINVAL;
 		}
 	}
@@ -465,7 +470,7 @@ static int apply_context_settings(struct tls_loader *L, const struct tls_context
 }
 
 static int load_cert_and_key(struct tls_loader *L, const struct tls_context *t, SSL_CTX *ctx,
-			     const struct tls_files *f) {
+                             const struct tls_files *f) {
 	unsigned long e;
 
 	if (SSL_CTX_use_certificate_chain_file(ctx, f->cert) != 1) {
@@ -475,26 +480,28 @@ static int load_cert_and_key(struct tls_loader *L, const struct tls_context *t, 
 	if (SSL_CTX_use_PrivateKey_file(ctx, f->key, SSL_FILETYPE_PEM) != 1) {
 		/* OpenSSL refuses a key of the certificate's type that is not its pair here */
 		e = ERR_peek_last_error();
-		if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+		if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
+		    ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
 			ERR_clear_error();
 			context_error(L, t, "private key %s does not match certificate %s", f->key,
-				      f->cert);
+			              f->cert);
 		} else
 			context_error(L, t, "cannot load private key %s: %s", f->key,
-				      openssl_reason());
+			              openssl_reason());
 		return -EINVAL;
 	}
 	/* ... and a key of another type only here */
 	if (SSL_CTX_check_private_key(ctx) != 1) {
 		ERR_clear_error();
-		context_error(L, t, "private key %s does not match certificate %s", f->key, f->cert);
+		context_error(L, t, "private key %s does not match certificate %s", f->key,
+		              f->cert);
 		return -EINVAL;
 	}
 	return 0;
 }
 
 static int load_ca(struct tls_loader *L, const struct tls_context *t, SSL_CTX *ctx,
-		   const char *ca) {
+                   const char *ca) {
 	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
 		context_error(L, t, "cannot load CA certificates %s: %s", ca, openssl_reason());
 		return -EINVAL;
@@ -538,7 +545,7 @@ static int build_alpn(struct tls_loader *L, struct tls_context_state *s) {
 /* The server's preference wins, as Envoy's does: the first of ours the client offers. With
  * no overlap the handshake goes on without ALPN rather than failing. */
 static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-		       const unsigned char *in, unsigned inlen, void *arg) {
+                       const unsigned char *in, unsigned inlen, void *arg) {
 	const struct tls_context_state *s = arg;
 	(void)ssl;
 
@@ -577,7 +584,7 @@ static int check_servername(SSL *ssl, int *alert, void *arg) {
 }
 
 static int build_server_ctx(struct tls_loader *L, struct tls_context_state *s,
-			    const struct tls_files *f) {
+                            const struct tls_files *f) {
 	const struct tls_context *t = s->context;
 	SSL_CTX *ctx;
 	int r;
@@ -591,7 +598,7 @@ static int build_server_ctx(struct tls_loader *L, struct tls_context_state *s,
 	SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
 	/* Resumption with client verification needs an id context; the name is stable. */
 	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)t->name,
-				       MIN(strlen(t->name), (size_t)SSL_MAX_SID_CTX_LENGTH));
+	                               MIN(strlen(t->name), (size_t)SSL_MAX_SID_CTX_LENGTH));
 	SSL_CTX_set_tlsext_servername_callback(ctx, check_servername);
 	SSL_CTX_set_tlsext_servername_arg(ctx, s);
 	if (s->alpn)
@@ -604,7 +611,7 @@ static int build_server_ctx(struct tls_loader *L, struct tls_context_state *s,
 	if (r < 0)
 		return r;
 	if (f->ca) {
-		STACK_OF(X509_NAME) *names;
+		STACK_OF(X509_NAME) * names;
 
 		r = load_ca(L, t, ctx, f->ca);
 		if (r < 0)
@@ -615,9 +622,10 @@ static int build_server_ctx(struct tls_loader *L, struct tls_context_state *s,
 			SSL_CTX_set_client_CA_list(ctx, names);
 		ERR_clear_error();
 		SSL_CTX_set_verify(ctx,
-				   t->cert_required ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-						    : SSL_VERIFY_PEER,
-				   NULL);
+		                   t->cert_required
+		                           ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+		                           : SSL_VERIFY_PEER,
+		                   NULL);
 	} else
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	return 0;
@@ -684,7 +692,7 @@ static struct tls_context *find_covering_context(const struct config *c, const c
 			else if (streq(pattern, "*"))
 				rank = 1;
 			else if (host[0] != '*' && pattern[0] == '*' &&
-				 route_host_matches(pattern, host))
+			         route_host_matches(pattern, host))
 				rank = (2 << 16) + (int)MIN(strlen(pattern), 65535u);
 			if (rank > best_rank) {
 				best_rank = rank;
@@ -708,10 +716,11 @@ static int assign_termination(struct tls_loader *L) {
 			continue;
 		t = find_covering_context(c, g->host);
 		if (!t) {
-			mapping_error(L, g->mappings[0],
-				      "host: no TLSContext covers \"%s\" (terminating TLS needs its "
-				      "certificate)",
-				      g->host);
+			mapping_error(
+			        L, g->mappings[0],
+			        "host: no TLSContext covers \"%s\" (terminating TLS needs its "
+			        "certificate)",
+			        g->host);
 			continue;
 		}
 		g->termination_context = t;
@@ -719,10 +728,11 @@ static int assign_termination(struct tls_loader *L) {
 		if (!s->files.cert && !s->broken && !s->reported_no_cert) {
 			/* one diag per context, however many groups it covers */
 			s->reported_no_cert = true;
-			context_error(L, t,
-				      "terminates TLS for \"%s\" but has no certificate (set secret, "
-				      "or cert_chain_file and private_key_file)",
-				      g->host);
+			context_error(
+			        L, t,
+			        "terminates TLS for \"%s\" but has no certificate (set secret, "
+			        "or cert_chain_file and private_key_file)",
+			        g->host);
 		}
 	}
 	return 0;
@@ -753,7 +763,7 @@ static int assign_origination(struct tls_loader *L) {
 		} else if (m->tls == TLS_ORIGINATE_CONTEXT) {
 			if (!m->tls_context || !m->tls_context->runtime) {
 				mapping_error(L, m, "tls: no TLSContext named \"%s\"",
-					      m->tls_context_name ? m->tls_context_name : "");
+				              m->tls_context_name ? m->tls_context_name : "");
 				continue;
 			}
 			s = m->tls_context->runtime;
@@ -818,9 +828,9 @@ static int load_context(struct tls_loader *L, struct tls_context_state *s) {
 
 int tls_config_load(struct config *c, const char *secrets_dir, struct diag_list *diags) {
 	struct tls_loader L = {
-		.config = c,
-		.secrets_dir = secrets_dir ? secrets_dir : DEFAULT_SECRETS_DIR,
-		.diags = diags,
+	        .config = c,
+	        .secrets_dir = secrets_dir ? secrets_dir : DEFAULT_SECRETS_DIR,
+	        .diags = diags,
 	};
 	struct tls_runtime *rt;
 	const char *creds = getenv("CREDENTIALS_DIRECTORY");

@@ -11,10 +11,10 @@
 enum io { IO_OK, IO_BLOCKED, IO_EOF, IO_ERROR };
 
 void tls_relay_init(struct tls_relay *r, int client_fd, SSL *client_ssl, int upstream_fd,
-		    SSL *upstream_ssl) {
+                    SSL *upstream_ssl) {
 	*r = (struct tls_relay){
-		.client = {.fd = client_fd, .ssl = client_ssl},
-		.upstream = {.fd = upstream_fd, .ssl = upstream_ssl},
+	        .client = {.fd = client_fd, .ssl = client_ssl},
+	        .upstream = {.fd = upstream_fd, .ssl = upstream_ssl},
 	};
 	r->up.from = &r->client;
 	r->up.to = &r->upstream;

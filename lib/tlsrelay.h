@@ -33,7 +33,7 @@ struct tls_relay {
 };
 
 void tls_relay_init(struct tls_relay *r, int client_fd, SSL *client_ssl, int upstream_fd,
-		    SSL *upstream_ssl);
+                    SSL *upstream_ssl);
 /* Returns RELAY_* flags (relay.h) or -errno on a hard error of either side. */
 int tls_relay_pump(struct tls_relay *r);
 /* Free buffers (not the SSL objects or sockets). */

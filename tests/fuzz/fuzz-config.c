@@ -24,7 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 			config_print_show(config, sink);
 			for (size_t i = 0; i < config->n_listeners; i++) {
 				const struct listener *l = config->listeners[i];
-				(void)config_print_route(config, l->address, l->port, "a.example.com", sink);
+				(void)config_print_route(config, l->address, l->port,
+				                         "a.example.com", sink);
 				(void)config_print_route(config, l->address, l->port, NULL, sink);
 			}
 			fclose(sink);

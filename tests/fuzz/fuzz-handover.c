@@ -18,7 +18,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 	memcpy(name, data, n);
 	name[n] = '\0';
 	if (handover_parse_fd_name(name, id, sizeof id, &kind) == 0) {
-		if (handover_fd_name(id, kind, again, sizeof again) != 0 || strcmp(again, name) != 0)
+		if (handover_fd_name(id, kind, again, sizeof again) != 0 ||
+		    strcmp(again, name) != 0)
 			__builtin_trap();
 	}
 	(void)handover_is_state_name(name);

@@ -97,7 +97,7 @@ static const struct sockaddr *make_endpoint(struct recipe *r, struct sockaddr_st
 
 /* What the header should carry for `sa` when the other side has `other_family`. */
 static void expected_endpoint(const struct sockaddr_storage *ss, int header_family,
-			      uint8_t addr[16], uint16_t *port) {
+                              uint8_t addr[16], uint16_t *port) {
 	memset(addr, 0, 16);
 	if (ss->ss_family == AF_INET) {
 		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
@@ -121,7 +121,7 @@ static void expected_endpoint(const struct sockaddr_storage *ss, int header_fami
 static bool is_v4(const struct sockaddr_storage *ss) {
 	return ss->ss_family == AF_INET ||
 	       (ss->ss_family == AF_INET6 &&
-		IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)ss)->sin6_addr));
+	        IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)ss)->sin6_addr));
 }
 
 static void check_round_trip(const uint8_t *data, size_t size) {
@@ -152,7 +152,7 @@ static void check_round_trip(const uint8_t *data, size_t size) {
 	CHECK(parse_copy(full, (size_t)n, &h) == n);
 	CHECK(h.version == version);
 	bool known = src && dst && (src->sa_family == AF_INET || src->sa_family == AF_INET6) &&
-		     (dst->sa_family == AF_INET || dst->sa_family == AF_INET6);
+	             (dst->sa_family == AF_INET || dst->sa_family == AF_INET6);
 	CHECK(h.has_addresses == known);
 	if (!known)
 		return;

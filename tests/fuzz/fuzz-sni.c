@@ -41,7 +41,7 @@ static void check_answer(enum sni_result r, size_t len, const struct client_hell
 	CHECK(h->n_alpn <= ELEMENTSOF(h->alpn));
 	for (size_t i = 0; i < h->n_versions; i++)
 		CHECK(!((h->versions[i] & 0x0f0f) == 0x0a0a &&
-			(h->versions[i] >> 8) == (h->versions[i] & 0xff)));
+		        (h->versions[i] >> 8) == (h->versions[i] & 0xff)));
 	for (size_t i = 0; i < h->n_alpn; i++) {
 		size_t n = strnlen(h->alpn[i], sizeof(h->alpn[i]));
 		CHECK(n > 0 && n < sizeof(h->alpn[i]));
@@ -58,7 +58,7 @@ static void check_answer(enum sni_result r, size_t len, const struct client_hell
 }
 
 static bool same_hello(const struct client_hello *a, const struct client_hello *b,
-		       bool compare_bytes) {
+                       bool compare_bytes) {
 	struct client_hello x = *a, y = *b;
 	if (!compare_bytes)
 		x.hello_bytes = y.hello_bytes = 0;
@@ -67,8 +67,8 @@ static bool same_hello(const struct client_hello *a, const struct client_hello *
 
 /* Reassemble the handshake bytes of a parsed hello and frame them again in records of
  * `chunk` bytes: the answer must be the same. */
-static void check_reframed(const uint8_t *data, const struct client_hello *whole,
-			   enum sni_result r, size_t chunk) {
+static void check_reframed(const uint8_t *data, const struct client_hello *whole, enum sni_result r,
+                           size_t chunk) {
 	static uint8_t message[SNI_MAX_PEEK], stream[6 * SNI_MAX_PEEK];
 	size_t msg_len = 0, pos = 0, out = 0;
 	struct client_hello again;

@@ -103,7 +103,7 @@ static struct breaker_table *open_table(struct fixture *f) {
 }
 
 static void assert_counts(struct breaker_table *t, uint32_t entry, uint32_t active,
-			  uint32_t pending) {
+                          uint32_t pending) {
 	struct breaker_entry_stats s;
 	uint32_t slot_active, slot_pending;
 
@@ -399,8 +399,8 @@ static void test_hammer(void **state) {
 	assert_int_equal(s.bytes_in, s.total);
 	assert_int_equal(s.bytes_out, 2 * s.total);
 	print_message("# %llu admitted, %llu overflows, %llu samples, max seen %u\n",
-		      (unsigned long long)s.total, (unsigned long long)s.overflows,
-		      (unsigned long long)samples, max_seen);
+	              (unsigned long long)s.total, (unsigned long long)s.overflows,
+	              (unsigned long long)samples, max_seen);
 	breaker_table_close(t);
 }
 
@@ -450,7 +450,7 @@ static void test_sigkill_while_hammering(void **state) {
 
 /* A child that holds `n` slots on `entry` (one of them active) until it is killed. */
 static pid_t spawn_holder(struct fixture *f, uint32_t entry, const struct circuit_breakers *cb,
-			  int n) {
+                          int n) {
 	int fds[2];
 	char ok;
 
@@ -622,14 +622,14 @@ static void test_wrr_pick_across_processes(void **state) {
 	struct fixture *f = *state;
 	struct breaker_table *t = open_table(f);
 	struct mapping m[2] = {
-		{.name = (char *)"ten", .effective_weight = 10},
-		{.name = (char *)"ninety", .effective_weight = 90},
+	        {.name = (char *)"ten", .effective_weight = 10},
+	        {.name = (char *)"ninety", .effective_weight = 90},
 	};
 	struct mapping *ms[2] = {&m[0], &m[1]};
 	struct mapping_group g = {.key = (char *)"|9000|", .mappings = ms, .n_mappings = 2};
 
 	uint64_t *picks =
-		mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	        mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(picks != MAP_FAILED);
 
 	for (int i = 0; i < WRR_CHILDREN; i++) {
@@ -690,12 +690,12 @@ static void test_dump(void **state) {
 	struct breaker_table *t = open_table(f);
 	struct circuit_breakers cb = {.set = true, .max_connections = 7, .max_pending_requests = 3};
 	struct mapping m[2] = {
-		{.name = (char *)"blue", .effective_weight = 10},
-		{.name = (char *)"green", .effective_weight = 90},
+	        {.name = (char *)"blue", .effective_weight = 10},
+	        {.name = (char *)"green", .effective_weight = 90},
 	};
 	struct mapping *ms[2] = {&m[0], &m[1]};
-	struct mapping_group g = {.key = (char *)"127.0.0.1|8443|a.example.com", .mappings = ms,
-				  .n_mappings = 2};
+	struct mapping_group g = {
+	        .key = (char *)"127.0.0.1|8443|a.example.com", .mappings = ms, .n_mappings = 2};
 	breaker_slot_t a, b;
 	uint32_t e, odd;
 	int r;
@@ -727,10 +727,11 @@ static void test_dump(void **state) {
 	_cleanup_free_ char *json = dump_to_string(f->dir, true, &r);
 	assert_int_equal(r, 0);
 	print_message("%s", json);
-	assert_non_null(strstr(json, "\"cluster\":\"upstream.example:443|tls|7|3\","
-				     "\"active\":1,\"pending\":0,\"max_connections\":7,"
-				     "\"max_pending_requests\":3,\"total\":2,\"overflows\":0,"
-				     "\"connect_failures\":0,\"bytes_in\":1234,\"bytes_out\":5678}"));
+	assert_non_null(strstr(json,
+	                       "\"cluster\":\"upstream.example:443|tls|7|3\","
+	                       "\"active\":1,\"pending\":0,\"max_connections\":7,"
+	                       "\"max_pending_requests\":3,\"total\":2,\"overflows\":0,"
+	                       "\"connect_failures\":0,\"bytes_in\":1234,\"bytes_out\":5678}"));
 	assert_non_null(strstr(json, "{\"name\":\"blue\",\"weight\":10,\"picks\":1}"));
 	assert_non_null(strstr(json, "{\"name\":\"green\",\"weight\":90,\"picks\":9}"));
 	assert_non_null(strstr(json, "we\\\"ird\\\\na\\u0009me\\ufffd"));
@@ -742,9 +743,9 @@ static void test_dump(void **state) {
 	write_file(path, json, strlen(json), 0644);
 	if (system("command -v python3 >/dev/null 2>&1") == 0) {
 		snprintf(cmd, sizeof(cmd),
-			 "python3 -c 'import json,sys; d=json.load(sys.stdin); "
-			 "assert len(d[\"clusters\"])==3 and len(d[\"groups\"])==1' < %s",
-			 path);
+		         "python3 -c 'import json,sys; d=json.load(sys.stdin); "
+		         "assert len(d[\"clusters\"])==3 and len(d[\"groups\"])==1' < %s",
+		         path);
 		assert_int_equal(system(cmd), 0);
 	}
 
@@ -764,17 +765,17 @@ int main(void) {
 	if (getenv("TEST_DEBUG"))
 		log_set_max_level(LOG_DEBUG);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_open_create_reopen, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_concurrent_create, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_version_mismatch, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_admit_release_limits, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hammer, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sigkill_while_hammering, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sigkill_reclaimed_by_admit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sigkill_reclaimed_by_reap, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_wrr_pick_across_processes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_dump, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_open_create_reopen, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_concurrent_create, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_version_mismatch, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_admit_release_limits, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_hammer, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_sigkill_while_hammering, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_sigkill_reclaimed_by_admit, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_sigkill_reclaimed_by_reap, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_wrr_pick_across_processes, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_dump, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

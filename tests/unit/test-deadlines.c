@@ -81,8 +81,8 @@ static void test_shrinks_after_peak(void **state) {
 
 int main(void) {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_random_operations),
-		cmocka_unit_test(test_shrinks_after_peak),
+	        cmocka_unit_test(test_random_operations),
+	        cmocka_unit_test(test_shrinks_after_peak),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

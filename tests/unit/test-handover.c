@@ -35,8 +35,17 @@ static void test_fd_names_round_trip(void **state) {
 static void test_fd_names_rejected(void **state) {
 	(void)state;
 	static const char *const bad[] = {
-		"tcpmap@2222.socket", "connection", "c.client", "c12.", "c12.clientx", "c1 2.client",
-		"x12.client", "c12", "", "c123456789012345678901234567890123.client", "c12/..client",
+	        "tcpmap@2222.socket",
+	        "connection",
+	        "c.client",
+	        "c12.",
+	        "c12.clientx",
+	        "c1 2.client",
+	        "x12.client",
+	        "c12",
+	        "",
+	        "c123456789012345678901234567890123.client",
+	        "c12/..client",
 	};
 	char id[32], name[8];
 	enum handover_fd_kind kind;
@@ -44,7 +53,8 @@ static void test_fd_names_rejected(void **state) {
 		assert_int_equal(handover_parse_fd_name(bad[i], id, sizeof id, &kind), -EINVAL);
 	assert_int_equal(handover_fd_name("a-b", HANDOVER_FD_CLIENT, id, sizeof id), -EINVAL);
 	assert_int_equal(handover_fd_name("12", _HANDOVER_FD_MAX, id, sizeof id), -EINVAL);
-	assert_int_equal(handover_fd_name("12345", HANDOVER_FD_UPSTREAM, name, sizeof name), -ENOBUFS);
+	assert_int_equal(handover_fd_name("12345", HANDOVER_FD_UPSTREAM, name, sizeof name),
+	                 -ENOBUFS);
 }
 
 static void test_state_names(void **state) {
@@ -92,10 +102,10 @@ static void test_record_validation(void **state) {
 
 int main(void) {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_fd_names_round_trip),
-		cmocka_unit_test(test_fd_names_rejected),
-		cmocka_unit_test(test_state_names),
-		cmocka_unit_test(test_record_validation),
+	        cmocka_unit_test(test_fd_names_round_trip),
+	        cmocka_unit_test(test_fd_names_rejected),
+	        cmocka_unit_test(test_state_names),
+	        cmocka_unit_test(test_record_validation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

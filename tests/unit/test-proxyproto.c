@@ -42,7 +42,7 @@ static struct sockaddr_storage inet6(const char *addr, uint16_t port) {
 /* Write with `version` and compare to the expected bytes; also check that every smaller
  * buffer is refused and that the parser reads the same header back. */
 static void assert_written(enum proxy_protocol version, const struct sockaddr *src,
-			   const struct sockaddr *dst, const void *expected, size_t expected_len) {
+                           const struct sockaddr *dst, const void *expected, size_t expected_len) {
 	uint8_t buf[PROXYPROTO_HEADER_MAX];
 	struct proxyproto_header parsed;
 	int n;
@@ -64,7 +64,7 @@ static void assert_written(enum proxy_protocol version, const struct sockaddr *s
 }
 
 static void assert_sockaddr_equal(const struct sockaddr_storage *got,
-				  const struct sockaddr_storage *want) {
+                                  const struct sockaddr_storage *want) {
 	assert_int_equal(got->ss_family, want->ss_family);
 	if (want->ss_family == AF_INET) {
 		const struct sockaddr_in *a = (const void *)got, *b = (const void *)want;
@@ -103,7 +103,7 @@ static void test_v1_tcp6(void **state) {
 static void test_v1_longest(void **state) {
 	struct sockaddr_storage a = inet6("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
 	static const char expected[] = "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
-				       "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n";
+	                               "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n";
 	(void)state;
 
 	assert_true(strlen(expected) <= PROXYPROTO_V1_MAX);
@@ -112,7 +112,7 @@ static void test_v1_longest(void **state) {
 
 static void test_v1_mapped_and_mixed(void **state) {
 	struct sockaddr_storage mapped = inet6("::ffff:192.0.2.7", 40000),
-				v4 = inet4("127.0.0.2", 80), v6 = inet6("::1", 80);
+	                        v4 = inet4("127.0.0.2", 80), v6 = inet6("::1", 80);
 	static const char as_tcp4[] = "PROXY TCP4 192.0.2.7 127.0.0.2 40000 80\r\n";
 	static const char as_tcp6[] = "PROXY TCP6 ::ffff:192.0.2.7 ::1 40000 80\r\n";
 	(void)state;
@@ -129,20 +129,20 @@ static void test_v1_unknown(void **state) {
 	(void)state;
 
 	assert_written(PROXY_PROTOCOL_V1, (const struct sockaddr *)&un, SA(v4), expected,
-		       strlen(expected));
+	               strlen(expected));
 	assert_written(PROXY_PROTOCOL_V1, NULL, NULL, expected, strlen(expected));
 	assert_int_equal(proxyproto_parse((const uint8_t *)expected, strlen(expected), &h),
-			 (int)strlen(expected));
+	                 (int)strlen(expected));
 	assert_false(h.has_addresses);
 }
 
 static void test_v2_tcp4(void **state) {
 	struct sockaddr_storage src = inet4("192.0.2.1", 56324), dst = inet4("127.0.0.1", 443);
 	static const uint8_t expected[] = {
-		0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, /* sig */
-		0x21, 0x11, 0x00, 0x0c,                                                 /* PROXY, TCP4, 12 */
-		192,  0,    2,    1,    127,  0,    0,    1,                            /* addresses */
-		0xdc, 0x04, 0x01, 0xbb,                                                 /* ports */
+	        0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, /* sig */
+	        0x21, 0x11, 0x00, 0x0c,                      /* PROXY, TCP4, 12 */
+	        192,  0,    2,    1,    127,  0,    0,    1, /* addresses */
+	        0xdc, 0x04, 0x01, 0xbb,                      /* ports */
 	};
 	struct proxyproto_header h;
 	uint8_t buf[PROXYPROTO_HEADER_MAX];
@@ -158,13 +158,13 @@ static void test_v2_tcp4(void **state) {
 
 static void test_v2_tcp6_and_mapped(void **state) {
 	struct sockaddr_storage src = inet6("2001:db8::1", 1), dst = inet6("::1", 2),
-				mapped = inet6("::ffff:10.0.0.1", 3), v4 = inet4("10.0.0.2", 4);
+	                        mapped = inet6("::ffff:10.0.0.1", 3), v4 = inet4("10.0.0.2", 4);
 	uint8_t buf[PROXYPROTO_HEADER_MAX];
 	struct proxyproto_header h;
 	(void)state;
 
 	assert_int_equal(proxyproto_write(PROXY_PROTOCOL_V2, SA(src), SA(dst), buf, sizeof(buf)),
-			 52);
+	                 52);
 	assert_int_equal(buf[12], 0x21);
 	assert_int_equal(buf[13], 0x21);
 	assert_int_equal(buf[15], 36);
@@ -174,7 +174,7 @@ static void test_v2_tcp6_and_mapped(void **state) {
 	assert_int_equal(proxyproto_write(PROXY_PROTOCOL_V2, SA(src), SA(dst), buf, 51), -ENOBUFS);
 
 	assert_int_equal(proxyproto_write(PROXY_PROTOCOL_V2, SA(mapped), SA(v4), buf, sizeof(buf)),
-			 28);
+	                 28);
 	assert_int_equal(buf[13], 0x11);
 	assert_int_equal(proxyproto_parse(buf, 28, &h), 28);
 	assert_int_equal(h.src.ss_family, AF_INET);
@@ -184,12 +184,12 @@ static void test_v2_tcp6_and_mapped(void **state) {
 static void test_v2_unknown(void **state) {
 	struct sockaddr_un un = {.sun_family = AF_UNIX, .sun_path = "/run/x"};
 	static const uint8_t expected[] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51,
-					   0x55, 0x49, 0x54, 0x0a, 0x20, 0x00, 0x00, 0x00};
+	                                   0x55, 0x49, 0x54, 0x0a, 0x20, 0x00, 0x00, 0x00};
 	struct proxyproto_header h;
 	(void)state;
 
 	assert_written(PROXY_PROTOCOL_V2, (const struct sockaddr *)&un,
-		       (const struct sockaddr *)&un, expected, sizeof(expected));
+	               (const struct sockaddr *)&un, expected, sizeof(expected));
 	assert_int_equal(proxyproto_parse(expected, sizeof(expected), &h), 16);
 	assert_false(h.has_addresses);
 }
@@ -200,23 +200,23 @@ static void test_bad_version(void **state) {
 	(void)state;
 
 	assert_int_equal(proxyproto_write(PROXY_PROTOCOL_NONE, SA(a), SA(a), buf, sizeof(buf)),
-			 -EINVAL);
+	                 -EINVAL);
 }
 
 static void test_parse_v1_rejects(void **state) {
 	static const char *const bad[] = {
-		"PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n",
-		"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",
-		"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n",
-		"PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",
-		"PROXY TCP4 ::1 ::1 1 2\r\n",
-		"PROXY TCP6 1.2.3.4 5.6.7.8 1 2\r\n",
-		"PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",
-		"PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n",
-		"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",
-		"PROXY \r\n",
-		"proxy TCP4 1.2.3.4 5.6.7.8 1 2\r\n",
-		"GET / HTTP/1.1\r\n",
+	        "PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n",
+	        "PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",
+	        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n",
+	        "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",
+	        "PROXY TCP4 ::1 ::1 1 2\r\n",
+	        "PROXY TCP6 1.2.3.4 5.6.7.8 1 2\r\n",
+	        "PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",
+	        "PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n",
+	        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",
+	        "PROXY \r\n",
+	        "proxy TCP4 1.2.3.4 5.6.7.8 1 2\r\n",
+	        "GET / HTTP/1.1\r\n",
 	};
 	uint8_t no_crlf[200];
 	struct proxyproto_header h;
@@ -238,8 +238,8 @@ static void test_parse_v1_rejects(void **state) {
 
 static void test_parse_v2_variants(void **state) {
 	uint8_t buf[64] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a,
-			   0x21, 0x11, 0x00, 0x12, 10,   0,    0,    1,    10,   0,    0,    2,
-			   0x00, 0x50, 0x01, 0xbb, 0x04, 0x00, 0x02, 'h',  'i',  0x00};
+	                   0x21, 0x11, 0x00, 0x12, 10,   0,    0,    1,    10,   0,    0,    2,
+	                   0x00, 0x50, 0x01, 0xbb, 0x04, 0x00, 0x02, 'h',  'i',  0x00};
 	struct proxyproto_header h;
 	(void)state;
 
@@ -266,17 +266,17 @@ static void test_parse_v2_variants(void **state) {
 
 int main(void) {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_v1_tcp4),
-		cmocka_unit_test(test_v1_tcp6),
-		cmocka_unit_test(test_v1_longest),
-		cmocka_unit_test(test_v1_mapped_and_mixed),
-		cmocka_unit_test(test_v1_unknown),
-		cmocka_unit_test(test_v2_tcp4),
-		cmocka_unit_test(test_v2_tcp6_and_mapped),
-		cmocka_unit_test(test_v2_unknown),
-		cmocka_unit_test(test_bad_version),
-		cmocka_unit_test(test_parse_v1_rejects),
-		cmocka_unit_test(test_parse_v2_variants),
+	        cmocka_unit_test(test_v1_tcp4),
+	        cmocka_unit_test(test_v1_tcp6),
+	        cmocka_unit_test(test_v1_longest),
+	        cmocka_unit_test(test_v1_mapped_and_mixed),
+	        cmocka_unit_test(test_v1_unknown),
+	        cmocka_unit_test(test_v2_tcp4),
+	        cmocka_unit_test(test_v2_tcp6_and_mapped),
+	        cmocka_unit_test(test_v2_unknown),
+	        cmocka_unit_test(test_bad_version),
+	        cmocka_unit_test(test_parse_v1_rejects),
+	        cmocka_unit_test(test_parse_v2_variants),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

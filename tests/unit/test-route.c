@@ -51,7 +51,7 @@ struct fixture {
 
 static void fixture_init(struct fixture *f, bool with_catch_all) {
 	static const char *const hosts[] = {"a.example.com", "b.example.com", "*.sub.example.com",
-					    "*.example.com", NULL};
+	                                    "*.example.com", NULL};
 	size_t n = with_catch_all ? 5 : 4;
 
 	memset(f, 0, sizeof(*f));
@@ -59,11 +59,11 @@ static void fixture_init(struct fixture *f, bool with_catch_all) {
 		f->mappings[i].effective_weight = 100;
 		f->group_mappings[i][0] = &f->mappings[i];
 		f->groups[i] = (struct mapping_group){
-			.host = (char *)hosts[i],
-			.host_is_wildcard = hosts[i] && hosts[i][0] == '*',
-			.mappings = f->group_mappings[i],
-			.n_mappings = 1,
-			.listener = &f->listener,
+		        .host = (char *)hosts[i],
+		        .host_is_wildcard = hosts[i] && hosts[i][0] == '*',
+		        .mappings = f->group_mappings[i],
+		        .n_mappings = 1,
+		        .listener = &f->listener,
 		};
 		f->ordered[i] = &f->groups[i];
 	}
@@ -130,7 +130,7 @@ static void wrr_group_init(struct wrr_group *w, const unsigned *weights, size_t 
 }
 
 static void count_picks(const struct wrr_group *w, int32_t *current, const bool *eligible,
-			unsigned picks, unsigned *counts) {
+                        unsigned picks, unsigned *counts) {
 	for (unsigned i = 0; i < picks; i++) {
 		int r = route_wrr_pick(&w->group, current, eligible);
 		assert_true(r >= 0);
@@ -249,17 +249,17 @@ static void test_wrr_many_mappings(void **state) {
 
 int main(void) {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_host_exact),
-		cmocka_unit_test(test_host_wildcard),
-		cmocka_unit_test(test_select_group),
-		cmocka_unit_test(test_exact_beats_wildcard_in_any_order),
-		cmocka_unit_test(test_select_no_match),
-		cmocka_unit_test(test_wrr_10_90_exact),
-		cmocka_unit_test(test_wrr_33_33_34),
-		cmocka_unit_test(test_wrr_is_smooth),
-		cmocka_unit_test(test_wrr_weight_zero_never),
-		cmocka_unit_test(test_wrr_eligible_mask),
-		cmocka_unit_test(test_wrr_many_mappings),
+	        cmocka_unit_test(test_host_exact),
+	        cmocka_unit_test(test_host_wildcard),
+	        cmocka_unit_test(test_select_group),
+	        cmocka_unit_test(test_exact_beats_wildcard_in_any_order),
+	        cmocka_unit_test(test_select_no_match),
+	        cmocka_unit_test(test_wrr_10_90_exact),
+	        cmocka_unit_test(test_wrr_33_33_34),
+	        cmocka_unit_test(test_wrr_is_smooth),
+	        cmocka_unit_test(test_wrr_weight_zero_never),
+	        cmocka_unit_test(test_wrr_eligible_mask),
+	        cmocka_unit_test(test_wrr_many_mappings),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,7 +35,8 @@ static void assert_byte_by_byte(const uint8_t *bytes, size_t len, enum sni_resul
 	for (size_t n = 0; n < len; n++) {
 		enum sni_result r = parse_exact(bytes, n, &hello);
 		if (r != SNI_NEED_MORE)
-			fail_msg("prefix of %zu/%zu bytes gave %s", n, len, sni_result_to_string(r));
+			fail_msg("prefix of %zu/%zu bytes gave %s", n, len,
+			         sni_result_to_string(r));
 	}
 	assert_int_equal(parse_exact(bytes, len, &hello), expected);
 }
@@ -43,9 +44,9 @@ static void assert_byte_by_byte(const uint8_t *bytes, size_t len, enum sni_resul
 /* A complete hello's answer must not change whatever follows it. */
 static void assert_stable_with_trailing(const uint8_t *bytes, size_t len) {
 	static const uint8_t tails[][6] = {
-		{0x14, 0x03, 0x03, 0x00, 0x01, 0x01}, /* TLS 1.3 middlebox ChangeCipherSpec */
-		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
-		{0x16, 0x03, 0x01, 0xff, 0xff, 0x00},
+	        {0x14, 0x03, 0x03, 0x00, 0x01, 0x01}, /* TLS 1.3 middlebox ChangeCipherSpec */
+	        {0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+	        {0x16, 0x03, 0x01, 0xff, 0xff, 0x00},
 	};
 	struct client_hello first, again;
 	enum sni_result r = parse_exact(bytes, len, &first);
@@ -203,7 +204,7 @@ static void build_hello(const struct hello_spec *s, struct bytes *msg) {
 /* Frame `msg` into handshake records carrying `sizes[i]` bytes each; the last record
  * takes whatever is left. */
 static void frame(const struct bytes *msg, const size_t *sizes, size_t n_sizes,
-		  struct bytes *stream) {
+                  struct bytes *stream) {
 	size_t off = 0;
 
 	memset(stream, 0, sizeof(*stream));
@@ -334,8 +335,10 @@ static void test_grease_removed(void **state) {
 /* A post-quantum sized hello (about 2 KiB) in three records. */
 static void test_big_hello_three_records(void **state) {
 	static const size_t sizes[] = {700, 700};
-	struct hello_spec s = {.sni = "pq.example.com", .alpn = h2_alpn,
-			       .versions = tls13_versions, .padding = 1900};
+	struct hello_spec s = {.sni = "pq.example.com",
+	                       .alpn = h2_alpn,
+	                       .versions = tls13_versions,
+	                       .padding = 1900};
 	static struct bytes msg, stream;
 	struct client_hello h;
 	(void)state;
@@ -388,7 +391,7 @@ static void test_no_extensions(void **state) {
 
 static void test_not_tls(void **state) {
 	static const char *const texts[] = {"SSH-2.0-OpenSSH\r\n", "GET / HTTP/1.1", "\x80\x2e",
-					    "\x16\x02\x00"};
+	                                    "\x16\x02\x00"};
 	struct client_hello h;
 	(void)state;
 
@@ -448,13 +451,13 @@ static void test_not_client_hello(void **state) {
 
 static void test_bad_lengths(void **state) {
 	static const struct hello_spec bad[] = {
-		{.sni = "x.example", .sni_list_adjust = -1},
-		{.sni = "x.example", .sni_list_adjust = 1},
-		{.sni = "x.example", .sni_ext_adjust = 1},   /* runs past the extensions */
-		{.sni = "x.example", .sni_ext_adjust = -1},  /* list longer than extension */
-		{.sni = "x.example", .extensions_adjust = 1}, /* past the hello's end */
-		{.sni = "x.example", .extensions_adjust = -1},
-		{.sni = "x.example", .duplicate_sni = true},
+	        {.sni = "x.example", .sni_list_adjust = -1},
+	        {.sni = "x.example", .sni_list_adjust = 1},
+	        {.sni = "x.example", .sni_ext_adjust = 1},    /* runs past the extensions */
+	        {.sni = "x.example", .sni_ext_adjust = -1},   /* list longer than extension */
+	        {.sni = "x.example", .extensions_adjust = 1}, /* past the hello's end */
+	        {.sni = "x.example", .extensions_adjust = -1},
+	        {.sni = "x.example", .duplicate_sni = true},
 	};
 	static struct bytes stream;
 	struct client_hello h;
@@ -489,9 +492,9 @@ static void test_host_names(void **state) {
 		const char *name;
 		size_t len;
 	} bad[] = {
-		{"", 0},          {"a\0b", 3},       {"a/b", 0},        {"a\x01.example", 0},
-		{"a b", 0},       {".example", 0},   {"a..example", 0}, {"example.", 0},
-		{"ex\x7f", 0},    {"caf\xc3\xa9", 0},
+	        {"", 0},       {"a\0b", 3},        {"a/b", 0},        {"a\x01.example", 0},
+	        {"a b", 0},    {".example", 0},    {"a..example", 0}, {"example.", 0},
+	        {"ex\x7f", 0}, {"caf\xc3\xa9", 0},
 	};
 	char long_name[300];
 	static struct bytes stream;
@@ -537,8 +540,9 @@ static void test_alpn_limits(void **state) {
 	assert_string_equal(h.alpn[4], "e");
 	assert_string_equal(h.alpn[7], "h");
 
-	build_stream(&(struct hello_spec){.sni = "a.example", .alpn = (const char *const[]){"", NULL}},
-		     &stream);
+	build_stream(
+	        &(struct hello_spec){.sni = "a.example", .alpn = (const char *const[]){"", NULL}},
+	        &stream);
 	assert_int_equal(parse_exact(stream.data, stream.len, &h), SNI_INVALID);
 }
 
@@ -582,7 +586,8 @@ static void test_peek_limit(void **state) {
 
 	/* a handshake length far past the limit, declared in the first bytes */
 	{
-		static const uint8_t huge[] = {0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0x80, 0x00};
+		static const uint8_t huge[] = {0x16, 0x03, 0x01, 0x00, 0x04,
+		                               0x01, 0x00, 0x80, 0x00};
 		assert_int_equal(parse_exact(huge, 8, &h), SNI_NEED_MORE);
 		assert_int_equal(parse_exact(huge, 9, &h), SNI_INVALID);
 	}
@@ -600,27 +605,27 @@ static void test_result_to_string(void **state) {
 
 int main(void) {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_captured_tls12_sni),
-		cmocka_unit_test(test_captured_tls13_sni),
-		cmocka_unit_test(test_captured_no_sni),
-		cmocka_unit_test(test_captured_alpn),
-		cmocka_unit_test(test_captured_byte_by_byte),
-		cmocka_unit_test(test_captured_stable),
-		cmocka_unit_test(test_captured_reframed),
-		cmocka_unit_test(test_grease_removed),
-		cmocka_unit_test(test_big_hello_three_records),
-		cmocka_unit_test(test_tiny_records),
-		cmocka_unit_test(test_no_extensions),
-		cmocka_unit_test(test_not_tls),
-		cmocka_unit_test(test_record_lengths),
-		cmocka_unit_test(test_interleaved_record),
-		cmocka_unit_test(test_not_client_hello),
-		cmocka_unit_test(test_bad_lengths),
-		cmocka_unit_test(test_truncated_handshake),
-		cmocka_unit_test(test_host_names),
-		cmocka_unit_test(test_alpn_limits),
-		cmocka_unit_test(test_peek_limit),
-		cmocka_unit_test(test_result_to_string),
+	        cmocka_unit_test(test_captured_tls12_sni),
+	        cmocka_unit_test(test_captured_tls13_sni),
+	        cmocka_unit_test(test_captured_no_sni),
+	        cmocka_unit_test(test_captured_alpn),
+	        cmocka_unit_test(test_captured_byte_by_byte),
+	        cmocka_unit_test(test_captured_stable),
+	        cmocka_unit_test(test_captured_reframed),
+	        cmocka_unit_test(test_grease_removed),
+	        cmocka_unit_test(test_big_hello_three_records),
+	        cmocka_unit_test(test_tiny_records),
+	        cmocka_unit_test(test_no_extensions),
+	        cmocka_unit_test(test_not_tls),
+	        cmocka_unit_test(test_record_lengths),
+	        cmocka_unit_test(test_interleaved_record),
+	        cmocka_unit_test(test_not_client_hello),
+	        cmocka_unit_test(test_bad_lengths),
+	        cmocka_unit_test(test_truncated_handshake),
+	        cmocka_unit_test(test_host_names),
+	        cmocka_unit_test(test_alpn_limits),
+	        cmocka_unit_test(test_peek_limit),
+	        cmocka_unit_test(test_result_to_string),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

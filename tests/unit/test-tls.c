@@ -26,25 +26,25 @@ static char secrets_dir[256], creds_dir[256];
 /* ---- fixtures ------------------------------------------------------------------------- */
 
 static const char openssl_cnf[] = "[req]\n"
-				  "distinguished_name = dn\n"
-				  "prompt = no\n"
-				  "[dn]\n"
-				  "CN = unused\n"
-				  "[ca_ext]\n"
-				  "basicConstraints = critical,CA:TRUE\n"
-				  "keyUsage = critical,keyCertSign,cRLSign\n"
-				  "subjectKeyIdentifier = hash\n"
-				  "[server_ext]\n"
-				  "basicConstraints = CA:FALSE\n"
-				  "extendedKeyUsage = serverAuth\n"
-				  "subjectAltName = DNS:my-host-1,DNS:my-host-2\n"
-				  "[wild_ext]\n"
-				  "basicConstraints = CA:FALSE\n"
-				  "extendedKeyUsage = serverAuth\n"
-				  "subjectAltName = DNS:*.example.com\n"
-				  "[client_ext]\n"
-				  "basicConstraints = CA:FALSE\n"
-				  "extendedKeyUsage = clientAuth\n";
+                                  "distinguished_name = dn\n"
+                                  "prompt = no\n"
+                                  "[dn]\n"
+                                  "CN = unused\n"
+                                  "[ca_ext]\n"
+                                  "basicConstraints = critical,CA:TRUE\n"
+                                  "keyUsage = critical,keyCertSign,cRLSign\n"
+                                  "subjectKeyIdentifier = hash\n"
+                                  "[server_ext]\n"
+                                  "basicConstraints = CA:FALSE\n"
+                                  "extendedKeyUsage = serverAuth\n"
+                                  "subjectAltName = DNS:my-host-1,DNS:my-host-2\n"
+                                  "[wild_ext]\n"
+                                  "basicConstraints = CA:FALSE\n"
+                                  "extendedKeyUsage = serverAuth\n"
+                                  "subjectAltName = DNS:*.example.com\n"
+                                  "[client_ext]\n"
+                                  "basicConstraints = CA:FALSE\n"
+                                  "extendedKeyUsage = clientAuth\n";
 
 _printf_(1, 2) static int run(const char *fmt, ...) {
 	_cleanup_free_ char *cmd = NULL, *full = NULL;
@@ -67,17 +67,17 @@ _printf_(1, 2) static int run(const char *fmt, ...) {
 /* A P-256 key and a certificate for `cn` signed by the test CA, as NAME.crt / NAME.key. */
 static int make_leaf(const char *name, const char *cn, const char *ext, int serial) {
 	return run("openssl req -config openssl.cnf -new -newkey ec -pkeyopt "
-		   "ec_paramgen_curve:P-256 -nodes -keyout %s.key -out %s.csr -subj /CN=%s && "
-		   "openssl x509 -req -in %s.csr -CA ca.crt -CAkey ca.key -set_serial %d -days 2 "
-		   "-out %s.crt -extfile openssl.cnf -extensions %s",
-		   name, name, cn, name, serial, name, ext);
+	           "ec_paramgen_curve:P-256 -nodes -keyout %s.key -out %s.csr -subj /CN=%s && "
+	           "openssl x509 -req -in %s.csr -CA ca.crt -CAkey ca.key -set_serial %d -days 2 "
+	           "-out %s.crt -extfile openssl.cnf -extensions %s",
+	           name, name, cn, name, serial, name, ext);
 }
 
 /* secrets/SECRET/tls.crt + tls.key from NAME.crt + KEYNAME.key */
 static int install_secret(const char *secret, const char *name, const char *key_name) {
 	return run("mkdir -p secrets/%s && cp %s.crt secrets/%s/tls.crt && "
-		   "cp %s.key secrets/%s/tls.key",
-		   secret, name, secret, key_name, secret);
+	           "cp %s.key secrets/%s/tls.key",
+	           secret, name, secret, key_name, secret);
 }
 
 static int group_setup(void **state) {
@@ -96,8 +96,8 @@ static int group_setup(void **state) {
 
 	if (run("umask 077 && mkdir secrets creds") < 0 ||
 	    run("openssl req -config openssl.cnf -x509 -newkey ec -pkeyopt "
-		"ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt -days 2 "
-		"-subj /CN=tcpmap-test-ca -extensions ca_ext") < 0 ||
+	        "ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt -days 2 "
+	        "-subj /CN=tcpmap-test-ca -extensions ca_ext") < 0 ||
 	    make_leaf("server", "my-host", "server_ext", 2) < 0 ||
 	    make_leaf("wild", "wildcard.example.com", "wild_ext", 3) < 0 ||
 	    make_leaf("client", "tcpmap-test-client", "client_ext", 4) < 0 ||
@@ -112,7 +112,7 @@ static int group_setup(void **state) {
 	    run("mkdir -p secrets/ca-secret && cp ca.crt secrets/ca-secret/tls.crt") < 0 ||
 	    /* with ca.crt beside tls.crt, ca.crt is the CA; tls.crt here is not a CA at all */
 	    run("mkdir -p secrets/ca-bundle && cp ca.crt secrets/ca-bundle/ca.crt && "
-		"cp wild.crt secrets/ca-bundle/tls.crt") < 0 ||
+	        "cp wild.crt secrets/ca-bundle/tls.crt") < 0 ||
 	    /* othersecret in both places: the credential (the client certificate) must win */
 	    install_secret("othersecret", "decoy", "decoy") < 0 ||
 	    run("cp client.crt creds/othersecret.crt && cp client.key creds/othersecret.key") < 0)
@@ -196,7 +196,8 @@ static void assert_error(const struct loaded *l, const char *needle) {
 	bool found = false;
 
 	for (size_t i = 0; i < l->diags.n; i++)
-		if (l->diags.items[i].level == DIAG_ERROR && strstr(l->diags.items[i].message, needle))
+		if (l->diags.items[i].level == DIAG_ERROR &&
+		    strstr(l->diags.items[i].message, needle))
 			found = true;
 	if (l->r != -EINVAL || !found) {
 		print_message("# wanted an error containing: %s\n", needle);
@@ -263,7 +264,7 @@ static struct handshake run_handshake(SSL *server, SSL *client) {
 			if (r == 1)
 				client_done = h.client_ok = true;
 			else if (SSL_get_error(client, r) != SSL_ERROR_WANT_READ &&
-				 SSL_get_error(client, r) != SSL_ERROR_WANT_WRITE) {
+			         SSL_get_error(client, r) != SSL_ERROR_WANT_WRITE) {
 				h.client_failure = tls_handshake_failure_reason();
 				client_done = true;
 			}
@@ -274,7 +275,7 @@ static struct handshake run_handshake(SSL *server, SSL *client) {
 			if (r == 1)
 				server_done = h.server_ok = true;
 			else if (SSL_get_error(server, r) != SSL_ERROR_WANT_READ &&
-				 SSL_get_error(server, r) != SSL_ERROR_WANT_WRITE) {
+			         SSL_get_error(server, r) != SSL_ERROR_WANT_WRITE) {
 				h.server_failure = tls_handshake_failure_reason();
 				server_done = true;
 			}
@@ -364,9 +365,9 @@ static void test_example_terminate_originate(void **state) {
 
 	assert_ok(&l);
 	assert_string_equal(group_by_host(l.config, "my-host-1")->termination_context->name,
-			    "my-context");
+	                    "my-context");
 	assert_string_equal(group_by_host(l.config, "my-host-2")->termination_context->name,
-			    "my-context");
+	                    "my-context");
 	t1 = mapping_by_name(l.config, "test-1");
 	t2 = mapping_by_name(l.config, "test-2");
 	c1 = tls_client_ctx(l.config, t1);
@@ -402,21 +403,21 @@ static void test_example_originate(void **state) {
 /* ---- secrets -------------------------------------------------------------------------- */
 
 static const char yaml_missing_secret[] = "apiVersion: getambassador.io/v2\n"
-					  "kind: TCPMapping\n"
-					  "metadata:\n"
-					  "  name: m\n"
-					  "spec:\n"
-					  "  port: 2222\n"
-					  "  host: my-host-1\n"
-					  "  service: upstream:9999\n"
-					  "---\n"
-					  "apiVersion: getambassador.io/v2\n"
-					  "kind: TLSContext\n"
-					  "metadata:\n"
-					  "  name: my-context\n"
-					  "spec:\n"
-					  "  hosts: [my-host-1]\n"
-					  "  secret: nosuch\n";
+                                          "kind: TCPMapping\n"
+                                          "metadata:\n"
+                                          "  name: m\n"
+                                          "spec:\n"
+                                          "  port: 2222\n"
+                                          "  host: my-host-1\n"
+                                          "  service: upstream:9999\n"
+                                          "---\n"
+                                          "apiVersion: getambassador.io/v2\n"
+                                          "kind: TLSContext\n"
+                                          "metadata:\n"
+                                          "  name: my-context\n"
+                                          "spec:\n"
+                                          "  hosts: [my-host-1]\n"
+                                          "  secret: nosuch\n";
 
 static void test_missing_secret(void **state) {
 	(void)state;
@@ -424,9 +425,9 @@ static void test_missing_secret(void **state) {
 	_cleanup_free_ char *expected = NULL;
 
 	assert_true(asprintf(&expected,
-			     "t.yaml:10:1: tlscontext \"my-context\": secret \"nosuch\": not "
-			     "found; tried %s/nosuch.crt, %s/nosuch/tls.crt",
-			     creds_dir, secrets_dir) > 0);
+	                     "t.yaml:10:1: tlscontext \"my-context\": secret \"nosuch\": not "
+	                     "found; tried %s/nosuch.crt, %s/nosuch/tls.crt",
+	                     creds_dir, secrets_dir) > 0);
 	assert_error(&l, expected);
 	assert_null(group_by_host(l.config, "my-host-1")->termination_context);
 }
@@ -440,7 +441,7 @@ static void test_missing_secret_without_credentials(void **state) {
 	l = load_yaml(yaml_missing_secret);
 	setenv("CREDENTIALS_DIRECTORY", creds_dir, 1);
 	assert_true(asprintf(&expected, "secret \"nosuch\": not found; tried %s/nosuch/tls.crt",
-			     secrets_dir) > 0);
+	                     secrets_dir) > 0);
 	assert_error(&l, expected);
 	assert_int_equal(l.diags.n_errors, 1);
 	loaded_free(&l);
@@ -448,20 +449,19 @@ static void test_missing_secret_without_credentials(void **state) {
 
 static void test_mismatched_key(void **state) {
 	(void)state;
-	_cleanup_(loaded_free) struct loaded l =
-		load_yaml("apiVersion: getambassador.io/v2\n"
-			  "kind: TLSContext\n"
-			  "metadata:\n"
-			  "  name: bad-pair\n"
-			  "spec:\n"
-			  "  hosts: [my-host-1]\n"
-			  "  secret: mismatch\n");
+	_cleanup_(loaded_free) struct loaded l = load_yaml("apiVersion: getambassador.io/v2\n"
+	                                                   "kind: TLSContext\n"
+	                                                   "metadata:\n"
+	                                                   "  name: bad-pair\n"
+	                                                   "spec:\n"
+	                                                   "  hosts: [my-host-1]\n"
+	                                                   "  secret: mismatch\n");
 	_cleanup_free_ char *expected = NULL;
 
 	assert_true(asprintf(&expected,
-			     "tlscontext \"bad-pair\": private key %s/mismatch/tls.key does not "
-			     "match certificate %s/mismatch/tls.crt",
-			     secrets_dir, secrets_dir) > 0);
+	                     "tlscontext \"bad-pair\": private key %s/mismatch/tls.key does not "
+	                     "match certificate %s/mismatch/tls.crt",
+	                     secrets_dir, secrets_dir) > 0);
 	assert_error(&l, expected);
 }
 
@@ -471,76 +471,76 @@ static void test_cert_chain_file(void **state) {
 	struct loaded l;
 
 	assert_true(asprintf(&yaml,
-			     "apiVersion: getambassador.io/v2\n"
-			     "kind: TLSContext\n"
-			     "metadata:\n"
-			     "  name: files\n"
-			     "spec:\n"
-			     "  hosts: [my-host-1]\n"
-			     "  cert_chain_file: %s/wild.crt\n"
-			     "  private_key_file: %s/wild.key\n"
-			     "---\n"
-			     "apiVersion: getambassador.io/v2\n"
-			     "kind: TCPMapping\n"
-			     "metadata:\n"
-			     "  name: m\n"
-			     "spec:\n"
-			     "  port: 2222\n"
-			     "  host: my-host-1\n"
-			     "  service: upstream:9999\n",
-			     tmpdir, tmpdir) > 0);
+	                     "apiVersion: getambassador.io/v2\n"
+	                     "kind: TLSContext\n"
+	                     "metadata:\n"
+	                     "  name: files\n"
+	                     "spec:\n"
+	                     "  hosts: [my-host-1]\n"
+	                     "  cert_chain_file: %s/wild.crt\n"
+	                     "  private_key_file: %s/wild.key\n"
+	                     "---\n"
+	                     "apiVersion: getambassador.io/v2\n"
+	                     "kind: TCPMapping\n"
+	                     "metadata:\n"
+	                     "  name: m\n"
+	                     "spec:\n"
+	                     "  port: 2222\n"
+	                     "  host: my-host-1\n"
+	                     "  service: upstream:9999\n",
+	                     tmpdir, tmpdir) > 0);
 	l = load_yaml(yaml);
 	assert_ok(&l);
-	assert_string_equal(ctx_cert_cn(tls_server_ctx(l.config, group_by_host(l.config,
-									      "my-host-1"))),
-			    "wildcard.example.com");
+	assert_string_equal(
+	        ctx_cert_cn(tls_server_ctx(l.config, group_by_host(l.config, "my-host-1"))),
+	        "wildcard.example.com");
 	loaded_free(&l);
 }
 
 /* ---- which context terminates which host ---------------------------------------------- */
 
 static const char yaml_wildcards[] = "apiVersion: getambassador.io/v2\n"
-				     "kind: TLSContext\n"
-				     "metadata:\n"
-				     "  name: wild-context\n"
-				     "spec:\n"
-				     "  hosts: ['*.example.com']\n"
-				     "  secret: wildsecret\n"
-				     "---\n"
-				     "apiVersion: getambassador.io/v2\n"
-				     "kind: TLSContext\n"
-				     "metadata:\n"
-				     "  name: exact-context\n"
-				     "spec:\n"
-				     "  hosts: [a.example.com]\n"
-				     "  secret: supersecret\n"
-				     "---\n"
-				     "apiVersion: getambassador.io/v2\n"
-				     "kind: TCPMapping\n"
-				     "metadata:\n"
-				     "  name: a\n"
-				     "spec:\n"
-				     "  port: 443\n"
-				     "  host: a.example.com\n"
-				     "  service: upstream-a:9999\n"
-				     "---\n"
-				     "apiVersion: getambassador.io/v2\n"
-				     "kind: TCPMapping\n"
-				     "metadata:\n"
-				     "  name: b\n"
-				     "spec:\n"
-				     "  port: 443\n"
-				     "  host: B.example.com\n"
-				     "  service: upstream-b:9999\n"
-				     "---\n"
-				     "apiVersion: getambassador.io/v2\n"
-				     "kind: TCPMapping\n"
-				     "metadata:\n"
-				     "  name: any\n"
-				     "spec:\n"
-				     "  port: 443\n"
-				     "  host: '*.example.com'\n"
-				     "  service: upstream-any:9999\n";
+                                     "kind: TLSContext\n"
+                                     "metadata:\n"
+                                     "  name: wild-context\n"
+                                     "spec:\n"
+                                     "  hosts: ['*.example.com']\n"
+                                     "  secret: wildsecret\n"
+                                     "---\n"
+                                     "apiVersion: getambassador.io/v2\n"
+                                     "kind: TLSContext\n"
+                                     "metadata:\n"
+                                     "  name: exact-context\n"
+                                     "spec:\n"
+                                     "  hosts: [a.example.com]\n"
+                                     "  secret: supersecret\n"
+                                     "---\n"
+                                     "apiVersion: getambassador.io/v2\n"
+                                     "kind: TCPMapping\n"
+                                     "metadata:\n"
+                                     "  name: a\n"
+                                     "spec:\n"
+                                     "  port: 443\n"
+                                     "  host: a.example.com\n"
+                                     "  service: upstream-a:9999\n"
+                                     "---\n"
+                                     "apiVersion: getambassador.io/v2\n"
+                                     "kind: TCPMapping\n"
+                                     "metadata:\n"
+                                     "  name: b\n"
+                                     "spec:\n"
+                                     "  port: 443\n"
+                                     "  host: B.example.com\n"
+                                     "  service: upstream-b:9999\n"
+                                     "---\n"
+                                     "apiVersion: getambassador.io/v2\n"
+                                     "kind: TCPMapping\n"
+                                     "metadata:\n"
+                                     "  name: any\n"
+                                     "spec:\n"
+                                     "  port: 443\n"
+                                     "  host: '*.example.com'\n"
+                                     "  service: upstream-any:9999\n";
 
 static void test_wildcard_and_exact(void **state) {
 	(void)state;
@@ -549,18 +549,18 @@ static void test_wildcard_and_exact(void **state) {
 	assert_ok(&l);
 	/* exact wins although the wildcard context comes first in the file */
 	assert_string_equal(group_by_host(l.config, "a.example.com")->termination_context->name,
-			    "exact-context");
+	                    "exact-context");
 	assert_string_equal(group_by_host(l.config, "b.example.com")->termination_context->name,
-			    "wild-context");
+	                    "wild-context");
 	/* a wildcard host is covered by that same wildcard */
 	assert_string_equal(group_by_host(l.config, "*.example.com")->termination_context->name,
-			    "wild-context");
-	assert_string_equal(ctx_cert_cn(tls_server_ctx(l.config, group_by_host(l.config,
-									      "a.example.com"))),
-			    "my-host");
-	assert_string_equal(ctx_cert_cn(tls_server_ctx(l.config, group_by_host(l.config,
-									      "b.example.com"))),
-			    "wildcard.example.com");
+	                    "wild-context");
+	assert_string_equal(
+	        ctx_cert_cn(tls_server_ctx(l.config, group_by_host(l.config, "a.example.com"))),
+	        "my-host");
+	assert_string_equal(
+	        ctx_cert_cn(tls_server_ctx(l.config, group_by_host(l.config, "b.example.com"))),
+	        "wildcard.example.com");
 }
 
 static void test_host_not_covered(void **state) {
@@ -571,8 +571,8 @@ static void test_host_not_covered(void **state) {
 
 	/* config.c refuses an uncovered host itself... */
 	r = config_load_buffer("t.yaml", yaml_missing_secret,
-			       strlen(yaml_missing_secret) - strlen("  secret: nosuch\n"), NULL,
-			       &l.config, &l.diags);
+	                       strlen(yaml_missing_secret) - strlen("  secret: nosuch\n"), NULL,
+	                       &l.config, &l.diags);
 	assert_int_equal(r, 0);
 	diag_list_free(&l.diags);
 	/* ...so take a good model and narrow the context's hosts behind its back, to see that
@@ -589,14 +589,14 @@ static void test_host_not_covered(void **state) {
 static void test_passthrough_needs_no_context(void **state) {
 	(void)state;
 	_cleanup_(loaded_free) struct loaded l = load_yaml("apiVersion: getambassador.io/v2\n"
-							   "kind: TCPMapping\n"
-							   "metadata:\n"
-							   "  name: through\n"
-							   "spec:\n"
-							   "  port: 443\n"
-							   "  host: my-host-1\n"
-							   "  tls_passthrough: true\n"
-							   "  service: upstream:443\n");
+	                                                   "kind: TCPMapping\n"
+	                                                   "metadata:\n"
+	                                                   "  name: through\n"
+	                                                   "spec:\n"
+	                                                   "  port: 443\n"
+	                                                   "  host: my-host-1\n"
+	                                                   "  tls_passthrough: true\n"
+	                                                   "  service: upstream:443\n");
 
 	assert_ok(&l);
 	assert_null(group_by_host(l.config, "my-host-1")->termination_context);
@@ -606,22 +606,22 @@ static void test_passthrough_needs_no_context(void **state) {
 /* ---- settings ------------------------------------------------------------------------- */
 
 static const char yaml_settings_fmt[] = "apiVersion: getambassador.io/v2\n"
-					"kind: TLSContext\n"
-					"metadata:\n"
-					"  name: my-context\n"
-					"spec:\n"
-					"  hosts: [my-host-1]\n"
-					"  secret: supersecret\n"
-					"%s"
-					"---\n"
-					"apiVersion: getambassador.io/v2\n"
-					"kind: TCPMapping\n"
-					"metadata:\n"
-					"  name: m\n"
-					"spec:\n"
-					"  port: 2222\n"
-					"  host: my-host-1\n"
-					"  service: upstream:9999\n";
+                                        "kind: TLSContext\n"
+                                        "metadata:\n"
+                                        "  name: my-context\n"
+                                        "spec:\n"
+                                        "  hosts: [my-host-1]\n"
+                                        "  secret: supersecret\n"
+                                        "%s"
+                                        "---\n"
+                                        "apiVersion: getambassador.io/v2\n"
+                                        "kind: TCPMapping\n"
+                                        "metadata:\n"
+                                        "  name: m\n"
+                                        "spec:\n"
+                                        "  port: 2222\n"
+                                        "  host: my-host-1\n"
+                                        "  service: upstream:9999\n";
 
 static struct loaded load_settings(const char *extra) {
 	_cleanup_free_ char *yaml = NULL;
@@ -649,10 +649,10 @@ static void test_defaults(void **state) {
 	assert_true(SSL_CTX_get_options(ctx) & SSL_OP_CIPHER_SERVER_PREFERENCE);
 	assert_false(SSL_CTX_get_options(ctx) & SSL_OP_NO_TICKET);
 	assert_int_equal(SSL_CTX_get_mode(ctx) &
-				 (SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-				  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER),
-			 SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-				 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	                         (SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+	                          SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER),
+	                 SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+	                         SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	assert_int_equal(SSL_CTX_get_verify_mode(ctx), SSL_VERIFY_NONE);
 }
 
@@ -660,9 +660,9 @@ static void test_min_tls_version(void **state) {
 	(void)state;
 	_cleanup_(loaded_free) struct loaded l = load_settings("  min_tls_version: v1.3\n");
 	_cleanup_(loaded_free) struct loaded both =
-		load_settings("  min_tls_version: v1.2\n  max_tls_version: v1.2\n");
+	        load_settings("  min_tls_version: v1.2\n  max_tls_version: v1.2\n");
 	_cleanup_(loaded_free) struct loaded bad =
-		load_settings("  min_tls_version: v1.3\n  max_tls_version: v1.2\n");
+	        load_settings("  min_tls_version: v1.3\n  max_tls_version: v1.2\n");
 
 	assert_ok(&l);
 	assert_int_equal(SSL_CTX_get_min_proto_version(server_ctx_of(&l)), TLS1_3_VERSION);
@@ -684,13 +684,13 @@ static void test_old_tls_honoured_with_warning(void **state) {
 static void test_ciphers_and_curves(void **state) {
 	(void)state;
 	_cleanup_(loaded_free) struct loaded l =
-		load_settings("  cipher_suites: [ECDHE-ECDSA-AES128-GCM-SHA256, "
-			      "ECDHE-ECDSA-CHACHA20-POLY1305]\n"
-			      "  ecdh_curves: [X25519, P-256]\n");
+	        load_settings("  cipher_suites: [ECDHE-ECDSA-AES128-GCM-SHA256, "
+	                      "ECDHE-ECDSA-CHACHA20-POLY1305]\n"
+	                      "  ecdh_curves: [X25519, P-256]\n");
 	_cleanup_(loaded_free) struct loaded bad_cipher =
-		load_settings("  cipher_suites: [ECDHE-ECDSA-AES128-GCM-SHA256, NOT-A-CIPHER]\n");
+	        load_settings("  cipher_suites: [ECDHE-ECDSA-AES128-GCM-SHA256, NOT-A-CIPHER]\n");
 	_cleanup_(loaded_free) struct loaded bad_curve = load_settings("  ecdh_curves: [P-999]\n");
-	STACK_OF(SSL_CIPHER) *ciphers;
+	STACK_OF(SSL_CIPHER) * ciphers;
 
 	assert_ok(&l);
 	ciphers = SSL_CTX_get_ciphers(server_ctx_of(&l));
@@ -699,7 +699,7 @@ static void test_ciphers_and_curves(void **state) {
 	bool found = false;
 	for (int i = 0; i < sk_SSL_CIPHER_num(ciphers); i++)
 		if (streq(SSL_CIPHER_get_name(sk_SSL_CIPHER_value(ciphers, i)),
-			  "ECDHE-ECDSA-CHACHA20-POLY1305"))
+		          "ECDHE-ECDSA-CHACHA20-POLY1305"))
 			found = true;
 	assert_true(found);
 	assert_error(&bad_cipher, "cipher_suites: \"NOT-A-CIPHER\"");
@@ -709,14 +709,14 @@ static void test_ciphers_and_curves(void **state) {
 static void test_cert_required_verify_mode(void **state) {
 	(void)state;
 	_cleanup_(loaded_free) struct loaded required =
-		load_settings("  ca_secret: ca-secret\n  cert_required: true\n");
+	        load_settings("  ca_secret: ca-secret\n  cert_required: true\n");
 	_cleanup_(loaded_free) struct loaded optional = load_settings("  ca_secret: ca-secret\n");
 	_cleanup_(loaded_free) struct loaded no_ca = load_settings("  cert_required: true\n");
 	_cleanup_(loaded_free) struct loaded missing_ca = load_settings("  ca_secret: no-ca\n");
 
 	assert_ok(&required);
 	assert_int_equal(SSL_CTX_get_verify_mode(server_ctx_of(&required)),
-			 SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT);
+	                 SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT);
 	assert_ok(&optional);
 	assert_int_equal(SSL_CTX_get_verify_mode(server_ctx_of(&optional)), SSL_VERIFY_PEER);
 	assert_error(&no_ca, "cert_required: needs ca_secret or cacert_chain_file");
@@ -765,7 +765,10 @@ static void test_handshake_sni_and_alpn(void **state) {
 
 	/* no overlap: the handshake goes on without ALPN */
 	SSL_CTX_free(client_ctx);
-	client_ctx = test_client_ctx(false, (const unsigned char *)"\x03" "foo", 4);
+	client_ctx = test_client_ctx(false,
+	                             (const unsigned char *)"\x03"
+	                                                    "foo",
+	                             4);
 	server = SSL_new(server_ctx_of(&l));
 	client = SSL_new(client_ctx);
 	assert_int_equal(SSL_set_tlsext_host_name(client, "my-host-1"), 1);
@@ -788,9 +791,9 @@ static void check_mtls(const char *ca_secret, const char *version) {
 	X509 *peer;
 
 	assert_true(asprintf(&extra,
-			     "  ca_secret: %s\n  cert_required: true\n"
-			     "  min_tls_version: %s\n  max_tls_version: %s\n",
-			     ca_secret, version, version) > 0);
+	                     "  ca_secret: %s\n  cert_required: true\n"
+	                     "  min_tls_version: %s\n  max_tls_version: %s\n",
+	                     ca_secret, version, version) > 0);
 	l = load_settings(extra);
 	assert_ok(&l);
 	anonymous = test_client_ctx(false, NULL, 0);
@@ -872,77 +875,77 @@ static void test_handshake_failure_reasons(void **state) {
 }
 
 static const char yaml_origination[] = "apiVersion: getambassador.io/v2\n"
-				       "kind: TLSContext\n"
-				       "metadata:\n"
-				       "  name: verify-sni\n"
-				       "spec:\n"
-				       "  ca_secret: ca-secret\n"
-				       "  sni: my-host-2\n"
-				       "  secret: othersecret\n"
-				       "---\n"
-				       "apiVersion: getambassador.io/v2\n"
-				       "kind: TLSContext\n"
-				       "metadata:\n"
-				       "  name: verify-service\n"
-				       "spec:\n"
-				       "  ca_secret: ca-secret\n"
-				       "---\n"
-				       "apiVersion: getambassador.io/v2\n"
-				       "kind: TLSContext\n"
-				       "metadata:\n"
-				       "  name: no-ca\n"
-				       "spec:\n"
-				       "  secret: othersecret\n"
-				       "---\n"
-				       "apiVersion: getambassador.io/v2\n"
-				       "kind: TCPMapping\n"
-				       "metadata:\n"
-				       "  name: by-sni\n"
-				       "spec:\n"
-				       "  port: 2001\n"
-				       "  tls: verify-sni\n"
-				       "  service: upstream-host-2:9999\n"
-				       "---\n"
-				       "apiVersion: getambassador.io/v2\n"
-				       "kind: TCPMapping\n"
-				       "metadata:\n"
-				       "  name: by-service-good\n"
-				       "spec:\n"
-				       "  port: 2002\n"
-				       "  tls: verify-service\n"
-				       "  service: my-host-1:9999\n"
-				       "---\n"
-				       "apiVersion: getambassador.io/v2\n"
-				       "kind: TCPMapping\n"
-				       "metadata:\n"
-				       "  name: by-service-wrong\n"
-				       "spec:\n"
-				       "  port: 2003\n"
-				       "  tls: verify-service\n"
-				       "  service: wrong-host:9999\n"
-				       "---\n"
-				       "apiVersion: getambassador.io/v2\n"
-				       "kind: TCPMapping\n"
-				       "metadata:\n"
-				       "  name: unverified\n"
-				       "spec:\n"
-				       "  port: 2004\n"
-				       "  tls: no-ca\n"
-				       "  service: wrong-host:9999\n"
-				       "---\n"
-				       "apiVersion: getambassador.io/v2\n"
-				       "kind: TCPMapping\n"
-				       "metadata:\n"
-				       "  name: by-address\n"
-				       "spec:\n"
-				       "  port: 2005\n"
-				       "  tls: true\n"
-				       "  service: 127.0.0.1:9999\n";
+                                       "kind: TLSContext\n"
+                                       "metadata:\n"
+                                       "  name: verify-sni\n"
+                                       "spec:\n"
+                                       "  ca_secret: ca-secret\n"
+                                       "  sni: my-host-2\n"
+                                       "  secret: othersecret\n"
+                                       "---\n"
+                                       "apiVersion: getambassador.io/v2\n"
+                                       "kind: TLSContext\n"
+                                       "metadata:\n"
+                                       "  name: verify-service\n"
+                                       "spec:\n"
+                                       "  ca_secret: ca-secret\n"
+                                       "---\n"
+                                       "apiVersion: getambassador.io/v2\n"
+                                       "kind: TLSContext\n"
+                                       "metadata:\n"
+                                       "  name: no-ca\n"
+                                       "spec:\n"
+                                       "  secret: othersecret\n"
+                                       "---\n"
+                                       "apiVersion: getambassador.io/v2\n"
+                                       "kind: TCPMapping\n"
+                                       "metadata:\n"
+                                       "  name: by-sni\n"
+                                       "spec:\n"
+                                       "  port: 2001\n"
+                                       "  tls: verify-sni\n"
+                                       "  service: upstream-host-2:9999\n"
+                                       "---\n"
+                                       "apiVersion: getambassador.io/v2\n"
+                                       "kind: TCPMapping\n"
+                                       "metadata:\n"
+                                       "  name: by-service-good\n"
+                                       "spec:\n"
+                                       "  port: 2002\n"
+                                       "  tls: verify-service\n"
+                                       "  service: my-host-1:9999\n"
+                                       "---\n"
+                                       "apiVersion: getambassador.io/v2\n"
+                                       "kind: TCPMapping\n"
+                                       "metadata:\n"
+                                       "  name: by-service-wrong\n"
+                                       "spec:\n"
+                                       "  port: 2003\n"
+                                       "  tls: verify-service\n"
+                                       "  service: wrong-host:9999\n"
+                                       "---\n"
+                                       "apiVersion: getambassador.io/v2\n"
+                                       "kind: TCPMapping\n"
+                                       "metadata:\n"
+                                       "  name: unverified\n"
+                                       "spec:\n"
+                                       "  port: 2004\n"
+                                       "  tls: no-ca\n"
+                                       "  service: wrong-host:9999\n"
+                                       "---\n"
+                                       "apiVersion: getambassador.io/v2\n"
+                                       "kind: TCPMapping\n"
+                                       "metadata:\n"
+                                       "  name: by-address\n"
+                                       "spec:\n"
+                                       "  port: 2005\n"
+                                       "  tls: true\n"
+                                       "  service: 127.0.0.1:9999\n";
 
 /* Originate from mapping `name` to the test upstream; the upstream's view of the client
  * certificate goes to *peer_cn ("" without one). */
 static struct handshake originate(const struct loaded *l, const char *name, char *peer_cn,
-				  size_t peer_cn_size) {
+                                  size_t peer_cn_size) {
 	const struct mapping *m = mapping_by_name(l->config, name);
 	SSL_CTX *upstream_ctx = test_upstream_ctx();
 	SSL *server = SSL_new(upstream_ctx), *client;
@@ -957,7 +960,7 @@ static struct handshake originate(const struct loaded *l, const char *name, char
 	peer = SSL_get1_peer_certificate(server);
 	if (peer) {
 		X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, peer_cn,
-					  (int)peer_cn_size);
+		                          (int)peer_cn_size);
 		X509_free(peer);
 	}
 	SSL_free(server);
@@ -973,9 +976,9 @@ static void test_origination(void **state) {
 	char cn[128];
 
 	assert_ok(&l);
-	assert_int_equal(SSL_CTX_get_verify_mode(tls_client_ctx(
-				 l.config, mapping_by_name(l.config, "by-sni"))),
-			 SSL_VERIFY_PEER);
+	assert_int_equal(SSL_CTX_get_verify_mode(
+	                         tls_client_ctx(l.config, mapping_by_name(l.config, "by-sni"))),
+	                 SSL_VERIFY_PEER);
 	assert_string_equal(tls_upstream_sni(mapping_by_name(l.config, "by-sni")), "my-host-2");
 	assert_null(tls_upstream_sni(mapping_by_name(l.config, "by-address")));
 
@@ -1023,26 +1026,26 @@ static void test_reload_replaces_runtime(void **state) {
 
 int main(void) {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_example_terminate),
-		cmocka_unit_test(test_example_terminate_originate),
-		cmocka_unit_test(test_example_originate),
-		cmocka_unit_test(test_missing_secret),
-		cmocka_unit_test(test_missing_secret_without_credentials),
-		cmocka_unit_test(test_mismatched_key),
-		cmocka_unit_test(test_cert_chain_file),
-		cmocka_unit_test(test_wildcard_and_exact),
-		cmocka_unit_test(test_host_not_covered),
-		cmocka_unit_test(test_passthrough_needs_no_context),
-		cmocka_unit_test(test_defaults),
-		cmocka_unit_test(test_min_tls_version),
-		cmocka_unit_test(test_old_tls_honoured_with_warning),
-		cmocka_unit_test(test_ciphers_and_curves),
-		cmocka_unit_test(test_cert_required_verify_mode),
-		cmocka_unit_test(test_handshake_sni_and_alpn),
-		cmocka_unit_test(test_handshake_client_cert_required),
-		cmocka_unit_test(test_handshake_failure_reasons),
-		cmocka_unit_test(test_origination),
-		cmocka_unit_test(test_reload_replaces_runtime),
+	        cmocka_unit_test(test_example_terminate),
+	        cmocka_unit_test(test_example_terminate_originate),
+	        cmocka_unit_test(test_example_originate),
+	        cmocka_unit_test(test_missing_secret),
+	        cmocka_unit_test(test_missing_secret_without_credentials),
+	        cmocka_unit_test(test_mismatched_key),
+	        cmocka_unit_test(test_cert_chain_file),
+	        cmocka_unit_test(test_wildcard_and_exact),
+	        cmocka_unit_test(test_host_not_covered),
+	        cmocka_unit_test(test_passthrough_needs_no_context),
+	        cmocka_unit_test(test_defaults),
+	        cmocka_unit_test(test_min_tls_version),
+	        cmocka_unit_test(test_old_tls_honoured_with_warning),
+	        cmocka_unit_test(test_ciphers_and_curves),
+	        cmocka_unit_test(test_cert_required_verify_mode),
+	        cmocka_unit_test(test_handshake_sni_and_alpn),
+	        cmocka_unit_test(test_handshake_client_cert_required),
+	        cmocka_unit_test(test_handshake_failure_reasons),
+	        cmocka_unit_test(test_origination),
+	        cmocka_unit_test(test_reload_replaces_runtime),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
