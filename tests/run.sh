@@ -4,7 +4,7 @@
 # counts as one test that passes when its smoke run finds nothing.
 set -u
 BUILD=${1:?build dir}; SAN=${2:-0}; shift 2
-SUITES=${*:-unit bats fuzz}
+SUITES=${*:-format unit bats fuzz}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 2
 
@@ -27,6 +27,17 @@ count_tap() { # FILE: add the TAP "ok"/"not ok" lines of FILE to the totals
 
 for suite in $SUITES; do
 	case $suite in
+	format)
+		# one format, enforced (STYLE.md): the same check as `make format-check`
+		if ! command -v clang-format >/dev/null; then
+			echo "ok - format-check # skip clang-format not installed"; passed=$((passed + 1))
+		elif clang-format --dry-run --Werror lib/*.[ch] bin/*.c tests/unit/*.c tests/fuzz/*.c >"$LOG/format.log" 2>&1; then
+			echo "ok - format-check: lib, bin and tests are clang-formatted"; passed=$((passed + 1))
+		else
+			echo "not ok - format-check (see $LOG/format.log)"; head -20 "$LOG/format.log"
+			failed=$((failed + 1))
+		fi
+		;;
 	unit)
 		for t in "$BUILD"/tests/test-*; do
 			[ -x "$t" ] || continue
