@@ -6,9 +6,9 @@ set -eu
 
 PACKAGES="build-essential pkg-config libsystemd-dev libssl-dev libyaml-dev libcmocka-dev
 bats clang clang-format libclang-rt-14-dev python3 python3-yaml openssl socat curl iproute2 util-linux systemd
-mandoc procps psmisc haproxy nginx-light"
+mandoc procps psmisc valgrind haproxy nginx-light"
 # `deps.sh bench`: also the load generators and peers that only `make bench` uses.
-[ "${1:-}" = bench ] && PACKAGES="$PACKAGES iperf3 wrk stunnel4 libnginx-mod-stream valgrind"
+[ "${1:-}" = bench ] && PACKAGES="$PACKAGES iperf3 wrk stunnel4 libnginx-mod-stream"
 
 missing=""
 for p in $PACKAGES; do
