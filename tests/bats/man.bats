@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # man.bats — the man pages: mandoc and groff find nothing to warn about, each page has the
 # sections a reader looks for, and the pages agree with the programs they describe (every
-# option in --help, every MESSAGE_ID in lib/log.h, every field of every kind).
+# option in --help, every MESSAGE_ID in lib/log.h, every event, result and journal field
+# that lib/*.c logs, every field of every kind).
 #
 # Reads files and runs `--help` only: no sockets, no processes left behind.
 
@@ -157,6 +158,48 @@ has_word() {
 		{ echo "tcpmapd.8 lacks the journalctl MESSAGE_ID example"; bad=1; }
 	grep -qF "journalctl TCPMAP_MAPPING=ssh" <<<"$page" || { echo "no TCPMAP_MAPPING example"; bad=1; }
 	grep -qF "journalctl -o json" <<<"$page" || { echo "no journalctl -o json example"; bad=1; }
+	[ "$bad" -eq 0 ]
+}
+
+@test "man: tcpmapd(8) has an entry for every event, result and field the code logs" {
+	command -v perl >/dev/null || skip "perl is not installed"
+	local page w n bad=0
+	page=$(render "$MAN/tcpmapd.8")
+	# events: the literal after the MESSAGE_ID in each log_event() call (calls span lines)
+	n=0
+	for w in $(perl -0777 -ne 'while (/log_event\([^;]*?TCPMAP_MID_\w+[^";]*"([a-z_]+)"/gs) {print "$1\n"}' \
+		"$ROOT"/lib/*.c | sort -u); do
+		n=$((n + 1))
+		grep -qE "^\.B $w\$" "$MAN/tcpmapd.8" || { echo "tcpmapd.8 has no entry for TCPMAP_EVENT=$w"; bad=1; }
+	done
+	[ "$n" -ge 10 ] || { echo "found only $n events in lib/*.c"; bad=1; }
+	# results: every literal on a line that finishes connections
+	n=0
+	for w in $(perl -ne 'if (/conn_finish\(|conn_close_all\(/) { while (/"([a-z_]+)"/g) {print "$1\n"} }' \
+		"$ROOT"/lib/*.c | sort -u); do
+		n=$((n + 1))
+		grep -qE "^\.B $w\$" "$MAN/tcpmapd.8" || { echo "tcpmapd.8 has no entry for TCPMAP_RESULT=$w"; bad=1; }
+	done
+	[ "$n" -ge 10 ] || { echo "found only $n results in lib/*.c"; bad=1; }
+	# fields: every key of a struct log_field, which the journal prefixes with TCPMAP_
+	for w in $(perl -ne 'while (/\{"([A-Z_]+)",/g) {print "$1\n"}' "$ROOT"/lib/*.c | sort -u); do
+		has_word "$page" "TCPMAP_$w" || { echo "tcpmapd.8 does not mention TCPMAP_$w"; bad=1; }
+	done
+	for w in TCPMAP_FDSTORE FDSTOREREMOVE=1 RLIMIT_NOFILE PR_SET_DUMPABLE malloc_trim; do
+		grep -qF -- "$w" <<<"$page" || { echo "tcpmapd.8 does not mention $w"; bad=1; }
+	done
+	[ "$bad" -eq 0 ]
+}
+
+@test "man: tcpmap-units(7) names every directive the units set that matters to an operator" {
+	local page w bad=0
+	page=$(render "$MAN/tcpmap-units.7")
+	for w in FileDescriptorName=listen Environment=TCPMAP_FDSTORE=1 LimitCORE=0 LimitNOFILE= \
+		FileDescriptorStoreMax=4096 MaxConnections=1024 MaxConnectionsPerSource=256; do
+		grep -qF -- "$w" <<<"$page" || { echo "tcpmap-units.7 does not mention $w"; bad=1; }
+		# and the units really set it, so the page does not describe a directive long gone
+		grep -qF -- "${w%=}" "$ROOT"/units/* || { echo "no unit sets $w"; bad=1; }
+	done
 	[ "$bad" -eq 0 ]
 }
 
