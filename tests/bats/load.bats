@@ -60,6 +60,11 @@ teardown() { common_teardown; }
 	[ "$(log_count 'Too many open files')" = 0 ]
 	run client 127.0.0.1 "$PORT" --send 65536 --timeout 10
 	[ "$(kv recv_sha256)" = "$(kv sent_sha256)" ] && [ "$(kv recv_bytes)" = 65536 ]
+	if [ "${TCPMAP_SAN:-0}" = 1 ]; then
+		# ASan keeps freed memory in its quarantine on purpose: RSS says nothing under it
+		note "sanitizer build: relaying checked, the RSS bound is the plain build's to show"
+		return 0
+	fi
 	[ "$after" -le $((base * 110 / 100)) ]
 }
 

@@ -1,0 +1,76 @@
+#!/usr/bin/env bats
+# runtime-dir.bats — tcpmapd refuses a breaker table another user could write: a runtime
+# directory others can write, a table owned by someone else, or one hard-linked elsewhere.
+
+load ../lib/common
+
+setup() {
+	common_setup
+	[ "$(id -u)" = 0 ] || skip "needs root to give the table to another user"
+	PORT=$(pick_port)
+	UP=$(pick_port)
+	CONF=$BATS_TEST_TMPDIR/tcpmap.yaml
+	write_mapping "$CONF" m "$PORT" "127.0.0.1:$UP"
+	RD=$BATS_TEST_TMPDIR/rt
+	mkdir -p "$RD"
+	chmod 0755 "$RD"
+}
+
+teardown() { common_teardown; }
+
+# run_once DIR: tcpmapd on DIR, stopped as soon as it listens; status is 0 when it came up,
+# else its exit status; output is its log.
+run_once() {
+	"$TCPMAPD" --config "$CONF" --runtime-dir "$1" --log-target stderr --workers 1 \
+		>"$BATS_TEST_TMPDIR/out.log" 2>&1 3>&- &
+	local pid=$!
+	record_pid "$pid"
+	local i
+	for ((i = 0; i < 30; i++)); do
+		pid_alive "$pid" || break
+		port_listening "$PORT" && break
+		sleep 0.1
+	done
+	if pid_alive "$pid"; then
+		stop_pid "$pid"
+		status=0
+	else
+		status=0
+		wait "$pid" || status=$?
+	fi
+	output=$(cat "$BATS_TEST_TMPDIR/out.log")
+}
+
+@test "a runtime directory others can write is refused; a sticky one is accepted" {
+	chmod 0777 "$RD"
+	run_once "$RD"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"runtime directory $RD is not a directory only its owner can write"* ]]
+	[ ! -e "$RD/breakers" ]
+	chmod 1777 "$RD"
+	run_once "$RD"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ -f "$RD/breakers" ]
+}
+
+@test "a breaker table owned by another user, or with a second hard link, is refused" {
+	run_once "$RD"
+	[ "$status" -eq 0 ]
+	[ -f "$RD/breakers" ]
+	chown nobody "$RD/breakers"
+	run_once "$RD"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"cannot open the breaker table in $RD"*"Operation not permitted"* ]]
+	chown root "$RD/breakers"
+	run_once "$RD"
+	[ "$status" -eq 0 ]
+	ln "$RD/breakers" "$BATS_TEST_TMPDIR/second-name"
+	run_once "$RD"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"Operation not permitted"* ]]
+	note "refused: world-writable runtime dir, a table owned by nobody, a table with 2 links"
+}
