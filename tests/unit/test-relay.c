@@ -1,0 +1,168 @@
+/* test-relay.c — the splice pump with its per-thread pipe pool: a pooled pipe never carries
+ * one connection's bytes into another, a pipe holding bytes is never pooled, and a FIN is
+ * forwarded only after everything before it. Real sockets (socketpairs), no event loop. */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <cmocka.h>
+
+#include "relay.h"
+#include "util.h"
+
+/* client <-> [cfd | relay | ufd] <-> upstream */
+struct pair {
+	int client, cfd, ufd, upstream;
+	struct relay r;
+};
+
+static void pair_open(struct pair *p) {
+	int a[2], b[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, a), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, b), 0);
+	p->client = a[0];
+	p->cfd = a[1];
+	p->ufd = b[0];
+	p->upstream = b[1];
+	relay_init(&p->r, p->cfd, p->ufd);
+}
+
+static void pair_close(struct pair *p) {
+	relay_release(&p->r);
+	safe_close(p->client);
+	safe_close(p->cfd);
+	safe_close(p->ufd);
+	safe_close(p->upstream);
+}
+
+static void fill(uint8_t *buf, size_t n, uint8_t seed) {
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (uint8_t)(seed + i * 31);
+}
+
+static size_t drain(int fd, uint8_t *buf, size_t size) {
+	size_t got = 0;
+	for (;;) {
+		ssize_t n = read(fd, buf + got, size - got);
+		if (n <= 0)
+			return got;
+		got += (size_t)n;
+	}
+}
+
+static void test_pooled_pipes_never_mix(void **state) {
+	(void)state;
+	struct pair p[4];
+	static uint8_t out[64 * 1024], in[64 * 1024];
+
+	for (int i = 0; i < 4; i++)
+		pair_open(&p[i]);
+	/* many rounds, each relay in turn, trimming after each so pipes go round the pool */
+	for (int round = 0; round < 50; round++)
+		for (int i = 0; i < 4; i++) {
+			size_t n = 1000 + (size_t)(round * 97 + i * 13) % 30000;
+			fill(out, n, (uint8_t)(round * 4 + i));
+			assert_int_equal(write(p[i].client, out, n), (ssize_t)n);
+			int r = relay_pump(&p[i].r);
+			assert_true(r >= 0 && (r & RELAY_PROGRESS));
+			relay_trim(&p[i].r);
+			assert_int_equal(p[i].r.up.pipe_r, -EBADF); /* empty: back in the pool */
+			assert_int_equal(drain(p[i].upstream, in, sizeof in), n);
+			assert_memory_equal(in, out, n);
+		}
+	for (int i = 0; i < 4; i++)
+		pair_close(&p[i]);
+}
+
+/* the byte at stream offset k, so partial writes and reads can be checked anywhere */
+static uint8_t stream_byte(size_t k) { return (uint8_t)(k * 131 + (k >> 11)); }
+
+static void test_full_pipe_is_not_pooled(void **state) {
+	(void)state;
+	struct pair a, b;
+	static uint8_t out[256 * 1024], in[256 * 1024];
+	size_t sent_a = 0;
+
+	pair_open(&a);
+	pair_open(&b);
+	/* stuff a's upstream until its socket is full: bytes stay in a's pipe */
+	for (int i = 0; i < 256; i++) {
+		for (size_t k = 0; k < sizeof out; k++)
+			out[k] = stream_byte(sent_a + k);
+		ssize_t n = write(a.client, out, sizeof out);
+		if (n > 0)
+			sent_a += (size_t)n;
+		assert_true(relay_pump(&a.r) >= 0);
+		if (a.r.up.in_pipe > 0 && n <= 0)
+			break;
+	}
+	assert_true(a.r.up.in_pipe > 0);
+	int held = a.r.up.pipe_r;
+	relay_trim(&a.r);
+	assert_int_equal(a.r.up.pipe_r, held); /* kept: it holds a's bytes */
+
+	/* b must get a different pipe and only its own bytes */
+	uint8_t bout[4096];
+	fill(bout, sizeof bout, 99);
+	assert_int_equal(write(b.client, bout, sizeof bout), (ssize_t)sizeof bout);
+	assert_true(relay_pump(&b.r) >= 0);
+	assert_int_not_equal(b.r.up.pipe_r, held);
+	assert_int_equal(drain(b.upstream, in, sizeof in), sizeof bout);
+	assert_memory_equal(in, bout, sizeof bout);
+
+	/* every one of a's bytes arrives, in order, as its upstream reads */
+	size_t got = 0;
+	for (int i = 0; i < 10000 && got < sent_a; i++) {
+		size_t n = drain(a.upstream, in, sizeof in);
+		for (size_t k = 0; k < n; k++)
+			if (in[k] != stream_byte(got + k))
+				fail_msg("byte %zu differs", got + k);
+		got += n;
+		assert_true(relay_pump(&a.r) >= 0);
+	}
+	assert_int_equal(got, sent_a);
+	pair_close(&a);
+	pair_close(&b);
+}
+
+static void test_fin_after_the_bytes(void **state) {
+	(void)state;
+	struct pair p;
+	uint8_t out[10000], in[20000];
+
+	pair_open(&p);
+	fill(out, sizeof out, 3);
+	assert_int_equal(write(p.client, out, sizeof out), (ssize_t)sizeof out);
+	assert_int_equal(shutdown(p.client, SHUT_WR), 0);
+	int r = relay_pump(&p.r);
+	assert_true(r >= 0);
+	assert_true(p.r.up.eof && p.r.up.shut);
+	assert_false(r & RELAY_DONE); /* the other direction is still open */
+	size_t got = 0;
+	ssize_t n;
+	while ((n = read(p.upstream, in + got, sizeof in - got)) > 0)
+		got += (size_t)n;
+	assert_int_equal(n, 0); /* EOF after exactly the bytes */
+	assert_int_equal(got, sizeof out);
+	assert_memory_equal(in, out, sizeof out);
+	/* the answer still flows back, then both are done */
+	assert_int_equal(write(p.upstream, "late answer", 11), 11);
+	assert_int_equal(shutdown(p.upstream, SHUT_WR), 0);
+	r = relay_pump(&p.r);
+	assert_true(r >= 0 && (r & RELAY_DONE));
+	assert_int_equal(read(p.client, in, sizeof in), 11);
+	assert_memory_equal(in, "late answer", 11);
+	assert_int_equal(p.r.up.bytes, sizeof out);
+	assert_int_equal(p.r.down.bytes, 11);
+	pair_close(&p);
+}
+
+int main(void) {
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_pooled_pipes_never_mix),
+	        cmocka_unit_test(test_full_pipe_is_not_pooled),
+	        cmocka_unit_test(test_fin_after_the_bytes),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
