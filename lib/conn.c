@@ -238,8 +238,23 @@ static void conn_finish(struct conn *c, const char *result) {
 
 /* ---- relaying ---- */
 
-static void conn_pump(struct conn *c) {
-	int r = c->use_tls_relay ? tls_relay_pump(&c->tls_relay) : relay_pump(&c->relay);
+enum { PUMP_UP = 1 << 0, PUMP_DOWN = 1 << 1, PUMP_BOTH = PUMP_UP | PUMP_DOWN };
+
+/* Which directions an event on the client (or upstream) socket concerns. */
+static int pump_mask(uint32_t revents, bool client_side) {
+	if (revents & (EPOLLERR | EPOLLHUP))
+		return PUMP_BOTH;
+	int readable = revents & (EPOLLIN | EPOLLRDHUP) ? 1 : 0,
+	    writable = revents & EPOLLOUT ? 1 : 0;
+	if (client_side)
+		return (readable ? PUMP_UP : 0) | (writable ? PUMP_DOWN : 0);
+	return (readable ? PUMP_DOWN : 0) | (writable ? PUMP_UP : 0);
+}
+
+static void conn_pump(struct conn *c, int mask) {
+	/* TLS may need to write to read (and the reverse): it always pumps both */
+	int r = c->use_tls_relay ? tls_relay_pump(&c->tls_relay)
+	                         : relay_pump_some(&c->relay, mask & PUMP_UP, mask & PUMP_DOWN);
 	if (r < 0) {
 		/* A reset or broken pipe on either side ends the connection; every byte that was
 		 * delivered is counted, and nothing else can be delivered. */
@@ -274,7 +289,7 @@ static void start_relay(struct conn *c) {
 		conn_finish(c, "ok");
 		return;
 	}
-	conn_pump(c); /* bytes may already be waiting on either side */
+	conn_pump(c, PUMP_BOTH); /* bytes may already be waiting on either side */
 }
 
 /* ---- TLS handshakes ---- */
@@ -382,7 +397,7 @@ static int on_upstream_io(sd_event_source *src, int fd, uint32_t revents, void *
 		continue_upstream_handshake(c);
 		break;
 	case CONN_RELAYING:
-		conn_pump(c);
+		conn_pump(c, pump_mask(revents, false));
 		break;
 	default:
 		break;
@@ -595,7 +610,7 @@ static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *us
 		continue_client_handshake(c);
 		break;
 	case CONN_RELAYING:
-		conn_pump(c);
+		conn_pump(c, pump_mask(revents, true));
 		break;
 	default:
 		break; /* bytes wait in the socket until the relay starts */

@@ -112,11 +112,11 @@ static int direction_pump(struct relay_direction *d) {
 	return flags;
 }
 
-int relay_pump(struct relay *r) {
-	int a = direction_pump(&r->up);
+int relay_pump_some(struct relay *r, bool up, bool down) {
+	int a = up ? direction_pump(&r->up) : 0;
 	if (a < 0)
 		return a;
-	int b = direction_pump(&r->down);
+	int b = down ? direction_pump(&r->down) : 0;
 	if (b < 0)
 		return b;
 	int flags = a | b;
@@ -124,6 +124,8 @@ int relay_pump(struct relay *r) {
 		flags |= RELAY_DONE;
 	return flags;
 }
+
+int relay_pump(struct relay *r) { return relay_pump_some(r, true, true); }
 
 void relay_trim(struct relay *r) {
 	if (r->up.in_pipe == 0)

@@ -33,6 +33,10 @@ void relay_init(struct relay *r, int client_fd, int upstream_fd);
 /* Move what can move now. Returns a mask of RELAY_* flags, or -errno on a hard error of
  * either socket (reset, broken pipe): the caller then closes both. */
 int relay_pump(struct relay *r);
+/* The same for one direction or both: an event on one socket concerns only the direction
+ * reading from it (readable) and the one writing to it (writable); pumping the other costs
+ * a splice that can only say EAGAIN. */
+int relay_pump_some(struct relay *r, bool up, bool down);
 /* Close the pipes (not the sockets). */
 void relay_release(struct relay *r);
 /* Return a direction's pipe to the pool when it is empty, so idle connections hold none. */
