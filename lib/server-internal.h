@@ -28,6 +28,7 @@ struct listen_fd {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 	bool wildcard; /* bound to 0.0.0.0 or ::: the accepted socket's address selects */
+	int worker;    /* the only worker accepting on it (SO_REUSEPORT), or -1 for all */
 };
 
 struct server {

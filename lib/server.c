@@ -405,6 +405,8 @@ static int worker_attach(struct worker *w, sd_event *event) {
 	if (!w->accept_sources)
 		return -ENOMEM;
 	for (size_t i = 0; i < s->n_fds; i++) {
+		if (s->fds[i].worker >= 0 && (unsigned)s->fds[i].worker != w->index)
+			continue; /* another worker's own socket */
 		r = sd_event_add_io(w->event, &w->accept_sources[i], s->fds[i].fd, EPOLLIN,
 		                    on_accept, w);
 		if (r < 0)
@@ -490,7 +492,7 @@ static int add_listen_fd(struct server *s, int fd) {
 		return -ENOMEM;
 	s->fds = n;
 	lf = &s->fds[s->n_fds++];
-	*lf = (struct listen_fd){.fd = fd};
+	*lf = (struct listen_fd){.fd = fd, .worker = -1};
 	lf->addr_len = sizeof lf->addr;
 	if (getsockname(fd, (struct sockaddr *)&lf->addr, &lf->addr_len) < 0)
 		return -errno;
@@ -501,8 +503,18 @@ static int add_listen_fd(struct server *s, int fd) {
 	return 0;
 }
 
+static unsigned workers_wanted(const struct server *s) {
+	if (s->opts.workers > 0)
+		return s->opts.workers;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	return cpus > 0 ? (unsigned)cpus : 1;
+}
+
+/* Binding ourselves, each worker gets its own socket per listener (SO_REUSEPORT): the kernel
+ * spreads connections over them, and no accept wakes every worker for one connection. */
 static int bind_listeners(struct server *s) {
 	static const int one = 1;
+	unsigned n = workers_wanted(s);
 
 	for (size_t i = 0; i < s->config->n_listeners; i++) {
 		struct listener *l = s->config->listeners[i];
@@ -510,19 +522,24 @@ static int bind_listeners(struct server *s) {
 		char where[80];
 
 		snprintf(where, sizeof where, "%s:%u", l->address ? l->address : "*", l->port);
-		_cleanup_close_ int fd =
-		        socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return log_error_errno(errno, "socket for %s", where);
-		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-		if (bind(fd, sa, l->sockaddr_len) < 0)
-			return log_error_errno(errno, "cannot listen on %s", where);
-		if (listen(fd, 4096) < 0)
-			return log_error_errno(errno, "listen on %s", where);
-		int r = add_listen_fd(s, fd);
-		if (r < 0)
-			return r;
-		TAKE_FD(fd);
+		for (unsigned w = 0; w < n; w++) {
+			_cleanup_close_ int fd = socket(
+			        sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+			if (fd < 0)
+				return log_error_errno(errno, "socket for %s", where);
+			(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+			if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+				return log_error_errno(errno, "SO_REUSEPORT on %s", where);
+			if (bind(fd, sa, l->sockaddr_len) < 0)
+				return log_error_errno(errno, "cannot listen on %s", where);
+			if (listen(fd, 4096) < 0)
+				return log_error_errno(errno, "listen on %s", where);
+			int r = add_listen_fd(s, fd);
+			if (r < 0)
+				return r;
+			s->fds[s->n_fds - 1].worker = (int)w;
+			TAKE_FD(fd);
+		}
 		log_info("listening on %s", where);
 	}
 	return 0;
@@ -659,13 +676,9 @@ static int run_inetd(struct server *s, int fd) {
 }
 
 static int run_threaded(struct server *s) {
-	unsigned n = s->opts.workers;
+	unsigned n = workers_wanted(s);
 	int r;
 
-	if (n == 0) {
-		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-		n = cpus > 0 ? (unsigned)cpus : 1;
-	}
 	s->workers = calloc(n, sizeof *s->workers);
 	if (!s->workers)
 		return log_error_errno(ENOMEM, "workers");
