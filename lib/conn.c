@@ -670,7 +670,7 @@ void conn_timer_done(struct worker *w) {
 }
 
 int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t local_len,
-               const struct sockaddr *peer, socklen_t peer_len) {
+               const struct sockaddr *peer, socklen_t peer_len, bool nodelay) {
 	static const int one = 1;
 	struct server *s = w->server;
 	struct conn *c;
@@ -715,7 +715,8 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 		conn_finish(c, "no_listener");
 		return -ENOENT;
 	}
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (!nodelay)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	if (log_get_max_level() >= LOG_DEBUG) {
 		/* one line per accept doubles the log volume: only when asked for */
 		char client[64], local_s[64];

@@ -28,6 +28,7 @@ struct listen_fd {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 	bool wildcard; /* bound to 0.0.0.0 or ::: the accepted socket's address selects */
+	bool nodelay;  /* TCP_NODELAY set here, so accepted sockets have it already */
 	int worker;    /* the only worker accepting on it (SO_REUSEPORT), or -1 for all */
 };
 
@@ -90,10 +91,10 @@ void worker_note_shed(struct worker *w, int err, unsigned closed);
 struct config *server_config_get(struct server *s);
 
 /* Take over a connected client socket (non-blocking). `local` is its local address, `peer`
- * the client's as accept() gave it (NULL: ask the socket). Returns 0, or -errno after
- * closing fd. */
+ * the client's as accept() gave it (NULL: ask the socket); `nodelay` when the socket has
+ * TCP_NODELAY from its listener already. Returns 0, or -errno after closing fd. */
 int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t local_len,
-               const struct sockaddr *peer, socklen_t peer_len);
+               const struct sockaddr *peer, socklen_t peer_len, bool nodelay);
 /* The worker's one timer for all its connections' deadlines. */
 int conn_timer_init(struct worker *w);
 void conn_timer_done(struct worker *w);

@@ -294,10 +294,10 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
 				continue;
 			}
 			conn_start(w, cfd, (struct sockaddr *)&local, len, (struct sockaddr *)&peer,
-			           peer_len);
+			           peer_len, lf->nodelay);
 		} else
 			conn_start(w, cfd, (struct sockaddr *)&lf->addr, lf->addr_len,
-			           (struct sockaddr *)&peer, peer_len);
+			           (struct sockaddr *)&peer, peer_len, lf->nodelay);
 	}
 	return 0;
 }
@@ -497,6 +497,11 @@ static int add_listen_fd(struct server *s, int fd) {
 	if (getsockname(fd, (struct sockaddr *)&lf->addr, &lf->addr_len) < 0)
 		return -errno;
 	lf->wildcard = sockaddr_is_wildcard(&lf->addr);
+	/* accepted sockets inherit TCP_NODELAY from their listener: one call here instead of
+	 * one per connection */
+	static const int one = 1;
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0)
+		lf->nodelay = true;
 	int fl = fcntl(fd, F_GETFL);
 	if (fl >= 0 && !(fl & O_NONBLOCK))
 		(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
@@ -663,7 +668,7 @@ static int run_inetd(struct server *s, int fd) {
 	s->workers = &w;
 	s->n_workers = 1;
 	sd_notify(0, "READY=1");
-	conn_start(&w, fd, (struct sockaddr *)&local, len, NULL, 0);
+	conn_start(&w, fd, (struct sockaddr *)&local, len, NULL, 0, false);
 	/* one connection, then exit: run until it is gone or we are told to stop */
 	while (w.n_conns > 0 && !atomic_load(&s->stopping)) {
 		r = sd_event_run(s->event, UINT64_MAX);
