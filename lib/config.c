@@ -39,47 +39,6 @@ static atomic_uint_fast64_t config_generation_counter;
 
 /* ---- diagnostics ---------------------------------------------------------------------- */
 
-static void diag_vadd(struct diag_list *l, enum diag_level level, const char *file, unsigned line,
-                      unsigned column, const char *fmt, va_list ap) {
-	_cleanup_free_ char *body = NULL, *message = NULL;
-	struct diag *items;
-
-	if (!l)
-		return;
-	if (vasprintf(&body, fmt, ap) < 0)
-		return;
-	if (line > 0) {
-		if (asprintf(&message, "%s:%u:%u: %s", file, line, column, body) < 0)
-			return;
-	} else if (asprintf(&message, "%s: %s", file, body) < 0)
-		return;
-
-	items = realloc(l->items, (l->n + 1) * sizeof(*items));
-	if (!items)
-		return;
-	l->items = items;
-	items[l->n] = (struct diag){
-	        .level = level,
-	        .file = strdup(file),
-	        .line = line,
-	        .column = column,
-	        .message = TAKE_PTR(message),
-	};
-	l->n++;
-	if (level == DIAG_ERROR)
-		l->n_errors++;
-	else if (level == DIAG_WARNING)
-		l->n_warnings++;
-}
-
-_printf_(6, 7) static void diag_add(struct diag_list *l, enum diag_level level, const char *file,
-                                    unsigned line, unsigned column, const char *fmt, ...) {
-	va_list ap;
-	va_start(ap, fmt);
-	diag_vadd(l, level, file, line, column, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- YAML node tree -------------------------------------------------------------------- */
 
 enum ynode_kind {
@@ -446,26 +405,6 @@ static int get_bool(struct object_ctx *o, const char *field, const struct ynode 
 		return -EINVAL;
 	}
 	return 1;
-}
-
-static void strv_free(char **v) {
-	if (!v)
-		return;
-	for (char **p = v; *p; p++)
-		free(*p);
-	free(v);
-}
-
-static int strv_push(char ***v, size_t *n, char *s) {
-	char **nv = realloc(*v, (*n + 2) * sizeof(char *));
-	if (!nv) {
-		free(s);
-		return -ENOMEM;
-	}
-	nv[(*n)++] = s;
-	nv[*n] = NULL;
-	*v = nv;
-	return 0;
 }
 
 static int get_string_list(struct object_ctx *o, const char *field, const struct ynode *n,

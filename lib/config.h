@@ -4,9 +4,11 @@
  * diagnostics; it never touches sockets, the breaker table or the log. */
 #pragma once
 
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "model.h"
+#include "util.h"
 
 enum diag_level {
 	DIAG_ERROR,
@@ -31,6 +33,12 @@ struct diag_list {
 };
 
 void diag_list_free(struct diag_list *l);
+/* Append a diag "FILE:LINE:COL: message" (or "FILE: message" when line is 0) and count it.
+ * diag_vadd returns 0, or -ENOMEM when it could not be recorded. A NULL list is a no-op. */
+int diag_vadd(struct diag_list *l, enum diag_level level, const char *file, unsigned line,
+              unsigned column, const char *fmt, va_list ap) _printf_(6, 0);
+void diag_add(struct diag_list *l, enum diag_level level, const char *file, unsigned line,
+              unsigned column, const char *fmt, ...) _printf_(6, 7);
 
 struct config_options {
 	const char *ambassador_id; /* NULL = "default" */

@@ -67,47 +67,17 @@ struct tls_loader {
 
 /* ---- diagnostics ---------------------------------------------------------------------- */
 
-/* config.c keeps its diag helpers private; this one writes the same FILE:LINE:COL format. */
 _printf_(4, 5) static void tls_diag(struct tls_loader *L, enum diag_level level,
                                     const struct source_pos *pos, const char *fmt, ...) {
-	_cleanup_free_ char *body = NULL, *message = NULL;
-	const char *file = pos->file ? pos->file : "<config>";
-	struct diag *items;
 	va_list ap;
-	int r;
 
 	if (level == DIAG_ERROR)
 		L->n_errors++;
-	if (!L->diags)
-		return;
 	va_start(ap, fmt);
-	r = vasprintf(&body, fmt, ap);
+	if (diag_vadd(L->diags, level, pos->file ? pos->file : "<config>", pos->line, pos->column,
+	              fmt, ap) < 0)
+		L->out_of_memory = true;
 	va_end(ap);
-	if (r < 0)
-		goto oom;
-	r = pos->line > 0 ? asprintf(&message, "%s:%u:%u: %s", file, pos->line, pos->column, body)
-	                  : asprintf(&message, "%s: %s", file, body);
-	if (r < 0)
-		goto oom;
-	items = realloc(L->diags->items, (L->diags->n + 1) * sizeof(*items));
-	if (!items)
-		goto oom;
-	L->diags->items = items;
-	items[L->diags->n] = (struct diag){
-	        .level = level,
-	        .file = strdup(file),
-	        .line = pos->line,
-	        .column = pos->column,
-	        .message = TAKE_PTR(message),
-	};
-	L->diags->n++;
-	if (level == DIAG_ERROR)
-		L->diags->n_errors++;
-	else if (level == DIAG_WARNING)
-		L->diags->n_warnings++;
-	return;
-oom:
-	L->out_of_memory = true;
 }
 
 #define context_error(L, t, fmt, ...)                                                              \
@@ -144,27 +114,6 @@ static int probe_file(const char *path) {
 	if (!S_ISREG(st.st_mode))
 		return -EINVAL;
 	return 0;
-}
-
-static int strv_append_path(char ***tried, size_t *n, char *path) {
-	char **v = realloc(*tried, (*n + 2) * sizeof(char *));
-
-	if (!v) {
-		free(path);
-		return -ENOMEM;
-	}
-	v[(*n)++] = path;
-	v[*n] = NULL;
-	*tried = v;
-	return 0;
-}
-
-static void strv_freep(char ***v) {
-	if (!*v)
-		return;
-	for (char **p = *v; *p; p++)
-		free(*p);
-	free(*v);
 }
 
 static char *strv_join(char **v, const char *sep) {
@@ -212,7 +161,7 @@ static int find_secret_pair(struct tls_loader *L, const struct tls_context *t, c
 		r = probe_file(cert);
 		if (r == -ENOENT || r == -ENOTDIR) {
 			char *copy = strdup(cert);
-			if (!copy || strv_append_path(&tried, &n_tried, copy) < 0)
+			if (!copy || strv_push(&tried, &n_tried, copy) < 0)
 				return -ENOMEM;
 			continue;
 		}
@@ -261,7 +210,7 @@ static int find_secret_ca(struct tls_loader *L, const struct tls_context *t, con
 			return -ENOMEM;
 		r = probe_file(path);
 		if (r == -ENOENT || r == -ENOTDIR) {
-			if (strv_append_path(&tried, &n_tried, TAKE_PTR(path)) < 0)
+			if (strv_push(&tried, &n_tried, TAKE_PTR(path)) < 0)
 				return -ENOMEM;
 			continue;
 		}

@@ -29,3 +29,25 @@ int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
 	*ret = v;
 	return 0;
 }
+
+void strv_free(char **v) {
+	if (!v)
+		return;
+	for (char **p = v; *p; p++)
+		free(*p);
+	free(v);
+}
+
+int strv_push(char ***v, size_t *n, char *s) {
+	if (!s)
+		return -ENOMEM;
+	char **nv = realloc(*v, (*n + 2) * sizeof(char *));
+	if (!nv) {
+		free(s);
+		return -ENOMEM;
+	}
+	nv[(*n)++] = s;
+	nv[*n] = NULL;
+	*v = nv;
+	return 0;
+}

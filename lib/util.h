@@ -68,6 +68,12 @@ static inline bool streq_ptr(const char *a, const char *b) {
 	return strcmp(a, b) == 0;
 }
 
+/* NULL-terminated string vectors. strv_push takes ownership of `s` (freed on failure) and
+ * keeps *n and the terminating NULL right. */
+void strv_free(char **v);
+static inline void strv_freep(char ***v) { strv_free(*v); }
+int strv_push(char ***v, size_t *n, char *s);
+
 /* Monotonic clock in milliseconds / microseconds. */
 uint64_t now_ms(void);
 uint64_t now_usec(void);
