@@ -1,9 +1,9 @@
 /* tcpmapctl — inspect tcpmap's config and live state. Argument parsing and wiring only. */
-#include <getopt.h>
 
 #include "breaker.h"
 #include "config.h"
 #include "log.h"
+#include "options.h"
 #include "tls.h"
 
 struct ctl {
@@ -29,11 +29,7 @@ enum {
 	OPT_SNI,
 };
 
-static const struct option_row {
-	struct option opt;
-	const char *arg;
-	const char *help;
-} rows[] = {
+static const struct option_row rows[] = {
         {{"config", required_argument, NULL, OPT_CONFIG},
          "PATH",
          "config file or directory (repeatable; default $TCPMAP_CONFIG or " TCPMAP_SYSCONFDIR
@@ -64,12 +60,7 @@ static void help(void) {
 	       "  status [--json]        print the live breaker table\n"
 	       "  units                  print the socket units that cover the config\n\n"
 	       "Options:\n");
-	for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
-		char left[64];
-		snprintf(left, sizeof left, "--%s%s%s", rows[i].opt.name, rows[i].arg ? " " : "",
-		         rows[i].arg ? rows[i].arg : "");
-		printf("  %-22s %s\n", left, rows[i].help);
-	}
+	options_print_help(rows, ELEMENTSOF(rows), 22, stdout);
 	printf("\nSee tcpmapctl(1).\n");
 }
 
@@ -172,9 +163,7 @@ int main(int argc, char **argv) {
 	struct ctl ctl = {.port = -1, .secrets_dir = TCPMAP_SYSCONFDIR "/tcpmap/secrets"};
 	int c;
 
-	for (size_t i = 0; i < ELEMENTSOF(rows); i++)
-		longopts[i] = rows[i].opt;
-	memset(&longopts[ELEMENTSOF(rows)], 0, sizeof longopts[0]);
+	options_to_getopt(rows, ELEMENTSOF(rows), longopts);
 	log_setup(LOG_TARGET_STDERR, "tcpmapctl");
 
 	/* GNU getopt permutes: options may stand before or after the command. */

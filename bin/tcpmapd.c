@@ -1,7 +1,7 @@
 /* tcpmapd — the dispatcher. Only option parsing and wiring; the work is in lib/server.c. */
-#include <getopt.h>
 
 #include "log.h"
+#include "options.h"
 #include "server.h"
 
 enum {
@@ -16,11 +16,7 @@ enum {
 };
 
 /* One table: getopt_long's options and the --help text come from the same rows. */
-static const struct option_row {
-	struct option opt;
-	const char *arg;
-	const char *help;
-} rows[] = {
+static const struct option_row rows[] = {
         {{"config", required_argument, NULL, OPT_CONFIG},
          "PATH",
          "config file or directory (repeatable; default $TCPMAP_CONFIG or " TCPMAP_SYSCONFDIR
@@ -49,12 +45,7 @@ static void help(void) {
 	printf("Usage: tcpmapd [OPTION]...\n"
 	       "Relay TCP connections as Ambassador TCPMappings say, on sockets from systemd or "
 	       "its own.\n\n");
-	for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
-		char left[64];
-		snprintf(left, sizeof left, "--%s%s%s", rows[i].opt.name, rows[i].arg ? " " : "",
-		         rows[i].arg ? rows[i].arg : "");
-		printf("  %-34s %s\n", left, rows[i].help);
-	}
+	options_print_help(rows, ELEMENTSOF(rows), 34, stdout);
 	printf("\nSignals: SIGHUP reloads the config, SIGTERM stops. See tcpmapd(8).\n");
 }
 
@@ -66,9 +57,7 @@ int main(int argc, char **argv) {
 	enum log_target target = LOG_TARGET_AUTO;
 	int c;
 
-	for (size_t i = 0; i < ELEMENTSOF(rows); i++)
-		longopts[i] = rows[i].opt;
-	memset(&longopts[ELEMENTSOF(rows)], 0, sizeof longopts[0]);
+	options_to_getopt(rows, ELEMENTSOF(rows), longopts);
 
 	while ((c = getopt_long(argc, argv, "c:hV", longopts, NULL)) >= 0) {
 		uint64_t v;
