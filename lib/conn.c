@@ -368,6 +368,11 @@ static void check_connect(struct conn *c, uint32_t revents) {
 	int err = 0;
 	socklen_t len = sizeof err;
 
+	/* writable without an error is a finished connect: ask the socket only otherwise */
+	if (!(revents & (EPOLLERR | EPOLLHUP)) && (revents & EPOLLOUT)) {
+		on_connected(c);
+		return;
+	}
 	if (getsockopt(c->upstream_fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
 	if (err == 0) {
