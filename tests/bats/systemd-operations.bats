@@ -254,7 +254,7 @@ apply_config() { # UPSTREAM_PORT
 status_text() { sb systemctl show -p StatusText --value "$(svc)"; }
 
 setup_file() {
-	sd_require
+	sd_require || return 0
 	sd_choose_build
 
 	export P T UP_A UP_B UP_T
@@ -303,7 +303,10 @@ teardown_file() {
 	return 0
 }
 
-setup() { BG_PID=; }
+setup() {
+	sd_skip_unavailable
+	BG_PID=
+}
 
 teardown() {
 	if [ -n "${BG_PID:-}" ]; then

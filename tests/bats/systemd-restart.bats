@@ -57,6 +57,7 @@ wait_fdstore() {
 # setup: every test starts with both sockets listening, both services running, and a fresh
 # start-rate window (systemd refuses a 6th start within 10 s; reset-failed clears the count).
 setup() {
+	sd_skip_unavailable
 	sb systemctl reset-failed "$(svc_clear)" "$(svc_tls)" "tcpmap@$P.socket" "tcpmap@$T.socket" 2>/dev/null || true
 	sb systemctl start "tcpmap@$P.socket" "tcpmap@$T.socket" "$(svc_clear)" "$(svc_tls)"
 }
@@ -244,7 +245,7 @@ start_echo() { # PORT
 }
 
 setup_file() {
-	sd_require
+	sd_require || return 0
 	sd_choose_build
 	: >"$BATS_FILE_TMPDIR/pids"
 	export P T L UP UP2 PKI=$BATS_FILE_TMPDIR/pki

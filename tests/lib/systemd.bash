@@ -107,16 +107,30 @@ journal_after() {
 # ---- the sandbox's life cycle (setup_file / teardown_file) -------------------------------
 
 # Skip the whole file where a private systemd cannot boot.
+# sd_require (in setup_file): 0 when a private systemd can run here; else 1, with the reason
+# in SD_SKIP for sd_skip_unavailable. (bats 1.8 cannot skip from setup_file itself.)
 sd_require() {
+	export SD_SKIP=
 	# The hardened services forbid what the sanitizers need (MemoryDenyWriteExecute=,
 	# SystemCallFilter=), so these suites would install the plain build again under SAN=1
 	# and test exactly what the plain run tested: the sanitizers check the code elsewhere.
-	[ "${TCPMAP_SAN:-0}" = 1 ] && skip "units are tested by the plain run (a sanitizer build cannot run hardened)"
-	[ "$(id -u)" = 0 ] || skip "the private systemd needs root"
-	{ command -v unshare >/dev/null && command -v nsenter >/dev/null; } || skip "needs unshare and nsenter (util-linux)"
-	grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || skip "needs overlayfs"
-	grep -qw overlay /proc/filesystems || skip "needs overlayfs"
-	[ -x /lib/systemd/systemd ] || skip "needs systemd installed (/lib/systemd/systemd)"
+	if [ "${TCPMAP_SAN:-0}" = 1 ]; then
+		SD_SKIP="units are tested by the plain run (a sanitizer build cannot run hardened)"
+	elif [ "$(id -u)" != 0 ]; then
+		SD_SKIP="the private systemd needs root"
+	elif ! command -v unshare >/dev/null || ! command -v nsenter >/dev/null; then
+		SD_SKIP="needs unshare and nsenter (util-linux)"
+	elif ! grep -qw overlay /proc/filesystems && ! modprobe overlay 2>/dev/null; then
+		SD_SKIP="needs overlayfs"
+	elif [ ! -x /lib/systemd/systemd ]; then
+		SD_SKIP="needs systemd installed (/lib/systemd/systemd)"
+	fi
+	[ -z "$SD_SKIP" ]
+}
+
+# sd_skip_unavailable (in setup): skip the test when sd_require said no.
+sd_skip_unavailable() {
+	[ -z "${SD_SKIP:-}" ] || skip "$SD_SKIP"
 }
 
 # Set SB_BUILD, the build whose binaries go into the sandbox.
