@@ -67,20 +67,10 @@ assert_refused_fast() {
 }
 
 @test "per-connection: max_connections 2 holds across tcpmapd processes" {
-	local port up conf=$BATS_TEST_TMPDIR/accept.yaml lines
-	port=$(pick_port) && up=$(pick_port)
-	start_upstream 127.0.0.1 "$up" hold
-	mapfile -t lines < <(breaker_lines max_connections 2)
-	write_mapping "$conf" limited "$port" "127.0.0.1:$up" "${lines[@]}"
-	start_accept_activate "$port" "$conf"
-
-	hold_connection "$port"
-	hold_connection "$port"
-	wait_established "$up" 2
-	wait_activate_children "$ACTIVATE_PID" 2
+	local port up conf=$BATS_TEST_TMPDIR/accept.yaml
+	accept_two_held "$conf"
 	local relays
 	relays=$(activate_children "$ACTIVATE_PID" | tr '\n' ' ')
-	wait_status_active "127.0.0.1:$up" 2
 
 	# a third process starts, finds the table full and refuses
 	run client 127.0.0.1 "$port" --idle-ms 3000 --timeout 5
@@ -104,18 +94,8 @@ assert_refused_fast() {
 }
 
 @test "per-connection: kill -9 of a relay frees its slot" {
-	local port up conf=$BATS_TEST_TMPDIR/kill.yaml lines
-	port=$(pick_port) && up=$(pick_port)
-	start_upstream 127.0.0.1 "$up" hold
-	mapfile -t lines < <(breaker_lines max_connections 2)
-	write_mapping "$conf" limited "$port" "127.0.0.1:$up" "${lines[@]}"
-	start_accept_activate "$port" "$conf"
-
-	hold_connection "$port"
-	hold_connection "$port"
-	wait_established "$up" 2
-	wait_activate_children "$ACTIVATE_PID" 2
-	wait_status_active "127.0.0.1:$up" 2
+	local port up conf=$BATS_TEST_TMPDIR/kill.yaml
+	accept_two_held "$conf"
 	# full: a third is refused
 	run client 127.0.0.1 "$port" --idle-ms 2000 --timeout 5
 	assert_refused_fast "$output"
@@ -157,18 +137,8 @@ assert_refused_fast() {
 }
 
 @test "per-connection: a SIGKILLed relay's slot is reaped within 1-2 s even without a new admit" {
-	local port up conf=$BATS_TEST_TMPDIR/reap.yaml lines
-	port=$(pick_port) && up=$(pick_port)
-	start_upstream 127.0.0.1 "$up" hold
-	mapfile -t lines < <(breaker_lines max_connections 2)
-	write_mapping "$conf" limited "$port" "127.0.0.1:$up" "${lines[@]}"
-	start_accept_activate "$port" "$conf"
-
-	hold_connection "$port"
-	hold_connection "$port"
-	wait_established "$up" 2
-	wait_activate_children "$ACTIVATE_PID" 2
-	wait_status_active "127.0.0.1:$up" 2
+	local port up conf=$BATS_TEST_TMPDIR/reap.yaml
+	accept_two_held "$conf"
 
 	local victim t0 i
 	victim=$(activate_children "$ACTIVATE_PID" | head -n 1)

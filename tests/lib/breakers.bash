@@ -235,3 +235,20 @@ wait_status_active() {
 	status_text >&2
 	return 1
 }
+
+# accept_two_held CONF: a per-connection tcpmapd (systemd-socket-activate --accept) on a
+# mapping limited to max_connections 2, with two connections held open through it, each in
+# its own relay process, and the table counting both. Sets the caller's `port` and `up`.
+accept_two_held() {
+	local conf=$1 lines
+	port=$(pick_port) && up=$(pick_port)
+	start_upstream 127.0.0.1 "$up" hold
+	mapfile -t lines < <(breaker_lines max_connections 2)
+	write_mapping "$conf" limited "$port" "127.0.0.1:$up" "${lines[@]}"
+	start_accept_activate "$port" "$conf"
+	hold_connection "$port"
+	hold_connection "$port"
+	wait_established "$up" 2
+	wait_activate_children "$ACTIVATE_PID" 2
+	wait_status_active "127.0.0.1:$up" 2
+}
