@@ -62,8 +62,9 @@ void relay_init(struct relay *r, int client_fd, int upstream_fd) {
 
 static bool is_soft_error(int e) { return e == EAGAIN || e == EINTR; }
 
-/* Returns RELAY_PROGRESS if anything moved, 0 if blocked, -errno on hard error. */
-static int direction_pump(struct relay_direction *d) {
+/* Returns RELAY_PROGRESS if anything moved, 0 if blocked, -errno on hard error.
+ * `last`: the other direction is finished, so this one finishing ends the relay. */
+static int direction_pump(struct relay_direction *d, bool last) {
 	int flags = 0;
 
 	for (;;) {
@@ -102,8 +103,10 @@ static int direction_pump(struct relay_direction *d) {
 	}
 
 	if (d->eof && d->in_pipe == 0 && !d->shut) {
-		/* ENOTCONN: the peer is already fully gone; the other direction will say so. */
-		if (shutdown(d->to, SHUT_WR) < 0 && errno != ENOTCONN)
+		/* The last FIN is left to the close() that RELAY_DONE asks for: both sockets have
+		 * read their EOF, so nothing unread makes that close a reset.
+		 * ENOTCONN: the peer is already fully gone; the other direction will say so. */
+		if (!last && shutdown(d->to, SHUT_WR) < 0 && errno != ENOTCONN)
 			return -errno;
 		d->shut = true;
 		pipe_put(&d->pipe_r, &d->pipe_w, true);
@@ -113,10 +116,10 @@ static int direction_pump(struct relay_direction *d) {
 }
 
 int relay_pump_some(struct relay *r, bool up, bool down) {
-	int a = up ? direction_pump(&r->up) : 0;
+	int a = up ? direction_pump(&r->up, r->down.shut) : 0;
 	if (a < 0)
 		return a;
-	int b = down ? direction_pump(&r->down) : 0;
+	int b = down ? direction_pump(&r->down, r->up.shut) : 0;
 	if (b < 0)
 		return b;
 	int flags = a | b;

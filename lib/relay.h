@@ -26,7 +26,8 @@ struct relay {
 
 enum {
 	RELAY_PROGRESS = 1 << 0, /* some byte moved, or an EOF was seen */
-	RELAY_DONE = 1 << 1,     /* both directions finished: close both sockets */
+	RELAY_DONE = 1 << 1,     /* both directions finished: close both sockets; the close
+	                          * sends the last FIN, which no shutdown() has */
 };
 
 void relay_init(struct relay *r, int client_fd, int upstream_fd);

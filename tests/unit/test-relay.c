@@ -1,7 +1,10 @@
 /* test-relay.c — the splice pump with its per-thread pipe pool: a pooled pipe never carries
  * one connection's bytes into another, a pipe holding bytes is never pooled, and a FIN is
  * forwarded only after everything before it. Real sockets (socketpairs), no event loop. */
+#include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -158,11 +161,72 @@ static void test_fin_after_the_bytes(void **state) {
 	pair_close(&p);
 }
 
+/* A connected TCP pair on loopback: *a and *b are the two ends, both non-blocking. */
+static void tcp_pair(int *a, int *b) {
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof sin;
+	_cleanup_close_ int l = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(l >= 0);
+	assert_int_equal(bind(l, (struct sockaddr *)&sin, sizeof sin), 0);
+	assert_int_equal(listen(l, 1), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&sin, &len), 0);
+	*a = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(*a >= 0);
+	assert_int_equal(connect(*a, (struct sockaddr *)&sin, sizeof sin), 0);
+	*b = accept4(l, NULL, NULL, SOCK_NONBLOCK);
+	assert_true(*b >= 0);
+	assert_int_equal(fcntl(*a, F_SETFL, O_NONBLOCK), 0);
+}
+
+/* The direction that finishes last sends no shutdown(): the caller's close() on RELAY_DONE
+ * carries that FIN, after every byte, and as a FIN rather than a reset. */
+static void test_last_fin_comes_from_close(void **state) {
+	(void)state;
+	struct pair p;
+	uint8_t in[64];
+
+	tcp_pair(&p.client, &p.cfd);
+	tcp_pair(&p.ufd, &p.upstream);
+	relay_init(&p.r, p.cfd, p.ufd);
+
+	assert_int_equal(write(p.client, "question", 8), 8);
+	assert_int_equal(shutdown(p.client, SHUT_WR), 0);
+	int r = 0;
+	for (int i = 0; i < 100 && !p.r.up.shut; i++, usleep(1000))
+		r = relay_pump(&p.r);
+	assert_true(r >= 0 && p.r.up.shut && !(r & RELAY_DONE));
+	assert_int_equal(drain(p.upstream, in, sizeof in), 8);
+	assert_int_equal(read(p.upstream, in, sizeof in), 0); /* the first FIN was forwarded */
+
+	assert_int_equal(write(p.upstream, "answer", 6), 6);
+	assert_int_equal(shutdown(p.upstream, SHUT_WR), 0);
+	for (int i = 0; i < 100 && !(r & RELAY_DONE); i++, usleep(1000))
+		r = relay_pump(&p.r);
+	assert_true(r >= 0 && (r & RELAY_DONE) && p.r.down.shut);
+	usleep(20000);
+	assert_int_equal(read(p.client, in, sizeof in), 6);
+	errno = 0;
+	assert_int_equal(read(p.client, in, sizeof in), -1); /* no FIN yet: no shutdown() */
+	assert_int_equal(errno, EAGAIN);
+
+	relay_release(&p.r);
+	p.cfd = safe_close(p.cfd);
+	p.ufd = safe_close(p.ufd);
+	ssize_t n = -1;
+	errno = EAGAIN;
+	for (int i = 0; i < 100 && n < 0 && errno == EAGAIN; i++, usleep(1000))
+		n = read(p.client, in, sizeof in);
+	assert_int_equal(n, 0); /* a clean EOF, not ECONNRESET */
+	safe_close(p.client);
+	safe_close(p.upstream);
+}
+
 int main(void) {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_pooled_pipes_never_mix),
 	        cmocka_unit_test(test_full_pipe_is_not_pooled),
 	        cmocka_unit_test(test_fin_after_the_bytes),
+	        cmocka_unit_test(test_last_fin_comes_from_close),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
