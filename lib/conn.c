@@ -26,6 +26,7 @@ enum conn_state {
 	CONN_CONNECTING,         /* TCP connect upstream */
 	CONN_UPSTREAM_HANDSHAKE, /* originating TLS upstream */
 	CONN_RELAYING,
+	CONN_DEAD, /* closed, its memory kept until the poller's batch ends */
 };
 
 struct conn {
@@ -40,8 +41,14 @@ struct conn {
 
 	int client_fd;
 	int upstream_fd;
-	sd_event_source *client_source;
-	sd_event_source *upstream_source;
+	struct poller_handle client_io;
+	struct poller_handle upstream_io;
+	/* Some other process or descriptor holds these files too (inetd's stdin and stdout, the
+	 * fd store): their epoll registrations must be removed by hand, closing is not enough. */
+	bool fds_shared;
+	/* the poller batch in which the upstream socket was replaced: events already taken for
+	 * the old one are stale */
+	uint64_t upstream_replaced_in;
 	struct deadline_item deadline; /* in the worker's heap: preread, connect or idle */
 
 	/* Only IPv4 and IPv6 reach here: a sockaddr_in6 holds either, in a fifth of a
@@ -88,11 +95,10 @@ static void conn_finish(struct conn *c, const char *result);
 static int conn_connect_next(struct conn *c);
 static void conn_choose_and_connect(struct conn *c);
 
+/* Inside a batch, the time it started: one clock read serves every event in it. */
 static uint64_t event_now(struct conn *c) {
-	uint64_t t = 0;
-	if (sd_event_now(c->worker->event, CLOCK_MONOTONIC, &t) < 0)
-		t = now_usec();
-	return t;
+	const struct poller *p = &c->worker->poller;
+	return poller_in_batch(p) ? p->batch_usec : now_usec();
 }
 
 static void format_addr(const union sockaddr_ip *ss, char *buf, size_t size) {
@@ -114,18 +120,16 @@ static void format_addr(const union sockaddr_ip *ss, char *buf, size_t size) {
 		snprintf(buf, size, "-");
 }
 
-/* Point the worker's one timer source at its earliest deadline. */
+/* Make sure the worker's one timer fires no later than its earliest deadline. It is moved
+ * only to fire sooner: a deadline that went away or moved later leaves it where it is, and
+ * it then fires early once and re-arms, instead of re-arming on every connection. */
 static void arm_worker_timer(struct worker *w) {
 	struct deadline_item *first = deadline_peek(&w->deadlines);
 	uint64_t when = first ? first->when : DEADLINE_NONE;
 
-	if (when == w->timer_armed_at)
+	if (when == DEADLINE_NONE || w->timer_armed_at <= when)
 		return;
 	w->timer_armed_at = when;
-	if (when == DEADLINE_NONE) {
-		sd_event_source_set_enabled(w->deadline_timer, SD_EVENT_OFF);
-		return;
-	}
 	sd_event_source_set_time(w->deadline_timer, when);
 	sd_event_source_set_enabled(w->deadline_timer, SD_EVENT_ONESHOT);
 }
@@ -178,8 +182,10 @@ static void log_close(struct conn *c) {
 static void conn_free(struct conn *c) {
 	struct worker *w = c->worker;
 
-	sd_event_source_disable_unref(c->client_source);
-	sd_event_source_disable_unref(c->upstream_source);
+	if (c->fds_shared) {
+		poller_remove(&w->poller, c->client_fd);
+		poller_remove(&w->poller, c->upstream_fd);
+	}
 	deadline_remove(&w->deadlines, &c->deadline);
 	arm_worker_timer(w);
 	resolve_cancel(w->resolver, c->resolve_token);
@@ -203,7 +209,23 @@ static void conn_free(struct conn *c) {
 		c->next->prev = c->prev;
 	w->n_conns--;
 	atomic_fetch_sub(&w->server->n_active, 1);
+	if (poller_in_batch(&w->poller)) {
+		/* a later event of this batch may still point here */
+		c->state = CONN_DEAD;
+		c->next = w->graveyard;
+		w->graveyard = c;
+		return;
+	}
 	free(c);
+}
+
+void conn_free_graveyard(void *userdata) {
+	struct worker *w = userdata;
+	while (w->graveyard) {
+		struct conn *c = w->graveyard;
+		w->graveyard = c->next;
+		free(c);
+	}
 }
 
 static void conn_finish(struct conn *c, const char *result) {
@@ -390,10 +412,11 @@ static void check_connect(struct conn *c, uint32_t revents) {
 		conn_finish(c, r == -EMFILE ? "shed" : "connect_failed");
 }
 
-static int on_upstream_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
-	struct conn *c = userdata;
-	(void)src, (void)fd;
+static void on_upstream_io(struct poller_handle *h, uint32_t revents) {
+	struct conn *c = container_of(h, struct conn, upstream_io);
 
+	if (c->upstream_replaced_in == c->worker->poller.batches)
+		return; /* about the socket this one replaced */
 	switch (c->state) {
 	case CONN_CONNECTING:
 		check_connect(c, revents);
@@ -407,7 +430,6 @@ static int on_upstream_io(sd_event_source *src, int fd, uint32_t revents, void *
 	default:
 		break;
 	}
-	return 0;
 }
 
 /* Try addresses from addr_index on; returns 0 while a connect is under way or done,
@@ -415,8 +437,13 @@ static int on_upstream_io(sd_event_source *src, int fd, uint32_t revents, void *
 static int conn_connect_next(struct conn *c) {
 	static const int one = 1;
 
-	c->upstream_source = sd_event_source_disable_unref(c->upstream_source);
-	c->upstream_fd = safe_close(c->upstream_fd);
+	if (c->upstream_fd >= 0) {
+		if (c->fds_shared)
+			poller_remove(&c->worker->poller, c->upstream_fd);
+		c->upstream_fd = safe_close(c->upstream_fd);
+		if (poller_in_batch(&c->worker->poller))
+			c->upstream_replaced_in = c->worker->poller.batches;
+	}
 
 	for (; c->addr_index < c->addrs->n; c->addr_index++) {
 		const struct sockaddr *sa =
@@ -440,9 +467,8 @@ static int conn_connect_next(struct conn *c) {
 		}
 		/* edge-triggered from the start: EPOLLOUT says connected, and the same source
 		 * then serves the handshake and the relay */
-		return sd_event_add_io(c->worker->event, &c->upstream_source, c->upstream_fd,
-		                       EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_upstream_io,
-		                       c);
+		return poller_add(&c->worker->poller, c->upstream_fd,
+		                  EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->upstream_io);
 	}
 	return -ECONNREFUSED;
 }
@@ -603,9 +629,8 @@ static void conn_preread(struct conn *c) {
 	}
 }
 
-static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
-	struct conn *c = userdata;
-	(void)src, (void)fd, (void)revents;
+static void on_client_io(struct poller_handle *h, uint32_t revents) {
+	struct conn *c = container_of(h, struct conn, client_io);
 
 	switch (c->state) {
 	case CONN_PREREAD:
@@ -618,9 +643,8 @@ static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *us
 		conn_pump(c, pump_mask(revents, true));
 		break;
 	default:
-		break; /* bytes wait in the socket until the relay starts */
+		break; /* bytes wait in the socket until the relay starts; or it is dead */
 	}
-	return 0;
 }
 
 static void conn_on_deadline(struct conn *c, uint64_t usec) {
@@ -635,6 +659,8 @@ static void conn_on_deadline(struct conn *c, uint64_t usec) {
 	case CONN_CONNECTING:
 	case CONN_UPSTREAM_HANDSHAKE:
 		conn_finish(c, "connect_timeout");
+		break;
+	case CONN_DEAD:
 		break;
 	case CONN_RELAYING: {
 		/* activity only records a time; the deadline moves lazily, here */
@@ -675,7 +701,7 @@ void conn_timer_done(struct worker *w) {
 }
 
 int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t local_len,
-               const struct sockaddr *peer, socklen_t peer_len, bool nodelay) {
+               const struct sockaddr *peer, socklen_t peer_len, unsigned flags) {
 	static const int one = 1;
 	struct server *s = w->server;
 	struct conn *c;
@@ -688,6 +714,9 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 	}
 	c->worker = w;
 	c->deadline.when = DEADLINE_NONE;
+	c->client_io.dispatch = on_client_io;
+	c->upstream_io.dispatch = on_upstream_io;
+	c->fds_shared = !(flags & CONN_START_PRIVATE);
 	c->client_fd = fd;
 	c->upstream_fd = -EBADF;
 	relay_init(&c->relay, -EBADF, -EBADF);
@@ -720,7 +749,7 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 		conn_finish(c, "no_listener");
 		return -ENOENT;
 	}
-	if (!nodelay)
+	if (!(flags & CONN_START_NODELAY))
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	if (log_get_max_level() >= LOG_DEBUG) {
 		/* one line per accept doubles the log volume: only when asked for */
@@ -732,8 +761,7 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 		          "accepted %s on %s", client, local_s);
 	}
 
-	r = sd_event_add_io(w->event, &c->client_source, fd,
-	                    EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_client_io, c);
+	r = poller_add(&w->poller, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->client_io);
 	if (r < 0) {
 		conn_finish(c, "connect_failed");
 		return r;
@@ -841,8 +869,10 @@ int conn_handover(struct conn *c, int state_fd) {
 	log_event(LOG_INFO, TCPMAP_MID_ADOPT, "handover", f, ELEMENTSOF(f),
 	          "%s %s: handed to the fd store as c%s", c->mapping->name, client, rec.id);
 
-	/* The slot now belongs to the next process; our copies of the fds just close. */
+	/* The slot now belongs to the next process; our copies of the fds just close, and
+	 * their files live on in the store. */
 	c->slot = 0;
+	c->fds_shared = true;
 	if (rl->up.in_pipe > 0)
 		rl->up.in_pipe = 0, rl->up.pipe_r = safe_close(rl->up.pipe_r),
 		rl->up.pipe_w = safe_close(rl->up.pipe_w);
@@ -883,6 +913,9 @@ int conn_adopt(struct worker *w, const struct handover_record *r, int fds[_HANDO
 	}
 	c->worker = w;
 	c->deadline.when = DEADLINE_NONE;
+	c->client_io.dispatch = on_client_io;
+	c->upstream_io.dispatch = on_upstream_io;
+	c->fds_shared = true; /* the fd store may still hold them */
 	c->client_fd = TAKE_FD(fds[HANDOVER_FD_CLIENT]);
 	c->upstream_fd = TAKE_FD(fds[HANDOVER_FD_UPSTREAM]);
 	relay_init(&c->relay, c->client_fd, c->upstream_fd);
@@ -945,11 +978,11 @@ int conn_adopt(struct worker *w, const struct handover_record *r, int fds[_HANDO
 	}
 
 	c->state = CONN_RELAYING;
-	e = sd_event_add_io(w->event, &c->client_source, c->client_fd,
-	                    EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_client_io, c);
+	e = poller_add(&w->poller, c->client_fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+	               &c->client_io);
 	if (e >= 0)
-		e = sd_event_add_io(w->event, &c->upstream_source, c->upstream_fd,
-		                    EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_upstream_io, c);
+		e = poller_add(&w->poller, c->upstream_fd,
+		               EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->upstream_io);
 	if (e < 0) {
 		conn_finish(c, "adopt_failed");
 		return log_warning_errno(e, "adopting connection c%s", r->id);

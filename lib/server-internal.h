@@ -10,6 +10,7 @@
 #include "config.h"
 #include "deadlines.h"
 #include "handover.h"
+#include "poller.h"
 #include "relay.h"
 #include "resolve.h"
 #include "server.h"
@@ -29,7 +30,6 @@ struct listen_fd {
 	socklen_t addr_len;
 	bool wildcard; /* bound to 0.0.0.0 or ::: the accepted socket's address selects */
 	bool nodelay;  /* TCP_NODELAY set here, so accepted sockets have it already */
-	int worker;    /* the only worker accepting on it (SO_REUSEPORT), or -1 for all */
 };
 
 struct server {
@@ -58,17 +58,26 @@ struct server {
 	sd_event *event; /* main thread's loop: signals, notify, reaping */
 };
 
+struct accept_watch {
+	struct poller_handle io;
+	struct worker *worker;
+	size_t index; /* in server.fds */
+	bool on;      /* registered with the poller */
+};
+
 struct worker {
 	struct server *server;
 	unsigned index;
 	pthread_t thread;
 	sd_event *event;
-	sd_event_source **accept_sources; /* one per listen fd */
-	sd_event_source *accept_retry;    /* re-enables accepting after EMFILE */
-	int wake_fd;                      /* eventfd: the main thread asks us to stop */
+	struct accept_watch *accepts;  /* one per listen fd */
+	sd_event_source *accept_retry; /* re-enables accepting after EMFILE */
+	int wake_fd;                   /* eventfd: the main thread asks us to stop */
 	sd_event_source *wake_source;
 	struct resolve_queue *resolver;
 	sd_event_source *resolver_source;
+	struct poller poller;            /* every connection's sockets */
+	struct conn *graveyard;          /* closed during a poller batch, freed after it */
 	struct conn *conns;              /* doubly linked list of live connections */
 	atomic_uint_fast64_t n_conns;    /* read by the main thread too */
 	atomic_uint_fast64_t conns_peak; /* since this loop was built */
@@ -90,11 +99,17 @@ void worker_note_shed(struct worker *w, int err, unsigned closed);
 /* A new reference to the current config. */
 struct config *server_config_get(struct server *s);
 
+enum {
+	CONN_START_NODELAY = 1 << 0, /* the socket has TCP_NODELAY from its listener already */
+	CONN_START_PRIVATE = 1 << 1, /* from accept(): no other descriptor shares its file */
+};
 /* Take over a connected client socket (non-blocking). `local` is its local address, `peer`
- * the client's as accept() gave it (NULL: ask the socket); `nodelay` when the socket has
- * TCP_NODELAY from its listener already. Returns 0, or -errno after closing fd. */
+ * the client's as accept() gave it (NULL: ask the socket); `flags` from CONN_START_*.
+ * Returns 0, or -errno after closing fd. */
 int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t local_len,
-               const struct sockaddr *peer, socklen_t peer_len, bool nodelay);
+               const struct sockaddr *peer, socklen_t peer_len, unsigned flags);
+/* Free the connections closed during the poller batch that just ended (on_batch_end). */
+void conn_free_graveyard(void *userdata);
 /* The worker's one timer for all its connections' deadlines. */
 int conn_timer_init(struct worker *w);
 void conn_timer_done(struct worker *w);

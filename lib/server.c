@@ -198,11 +198,22 @@ static int on_tick(sd_event_source *src, uint64_t usec, void *userdata) {
 
 /* ---- workers ---- */
 
+/* Every worker watches every listening socket, with EPOLLEXCLUSIVE: a new connection wakes
+ * one worker, not all of them. */
 static void set_accepting(struct worker *w, bool on) {
-	for (size_t i = 0; i < w->server->n_fds; i++)
-		if (w->accept_sources[i])
-			sd_event_source_set_enabled(w->accept_sources[i],
-			                            on ? SD_EVENT_ON : SD_EVENT_OFF);
+	for (size_t i = 0; i < w->server->n_fds; i++) {
+		struct accept_watch *a = &w->accepts[i];
+		const struct listen_fd *lf = &w->server->fds[i];
+		if (a->on == on)
+			continue;
+		if (on)
+			a->on = poller_add(&w->poller, lf->fd, EPOLLIN | EPOLLEXCLUSIVE, &a->io) >=
+			        0;
+		else {
+			poller_remove(&w->poller, lf->fd);
+			a->on = false;
+		}
+	}
 }
 
 static int on_accept_retry(sd_event_source *src, uint64_t usec, void *userdata) {
@@ -260,17 +271,17 @@ void worker_note_shed(struct worker *w, int err, unsigned closed) {
 	}
 }
 
-static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
-	struct worker *w = userdata;
-	struct listen_fd *lf = NULL;
-	(void)src, (void)revents;
+static void on_accept(struct poller_handle *h, uint32_t revents) {
+	struct accept_watch *a = container_of(h, struct accept_watch, io);
+	struct worker *w = a->worker;
+	const struct listen_fd *lf = &w->server->fds[a->index];
+	int fd = lf->fd;
+	(void)revents;
 
-	for (size_t i = 0; i < w->server->n_fds; i++)
-		if (w->server->fds[i].fd == fd)
-			lf = &w->server->fds[i];
-	if (!lf)
-		return 0;
+	if (!a->on)
+		return; /* taken in this batch before accepting was switched off */
 
+	unsigned flags = CONN_START_PRIVATE | (lf->nodelay ? CONN_START_NODELAY : 0);
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		struct sockaddr_storage peer;
 		socklen_t peer_len = sizeof peer;
@@ -294,12 +305,11 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
 				continue;
 			}
 			conn_start(w, cfd, (struct sockaddr *)&local, len, (struct sockaddr *)&peer,
-			           peer_len, lf->nodelay);
+			           peer_len, flags);
 		} else
 			conn_start(w, cfd, (struct sockaddr *)&lf->addr, lf->addr_len,
-			           (struct sockaddr *)&peer, peer_len, lf->nodelay);
+			           (struct sockaddr *)&peer, peer_len, flags);
 	}
-	return 0;
 }
 
 static int on_resolver(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
@@ -395,33 +405,33 @@ static int worker_attach(struct worker *w, sd_event *event) {
 	r = conn_timer_init(w);
 	if (r < 0)
 		return r;
+	r = poller_init(&w->poller, w->event, conn_free_graveyard, w);
+	if (r < 0)
+		return r;
 	r = sd_event_add_io(w->event, &w->resolver_source, w->resolver_fd, EPOLLIN, on_resolver, w);
 	if (r < 0)
 		return r;
 	r = sd_event_add_io(w->event, &w->wake_source, w->wake_fd, EPOLLIN, on_wake, w);
 	if (r < 0)
 		return r;
-	w->accept_sources = calloc(s->n_fds ? s->n_fds : 1, sizeof *w->accept_sources);
-	if (!w->accept_sources)
+	w->accepts = calloc(s->n_fds ? s->n_fds : 1, sizeof *w->accepts);
+	if (!w->accepts)
 		return -ENOMEM;
-	for (size_t i = 0; i < s->n_fds; i++) {
-		if (s->fds[i].worker >= 0 && (unsigned)s->fds[i].worker != w->index)
-			continue; /* another worker's own socket */
-		r = sd_event_add_io(w->event, &w->accept_sources[i], s->fds[i].fd, EPOLLIN,
-		                    on_accept, w);
-		if (r < 0)
-			return r;
-	}
+	for (size_t i = 0; i < s->n_fds; i++)
+		w->accepts[i] =
+		        (struct accept_watch){.io.dispatch = on_accept, .worker = w, .index = i};
+	set_accepting(w, true);
+	for (size_t i = 0; i < s->n_fds; i++)
+		if (!w->accepts[i].on)
+			return -ENOMEM; /* what epoll_ctl() fails with here */
 	w->conns_peak = 0;
 	return 0;
 }
 
 static void worker_detach(struct worker *w) {
 	conn_timer_done(w);
-	if (w->accept_sources)
-		for (size_t i = 0; i < w->server->n_fds; i++)
-			sd_event_source_disable_unref(w->accept_sources[i]);
-	w->accept_sources = mfree(w->accept_sources);
+	poller_done(&w->poller);
+	w->accepts = mfree(w->accepts); /* their registrations went with the poller */
 	w->accept_retry = sd_event_source_disable_unref(w->accept_retry);
 	w->drain_timer = sd_event_source_disable_unref(w->drain_timer);
 	w->drain_check = sd_event_source_disable_unref(w->drain_check);
@@ -435,6 +445,7 @@ static int worker_init(struct worker *w, struct server *s, unsigned index, sd_ev
 
 	w->server = s;
 	w->index = index;
+	w->poller.fd = -EBADF; /* worker_done() may run before worker_attach() did */
 	w->reserve_fd = open_reserve_fd();
 	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->wake_fd < 0)
@@ -492,7 +503,7 @@ static int add_listen_fd(struct server *s, int fd) {
 		return -ENOMEM;
 	s->fds = n;
 	lf = &s->fds[s->n_fds++];
-	*lf = (struct listen_fd){.fd = fd, .worker = -1};
+	*lf = (struct listen_fd){.fd = fd};
 	lf->addr_len = sizeof lf->addr;
 	if (getsockname(fd, (struct sockaddr *)&lf->addr, &lf->addr_len) < 0)
 		return -errno;
@@ -515,11 +526,12 @@ static unsigned workers_wanted(const struct server *s) {
 	return cpus > 0 ? (unsigned)cpus : 1;
 }
 
-/* Binding ourselves, each worker gets its own socket per listener (SO_REUSEPORT): the kernel
- * spreads connections over them, and no accept wakes every worker for one connection. */
+/* Binding ourselves, one socket per listener serves every worker, as systemd's do: each
+ * worker watches it with EPOLLEXCLUSIVE, so a connection wakes one of them, and whichever
+ * is free takes it. (Per-worker SO_REUSEPORT sockets pin a connection to one worker when
+ * its SYN arrives, and it waits there while that worker is busy: a worse p99 under load.) */
 static int bind_listeners(struct server *s) {
 	static const int one = 1;
-	unsigned n = workers_wanted(s);
 
 	for (size_t i = 0; i < s->config->n_listeners; i++) {
 		struct listener *l = s->config->listeners[i];
@@ -527,24 +539,19 @@ static int bind_listeners(struct server *s) {
 		char where[80];
 
 		snprintf(where, sizeof where, "%s:%u", l->address ? l->address : "*", l->port);
-		for (unsigned w = 0; w < n; w++) {
-			_cleanup_close_ int fd = socket(
-			        sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-			if (fd < 0)
-				return log_error_errno(errno, "socket for %s", where);
-			(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-			if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
-				return log_error_errno(errno, "SO_REUSEPORT on %s", where);
-			if (bind(fd, sa, l->sockaddr_len) < 0)
-				return log_error_errno(errno, "cannot listen on %s", where);
-			if (listen(fd, 4096) < 0)
-				return log_error_errno(errno, "listen on %s", where);
-			int r = add_listen_fd(s, fd);
-			if (r < 0)
-				return r;
-			s->fds[s->n_fds - 1].worker = (int)w;
-			TAKE_FD(fd);
-		}
+		_cleanup_close_ int fd =
+		        socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return log_error_errno(errno, "socket for %s", where);
+		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		if (bind(fd, sa, l->sockaddr_len) < 0)
+			return log_error_errno(errno, "cannot listen on %s", where);
+		if (listen(fd, 4096) < 0)
+			return log_error_errno(errno, "listen on %s", where);
+		int r = add_listen_fd(s, fd);
+		if (r < 0)
+			return r;
+		TAKE_FD(fd);
 		log_info("listening on %s", where);
 	}
 	return 0;
@@ -668,7 +675,7 @@ static int run_inetd(struct server *s, int fd) {
 	s->workers = &w;
 	s->n_workers = 1;
 	sd_notify(0, "READY=1");
-	conn_start(&w, fd, (struct sockaddr *)&local, len, NULL, 0, false);
+	conn_start(&w, fd, (struct sockaddr *)&local, len, NULL, 0, 0);
 	/* one connection, then exit: run until it is gone or we are told to stop */
 	while (w.n_conns > 0 && !atomic_load(&s->stopping)) {
 		r = sd_event_run(s->event, UINT64_MAX);

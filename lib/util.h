@@ -4,6 +4,8 @@
  * and return it, so `fd = safe_close(fd)` and `p = mfree(p)` leave no dangling value. */
 #pragma once
 
+#include <stddef.h>
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -21,6 +23,7 @@
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 static inline int safe_close(int fd) {
 	if (fd >= 0) {

@@ -1,0 +1,44 @@
+/* poller.h — one epoll instance per worker for the sockets of its connections, itself a
+ * single source in the worker's sd-event loop.
+ *
+ * Why not one sd_event_source per socket: each costs about 300 bytes of heap, a getpid()
+ * on every sd-event call that touches it and an EPOLL_CTL_DEL when it goes, and a proxy
+ * holds two sockets per connection. Here a socket costs an epoll registration and nothing
+ * else, and a socket this process alone holds needs no removal: closing it is enough.
+ *
+ * Events are dispatched in batches. A handler may free what a later event of the same
+ * batch points at, so the owner of a handle must keep its memory valid until the batch
+ * ends (poller_in_batch() says whether one is running; on_batch_end runs after each). */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+struct poller_handle {
+	void (*dispatch)(struct poller_handle *h, uint32_t revents);
+};
+
+struct poller {
+	int fd;
+	sd_event_source *source;
+	bool in_batch;
+	uint64_t batches;    /* numbers the current (or last) batch */
+	uint64_t batch_usec; /* CLOCK_MONOTONIC when the current batch started */
+	void (*on_batch_end)(void *userdata);
+	void *userdata;
+};
+
+/* Create the epoll instance and hook it into `event`. Returns 0 or -errno. */
+int poller_init(struct poller *p, sd_event *event, void (*on_batch_end)(void *userdata),
+                void *userdata);
+/* Unhook and close; every socket still registered is simply forgotten. */
+void poller_done(struct poller *p);
+
+/* Watch `fd` for `events` (EPOLL* flags, edge-triggered if EPOLLET is among them). */
+int poller_add(struct poller *p, int fd, uint32_t events, struct poller_handle *h);
+/* Stop watching `fd`. Needed only when the file stays open elsewhere after we close our
+ * descriptor (a copy sent to the fd store, a socket inherited as stdin and stdout). */
+void poller_remove(struct poller *p, int fd);
+
+static inline bool poller_in_batch(const struct poller *p) { return p->in_batch; }
