@@ -125,7 +125,9 @@ def on_writable(c):
         n = c.sock.send(c.unsent)
     except WOULD_BLOCK:
         return
-    except (ConnectionResetError, BrokenPipeError):
+    except (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError):
+        # SSLEOFError: the relay closed the TCP connection without a close_notify while we
+        # were writing, which is how a drain timeout ends a TLS connection: an abrupt close.
         c.end("reset", "reset")
         return
     except OSError as e:
