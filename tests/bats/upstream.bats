@@ -60,6 +60,23 @@ use_dual_stack_name() {
 	note "enable_ipv6+ipv4: 5/5 over IPv6; defaults: 5/5 over IPv4"
 }
 
+@test "with both families on, an IPv6 address that refuses falls back to IPv4, every time" {
+	use_dual_stack_name
+	local port up conf=$BATS_TEST_TMPDIR/fallback.yaml
+	port=$(pick_port) && up=$(pick_port)
+	# only IPv4 answers: each connection's first socket (to ::1) is refused and replaced
+	start_upstream 127.0.0.1 "$up" banner answered-by-ipv4
+	[ -z "$(ss -Hltn "sport = :$up" | grep -F '[::1]')" ]
+	write_mapping "$conf" fallback "$port" "$DUAL:$up" 'enable_ipv6: true' 'enable_ipv4: true'
+	start_tcpmapd "$conf"
+	run client 127.0.0.1 "$port" --repeat 20 --timeout 10
+	echo "$output"
+	grep -qx 'banner=answered-by-ipv4 count=20' <<<"$output"
+	[ "$(grep -c '^banner=' <<<"$output")" -eq 1 ]
+	wait_for_log "event=close .*mapping=fallback .*upstream=127.0.0.1:$up .*result=ok"
+	note "IPv6 refused, IPv4 answered: 20/20"
+}
+
 @test "an IPv6-only upstream fails fast under the defaults (IPv4 only)" {
 	use_dual_stack_name
 	local port up conf=$BATS_TEST_TMPDIR/v4only.yaml
