@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -210,21 +211,30 @@ static int proc_stat_read(pid_t pid, char *ret_state, uint64_t *ret_starttime) {
 	return 0;
 }
 
-static __thread pid_t self_pid_cached;
-static __thread uint64_t self_starttime_cached;
+/* Our pid and start time, read once per process: glibc does not cache getpid(), and every
+ * admit and release asks. A child of fork() starts over (the atfork handler), so a forked
+ * process never records its parent's identity. */
+static _Atomic pid_t self_pid; /* 0: not known yet */
+static _Atomic uint64_t self_starttime;
+static pthread_once_t self_once = PTHREAD_ONCE_INIT;
 
-/* Our pid and start time; recomputed after fork (the cache is keyed by pid). */
+static void self_forget(void) { atomic_store(&self_pid, 0); }
+static void self_watch_forks(void) { (void)pthread_atfork(NULL, NULL, self_forget); }
+
 static pid_t self_identity(uint64_t *ret_starttime) {
-	pid_t pid = getpid();
-	if (pid != self_pid_cached) {
+	(void)pthread_once(&self_once, self_watch_forks);
+	pid_t pid = atomic_load(&self_pid);
+	if (pid == 0) {
+		/* threads racing here compute the same values */
 		char state;
 		uint64_t st = 0;
+		pid = getpid();
 		if (proc_stat_read(pid, &state, &st) < 0)
 			st = 0; /* no /proc: stale detection falls back to pid liveness */
-		self_starttime_cached = st;
-		self_pid_cached = pid;
+		atomic_store(&self_starttime, st);
+		atomic_store(&self_pid, pid);
 	}
-	*ret_starttime = self_starttime_cached;
+	*ret_starttime = atomic_load(&self_starttime);
 	return pid;
 }
 

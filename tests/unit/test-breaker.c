@@ -515,6 +515,8 @@ static void test_sigkill_reclaimed_by_reap(void **state) {
 	uint32_t e;
 
 	assert_int_equal(breaker_table_entry(t, "reaped", &e), 0);
+	/* admitting before the fork caches our identity: the child must not inherit it, or
+	 * its slots would look like ours and never be reaped */
 	assert_int_equal(breaker_table_admit(t, e, &none, &mine), 0);
 	pid_t pid = spawn_holder(f, e, &none, 3);
 	assert_counts(t, e, 1, 3);
