@@ -10,7 +10,7 @@
 #
 # Usage: bench/run.sh BUILD_DIR
 #   BENCH_QUICK=1              ~2-minute smoke run (shorter workloads, 1000 idle connections)
-#   BENCH_ONLY=bulk,connrate   a subset of: bulk connrate tls idle sni
+#   BENCH_ONLY=bulk,connrate   a subset of: bulk connrate tls idle sni start
 #   BENCH_PEERS=tcpmap,haproxy a subset of peers (direct is always kept for the ratios)
 #   BENCH_IDLE_N=5000          idle connections held per peer
 set -uo pipefail
@@ -30,12 +30,12 @@ PROXYD=/lib/systemd/systemd-socket-proxyd
 [ -x "$PROXYD" ] || PROXYD=/usr/lib/systemd/systemd-socket-proxyd
 
 QUICK=${BENCH_QUICK:-0}
-ONLY=${BENCH_ONLY:-bulk,connrate,tls,idle,sni}
+ONLY=${BENCH_ONLY:-bulk,connrate,tls,idle,sni,start}
 PEERS_ONLY=${BENCH_PEERS:-}
 if [ "$QUICK" = 1 ]; then
-	T_BULK=2 T_WRK=2 T_TLS=2 IDLE_N=${BENCH_IDLE_N:-1000} IDLE_MAX=0
+	T_BULK=2 T_WRK=2 T_TLS=2 IDLE_N=${BENCH_IDLE_N:-1000} IDLE_MAX=0 SPAWN_N=50
 else
-	T_BULK=5 T_WRK=5 T_TLS=5 IDLE_N=${BENCH_IDLE_N:-5000} IDLE_MAX=9000
+	T_BULK=5 T_WRK=5 T_TLS=5 IDLE_N=${BENCH_IDLE_N:-5000} IDLE_MAX=9000 SPAWN_N=300
 fi
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -420,6 +420,31 @@ sni() {
 	stop_peer
 }
 
+# What one per-connection process costs before it relays a byte, apart: the floor of any
+# fork+exec (a static no-op), tcpmapd's libraries (--version), and those plus reading and
+# checking the config (tcpmapctl check, the same libraries and the same loader). Wall time
+# per start-to-exit, median of N.
+start() {
+	local peer=$1 argv=() med mean n
+	echo "== start: $peer" >&2
+	case $peer in
+	noop-static)
+		printf 'int main(void) { return 0; }\n' >"$WORK/noop.c"
+		cc -O2 -static -o "$WORK/noop-static" "$WORK/noop.c" 2>/dev/null ||
+			{ note "no static libc: skipping the fork+exec floor"; return 0; }
+		argv=("$WORK/noop-static")
+		;;
+	tcpmapd-version) argv=("$TCPMAPD" --version) ;;
+	tcpmap-check)
+		fill "$PEERS_DIR/tcpmap-tcp.yaml" "$WORK/start.yaml" LISTEN=1 TARGET=2
+		argv=("$(dirname "$TCPMAPD")/tcpmapctl" check --config "$WORK/start.yaml")
+		;;
+	esac
+	read -r med mean n < <(timeout 120 python3 "$TOOL" spawn --n "$SPAWN_N" -- "${argv[@]}")
+	[ -n "${med:-}" ] || { note "start: $peer did not run"; return 0; }
+	result start "$peer" spawn_us "$med" us
+}
+
 # ---- the run ------------------------------------------------------------------------------
 
 {
@@ -437,17 +462,19 @@ TCP_PEERS="direct haproxy haproxy-splice nginx socket-proxyd socat tcpmap tcpmap
 TLS_PEERS="direct haproxy nginx $(has_stunnel && echo stunnel) tcpmap"
 IDLE_PEERS="direct haproxy haproxy-splice nginx socket-proxyd tcpmap"
 SNI_PEERS="direct haproxy nginx tcpmap"
+START_PEERS="noop-static tcpmapd-version tcpmap-check"
 
-for w in bulk connrate tls idle sni; do
+for w in bulk connrate tls idle sni start; do
 	want $w || continue
 	case $w in
 	bulk | connrate) list=$TCP_PEERS ;;
 	tls) list=$TLS_PEERS ;;
 	idle) list=$IDLE_PEERS ;;
 	sni) list=$SNI_PEERS ;;
+	start) list=$START_PEERS ;;
 	esac
 	for p in $list; do
-		peer_wanted "$p" || continue
+		[ $w = start ] || peer_wanted "$p" || continue
 		$w "$p"
 	done
 	# Issue 6 asks for 9 000 held connections under the 20 000 open-file limit.

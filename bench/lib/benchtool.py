@@ -186,6 +186,29 @@ def cmd_idle(a):
         s.close()
 
 
+def cmd_spawn(a):
+    """Starts ARGV N times, one after another (posix_spawn, then wait), and prints the
+    median and mean wall time of one start-to-exit in microseconds. The processes are ones
+    that exit by themselves (a no-op, --version, a config check)."""
+    times = []
+    devnull = os.open(os.devnull, os.O_RDWR)
+    acts = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
+            (os.POSIX_SPAWN_DUP2, devnull, 2)]
+    deadline = time.monotonic() + a.seconds
+    for _ in range(a.n):
+        if time.monotonic() > deadline:
+            break
+        t = time.monotonic()
+        pid = os.posix_spawn(a.argv[0], a.argv, os.environ, file_actions=acts)
+        _, status = os.waitpid(pid, 0)
+        times.append(time.monotonic() - t)
+        if status != 0:
+            print("spawn: %s exited with status %d" % (a.argv[0], status), file=sys.stderr)
+            sys.exit(1)
+    times.sort()
+    print("%.1f %.1f %d" % (times[len(times) // 2] * 1e6, sum(times) / len(times) * 1e6, len(times)))
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -211,6 +234,11 @@ def main():
     s.add_argument("--count", type=int, default=5000)
     s.add_argument("--seconds", type=float, default=60)
     s.set_defaults(fn=cmd_idle)
+    s = sub.add_parser("spawn")
+    s.add_argument("--n", type=int, default=200)
+    s.add_argument("--seconds", type=float, default=30)
+    s.add_argument("argv", nargs="+")
+    s.set_defaults(fn=cmd_spawn)
     a = p.parse_args()
     a.fn(a)
 

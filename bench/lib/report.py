@@ -138,6 +138,18 @@ def targets(rows):
     if c is not None:
         check("per-connection process <= 2 ms", c <= 2000,
               "%s us CPU per connection (process start, config load and relay; upper bound)" % fmt(c))
+    st = get(rows, "start", "spawn_us", "tcpmap-check")
+    if st is not None:
+        check("one process start + config load <= 2 ms", st <= 2000,
+              "%s us wall, tcpmapctl check: exec, dynamic linking, YAML load (median)" % fmt(st))
+    floor = get(rows, "start", "spawn_us", "noop-static")
+    socat = get(rows, "connrate", "conn_per_s", "socat")
+    if floor and socat:
+        # what no design that execs per connection can beat, whatever it does after exec
+        ceiling = 1e6 / floor
+        check("exec floor vs 1.5 x socat", ceiling >= 1.5 * socat,
+              "a static no-op's fork+exec takes %s us: at most %s starts/s, against %s conn/s wanted"
+              % (fmt(floor), fmt(ceiling), fmt(1.5 * socat)))
     ratio_target("SNI routing handshakes/s >= best", "sni", "hs_per_s", 1.0)
     w = max([len(n) for n, _, _ in out] + [10])
     for name, state, detail in out:
