@@ -7,7 +7,6 @@
 #include <stddef.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/err.h>
 #include <sys/socket.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
@@ -195,8 +194,10 @@ static void conn_free(struct conn *c) {
 		relay_release(&c->relay);
 	free(c->addrs);
 	free(c->sni);
-	SSL_free(c->client_ssl);
-	SSL_free(c->upstream_ssl);
+	if (c->client_ssl)
+		tls_session_free(c->client_ssl);
+	if (c->upstream_ssl)
+		tls_session_free(c->upstream_ssl);
 	safe_close(c->client_fd);
 	safe_close(c->upstream_fd);
 	config_unref(c->config);
@@ -316,18 +317,8 @@ static void start_relay(struct conn *c) {
 
 /* ---- TLS handshakes ---- */
 
-/* Returns 1 when done, 0 when it must wait, -1 when it failed. */
-static int handshake_step(SSL *ssl) {
-	ERR_clear_error();
-	int r = SSL_do_handshake(ssl);
-	if (r == 1)
-		return 1;
-	int e = SSL_get_error(ssl, r);
-	return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? 0 : -1;
-}
-
 static void continue_client_handshake(struct conn *c) {
-	int r = handshake_step(c->client_ssl);
+	int r = tls_handshake_step(c->client_ssl);
 	if (r == 0)
 		return;
 	if (r < 0) {
@@ -339,7 +330,7 @@ static void continue_client_handshake(struct conn *c) {
 }
 
 static void continue_upstream_handshake(struct conn *c) {
-	int r = handshake_step(c->upstream_ssl);
+	int r = tls_handshake_step(c->upstream_ssl);
 	if (r == 0)
 		return;
 	if (r < 0) {
@@ -371,14 +362,11 @@ static void on_connected(struct conn *c) {
 		}
 	}
 	if (c->mapping->tls != TLS_ORIGINATE_NONE) {
-		SSL_CTX *ctx = tls_client_ctx(c->config, c->mapping);
-		c->upstream_ssl = ctx ? SSL_new(ctx) : NULL;
-		if (!c->upstream_ssl || SSL_set_fd(c->upstream_ssl, c->upstream_fd) != 1 ||
-		    tls_client_prepare(c->upstream_ssl, c->mapping) < 0) {
+		if (tls_client_session(c->config, c->mapping, c->upstream_fd, &c->upstream_ssl) <=
+		    0) {
 			conn_finish(c, "handshake_failed");
 			return;
 		}
-		SSL_set_connect_state(c->upstream_ssl);
 		c->state = CONN_UPSTREAM_HANDSHAKE;
 		continue_upstream_handshake(c);
 		return;
@@ -580,17 +568,15 @@ static void conn_route(struct conn *c, const char *sni, const char *not_found_re
 	}
 	c->group = g;
 
-	SSL_CTX *ctx = tls_server_ctx(c->config, g);
-	if (!ctx) {
+	int r = tls_server_session(c->config, g, c->client_fd, &c->client_ssl);
+	if (r == 0) {
 		conn_choose_and_connect(c);
 		return;
 	}
-	c->client_ssl = SSL_new(ctx);
-	if (!c->client_ssl || SSL_set_fd(c->client_ssl, c->client_fd) != 1) {
+	if (r < 0) {
 		conn_finish(c, "handshake_failed");
 		return;
 	}
-	SSL_set_accept_state(c->client_ssl);
 	c->state = CONN_HANDSHAKE;
 	continue_client_handshake(c);
 }

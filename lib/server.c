@@ -11,7 +11,6 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <openssl/crypto.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 
@@ -763,10 +762,9 @@ int server_run(const struct server_options *o) {
 		        EPERM, "runtime directory %s is not a directory only its owner can write",
 		        s.runtime_dir);
 	/* Keys live in this process's memory once loaded: no core dump, no ptrace by others of
-	 * the same uid, and OpenSSL's private key numbers in its locked secure heap. */
+	 * the same uid (lib/tls.c also keeps OpenSSL's private key numbers in its locked
+	 * secure heap). */
 	(void)prctl(PR_SET_DUMPABLE, 0);
-	if (!CRYPTO_secure_malloc_initialized())
-		(void)CRYPTO_secure_malloc_init(256 * 1024, 64);
 	r = breaker_table_open(s.runtime_dir, &s.breakers);
 	if (r == -EPROTO)
 		return log_error_errno(r,

@@ -791,11 +791,12 @@ int tls_config_load(struct config *c, const char *secrets_dir, struct diag_list 
 		c->tls_runtime_free(c);
 	/* No TLS anywhere: leave OpenSSL uninitialised. Its first use loads error strings and
 	 * providers, a sixth of a per-connection process's start-up. */
-	bool uses_tls = c->n_tls_contexts > 0;
-	for (size_t i = 0; i < c->n_mappings && !uses_tls; i++)
-		uses_tls = c->mappings[i]->tls != TLS_ORIGINATE_NONE;
-	if (!uses_tls)
+	if (!tls_config_needed(c))
 		return 0;
+	/* Keys live in this process's memory once loaded: OpenSSL keeps their numbers in its
+	 * locked secure heap (best effort: it needs mlock). */
+	if (!CRYPTO_secure_malloc_initialized())
+		(void)CRYPTO_secure_malloc_init(256 * 1024, 64);
 	if (creds && *creds)
 		L.credentials_dir = creds;
 	ERR_clear_error();
@@ -922,6 +923,50 @@ int tls_client_prepare(SSL *ssl, const struct mapping *m) {
 	}
 	return 0;
 }
+
+int tls_server_session(const struct config *c, const struct mapping_group *g, int fd, SSL **ret) {
+	SSL_CTX *ctx = tls_server_ctx(c, g);
+	*ret = NULL;
+	if (!ctx)
+		return 0;
+	SSL *ssl = SSL_new(ctx);
+	if (!ssl || SSL_set_fd(ssl, fd) != 1) {
+		SSL_free(ssl);
+		return -ENOMEM;
+	}
+	SSL_set_accept_state(ssl);
+	*ret = ssl;
+	return 1;
+}
+
+int tls_client_session(const struct config *c, const struct mapping *m, int fd, SSL **ret) {
+	SSL_CTX *ctx = tls_client_ctx(c, m);
+	*ret = NULL;
+	if (!ctx)
+		return 0;
+	SSL *ssl = SSL_new(ctx);
+	if (!ssl || SSL_set_fd(ssl, fd) != 1 || tls_client_prepare(ssl, m) < 0) {
+		SSL_free(ssl);
+		return -ENOMEM;
+	}
+	SSL_set_connect_state(ssl);
+	*ret = ssl;
+	return 1;
+}
+
+int tls_handshake_step(SSL *ssl) {
+	ERR_clear_error();
+	int r = SSL_do_handshake(ssl);
+	if (r == 1)
+		return 1;
+	int e = SSL_get_error(ssl, r);
+	return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? 0 : -1;
+}
+
+void tls_session_free(SSL *ssl) { SSL_free(ssl); }
+
+/* What tcpmapd checks before it uses this file as tcpmap-tls.so. */
+const struct tls_abi tcpmap_tls_abi = TLS_ABI_INIT;
 
 const char *tls_handshake_failure_reason(void) {
 	unsigned long e = ERR_peek_last_error();

@@ -9,6 +9,33 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "tlsrelay.h"
+
+/* This file and tlsrelay.c are built twice: linked in (tcpmapctl, the tests) and as
+ * tcpmap-tls.so, which tcpmapd loads only when a config uses TLS (lib/tlsload.c), so that a
+ * cleartext process never maps OpenSSL, two thirds of its start-up. The layouts they share
+ * with the loading binary must match; tcpmap_tls_abi says which ones they were built with. */
+struct tls_abi {
+	char version[16];
+	size_t config, mapping, group, context, tls_relay, diag_list;
+};
+#define TLS_ABI_INIT                                                                               \
+	{                                                                                          \
+		TCPMAP_VERSION, sizeof(struct config), sizeof(struct mapping),                     \
+		        sizeof(struct mapping_group), sizeof(struct tls_context),                  \
+		        sizeof(struct tls_relay), sizeof(struct diag_list)                         \
+	}
+extern const struct tls_abi tcpmap_tls_abi;
+
+/* Whether a config needs any of this: a TLSContext, or a mapping originating TLS. */
+static inline bool tls_config_needed(const struct config *c) {
+	if (c->n_tls_contexts > 0)
+		return true;
+	for (size_t i = 0; i < c->n_mappings; i++)
+		if (c->mappings[i]->tls != TLS_ORIGINATE_NONE)
+			return true;
+	return false;
+}
 
 /* Prepare every SSL_CTX the config needs:
  *  - for each group with a `host` (and no tls_passthrough), find the TLSContext whose `hosts`
@@ -32,6 +59,17 @@ SSL_CTX *tls_client_ctx(const struct config *c, const struct mapping *m);
 /* The SNI to send upstream: the context's `sni`, else the service's host name (NULL for an
  * IP literal, which must not be sent as SNI). */
 const char *tls_upstream_sni(const struct mapping *m);
+
+/* A terminating session on `fd` when group `g` terminates TLS: returns 1 with *ret set (in
+ * accept state), 0 with *ret NULL when it does not terminate, -ENOMEM. */
+int tls_server_session(const struct config *c, const struct mapping_group *g, int fd, SSL **ret);
+/* An originating session on `fd` when mapping `m` has `tls` (SNI and verification set up,
+ * in connect state): 1, 0 when it does not originate, or -ENOMEM. */
+int tls_client_session(const struct config *c, const struct mapping *m, int fd, SSL **ret);
+/* One step of a handshake: 1 done, 0 wants more I/O, -1 failed (the reason is in the error
+ * queue: tls_handshake_failure_reason()). */
+int tls_handshake_step(SSL *ssl);
+void tls_session_free(SSL *ssl);
 
 /* Result names for the access log from a failed handshake's error queue (this thread's;
  * only peeked, the caller clears it): "unknown_ca", "no_certificate", "bad_certificate",
