@@ -8,6 +8,7 @@ MANDIR ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 UNITDIR ?= $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
 
+comma := ,
 SAN ?= 0
 CC ?= cc
 VERSION := 0.1.0
@@ -25,6 +26,11 @@ endif
 PKGS := libsystemd openssl yaml-0.1
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# tcpmapd itself does not link OpenSSL: tcpmap-tls.so does, loaded only for TLS configs
+CORE_LIBS = $(shell pkg-config --libs libsystemd yaml-0.1 2>/dev/null)
+TLS_LIBS = $(shell pkg-config --libs openssl 2>/dev/null)
+# found by tcpmapd at ../lib/tcpmap from its own directory (lib/tlsload.c)
+TLSMODDIR = $(patsubst %/,%,$(dir $(SBINDIR)))/lib/tcpmap
 
 CFLAGS ?= $(OPT) -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -DTCPMAP_VERSION='"$(VERSION)"' \
@@ -33,8 +39,13 @@ LDFLAGS += $(SANFLAGS)
 LDLIBS += $(PKG_LIBS) -lpthread
 
 LIB_SRCS := $(sort $(wildcard lib/*.c))
-LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
-BINS := $(BUILD)/tcpmapd $(BUILD)/tcpmapctl
+TLS_SRCS := lib/tls.c lib/tlsrelay.c
+LOADER_SRCS := lib/tlsload.c
+CORE_SRCS := $(filter-out $(TLS_SRCS) $(LOADER_SRCS),$(LIB_SRCS))
+CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)
+TLS_OBJS := $(TLS_SRCS:%.c=$(BUILD)/%.o)
+TLS_PIC_OBJS := $(TLS_SRCS:%.c=$(BUILD)/pic/%.o)
+BINS := $(BUILD)/tcpmapd $(BUILD)/tcpmapctl $(BUILD)/tcpmap-tls.so
 UNIT_SRCS := $(sort $(wildcard tests/unit/test-*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TESTLIB_SRCS := $(sort $(wildcard tests/unit/helpers-*.c))
@@ -54,16 +65,29 @@ $(BUILD)/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/libtcpmap.a: $(LIB_OBJS)
+$(BUILD)/pic/%.o: %.c Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -c -o $@ $<
+
+$(BUILD)/libtcpmap.a: $(CORE_OBJS)
 	$(AR) rcs $@ $^
 
-$(BUILD)/tcpmapd: $(BUILD)/bin/tcpmapd.o $(BUILD)/libtcpmap.a
+$(BUILD)/libtcpmap-tls.a: $(TLS_OBJS)
+	$(AR) rcs $@ $^
+
+# The few core functions lib/tls.c calls are exported from tcpmapd for the module.
+TLS_IMPORTS := diag_vadd,route_host_matches,strv_push,strv_free
+$(BUILD)/tcpmap-tls.so: $(TLS_PIC_OBJS)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(TLS_LIBS) -lpthread
+
+$(BUILD)/tcpmapd: $(BUILD)/bin/tcpmapd.o $(BUILD)/lib/tlsload.o $(BUILD)/libtcpmap.a | $(BUILD)/tcpmap-tls.so
+	$(CC) $(LDFLAGS) -Wl,--export-dynamic-symbol=$(subst $(comma),$(comma)--export-dynamic-symbol=,$(TLS_IMPORTS)) \
+		-o $@ $(filter %.o %.a,$^) $(CORE_LIBS) -lpthread
+
+$(BUILD)/tcpmapctl: $(BUILD)/bin/tcpmapctl.o $(BUILD)/libtcpmap-tls.a $(BUILD)/libtcpmap.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tcpmapctl: $(BUILD)/bin/tcpmapctl.o $(BUILD)/libtcpmap.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(TESTLIB_OBJS) $(BUILD)/libtcpmap.a
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(TESTLIB_OBJS) $(BUILD)/libtcpmap-tls.a $(BUILD)/libtcpmap.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
@@ -86,7 +110,8 @@ FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -DTCPMAP_VERSION='"$(VERSION)"' \
 	-DTCPMAP_SYSCONFDIR='"$(SYSCONFDIR)"' -Ilib $(PKG_CFLAGS) \
 	-fsanitize=address,undefined -fno-sanitize-recover=undefined -Wall -Wextra -Werror
-FUZZ_LIB_OBJS := $(LIB_SRCS:lib/%.c=build-fuzz/lib/%.o)
+FUZZ_LIB_OBJS := $(filter-out $(LOADER_SRCS),$(LIB_SRCS))
+FUZZ_LIB_OBJS := $(FUZZ_LIB_OBJS:lib/%.c=build-fuzz/lib/%.o)
 FUZZ_SECONDS ?= 60
 
 fuzz-build: $(FUZZ_BINS)
@@ -115,6 +140,8 @@ install: all
 		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/tcpmap
 	install -m 0755 $(BUILD)/tcpmapd $(DESTDIR)$(SBINDIR)/tcpmapd
 	install -m 0755 $(BUILD)/tcpmapctl $(DESTDIR)$(BINDIR)/tcpmapctl
+	install -d $(DESTDIR)$(TLSMODDIR)
+	install -m 0644 $(BUILD)/tcpmap-tls.so $(DESTDIR)$(TLSMODDIR)/tcpmap-tls.so
 	for u in units/*.socket units/*.service units/*.target; do [ -e "$$u" ] || continue; \
 		sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 		"$$u" > $(DESTDIR)$(UNITDIR)/$$(basename $$u); chmod 0644 $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
@@ -124,7 +151,8 @@ install: all
 		sed -e 's/^\([^#]\)/# \1/' conf/tcpmap.yaml > $(DESTDIR)$(SYSCONFDIR)/tcpmap/tcpmap.yaml
 
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/tcpmapd $(DESTDIR)$(BINDIR)/tcpmapctl
+	rm -f $(DESTDIR)$(SBINDIR)/tcpmapd $(DESTDIR)$(BINDIR)/tcpmapctl $(DESTDIR)$(TLSMODDIR)/tcpmap-tls.so
+	-rmdir $(DESTDIR)$(TLSMODDIR) 2>/dev/null
 	for u in units/*.socket units/*.service units/*.target; do [ -e "$$u" ] || continue; \
 		rm -f $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
 	for m in man/*.[1-8]; do [ -e "$$m" ] || continue; s=$${m##*.}; \
@@ -140,4 +168,5 @@ format-check:
 clean:
 	rm -rf build build-san build-fuzz
 
--include $(LIB_OBJS:.o=.d) $(BUILD)/bin/tcpmapd.d $(BUILD)/bin/tcpmapctl.d
+-include $(CORE_OBJS:.o=.d) $(TLS_OBJS:.o=.d) $(TLS_PIC_OBJS:.o=.d) $(BUILD)/lib/tlsload.d \
+	$(BUILD)/bin/tcpmapd.d $(BUILD)/bin/tcpmapctl.d

@@ -25,6 +25,17 @@ teardown() { common_teardown; }
 		! grep -q '@SBINDIR@\|@BINDIR@\|@SYSCONFDIR@' "$DEST$UNITDIR/$u"
 	done
 	grep -q '^ExecStart=/usr/sbin/tcpmapd --config /etc/tcpmap$' "$DEST$UNITDIR/tcpmap@.service"
+	# the TLS module where the installed tcpmapd looks for it: a TLS config gets past
+	# loading it, to the (missing) secret
+	[ -f "$DEST/usr/lib/tcpmap/tcpmap-tls.so" ]
+	local tls=$BATS_TEST_TMPDIR/tls.yaml
+	printf 'apiVersion: getambassador.io/v2\nkind: TLSContext\nmetadata: {name: t}\nspec: {hosts: [a.test], secret: nothere}\n' >"$tls"
+	run timeout 10 "$DEST/usr/sbin/tcpmapd" --config "$tls" --secrets-dir "$BATS_TEST_TMPDIR" \
+		--runtime-dir "$BATS_TEST_TMPDIR" --log-target stderr
+	echo "$output"
+	[ "$status" -ne 0 ]
+	grep -q 'nothere' <<<"$output"
+	! grep -q 'cannot be loaded' <<<"$output"
 	for m in man1/tcpmapctl.1 man5/tcpmap.yaml.5 man7/tcpmap-units.7 man8/tcpmapd.8; do
 		[ -f "$DEST/usr/share/man/$m" ]
 	done
@@ -41,5 +52,5 @@ teardown() { common_teardown; }
 	[ "$status" -eq 0 ]
 	# only the config directory the user may have edited remains
 	[ "$(find "$DEST" -type f | sed "s|^$DEST||")" = /etc/tcpmap/tcpmap.yaml ]
-	note "install: 2 binaries, 5 units, 4 man pages, /etc/tcpmap/tcpmap.yaml; uninstall left only the config"
+	note "install: 2 binaries, the TLS module, 5 units, 4 man pages, /etc/tcpmap/tcpmap.yaml; uninstall left only the config"
 }

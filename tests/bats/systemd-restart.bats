@@ -380,17 +380,22 @@ teardown_file() {
 @test "restart: one stream survives an upgrade that swaps the binary between two builds" {
 	local svc old up down line
 	svc=$(svc_clear)
-	make -C "$ROOT" -s SAN=0 BUILD="$UPGRADE_BUILD" VERSION="$UPGRADE_VERSION" "$UPGRADE_BUILD/tcpmapd" >&2
+	make -C "$ROOT" -s SAN=0 BUILD="$UPGRADE_BUILD" VERSION="$UPGRADE_VERSION" \
+		"$UPGRADE_BUILD/tcpmapd" "$UPGRADE_BUILD/tcpmap-tls.so" >&2
 	[ "$("$ROOT/$UPGRADE_BUILD/tcpmapd" --version)" = "tcpmapd $UPGRADE_VERSION" ]
 	old=$(main_pid "$svc")
 	start_stream up --port "$P" --connections 1 --rate 262144 --max-seconds 120
 	sleep 1
+	# as a package upgrade does: the binary and its TLS module together (the config has a
+	# TLSContext, and a module from another version is refused)
 	sb install -m755 "$ROOT/$UPGRADE_BUILD/tcpmapd" /usr/sbin/tcpmapd
+	sb install -m644 "$ROOT/$UPGRADE_BUILD/tcpmap-tls.so" /usr/lib/tcpmap/tcpmap-tls.so
 	up=$(restart "$svc")
 	mark_stream up
 	sleep 1
 	# ... and back down to the build the suite installed.
 	sb install -m755 "$SB_BUILD/tcpmapd" /usr/sbin/tcpmapd
+	sb install -m644 "$SB_BUILD/tcpmap-tls.so" /usr/lib/tcpmap/tcpmap-tls.so
 	down=$(restart "$svc")
 	sleep 1
 	run finish_stream up
