@@ -420,12 +420,12 @@ sni() {
 	stop_peer
 }
 
-# What one per-connection process costs before it relays a byte, apart: the floor of any
-# fork+exec (a static no-op), tcpmapd's libraries (--version), and those plus reading and
-# checking the config (tcpmapctl check, the same libraries and the same loader). Wall time
-# per start-to-exit, median of N.
+# What one per-connection process costs, apart: the floor of any fork+exec (a static
+# no-op), tcpmapd's libraries (--version), and one whole tcpmapd --inetd: libraries, config
+# load, breaker table, the connection handed in on stdin (its client already gone, its
+# upstream refusing), the log line and exit. Wall time per start-to-exit, median of N.
 start() {
-	local peer=$1 argv=() med mean n
+	local peer=$1 argv=() extra=() med mean n
 	echo "== start: $peer" >&2
 	case $peer in
 	noop-static)
@@ -435,12 +435,17 @@ start() {
 		argv=("$WORK/noop-static")
 		;;
 	tcpmapd-version) argv=("$TCPMAPD" --version) ;;
-	tcpmap-check)
-		fill "$PEERS_DIR/tcpmap-tcp.yaml" "$WORK/start.yaml" LISTEN=1 TARGET=2
-		argv=("$(dirname "$TCPMAPD")/tcpmapctl" check --config "$WORK/start.yaml")
+	tcpmapd-inetd)
+		local port closed
+		port=$(pick_port) && closed=$(pick_port)
+		mkdir -p "$WORK/start-run"
+		fill "$PEERS_DIR/tcpmap-tcp.yaml" "$WORK/start.yaml" LISTEN="$port" TARGET="$closed"
+		argv=("$TCPMAPD" --inetd --config "$WORK/start.yaml" --runtime-dir "$WORK/start-run"
+			--log-target stderr)
+		extra=(--stdin-tcp "$port")
 		;;
 	esac
-	read -r med mean n < <(timeout 120 python3 "$TOOL" spawn --n "$SPAWN_N" -- "${argv[@]}")
+	read -r med mean n < <(timeout 120 python3 "$TOOL" spawn --n "$SPAWN_N" "${extra[@]}" -- "${argv[@]}")
 	[ -n "${med:-}" ] || { note "start: $peer did not run"; return 0; }
 	result start "$peer" spawn_us "$med" us
 }
@@ -462,7 +467,7 @@ TCP_PEERS="direct haproxy haproxy-splice nginx socket-proxyd socat tcpmap tcpmap
 TLS_PEERS="direct haproxy nginx $(has_stunnel && echo stunnel) tcpmap"
 IDLE_PEERS="direct haproxy haproxy-splice nginx socket-proxyd tcpmap"
 SNI_PEERS="direct haproxy nginx tcpmap"
-START_PEERS="noop-static tcpmapd-version tcpmap-check"
+START_PEERS="noop-static tcpmapd-version tcpmapd-inetd"
 
 for w in bulk connrate tls idle sni start; do
 	want $w || continue

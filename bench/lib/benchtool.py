@@ -189,19 +189,38 @@ def cmd_idle(a):
 def cmd_spawn(a):
     """Starts ARGV N times, one after another (posix_spawn, then wait), and prints the
     median and mean wall time of one start-to-exit in microseconds. The processes are ones
-    that exit by themselves (a no-op, --version, a config check)."""
+    that exit by themselves (a no-op, --version, one connection under --inetd).
+
+    With --stdin-tcp PORT, each process gets as stdin a TCP connection accepted on
+    127.0.0.1:PORT, as inetd (or systemd's Accept=yes) would hand it; the client end is
+    closed at once, so the process sees a client that is already gone."""
     times = []
     devnull = os.open(os.devnull, os.O_RDWR)
-    acts = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
-            (os.POSIX_SPAWN_DUP2, devnull, 2)]
+    ls = None
+    if a.stdin_tcp:
+        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", a.stdin_tcp))
+        ls.listen(16)
     deadline = time.monotonic() + a.seconds
     for _ in range(a.n):
         if time.monotonic() > deadline:
             break
+        conn = None
+        stdin = devnull
+        if ls:
+            c = socket.create_connection(("127.0.0.1", a.stdin_tcp), timeout=5)
+            conn, _ = ls.accept()
+            c.close()
+            stdin = conn.fileno()
+        acts = [(os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
+                (os.POSIX_SPAWN_DUP2, devnull, 2)]
         t = time.monotonic()
         pid = os.posix_spawn(a.argv[0], a.argv, os.environ, file_actions=acts)
         _, status = os.waitpid(pid, 0)
         times.append(time.monotonic() - t)
+        if conn:
+            conn.close()
         if status != 0:
             print("spawn: %s exited with status %d" % (a.argv[0], status), file=sys.stderr)
             sys.exit(1)
@@ -237,6 +256,7 @@ def main():
     s = sub.add_parser("spawn")
     s.add_argument("--n", type=int, default=200)
     s.add_argument("--seconds", type=float, default=30)
+    s.add_argument("--stdin-tcp", type=int, default=0)
     s.add_argument("argv", nargs="+")
     s.set_defaults(fn=cmd_spawn)
     a = p.parse_args()

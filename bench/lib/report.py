@@ -138,10 +138,10 @@ def targets(rows):
     if c is not None:
         check("per-connection process <= 2 ms", c <= 2000,
               "%s us CPU per connection (process start, config load and relay; upper bound)" % fmt(c))
-    st = get(rows, "start", "spawn_us", "tcpmap-check")
+    st = get(rows, "start", "spawn_us", "tcpmapd-inetd")
     if st is not None:
         check("one process start + config load <= 2 ms", st <= 2000,
-              "%s us wall, tcpmapctl check: exec, dynamic linking, YAML load (median)" % fmt(st))
+              "%s us wall, tcpmapd --inetd from exec to exit, config load included (median)" % fmt(st))
     floor = get(rows, "start", "spawn_us", "noop-static")
     socat = get(rows, "connrate", "conn_per_s", "socat")
     if floor and socat:
