@@ -924,34 +924,31 @@ int tls_client_prepare(SSL *ssl, const struct mapping *m) {
 	return 0;
 }
 
-int tls_server_session(const struct config *c, const struct mapping_group *g, int fd, SSL **ret) {
-	SSL_CTX *ctx = tls_server_ctx(c, g);
+/* A session on `fd` from `ctx` (none when ctx is NULL): originating for mapping `m`, else
+ * terminating. Returns 1, 0 without a context, or -ENOMEM. */
+static int session_new(SSL_CTX *ctx, int fd, const struct mapping *m, SSL **ret) {
 	*ret = NULL;
 	if (!ctx)
 		return 0;
 	SSL *ssl = SSL_new(ctx);
-	if (!ssl || SSL_set_fd(ssl, fd) != 1) {
+	if (!ssl || SSL_set_fd(ssl, fd) != 1 || (m && tls_client_prepare(ssl, m) < 0)) {
 		SSL_free(ssl);
 		return -ENOMEM;
 	}
-	SSL_set_accept_state(ssl);
+	if (m)
+		SSL_set_connect_state(ssl);
+	else
+		SSL_set_accept_state(ssl);
 	*ret = ssl;
 	return 1;
 }
 
+int tls_server_session(const struct config *c, const struct mapping_group *g, int fd, SSL **ret) {
+	return session_new(tls_server_ctx(c, g), fd, NULL, ret);
+}
+
 int tls_client_session(const struct config *c, const struct mapping *m, int fd, SSL **ret) {
-	SSL_CTX *ctx = tls_client_ctx(c, m);
-	*ret = NULL;
-	if (!ctx)
-		return 0;
-	SSL *ssl = SSL_new(ctx);
-	if (!ssl || SSL_set_fd(ssl, fd) != 1 || tls_client_prepare(ssl, m) < 0) {
-		SSL_free(ssl);
-		return -ENOMEM;
-	}
-	SSL_set_connect_state(ssl);
-	*ret = ssl;
-	return 1;
+	return session_new(tls_client_ctx(c, m), fd, m, ret);
 }
 
 int tls_handshake_step(SSL *ssl) {
