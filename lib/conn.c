@@ -294,7 +294,8 @@ static void conn_pump(struct conn *c, int mask) {
 		relay_trim(&c->relay);
 }
 
-static void start_relay(struct conn *c) {
+/* `mask`: the directions that may have bytes waiting (PUMP_*). */
+static void start_relay(struct conn *c, int mask) {
 	c->state = CONN_RELAYING;
 	c->use_tls_relay = c->client_ssl || c->upstream_ssl;
 	if (c->use_tls_relay)
@@ -312,7 +313,7 @@ static void start_relay(struct conn *c) {
 		conn_finish(c, "ok");
 		return;
 	}
-	conn_pump(c, PUMP_BOTH); /* bytes may already be waiting on either side */
+	conn_pump(c, mask);
 }
 
 /* ---- TLS handshakes ---- */
@@ -339,12 +340,13 @@ static void continue_upstream_handshake(struct conn *c) {
 		conn_finish(c, "handshake_failed");
 		return;
 	}
-	start_relay(c);
+	start_relay(c, PUMP_BOTH); /* TLS pumps both directions anyway */
 }
 
 /* ---- connecting ---- */
 
-static void on_connected(struct conn *c) {
+/* `revents`: the event on the upstream socket that showed the connect done. */
+static void on_connected(struct conn *c, uint32_t revents) {
 	struct server *s = c->worker->server;
 
 	c->connected = true;
@@ -371,7 +373,11 @@ static void on_connected(struct conn *c) {
 		continue_upstream_handshake(c);
 		return;
 	}
-	start_relay(c);
+	/* The client's bytes may have waited since before the connect. The upstream's can only
+	 * be there if this very event says so: anything later is a new edge. A client-first
+	 * protocol so saves a splice that could only say EAGAIN. */
+	start_relay(c, PUMP_UP | (revents & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? PUMP_DOWN
+	                                                                                 : 0));
 }
 
 static void check_connect(struct conn *c, uint32_t revents) {
@@ -380,14 +386,14 @@ static void check_connect(struct conn *c, uint32_t revents) {
 
 	/* writable without an error is a finished connect: ask the socket only otherwise */
 	if (!(revents & (EPOLLERR | EPOLLHUP)) && (revents & EPOLLOUT)) {
-		on_connected(c);
+		on_connected(c, revents);
 		return;
 	}
 	if (getsockopt(c->upstream_fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
 	if (err == 0) {
 		if (revents & EPOLLOUT)
-			on_connected(c);
+			on_connected(c, revents);
 		return;
 	}
 	char addr[64];
