@@ -22,7 +22,7 @@ teardown() { common_teardown; }
 	[ -x "$DEST/usr/bin/tcpmapctl" ]
 	for u in tcpmap@.socket tcpmap@.service tcpmap-inetd@.socket tcpmap-inetd@.service tcpmap.target; do
 		[ -f "$DEST$UNITDIR/$u" ]
-		! grep -q '@SBINDIR@\|@BINDIR@\|@SYSCONFDIR@' "$DEST$UNITDIR/$u"
+		if grep -q '@SBINDIR@\|@BINDIR@\|@SYSCONFDIR@' "$DEST$UNITDIR/$u"; then false; fi
 	done
 	grep -q '^ExecStart=/usr/sbin/tcpmapd --config /etc/tcpmap$' "$DEST$UNITDIR/tcpmap@.service"
 	# the TLS module where the installed tcpmapd looks for it: a TLS config gets past
@@ -35,7 +35,7 @@ teardown() { common_teardown; }
 	echo "$output"
 	[ "$status" -ne 0 ]
 	grep -q 'nothere' <<<"$output"
-	! grep -q 'cannot be loaded' <<<"$output"
+	if grep -q 'cannot be loaded' <<<"$output"; then false; fi
 	for m in man1/tcpmapctl.1 man5/tcpmap.yaml.5 man7/tcpmap-units.7 man8/tcpmapd.8; do
 		[ -f "$DEST/usr/share/man/$m" ]
 	done
