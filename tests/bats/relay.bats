@@ -113,15 +113,9 @@ download_through() {
 }
 
 @test "tcpmapd exits 0 on SIGTERM" {
-	local port up conf=$BATS_TEST_TMPDIR/term.yaml
-	port=$(pick_port) && up=$(pick_port)
-	start_upstream 127.0.0.1 "$up" echo
-	write_mapping "$conf" term "$port" "127.0.0.1:$up"
-	start_tcpmapd "$conf"
-	run client 127.0.0.1 "$port" --send 1000 --timeout 10
-	[ "$(kv recv_sha256)" = "$(kv sent_sha256)" ]
+	start_echo_relay term
 	stop_tcpmapd
 	echo "exit status $STOP_STATUS"
 	[ "$STOP_STATUS" -eq 0 ]
-	if port_listening "$port"; then false; fi
+	if port_listening "$RELAY_PORT"; then false; fi
 }

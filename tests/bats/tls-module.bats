@@ -14,15 +14,10 @@ teardown() { common_teardown; }
 maps_of() { awk 'NF >= 6 { print $6 }' "/proc/$1/maps" | sort -u; }
 
 @test "a cleartext tcpmapd maps no OpenSSL; a TLS one maps tcpmap-tls.so from beside it" {
-	local port up conf=$BATS_TEST_TMPDIR/clear.yaml
-	port=$(pick_port) && up=$(pick_port)
-	start_upstream 127.0.0.1 "$up" echo
-	write_mapping "$conf" clear "$port" "127.0.0.1:$up"
-	start_tcpmapd "$conf"
-	run client 127.0.0.1 "$port" --send 1000 --timeout 10
-	[ "$(kv recv_bytes)" = 1000 ]
+	start_echo_relay clear
+	local up=$RELAY_UP
 	run maps_of "$TCPMAPD_PID"
-	! grep -E 'libssl|libcrypto|tcpmap-tls' <<<"$output"
+	if grep -E 'libssl|libcrypto|tcpmap-tls' <<<"$output"; then false; fi
 	stop_tcpmapd
 
 	local tport secrets=$BATS_TEST_TMPDIR/secrets tconf=$BATS_TEST_TMPDIR/tls.yaml
