@@ -341,23 +341,31 @@ print(round(float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)], 2
 	stop_peer
 }
 
-tls() {
-	local peer=$1 port c0 c1 rate ok err gbit bytes
-	echo "== tls: $peer" >&2
+# handshakes WORKLOAD PEER TARGET: the tls-hs loops through PEER's WORKLOAD config toward
+# TARGET (direct: the upstream's own TLS port), recording hs/s and CPU per handshake, then
+# the peer is stopped. Returns 1 when the peer did not start.
+handshakes() {
+	local w=$1 peer=$2 target=$3 port c0 c1 rate ok err
+	echo "== $w: $peer" >&2
 	if [ "$peer" = direct ]; then
 		port=$UP_HTTPS
 	else
 		port=$(pick_port)
-		start_peer "$peer" tls "$port" "$UP_HTTP" || return 0
+		start_peer "$peer" "$w" "$port" "$target" || return 1
 	fi
 	c0=$(peer_cpu_ticks)
 	read -r rate ok err < <(timeout $((T_TLS + 30)) python3 "$TOOL" tls-hs --port "$port" --seconds "$T_TLS" --loops 2)
 	c1=$(peer_cpu_ticks)
-	[ "${err:-0}" != 0 ] && note "tls through $peer: $err failed handshakes or requests"
-	result tls "$peer" hs_per_s "${rate:-0}" hs/s
+	[ "${err:-0}" != 0 ] && note "$w through $peer: $err failed handshakes or requests"
+	result "$w" "$peer" hs_per_s "${rate:-0}" hs/s
 	[ "$peer" != direct ] && [ "${ok:-0}" -gt 0 ] &&
-		result tls "$peer" cpu_us_per_hs "$(calc "round(($c1 - $c0) * 1e6 / $CLK_TCK / $ok, 1)")" us
+		result "$w" "$peer" cpu_us_per_hs "$(calc "round(($c1 - $c0) * 1e6 / $CLK_TCK / $ok, 1)")" us
 	stop_peer
+}
+
+tls() {
+	local peer=$1 port gbit bytes
+	handshakes tls "$peer" "$UP_HTTP" || return 0
 	[ "$peer" = direct ] && return 0 # the upstream nginx has no upload sink
 
 	port=$(pick_port)
@@ -401,24 +409,7 @@ idle() {
 	sleep 1 # closed sockets leave TIME_WAIT and slab behind; let the next baseline settle
 }
 
-sni() {
-	local peer=$1 port c0 c1 rate ok err
-	echo "== sni: $peer" >&2
-	if [ "$peer" = direct ]; then
-		port=$UP_HTTPS
-	else
-		port=$(pick_port)
-		start_peer "$peer" sni "$port" "$UP_HTTPS" || return 0
-	fi
-	c0=$(peer_cpu_ticks)
-	read -r rate ok err < <(timeout $((T_TLS + 30)) python3 "$TOOL" tls-hs --port "$port" --seconds "$T_TLS" --loops 2)
-	c1=$(peer_cpu_ticks)
-	[ "${err:-0}" != 0 ] && note "sni through $peer: $err failed handshakes or requests"
-	result sni "$peer" hs_per_s "${rate:-0}" hs/s
-	[ "$peer" != direct ] && [ "${ok:-0}" -gt 0 ] &&
-		result sni "$peer" cpu_us_per_hs "$(calc "round(($c1 - $c0) * 1e6 / $CLK_TCK / $ok, 1)")" us
-	stop_peer
-}
+sni() { handshakes sni "$1" "$UP_HTTPS" || true; }
 
 # What one per-connection process costs, apart: the floor of any fork+exec (a static
 # no-op), tcpmapd's libraries (--version), and one whole tcpmapd --inetd: libraries, config
