@@ -207,6 +207,15 @@ finish_stream() {
 	[ "$(tail -n 1 "$d/$name.out")" = OK ]
 }
 
+# finish_stream_ok NAME: finish_stream, shown in the test's output, which must have ended
+# cleanly: exit status 0 and a last line OK. Leaves $output and $lines for further checks.
+finish_stream_ok() {
+	run finish_stream "$@"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "${lines[-1]}" = OK ]
+}
+
 # A zombie answers kill -0 too, so look at the state.
 stream_running() {
 	local state
@@ -362,10 +371,7 @@ teardown_file() {
 	new=$(restart "$svc")
 	mark_stream one
 	sleep 1
-	run finish_stream one
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[ "${lines[-1]}" = OK ]
+	finish_stream_ok one
 	line=$(grep '^conn=0 ' <<<"$output")
 	[ "$(field "$line" intact)" = 1 ]
 	[ "$(field "$line" sent_sha256)" = "$(field "$line" recv_sha256)" ]
@@ -398,10 +404,7 @@ teardown_file() {
 	sb install -m644 "$SB_BUILD/tcpmap-tls.so" /usr/lib/tcpmap/tcpmap-tls.so
 	down=$(restart "$svc")
 	sleep 1
-	run finish_stream up
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[ "${lines[-1]}" = OK ]
+	finish_stream_ok up
 	line=$(grep '^conn=0 ' <<<"$output")
 	[ "$(field "$line" sent_sha256)" = "$(field "$line" recv_sha256)" ]
 	[ "$(field "$line" recv_after_mark)" -gt 0 ]
@@ -442,10 +445,7 @@ teardown_file() {
 		sleep 0.1
 	done
 	wait_fdstore "$svc" 0
-	run finish_stream hundred
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[ "${lines[-1]}" = OK ]
+	finish_stream_ok hundred
 	[ "$(grep -c '^conn=.* intact=1 ' <<<"$output")" -eq 100 ]
 	[ "$(grep -c '^conn=.* recv_after_mark=0 ' <<<"$output")" -eq 0 ]
 	grep -q '^connections=100 intact=100 ' <<<"$output"
@@ -484,10 +484,7 @@ teardown_file() {
 		# ... under the configured limit.
 		[ "$(breaker_limit)" = 1000 ]
 	done
-	run finish_stream breakers
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[ "${lines[-1]}" = OK ]
+	finish_stream_ok breakers
 	wait_breaker_active 0
 	[ "$(breaker_limit)" = 1000 ]
 }
