@@ -114,11 +114,10 @@ int tls_config_load(struct config *c, const char *secrets_dir, struct diag_list 
 
 	if (!c)
 		return -EINVAL;
-	if (!tls_config_needed(c)) {
-		if (c->tls_runtime_free)
-			c->tls_runtime_free(c);
+	/* Once loaded, the module itself handles configs without TLS (and frees what an
+	 * earlier load attached); before that, such a config has nothing of it. */
+	if (!tls_config_needed(c) && !mod.loaded)
 		return 0;
-	}
 	int r = module_load(&path, why, sizeof why);
 	if (r < 0) {
 		/* at the first TLSContext, or the first mapping that originates TLS */
