@@ -48,6 +48,9 @@ struct conn {
 	/* the poller batch in which the upstream socket was replaced: events already taken for
 	 * the old one are stale */
 	uint64_t upstream_replaced_in;
+	/* An event has shown a hang-up (FIN, reset, error) on the socket. Until then a short
+	 * read drains it (relay.h, short_read_drains). */
+	bool client_hup, upstream_hup;
 	struct deadline_item deadline; /* in the worker's heap: preread, connect or idle */
 
 	/* Only IPv4 and IPv6 reach here: a sockaddr_in6 holds either, in a fifth of a
@@ -263,19 +266,32 @@ static void conn_finish(struct conn *c, const char *result) {
 
 enum { PUMP_UP = 1 << 0, PUMP_DOWN = 1 << 1, PUMP_BOTH = PUMP_UP | PUMP_DOWN };
 
-/* Which directions an event on the client (or upstream) socket concerns. */
-static int pump_mask(uint32_t revents, bool client_side) {
+/* Which directions an event on the client (or upstream) socket concerns: the one reading
+ * from it when it is readable, and the one writing to it when it is writable. A writable
+ * socket matters only to a direction with bytes waiting in its pipe: one with none has
+ * read its source to the end, and that source's own event will say when there is more.
+ * Without this, each ACK that frees send space would cost a read that can only say EAGAIN. */
+static int pump_mask(const struct conn *c, uint32_t revents, bool client_side) {
 	if (revents & (EPOLLERR | EPOLLHUP))
 		return PUMP_BOTH;
-	int readable = revents & (EPOLLIN | EPOLLRDHUP) ? 1 : 0,
-	    writable = revents & EPOLLOUT ? 1 : 0;
-	if (client_side)
-		return (readable ? PUMP_UP : 0) | (writable ? PUMP_DOWN : 0);
-	return (readable ? PUMP_DOWN : 0) | (writable ? PUMP_UP : 0);
+	int reads = client_side ? PUMP_UP : PUMP_DOWN, writes = client_side ? PUMP_DOWN : PUMP_UP;
+	int mask = revents & (EPOLLIN | EPOLLRDHUP) ? reads : 0;
+	if (revents & EPOLLOUT) {
+		const struct relay_direction *d = writes == PUMP_UP ? &c->relay.up : &c->relay.down;
+		if (c->use_tls_relay || d->in_pipe > 0)
+			mask |= writes;
+	}
+	return mask;
 }
 
 static void conn_pump(struct conn *c, int mask) {
+	if (mask == 0)
+		return;
 	/* TLS may need to write to read (and the reverse): it always pumps both */
+	if (!c->use_tls_relay) {
+		c->relay.up.short_read_drains = !c->client_hup;
+		c->relay.down.short_read_drains = !c->upstream_hup;
+	}
 	int r = c->use_tls_relay ? tls_relay_pump(&c->tls_relay)
 	                         : relay_pump_some(&c->relay, mask & PUMP_UP, mask & PUMP_DOWN);
 	if (r < 0) {
@@ -411,6 +427,8 @@ static void on_upstream_io(struct poller_handle *h, uint32_t revents) {
 
 	if (c->upstream_replaced_in == c->worker->poller.batches)
 		return; /* about the socket this one replaced */
+	if (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->upstream_hup = true;
 	switch (c->state) {
 	case CONN_CONNECTING:
 		check_connect(c, revents);
@@ -419,7 +437,7 @@ static void on_upstream_io(struct poller_handle *h, uint32_t revents) {
 		continue_upstream_handshake(c);
 		break;
 	case CONN_RELAYING:
-		conn_pump(c, pump_mask(revents, false));
+		conn_pump(c, pump_mask(c, revents, false));
 		break;
 	default:
 		break;
@@ -435,6 +453,7 @@ static int conn_connect_next(struct conn *c) {
 		if (c->fds_shared)
 			poller_remove(&c->worker->poller, c->upstream_fd);
 		c->upstream_fd = safe_close(c->upstream_fd);
+		c->upstream_hup = false;
 		if (poller_in_batch(&c->worker->poller))
 			c->upstream_replaced_in = c->worker->poller.batches;
 	}
@@ -624,15 +643,19 @@ static void conn_preread(struct conn *c) {
 static void on_client_io(struct poller_handle *h, uint32_t revents) {
 	struct conn *c = container_of(h, struct conn, client_io);
 
+	if (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->client_hup = true;
 	switch (c->state) {
 	case CONN_PREREAD:
-		conn_preread(c);
+		/* not on the writable edge every new socket reports */
+		if (revents & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+			conn_preread(c);
 		break;
 	case CONN_HANDSHAKE:
 		continue_client_handshake(c);
 		break;
 	case CONN_RELAYING:
-		conn_pump(c, pump_mask(revents, true));
+		conn_pump(c, pump_mask(c, revents, true));
 		break;
 	default:
 		break; /* bytes wait in the socket until the relay starts; or it is dead */

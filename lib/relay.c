@@ -1,5 +1,6 @@
-/* relay.c — splice pump; see relay.h. Must never lose a byte: data is only ever moved
- * kernel-side (socket -> pipe -> socket), and a FIN is forwarded only once the pipe is empty. */
+/* relay.c — copy and splice pump; see relay.h. Must never lose a byte: a copied read is
+ * sent at once and what the send leaves is parked in the pipe before the pump returns, so
+ * no byte outlives the call in user memory; a FIN is forwarded only once the pipe is empty. */
 #include "relay.h"
 
 #include <fcntl.h>
@@ -11,6 +12,11 @@
  * burst without a round trip through the event loop. Pages are only used while data sits
  * in the pipe. */
 #define RELAY_PIPE_SIZE (256 * 1024)
+
+/* No more than an empty pipe is sure to take in one write: two pages, which is what the
+ * kernel gives a new pipe once the user's pipe quota is spent. */
+#define RELAY_COPY_MAX 8192
+static __thread uint8_t copy_buf[RELAY_COPY_MAX];
 
 /* Empty pipes kept per thread for reuse: an idle connection then holds no pipe at all. */
 #define PIPE_POOL_MAX 64
@@ -62,30 +68,80 @@ void relay_init(struct relay *r, int client_fd, int upstream_fd) {
 
 static bool is_soft_error(int e) { return e == EAGAIN || e == EINTR; }
 
+/* One recv and one send through the thread's buffer, for a direction whose pipe is empty.
+ * Returns the bytes read, 0 at EOF, or -errno (-EAGAIN: nothing to read). What the send
+ * leaves goes into the pipe, behind which every later byte then queues. */
+static ssize_t direction_copy(struct relay_direction *d) {
+	ssize_t n = recv(d->from, copy_buf, sizeof copy_buf, MSG_DONTWAIT);
+	if (n <= 0)
+		return n < 0 ? -errno : 0;
+	ssize_t sent = send(d->to, copy_buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (sent < 0) {
+		if (!is_soft_error(errno))
+			return -errno;
+		sent = 0;
+	}
+	d->bytes += (uint64_t)sent;
+	if (sent < n) {
+		if (d->pipe_r < 0) {
+			int e = pipe_get(&d->pipe_r, &d->pipe_w);
+			if (e < 0)
+				return e;
+		}
+		ssize_t w = write(d->pipe_w, copy_buf + sent, (size_t)(n - sent));
+		if (w < 0)
+			return -errno;
+		if (w != n - sent)
+			return -ENOBUFS; /* an empty pipe takes RELAY_COPY_MAX: never seen */
+		d->in_pipe += (uint64_t)w;
+	}
+	return n;
+}
+
+/* Read from `from` into the pipe. Returns the bytes read, 0 at EOF, or -errno. */
+static ssize_t direction_splice_in(struct relay_direction *d) {
+	if (d->pipe_r < 0) {
+		int e = pipe_get(&d->pipe_r, &d->pipe_w);
+		if (e < 0)
+			return e;
+	}
+	ssize_t n = splice(d->from, NULL, d->pipe_w, NULL, RELAY_PIPE_SIZE,
+	                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (n > 0)
+		d->in_pipe += (uint64_t)n;
+	return n < 0 ? -errno : n;
+}
+
 /* Returns RELAY_PROGRESS if anything moved, 0 if blocked, -errno on hard error.
  * `last`: the other direction is finished, so this one finishing ends the relay. */
 static int direction_pump(struct relay_direction *d, bool last) {
 	int flags = 0;
+	bool drained = false;
+	uint64_t spliced = 0;
 
 	for (;;) {
 		bool moved = false;
 
-		if (!d->eof) {
-			if (d->pipe_r < 0) {
-				int e = pipe_get(&d->pipe_r, &d->pipe_w);
-				if (e < 0)
-					return e;
-			}
-			ssize_t n = splice(d->from, NULL, d->pipe_w, NULL, RELAY_PIPE_SIZE,
-			                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (!d->eof && !drained) {
+			bool copy = !d->splicing && d->in_pipe == 0;
+			ssize_t n = copy ? direction_copy(d) : direction_splice_in(d);
 			if (n > 0) {
-				d->in_pipe += (uint64_t)n;
 				moved = true;
+				if (copy && n == RELAY_COPY_MAX)
+					d->splicing = true; /* bulk: the rest goes by splice */
+				else if (copy && d->short_read_drains)
+					drained = true;
+				if (!copy)
+					spliced += (uint64_t)n;
 			} else if (n == 0) {
 				d->eof = true;
 				moved = true;
-			} else if (!is_soft_error(errno))
-				return -errno;
+			} else if (is_soft_error((int)-n)) {
+				/* drained: small messages go back to the copy */
+				if (d->splicing && spliced < RELAY_COPY_MAX)
+					d->splicing = false;
+			} else
+				return (int)n;
 		}
 		if (d->in_pipe > 0) {
 			ssize_t n = splice(d->pipe_r, NULL, d->to, NULL, d->in_pipe,

@@ -1,6 +1,10 @@
-/* relay.h — moving bytes between two connected sockets with splice(2) through a pipe per
- * direction, keeping half-close: a FIN from one side becomes shutdown(SHUT_WR) on the other
- * once everything before it has been delivered.
+/* relay.h — moving bytes between two connected sockets, keeping half-close: a FIN from one
+ * side becomes shutdown(SHUT_WR) on the other once everything before it has been delivered.
+ *
+ * Small messages are copied (one recv, one send); once a read fills the copy buffer the
+ * direction switches to splice(2) through a pipe until it drains. A handshake's or a
+ * request's few hundred bytes so cost no pipe and no page references, and bulk costs no
+ * copy.
  *
  * It knows nothing of event loops, YAML or TLS: the caller calls relay_pump() whenever
  * either socket may have become readable or writable (edge-triggered is fine: the pump
@@ -17,6 +21,12 @@ struct relay_direction {
 	uint64_t bytes;     /* bytes delivered to `to` */
 	bool eof;           /* read 0 from `from` */
 	bool shut;          /* shutdown(to, SHUT_WR) done */
+	bool splicing;      /* a read filled the copy buffer: splice until `from` drains */
+	/* Set by an edge-triggered caller while no hang-up has been seen on `from`: a read
+	 * that returns less than asked has then drained it, because anything arriving later
+	 * raises a new event, and the pump skips the read that could only say EAGAIN. A FIN
+	 * queued behind the bytes is the exception, hence the caller's hang-up check. */
+	bool short_read_drains;
 };
 
 struct relay {

@@ -1,6 +1,7 @@
-/* test-relay.c — the splice pump with its per-thread pipe pool: a pooled pipe never carries
- * one connection's bytes into another, a pipe holding bytes is never pooled, and a FIN is
- * forwarded only after everything before it. Real sockets (socketpairs), no event loop. */
+/* test-relay.c — the copy-and-splice pump with its per-thread pipe pool: a pooled pipe never
+ * carries one connection's bytes into another, a pipe holding bytes is never pooled, small
+ * messages take no pipe, what a send leaves waits in order, and a FIN is forwarded only
+ * after everything before it. Real sockets (socketpairs), no event loop. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -8,6 +9,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <cmocka.h>
 
@@ -161,6 +163,105 @@ static void test_fin_after_the_bytes(void **state) {
 	pair_close(&p);
 }
 
+/* A message that fits the copy buffer goes by recv and send and takes no pipe; a bigger one
+ * switches the direction to splice, and small traffic afterwards switches it back. */
+static void test_small_messages_take_no_pipe(void **state) {
+	(void)state;
+	struct pair p;
+	static uint8_t out[20000], in[20000];
+
+	pair_open(&p);
+	fill(out, 500, 1);
+	assert_int_equal(write(p.client, out, 500), 500);
+	assert_true(relay_pump(&p.r) & RELAY_PROGRESS);
+	assert_int_equal(p.r.up.pipe_r, -EBADF);
+	assert_false(p.r.up.splicing);
+	assert_int_equal(drain(p.upstream, in, sizeof in), 500);
+	assert_memory_equal(in, out, 500);
+
+	fill(out, sizeof out, 2);
+	assert_int_equal(write(p.client, out, sizeof out), (ssize_t)sizeof out);
+	assert_true(relay_pump(&p.r) & RELAY_PROGRESS);
+	assert_true(p.r.up.splicing);
+	assert_true(p.r.up.pipe_r >= 0);
+	assert_int_equal(drain(p.upstream, in, sizeof in), sizeof out);
+	assert_memory_equal(in, out, sizeof out);
+
+	/* a small message by splice finds the socket drained: back to copying */
+	fill(out, 100, 3);
+	assert_int_equal(write(p.client, out, 100), 100);
+	assert_true(relay_pump(&p.r) & RELAY_PROGRESS);
+	assert_false(p.r.up.splicing);
+	assert_int_equal(drain(p.upstream, in, sizeof in), 100);
+	assert_memory_equal(in, out, 100);
+	assert_int_equal(p.r.up.bytes, 500 + sizeof out + 100);
+	pair_close(&p);
+}
+
+/* A copied message the upstream cannot take waits in the pipe, and what the client sends
+ * next queues behind it: the upstream gets every byte, in order. */
+static void test_unsent_copy_waits_in_the_pipe(void **state) {
+	(void)state;
+	struct pair p;
+	static uint8_t filler[4096], out[9000], in[64 * 1024];
+	size_t filled = 0;
+
+	pair_open(&p);
+	memset(filler, 0xee, sizeof filler);
+	for (int i = 0; i < 100000; i++) { /* the upstream's socket full */
+		ssize_t n = write(p.ufd, filler, sizeof filler);
+		if (n <= 0)
+			break;
+		filled += (size_t)n;
+	}
+	assert_true(filled > 0);
+	for (size_t k = 0; k < sizeof out; k++)
+		out[k] = stream_byte(k);
+	assert_int_equal(write(p.client, out, 6000), 6000);
+	assert_true(relay_pump(&p.r) >= 0);
+	assert_int_equal(p.r.up.in_pipe, 6000);
+	assert_int_equal(write(p.client, out + 6000, 3000), 3000);
+	assert_true(relay_pump(&p.r) >= 0);
+	assert_int_equal(p.r.up.in_pipe, 9000);
+
+	size_t got = 0, skipped = 0;
+	for (int i = 0; i < 1000 && got < sizeof out; i++) {
+		size_t n = drain(p.upstream, in, sizeof in), k = 0;
+		for (; k < n && skipped < filled; k++, skipped++)
+			assert_int_equal(in[k], 0xee);
+		for (; k < n; k++, got++)
+			if (in[k] != stream_byte(got))
+				fail_msg("byte %zu differs", got);
+		assert_true(relay_pump(&p.r) >= 0);
+	}
+	assert_int_equal(got, sizeof out);
+	assert_int_equal(p.r.up.in_pipe, 0);
+	pair_close(&p);
+}
+
+/* short_read_drains: a short read ends the reading, so a FIN queued behind the bytes is
+ * not seen; that is why the caller clears it once an event has shown a hang-up. */
+static void test_short_read_ends_reading_until_a_hangup_is_seen(void **state) {
+	(void)state;
+	struct pair p;
+	uint8_t in[64];
+
+	pair_open(&p);
+	assert_int_equal(write(p.client, "hello", 5), 5);
+	assert_int_equal(shutdown(p.client, SHUT_WR), 0);
+	p.r.up.short_read_drains = true;
+	assert_true(relay_pump(&p.r) & RELAY_PROGRESS);
+	assert_false(p.r.up.eof);
+	assert_int_equal(drain(p.upstream, in, sizeof in), 5);
+	assert_memory_equal(in, "hello", 5);
+
+	p.r.up.short_read_drains = false; /* the event showed EPOLLRDHUP */
+	assert_true(relay_pump(&p.r) & RELAY_PROGRESS);
+	assert_true(p.r.up.eof && p.r.up.shut);
+	assert_int_equal(read(p.upstream, in, sizeof in), 0);
+	pair_close(&p);
+}
+
 /* A connected TCP pair on loopback: *a and *b are the two ends, both non-blocking. */
 static void tcp_pair(int *a, int *b) {
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -227,6 +328,9 @@ int main(void) {
 	        cmocka_unit_test(test_full_pipe_is_not_pooled),
 	        cmocka_unit_test(test_fin_after_the_bytes),
 	        cmocka_unit_test(test_last_fin_comes_from_close),
+	        cmocka_unit_test(test_small_messages_take_no_pipe),
+	        cmocka_unit_test(test_unsent_copy_waits_in_the_pipe),
+	        cmocka_unit_test(test_short_read_ends_reading_until_a_hangup_is_seen),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
