@@ -134,6 +134,7 @@ static void arm_worker_timer(struct worker *w) {
 	w->timer_armed_at = when;
 	sd_event_source_set_time(w->deadline_timer, when);
 	sd_event_source_set_enabled(w->deadline_timer, SD_EVENT_ONESHOT);
+	poller_event_changed(&w->poller);
 }
 
 /* One deadline per connection serves every state: preread, handshake, connect and idle. */

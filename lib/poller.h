@@ -1,5 +1,8 @@
-/* poller.h — one epoll instance per worker for the sockets of its connections, itself a
- * single source in the worker's sd-event loop.
+/* poller.h — one epoll instance per worker for the sockets of its connections, together
+ * with the worker's sd-event loop in one of two ways: as a single source of that loop (a
+ * loop shared with the main thread), or driving it (a worker thread's own loop), with the
+ * loop's own epoll fd as one entry here and poller_run() as the thread's loop. Driving saves
+ * the second epoll_wait() that every wake-up costs when one epoll sits inside the other.
  *
  * Why not one sd_event_source per socket: each costs about 300 bytes of heap, a getpid()
  * on every sd-event call that touches it and an EPOLL_CTL_DEL when it goes, and a proxy
@@ -21,7 +24,11 @@ struct poller_handle {
 
 struct poller {
 	int fd;
-	sd_event_source *source;
+	sd_event *event;
+	sd_event_source *source; /* not driving: our entry in `event` */
+	bool drives;
+	bool event_changed; /* driving: a handler touched `event`, which must look again */
+	struct poller_handle event_entry; /* driving: `event`'s fd in ours */
 	bool in_batch;
 	uint64_t batches;    /* numbers the current (or last) batch */
 	uint64_t batch_usec; /* CLOCK_MONOTONIC when the current batch started */
@@ -29,9 +36,18 @@ struct poller {
 	void *userdata;
 };
 
-/* Create the epoll instance and hook it into `event`. Returns 0 or -errno. */
-int poller_init(struct poller *p, sd_event *event, void (*on_batch_end)(void *userdata),
+/* Create the epoll instance and hook it into `event`, or, with `drive`, hook `event` into
+ * it. Returns 0 or -errno. */
+int poller_init(struct poller *p, sd_event *event, bool drive, void (*on_batch_end)(void *userdata),
                 void *userdata);
+/* The loop of a driving poller: batches of socket events, and `event`'s own dispatches when
+ * its fd is ready or a handler said it changed it. Returns `event`'s exit code once it has
+ * finished, or -errno. */
+int poller_run(struct poller *p);
+/* For a handler that changed a source of the driven loop (a timer's time, a new source, an
+ * exit request): sd-event arms its timers only when it runs, so it must run before the next
+ * wait. Costs nothing when not driving. */
+static inline void poller_event_changed(struct poller *p) { p->event_changed = true; }
 /* Unhook and close; every socket still registered is simply forgotten. */
 void poller_done(struct poller *p);
 

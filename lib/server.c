@@ -250,6 +250,7 @@ static void shed(struct worker *w, int listen_fd, int err) {
 			sd_event_source_set_time_relative(w->accept_retry, ACCEPT_RETRY_USEC);
 			sd_event_source_set_enabled(w->accept_retry, SD_EVENT_ONESHOT);
 		}
+		poller_event_changed(&w->poller);
 	}
 	worker_note_shed(w, err, closed);
 }
@@ -316,6 +317,18 @@ static int on_resolver(sd_event_source *src, int fd, uint32_t revents, void *use
 	(void)src, (void)fd, (void)revents;
 	resolve_queue_dispatch(w->resolver);
 	return 0;
+}
+
+/* After each batch of socket events. A draining worker's post source (on_drain_check)
+ * fires only after sd-event dispatched something, and a driving poller's batches are not
+ * that: the last connection closing in one is checked here. */
+static void worker_batch_end(void *userdata) {
+	struct worker *w = userdata;
+	conn_free_graveyard(w);
+	if (w->drain_check && w->n_conns == 0) {
+		sd_event_exit(w->event, 0);
+		poller_event_changed(&w->poller);
+	}
 }
 
 static int on_drain_check(sd_event_source *src, void *userdata) {
@@ -404,7 +417,8 @@ static int worker_attach(struct worker *w, sd_event *event) {
 	r = conn_timer_init(w);
 	if (r < 0)
 		return r;
-	r = poller_init(&w->poller, w->event, conn_free_graveyard, w);
+	/* a thread's own loop is driven by the poller; the main thread's has more to do */
+	r = poller_init(&w->poller, w->event, !event, worker_batch_end, w);
 	if (r < 0)
 		return r;
 	r = sd_event_add_io(w->event, &w->resolver_source, w->resolver_fd, EPOLLIN, on_resolver, w);
@@ -468,7 +482,7 @@ static void *worker_main(void *arg) {
 	int r;
 
 	for (;;) {
-		r = sd_event_loop(w->event);
+		r = poller_run(&w->poller);
 		if (r != WORKER_EXIT_REBUILD || atomic_load(&w->server->stopping) || w->n_conns > 0)
 			break;
 		worker_detach(w);
