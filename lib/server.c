@@ -24,7 +24,8 @@
 #define WORKER_REBUILD_PEAK 512
 #define WORKER_EXIT_REBUILD 1
 
-#define ACCEPT_BATCH 64
+/* accept() attempts per listener event: retries after an aborted connection */
+#define ACCEPT_TRIES 8
 #define ACCEPT_RETRY_USEC (100 * 1000)
 
 struct config *server_config_get(struct server *s) {
@@ -281,8 +282,11 @@ static void on_accept(struct poller_handle *h, uint32_t revents) {
 	if (!a->on)
 		return; /* taken in this batch before accepting was switched off */
 
+	/* One connection per event, with no accept() to find the backlog empty: the listener
+	 * is level-triggered, so what is left is reported again by the next epoll_wait(),
+	 * which the worker does anyway. */
 	unsigned flags = CONN_START_PRIVATE | (lf->nodelay ? CONN_START_NODELAY : 0);
-	for (int i = 0; i < ACCEPT_BATCH; i++) {
+	for (int i = 0; i < ACCEPT_TRIES; i++) {
 		struct sockaddr_storage peer;
 		socklen_t peer_len = sizeof peer;
 		int cfd = accept4(fd, (struct sockaddr *)&peer, &peer_len,
@@ -295,7 +299,7 @@ static void on_accept(struct poller_handle *h, uint32_t revents) {
 				shed(w, fd, errno);
 			else if (errno != EAGAIN)
 				log_warning_errno(errno, "accept");
-			break;
+			return;
 		}
 		if (lf->wildcard) {
 			struct sockaddr_storage local;
@@ -309,6 +313,7 @@ static void on_accept(struct poller_handle *h, uint32_t revents) {
 		} else
 			conn_start(w, cfd, (struct sockaddr *)&lf->addr, lf->addr_len,
 			           (struct sockaddr *)&peer, peer_len, flags);
+		return;
 	}
 }
 
