@@ -792,7 +792,8 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 			conn_finish(c, "preread_timeout");
 			return r;
 		}
-		conn_preread(c);
+		/* no peek now: a ClientHello already here was reported when the socket was
+		 * added, and one still to come will be, so a peek now could only say EAGAIN */
 		return 0;
 	}
 	conn_route(c, NULL, "connect_failed");
