@@ -99,28 +99,25 @@ static int direction_pump(struct tls_direction *d) {
 	for (;;) {
 		bool moved = false;
 
-		if (d->len == 0 && !d->eof) {
+		/* fill: SSL_read() gives one record at a time, so gather what has arrived */
+		while (!d->eof && d->off == 0 && d->len < TLS_RELAY_BUFFER) {
 			if (!d->buf) {
 				d->buf = malloc(TLS_RELAY_BUFFER);
 				if (!d->buf)
 					return -ENOMEM;
 			}
 			size_t n = 0;
-			switch (end_read(d->from, d->buf, TLS_RELAY_BUFFER, &n)) {
-			case IO_OK:
-				d->len = n;
-				d->off = 0;
-				moved = true;
-				break;
-			case IO_EOF:
-				d->eof = true;
-				moved = true;
-				break;
-			case IO_BLOCKED:
-				break;
-			case IO_ERROR:
+			enum io io =
+			        end_read(d->from, d->buf + d->len, TLS_RELAY_BUFFER - d->len, &n);
+			if (io == IO_ERROR)
 				return -ECONNRESET;
-			}
+			if (io == IO_BLOCKED)
+				break;
+			moved = true;
+			if (io == IO_EOF)
+				d->eof = true;
+			else
+				d->len += n;
 		}
 		if (d->len > d->off) {
 			size_t n = 0;

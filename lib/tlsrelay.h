@@ -1,7 +1,7 @@
 /* tlsrelay.h — relaying when either side speaks TLS: OpenSSL on one or both sockets, one
- * 16 KiB buffer per direction. Half-close maps both ways: a peer's close_notify or FIN
- * becomes close_notify + FIN (toward a TLS side) or FIN (toward a cleartext side), once
- * everything before it has been written.
+ * 64 KiB buffer per direction while bytes are in flight. Half-close maps both ways: a peer's
+ * close_notify or FIN becomes close_notify + FIN (toward a TLS side) or FIN (toward a cleartext
+ * side), once everything before it has been written.
  *
  * Like relay.h it knows no event loop: call tls_relay_pump() whenever either socket may
  * have become ready; it runs until every direction is blocked. Handshakes are done before. */
@@ -11,7 +11,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define TLS_RELAY_BUFFER (16 * 1024)
+/* Four full records: each send then carries four, and each costs the kernel's loopback or
+ * NIC path once instead of four times. */
+#define TLS_RELAY_BUFFER (64 * 1024)
 
 struct tls_end {
 	int fd;
