@@ -23,6 +23,7 @@ TCPMAPD=$BUILD/tcpmapd
 OUT=$HERE/out
 WORK=$OUT/work
 TSV=$OUT/results.tsv
+ROUNDS_TSV=$OUT/rounds.tsv # connrate, tls and sni: one row per round
 META=$OUT/meta.txt
 TOOL=$HERE/lib/benchtool.py
 PEERS_DIR=$HERE/peers
@@ -32,11 +33,15 @@ PROXYD=/lib/systemd/systemd-socket-proxyd
 QUICK=${BENCH_QUICK:-0}
 ONLY=${BENCH_ONLY:-bulk,connrate,tls,idle,sni,start}
 PEERS_ONLY=${BENCH_PEERS:-}
+# connrate, tls and sni run in ROUNDS rounds, the peers in a rotated order each round, and
+# report each metric's median over the rounds: this machine's speed drifts (bench/README.md),
+# and a peer always measured last would carry the drift at the end alone.
 if [ "$QUICK" = 1 ]; then
-	T_BULK=2 T_WRK=2 T_TLS=2 IDLE_N=${BENCH_IDLE_N:-1000} IDLE_MAX=0 SPAWN_N=50
+	T_BULK=2 T_WRK=2 T_TLS=2 IDLE_N=${BENCH_IDLE_N:-1000} IDLE_MAX=0 SPAWN_N=50 ROUNDS=1
 else
-	T_BULK=5 T_WRK=5 T_TLS=5 IDLE_N=${BENCH_IDLE_N:-5000} IDLE_MAX=9000 SPAWN_N=300
+	T_BULK=5 T_WRK=3 T_TLS=3 IDLE_N=${BENCH_IDLE_N:-5000} IDLE_MAX=9000 SPAWN_N=300 ROUNDS=3
 fi
+ROUNDS=${BENCH_ROUNDS:-$ROUNDS}
 CLK_TCK=$(getconf CLK_TCK)
 
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -52,6 +57,7 @@ done
 rm -rf "$WORK"
 mkdir -p "$WORK" "$OUT"
 printf 'workload\tpeer\tmetric\tvalue\tunit\n' >"$TSV"
+: >"$ROUNDS_TSV"
 : >"$META"
 
 # ---- processes: everything started here is recorded and stopped by PID ------------------
@@ -111,9 +117,30 @@ fill() { # fill TEMPLATE OUTFILE KEY=VALUE...
 	sed "${args[@]}" "$tmpl" >"$out"
 }
 
-result() { # result WORKLOAD PEER METRIC VALUE UNIT
-	printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$TSV"
+# result WORKLOAD PEER METRIC VALUE UNIT: into the TSV, or, during rounds, into the
+# rounds' TSV, whose medians go to the TSV afterwards (medians).
+IN_ROUNDS=0
+result() {
+	printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$([ "$IN_ROUNDS" = 1 ] && echo "$ROUNDS_TSV" || echo "$TSV")"
 	printf '  %-9s %-16s %-22s %12s %s\n' "$@" >&2
+}
+
+# medians WORKLOAD: each (peer, metric) of WORKLOAD in the rounds' TSV, its median to the TSV.
+medians() {
+	python3 - "$1" "$ROUNDS_TSV" >>"$TSV" <<'EOF'
+import statistics, sys
+from collections import OrderedDict
+w, path = sys.argv[1], sys.argv[2]
+vals, units = OrderedDict(), {}
+with open(path) as f:
+    for line in f:
+        ww, p, m, v, u = line.rstrip("\n").split("\t")
+        if ww == w:
+            vals.setdefault((p, m), []).append(float(v))
+            units[(p, m)] = u
+for (p, m), vs in vals.items():
+    print("%s\t%s\t%s\t%s\t%s" % (w, p, m, round(statistics.median(vs), 2), units[(p, m)]))
+EOF
 }
 
 # ---- fixtures: certificate, upstreams ----------------------------------------------------
@@ -469,10 +496,22 @@ for w in bulk connrate tls idle sni start; do
 	sni) list=$SNI_PEERS ;;
 	start) list=$START_PEERS ;;
 	esac
-	for p in $list; do
-		[ $w = start ] || peer_wanted "$p" || continue
-		$w "$p"
+	rounds=1
+	case $w in connrate | tls | sni) rounds=$ROUNDS ;; esac
+	[ "$rounds" -gt 1 ] && IN_ROUNDS=1
+	read -ra peers <<<"$list"
+	for ((r = 0; r < rounds; r++)); do
+		[ "$rounds" -gt 1 ] && note "$w: round $((r + 1)) of $rounds"
+		for ((i = 0; i < ${#peers[@]}; i++)); do
+			p=${peers[$(((i + r) % ${#peers[@]}))]}
+			[ $w = start ] || peer_wanted "$p" || continue
+			$w "$p"
+		done
 	done
+	if [ "$IN_ROUNDS" = 1 ]; then
+		IN_ROUNDS=0
+		medians $w
+	fi
 	# Issue 6 asks for 9 000 held connections under the 20 000 open-file limit.
 	if [ $w = idle ] && [ "$IDLE_MAX" -gt "$IDLE_N" ] && peer_wanted tcpmap; then
 		idle tcpmap "$IDLE_MAX" max
