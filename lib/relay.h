@@ -7,8 +7,9 @@
  * copy.
  *
  * It knows nothing of event loops, YAML or TLS: the caller calls relay_pump() whenever
- * either socket may have become readable or writable (edge-triggered is fine: the pump
- * always runs until both directions are blocked). */
+ * either socket may have become readable or writable. Edge-triggered is fine: the pump
+ * runs until both directions are blocked, or, where the caller allows it
+ * (short_read_drains), until a read shows its socket drained. */
 #pragma once
 
 #include <stdbool.h>
@@ -46,7 +47,7 @@ void relay_init(struct relay *r, int client_fd, int upstream_fd);
 int relay_pump(struct relay *r);
 /* The same for one direction or both: an event on one socket concerns only the direction
  * reading from it (readable) and the one writing to it (writable); pumping the other costs
- * a splice that can only say EAGAIN. */
+ * a read that can only say EAGAIN. */
 int relay_pump_some(struct relay *r, bool up, bool down);
 /* Close the pipes (not the sockets). */
 void relay_release(struct relay *r);
