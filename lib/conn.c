@@ -288,11 +288,11 @@ static int pump_mask(const struct conn *c, uint32_t revents, bool client_side) {
 static void conn_pump(struct conn *c, int mask) {
 	if (mask == 0)
 		return;
-	/* TLS may need to write to read (and the reverse): it always pumps both */
 	if (!c->use_tls_relay) {
 		c->relay.up.short_read_drains = !c->client_hup;
 		c->relay.down.short_read_drains = !c->upstream_hup;
 	}
+	/* TLS may need to write to read (and the reverse): it always pumps both */
 	int r = c->use_tls_relay ? tls_relay_pump(&c->tls_relay)
 	                         : relay_pump_some(&c->relay, mask & PUMP_UP, mask & PUMP_DOWN);
 	if (r < 0) {
