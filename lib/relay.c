@@ -23,21 +23,24 @@ static __thread uint8_t copy_buf[RELAY_COPY_MAX];
 static __thread int pipe_pool[PIPE_POOL_MAX][2];
 static __thread int pipe_pool_n;
 
-static int pipe_get(int *rd, int *wr) {
+/* Give the direction a pipe unless it has one: from the pool, else a new one. */
+static int direction_pipe(struct relay_direction *d) {
 	int p[2];
 
+	if (d->pipe_r >= 0)
+		return 0;
 	if (pipe_pool_n > 0) {
 		pipe_pool_n--;
-		*rd = pipe_pool[pipe_pool_n][0];
-		*wr = pipe_pool[pipe_pool_n][1];
+		d->pipe_r = pipe_pool[pipe_pool_n][0];
+		d->pipe_w = pipe_pool[pipe_pool_n][1];
 		return 0;
 	}
 	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
 		return -errno;
 	(void)fcntl(p[1], F_SETPIPE_SZ,
 	            RELAY_PIPE_SIZE); /* best effort: pipe-max-size may cap it */
-	*rd = p[0];
-	*wr = p[1];
+	d->pipe_r = p[0];
+	d->pipe_w = p[1];
 	return 0;
 }
 
@@ -83,11 +86,9 @@ static ssize_t direction_copy(struct relay_direction *d) {
 	}
 	d->bytes += (uint64_t)sent;
 	if (sent < n) {
-		if (d->pipe_r < 0) {
-			int e = pipe_get(&d->pipe_r, &d->pipe_w);
-			if (e < 0)
-				return e;
-		}
+		int e = direction_pipe(d);
+		if (e < 0)
+			return e;
 		ssize_t w = write(d->pipe_w, copy_buf + sent, (size_t)(n - sent));
 		if (w < 0)
 			return -errno;
@@ -100,11 +101,9 @@ static ssize_t direction_copy(struct relay_direction *d) {
 
 /* Read from `from` into the pipe. Returns the bytes read, 0 at EOF, or -errno. */
 static ssize_t direction_splice_in(struct relay_direction *d) {
-	if (d->pipe_r < 0) {
-		int e = pipe_get(&d->pipe_r, &d->pipe_w);
-		if (e < 0)
-			return e;
-	}
+	int e = direction_pipe(d);
+	if (e < 0)
+		return e;
 	ssize_t n = splice(d->from, NULL, d->pipe_w, NULL, RELAY_PIPE_SIZE,
 	                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	if (n > 0)
