@@ -327,19 +327,23 @@ static int on_resolver(sd_event_source *src, int fd, uint32_t revents, void *use
 /* After each batch of socket events. A draining worker's post source (on_drain_check)
  * fires only after sd-event dispatched something, and a driving poller's batches are not
  * that: the last connection closing in one is checked here. */
+static void worker_exit_if_drained(struct worker *w) {
+	if (w->n_conns > 0)
+		return;
+	sd_event_exit(w->event, 0);
+	poller_event_changed(&w->poller);
+}
+
 static void worker_batch_end(void *userdata) {
 	struct worker *w = userdata;
 	conn_free_graveyard(w);
-	if (w->drain_check && w->n_conns == 0) {
-		sd_event_exit(w->event, 0);
-		poller_event_changed(&w->poller);
-	}
+	if (w->drain_check)
+		worker_exit_if_drained(w);
 }
 
 static int on_drain_check(sd_event_source *src, void *userdata) {
-	struct worker *w = userdata;
-	if (w->n_conns == 0)
-		return sd_event_exit(sd_event_source_get_event(src), 0);
+	(void)src;
+	worker_exit_if_drained(userdata);
 	return 0;
 }
 
