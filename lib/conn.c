@@ -267,6 +267,11 @@ static void conn_finish(struct conn *c, const char *result) {
 
 enum { PUMP_UP = 1 << 0, PUMP_DOWN = 1 << 1, PUMP_BOTH = PUMP_UP | PUMP_DOWN };
 
+/* Events that show the peer hung up or failed; with EPOLLIN, that the socket has something
+ * for a read to find. */
+#define EPOLL_HANGUP (EPOLLRDHUP | EPOLLHUP | EPOLLERR)
+#define EPOLL_READABLE (EPOLLIN | EPOLL_HANGUP)
+
 /* Which directions an event on the client (or upstream) socket concerns: the one reading
  * from it when it is readable, and the one writing to it when it is writable. A writable
  * socket matters only to a direction with bytes waiting in its pipe: one with none has
@@ -393,8 +398,7 @@ static void on_connected(struct conn *c, uint32_t revents) {
 	/* The client's bytes may have waited since before the connect. The upstream's can only
 	 * be there if this very event says so: anything later is a new edge. A client-first
 	 * protocol so saves a splice that could only say EAGAIN. */
-	start_relay(c, PUMP_UP | (revents & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? PUMP_DOWN
-	                                                                                 : 0));
+	start_relay(c, PUMP_UP | (revents & EPOLL_READABLE ? PUMP_DOWN : 0));
 }
 
 static void check_connect(struct conn *c, uint32_t revents) {
@@ -428,7 +432,7 @@ static void on_upstream_io(struct poller_handle *h, uint32_t revents) {
 
 	if (c->upstream_replaced_in == c->worker->poller.batches)
 		return; /* about the socket this one replaced */
-	if (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+	if (revents & EPOLL_HANGUP)
 		c->upstream_hup = true;
 	switch (c->state) {
 	case CONN_CONNECTING:
@@ -644,12 +648,12 @@ static void conn_preread(struct conn *c) {
 static void on_client_io(struct poller_handle *h, uint32_t revents) {
 	struct conn *c = container_of(h, struct conn, client_io);
 
-	if (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+	if (revents & EPOLL_HANGUP)
 		c->client_hup = true;
 	switch (c->state) {
 	case CONN_PREREAD:
 		/* not on the writable edge every new socket reports */
-		if (revents & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		if (revents & EPOLL_READABLE)
 			conn_preread(c);
 		break;
 	case CONN_HANDSHAKE:
