@@ -39,7 +39,7 @@ PEERS_ONLY=${BENCH_PEERS:-}
 if [ "$QUICK" = 1 ]; then
 	T_BULK=2 T_WRK=2 T_TLS=2 IDLE_N=${BENCH_IDLE_N:-1000} IDLE_MAX=0 SPAWN_N=50 ROUNDS=1
 else
-	T_BULK=5 T_WRK=3 T_TLS=3 IDLE_N=${BENCH_IDLE_N:-5000} IDLE_MAX=9000 SPAWN_N=300 ROUNDS=3
+	T_BULK=5 T_WRK=3 T_TLS=3 IDLE_N=${BENCH_IDLE_N:-5000} IDLE_MAX=9000 SPAWN_N=300 ROUNDS=5
 fi
 ROUNDS=${BENCH_ROUNDS:-$ROUNDS}
 CLK_TCK=$(getconf CLK_TCK)
@@ -439,9 +439,11 @@ idle() {
 sni() { handshakes sni "$1" "$UP_HTTPS" || true; }
 
 # What one per-connection process costs, apart: the floor of any fork+exec (a static
-# no-op), tcpmapd's libraries (--version), and one whole tcpmapd --inetd: libraries, config
-# load, breaker table, the connection handed in on stdin (its client already gone, its
-# upstream refusing), the log line and exit. Wall time per start-to-exit, median of N.
+# no-op); the floor of any program on DESIGN.md's run-time libraries (a no-op linked with
+# libsystemd and libyaml: their loading and relocation, page faults mostly); tcpmapd's
+# libraries (--version); and one whole tcpmapd --inetd: libraries, config load, breaker
+# table, the connection handed in on stdin (its client already gone, its upstream refusing),
+# the log line and exit. Wall time per start-to-exit, median of N.
 start() {
 	local peer=$1 argv=() extra=() med mean n
 	echo "== start: $peer" >&2
@@ -451,6 +453,12 @@ start() {
 		cc -O2 -static -o "$WORK/noop-static" "$WORK/noop.c" 2>/dev/null ||
 			{ note "no static libc: skipping the fork+exec floor"; return 0; }
 		argv=("$WORK/noop-static")
+		;;
+	noop-libs)
+		printf 'int main(void) { return 0; }\n' >"$WORK/noop.c"
+		cc -O2 -o "$WORK/noop-libs" "$WORK/noop.c" -Wl,--no-as-needed -lsystemd -lyaml 2>/dev/null ||
+			{ note "cannot link a no-op with libsystemd and libyaml: skipping that floor"; return 0; }
+		argv=("$WORK/noop-libs")
 		;;
 	tcpmapd-version) argv=("$TCPMAPD" --version) ;;
 	tcpmapd-inetd)
@@ -485,7 +493,7 @@ TCP_PEERS="direct haproxy haproxy-splice nginx socket-proxyd socat tcpmap tcpmap
 TLS_PEERS="direct haproxy nginx $(has_stunnel && echo stunnel) tcpmap"
 IDLE_PEERS="direct haproxy haproxy-splice nginx socket-proxyd tcpmap"
 SNI_PEERS="direct haproxy nginx tcpmap"
-START_PEERS="noop-static tcpmapd-version tcpmapd-inetd"
+START_PEERS="noop-static noop-libs tcpmapd-version tcpmapd-inetd"
 
 for w in bulk connrate tls idle sni start; do
 	want $w || continue
