@@ -445,6 +445,23 @@ idle() {
 
 sni() { handshakes sni "$1" "$UP_HTTPS" || true; }
 
+# The two no-ops, built on their first round.
+build_noop() {
+	printf 'int main(void) { return 0; }\n' >"$WORK/noop.c"
+	case $1 in
+	noop-static)
+		cc -O2 -static -o "$WORK/$1" "$WORK/noop.c" 2>/dev/null && return 0
+		note "no static libc: skipping the fork+exec floor"
+		;;
+	noop-libs)
+		cc -O2 -o "$WORK/$1" "$WORK/noop.c" -Wl,--no-as-needed -lsystemd -lyaml 2>/dev/null &&
+			return 0
+		note "cannot link a no-op with libsystemd and libyaml: skipping that floor"
+		;;
+	esac
+	return 1
+}
+
 # What one per-connection process costs, apart: the floor of any fork+exec (a static
 # no-op); the floor of any program on DESIGN.md's run-time libraries (a no-op linked with
 # libsystemd and libyaml: their loading and relocation, page faults mostly); tcpmapd's
@@ -455,17 +472,9 @@ start() {
 	local peer=$1 argv=() extra=() med mean n
 	echo "== start: $peer" >&2
 	case $peer in
-	noop-static)
-		printf 'int main(void) { return 0; }\n' >"$WORK/noop.c"
-		cc -O2 -static -o "$WORK/noop-static" "$WORK/noop.c" 2>/dev/null ||
-			{ note "no static libc: skipping the fork+exec floor"; return 0; }
-		argv=("$WORK/noop-static")
-		;;
-	noop-libs)
-		printf 'int main(void) { return 0; }\n' >"$WORK/noop.c"
-		cc -O2 -o "$WORK/noop-libs" "$WORK/noop.c" -Wl,--no-as-needed -lsystemd -lyaml 2>/dev/null ||
-			{ note "cannot link a no-op with libsystemd and libyaml: skipping that floor"; return 0; }
-		argv=("$WORK/noop-libs")
+	noop-static | noop-libs)
+		[ -x "$WORK/$peer" ] || build_noop "$peer" || return 0
+		argv=("$WORK/$peer")
 		;;
 	tcpmapd-version) argv=("$TCPMAPD" --version) ;;
 	tcpmapd-inetd)
