@@ -281,7 +281,7 @@ static int pump_mask(const struct conn *c, uint32_t revents, bool client_side) {
 	if (revents & (EPOLLERR | EPOLLHUP))
 		return PUMP_BOTH;
 	int reads = client_side ? PUMP_UP : PUMP_DOWN, writes = client_side ? PUMP_DOWN : PUMP_UP;
-	int mask = revents & (EPOLLIN | EPOLLRDHUP) ? reads : 0;
+	int mask = revents & EPOLL_READABLE ? reads : 0; /* ERR and HUP returned above */
 	if (revents & EPOLLOUT) {
 		const struct relay_direction *d = writes == PUMP_UP ? &c->relay.up : &c->relay.down;
 		if (c->use_tls_relay || d->in_pipe > 0)
