@@ -10,6 +10,7 @@
 #include "config.h"
 #include "deadlines.h"
 #include "handover.h"
+#include "netaddr.h"
 #include "poller.h"
 #include "relay.h"
 #include "resolve.h"
@@ -17,12 +18,6 @@
 #include "sni.h"
 
 struct conn;
-
-union sockaddr_ip {
-	struct sockaddr sa;
-	struct sockaddr_in in;
-	struct sockaddr_in6 in6;
-};
 
 struct listen_fd {
 	int fd;
