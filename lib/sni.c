@@ -75,23 +75,28 @@ static bool read_vector16(struct reader *r, struct reader *sub) {
 /* RFC 8701: 0x0A0A, 0x1A1A, ... 0xFAFA are reserved so that servers learn to ignore them. */
 static bool is_grease(uint16_t v) { return (v & 0x0f0f) == 0x0a0a && (v >> 8) == (v & 0xff); }
 
-/* RFC 6066 wants an ASCII host name without a trailing dot. Anything else cannot match a
- * configured host, and bytes such as '/' or NUL must never reach logs or routing keys. */
-static bool host_name_is_valid(const uint8_t *name, size_t n) {
+/* RFC 6066 wants an ASCII host name without a trailing dot, but clients do send the
+ * absolute form ("a.example.com."), and tcpmap.yaml(5) promises that one trailing dot is
+ * ignored, as route_host_matches() ignores it: the dot is not part of the returned length.
+ * Anything else cannot match a configured host, and bytes such as '/' or NUL must never
+ * reach logs or routing keys. Returns the length without the dot, or 0 when invalid. */
+static size_t host_name_valid_length(const uint8_t *name, size_t n) {
+	if (n > 1 && name[n - 1] == '.')
+		n--;
 	if (n == 0 || n > 255)
-		return false;
+		return 0;
 	for (size_t i = 0; i < n; i++) {
 		uint8_t c = name[i];
 		bool ldh = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 		           (c >= '0' && c <= '9') || c == '-' || c == '_';
 		if (c == '.') {
-			/* an empty label: leading dot, "..", or trailing dot */
+			/* an empty label: leading dot, "..", or a second trailing dot */
 			if (i == 0 || name[i - 1] == '.' || i == n - 1)
-				return false;
+				return 0;
 		} else if (!ldh)
-			return false;
+			return 0;
 	}
-	return true;
+	return n;
 }
 
 static enum sni_result parse_server_name(struct reader ext, struct client_hello *out) {
@@ -109,13 +114,14 @@ static enum sni_result parse_server_name(struct reader ext, struct client_hello 
 		if (type != SERVER_NAME_HOST_NAME)
 			continue; /* RFC 6066: unknown name types are skipped, not fatal */
 		/* two host names would make the route depend on which one we picked */
-		if (have_host || !host_name_is_valid(name.p, name.left))
+		size_t len = host_name_valid_length(name.p, name.left);
+		if (have_host || len == 0)
 			return SNI_INVALID;
-		for (size_t i = 0; i < name.left; i++) {
+		for (size_t i = 0; i < len; i++) {
 			uint8_t c = name.p[i];
 			out->sni[i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
 		}
-		out->sni[name.left] = '\0';
+		out->sni[len] = '\0';
 		have_host = true;
 	}
 	return have_host ? SNI_FOUND : SNI_NONE;

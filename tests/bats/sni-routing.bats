@@ -42,6 +42,21 @@ start_all() {
 	start_tcpmapd "$CFG"
 }
 
+@test "an SNI in absolute form (one trailing dot) routes as the name without it" {
+	start_all
+	s_client_to "$PORT" exact.example.com. -verify_return_error
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"i-am-exact"* ]]
+	wait_for_log "event=close mapping=exact .*sni=exact.example.com .*result=ok"
+	s_client_to "$PORT" b.example.com.
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"i-am-wild"* ]]
+	# the CLI answers the same
+	run "$TCPMAPCTL" route --config "$CFG" --secrets-dir "$SECRETS_DIR" --port "$PORT" --sni exact.example.com.
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"exact"* ]]
+}
+
 @test "a wildcard host routes any name under it, with the wildcard certificate" {
 	start_all
 	local h

@@ -493,8 +493,8 @@ static void test_host_names(void **state) {
 		size_t len;
 	} bad[] = {
 	        {"", 0},       {"a\0b", 3},        {"a/b", 0},        {"a\x01.example", 0},
-	        {"a b", 0},    {".example", 0},    {"a..example", 0}, {"example.", 0},
-	        {"ex\x7f", 0}, {"caf\xc3\xa9", 0},
+	        {"a b", 0},    {".example", 0},    {"a..example", 0}, {"example..", 0},
+	        {"ex\x7f", 0}, {"caf\xc3\xa9", 0}, {".", 0}, {"a..", 0},
 	};
 	char long_name[300];
 	static struct bytes stream;
@@ -521,6 +521,17 @@ static void test_host_names(void **state) {
 	build_stream(&(struct hello_spec){.sni = "My_Host-1.EXAMPLE.com"}, &stream);
 	assert_int_equal(parse_exact(stream.data, stream.len, &h), SNI_FOUND);
 	assert_string_equal(h.sni, "my_host-1.example.com");
+
+	/* the absolute form: one trailing dot is dropped, so "a.example.com." routes as
+	 * "a.example.com" does in route_host_matches() */
+	build_stream(&(struct hello_spec){.sni = "A.Example.com."}, &stream);
+	assert_int_equal(parse_exact(stream.data, stream.len, &h), SNI_FOUND);
+	assert_string_equal(h.sni, "a.example.com");
+	long_name[255] = '\0';
+	long_name[254] = '.';
+	build_stream(&(struct hello_spec){.sni = long_name}, &stream);
+	assert_int_equal(parse_exact(stream.data, stream.len, &h), SNI_FOUND);
+	assert_int_equal(strlen(h.sni), 254);
 }
 
 static void test_alpn_limits(void **state) {
