@@ -54,7 +54,7 @@ TESTLIB_OBJS := $(TESTLIB_SRCS:%.c=$(BUILD)/%.o)
 # keep intermediate objects: rebuilding them is what takes time
 .SECONDARY:
 
-.PHONY: all deps run check unit bats fuzz fuzz-build bench install uninstall clean format format-check
+.PHONY: all deps run check unit bats fuzz fuzz-build bench install uninstall clean format format-check deb
 
 all: $(BINS)
 
@@ -63,11 +63,11 @@ deps:
 
 $(BUILD)/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/pic/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -fPIC -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -c -o $@ $<
 
 $(BUILD)/libtcpmap.a: $(CORE_OBJS)
 	$(AR) rcs $@ $^
@@ -149,6 +149,25 @@ install: all
 		install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
 	[ -e $(DESTDIR)$(SYSCONFDIR)/tcpmap/tcpmap.yaml ] || \
 		sed -e 's/^\([^#]\)/# \1/' conf/tcpmap.yaml > $(DESTDIR)$(SYSCONFDIR)/tcpmap/tcpmap.yaml
+
+# The Debian package, built with debhelper from a copy of the tree (dpkg-buildpackage writes
+# beside the source), into $(BUILD)/deb/; lintian must find no error in it.
+# DEB_VERSION=V builds the package as version V (an upgrade to test against), by adding a
+# changelog entry to the copy.
+DEB_DIR ?= $(BUILD)/deb
+DEB_VERSION ?=
+deb:
+	./scripts/deps.sh deb
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/src
+	tar -c --exclude=./build --exclude=./build-san --exclude=./build-fuzz --exclude=./.git \
+		--exclude=./bench/out . | tar -x -C $(DEB_DIR)/src
+	if [ -n "$(DEB_VERSION)" ]; then { printf 'tcpmap (%s) unstable; urgency=medium\n\n  * Rebuilt as %s.\n\n -- %s  %s\n\n' \
+		"$(DEB_VERSION)" "$(DEB_VERSION)" "$$(sed -n 's/^Maintainer: //p' debian/control)" "$$(date -R)"; \
+		cat debian/changelog; } > $(DEB_DIR)/src/debian/changelog; fi
+	cd $(DEB_DIR)/src && dpkg-buildpackage -us -uc -b >../build.log 2>&1 || \
+		{ tail -30 ../build.log; exit 1; }
+	lintian --fail-on error $(DEB_DIR)/tcpmap_*.deb
+	@ls $(DEB_DIR)/*.deb
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/tcpmapd $(DESTDIR)$(BINDIR)/tcpmapctl $(DESTDIR)$(TLSMODDIR)/tcpmap-tls.so

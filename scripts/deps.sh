@@ -9,6 +9,8 @@ bats clang clang-format libclang-rt-14-dev python3 python3-yaml openssl socat cu
 mandoc procps psmisc valgrind haproxy nginx-light"
 # `deps.sh bench`: also the load generators and peers that only `make bench` uses.
 [ "${1:-}" = bench ] && PACKAGES="$PACKAGES iperf3 wrk stunnel4 libnginx-mod-stream"
+# `deps.sh deb`: what `make deb` builds and checks the package with.
+[ "${1:-}" = deb ] && PACKAGES="$PACKAGES debhelper dpkg-dev fakeroot lintian"
 
 missing=""
 for p in $PACKAGES; do
