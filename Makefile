@@ -7,6 +7,7 @@ SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 UNITDIR ?= $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
+GENERATORDIR ?= $(shell pkg-config --variable=systemdsystemgeneratordir systemd 2>/dev/null || echo /lib/systemd/system-generators)
 
 comma := ,
 SAN ?= 0
@@ -34,7 +35,7 @@ TLSMODDIR = $(patsubst %/,%,$(dir $(SBINDIR)))/lib/tcpmap
 
 CFLAGS ?= $(OPT) -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -DTCPMAP_VERSION='"$(VERSION)"' \
-	-DTCPMAP_SYSCONFDIR='"$(SYSCONFDIR)"' -Ilib $(PKG_CFLAGS) $(SANFLAGS) -MMD -MP
+	-DTCPMAP_SYSCONFDIR='"$(SYSCONFDIR)"' -DTCPMAP_UNITDIR='"$(UNITDIR)"' -Ilib $(PKG_CFLAGS) $(SANFLAGS) -MMD -MP
 LDFLAGS += $(SANFLAGS)
 LDLIBS += $(PKG_LIBS) -lpthread
 
@@ -45,7 +46,7 @@ CORE_SRCS := $(filter-out $(TLS_SRCS) $(LOADER_SRCS),$(LIB_SRCS))
 CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)
 TLS_OBJS := $(TLS_SRCS:%.c=$(BUILD)/%.o)
 TLS_PIC_OBJS := $(TLS_SRCS:%.c=$(BUILD)/pic/%.o)
-BINS := $(BUILD)/tcpmapd $(BUILD)/tcpmapctl $(BUILD)/tcpmap-tls.so
+BINS := $(BUILD)/tcpmapd $(BUILD)/tcpmapctl $(BUILD)/tcpmap-tls.so $(BUILD)/tcpmap-generator
 UNIT_SRCS := $(sort $(wildcard tests/unit/test-*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TESTLIB_SRCS := $(sort $(wildcard tests/unit/helpers-*.c))
@@ -83,6 +84,10 @@ $(BUILD)/tcpmap-tls.so: $(TLS_PIC_OBJS)
 $(BUILD)/tcpmapd: $(BUILD)/bin/tcpmapd.o $(BUILD)/lib/tlsload.o $(BUILD)/libtcpmap.a | $(BUILD)/tcpmap-tls.so
 	$(CC) $(LDFLAGS) -Wl,--export-dynamic-symbol=$(subst $(comma),$(comma)--export-dynamic-symbol=,$(TLS_IMPORTS)) \
 		-o $@ $(filter %.o %.a,$^) $(CORE_LIBS) -lpthread
+
+# On the boot path: the config loader alone, no OpenSSL (bin/tcpmap-generator.c).
+$(BUILD)/tcpmap-generator: $(BUILD)/bin/tcpmap-generator.o $(BUILD)/libtcpmap.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS) -lpthread
 
 $(BUILD)/tcpmapctl: $(BUILD)/bin/tcpmapctl.o $(BUILD)/libtcpmap-tls.a $(BUILD)/libtcpmap.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -140,6 +145,8 @@ install: all
 		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/tcpmap
 	install -m 0755 $(BUILD)/tcpmapd $(DESTDIR)$(SBINDIR)/tcpmapd
 	install -m 0755 $(BUILD)/tcpmapctl $(DESTDIR)$(BINDIR)/tcpmapctl
+	install -d $(DESTDIR)$(GENERATORDIR)
+	install -m 0755 $(BUILD)/tcpmap-generator $(DESTDIR)$(GENERATORDIR)/tcpmap-generator
 	install -d $(DESTDIR)$(TLSMODDIR)
 	install -m 0644 $(BUILD)/tcpmap-tls.so $(DESTDIR)$(TLSMODDIR)/tcpmap-tls.so
 	for u in units/*.socket units/*.service units/*.target; do [ -e "$$u" ] || continue; \
@@ -170,7 +177,8 @@ deb:
 	@ls $(DEB_DIR)/*.deb
 
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/tcpmapd $(DESTDIR)$(BINDIR)/tcpmapctl $(DESTDIR)$(TLSMODDIR)/tcpmap-tls.so
+	rm -f $(DESTDIR)$(SBINDIR)/tcpmapd $(DESTDIR)$(BINDIR)/tcpmapctl $(DESTDIR)$(TLSMODDIR)/tcpmap-tls.so \
+		$(DESTDIR)$(GENERATORDIR)/tcpmap-generator
 	-rmdir $(DESTDIR)$(TLSMODDIR) 2>/dev/null
 	for u in units/*.socket units/*.service units/*.target; do [ -e "$$u" ] || continue; \
 		rm -f $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
@@ -188,4 +196,4 @@ clean:
 	rm -rf build build-san build-fuzz
 
 -include $(CORE_OBJS:.o=.d) $(TLS_OBJS:.o=.d) $(TLS_PIC_OBJS:.o=.d) $(BUILD)/lib/tlsload.d \
-	$(BUILD)/bin/tcpmapd.d $(BUILD)/bin/tcpmapctl.d
+	$(BUILD)/bin/tcpmapd.d $(BUILD)/bin/tcpmapctl.d $(BUILD)/bin/tcpmap-generator.d

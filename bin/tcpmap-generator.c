@@ -1,0 +1,56 @@
+/* tcpmap-generator — a systemd generator (systemd.generator(7)): at boot and at every
+ * `systemctl daemon-reload`, the socket units for every listener of the tcpmap config, so the
+ * YAML alone decides what listens. Wiring only: the plan is lib/unitgen.c.
+ *
+ * It is on the boot path, so it reads only the config (no TLS secrets, no network, no
+ * breaker table), never fails the boot (a broken config generates nothing, says why on
+ * stderr, which systemd passes to the journal, and exits 0), and writes only into the
+ * directory systemd hands it. */
+#include "config.h"
+#include "unitgen.h"
+#include "util.h"
+
+#ifndef TCPMAP_UNITDIR
+#define TCPMAP_UNITDIR "/lib/systemd/system"
+#endif
+
+int main(int argc, char **argv) {
+	/* A test, or a curious operator, may point it at another config; systemd never sets it. */
+	const char *path = getenv("TCPMAP_GENERATOR_CONFIG");
+	const char *paths[1] = {path && *path ? path : TCPMAP_SYSCONFDIR "/tcpmap"};
+	struct config_options opts = {.ambassador_id = getenv("AMBASSADOR_ID")};
+	struct diag_list diags = {0};
+	_cleanup_(config_unrefp) struct config *c = NULL;
+	struct unitgen_plan plan = {0};
+
+	if (argc != 2 && argc != 4) {
+		fprintf(stderr, "usage: %s NORMAL_DIR [EARLY_DIR LATE_DIR]\n", argv[0]);
+		return 1;
+	}
+	if (access(paths[0], F_OK) < 0)
+		return 0; /* not configured: nothing to listen on */
+	int r = config_load(paths, 1, opts.ambassador_id ? &opts : NULL, &c, &diags);
+	if (r < 0) {
+		for (size_t i = 0; i < diags.n; i++)
+			if (diags.items[i].level == DIAG_ERROR)
+				fprintf(stderr, "tcpmap-generator: error: %s\n",
+				        diags.items[i].message);
+		fprintf(stderr,
+		        "tcpmap-generator: %s: %s; no socket units generated, the running ones "
+		        "stay as they are\n",
+		        paths[0], r == -EINVAL ? "invalid config" : strerror(-r));
+		diag_list_free(&diags);
+		return 0;
+	}
+	diag_list_free(&diags);
+	r = unitgen_plan(c, &plan);
+	if (r >= 0)
+		r = unitgen_write(&plan, argv[1], TCPMAP_UNITDIR);
+	unitgen_plan_free(&plan);
+	if (r < 0) {
+		fprintf(stderr, "tcpmap-generator: writing units into %s: %s\n", argv[1],
+		        strerror(-r));
+		return 0;
+	}
+	return 0;
+}
