@@ -1,10 +1,12 @@
 /* tcpmapctl — inspect tcpmap's config and live state. Argument parsing and wiring only. */
 
+#include "apply.h"
 #include "breaker.h"
 #include "config.h"
 #include "log.h"
 #include "options.h"
 #include "tls.h"
+#include "unitgen.h"
 
 struct ctl {
 	const char *configs[64];
@@ -58,7 +60,9 @@ static void help(void) {
 	       "  route --port P [--address A] [--sni HOST]\n"
 	       "                         say which group and mapping a connection reaches\n"
 	       "  status [--json]        print the live breaker table\n"
-	       "  units                  print the socket units that cover the config\n\n"
+	       "  units                  print the socket units the generator makes for the "
+	       "config\n"
+	       "  apply                  check the config, then make systemd listen as it says\n\n"
 	       "Options:\n");
 	options_print_help(rows, ELEMENTSOF(rows), 22, stdout);
 	printf("\nSee tcpmapctl(1).\n");
@@ -137,25 +141,30 @@ static int cmd_status(struct ctl *ctl) {
 
 static int cmd_units(struct ctl *ctl) {
 	_cleanup_(config_unrefp) struct config *c = NULL;
+	struct unitgen_plan plan = {0};
 	if (load(ctl, false, &c) != 0)
 		return 1;
-	for (size_t i = 0; i < c->n_listeners; i++) {
-		const struct listener *l = c->listeners[i];
-		char instance[128];
-		if (!l->address)
-			snprintf(instance, sizeof instance, "%u", l->port);
-		else if (strchr(l->address, ':')) {
-			/* an IPv6 literal does not survive unit-name escaping: use a drop-in */
-			printf("# [%s]:%u: systemctl edit tcpmap@%u.socket, then set\n"
-			       "#   [Socket]\n#   ListenStream=\n#   ListenStream=[%s]:%u\n",
-			       l->address, l->port, l->port, l->address, l->port);
-			snprintf(instance, sizeof instance, "%u", l->port);
-		} else
-			snprintf(instance, sizeof instance, "%s:%u", l->address, l->port);
-		printf("tcpmap@%s.socket\tsystemctl enable --now tcpmap@%s.socket\n", instance,
-		       instance);
+	int r = unitgen_plan(c, &plan);
+	if (r < 0) {
+		fprintf(stderr, "tcpmapctl units: %s\n", strerror(-r));
+		return 1;
 	}
+	unitgen_print(&plan, TCPMAP_UNITDIR, stdout);
+	unitgen_plan_free(&plan);
 	return 0;
+}
+
+static int cmd_apply(struct ctl *ctl) {
+	_cleanup_(config_unrefp) struct config *c = NULL;
+	/* the whole check, keys included: a config tcpmapd would refuse changes nothing */
+	if (load(ctl, false, &c) != 0) {
+		fprintf(stderr, "tcpmapctl apply: the config has errors; nothing was changed\n");
+		return 1;
+	}
+	if (!(ctl->n_configs == 1 && streq(ctl->configs[0], TCPMAP_SYSCONFDIR "/tcpmap")))
+		fprintf(stderr, "tcpmapctl apply: note: systemd reads %s, not the --config given\n",
+		        TCPMAP_SYSCONFDIR "/tcpmap");
+	return apply_config(&(struct apply_options){.enable = true}, stdout) < 0 ? 1 : 0;
 }
 
 int main(int argc, char **argv) {
@@ -239,6 +248,8 @@ int main(int argc, char **argv) {
 		return cmd_status(&ctl);
 	if (streq(cmd, "units"))
 		return cmd_units(&ctl);
+	if (streq(cmd, "apply"))
+		return cmd_apply(&ctl);
 	fprintf(stderr, "tcpmapctl: unknown command \"%s\"\nTry 'tcpmapctl --help'.\n", cmd);
 	return 2;
 }

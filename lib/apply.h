@@ -1,0 +1,23 @@
+/* apply.h — `tcpmapctl apply`: bring what listens into line with the config, through systemd.
+ *
+ * The config has been checked by the caller. This reruns the generator (daemon-reload), starts
+ * tcpmap.target (so the sockets of new listeners listen), stops the sockets and services of
+ * listeners that are gone, and reloads the running services, whose connections stay: a
+ * reload re-reads the config without closing anything. It talks to systemd by running
+ * systemctl, as an operator would, and changes nothing else. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdio.h>
+
+/* Where systemd puts a generator's normal output. */
+#define APPLY_GENERATOR_DIR "/run/systemd/generator"
+
+struct apply_options {
+	const char *generator_dir; /* NULL: APPLY_GENERATOR_DIR */
+	bool enable;               /* also `systemctl enable tcpmap.target`, for the next boot */
+};
+
+/* Returns 0, or -errno / a positive systemctl exit status as a negative number when a step
+ * failed (each failure is reported on `out` with the command that failed). */
+int apply_config(const struct apply_options *o, FILE *out);
