@@ -68,11 +68,13 @@ static void help(void) {
 	printf("\nSee tcpmapctl(1).\n");
 }
 
-/* Load and print every diagnostic; returns 0, or 1 when the config has errors. */
-static int load(struct ctl *ctl, bool verbose, struct config **ret) {
+/* Load and print every diagnostic; returns 0, or 1 when the config has errors. Only check
+ * and apply read the TLS keys (`with_keys`): show, route and units describe routing, and the
+ * users who run them should not need to read keys (tcpmapctl(1)). */
+static int load(struct ctl *ctl, bool verbose, bool with_keys, struct config **ret) {
 	struct diag_list diags = {0};
 	int r = config_load(ctl->configs, ctl->n_configs, NULL, ret, &diags);
-	if (r >= 0) {
+	if (r >= 0 && with_keys) {
 		/* certificates and keys are part of a valid config: check them as tcpmapd would */
 		r = tls_config_load(*ret, ctl->secrets_dir, &diags);
 		if (r < 0)
@@ -98,7 +100,7 @@ static int load(struct ctl *ctl, bool verbose, struct config **ret) {
 
 static int cmd_check(struct ctl *ctl) {
 	_cleanup_(config_unrefp) struct config *c = NULL;
-	int r = load(ctl, true, &c);
+	int r = load(ctl, true, true, &c);
 	if (r == 0)
 		printf("%s: %zu mappings, %zu listeners, %zu TLS contexts: OK\n", ctl->configs[0],
 		       c->n_mappings, c->n_listeners, c->n_tls_contexts);
@@ -107,7 +109,7 @@ static int cmd_check(struct ctl *ctl) {
 
 static int cmd_show(struct ctl *ctl) {
 	_cleanup_(config_unrefp) struct config *c = NULL;
-	if (load(ctl, false, &c) != 0)
+	if (load(ctl, false, false, &c) != 0)
 		return 1;
 	config_print_show(c, stdout);
 	return 0;
@@ -119,7 +121,7 @@ static int cmd_route(struct ctl *ctl) {
 		fprintf(stderr, "tcpmapctl route: --port is required\n");
 		return 2;
 	}
-	if (load(ctl, false, &c) != 0)
+	if (load(ctl, false, false, &c) != 0)
 		return 1;
 	return config_print_route(c, ctl->address, (uint16_t)ctl->port, ctl->sni, stdout) < 0 ? 1
 	                                                                                      : 0;
@@ -142,7 +144,7 @@ static int cmd_status(struct ctl *ctl) {
 static int cmd_units(struct ctl *ctl) {
 	_cleanup_(config_unrefp) struct config *c = NULL;
 	struct unitgen_plan plan = {0};
-	if (load(ctl, false, &c) != 0)
+	if (load(ctl, false, false, &c) != 0)
 		return 1;
 	int r = unitgen_plan(c, &plan);
 	if (r < 0) {
@@ -157,7 +159,7 @@ static int cmd_units(struct ctl *ctl) {
 static int cmd_apply(struct ctl *ctl) {
 	_cleanup_(config_unrefp) struct config *c = NULL;
 	/* the whole check, keys included: a config tcpmapd would refuse changes nothing */
-	if (load(ctl, false, &c) != 0) {
+	if (load(ctl, false, true, &c) != 0) {
 		fprintf(stderr, "tcpmapctl apply: the config has errors; nothing was changed\n");
 		return 1;
 	}

@@ -176,3 +176,19 @@ start_all() {
 	s_client_to "$PORT" exact.example.com
 	[[ "$output" == *"i-am-exact"* ]]
 }
+
+@test "show, route and units read no keys; check still checks them" {
+	local missing=$BATS_TEST_TMPDIR/no-secrets
+	run "$TCPMAPCTL" show --config "$CFG" --secrets-dir "$missing"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"exact.example.com"* ]]
+	run "$TCPMAPCTL" route --config "$CFG" --secrets-dir "$missing" --port "$PORT" --sni a.example.com
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"wild"* ]]
+	run "$TCPMAPCTL" units --config "$CFG" --secrets-dir "$missing"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"tcpmap@127.0.0.1:$PORT.socket"* ]]
+	run "$TCPMAPCTL" check --config "$CFG" --secrets-dir "$missing"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"wildsecret"* ]]
+}
