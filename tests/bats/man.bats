@@ -8,7 +8,7 @@
 
 ROOT=${TCPMAP_ROOT:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)}
 MAN=$ROOT/man
-PAGES=(tcpmapd.8 tcpmapctl.1 tcpmap.yaml.5 tcpmap-units.7)
+PAGES=(tcpmapd.8 tcpmapctl.1 tcpmap.yaml.5 tcpmap-units.7 tcpmap-generator.8)
 
 # The page as a reader sees it: mandoc's text with the overstrike of bold and underline
 # removed, so option names can be matched as plain words.
@@ -22,7 +22,7 @@ has_word() {
 	grep -qE -- "(^|[^[:alnum:]-])$2([^[:alnum:]-]|$)" <<<"$1"
 }
 
-@test "man: the four pages exist" {
+@test "man: every page exists" {
 	for p in "${PAGES[@]}"; do
 		[ -s "$MAN/$p" ] || { echo "missing man/$p"; return 1; }
 	done
