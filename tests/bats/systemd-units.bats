@@ -152,3 +152,28 @@ teardown_file() {
 	port_is_free "$b"
 	reset_units
 }
+
+@test "systemd-units: an IPv6 instance named with systemd-escape listens and relays, in both models" {
+	local a i u
+	a=$(pick_port) && i=$(pick_port "$a")
+	write_conf "$a" "$i"
+	local t p
+	for t in "tcpmap@.socket $a" "tcpmap-inetd@.socket $i"; do
+		p=${t#* }
+		u=$(sb systemd-escape --template "${t% *}" "[::1]:$p")
+		echo "enabling $u"
+		run sb systemctl enable --now "$u"
+		echo "$output"
+		[ "$status" -eq 0 ]
+		[ "$(sb systemctl is-active "$u")" = active ]
+		run sb systemctl show -p Listen --value "$u"
+		echo "$output"
+		[ "$output" = "[::1]:$p (Stream)" ]
+	done
+	roundtrip_to ::1 "$a" 3000
+	roundtrip_to ::1 "$i" 3001
+	# Only the IPv6 loopback: 127.0.0.1 on the same ports is refused.
+	run relay_roundtrip "$a" 10
+	[ "$status" -ne 0 ]
+	reset_units
+}
