@@ -177,3 +177,37 @@ teardown_file() {
 	[ "$status" -ne 0 ]
 	reset_units
 }
+
+@test "systemd-units: a per-connection socket with a broken config leaves no failed units behind" {
+	local i n
+	i=$(pick_port)
+	write_conf "$i"
+	sb systemctl enable --now "tcpmap-inetd@$i.socket"
+	relay_roundtrip "$i" 100
+	# Broken YAML: every connection's process refuses the config and exits non-zero.
+	sb sh -c "printf 'kind: TCPMapping\nspec: [\n' >$CONF"
+	for n in 1 2 3 4 5; do
+		run relay_roundtrip "$i" 10
+		[ "$status" -ne 0 ]
+	done
+	# The failures are logged...
+	for _ in $(seq 50); do
+		n=$(sb journalctl --no-pager -q -u 'tcpmap-inetd@*' -p err -o cat | wc -l)
+		[ "$n" -ge 5 ] && break
+		sleep 0.1
+	done
+	[ "$n" -ge 5 ]
+	# ...and the units are collected, not piled up in systemctl --failed.
+	for _ in $(seq 50); do
+		n=$(sb systemctl list-units --failed --no-legend --plain 'tcpmap-inetd@*' | wc -l)
+		[ "$n" -eq 0 ] && break
+		sleep 0.1
+	done
+	sb systemctl list-units --failed --no-pager 'tcpmap-inetd@*'
+	[ "$n" -eq 0 ]
+	# The socket keeps listening, and the next connection works once the config is fixed.
+	[ "$(sb systemctl is-active "tcpmap-inetd@$i.socket")" = active ]
+	write_conf "$i"
+	relay_roundtrip "$i" 100
+	reset_units
+}
