@@ -104,6 +104,27 @@ teardown_file() {
 	return 0
 }
 
+@test "systemd-units: the installed example config, uncommented as its header says, passes tcpmapctl check" {
+	run sb cat "$CONF"
+	echo "$output"
+	# Nothing is configured until the operator uncomments it.
+	[ -z "$(grep -v '^#' <<<"$output" | grep -v '^[[:space:]]*$')" ]
+	# The header names the command that uncomments it; run exactly that.
+	local cmd
+	cmd=$(sed -n 's/^## Uncomment it: *//p' <<<"$output")
+	echo "uncomment command: '$cmd'"
+	[ -n "$cmd" ]
+	sb sh -c "$cmd"
+	run sb cat "$CONF"
+	echo "$output"
+	run sb tcpmapctl check
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run sb tcpmapctl show
+	echo "$output"
+	[[ "$output" == *2222* ]]
+}
+
 @test "systemd-units: enable --now of one socket brings tcpmap.target up too" {
 	local a
 	a=$(pick_port)
