@@ -72,10 +72,11 @@ write_conf() { # PORT...
 	done | sb sh -c "umask 022; mkdir -p /etc/tcpmap; cat >$CONF"
 }
 
-# A clean slate for the next test: stop and disable every tcpmap unit there is.
+# A clean slate for the next test: disable every tcpmap unit that has a link (list-unit-files
+# names templates, not their enabled instances), then stop them all.
 reset_units() {
 	local u
-	for u in $(sb systemctl list-unit-files --no-legend 'tcpmap*' | awk '$2 == "enabled" { print $1 }'); do
+	for u in $(sb sh -c 'ls /etc/systemd/system/*.wants/ 2>/dev/null' | grep '^tcpmap' | sort -u); do
 		sb systemctl disable --quiet "$u" || true
 	done
 	sb systemctl stop 'tcpmap*' || true
@@ -230,5 +231,47 @@ teardown_file() {
 	[ "$(sb systemctl is-active "tcpmap-inetd@$i.socket")" = active ]
 	write_conf "$i"
 	relay_roundtrip "$i" 100
+	reset_units
+}
+
+@test "systemd-units: README.md's 'Using it with systemd' runs as written and relays" {
+	port_is_free 2222 && port_is_free 9000 || skip "port 2222 or 9000 is in use on this host"
+	local recipe
+	recipe=$(readme_recipe "Using it with systemd")
+	echo "$recipe"
+	[ -n "$recipe" ]
+	reset_units
+	# A host where tcpmap was never installed: no config yet.
+	sb rm -f "$CONF"
+	start_echo 127.0.0.1 9000 "$BATS_FILE_TMPDIR/echo9000.log" >"$BATS_FILE_TMPDIR/echo9000.pid"
+	# $EDITOR: the operator reads the file and changes nothing.
+	run sb env EDITOR=true sh -exc "cd '$ROOT'; $recipe"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	relay_roundtrip 2222 5000
+	run wait_close_event 'tcpmap@*' 5000
+	echo "$output"
+	[ "$status" -eq 0 ]
+	reset_units
+	wait_port_free 2222
+	kill "$(cat "$BATS_FILE_TMPDIR/echo9000.pid")"
+	rm "$BATS_FILE_TMPDIR/echo9000.pid"
+}
+
+@test "systemd-units: tcpmap-units(7)'s IPv6 instance recipe runs as written and relays over ::1" {
+	port_is_free 2222 || skip "port 2222 is in use on this host"
+	local recipe
+	recipe=$(man_recipe tcpmap-units.7 ipv6-instance)
+	echo "$recipe"
+	[ -n "$recipe" ]
+	reset_units
+	wait_port_free 2222
+	write_conf 2222
+	run sb sh -exc "$recipe"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	roundtrip_to ::1 2222 4000
+	run relay_roundtrip 2222 10
+	[ "$status" -ne 0 ]
 	reset_units
 }
