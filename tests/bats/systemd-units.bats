@@ -106,13 +106,18 @@ teardown_file() {
 }
 
 @test "systemd-units: the installed example config, uncommented as its header says, passes tcpmapctl check" {
-	run sb cat "$CONF"
-	echo "$output"
+	local installed
+	installed=$(sb cat "$CONF")
+	echo "$installed"
 	# Nothing is configured until the operator uncomments it.
-	[ -z "$(grep -v '^#' <<<"$output" | grep -v '^[[:space:]]*$')" ]
+	[ -z "$(grep -v '^#' <<<"$installed" | grep -v '^[[:space:]]*$')" ]
+	# Taking "# " off the start of every line leaves valid YAML: the prose stays commented.
+	run sb sh -c "sed 's/^# //' $CONF >/tmp/uncommented.yaml && tcpmapctl check /tmp/uncommented.yaml"
+	echo "$output"
+	[ "$status" -eq 0 ]
 	# The header names the command that uncomments it; run exactly that.
 	local cmd
-	cmd=$(sed -n 's/^## Uncomment it: *//p' <<<"$output")
+	cmd=$(sed -n 's/^## Uncomment it: *//p' <<<"$installed")
 	echo "uncomment command: '$cmd'"
 	[ -n "$cmd" ]
 	sb sh -c "$cmd"
@@ -235,12 +240,12 @@ teardown_file() {
 }
 
 @test "systemd-units: README.md's 'Using it with systemd' runs as written and relays" {
-	port_is_free 2222 && port_is_free 9000 || skip "port 2222 or 9000 is in use on this host"
+	reset_units
+	wait_port_free 2222 && port_is_free 9000 || skip "port 2222 or 9000 is in use on this host"
 	local recipe
 	recipe=$(readme_recipe "Using it with systemd")
 	echo "$recipe"
 	[ -n "$recipe" ]
-	reset_units
 	# A host where tcpmap was never installed: no config yet.
 	sb rm -f "$CONF"
 	start_echo 127.0.0.1 9000 "$BATS_FILE_TMPDIR/echo9000.log" >"$BATS_FILE_TMPDIR/echo9000.pid"
@@ -259,13 +264,12 @@ teardown_file() {
 }
 
 @test "systemd-units: tcpmap-units(7)'s IPv6 instance recipe runs as written and relays over ::1" {
-	port_is_free 2222 || skip "port 2222 is in use on this host"
+	reset_units
+	wait_port_free 2222 || skip "port 2222 is in use on this host"
 	local recipe
 	recipe=$(man_recipe tcpmap-units.7 ipv6-instance)
 	echo "$recipe"
 	[ -n "$recipe" ]
-	reset_units
-	wait_port_free 2222
 	write_conf 2222
 	run sb sh -exc "$recipe"
 	echo "$output"
