@@ -154,8 +154,15 @@ install: all
 		"$$u" > $(DESTDIR)$(UNITDIR)/$$(basename $$u); chmod 0644 $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
 	for m in man/*.[1-8]; do [ -e "$$m" ] || continue; s=$${m##*.}; \
 		install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
-	[ -e $(DESTDIR)$(SYSCONFDIR)/tcpmap/tcpmap.yaml ] || \
-		sed -e 's/^\([^#]\)/# \1/' conf/tcpmap.yaml > $(DESTDIR)$(SYSCONFDIR)/tcpmap/tcpmap.yaml
+	# The example config, inert until uncommented: its YAML behind "# ", its prose behind "## ",
+	# so removing "# " from the start of every line gives valid YAML with the prose kept.
+	[ -e $(DESTDIR)$(SYSCONFDIR)/tcpmap/tcpmap.yaml ] || { \
+		printf '%s\n' "## $(SYSCONFDIR)/tcpmap/tcpmap.yaml: the example that \`make install\` wrote. Every YAML" \
+		"## line is commented out with \"# \", so it configures nothing; prose starts with \"## \"." \
+		"## Uncomment it: sed -i 's/^# //' $(SYSCONFDIR)/tcpmap/tcpmap.yaml" \
+		"## then start an echo upstream on 127.0.0.1:9000, or point service: elsewhere." "##"; \
+		sed -e 's/^#/##/' -e 's/^\([^#]\)/# \1/' conf/tcpmap.yaml; \
+	} > $(DESTDIR)$(SYSCONFDIR)/tcpmap/tcpmap.yaml
 
 # The Debian package, built with debhelper from a copy of the tree (dpkg-buildpackage writes
 # beside the source), into $(BUILD)/deb/; lintian must find no error in it.

@@ -160,3 +160,26 @@ sd_stop() {
 	[ -n "${SB_STATE:-}" ] && "$SANDBOX" stop "$SB_STATE"
 	return 0
 }
+
+# ---- the documented recipes, as the docs write them ----------------------------------------
+
+# readme_recipe HEADING: the first indented code block under "## HEADING" in README.md.
+readme_recipe() {
+	awk -v h="## $1" '
+		$0 == h { inside = 1; next }
+		inside && /^## / { exit }
+		inside && /^    / { sub(/^    /, ""); print; seen = 1; next }
+		inside && seen && !/^$/ { exit }
+	' "$ROOT/README.md"
+}
+
+# man_recipe PAGE NAME: the .EX block after the line `.\" recipe: NAME` in man/PAGE, with the
+# roff escapes the pages use turned back into what a reader types.
+man_recipe() {
+	awk -v tag="recipe: $2" '
+		index($0, ".\\\" " tag) == 1 { found = 1; next }
+		found && $0 == ".EX" { inside = 1; next }
+		inside && $0 == ".EE" { exit }
+		inside { print }
+	' "$ROOT/man/$1" | sed -e 's/\\-/-/g' -e "s/\\\\(aq/'/g" -e 's/\\(dq/"/g' -e 's/\\e/\\/g'
+}

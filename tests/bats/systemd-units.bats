@@ -1,0 +1,281 @@
+#!/usr/bin/env bats
+# systemd-units.bats — the units' life cycle as an operator drives it, in the private systemd of
+# tests/lib/sandbox.sh: enabling and disabling single ports against a simulated boot, IPv6
+# instance names, the per-connection model with a broken config, the example config that
+# `make install` writes, and the recipes of README.md and tcpmap-units(7) run as written.
+#
+# It never boots systemd any other way than through tests/lib/sandbox.sh, and teardown_file
+# always powers the sandbox off. Every process it starts on the host is stopped by its PID.
+# The sandbox shares the host's network namespace: clients and upstreams are on loopback.
+
+load ../lib/systemd
+
+SD_PORT_MIN=39000
+SD_PORT_SPAN=3000
+CONF=/etc/tcpmap/tcpmap.yaml
+
+# An echo server on HOST:PORT, outside the sandbox; it gives up by itself after 10 minutes.
+# Prints its PID.
+start_echo() { # HOST PORT LOG
+	python3 - "$1" "$2" 3>&- >"$3" 2>&1 <<'EOF' &
+import socket, sys, threading, time
+srv = socket.create_server((sys.argv[1], int(sys.argv[2])), backlog=128)
+def echo(c):
+    with c:
+        c.settimeout(30)
+        while True:
+            b = c.recv(65536)
+            if not b:
+                break
+            c.sendall(b)
+        c.shutdown(socket.SHUT_WR)
+srv.settimeout(1)
+deadline = time.monotonic() + 600
+while time.monotonic() < deadline:
+    try:
+        c, _ = srv.accept()
+    except socket.timeout:
+        continue
+    threading.Thread(target=echo, args=(c,), daemon=True).start()
+EOF
+	local pid=$!
+	for _ in $(seq 50); do [ -n "$(ss -Hltn "sport = :$2")" ] && break; sleep 0.1; done
+	echo "$pid"
+}
+
+# Like relay_roundtrip, to any loopback address: HOST PORT BYTES.
+roundtrip_to() {
+	python3 - "$@" <<'EOF'
+import socket, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+data = bytes((i * 7 + 3) % 251 for i in range(n))
+s = socket.create_connection((host, port), timeout=10)
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+got, deadline = bytearray(), time.monotonic() + 20
+while time.monotonic() < deadline:
+    b = s.recv(65536)
+    if not b:
+        break
+    got += b
+s.close()
+if bytes(got) != data:
+    sys.exit(f"sent {n} bytes to [{host}]:{port}, got {len(got)} back")
+EOF
+}
+
+# Write the sandbox's config: one plain mapping to the echo upstream per PORT.
+write_conf() { # PORT...
+	local p
+	for p in "$@"; do
+		printf -- '---\napiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata:\n  name: m%s\nspec:\n  port: %s\n  service: 127.0.0.1:%s\n' "$p" "$p" "$UP"
+	done | sb sh -c "umask 022; mkdir -p /etc/tcpmap; cat >$CONF"
+}
+
+# A clean slate for the next test: disable every tcpmap unit that has a link (list-unit-files
+# names templates, not their enabled instances), then stop them all.
+reset_units() {
+	local u
+	for u in $(sb sh -c 'ls /etc/systemd/system/*.wants/ 2>/dev/null' | grep '^tcpmap' | sort -u); do
+		sb systemctl disable --quiet "$u" || true
+	done
+	sb systemctl stop 'tcpmap*' || true
+	sb systemctl reset-failed 'tcpmap*' || true
+}
+
+setup_file() {
+	sd_require || return 0
+	sd_choose_build
+	export UP
+	UP=$(pick_port)
+	start_echo 127.0.0.1 "$UP" "$BATS_FILE_TMPDIR/upstream.log" >"$BATS_FILE_TMPDIR/upstream.pid"
+	sd_start
+	# No config before the install: `make install` writes its commented-out example.
+	sd_install
+}
+
+setup() { sd_skip_unavailable; }
+
+teardown_file() {
+	sd_stop
+	local f
+	for f in "$BATS_FILE_TMPDIR"/*.pid; do
+		[ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null
+	done
+	return 0
+}
+
+@test "systemd-units: the installed example config, uncommented as its header says, passes tcpmapctl check" {
+	local installed
+	installed=$(sb cat "$CONF")
+	echo "$installed"
+	# Nothing is configured until the operator uncomments it.
+	[ -z "$(grep -v '^#' <<<"$installed" | grep -v '^[[:space:]]*$')" ]
+	# Taking "# " off the start of every line leaves valid YAML: the prose stays commented.
+	run sb sh -c "sed 's/^# //' $CONF >/tmp/uncommented.yaml && tcpmapctl check /tmp/uncommented.yaml"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# The header names the command that uncomments it; run exactly that.
+	local cmd
+	cmd=$(sed -n 's/^## Uncomment it: *//p' <<<"$installed")
+	echo "uncomment command: '$cmd'"
+	[ -n "$cmd" ]
+	sb sh -c "$cmd"
+	run sb cat "$CONF"
+	echo "$output"
+	run sb tcpmapctl check
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run sb tcpmapctl show
+	echo "$output"
+	[[ "$output" == *2222* ]]
+}
+
+@test "systemd-units: enable --now of one socket brings tcpmap.target up too" {
+	local a
+	a=$(pick_port)
+	write_conf "$a"
+	sb systemctl enable --now "tcpmap@$a.socket"
+	[ "$(sb systemctl is-active "tcpmap@$a.socket")" = active ]
+	[ "$(sb systemctl is-active tcpmap.target)" = active ]
+	relay_roundtrip "$a" 1000
+	reset_units
+}
+
+@test "systemd-units: starting one socket does not start a sibling that was stopped" {
+	local a b
+	a=$(pick_port) && b=$(pick_port "$a")
+	write_conf "$a" "$b"
+	sb systemctl enable --now "tcpmap@$a.socket" "tcpmap@$b.socket"
+	sb systemctl stop "tcpmap@$a.socket" "tcpmap@$b.socket"
+	sb systemctl start "tcpmap@$a.socket"
+	[ "$(sb systemctl is-active "tcpmap@$a.socket")" = active ]
+	[ "$(sb systemctl is-active "tcpmap@$b.socket")" != active ]
+	reset_units
+}
+
+@test "systemd-units: disable --now of one port leaves every other enabled port in the boot" {
+	local a b i
+	a=$(pick_port) && b=$(pick_port "$a") && i=$(pick_port "$a" "$b")
+	write_conf "$a" "$b" "$i"
+	sb systemctl enable --now "tcpmap@$a.socket" "tcpmap@$b.socket" "tcpmap-inetd@$i.socket"
+	sb systemctl disable --now "tcpmap@$b.socket"
+	wait_port_free "$b"
+	[ "$(sb systemctl is-enabled "tcpmap@$a.socket")" = enabled ]
+	[ "$(sb systemctl is-enabled "tcpmap-inetd@$i.socket")" = enabled ]
+	# A simulated boot: every unit file re-read, every tcpmap unit down, then sockets.target
+	# started again the way the boot starts it, pulling in what is enabled.
+	sb systemctl daemon-reload
+	sb systemctl stop 'tcpmap*'
+	wait_port_free "$a"
+	wait_port_free "$i"
+	sb systemctl start sockets.target
+	sb systemctl list-units --no-pager --all 'tcpmap*'
+	[ "$(sb systemctl is-active "tcpmap@$a.socket")" = active ]
+	[ "$(sb systemctl is-active "tcpmap-inetd@$i.socket")" = active ]
+	[ "$(sb systemctl is-active "tcpmap@$b.socket")" != active ]
+	relay_roundtrip "$a" 2000
+	relay_roundtrip "$i" 2001
+	port_is_free "$b"
+	reset_units
+}
+
+@test "systemd-units: an IPv6 instance named with systemd-escape listens and relays, in both models" {
+	local a i u
+	a=$(pick_port) && i=$(pick_port "$a")
+	write_conf "$a" "$i"
+	local t p
+	for t in "tcpmap@.socket $a" "tcpmap-inetd@.socket $i"; do
+		p=${t#* }
+		u=$(sb systemd-escape --template "${t% *}" "[::1]:$p")
+		echo "enabling $u"
+		run sb systemctl enable --now "$u"
+		echo "$output"
+		[ "$status" -eq 0 ]
+		[ "$(sb systemctl is-active "$u")" = active ]
+		run sb systemctl show -p Listen --value "$u"
+		echo "$output"
+		[ "$output" = "[::1]:$p (Stream)" ]
+	done
+	roundtrip_to ::1 "$a" 3000
+	roundtrip_to ::1 "$i" 3001
+	# Only the IPv6 loopback: 127.0.0.1 on the same ports is refused.
+	run relay_roundtrip "$a" 10
+	[ "$status" -ne 0 ]
+	reset_units
+}
+
+@test "systemd-units: a per-connection socket with a broken config leaves no failed units behind" {
+	local i n
+	i=$(pick_port)
+	write_conf "$i"
+	sb systemctl enable --now "tcpmap-inetd@$i.socket"
+	relay_roundtrip "$i" 100
+	# Broken YAML: every connection's process refuses the config and exits non-zero.
+	sb sh -c "printf 'kind: TCPMapping\nspec: [\n' >$CONF"
+	for n in 1 2 3 4 5; do
+		run relay_roundtrip "$i" 10
+		[ "$status" -ne 0 ]
+	done
+	# The failures are logged...
+	for _ in $(seq 50); do
+		n=$(sb journalctl --no-pager -q -u 'tcpmap-inetd@*' -p err -o cat | wc -l)
+		[ "$n" -ge 5 ] && break
+		sleep 0.1
+	done
+	[ "$n" -ge 5 ]
+	# ...and the units are collected, not piled up in systemctl --failed.
+	for _ in $(seq 50); do
+		n=$(sb systemctl list-units --failed --no-legend --plain 'tcpmap-inetd@*' | wc -l)
+		[ "$n" -eq 0 ] && break
+		sleep 0.1
+	done
+	sb systemctl list-units --failed --no-pager 'tcpmap-inetd@*'
+	[ "$n" -eq 0 ]
+	# The socket keeps listening, and the next connection works once the config is fixed.
+	[ "$(sb systemctl is-active "tcpmap-inetd@$i.socket")" = active ]
+	write_conf "$i"
+	relay_roundtrip "$i" 100
+	reset_units
+}
+
+@test "systemd-units: README.md's 'Using it with systemd' runs as written and relays" {
+	reset_units
+	wait_port_free 2222 && port_is_free 9000 || skip "port 2222 or 9000 is in use on this host"
+	local recipe
+	recipe=$(readme_recipe "Using it with systemd")
+	echo "$recipe"
+	[ -n "$recipe" ]
+	# A host where tcpmap was never installed: no config yet.
+	sb rm -f "$CONF"
+	start_echo 127.0.0.1 9000 "$BATS_FILE_TMPDIR/echo9000.log" >"$BATS_FILE_TMPDIR/echo9000.pid"
+	# $EDITOR: the operator reads the file and changes nothing.
+	run sb env EDITOR=true sh -exc "cd '$ROOT'; $recipe"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	relay_roundtrip 2222 5000
+	run wait_close_event 'tcpmap@*' 5000
+	echo "$output"
+	[ "$status" -eq 0 ]
+	reset_units
+	wait_port_free 2222
+	kill "$(cat "$BATS_FILE_TMPDIR/echo9000.pid")"
+	rm "$BATS_FILE_TMPDIR/echo9000.pid"
+}
+
+@test "systemd-units: tcpmap-units(7)'s IPv6 instance recipe runs as written and relays over ::1" {
+	reset_units
+	wait_port_free 2222 || skip "port 2222 is in use on this host"
+	local recipe
+	recipe=$(man_recipe tcpmap-units.7 ipv6-instance)
+	echo "$recipe"
+	[ -n "$recipe" ]
+	write_conf 2222
+	run sb sh -exc "$recipe"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	roundtrip_to ::1 2222 4000
+	run relay_roundtrip 2222 10
+	[ "$status" -ne 0 ]
+	reset_units
+}
