@@ -1,11 +1,14 @@
 /* tcpmap-generator — a systemd generator (systemd.generator(7)): at boot and at every
  * `systemctl daemon-reload`, the socket units for every listener of the tcpmap config, so the
- * YAML alone decides what listens. Wiring only: the plan is lib/unitgen.c.
+ * YAML alone decides what listens, once tcpmap.target is enabled. Wiring only: the plan is
+ * lib/unitgen.c.
  *
  * It is on the boot path, so it reads only the config (no TLS secrets, no network, no
  * breaker table), never fails the boot (a broken config generates nothing, says why on
  * stderr, which systemd passes to the journal, and exits 0), and writes only into the
  * directory systemd hands it. */
+#include <glob.h>
+
 #include "config.h"
 #include "unitgen.h"
 #include "util.h"
@@ -13,6 +16,26 @@
 #ifndef TCPMAP_UNITDIR
 #define TCPMAP_UNITDIR "/lib/systemd/system"
 #endif
+
+/* The config decides what listens only where the administrator asked for that by enabling
+ * tcpmap.target (`tcpmapctl apply` does; so does `systemctl enable --now tcpmap.target`).
+ * Hosts that enable socket instances one by one keep exactly the sockets they enabled: a
+ * generated tcpmap@127.0.0.1:P.socket beside their tcpmap@P.socket would fight it for the
+ * port. */
+static bool target_enabled(void) {
+	static const char *const patterns[] = {
+	        TCPMAP_SYSCONFDIR "/systemd/system/*.wants/" UNITGEN_TARGET,
+	        "/run/systemd/system/*.wants/" UNITGEN_TARGET,
+	};
+	for (size_t i = 0; i < ELEMENTSOF(patterns); i++) {
+		glob_t g;
+		int r = glob(patterns[i], GLOB_NOSORT, NULL, &g);
+		globfree(&g);
+		if (r == 0)
+			return true;
+	}
+	return false;
+}
 
 int main(int argc, char **argv) {
 	/* A test, or a curious operator, may point it at another config; systemd never sets it. */
@@ -27,6 +50,9 @@ int main(int argc, char **argv) {
 		fprintf(stderr, "usage: %s NORMAL_DIR [EARLY_DIR LATE_DIR]\n", argv[0]);
 		return 1;
 	}
+	const char *force = getenv("TCPMAP_GENERATOR_FORCE");
+	if (!(force && streq(force, "1")) && !target_enabled())
+		return 0;
 	if (access(paths[0], F_OK) < 0)
 		return 0; /* not configured: nothing to listen on */
 	int r = config_load(paths, 1, opts.ambassador_id ? &opts : NULL, &c, &diags);

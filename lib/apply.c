@@ -94,17 +94,18 @@ int apply_config(const struct apply_options *o, FILE *out) {
 	r = list_generated(dir, &before, &n_before);
 	if (r < 0)
 		return r;
+	/* first: the generator writes units only for an enabled target (tcpmap-generator(8)) */
+	if (o->enable) {
+		r = systemctl(out, (const char *[]){"enable", "--quiet", UNITGEN_TARGET, NULL});
+		if (r < 0)
+			return r;
+	}
 	r = systemctl(out, (const char *[]){"daemon-reload", NULL});
 	if (r < 0)
 		return r;
 	r = list_generated(dir, &after, &n_after);
 	if (r < 0)
 		return r;
-	if (o->enable) {
-		r = systemctl(out, (const char *[]){"enable", "--quiet", UNITGEN_TARGET, NULL});
-		if (r < 0)
-			failed = r;
-	}
 	/* Starting the target starts every socket it wants that is not listening yet; those that
 	 * are listening are left alone, with their connections. */
 	r = systemctl(out, (const char *[]){"start", UNITGEN_TARGET, NULL});

@@ -1,6 +1,7 @@
 /* apply.h — `tcpmapctl apply`: bring what listens into line with the config, through systemd.
  *
- * The config has been checked by the caller. This reruns the generator (daemon-reload), starts
+ * The config has been checked by the caller. This enables tcpmap.target (the generator's
+ * switch), reruns the generator (daemon-reload), starts
  * tcpmap.target (so the sockets of new listeners listen), stops the sockets and services of
  * listeners that are gone, and reloads the running services, whose connections stay: a
  * reload re-reads the config without closing anything. It talks to systemd by running
