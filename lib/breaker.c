@@ -4,14 +4,13 @@
  * state of each mapping group, so weights and limits hold across processes.
  *
  * It must never trust a file it has not validated, hold a lock for longer than a few stores,
- * allocate per connection, or log above debug level: callers log the decisions. */
+ * allocate per connection, or log above debug level: callers log the decisions. Whether a
+ * slot's owner still lives is asked of proclive.c; this file never reads /proc itself. */
 #include "breaker.h"
 
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -19,6 +18,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "proclive.h"
 #include "route.h"
 #include "util.h"
 
@@ -172,132 +172,6 @@ static uint64_t hash64_update(uint64_t h, const void *p, size_t len) {
 	return h;
 }
 
-/* ---- processes: who owns a slot, and is it still them ---- */
-
-/* State (field 3) and start time (field 22) of /proc/PID/stat. The command name (field 2)
- * may hold spaces and parentheses, so fields are counted from its last ')'. */
-static int proc_stat_read(pid_t pid, char *ret_state, uint64_t *ret_starttime) {
-	char path[64], buf[1024];
-	_cleanup_close_ int fd = -EBADF;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-
-	char *p = strrchr(buf, ')');
-	if (!p || p[1] != ' ')
-		return -EIO;
-	p += 2;
-	char state = *p;
-	for (int field = 3; field < 22; field++) {
-		p = strchr(p, ' ');
-		if (!p)
-			return -EIO;
-		p++;
-	}
-	char *end;
-	errno = 0;
-	unsigned long long st = strtoull(p, &end, 10);
-	if (errno || end == p)
-		return -EIO;
-	*ret_state = state;
-	*ret_starttime = st;
-	return 0;
-}
-
-/* Our pid and start time, read once per process: glibc does not cache getpid(), and every
- * admit and release asks. A child of fork() starts over (the atfork handler), so a forked
- * process never records its parent's identity. */
-static _Atomic pid_t self_pid; /* 0: not known yet */
-static _Atomic uint64_t self_starttime;
-static pthread_once_t self_once = PTHREAD_ONCE_INIT;
-
-static void self_forget(void) { atomic_store(&self_pid, 0); }
-static void self_watch_forks(void) { (void)pthread_atfork(NULL, NULL, self_forget); }
-
-static pid_t self_identity(uint64_t *ret_starttime) {
-	(void)pthread_once(&self_once, self_watch_forks);
-	pid_t pid = atomic_load(&self_pid);
-	if (pid == 0) {
-		/* threads racing here compute the same values */
-		char state;
-		uint64_t st = 0;
-		pid = getpid();
-		if (proc_stat_read(pid, &state, &st) < 0)
-			st = 0; /* no /proc: stale detection falls back to pid liveness */
-		atomic_store(&self_starttime, st);
-		atomic_store(&self_pid, pid);
-	}
-	*ret_starttime = atomic_load(&self_starttime);
-	return pid;
-}
-
-struct owner_probe {
-	pid_t pid;
-	bool gone;
-	uint64_t starttime; /* 0 = unknown */
-};
-
-static struct owner_probe owner_probe(pid_t pid) {
-	struct owner_probe p = {.pid = pid};
-	char state;
-
-	if (pid <= 0) {
-		p.gone = true;
-		return p;
-	}
-	/* kill() sees processes that hidepid=/ProtectProc= hide from /proc; EPERM means alive. */
-	if (kill(pid, 0) < 0 && errno == ESRCH) {
-		p.gone = true;
-		return p;
-	}
-	int r = proc_stat_read(pid, &state, &p.starttime);
-	if (r < 0)
-		/* kill() said it lives; /proc hiding it (ProtectProc=invisible in another
-		 * instance's unit) only means its start time is unknown, not that it is gone */
-		p.starttime = 0;
-	else if (state == 'Z' || state == 'X') /* killed but not yet waited for */
-		p.gone = true;
-	return p;
-}
-
-static bool probe_says_stale(const struct owner_probe *p, uint64_t recorded_starttime) {
-	if (p->gone)
-		return true;
-	/* A live process with another start time reused the pid. Unknown on either side
-	 * (slot still being claimed, or /proc unreadable) means we cannot tell: keep it. */
-	return recorded_starttime != 0 && p->starttime != 0 && p->starttime != recorded_starttime;
-}
-
-/* Probes are cached for one scan, so a pass over thousands of slots owned by a few
- * processes costs a few /proc reads. */
-#define PROBE_CACHE_SIZE 256u
-struct probe_cache {
-	struct owner_probe items[PROBE_CACHE_SIZE];
-};
-
-static bool owner_is_stale(struct probe_cache *cache, pid_t pid, uint64_t recorded_starttime) {
-	uint64_t self_st;
-	pid_t self = self_identity(&self_st);
-
-	if (pid == self)
-		return recorded_starttime != 0 && self_st != 0 && recorded_starttime != self_st;
-	if (!cache) {
-		struct owner_probe p = owner_probe(pid);
-		return probe_says_stale(&p, recorded_starttime);
-	}
-	struct owner_probe *c = &cache->items[(uint32_t)pid % PROBE_CACHE_SIZE];
-	if (c->pid != pid)
-		*c = owner_probe(pid);
-	return probe_says_stale(c, recorded_starttime);
-}
-
 /* ---- keys: find-or-create in an open-addressed array, lock-free ---- */
 
 static int mutex_init_robust(pthread_mutex_t *m) {
@@ -330,7 +204,7 @@ static int key_wait_ready(struct table_key *k) {
 		if (s != KEY_CLAIMING)
 			return (int)s;
 		pid_t claimer = (pid_t)LOAD_RELAXED(&k->claimer_pid);
-		if (claimer > 0 && owner_is_stale(NULL, claimer, 0))
+		if (claimer > 0 && proclive_owner_is_stale(NULL, claimer, 0))
 			return KEY_FREE;
 		if (now_usec() > deadline)
 			return -EAGAIN;
@@ -362,7 +236,7 @@ static int key_find_or_create(void *base, size_t stride, uint32_t n, size_t lock
 			if (!CAS(&k->state, &expected, KEY_CLAIMING))
 				continue; /* someone else claimed it: look at it again */
 			uint64_t st;
-			STORE(&k->claimer_pid, (uint32_t)self_identity(&st));
+			STORE(&k->claimer_pid, (uint32_t)proclive_self(&st));
 			memcpy(k->name, name, len);
 			k->name[len] = '\0';
 			k->len = (uint32_t)len;
@@ -641,7 +515,7 @@ static __thread bool slot_hint_set;
  * steady state the next slot is usually free and the search is a handful of loads. */
 static int slot_claim(struct breaker_table *t, uint32_t entry, uint32_t *ret) {
 	uint64_t st;
-	pid_t pid = self_identity(&st);
+	pid_t pid = proclive_self(&st);
 
 	if (!slot_hint_set) {
 		pid_t tid = gettid();
@@ -695,7 +569,7 @@ static int slot_reclaim(struct breaker_table *t, uint32_t idx, uint64_t w) {
 		return r;
 	bool reclaimed = false;
 	if (LOAD(&t->slots[idx].word) == w &&
-	    owner_is_stale(NULL, slot_word_pid(w), LOAD(&t->slots[idx].owner_starttime))) {
+	    proclive_owner_is_stale(NULL, slot_word_pid(w), LOAD(&t->slots[idx].owner_starttime))) {
 		slot_free_locked(t, idx, w);
 		reclaimed = true;
 	}
@@ -708,7 +582,7 @@ static int slot_reclaim(struct breaker_table *t, uint32_t idx, uint64_t w) {
 
 /* Reclaim stale slots: of one entry, or of all with `only_entry` UINT32_MAX. */
 static int reclaim_stale(struct breaker_table *t, uint32_t only_entry) {
-	struct probe_cache cache_storage = {}, *cache = &cache_storage;
+	struct proclive_cache cache_storage = {}, *cache = &cache_storage;
 	int n = 0;
 
 	for (uint32_t i = 0; i < BREAKER_N_SLOTS; i++) {
@@ -717,7 +591,8 @@ static int reclaim_stale(struct breaker_table *t, uint32_t only_entry) {
 			continue;
 		if (only_entry != UINT32_MAX && slot_word_entry(w) != only_entry)
 			continue;
-		if (!owner_is_stale(cache, slot_word_pid(w), LOAD(&t->slots[i].owner_starttime)))
+		if (!proclive_owner_is_stale(cache, slot_word_pid(w),
+		                             LOAD(&t->slots[i].owner_starttime)))
 			continue;
 		int r = slot_reclaim(t, i, w);
 		if (r < 0)
@@ -803,7 +678,7 @@ static struct breaker_slot *slot_owned(struct breaker_table *t, breaker_slot_t s
 	uint64_t w = LOAD(&s->word);
 	enum slot_state state = slot_word_state(w);
 	if ((state != SLOT_PENDING && state != SLOT_ACTIVE) ||
-	    slot_word_pid(w) != self_identity(&st) || !entry_get(t, slot_word_entry(w)))
+	    slot_word_pid(w) != proclive_self(&st) || !entry_get(t, slot_word_entry(w)))
 		return NULL;
 	*ret_word = w;
 	return s;
@@ -862,7 +737,7 @@ void breaker_table_release(struct breaker_table *t, breaker_slot_t slot, uint64_
 
 int breaker_table_adopt(struct breaker_table *t, breaker_slot_t slot) {
 	uint64_t st;
-	pid_t self = self_identity(&st);
+	pid_t self = proclive_self(&st);
 
 	if (!t || slot == 0 || slot > BREAKER_N_SLOTS)
 		return -EINVAL;
