@@ -26,14 +26,13 @@
  * backs pages that were touched), and resizing a mapping that other processes hold would
  * need a remap protocol for no practical gain. A full array gives -ENOSPC. */
 #define BREAKER_MAGIC "TCPMAPBT"
-#define BREAKER_VERSION 1u
 #define BREAKER_FILE_NAME "breakers"
 #define BREAKER_HEADER_SIZE 4096u
 #define BREAKER_N_ENTRIES 1024u
 #define BREAKER_N_GROUPS 1024u
 #define BREAKER_N_SLOTS 65536u
 #define BREAKER_KEY_MAX 512u         /* bytes including the NUL */
-#define BREAKER_MAPPING_NAME_MAX 64u /* for status only; longer names are truncated */
+#define BREAKER_MAPPING_NAME_MAX 64u /* for reports only; longer names are truncated */
 
 /* Overflowing admits scan every slot for dead owners; at most this often per entry, so an
  * overload does not turn into a slot-scanning storm. The 1 s reaper covers the rest. */
@@ -273,7 +272,7 @@ static int key_find_or_create(void *base, size_t stride, uint32_t n, size_t lock
 
 static void header_expected(struct breaker_header *h) {
 	*h = (struct breaker_header){
-	        .version = BREAKER_VERSION,
+	        .version = BREAKER_TABLE_VERSION,
 	        .header_size = BREAKER_HEADER_SIZE,
 	        .entry_size = sizeof(struct breaker_entry),
 	        .n_entries = BREAKER_N_ENTRIES,
@@ -406,6 +405,23 @@ int breaker_table_open(const char *runtime_dir, struct breaker_table **ret) {
 		return 0;
 	}
 	return -EAGAIN;
+}
+
+int breaker_table_open_readonly(const char *runtime_dir, struct breaker_table **ret) {
+	_cleanup_free_ char *path = NULL;
+
+	if (!runtime_dir || !ret)
+		return -EINVAL;
+	if (asprintf(&path, "%s/%s", runtime_dir, BREAKER_FILE_NAME) < 0)
+		return -ENOMEM;
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int r = table_map(fd, false, ret);
+	if (r < 0)
+		return r;
+	TAKE_FD(fd);
+	return 0;
 }
 
 struct breaker_table *breaker_table_close(struct breaker_table *t) {
@@ -870,241 +886,47 @@ int breaker_table_pick(struct breaker_table *t, const struct mapping_group *g,
 	return r;
 }
 
-/* ---- status ---- */
+/* ---- reading for reports ---- */
 
-static void json_string(FILE *out, const char *s, size_t len) {
-	const uint8_t *p = (const uint8_t *)s;
-
-	fputc('"', out);
-	for (size_t i = 0; i < len;) {
-		uint8_t c = p[i];
-		if (c == '"' || c == '\\') {
-			fprintf(out, "\\%c", c);
-			i++;
-		} else if (c < 0x20 || c == 0x7f) {
-			fprintf(out, "\\u%04x", c);
-			i++;
-		} else if (c < 0x80) {
-			fputc(c, out);
-			i++;
-		} else {
-			/* Pass well-formed UTF-8 through; anything else would make invalid JSON. */
-			size_t n = c >= 0xf0 && c <= 0xf4  ? 4
-			           : c >= 0xe0 && c < 0xf0 ? 3
-			           : c >= 0xc2 && c < 0xe0 ? 2
-			                                   : 0;
-			bool ok = n > 0 && i + n <= len;
-			for (size_t k = 1; ok && k < n; k++)
-				ok = (p[i + k] & 0xc0) == 0x80;
-			/* no overlong forms, surrogates, or code points past U+10FFFF */
-			if (ok &&
-			    ((c == 0xe0 && p[i + 1] < 0xa0) || (c == 0xed && p[i + 1] >= 0xa0) ||
-			     (c == 0xf0 && p[i + 1] < 0x90) || (c == 0xf4 && p[i + 1] >= 0x90)))
-				ok = false;
-			if (ok) {
-				fwrite(p + i, 1, n, out);
-				i += n;
-			} else {
-				fputs("\\ufffd", out);
-				i++;
-			}
-		}
-	}
-	fputc('"', out);
-}
-
-struct entry_row {
-	const char *name;
-	size_t name_len;
-	struct breaker_entry_stats s;
-};
-
-#define N_NUMERIC_COLUMNS 9
-static const char *const entry_columns[1 + N_NUMERIC_COLUMNS] = {
-        "CLUSTER", "ACTIVE",    "PENDING",          "MAX_CONN", "MAX_PENDING",
-        "TOTAL",   "OVERFLOWS", "CONNECT_FAILURES", "BYTES_IN", "BYTES_OUT",
-};
-
-static void entry_row_cells(const struct entry_row *row, char cells[N_NUMERIC_COLUMNS][24]) {
-	const uint64_t v[N_NUMERIC_COLUMNS] = {
-	        row->s.active,
-	        row->s.pending,
-	        row->s.max_connections,
-	        row->s.max_pending_requests,
-	        row->s.total,
-	        row->s.overflows,
-	        row->s.connect_failures,
-	        row->s.bytes_in,
-	        row->s.bytes_out,
-	};
-	for (int c = 0; c < N_NUMERIC_COLUMNS; c++) {
-		if ((c == 2 || c == 3) && v[c] == 0)
-			snprintf(cells[c], 24, "-"); /* no limit */
-		else
-			snprintf(cells[c], 24, "%llu", (unsigned long long)v[c]);
-	}
-}
-
-/* Text output goes to a terminal: control bytes in a name must not move the columns. */
-static void text_cell(FILE *out, const char *s, size_t len, int width) {
-	for (size_t i = 0; i < len; i++)
-		fputc((uint8_t)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i], out);
-	for (int pad = width - (int)len; pad > 0; pad--)
-		fputc(' ', out);
-}
-
+/* A key's name as stored, never past its buffer even in a damaged file. */
 static size_t key_len_clamped(const struct table_key *k) {
 	return strnlen(k->name, MIN((size_t)k->len, (size_t)BREAKER_KEY_MAX - 1));
 }
 
-static void dump_entries(struct breaker_table *t, FILE *out, bool json) {
-	_cleanup_free_ struct entry_row *rows = calloc(BREAKER_N_ENTRIES, sizeof(*rows));
-	size_t n = 0;
-	int width[1 + N_NUMERIC_COLUMNS];
-
-	if (!rows)
-		return;
-	for (uint32_t i = 0; i < BREAKER_N_ENTRIES; i++) {
-		struct breaker_entry *e = &t->entries[i];
+bool breaker_table_next_entry(struct breaker_table *t, uint32_t *pos,
+                              struct breaker_entry_view *ret) {
+	for (; t && *pos < BREAKER_N_ENTRIES; (*pos)++) {
+		struct breaker_entry *e = &t->entries[*pos];
 		if (LOAD(&e->key.state) != KEY_READY)
 			continue;
-		rows[n].name = e->key.name;
-		rows[n].name_len = key_len_clamped(&e->key);
-		breaker_table_entry_stats(t, i, &rows[n].s);
-		n++;
+		ret->cluster = e->key.name;
+		ret->cluster_len = key_len_clamped(&e->key);
+		/* cannot fail: the entry is in range and ready */
+		(void)breaker_table_entry_stats(t, *pos, &ret->stats);
+		(*pos)++;
+		return true;
 	}
-
-	if (json) {
-		fputs("\"clusters\":[", out);
-		for (size_t i = 0; i < n; i++) {
-			const struct breaker_entry_stats *s = &rows[i].s;
-			fputs(i ? ",{\"cluster\":" : "{\"cluster\":", out);
-			json_string(out, rows[i].name, rows[i].name_len);
-			fprintf(out,
-			        ",\"active\":%u,\"pending\":%u,\"max_connections\":%u,"
-			        "\"max_pending_requests\":%u,\"total\":%llu,\"overflows\":%llu,"
-			        "\"connect_failures\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu}",
-			        s->active, s->pending, s->max_connections, s->max_pending_requests,
-			        (unsigned long long)s->total, (unsigned long long)s->overflows,
-			        (unsigned long long)s->connect_failures,
-			        (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out);
-		}
-		fputc(']', out);
-		return;
-	}
-
-	for (int c = 0; c <= N_NUMERIC_COLUMNS; c++)
-		width[c] = (int)strlen(entry_columns[c]);
-	for (size_t i = 0; i < n; i++) {
-		char cells[N_NUMERIC_COLUMNS][24];
-		entry_row_cells(&rows[i], cells);
-		width[0] = MAX(width[0], (int)MIN(rows[i].name_len, 80u));
-		for (int c = 0; c < N_NUMERIC_COLUMNS; c++)
-			width[c + 1] = MAX(width[c + 1], (int)strlen(cells[c]));
-	}
-	fprintf(out, "%-*s", width[0], entry_columns[0]);
-	for (int c = 1; c <= N_NUMERIC_COLUMNS; c++)
-		fprintf(out, "  %*s", width[c], entry_columns[c]);
-	fputc('\n', out);
-	for (size_t i = 0; i < n; i++) {
-		char cells[N_NUMERIC_COLUMNS][24];
-		entry_row_cells(&rows[i], cells);
-		text_cell(out, rows[i].name, rows[i].name_len, width[0]);
-		for (int c = 0; c < N_NUMERIC_COLUMNS; c++)
-			fprintf(out, "  %*s", width[c + 1], cells[c]);
-		fputc('\n', out);
-	}
+	return false;
 }
 
-static void dump_groups(struct breaker_table *t, FILE *out, bool json) {
-	int key_width = (int)strlen("GROUP"), name_width = (int)strlen("MAPPING");
-	bool first = true;
-
-	if (json)
-		fputs("\"groups\":[", out);
-	else {
-		/* first pass: column widths */
-		for (uint32_t i = 0; i < BREAKER_N_GROUPS; i++) {
-			struct breaker_group *grp = &t->groups[i];
-			if (LOAD(&grp->key.state) != KEY_READY)
-				continue;
-			key_width = MAX(key_width, (int)MIN(key_len_clamped(&grp->key), 80u));
-			uint32_t nm = MIN(LOAD(&grp->n_mappings), ROUTE_MAX_GROUP_MAPPINGS);
-			for (uint32_t m = 0; m < nm; m++)
-				name_width =
-				        MAX(name_width, (int)strnlen(grp->mapping_name[m],
-				                                     BREAKER_MAPPING_NAME_MAX - 1));
-		}
-		fprintf(out, "%-*s  %-*s  %6s  %10s\n", key_width, "GROUP", name_width, "MAPPING",
-		        "WEIGHT", "PICKS");
-	}
-
-	for (uint32_t i = 0; i < BREAKER_N_GROUPS; i++) {
-		struct breaker_group *grp = &t->groups[i];
+bool breaker_table_next_group(struct breaker_table *t, uint32_t *pos,
+                              struct breaker_group_view *ret) {
+	for (; t && *pos < BREAKER_N_GROUPS; (*pos)++) {
+		struct breaker_group *grp = &t->groups[*pos];
 		if (LOAD(&grp->key.state) != KEY_READY)
 			continue;
-		size_t key_len = key_len_clamped(&grp->key);
-		uint32_t nm = MIN(LOAD(&grp->n_mappings), ROUTE_MAX_GROUP_MAPPINGS);
-
-		if (json) {
-			fputs(first ? "{\"key\":" : ",{\"key\":", out);
-			json_string(out, grp->key.name, key_len);
-			fputs(",\"mappings\":[", out);
-		} else if (nm == 0) {
-			text_cell(out, grp->key.name, key_len, 0);
-			fputc('\n', out);
+		ret->key = grp->key.name;
+		ret->key_len = key_len_clamped(&grp->key);
+		ret->n_mappings = MIN(LOAD(&grp->n_mappings), ROUTE_MAX_GROUP_MAPPINGS);
+		for (uint32_t m = 0; m < ret->n_mappings; m++) {
+			ret->mappings[m].name = grp->mapping_name[m];
+			ret->mappings[m].name_len =
+			        strnlen(grp->mapping_name[m], BREAKER_MAPPING_NAME_MAX - 1);
+			ret->mappings[m].weight = LOAD_RELAXED(&grp->weight[m]);
+			ret->mappings[m].picks = LOAD_RELAXED(&grp->picks[m]);
 		}
-		first = false;
-		for (uint32_t m = 0; m < nm; m++) {
-			const char *name = grp->mapping_name[m];
-			size_t name_len = strnlen(name, BREAKER_MAPPING_NAME_MAX - 1);
-			int weight = LOAD_RELAXED(&grp->weight[m]);
-			unsigned long long picks = LOAD_RELAXED(&grp->picks[m]);
-			if (json) {
-				fputs(m ? ",{\"name\":" : "{\"name\":", out);
-				json_string(out, name, name_len);
-				fprintf(out, ",\"weight\":%d,\"picks\":%llu}", weight, picks);
-			} else {
-				text_cell(out, grp->key.name, m ? 0 : key_len, key_width);
-				fputs("  ", out);
-				text_cell(out, name, name_len, name_width);
-				fprintf(out, "  %6d  %10llu\n", weight, picks);
-			}
-		}
-		if (json)
-			fputs("]}", out);
+		(*pos)++;
+		return true;
 	}
-	if (json)
-		fputc(']', out);
-}
-
-int breaker_table_dump(const char *runtime_dir, FILE *out, bool json) {
-	_cleanup_free_ char *path = NULL;
-	struct breaker_table *t = NULL;
-
-	if (!runtime_dir || !out)
-		return -EINVAL;
-	if (asprintf(&path, "%s/%s", runtime_dir, BREAKER_FILE_NAME) < 0)
-		return -ENOMEM;
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int r = table_map(fd, false, &t);
-	if (r < 0)
-		return r;
-	TAKE_FD(fd);
-
-	if (json) {
-		fprintf(out, "{\"version\":%u,", BREAKER_VERSION);
-		dump_entries(t, out, true);
-		fputc(',', out);
-		dump_groups(t, out, true);
-		fputs("}\n", out);
-	} else {
-		dump_entries(t, out, false);
-		fputc('\n', out);
-		dump_groups(t, out, false);
-	}
-	breaker_table_close(t);
-	return ferror(out) ? -EIO : 0;
+	return false;
 }
