@@ -1,7 +1,8 @@
 /* breaker.c — the shared breaker table: one file (DIR/breakers) that every tcpmap process on
  * the host maps MAP_SHARED. It holds per-cluster connection counts and limits, one slot per
- * upstream connection (owner pid + start time, so SIGKILL leaks nothing), and the smooth-WRR
- * state of each mapping group, so weights and limits hold across processes.
+ * upstream connection (owner pid + start time, so SIGKILL leaks nothing), and for each
+ * mapping group the state that weights.c picks over, so weights and limits hold across
+ * processes.
  *
  * It must never trust a file it has not validated, hold a lock for longer than a few stores,
  * allocate per connection, or log above debug level: callers log the decisions. Whether a
@@ -21,6 +22,7 @@
 #include "proclive.h"
 #include "route.h"
 #include "util.h"
+#include "weights.h"
 
 /* Layout. Capacity is fixed and generous rather than grown: the file is sparse (tmpfs only
  * backs pages that were touched), and resizing a mapping that other processes hold would
@@ -820,7 +822,7 @@ int breaker_table_count_slots(struct breaker_table *t, uint32_t entry, uint32_t 
 	return 0;
 }
 
-/* ---- WRR groups ---- */
+/* ---- groups: the state weights_pick works over, one per group key ---- */
 
 static uint64_t group_signature(const struct mapping_group *g) {
 	uint64_t h = 14695981039346656037ull;
@@ -879,7 +881,7 @@ int breaker_table_pick(struct breaker_table *t, const struct mapping_group *g,
 		return -r;
 	if (LOAD_RELAXED(&grp->signature) != signature)
 		group_reset_locked(grp, g, signature);
-	r = route_wrr_pick(g, grp->current, eligible);
+	r = weights_pick(g, grp->current, eligible);
 	if (r >= 0 && (size_t)r < ROUTE_MAX_GROUP_MAPPINGS)
 		ADD(&grp->picks[r], 1);
 	pthread_mutex_unlock(&grp->lock);

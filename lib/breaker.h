@@ -58,9 +58,9 @@ void breaker_table_release(struct breaker_table *t, breaker_slot_t slot, uint64_
 /* Re-own a slot under this process (after a hand-over from another process). */
 int breaker_table_adopt(struct breaker_table *t, breaker_slot_t slot);
 
-/* Pick a mapping of `g` by smooth WRR with the state kept in the table under g->key, so the
- * split is exact across processes. `eligible` as in route_wrr_pick. Returns an index or
- * -ENOENT. */
+/* Pick a mapping of `g` with weights_pick (weights.h), over the state kept in the table
+ * under g->key, so the split is exact across processes. `eligible` as in weights_pick.
+ * Returns an index or -ENOENT. */
 int breaker_table_pick(struct breaker_table *t, const struct mapping_group *g,
                        const bool *eligible);
 
