@@ -76,7 +76,7 @@ $(BUILD)/libtcpmap-tls.a: $(TLS_OBJS)
 	$(AR) rcs $@ $^
 
 # The few core functions lib/tls.c calls are exported from tcpmapd for the module.
-TLS_IMPORTS := diag_vadd,route_host_matches,strv_push,strv_free
+TLS_IMPORTS := diag_vadd,netaddr_is_literal,route_host_matches,strv_push,strv_free
 $(BUILD)/tcpmap-tls.so: $(TLS_PIC_OBJS)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(TLS_LIBS) -lpthread
 

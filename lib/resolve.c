@@ -2,12 +2,12 @@
  * It never calls back on a thread other than the queue owner's. */
 #include "resolve.h"
 
-#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
 
+#include "netaddr.h"
 #include "util.h"
 
 /* Same order of magnitude as Envoy's default DNS refresh for STRICT_DNS clusters (5 s). */
@@ -79,19 +79,11 @@ void resolve_filter(struct resolve_result *r, bool enable_ipv4, bool enable_ipv6
 int resolve_numeric(const char *host, uint16_t port, bool enable_ipv4, bool enable_ipv6,
                     struct resolve_result *ret) {
 	struct resolve_result r = {.error = 0};
-	struct sockaddr_in *sin = (struct sockaddr_in *)&r.addrs[0];
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&r.addrs[0];
+	union sockaddr_ip addr;
 
-	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(port);
-		r.lens[0] = sizeof *sin;
-	} else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(port);
-		r.lens[0] = sizeof *sin6;
-	} else
+	if (netaddr_parse_literal(host, port, NULL, &addr, &r.lens[0]) < 0)
 		return -EAGAIN;
+	memcpy(&r.addrs[0], &addr, r.lens[0]);
 	r.n = 1;
 	resolve_filter(&r, enable_ipv4, enable_ipv6);
 	*ret = r;

@@ -7,7 +7,6 @@
  * into our own memory: OpenSSL reads key files itself (SSL_CTX_use_PrivateKey_file). */
 #include "tls.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <strings.h>
@@ -16,10 +15,12 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "netaddr.h"
 #include "route.h"
 #include "util.h"
 
-#define DEFAULT_SECRETS_DIR "/etc/tcpmap/secrets"
+/* The same default as the binaries' --secrets-dir, under the configured sysconfdir. */
+#define DEFAULT_SECRETS_DIR TCPMAP_SYSCONFDIR "/tcpmap/secrets"
 
 /* Where a context's certificate, key and CA come from, after the secret lookup. */
 struct tls_files {
@@ -882,19 +883,13 @@ SSL_CTX *tls_client_ctx(const struct config *c, const struct mapping *m) {
 	return rt->client_by_mapping[m->index];
 }
 
-static bool is_ip_literal(const char *s) {
-	unsigned char buf[sizeof(struct in6_addr)];
-
-	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
 const char *tls_upstream_sni(const struct mapping *m) {
 	if (!m)
 		return NULL;
 	if (m->tls_context && m->tls_context->sni && m->tls_context->sni[0])
 		return m->tls_context->sni;
 	/* RFC 6066: SNI carries host names only, never an address. */
-	if (!m->upstream_host || !m->upstream_host[0] || is_ip_literal(m->upstream_host))
+	if (!m->upstream_host || !m->upstream_host[0] || netaddr_is_literal(m->upstream_host))
 		return NULL;
 	return m->upstream_host;
 }
@@ -916,7 +911,7 @@ int tls_client_prepare(SSL *ssl, const struct mapping *m) {
 	expected = sni ? sni : m->upstream_host;
 	if (!expected || !expected[0])
 		return -EINVAL;
-	if (is_ip_literal(expected)) {
+	if (netaddr_is_literal(expected)) {
 		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), expected) != 1) {
 			ERR_clear_error();
 			return -EINVAL;

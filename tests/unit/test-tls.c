@@ -400,6 +400,20 @@ static void test_example_originate(void **state) {
 	assert_string_equal(tls_upstream_sni(m), "upstream-host");
 }
 
+/* RFC 6066: no SNI to an IP literal, of either family; a name is sent as it is. */
+static void test_upstream_sni_never_an_address(void **state) {
+	(void)state;
+	static const char *const literals[] = {"10.0.0.1", "::1", "2001:db8::7", "::ffff:1.2.3.4"};
+	for (size_t i = 0; i < ELEMENTSOF(literals); i++) {
+		struct mapping m = {.upstream_host = (char *)literals[i]};
+		assert_null(tls_upstream_sni(&m));
+	}
+	struct mapping named = {.upstream_host = (char *)"10.0.0.1.example"};
+	assert_string_equal(tls_upstream_sni(&named), "10.0.0.1.example");
+	struct mapping bracketed = {.upstream_host = (char *)"[::1]"};
+	assert_string_equal(tls_upstream_sni(&bracketed), "[::1]");
+}
+
 /* ---- secrets -------------------------------------------------------------------------- */
 
 static const char yaml_missing_secret[] = "apiVersion: getambassador.io/v2\n"
@@ -1031,6 +1045,7 @@ int main(void) {
 	        cmocka_unit_test(test_example_terminate),
 	        cmocka_unit_test(test_example_terminate_originate),
 	        cmocka_unit_test(test_example_originate),
+	        cmocka_unit_test(test_upstream_sni_never_an_address),
 	        cmocka_unit_test(test_missing_secret),
 	        cmocka_unit_test(test_missing_secret_without_credentials),
 	        cmocka_unit_test(test_mismatched_key),
