@@ -955,11 +955,25 @@ int tls_client_session(const struct config *c, const struct mapping *m, int fd, 
 
 int tls_handshake_step(SSL *ssl) {
 	ERR_clear_error();
+	errno = 0;
 	int r = SSL_do_handshake(ssl);
 	if (r == 1)
 		return 1;
-	int e = SSL_get_error(ssl, r);
-	return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? 0 : -1;
+	int saved_errno = errno;
+	switch (SSL_get_error(ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		return 0;
+	case SSL_ERROR_SSL:
+		return -EPROTO; /* the reason stays in the error queue */
+	case SSL_ERROR_SYSCALL:
+		/* errno 0: the peer closed mid-handshake without an alert */
+		return saved_errno > 0 ? -saved_errno : -ECONNRESET;
+	case SSL_ERROR_ZERO_RETURN:
+		return -ECONNRESET; /* close_notify before the handshake was done */
+	default:
+		return -EIO; /* a callback state our contexts never set up */
+	}
 }
 
 void tls_session_free(SSL *ssl) { SSL_free(ssl); }

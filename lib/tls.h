@@ -66,8 +66,10 @@ int tls_server_session(const struct config *c, const struct mapping_group *g, in
 /* An originating session on `fd` when mapping `m` has `tls` (SNI and verification set up,
  * in connect state): 1, 0 when it does not originate, or -ENOMEM. */
 int tls_client_session(const struct config *c, const struct mapping *m, int fd, SSL **ret);
-/* One step of a handshake: 1 done, 0 wants more I/O, -1 failed (the reason is in the error
- * queue: tls_handshake_failure_reason()). */
+/* One step of a handshake: 1 done, 0 wants more I/O, or a negative errno when it failed:
+ * -EPROTO for a TLS failure (the reason is in this thread's error queue:
+ * tls_handshake_failure_reason()), -ECONNRESET when the peer closed mid-handshake, the
+ * socket's -errno for an I/O error, -EIO otherwise. Callers test `< 0`. */
 int tls_handshake_step(SSL *ssl);
 void tls_session_free(SSL *ssl);
 

@@ -890,6 +890,41 @@ static void test_handshake_failure_reasons(void **state) {
 	assert_string_equal(tls_handshake_failure_reason(), "handshake_failed");
 }
 
+/* tls_handshake_step's contract: 0 while it wants bytes, a negative errno when it fails. */
+static void test_handshake_step_returns(void **state) {
+	(void)state;
+	_cleanup_(loaded_free) struct loaded l = load_settings("");
+	SSL *server;
+	int r;
+
+	assert_ok(&l);
+
+	/* nothing to read yet */
+	server = SSL_new(server_ctx_of(&l));
+	SSL_set_bio(server, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+	SSL_set_accept_state(server);
+	assert_int_equal(tls_handshake_step(server), 0);
+	SSL_free(server);
+
+	/* not TLS: a protocol failure, with its reason in the error queue */
+	server = SSL_new(server_ctx_of(&l));
+	SSL_set_bio(server, BIO_new_mem_buf("SSH-2.0-OpenSSH_9.6\r\n", -1), BIO_new(BIO_s_mem()));
+	SSL_set_accept_state(server);
+	assert_int_equal(tls_handshake_step(server), -EPROTO);
+	assert_string_equal(tls_handshake_failure_reason(), "not_tls");
+	ERR_clear_error();
+	SSL_free(server);
+
+	/* the peer is gone before its ClientHello (OpenSSL 3 calls that a protocol error) */
+	server = SSL_new(server_ctx_of(&l));
+	SSL_set_bio(server, BIO_new_mem_buf("", 0), BIO_new(BIO_s_mem()));
+	SSL_set_accept_state(server);
+	r = tls_handshake_step(server);
+	assert_true(r == -EPROTO || r == -ECONNRESET);
+	ERR_clear_error();
+	SSL_free(server);
+}
+
 static const char yaml_origination[] = "apiVersion: getambassador.io/v2\n"
                                        "kind: TLSContext\n"
                                        "metadata:\n"
@@ -1061,6 +1096,7 @@ int main(void) {
 	        cmocka_unit_test(test_handshake_sni_and_alpn),
 	        cmocka_unit_test(test_handshake_client_cert_required),
 	        cmocka_unit_test(test_handshake_failure_reasons),
+	        cmocka_unit_test(test_handshake_step_returns),
 	        cmocka_unit_test(test_origination),
 	        cmocka_unit_test(test_reload_replaces_runtime),
 	};
