@@ -1,6 +1,8 @@
 /* tls.c — the OpenSSL contexts of one config: a server SSL_CTX per TLSContext that has a
- * certificate, client SSL_CTXs for origination, secrets found as DESIGN.md says, and the
- * checks that turn a bad TLS setup into a config error rather than a failed handshake.
+ * certificate, client SSL_CTXs for origination, secrets found where tls_config_load (tls.h)
+ * says, and the checks that turn a bad TLS setup into a config error rather than a failed
+ * handshake. Built as a module loaded only for TLS configs (docs/ARCHITECTURE.md, 'Why the
+ * TLS module is loaded lazily').
  *
  * Everything is built once, when a config is loaded, so the connection path only calls
  * SSL_new(). This file must never log or print key material, and never read a private key

@@ -1,5 +1,6 @@
 /* tls.h — OpenSSL contexts for a config: termination (server) contexts per TLSContext,
- * origination (client) contexts per mapping, secrets looked up as DESIGN.md says.
+ * origination (client) contexts per mapping, secrets looked up as tls_config_load says
+ * (the same order as tcpmap.yaml(5) documents).
  *
  * Everything here is prepared once per config load, in the main thread, so the per-
  * connection path only creates SSL objects from ready SSL_CTXs. Key material is never
@@ -13,7 +14,8 @@
 
 /* This file and tlsrelay.c are built twice: linked in (tcpmapctl, the tests) and as
  * tcpmap-tls.so, which tcpmapd loads only when a config uses TLS (lib/tlsload.c), so that a
- * cleartext process never maps OpenSSL, two thirds of its start-up. The layouts they share
+ * cleartext process never maps OpenSSL, two thirds of its start-up (docs/ARCHITECTURE.md,
+ * 'Why the TLS module is loaded lazily'). The layouts they share
  * with the loading binary must match; tcpmap_tls_abi says which ones they were built with. */
 struct tls_abi {
 	char version[16];
