@@ -187,7 +187,7 @@ static int mutex_init_robust(pthread_mutex_t *m) {
 		r = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
 	if (!r)
 		r = pthread_mutex_init(m, &attr);
-	pthread_mutexattr_destroy(&attr);
+	(void)pthread_mutexattr_destroy(&attr); /* never fails for an initialised attr */
 	return -r;
 }
 
@@ -212,7 +212,8 @@ static int key_wait_ready(struct table_key *k) {
 		if (i < 64)
 			sched_yield();
 		else
-			nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+			/* a signal cutting the sleep short only makes the loop look sooner */
+			(void)nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
 	}
 }
 
@@ -370,11 +371,11 @@ static int table_create(const char *dir, const char *path) {
 	if (fchmod(fd, 0644) < 0 || ftruncate(fd, (off_t)FILE_SIZE) < 0 ||
 	    pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
 		r = errno ? -errno : -EIO;
-		unlink(tmp);
+		(void)unlink(tmp); /* best effort: a stray private name is never opened */
 		return r;
 	}
 	r = link(tmp, path) < 0 ? -errno : 0;
-	unlink(tmp);
+	(void)unlink(tmp); /* best effort, as above; the linked name is what counts */
 	if (r < 0)
 		return r;
 	return TAKE_FD(fd);
@@ -430,7 +431,7 @@ struct breaker_table *breaker_table_close(struct breaker_table *t) {
 	if (!t)
 		return NULL;
 	if (t->map && t->map != MAP_FAILED)
-		munmap(t->map, t->map_size);
+		(void)munmap(t->map, t->map_size); /* fails only for a range we never mapped */
 	safe_close(t->fd);
 	free(t);
 	return NULL;
@@ -475,7 +476,8 @@ static int entry_lock(struct breaker_table *t, uint32_t entry) {
 
 	if (r == EOWNERDEAD) {
 		entry_recount_locked(t, entry);
-		pthread_mutex_consistent(&e->lock);
+		/* fails only for a mutex not robust or not inconsistent: EOWNERDEAD says both */
+		(void)pthread_mutex_consistent(&e->lock);
 		log_debug("breaker entry %s: lock holder died, counts rebuilt from slots",
 		          e->key.name);
 		return 0;
@@ -484,7 +486,8 @@ static int entry_lock(struct breaker_table *t, uint32_t entry) {
 }
 
 static void entry_unlock(struct breaker_table *t, uint32_t entry) {
-	pthread_mutex_unlock(&t->entries[entry].lock);
+	/* fails only for a lock this thread does not hold; callers hold it */
+	(void)pthread_mutex_unlock(&t->entries[entry].lock);
 }
 
 /* The numbers decide, not cb->set: a limit must never vanish because a flag was missed,
@@ -876,7 +879,7 @@ int breaker_table_pick(struct breaker_table *t, const struct mapping_group *g,
 	if (r == EOWNERDEAD) {
 		/* The dead holder may have left the weights half-stepped: restart the cycle. */
 		memset(grp->current, 0, sizeof(grp->current));
-		pthread_mutex_consistent(&grp->lock);
+		(void)pthread_mutex_consistent(&grp->lock); /* as in entry_lock */
 	} else if (r)
 		return -r;
 	if (LOAD_RELAXED(&grp->signature) != signature)
@@ -884,7 +887,7 @@ int breaker_table_pick(struct breaker_table *t, const struct mapping_group *g,
 	r = weights_pick(g, grp->current, eligible);
 	if (r >= 0 && (size_t)r < ROUTE_MAX_GROUP_MAPPINGS)
 		ADD(&grp->picks[r], 1);
-	pthread_mutex_unlock(&grp->lock);
+	(void)pthread_mutex_unlock(&grp->lock); /* held since above */
 	return r;
 }
 

@@ -194,7 +194,12 @@ int resolve_queue_new(struct resolve_queue **ret, int *ret_fd) {
 		free(q);
 		return -errno;
 	}
-	pthread_mutex_init(&q->lock, NULL);
+	int r = pthread_mutex_init(&q->lock, NULL);
+	if (r) {
+		safe_close(q->efd);
+		free(q);
+		return -r;
+	}
 	*ret = q;
 	*ret_fd = q->efd;
 	return 0;
@@ -222,7 +227,7 @@ void resolve_queue_free(struct resolve_queue *q) {
 		if (!busy)
 			break;
 		resolve_queue_dispatch(q);
-		usleep(10000);
+		(void)usleep(10000); /* cut short by a signal: only an earlier look */
 	}
 	if (busy)
 		/* a lookup still hangs after 5 s and will write to q when it ends: keeping q is
@@ -258,10 +263,13 @@ static int ensure_thread(void) {
 
 	if (resolver_started)
 		return 0;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	r = pthread_attr_init(&attr);
+	if (r)
+		return -r;
+	/* fails only for a value other than the two detach states */
+	(void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	r = -pthread_create(&t, &attr, resolver_thread, NULL);
-	pthread_attr_destroy(&attr);
+	(void)pthread_attr_destroy(&attr); /* never fails for an initialised attr */
 	if (r == 0)
 		resolver_started = true;
 	return r;

@@ -556,8 +556,9 @@ static int build_server_ctx(struct tls_loader *L, struct tls_context_state *s,
 	/* Tickets stay on (OpenSSL's default) so returning clients resume cheaply. */
 	SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
 	/* Resumption with client verification needs an id context; the name is stable. */
-	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)t->name,
-	                               MIN(strlen(t->name), (size_t)SSL_MAX_SID_CTX_LENGTH));
+	/* fails only for an id over SSL_MAX_SID_CTX_LENGTH, which MIN rules out */
+	(void)SSL_CTX_set_session_id_context(ctx, (const unsigned char *)t->name,
+	                                     MIN(strlen(t->name), (size_t)SSL_MAX_SID_CTX_LENGTH));
 	SSL_CTX_set_tlsext_servername_callback(ctx, check_servername);
 	SSL_CTX_set_tlsext_servername_arg(ctx, s);
 	if (s->alpn)
