@@ -12,7 +12,7 @@
 #include "config.h"
 #include "tlsrelay.h"
 
-/* This file and tlsrelay.c are built twice: linked in (tcpmapctl, the tests) and as
+/* tls.c, tlssession.c and tlsrelay.c are built twice: linked in (tcpmapctl, the tests) and as
  * tcpmap-tls.so, which tcpmapd loads only when a config uses TLS (lib/tlsload.c), so that a
  * cleartext process never maps OpenSSL, two thirds of its start-up (docs/ARCHITECTURE.md,
  * 'Why the TLS module is loaded lazily'). The layouts they share
@@ -58,6 +58,8 @@ int tls_config_load(struct config *c, const char *secrets_dir, struct diag_list 
 SSL_CTX *tls_server_ctx(const struct config *c, const struct mapping_group *g);
 /* The originating SSL_CTX of a mapping (NULL when it does not originate). */
 SSL_CTX *tls_client_ctx(const struct config *c, const struct mapping *m);
+/* Per connection (tlssession.c), from the contexts above. */
+
 /* The SNI to send upstream: the context's `sni`, else the service's host name (NULL for an
  * IP literal, which must not be sent as SNI). */
 const char *tls_upstream_sni(const struct mapping *m);
