@@ -1,10 +1,10 @@
-/* weights.h — which mapping of a group the next connection goes to, by weight.
+/* weights.h — a group's weights: what each mapping's written weight comes to (its share of
+ * 100), and which mapping the next connection goes to by those shares.
  *
  * Pure: no sockets, no locks, no state of its own. The caller keeps the state between
  * picks; tcpmapd keeps it in the shared breaker table (breaker_table_pick), so the split is
  * exact across every process, and `tcpmapctl route` keeps a fresh one to show the first
- * pick. The weights themselves are the group's effective weights, normalised by the loader
- * to total 100. */
+ * pick. */
 #pragma once
 
 #include <stdbool.h>
@@ -19,3 +19,19 @@
  * has a weight above 0 (`current` is then left alone), or -EINVAL. The split over any
  * sum-of-weights consecutive picks is exact. */
 int weights_pick(const struct mapping_group *g, int32_t *current, const bool *eligible);
+
+/* What weights_normalise found, for the loader to report. */
+enum weights_outcome {
+	WEIGHTS_ALONE,       /* one mapping: it takes 100 whatever it says */
+	WEIGHTS_AS_WRITTEN,  /* the written weights total 100 */
+	WEIGHTS_SHARED_REST, /* mappings without a weight share what the others leave; one
+	                      * whose share comes to 0 gets no traffic */
+	WEIGHTS_SCALED_UP,   /* they total under 100: scaled up, largest remainder first */
+	WEIGHTS_ALL_ZERO,    /* they total 0: the group gets no traffic */
+	WEIGHTS_OVER_100,    /* an error: effective weights are left as they were */
+};
+
+/* Set each mapping's effective_weight from its written weight (-1 = none written) so that
+ * the group's total is exactly 100 (or 0 when every weight is 0). The sum of the written
+ * weights goes to *ret_total when it is not NULL. Rounding favours earlier mappings. */
+enum weights_outcome weights_normalise(struct mapping_group *g, unsigned *ret_total);

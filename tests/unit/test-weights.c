@@ -1,5 +1,6 @@
-/* test-weights.c — the smooth weighted round-robin: exact splits over every window, picks
- * interleaved rather than bunched, weight 0 and the eligibility mask.
+/* test-weights.c — the smooth weighted round-robin (exact splits over every window, picks
+ * interleaved rather than bunched, weight 0 and the eligibility mask), and the shares of
+ * 100 that written weights come to.
  *
  * Groups are built by hand here so these tests depend on weights.c alone; test-breaker.c
  * checks the same splits through the shared table across processes. */
@@ -9,6 +10,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <limits.h>
 
 #include "route.h"
 #include "util.h"
@@ -148,6 +150,98 @@ static void test_wrr_many_mappings(void **state) {
 		assert_int_equal(counts[i], weights[i] * 10);
 }
 
+/* ---- normalising: written weights to shares of 100 ---- */
+
+struct written_group {
+	struct mapping mappings[ROUTE_MAX_GROUP_MAPPINGS];
+	struct mapping *ptrs[ROUTE_MAX_GROUP_MAPPINGS];
+	struct mapping_group group;
+};
+
+/* `written` ends at INT_MIN; -1 is "no weight written". Effective weights start at 7 so a
+ * value left alone shows. */
+static struct mapping_group *written_group_init(struct written_group *w, const int *written) {
+	memset(w, 0, sizeof(*w));
+	size_t n = 0;
+	for (; written[n] != INT_MIN; n++) {
+		w->mappings[n].weight = written[n];
+		w->mappings[n].effective_weight = 7;
+		w->ptrs[n] = &w->mappings[n];
+	}
+	w->group.mappings = w->ptrs;
+	w->group.n_mappings = n;
+	return &w->group;
+}
+
+static void assert_normalised(const int *written, enum weights_outcome outcome, unsigned total,
+                              const unsigned *effective) {
+	struct written_group w;
+	struct mapping_group *g = written_group_init(&w, written);
+	unsigned got_total = 12345;
+
+	assert_int_equal(weights_normalise(g, &got_total), outcome);
+	assert_int_equal(got_total, total);
+	for (size_t i = 0; i < g->n_mappings; i++)
+		assert_int_equal(g->mappings[i]->effective_weight, effective[i]);
+}
+
+static void test_normalise(void **state) {
+	(void)state;
+	/* alone: 100 whatever it says */
+	assert_normalised((const int[]){10, INT_MIN}, WEIGHTS_ALONE, 10, (const unsigned[]){100});
+	assert_normalised((const int[]){0, INT_MIN}, WEIGHTS_ALONE, 0, (const unsigned[]){100});
+	assert_normalised((const int[]){-1, INT_MIN}, WEIGHTS_ALONE, 0, (const unsigned[]){100});
+	/* as written */
+	assert_normalised((const int[]){10, 90, INT_MIN}, WEIGHTS_AS_WRITTEN, 100,
+	                  (const unsigned[]){10, 90});
+	assert_normalised((const int[]){0, 100, 0, INT_MIN}, WEIGHTS_AS_WRITTEN, 100,
+	                  (const unsigned[]){0, 100, 0});
+	/* the unweighted share the rest, the first ones taking the rounding */
+	assert_normalised((const int[]){20, -1, -1, INT_MIN}, WEIGHTS_SHARED_REST, 20,
+	                  (const unsigned[]){20, 40, 40});
+	assert_normalised((const int[]){-1, 30, -1, -1, INT_MIN}, WEIGHTS_SHARED_REST, 30,
+	                  (const unsigned[]){24, 30, 23, 23});
+	assert_normalised((const int[]){99, -1, -1, INT_MIN}, WEIGHTS_SHARED_REST, 99,
+	                  (const unsigned[]){99, 1, 0});
+	/* all zero */
+	assert_normalised((const int[]){0, 0, INT_MIN}, WEIGHTS_ALL_ZERO, 0,
+	                  (const unsigned[]){0, 0});
+	/* under 100: scaled, largest remainder first, earlier first on ties */
+	assert_normalised((const int[]){1, 1, 1, INT_MIN}, WEIGHTS_SCALED_UP, 3,
+	                  (const unsigned[]){34, 33, 33});
+	assert_normalised((const int[]){10, 20, INT_MIN}, WEIGHTS_SCALED_UP, 30,
+	                  (const unsigned[]){33, 67});
+	assert_normalised((const int[]){1, 0, 2, INT_MIN}, WEIGHTS_SCALED_UP, 3,
+	                  (const unsigned[]){33, 0, 67});
+	/* over 100: an error, nothing touched */
+	assert_normalised((const int[]){60, 50, INT_MIN}, WEIGHTS_OVER_100, 110,
+	                  (const unsigned[]){7, 7});
+}
+
+/* Whatever is written, a group that is not an error totals exactly 100 (or 0 when all its
+ * weights are 0), and the pick then splits exactly by those shares. */
+static void test_normalise_totals_100(void **state) {
+	(void)state;
+	for (unsigned seed = 1; seed <= 2000; seed++) {
+		int written[ROUTE_MAX_GROUP_MAPPINGS + 1];
+		unsigned r = seed * 2654435761u;
+		size_t n = 2 + r % (ROUTE_MAX_GROUP_MAPPINGS - 1);
+		for (size_t i = 0; i < n; i++) {
+			r = r * 1103515245u + 12345u;
+			written[i] = (r >> 16) % 5 == 0 ? -1 : (int)((r >> 8) % (100 / n + 1));
+		}
+		written[n] = INT_MIN;
+		struct written_group w;
+		struct mapping_group *g = written_group_init(&w, written);
+		enum weights_outcome o = weights_normalise(g, NULL);
+		assert_int_not_equal(o, WEIGHTS_OVER_100);
+		unsigned sum = 0;
+		for (size_t i = 0; i < n; i++)
+			sum += g->mappings[i]->effective_weight;
+		assert_int_equal(sum, o == WEIGHTS_ALL_ZERO ? 0 : 100);
+	}
+}
+
 int main(void) {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_wrr_10_90_exact),
@@ -156,6 +250,8 @@ int main(void) {
 	        cmocka_unit_test(test_wrr_weight_zero_never),
 	        cmocka_unit_test(test_wrr_eligible_mask),
 	        cmocka_unit_test(test_wrr_many_mappings),
+	        cmocka_unit_test(test_normalise),
+	        cmocka_unit_test(test_normalise_totals_100),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
