@@ -40,7 +40,7 @@ LDFLAGS += $(SANFLAGS)
 LDLIBS += $(PKG_LIBS) -lpthread
 
 LIB_SRCS := $(sort $(wildcard lib/*.c))
-TLS_SRCS := lib/tls.c lib/tlsrelay.c
+TLS_SRCS := lib/tls.c lib/tlssession.c lib/tlsrelay.c
 LOADER_SRCS := lib/tlsload.c
 CORE_SRCS := $(filter-out $(TLS_SRCS) $(LOADER_SRCS),$(LIB_SRCS))
 CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)
@@ -77,7 +77,7 @@ $(BUILD)/libtcpmap-tls.a: $(TLS_OBJS)
 	$(AR) rcs $@ $^
 
 # The few core functions lib/tls.c calls are exported from tcpmapd for the module.
-TLS_IMPORTS := diag_vadd,route_host_matches,strv_push,strv_free
+TLS_IMPORTS := diag_vadd,netaddr_is_literal,route_host_matches,strv_push,strv_free
 $(BUILD)/tcpmap-tls.so: $(TLS_PIC_OBJS)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(TLS_LIBS) -lpthread
 

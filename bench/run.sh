@@ -463,11 +463,12 @@ build_noop() {
 }
 
 # What one per-connection process costs, apart: the floor of any fork+exec (a static
-# no-op); the floor of any program on DESIGN.md's run-time libraries (a no-op linked with
-# libsystemd and libyaml: their loading and relocation, page faults mostly); tcpmapd's
-# libraries (--version); and one whole tcpmapd --inetd: libraries, config load, breaker
-# table, the connection handed in on stdin (its client already gone, its upstream refusing),
-# the log line and exit. Wall time per start-to-exit, median of N.
+# no-op); the floor of any program on tcpmapd's run-time libraries (a no-op linked with
+# libsystemd and libyaml: their loading and relocation, page faults mostly; why those two,
+# and OpenSSL only in a module: docs/ARCHITECTURE.md, 'Why the TLS module is loaded
+# lazily'); tcpmapd's libraries (--version); and one whole tcpmapd --inetd: libraries,
+# config load, breaker table, the connection handed in on stdin (its client already gone,
+# its upstream refusing), the log line and exit. Wall time per start-to-exit, median of N.
 start() {
 	local peer=$1 argv=() extra=() med mean n
 	echo "== start: $peer" >&2

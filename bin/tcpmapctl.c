@@ -1,7 +1,7 @@
 /* tcpmapctl — inspect tcpmap's config and live state. Argument parsing and wiring only. */
 
 #include "apply.h"
-#include "breaker.h"
+#include "status.h"
 #include "config.h"
 #include "log.h"
 #include "options.h"
@@ -133,7 +133,7 @@ static int cmd_status(struct ctl *ctl) {
 		const char *e = getenv("RUNTIME_DIRECTORY");
 		dir = e && *e ? e : "/run/tcpmap";
 	}
-	int r = breaker_table_dump(dir, stdout, ctl->json);
+	int r = status_print(dir, stdout, ctl->json);
 	if (r < 0) {
 		fprintf(stderr, "tcpmapctl status: %s/breakers: %s\n", dir, strerror(-r));
 		return 1;

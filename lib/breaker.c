@@ -1,17 +1,17 @@
 /* breaker.c — the shared breaker table: one file (DIR/breakers) that every tcpmap process on
  * the host maps MAP_SHARED. It holds per-cluster connection counts and limits, one slot per
- * upstream connection (owner pid + start time, so SIGKILL leaks nothing), and the smooth-WRR
- * state of each mapping group, so weights and limits hold across processes.
+ * upstream connection (owner pid + start time, so SIGKILL leaks nothing), and for each
+ * mapping group the state that weights.c picks over, so weights and limits hold across
+ * processes.
  *
  * It must never trust a file it has not validated, hold a lock for longer than a few stores,
- * allocate per connection, or log above debug level: callers log the decisions. */
+ * allocate per connection, or log above debug level: callers log the decisions. Whether a
+ * slot's owner still lives is asked of proclive.c; this file never reads /proc itself. */
 #include "breaker.h"
 
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -19,21 +19,22 @@
 #include <time.h>
 
 #include "log.h"
+#include "proclive.h"
 #include "route.h"
 #include "util.h"
+#include "weights.h"
 
 /* Layout. Capacity is fixed and generous rather than grown: the file is sparse (tmpfs only
  * backs pages that were touched), and resizing a mapping that other processes hold would
  * need a remap protocol for no practical gain. A full array gives -ENOSPC. */
 #define BREAKER_MAGIC "TCPMAPBT"
-#define BREAKER_VERSION 1u
 #define BREAKER_FILE_NAME "breakers"
 #define BREAKER_HEADER_SIZE 4096u
 #define BREAKER_N_ENTRIES 1024u
 #define BREAKER_N_GROUPS 1024u
 #define BREAKER_N_SLOTS 65536u
 #define BREAKER_KEY_MAX 512u         /* bytes including the NUL */
-#define BREAKER_MAPPING_NAME_MAX 64u /* for status only; longer names are truncated */
+#define BREAKER_MAPPING_NAME_MAX 64u /* for reports only; longer names are truncated */
 
 /* Overflowing admits scan every slot for dead owners; at most this often per entry, so an
  * overload does not turn into a slot-scanning storm. The 1 s reaper covers the rest. */
@@ -172,132 +173,6 @@ static uint64_t hash64_update(uint64_t h, const void *p, size_t len) {
 	return h;
 }
 
-/* ---- processes: who owns a slot, and is it still them ---- */
-
-/* State (field 3) and start time (field 22) of /proc/PID/stat. The command name (field 2)
- * may hold spaces and parentheses, so fields are counted from its last ')'. */
-static int proc_stat_read(pid_t pid, char *ret_state, uint64_t *ret_starttime) {
-	char path[64], buf[1024];
-	_cleanup_close_ int fd = -EBADF;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-
-	char *p = strrchr(buf, ')');
-	if (!p || p[1] != ' ')
-		return -EIO;
-	p += 2;
-	char state = *p;
-	for (int field = 3; field < 22; field++) {
-		p = strchr(p, ' ');
-		if (!p)
-			return -EIO;
-		p++;
-	}
-	char *end;
-	errno = 0;
-	unsigned long long st = strtoull(p, &end, 10);
-	if (errno || end == p)
-		return -EIO;
-	*ret_state = state;
-	*ret_starttime = st;
-	return 0;
-}
-
-/* Our pid and start time, read once per process: glibc does not cache getpid(), and every
- * admit and release asks. A child of fork() starts over (the atfork handler), so a forked
- * process never records its parent's identity. */
-static _Atomic pid_t self_pid; /* 0: not known yet */
-static _Atomic uint64_t self_starttime;
-static pthread_once_t self_once = PTHREAD_ONCE_INIT;
-
-static void self_forget(void) { atomic_store(&self_pid, 0); }
-static void self_watch_forks(void) { (void)pthread_atfork(NULL, NULL, self_forget); }
-
-static pid_t self_identity(uint64_t *ret_starttime) {
-	(void)pthread_once(&self_once, self_watch_forks);
-	pid_t pid = atomic_load(&self_pid);
-	if (pid == 0) {
-		/* threads racing here compute the same values */
-		char state;
-		uint64_t st = 0;
-		pid = getpid();
-		if (proc_stat_read(pid, &state, &st) < 0)
-			st = 0; /* no /proc: stale detection falls back to pid liveness */
-		atomic_store(&self_starttime, st);
-		atomic_store(&self_pid, pid);
-	}
-	*ret_starttime = atomic_load(&self_starttime);
-	return pid;
-}
-
-struct owner_probe {
-	pid_t pid;
-	bool gone;
-	uint64_t starttime; /* 0 = unknown */
-};
-
-static struct owner_probe owner_probe(pid_t pid) {
-	struct owner_probe p = {.pid = pid};
-	char state;
-
-	if (pid <= 0) {
-		p.gone = true;
-		return p;
-	}
-	/* kill() sees processes that hidepid=/ProtectProc= hide from /proc; EPERM means alive. */
-	if (kill(pid, 0) < 0 && errno == ESRCH) {
-		p.gone = true;
-		return p;
-	}
-	int r = proc_stat_read(pid, &state, &p.starttime);
-	if (r < 0)
-		/* kill() said it lives; /proc hiding it (ProtectProc=invisible in another
-		 * instance's unit) only means its start time is unknown, not that it is gone */
-		p.starttime = 0;
-	else if (state == 'Z' || state == 'X') /* killed but not yet waited for */
-		p.gone = true;
-	return p;
-}
-
-static bool probe_says_stale(const struct owner_probe *p, uint64_t recorded_starttime) {
-	if (p->gone)
-		return true;
-	/* A live process with another start time reused the pid. Unknown on either side
-	 * (slot still being claimed, or /proc unreadable) means we cannot tell: keep it. */
-	return recorded_starttime != 0 && p->starttime != 0 && p->starttime != recorded_starttime;
-}
-
-/* Probes are cached for one scan, so a pass over thousands of slots owned by a few
- * processes costs a few /proc reads. */
-#define PROBE_CACHE_SIZE 256u
-struct probe_cache {
-	struct owner_probe items[PROBE_CACHE_SIZE];
-};
-
-static bool owner_is_stale(struct probe_cache *cache, pid_t pid, uint64_t recorded_starttime) {
-	uint64_t self_st;
-	pid_t self = self_identity(&self_st);
-
-	if (pid == self)
-		return recorded_starttime != 0 && self_st != 0 && recorded_starttime != self_st;
-	if (!cache) {
-		struct owner_probe p = owner_probe(pid);
-		return probe_says_stale(&p, recorded_starttime);
-	}
-	struct owner_probe *c = &cache->items[(uint32_t)pid % PROBE_CACHE_SIZE];
-	if (c->pid != pid)
-		*c = owner_probe(pid);
-	return probe_says_stale(c, recorded_starttime);
-}
-
 /* ---- keys: find-or-create in an open-addressed array, lock-free ---- */
 
 static int mutex_init_robust(pthread_mutex_t *m) {
@@ -312,7 +187,7 @@ static int mutex_init_robust(pthread_mutex_t *m) {
 		r = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
 	if (!r)
 		r = pthread_mutex_init(m, &attr);
-	pthread_mutexattr_destroy(&attr);
+	(void)pthread_mutexattr_destroy(&attr); /* never fails for an initialised attr */
 	return -r;
 }
 
@@ -330,14 +205,15 @@ static int key_wait_ready(struct table_key *k) {
 		if (s != KEY_CLAIMING)
 			return (int)s;
 		pid_t claimer = (pid_t)LOAD_RELAXED(&k->claimer_pid);
-		if (claimer > 0 && owner_is_stale(NULL, claimer, 0))
+		if (claimer > 0 && proclive_owner_is_stale(NULL, claimer, 0))
 			return KEY_FREE;
 		if (now_usec() > deadline)
 			return -EAGAIN;
 		if (i < 64)
 			sched_yield();
 		else
-			nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+			/* a signal cutting the sleep short only makes the loop look sooner */
+			(void)nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
 	}
 }
 
@@ -362,7 +238,7 @@ static int key_find_or_create(void *base, size_t stride, uint32_t n, size_t lock
 			if (!CAS(&k->state, &expected, KEY_CLAIMING))
 				continue; /* someone else claimed it: look at it again */
 			uint64_t st;
-			STORE(&k->claimer_pid, (uint32_t)self_identity(&st));
+			STORE(&k->claimer_pid, (uint32_t)proclive_self(&st));
 			memcpy(k->name, name, len);
 			k->name[len] = '\0';
 			k->len = (uint32_t)len;
@@ -399,7 +275,7 @@ static int key_find_or_create(void *base, size_t stride, uint32_t n, size_t lock
 
 static void header_expected(struct breaker_header *h) {
 	*h = (struct breaker_header){
-	        .version = BREAKER_VERSION,
+	        .version = BREAKER_TABLE_VERSION,
 	        .header_size = BREAKER_HEADER_SIZE,
 	        .entry_size = sizeof(struct breaker_entry),
 	        .n_entries = BREAKER_N_ENTRIES,
@@ -495,11 +371,11 @@ static int table_create(const char *dir, const char *path) {
 	if (fchmod(fd, 0644) < 0 || ftruncate(fd, (off_t)FILE_SIZE) < 0 ||
 	    pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
 		r = errno ? -errno : -EIO;
-		unlink(tmp);
+		(void)unlink(tmp); /* best effort: a stray private name is never opened */
 		return r;
 	}
 	r = link(tmp, path) < 0 ? -errno : 0;
-	unlink(tmp);
+	(void)unlink(tmp); /* best effort, as above; the linked name is what counts */
 	if (r < 0)
 		return r;
 	return TAKE_FD(fd);
@@ -534,11 +410,28 @@ int breaker_table_open(const char *runtime_dir, struct breaker_table **ret) {
 	return -EAGAIN;
 }
 
+int breaker_table_open_readonly(const char *runtime_dir, struct breaker_table **ret) {
+	_cleanup_free_ char *path = NULL;
+
+	if (!runtime_dir || !ret)
+		return -EINVAL;
+	if (asprintf(&path, "%s/%s", runtime_dir, BREAKER_FILE_NAME) < 0)
+		return -ENOMEM;
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int r = table_map(fd, false, ret);
+	if (r < 0)
+		return r;
+	TAKE_FD(fd);
+	return 0;
+}
+
 struct breaker_table *breaker_table_close(struct breaker_table *t) {
 	if (!t)
 		return NULL;
 	if (t->map && t->map != MAP_FAILED)
-		munmap(t->map, t->map_size);
+		(void)munmap(t->map, t->map_size); /* fails only for a range we never mapped */
 	safe_close(t->fd);
 	free(t);
 	return NULL;
@@ -583,7 +476,8 @@ static int entry_lock(struct breaker_table *t, uint32_t entry) {
 
 	if (r == EOWNERDEAD) {
 		entry_recount_locked(t, entry);
-		pthread_mutex_consistent(&e->lock);
+		/* fails only for a mutex not robust or not inconsistent: EOWNERDEAD says both */
+		(void)pthread_mutex_consistent(&e->lock);
 		log_debug("breaker entry %s: lock holder died, counts rebuilt from slots",
 		          e->key.name);
 		return 0;
@@ -592,7 +486,8 @@ static int entry_lock(struct breaker_table *t, uint32_t entry) {
 }
 
 static void entry_unlock(struct breaker_table *t, uint32_t entry) {
-	pthread_mutex_unlock(&t->entries[entry].lock);
+	/* fails only for a lock this thread does not hold; callers hold it */
+	(void)pthread_mutex_unlock(&t->entries[entry].lock);
 }
 
 /* The numbers decide, not cb->set: a limit must never vanish because a flag was missed,
@@ -641,7 +536,7 @@ static __thread bool slot_hint_set;
  * steady state the next slot is usually free and the search is a handful of loads. */
 static int slot_claim(struct breaker_table *t, uint32_t entry, uint32_t *ret) {
 	uint64_t st;
-	pid_t pid = self_identity(&st);
+	pid_t pid = proclive_self(&st);
 
 	if (!slot_hint_set) {
 		pid_t tid = gettid();
@@ -695,7 +590,7 @@ static int slot_reclaim(struct breaker_table *t, uint32_t idx, uint64_t w) {
 		return r;
 	bool reclaimed = false;
 	if (LOAD(&t->slots[idx].word) == w &&
-	    owner_is_stale(NULL, slot_word_pid(w), LOAD(&t->slots[idx].owner_starttime))) {
+	    proclive_owner_is_stale(NULL, slot_word_pid(w), LOAD(&t->slots[idx].owner_starttime))) {
 		slot_free_locked(t, idx, w);
 		reclaimed = true;
 	}
@@ -708,7 +603,7 @@ static int slot_reclaim(struct breaker_table *t, uint32_t idx, uint64_t w) {
 
 /* Reclaim stale slots: of one entry, or of all with `only_entry` UINT32_MAX. */
 static int reclaim_stale(struct breaker_table *t, uint32_t only_entry) {
-	struct probe_cache cache_storage = {}, *cache = &cache_storage;
+	struct proclive_cache cache_storage = {}, *cache = &cache_storage;
 	int n = 0;
 
 	for (uint32_t i = 0; i < BREAKER_N_SLOTS; i++) {
@@ -717,7 +612,8 @@ static int reclaim_stale(struct breaker_table *t, uint32_t only_entry) {
 			continue;
 		if (only_entry != UINT32_MAX && slot_word_entry(w) != only_entry)
 			continue;
-		if (!owner_is_stale(cache, slot_word_pid(w), LOAD(&t->slots[i].owner_starttime)))
+		if (!proclive_owner_is_stale(cache, slot_word_pid(w),
+		                             LOAD(&t->slots[i].owner_starttime)))
 			continue;
 		int r = slot_reclaim(t, i, w);
 		if (r < 0)
@@ -803,7 +699,7 @@ static struct breaker_slot *slot_owned(struct breaker_table *t, breaker_slot_t s
 	uint64_t w = LOAD(&s->word);
 	enum slot_state state = slot_word_state(w);
 	if ((state != SLOT_PENDING && state != SLOT_ACTIVE) ||
-	    slot_word_pid(w) != self_identity(&st) || !entry_get(t, slot_word_entry(w)))
+	    slot_word_pid(w) != proclive_self(&st) || !entry_get(t, slot_word_entry(w)))
 		return NULL;
 	*ret_word = w;
 	return s;
@@ -862,7 +758,7 @@ void breaker_table_release(struct breaker_table *t, breaker_slot_t slot, uint64_
 
 int breaker_table_adopt(struct breaker_table *t, breaker_slot_t slot) {
 	uint64_t st;
-	pid_t self = self_identity(&st);
+	pid_t self = proclive_self(&st);
 
 	if (!t || slot == 0 || slot > BREAKER_N_SLOTS)
 		return -EINVAL;
@@ -929,7 +825,7 @@ int breaker_table_count_slots(struct breaker_table *t, uint32_t entry, uint32_t 
 	return 0;
 }
 
-/* ---- WRR groups ---- */
+/* ---- groups: the state weights_pick works over, one per group key ---- */
 
 static uint64_t group_signature(const struct mapping_group *g) {
 	uint64_t h = 14695981039346656037ull;
@@ -983,253 +879,59 @@ int breaker_table_pick(struct breaker_table *t, const struct mapping_group *g,
 	if (r == EOWNERDEAD) {
 		/* The dead holder may have left the weights half-stepped: restart the cycle. */
 		memset(grp->current, 0, sizeof(grp->current));
-		pthread_mutex_consistent(&grp->lock);
+		(void)pthread_mutex_consistent(&grp->lock); /* as in entry_lock */
 	} else if (r)
 		return -r;
 	if (LOAD_RELAXED(&grp->signature) != signature)
 		group_reset_locked(grp, g, signature);
-	r = route_wrr_pick(g, grp->current, eligible);
+	r = weights_pick(g, grp->current, eligible);
 	if (r >= 0 && (size_t)r < ROUTE_MAX_GROUP_MAPPINGS)
 		ADD(&grp->picks[r], 1);
-	pthread_mutex_unlock(&grp->lock);
+	(void)pthread_mutex_unlock(&grp->lock); /* held since above */
 	return r;
 }
 
-/* ---- status ---- */
+/* ---- reading for reports ---- */
 
-static void json_string(FILE *out, const char *s, size_t len) {
-	const uint8_t *p = (const uint8_t *)s;
-
-	fputc('"', out);
-	for (size_t i = 0; i < len;) {
-		uint8_t c = p[i];
-		if (c == '"' || c == '\\') {
-			fprintf(out, "\\%c", c);
-			i++;
-		} else if (c < 0x20 || c == 0x7f) {
-			fprintf(out, "\\u%04x", c);
-			i++;
-		} else if (c < 0x80) {
-			fputc(c, out);
-			i++;
-		} else {
-			/* Pass well-formed UTF-8 through; anything else would make invalid JSON. */
-			size_t n = c >= 0xf0 && c <= 0xf4  ? 4
-			           : c >= 0xe0 && c < 0xf0 ? 3
-			           : c >= 0xc2 && c < 0xe0 ? 2
-			                                   : 0;
-			bool ok = n > 0 && i + n <= len;
-			for (size_t k = 1; ok && k < n; k++)
-				ok = (p[i + k] & 0xc0) == 0x80;
-			/* no overlong forms, surrogates, or code points past U+10FFFF */
-			if (ok &&
-			    ((c == 0xe0 && p[i + 1] < 0xa0) || (c == 0xed && p[i + 1] >= 0xa0) ||
-			     (c == 0xf0 && p[i + 1] < 0x90) || (c == 0xf4 && p[i + 1] >= 0x90)))
-				ok = false;
-			if (ok) {
-				fwrite(p + i, 1, n, out);
-				i += n;
-			} else {
-				fputs("\\ufffd", out);
-				i++;
-			}
-		}
-	}
-	fputc('"', out);
-}
-
-struct entry_row {
-	const char *name;
-	size_t name_len;
-	struct breaker_entry_stats s;
-};
-
-#define N_NUMERIC_COLUMNS 9
-static const char *const entry_columns[1 + N_NUMERIC_COLUMNS] = {
-        "CLUSTER", "ACTIVE",    "PENDING",          "MAX_CONN", "MAX_PENDING",
-        "TOTAL",   "OVERFLOWS", "CONNECT_FAILURES", "BYTES_IN", "BYTES_OUT",
-};
-
-static void entry_row_cells(const struct entry_row *row, char cells[N_NUMERIC_COLUMNS][24]) {
-	const uint64_t v[N_NUMERIC_COLUMNS] = {
-	        row->s.active,
-	        row->s.pending,
-	        row->s.max_connections,
-	        row->s.max_pending_requests,
-	        row->s.total,
-	        row->s.overflows,
-	        row->s.connect_failures,
-	        row->s.bytes_in,
-	        row->s.bytes_out,
-	};
-	for (int c = 0; c < N_NUMERIC_COLUMNS; c++) {
-		if ((c == 2 || c == 3) && v[c] == 0)
-			snprintf(cells[c], 24, "-"); /* no limit */
-		else
-			snprintf(cells[c], 24, "%llu", (unsigned long long)v[c]);
-	}
-}
-
-/* Text output goes to a terminal: control bytes in a name must not move the columns. */
-static void text_cell(FILE *out, const char *s, size_t len, int width) {
-	for (size_t i = 0; i < len; i++)
-		fputc((uint8_t)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i], out);
-	for (int pad = width - (int)len; pad > 0; pad--)
-		fputc(' ', out);
-}
-
+/* A key's name as stored, never past its buffer even in a damaged file. */
 static size_t key_len_clamped(const struct table_key *k) {
 	return strnlen(k->name, MIN((size_t)k->len, (size_t)BREAKER_KEY_MAX - 1));
 }
 
-static void dump_entries(struct breaker_table *t, FILE *out, bool json) {
-	_cleanup_free_ struct entry_row *rows = calloc(BREAKER_N_ENTRIES, sizeof(*rows));
-	size_t n = 0;
-	int width[1 + N_NUMERIC_COLUMNS];
-
-	if (!rows)
-		return;
-	for (uint32_t i = 0; i < BREAKER_N_ENTRIES; i++) {
-		struct breaker_entry *e = &t->entries[i];
+bool breaker_table_next_entry(struct breaker_table *t, uint32_t *pos,
+                              struct breaker_entry_view *ret) {
+	for (; t && *pos < BREAKER_N_ENTRIES; (*pos)++) {
+		struct breaker_entry *e = &t->entries[*pos];
 		if (LOAD(&e->key.state) != KEY_READY)
 			continue;
-		rows[n].name = e->key.name;
-		rows[n].name_len = key_len_clamped(&e->key);
-		breaker_table_entry_stats(t, i, &rows[n].s);
-		n++;
+		ret->cluster = e->key.name;
+		ret->cluster_len = key_len_clamped(&e->key);
+		/* cannot fail: the entry is in range and ready */
+		(void)breaker_table_entry_stats(t, *pos, &ret->stats);
+		(*pos)++;
+		return true;
 	}
-
-	if (json) {
-		fputs("\"clusters\":[", out);
-		for (size_t i = 0; i < n; i++) {
-			const struct breaker_entry_stats *s = &rows[i].s;
-			fputs(i ? ",{\"cluster\":" : "{\"cluster\":", out);
-			json_string(out, rows[i].name, rows[i].name_len);
-			fprintf(out,
-			        ",\"active\":%u,\"pending\":%u,\"max_connections\":%u,"
-			        "\"max_pending_requests\":%u,\"total\":%llu,\"overflows\":%llu,"
-			        "\"connect_failures\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu}",
-			        s->active, s->pending, s->max_connections, s->max_pending_requests,
-			        (unsigned long long)s->total, (unsigned long long)s->overflows,
-			        (unsigned long long)s->connect_failures,
-			        (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out);
-		}
-		fputc(']', out);
-		return;
-	}
-
-	for (int c = 0; c <= N_NUMERIC_COLUMNS; c++)
-		width[c] = (int)strlen(entry_columns[c]);
-	for (size_t i = 0; i < n; i++) {
-		char cells[N_NUMERIC_COLUMNS][24];
-		entry_row_cells(&rows[i], cells);
-		width[0] = MAX(width[0], (int)MIN(rows[i].name_len, 80u));
-		for (int c = 0; c < N_NUMERIC_COLUMNS; c++)
-			width[c + 1] = MAX(width[c + 1], (int)strlen(cells[c]));
-	}
-	fprintf(out, "%-*s", width[0], entry_columns[0]);
-	for (int c = 1; c <= N_NUMERIC_COLUMNS; c++)
-		fprintf(out, "  %*s", width[c], entry_columns[c]);
-	fputc('\n', out);
-	for (size_t i = 0; i < n; i++) {
-		char cells[N_NUMERIC_COLUMNS][24];
-		entry_row_cells(&rows[i], cells);
-		text_cell(out, rows[i].name, rows[i].name_len, width[0]);
-		for (int c = 0; c < N_NUMERIC_COLUMNS; c++)
-			fprintf(out, "  %*s", width[c + 1], cells[c]);
-		fputc('\n', out);
-	}
+	return false;
 }
 
-static void dump_groups(struct breaker_table *t, FILE *out, bool json) {
-	int key_width = (int)strlen("GROUP"), name_width = (int)strlen("MAPPING");
-	bool first = true;
-
-	if (json)
-		fputs("\"groups\":[", out);
-	else {
-		/* first pass: column widths */
-		for (uint32_t i = 0; i < BREAKER_N_GROUPS; i++) {
-			struct breaker_group *grp = &t->groups[i];
-			if (LOAD(&grp->key.state) != KEY_READY)
-				continue;
-			key_width = MAX(key_width, (int)MIN(key_len_clamped(&grp->key), 80u));
-			uint32_t nm = MIN(LOAD(&grp->n_mappings), ROUTE_MAX_GROUP_MAPPINGS);
-			for (uint32_t m = 0; m < nm; m++)
-				name_width =
-				        MAX(name_width, (int)strnlen(grp->mapping_name[m],
-				                                     BREAKER_MAPPING_NAME_MAX - 1));
-		}
-		fprintf(out, "%-*s  %-*s  %6s  %10s\n", key_width, "GROUP", name_width, "MAPPING",
-		        "WEIGHT", "PICKS");
-	}
-
-	for (uint32_t i = 0; i < BREAKER_N_GROUPS; i++) {
-		struct breaker_group *grp = &t->groups[i];
+bool breaker_table_next_group(struct breaker_table *t, uint32_t *pos,
+                              struct breaker_group_view *ret) {
+	for (; t && *pos < BREAKER_N_GROUPS; (*pos)++) {
+		struct breaker_group *grp = &t->groups[*pos];
 		if (LOAD(&grp->key.state) != KEY_READY)
 			continue;
-		size_t key_len = key_len_clamped(&grp->key);
-		uint32_t nm = MIN(LOAD(&grp->n_mappings), ROUTE_MAX_GROUP_MAPPINGS);
-
-		if (json) {
-			fputs(first ? "{\"key\":" : ",{\"key\":", out);
-			json_string(out, grp->key.name, key_len);
-			fputs(",\"mappings\":[", out);
-		} else if (nm == 0) {
-			text_cell(out, grp->key.name, key_len, 0);
-			fputc('\n', out);
+		ret->key = grp->key.name;
+		ret->key_len = key_len_clamped(&grp->key);
+		ret->n_mappings = MIN(LOAD(&grp->n_mappings), ROUTE_MAX_GROUP_MAPPINGS);
+		for (uint32_t m = 0; m < ret->n_mappings; m++) {
+			ret->mappings[m].name = grp->mapping_name[m];
+			ret->mappings[m].name_len =
+			        strnlen(grp->mapping_name[m], BREAKER_MAPPING_NAME_MAX - 1);
+			ret->mappings[m].weight = LOAD_RELAXED(&grp->weight[m]);
+			ret->mappings[m].picks = LOAD_RELAXED(&grp->picks[m]);
 		}
-		first = false;
-		for (uint32_t m = 0; m < nm; m++) {
-			const char *name = grp->mapping_name[m];
-			size_t name_len = strnlen(name, BREAKER_MAPPING_NAME_MAX - 1);
-			int weight = LOAD_RELAXED(&grp->weight[m]);
-			unsigned long long picks = LOAD_RELAXED(&grp->picks[m]);
-			if (json) {
-				fputs(m ? ",{\"name\":" : "{\"name\":", out);
-				json_string(out, name, name_len);
-				fprintf(out, ",\"weight\":%d,\"picks\":%llu}", weight, picks);
-			} else {
-				text_cell(out, grp->key.name, m ? 0 : key_len, key_width);
-				fputs("  ", out);
-				text_cell(out, name, name_len, name_width);
-				fprintf(out, "  %6d  %10llu\n", weight, picks);
-			}
-		}
-		if (json)
-			fputs("]}", out);
+		(*pos)++;
+		return true;
 	}
-	if (json)
-		fputc(']', out);
-}
-
-int breaker_table_dump(const char *runtime_dir, FILE *out, bool json) {
-	_cleanup_free_ char *path = NULL;
-	struct breaker_table *t = NULL;
-
-	if (!runtime_dir || !out)
-		return -EINVAL;
-	if (asprintf(&path, "%s/%s", runtime_dir, BREAKER_FILE_NAME) < 0)
-		return -ENOMEM;
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int r = table_map(fd, false, &t);
-	if (r < 0)
-		return r;
-	TAKE_FD(fd);
-
-	if (json) {
-		fprintf(out, "{\"version\":%u,", BREAKER_VERSION);
-		dump_entries(t, out, true);
-		fputc(',', out);
-		dump_groups(t, out, true);
-		fputs("}\n", out);
-	} else {
-		dump_entries(t, out, false);
-		fputc('\n', out);
-		dump_groups(t, out, false);
-	}
-	breaker_table_close(t);
-	return ferror(out) ? -EIO : 0;
+	return false;
 }

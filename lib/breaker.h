@@ -12,9 +12,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "model.h"
+#include "route.h"
 
 struct breaker_table;
 
@@ -26,6 +26,14 @@ typedef uint32_t breaker_slot_t;
  * another -errno. */
 int breaker_table_open(const char *runtime_dir, struct breaker_table **ret);
 struct breaker_table *breaker_table_close(struct breaker_table *t); /* returns NULL */
+
+/* The layout version the file carries; a file of another version gives -EPROTO. */
+#define BREAKER_TABLE_VERSION 1u
+
+/* Map DIR/breakers read-only for a report: never creates it, never writes it. -ENOENT when
+ * no tcpmap process has created it yet, -EPROTO when it is incompatible. Only the reading
+ * functions below (and breaker_table_entry_stats) may be used on such a table. */
+int breaker_table_open_readonly(const char *runtime_dir, struct breaker_table **ret);
 
 /* Index of the entry for cluster key `cluster`, created on first use. -ENOSPC when full. */
 int breaker_table_entry(struct breaker_table *t, const char *cluster, uint32_t *ret);
@@ -50,15 +58,11 @@ void breaker_table_release(struct breaker_table *t, breaker_slot_t slot, uint64_
 /* Re-own a slot under this process (after a hand-over from another process). */
 int breaker_table_adopt(struct breaker_table *t, breaker_slot_t slot);
 
-/* Pick a mapping of `g` by smooth WRR with the state kept in the table under g->key, so the
- * split is exact across processes. `eligible` as in route_wrr_pick. Returns an index or
- * -ENOENT. */
+/* Pick a mapping of `g` with weights_pick (weights.h), over the state kept in the table
+ * under g->key, so the split is exact across processes. `eligible` as in weights_pick.
+ * Returns an index or -ENOENT. */
 int breaker_table_pick(struct breaker_table *t, const struct mapping_group *g,
                        const bool *eligible);
-
-/* Print the table: text, or JSON with --json. Reads the file without modifying it.
- * -ENOENT when no tcpmap process has created it yet, -EPROTO when it is incompatible. */
-int breaker_table_dump(const char *runtime_dir, FILE *out, bool json);
 
 /* Reclaim every slot whose owner died (or whose pid was reused). The daemon calls this
  * once a second, so capacity leaked by a SIGKILLed process comes back within 1 s even
@@ -89,3 +93,28 @@ int breaker_table_entry_stats(struct breaker_table *t, uint32_t entry,
  * the counters agree with the slots). */
 int breaker_table_count_slots(struct breaker_table *t, uint32_t entry, uint32_t *ret_active,
                               uint32_t *ret_pending);
+
+/* Walking the table for a report. Names point into the mapping (valid until close) and
+ * are not NUL-terminated: use the lengths. Each call fills *ret with the next entry (or
+ * group) in use at or after *pos and moves *pos past it; false at the end. Start at 0. */
+struct breaker_entry_view {
+	const char *cluster;
+	size_t cluster_len;
+	struct breaker_entry_stats stats;
+};
+bool breaker_table_next_entry(struct breaker_table *t, uint32_t *pos,
+                              struct breaker_entry_view *ret);
+
+struct breaker_group_view {
+	const char *key;
+	size_t key_len;
+	uint32_t n_mappings;
+	struct {
+		const char *name; /* truncated to 63 bytes in the table */
+		size_t name_len;
+		int32_t weight;
+		uint64_t picks; /* since the group's weights last changed */
+	} mappings[ROUTE_MAX_GROUP_MAPPINGS];
+};
+bool breaker_table_next_group(struct breaker_table *t, uint32_t *pos,
+                              struct breaker_group_view *ret);

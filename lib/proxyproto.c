@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
+#include "netaddr.h"
 #include "util.h"
 
 static const uint8_t v2_signature[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
@@ -76,6 +77,8 @@ static int write_v1(const struct endpoint *src, const struct endpoint *dst, uint
 	if (src->family == 0)
 		n = snprintf(line, sizeof(line), "PROXY UNKNOWN\r\n");
 	else {
+		/* not netaddr_format_host: a mapped IPv4 address must stay ::ffff:a.b.c.d in a
+		 * TCP6 line, where netaddr prints it as the IPv4 address it carries */
 		if (!inet_ntop(src->family, src->addr, src_text, sizeof(src_text)) ||
 		    !inet_ntop(dst->family, dst->addr, dst_text, sizeof(dst_text)))
 			return -EINVAL;
@@ -179,14 +182,23 @@ static bool parse_port(const char *s, size_t n, uint16_t *port) {
 	return true;
 }
 
+/* One address of a v1 line: an IP literal of the family that the line's protocol named. */
 static bool parse_address(int family, const char *s, size_t n, uint8_t addr[16]) {
 	char text[INET6_ADDRSTRLEN];
+	union sockaddr_ip a;
+	int found;
 
 	if (n == 0 || n >= sizeof(text))
 		return false;
 	memcpy(text, s, n);
 	text[n] = '\0';
-	return inet_pton(family, text, addr) == 1;
+	if (netaddr_parse_literal(text, 0, &found, &a, NULL) < 0 || found != family)
+		return false;
+	if (family == AF_INET)
+		memcpy(addr, &a.in.sin_addr, 4);
+	else
+		memcpy(addr, &a.in6.sin6_addr, 16);
+	return true;
 }
 
 static int parse_v1(const uint8_t *buf, size_t len, struct proxyproto_header *out) {

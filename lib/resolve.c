@@ -2,12 +2,12 @@
  * It never calls back on a thread other than the queue owner's. */
 #include "resolve.h"
 
-#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
 
+#include "netaddr.h"
 #include "util.h"
 
 /* Same order of magnitude as Envoy's default DNS refresh for STRICT_DNS clusters (5 s). */
@@ -79,19 +79,11 @@ void resolve_filter(struct resolve_result *r, bool enable_ipv4, bool enable_ipv6
 int resolve_numeric(const char *host, uint16_t port, bool enable_ipv4, bool enable_ipv6,
                     struct resolve_result *ret) {
 	struct resolve_result r = {.error = 0};
-	struct sockaddr_in *sin = (struct sockaddr_in *)&r.addrs[0];
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&r.addrs[0];
+	union sockaddr_ip addr;
 
-	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(port);
-		r.lens[0] = sizeof *sin;
-	} else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(port);
-		r.lens[0] = sizeof *sin6;
-	} else
+	if (netaddr_parse_literal(host, port, NULL, &addr, &r.lens[0]) < 0)
 		return -EAGAIN;
+	memcpy(&r.addrs[0], &addr, r.lens[0]);
 	r.n = 1;
 	resolve_filter(&r, enable_ipv4, enable_ipv6);
 	*ret = r;
@@ -202,7 +194,12 @@ int resolve_queue_new(struct resolve_queue **ret, int *ret_fd) {
 		free(q);
 		return -errno;
 	}
-	pthread_mutex_init(&q->lock, NULL);
+	int r = pthread_mutex_init(&q->lock, NULL);
+	if (r) {
+		safe_close(q->efd);
+		free(q);
+		return -r;
+	}
 	*ret = q;
 	*ret_fd = q->efd;
 	return 0;
@@ -230,7 +227,7 @@ void resolve_queue_free(struct resolve_queue *q) {
 		if (!busy)
 			break;
 		resolve_queue_dispatch(q);
-		usleep(10000);
+		(void)usleep(10000); /* cut short by a signal: only an earlier look */
 	}
 	if (busy)
 		/* a lookup still hangs after 5 s and will write to q when it ends: keeping q is
@@ -266,10 +263,13 @@ static int ensure_thread(void) {
 
 	if (resolver_started)
 		return 0;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	r = pthread_attr_init(&attr);
+	if (r)
+		return -r;
+	/* fails only for a value other than the two detach states */
+	(void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	r = -pthread_create(&t, &attr, resolver_thread, NULL);
-	pthread_attr_destroy(&attr);
+	(void)pthread_attr_destroy(&attr); /* never fails for an initialised attr */
 	if (r == 0)
 		resolver_started = true;
 	return r;

@@ -1,12 +1,10 @@
-/* route.c — which group an SNI reaches on a listener, and which mapping of that group the
- * next connection goes to.
+/* route.c — which group an SNI reaches on a listener. Which mapping of that group the next
+ * connection goes to is weights.c's answer.
  *
- * Pure functions over the immutable model: no sockets, no locks, no allocation. The WRR
- * state belongs to the caller (it lives in the shared breaker table so that the split is
- * exact across processes); this file must never keep state of its own. */
+ * Pure functions over the immutable model: no sockets, no locks, no allocation; this file
+ * must never keep state of its own. */
 #include "route.h"
 
-#include <errno.h>
 #include <string.h>
 #include <strings.h>
 
@@ -62,30 +60,4 @@ struct mapping_group *route_select_group(const struct listener *l, const char *s
 			return g;
 	}
 	return l->catch_all;
-}
-
-int route_wrr_pick(const struct mapping_group *g, int32_t *current, const bool *eligible) {
-	int32_t total = 0;
-	int best = -1;
-
-	if (!g || !current)
-		return -EINVAL;
-
-	/* nginx's smooth weighted round-robin: over any run of sum-of-weights picks each
-	 * mapping is chosen exactly its weight times, and picks are interleaved rather than
-	 * bunched. Ties go to the earliest mapping so the sequence is deterministic. */
-	for (size_t i = 0; i < g->n_mappings; i++) {
-		int32_t w = (int32_t)g->mappings[i]->effective_weight;
-
-		if (w <= 0 || (eligible && !eligible[i]))
-			continue;
-		current[i] += w;
-		total += w;
-		if (best < 0 || current[i] > current[best])
-			best = (int)i;
-	}
-	if (best < 0)
-		return -ENOENT;
-	current[best] -= total;
-	return best;
 }

@@ -1,13 +1,15 @@
 /* tls.c — the OpenSSL contexts of one config: a server SSL_CTX per TLSContext that has a
- * certificate, client SSL_CTXs for origination, secrets found as DESIGN.md says, and the
- * checks that turn a bad TLS setup into a config error rather than a failed handshake.
+ * certificate, client SSL_CTXs for origination, secrets found where tls_config_load (tls.h)
+ * says, and the checks that turn a bad TLS setup into a config error rather than a failed
+ * handshake. The per-connection side (sessions, handshake steps) is tlssession.c's. Built
+ * into a module loaded only for TLS configs (docs/ARCHITECTURE.md, 'Why the TLS module is
+ * loaded lazily').
  *
  * Everything is built once, when a config is loaded, so the connection path only calls
  * SSL_new(). This file must never log or print key material, and never read a private key
  * into our own memory: OpenSSL reads key files itself (SSL_CTX_use_PrivateKey_file). */
 #include "tls.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <strings.h>
@@ -19,7 +21,8 @@
 #include "route.h"
 #include "util.h"
 
-#define DEFAULT_SECRETS_DIR "/etc/tcpmap/secrets"
+/* The same default as the binaries' --secrets-dir, under the configured sysconfdir. */
+#define DEFAULT_SECRETS_DIR TCPMAP_SYSCONFDIR "/tcpmap/secrets"
 
 /* Where a context's certificate, key and CA come from, after the secret lookup. */
 struct tls_files {
@@ -553,8 +556,9 @@ static int build_server_ctx(struct tls_loader *L, struct tls_context_state *s,
 	/* Tickets stay on (OpenSSL's default) so returning clients resume cheaply. */
 	SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
 	/* Resumption with client verification needs an id context; the name is stable. */
-	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)t->name,
-	                               MIN(strlen(t->name), (size_t)SSL_MAX_SID_CTX_LENGTH));
+	/* fails only for an id over SSL_MAX_SID_CTX_LENGTH, which MIN rules out */
+	(void)SSL_CTX_set_session_id_context(ctx, (const unsigned char *)t->name,
+	                                     MIN(strlen(t->name), (size_t)SSL_MAX_SID_CTX_LENGTH));
 	SSL_CTX_set_tlsext_servername_callback(ctx, check_servername);
 	SSL_CTX_set_tlsext_servername_arg(ctx, s);
 	if (s->alpn)
@@ -882,131 +886,5 @@ SSL_CTX *tls_client_ctx(const struct config *c, const struct mapping *m) {
 	return rt->client_by_mapping[m->index];
 }
 
-static bool is_ip_literal(const char *s) {
-	unsigned char buf[sizeof(struct in6_addr)];
-
-	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
-const char *tls_upstream_sni(const struct mapping *m) {
-	if (!m)
-		return NULL;
-	if (m->tls_context && m->tls_context->sni && m->tls_context->sni[0])
-		return m->tls_context->sni;
-	/* RFC 6066: SNI carries host names only, never an address. */
-	if (!m->upstream_host || !m->upstream_host[0] || is_ip_literal(m->upstream_host))
-		return NULL;
-	return m->upstream_host;
-}
-
-int tls_client_prepare(SSL *ssl, const struct mapping *m) {
-	const char *sni, *expected;
-
-	if (!ssl || !m)
-		return -EINVAL;
-	sni = tls_upstream_sni(m);
-	if (sni && SSL_set_tlsext_host_name(ssl, sni) != 1) {
-		ERR_clear_error();
-		return -EINVAL;
-	}
-	if (!(SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER))
-		return 0;
-
-	/* Verify the name we asked for: the context's sni if set, else the service host. */
-	expected = sni ? sni : m->upstream_host;
-	if (!expected || !expected[0])
-		return -EINVAL;
-	if (is_ip_literal(expected)) {
-		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), expected) != 1) {
-			ERR_clear_error();
-			return -EINVAL;
-		}
-		return 0;
-	}
-	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-	if (SSL_set1_host(ssl, expected) != 1) {
-		ERR_clear_error();
-		return -ENOMEM;
-	}
-	return 0;
-}
-
-/* A session on `fd` from `ctx` (none when ctx is NULL): originating for mapping `m`, else
- * terminating. Returns 1, 0 without a context, or -ENOMEM. */
-static int session_new(SSL_CTX *ctx, int fd, const struct mapping *m, SSL **ret) {
-	*ret = NULL;
-	if (!ctx)
-		return 0;
-	SSL *ssl = SSL_new(ctx);
-	if (!ssl || SSL_set_fd(ssl, fd) != 1 || (m && tls_client_prepare(ssl, m) < 0)) {
-		SSL_free(ssl);
-		return -ENOMEM;
-	}
-	if (m)
-		SSL_set_connect_state(ssl);
-	else
-		SSL_set_accept_state(ssl);
-	*ret = ssl;
-	return 1;
-}
-
-int tls_server_session(const struct config *c, const struct mapping_group *g, int fd, SSL **ret) {
-	return session_new(tls_server_ctx(c, g), fd, NULL, ret);
-}
-
-int tls_client_session(const struct config *c, const struct mapping *m, int fd, SSL **ret) {
-	return session_new(tls_client_ctx(c, m), fd, m, ret);
-}
-
-int tls_handshake_step(SSL *ssl) {
-	ERR_clear_error();
-	int r = SSL_do_handshake(ssl);
-	if (r == 1)
-		return 1;
-	int e = SSL_get_error(ssl, r);
-	return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? 0 : -1;
-}
-
-void tls_session_free(SSL *ssl) { SSL_free(ssl); }
-
-/* What tcpmapd checks before it uses this file as tcpmap-tls.so. */
+/* What tcpmapd checks before it uses tcpmap-tls.so (this file, tlssession.c, tlsrelay.c). */
 const struct tls_abi tcpmap_tls_abi = TLS_ABI_INIT;
-
-const char *tls_handshake_failure_reason(void) {
-	unsigned long e = ERR_peek_last_error();
-
-	if (e == 0 || ERR_GET_LIB(e) != ERR_LIB_SSL)
-		return "handshake_failed";
-	switch (ERR_GET_REASON(e)) {
-	case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
-		return "unknown_ca";
-	case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
-	case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
-		return "no_certificate";
-	case SSL_R_CERTIFICATE_VERIFY_FAILED:
-		return "certificate_verify_failed";
-	case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
-	case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
-	case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
-		return "bad_certificate";
-	case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
-	case SSL_R_UNSUPPORTED_PROTOCOL:
-	case SSL_R_NO_PROTOCOLS_AVAILABLE:
-	case SSL_R_VERSION_TOO_LOW:
-	case SSL_R_VERSION_TOO_HIGH:
-		return "protocol_version";
-	case SSL_R_NO_SHARED_CIPHER:
-		return "no_shared_cipher";
-	case SSL_R_TLSV1_UNRECOGNIZED_NAME:
-	case SSL_R_CALLBACK_FAILED:
-		/* the only fatal callback on our server contexts is the SNI check */
-		return "unrecognized_name";
-	/* a record header no TLS version writes: the peer speaks something else */
-	case SSL_R_WRONG_VERSION_NUMBER:
-	case SSL_R_HTTP_REQUEST:
-	case SSL_R_PACKET_LENGTH_TOO_LONG:
-		return "not_tls";
-	default:
-		return "handshake_failed";
-	}
-}

@@ -1,5 +1,6 @@
 /* tls.h — OpenSSL contexts for a config: termination (server) contexts per TLSContext,
- * origination (client) contexts per mapping, secrets looked up as DESIGN.md says.
+ * origination (client) contexts per mapping, secrets looked up as tls_config_load says
+ * (the same order as tcpmap.yaml(5) documents).
  *
  * Everything here is prepared once per config load, in the main thread, so the per-
  * connection path only creates SSL objects from ready SSL_CTXs. Key material is never
@@ -11,9 +12,10 @@
 #include "config.h"
 #include "tlsrelay.h"
 
-/* This file and tlsrelay.c are built twice: linked in (tcpmapctl, the tests) and as
+/* tls.c, tlssession.c and tlsrelay.c are built twice: linked in (tcpmapctl, the tests) and as
  * tcpmap-tls.so, which tcpmapd loads only when a config uses TLS (lib/tlsload.c), so that a
- * cleartext process never maps OpenSSL, two thirds of its start-up. The layouts they share
+ * cleartext process never maps OpenSSL, two thirds of its start-up (docs/ARCHITECTURE.md,
+ * 'Why the TLS module is loaded lazily'). The layouts they share
  * with the loading binary must match; tcpmap_tls_abi says which ones they were built with. */
 struct tls_abi {
 	char version[16];
@@ -56,6 +58,8 @@ int tls_config_load(struct config *c, const char *secrets_dir, struct diag_list 
 SSL_CTX *tls_server_ctx(const struct config *c, const struct mapping_group *g);
 /* The originating SSL_CTX of a mapping (NULL when it does not originate). */
 SSL_CTX *tls_client_ctx(const struct config *c, const struct mapping *m);
+/* Per connection (tlssession.c), from the contexts above. */
+
 /* The SNI to send upstream: the context's `sni`, else the service's host name (NULL for an
  * IP literal, which must not be sent as SNI). */
 const char *tls_upstream_sni(const struct mapping *m);
@@ -66,8 +70,10 @@ int tls_server_session(const struct config *c, const struct mapping_group *g, in
 /* An originating session on `fd` when mapping `m` has `tls` (SNI and verification set up,
  * in connect state): 1, 0 when it does not originate, or -ENOMEM. */
 int tls_client_session(const struct config *c, const struct mapping *m, int fd, SSL **ret);
-/* One step of a handshake: 1 done, 0 wants more I/O, -1 failed (the reason is in the error
- * queue: tls_handshake_failure_reason()). */
+/* One step of a handshake: 1 done, 0 wants more I/O, or a negative errno when it failed:
+ * -EPROTO for a TLS failure (the reason is in this thread's error queue:
+ * tls_handshake_failure_reason()), -ECONNRESET when the peer closed mid-handshake, the
+ * socket's -errno for an I/O error, -EIO otherwise. Callers test `< 0`. */
 int tls_handshake_step(SSL *ssl);
 void tls_session_free(SSL *ssl);
 

@@ -61,14 +61,14 @@ static int module_open(const char *path, char *why, size_t size) {
 		snprintf(why, size,
 		         "%.300s was built for another tcpmapd (version %.16s, this is %s)", path,
 		         abi ? abi->version : "unknown", TCPMAP_VERSION);
-		dlclose(h);
+		(void)dlclose(h); /* refused either way: a failed unload changes nothing */
 		return -EPROTO;
 	}
 	for (size_t i = 0; i < ELEMENTSOF(syms); i++) {
 		*syms[i].slot = dlsym(h, syms[i].name);
 		if (!*syms[i].slot) {
 			snprintf(why, size, "%.300s has no %s", path, syms[i].name);
-			dlclose(h);
+			(void)dlclose(h); /* as above */
 			return -EPROTO;
 		}
 	}

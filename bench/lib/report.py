@@ -144,7 +144,8 @@ def targets(rows):
               "%s us wall, tcpmapd --inetd from exec to exit, config load included (median)" % fmt(st))
     socat = get(rows, "connrate", "conn_per_s", "socat")
     # What no design that execs per connection can beat, whatever it does after exec: any
-    # program at all, then any program on DESIGN.md's run-time libraries.
+    # program at all, then any program on tcpmapd's run-time libraries (docs/ARCHITECTURE.md,
+    # 'Why the TLS module is loaded lazily').
     for peer, what in (("noop-static", "exec floor"), ("noop-libs", "libsystemd+libyaml floor")):
         floor = get(rows, "start", "spawn_us", peer)
         if floor and socat:

@@ -20,6 +20,7 @@
 
 #include "breaker.h"
 #include "log.h"
+#include "status.h"
 #include "util.h"
 
 #define MAX_CHILDREN 8
@@ -226,7 +227,7 @@ static void test_version_mismatch(void **state) {
 	write_file(path, header, sizeof(header), 0644);
 	assert_int_equal(breaker_table_open(f->dir, &t), -EPROTO);
 	assert_null(t);
-	assert_int_equal(breaker_table_dump(f->dir, stdout, false), -EPROTO);
+	assert_int_equal(status_print(f->dir, stdout, false), -EPROTO);
 
 	/* another magic */
 	memcpy(header, "NOTATABL", 8);
@@ -700,7 +701,7 @@ static char *dump_to_string(const char *dir, bool json, int *ret) {
 	size_t len = 0;
 	FILE *out = open_memstream(&buf, &len);
 	assert_non_null(out);
-	*ret = breaker_table_dump(dir, out, json);
+	*ret = status_print(dir, out, json);
 	fclose(out);
 	return buf;
 }

@@ -400,6 +400,20 @@ static void test_example_originate(void **state) {
 	assert_string_equal(tls_upstream_sni(m), "upstream-host");
 }
 
+/* RFC 6066: no SNI to an IP literal, of either family; a name is sent as it is. */
+static void test_upstream_sni_never_an_address(void **state) {
+	(void)state;
+	static const char *const literals[] = {"10.0.0.1", "::1", "2001:db8::7", "::ffff:1.2.3.4"};
+	for (size_t i = 0; i < ELEMENTSOF(literals); i++) {
+		struct mapping m = {.upstream_host = (char *)literals[i]};
+		assert_null(tls_upstream_sni(&m));
+	}
+	struct mapping named = {.upstream_host = (char *)"10.0.0.1.example"};
+	assert_string_equal(tls_upstream_sni(&named), "10.0.0.1.example");
+	struct mapping bracketed = {.upstream_host = (char *)"[::1]"};
+	assert_string_equal(tls_upstream_sni(&bracketed), "[::1]");
+}
+
 /* ---- secrets -------------------------------------------------------------------------- */
 
 static const char yaml_missing_secret[] = "apiVersion: getambassador.io/v2\n"
@@ -876,6 +890,41 @@ static void test_handshake_failure_reasons(void **state) {
 	assert_string_equal(tls_handshake_failure_reason(), "handshake_failed");
 }
 
+/* tls_handshake_step's contract: 0 while it wants bytes, a negative errno when it fails. */
+static void test_handshake_step_returns(void **state) {
+	(void)state;
+	_cleanup_(loaded_free) struct loaded l = load_settings("");
+	SSL *server;
+	int r;
+
+	assert_ok(&l);
+
+	/* nothing to read yet */
+	server = SSL_new(server_ctx_of(&l));
+	SSL_set_bio(server, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+	SSL_set_accept_state(server);
+	assert_int_equal(tls_handshake_step(server), 0);
+	SSL_free(server);
+
+	/* not TLS: a protocol failure, with its reason in the error queue */
+	server = SSL_new(server_ctx_of(&l));
+	SSL_set_bio(server, BIO_new_mem_buf("SSH-2.0-OpenSSH_9.6\r\n", -1), BIO_new(BIO_s_mem()));
+	SSL_set_accept_state(server);
+	assert_int_equal(tls_handshake_step(server), -EPROTO);
+	assert_string_equal(tls_handshake_failure_reason(), "not_tls");
+	ERR_clear_error();
+	SSL_free(server);
+
+	/* the peer is gone before its ClientHello (OpenSSL 3 calls that a protocol error) */
+	server = SSL_new(server_ctx_of(&l));
+	SSL_set_bio(server, BIO_new_mem_buf("", 0), BIO_new(BIO_s_mem()));
+	SSL_set_accept_state(server);
+	r = tls_handshake_step(server);
+	assert_true(r == -EPROTO || r == -ECONNRESET);
+	ERR_clear_error();
+	SSL_free(server);
+}
+
 static const char yaml_origination[] = "apiVersion: getambassador.io/v2\n"
                                        "kind: TLSContext\n"
                                        "metadata:\n"
@@ -1031,6 +1080,7 @@ int main(void) {
 	        cmocka_unit_test(test_example_terminate),
 	        cmocka_unit_test(test_example_terminate_originate),
 	        cmocka_unit_test(test_example_originate),
+	        cmocka_unit_test(test_upstream_sni_never_an_address),
 	        cmocka_unit_test(test_missing_secret),
 	        cmocka_unit_test(test_missing_secret_without_credentials),
 	        cmocka_unit_test(test_mismatched_key),
@@ -1046,6 +1096,7 @@ int main(void) {
 	        cmocka_unit_test(test_handshake_sni_and_alpn),
 	        cmocka_unit_test(test_handshake_client_cert_required),
 	        cmocka_unit_test(test_handshake_failure_reasons),
+	        cmocka_unit_test(test_handshake_step_returns),
 	        cmocka_unit_test(test_origination),
 	        cmocka_unit_test(test_reload_replaces_runtime),
 	};

@@ -1,0 +1,148 @@
+/* tlssession.c — the per-connection side of TLS: a session from a config's ready SSL_CTX,
+ * the upstream SNI and name to verify, handshake steps, and the reason a handshake failed,
+ * for the access log. See tls.h.
+ *
+ * It only asks tls.c for the contexts (tls_server_ctx, tls_client_ctx) and never builds or
+ * changes one: everything that can fail slowly was done when the config was loaded. It
+ * must never log (callers log the result) and never block: the sockets are non-blocking. */
+#include "tls.h"
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "netaddr.h"
+#include "util.h"
+
+const char *tls_upstream_sni(const struct mapping *m) {
+	if (!m)
+		return NULL;
+	if (m->tls_context && m->tls_context->sni && m->tls_context->sni[0])
+		return m->tls_context->sni;
+	/* RFC 6066: SNI carries host names only, never an address. */
+	if (!m->upstream_host || !m->upstream_host[0] || netaddr_is_literal(m->upstream_host))
+		return NULL;
+	return m->upstream_host;
+}
+
+int tls_client_prepare(SSL *ssl, const struct mapping *m) {
+	const char *sni, *expected;
+
+	if (!ssl || !m)
+		return -EINVAL;
+	sni = tls_upstream_sni(m);
+	if (sni && SSL_set_tlsext_host_name(ssl, sni) != 1) {
+		ERR_clear_error();
+		return -EINVAL;
+	}
+	if (!(SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER))
+		return 0;
+
+	/* Verify the name we asked for: the context's sni if set, else the service host. */
+	expected = sni ? sni : m->upstream_host;
+	if (!expected || !expected[0])
+		return -EINVAL;
+	if (netaddr_is_literal(expected)) {
+		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), expected) != 1) {
+			ERR_clear_error();
+			return -EINVAL;
+		}
+		return 0;
+	}
+	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	if (SSL_set1_host(ssl, expected) != 1) {
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* A session on `fd` from `ctx` (none when ctx is NULL): originating for mapping `m`, else
+ * terminating. Returns 1, 0 without a context, or -ENOMEM. */
+static int session_new(SSL_CTX *ctx, int fd, const struct mapping *m, SSL **ret) {
+	*ret = NULL;
+	if (!ctx)
+		return 0;
+	SSL *ssl = SSL_new(ctx);
+	if (!ssl || SSL_set_fd(ssl, fd) != 1 || (m && tls_client_prepare(ssl, m) < 0)) {
+		SSL_free(ssl);
+		return -ENOMEM;
+	}
+	if (m)
+		SSL_set_connect_state(ssl);
+	else
+		SSL_set_accept_state(ssl);
+	*ret = ssl;
+	return 1;
+}
+
+int tls_server_session(const struct config *c, const struct mapping_group *g, int fd, SSL **ret) {
+	return session_new(tls_server_ctx(c, g), fd, NULL, ret);
+}
+
+int tls_client_session(const struct config *c, const struct mapping *m, int fd, SSL **ret) {
+	return session_new(tls_client_ctx(c, m), fd, m, ret);
+}
+
+int tls_handshake_step(SSL *ssl) {
+	ERR_clear_error();
+	errno = 0;
+	int r = SSL_do_handshake(ssl);
+	if (r == 1)
+		return 1;
+	int saved_errno = errno;
+	switch (SSL_get_error(ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		return 0;
+	case SSL_ERROR_SSL:
+		return -EPROTO; /* the reason stays in the error queue */
+	case SSL_ERROR_SYSCALL:
+		/* errno 0: the peer closed mid-handshake without an alert */
+		return saved_errno > 0 ? -saved_errno : -ECONNRESET;
+	case SSL_ERROR_ZERO_RETURN:
+		return -ECONNRESET; /* close_notify before the handshake was done */
+	default:
+		return -EIO; /* a callback state our contexts never set up */
+	}
+}
+
+void tls_session_free(SSL *ssl) { SSL_free(ssl); }
+
+const char *tls_handshake_failure_reason(void) {
+	unsigned long e = ERR_peek_last_error();
+
+	if (e == 0 || ERR_GET_LIB(e) != ERR_LIB_SSL)
+		return "handshake_failed";
+	switch (ERR_GET_REASON(e)) {
+	case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+		return "unknown_ca";
+	case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+	case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+		return "no_certificate";
+	case SSL_R_CERTIFICATE_VERIFY_FAILED:
+		return "certificate_verify_failed";
+	case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+	case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+		return "bad_certificate";
+	case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
+	case SSL_R_UNSUPPORTED_PROTOCOL:
+	case SSL_R_NO_PROTOCOLS_AVAILABLE:
+	case SSL_R_VERSION_TOO_LOW:
+	case SSL_R_VERSION_TOO_HIGH:
+		return "protocol_version";
+	case SSL_R_NO_SHARED_CIPHER:
+		return "no_shared_cipher";
+	case SSL_R_TLSV1_UNRECOGNIZED_NAME:
+	case SSL_R_CALLBACK_FAILED:
+		/* the only fatal callback on our server contexts is the SNI check */
+		return "unrecognized_name";
+	/* a record header no TLS version writes: the peer speaks something else */
+	case SSL_R_WRONG_VERSION_NUMBER:
+	case SSL_R_HTTP_REQUEST:
+	case SSL_R_PACKET_LENGTH_TOO_LONG:
+		return "not_tls";
+	default:
+		return "handshake_failed";
+	}
+}
