@@ -494,7 +494,7 @@ static void test_host_names(void **state) {
 	} bad[] = {
 	        {"", 0},       {"a\0b", 3},        {"a/b", 0},        {"a\x01.example", 0},
 	        {"a b", 0},    {".example", 0},    {"a..example", 0}, {"example..", 0},
-	        {"ex\x7f", 0}, {"caf\xc3\xa9", 0}, {".", 0}, {"a..", 0},
+	        {"ex\x7f", 0}, {"caf\xc3\xa9", 0}, {".", 0},          {"a..", 0},
 	};
 	char long_name[300];
 	static struct bytes stream;
