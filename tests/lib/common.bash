@@ -296,11 +296,14 @@ note() { echo "# $*" >&3; }
 # NAME; then one 1000-byte round trip, which must come back whole. Sets RELAY_PORT,
 # RELAY_UP and RELAY_CONF.
 start_echo_relay() {
-	RELAY_PORT=$(pick_port) && RELAY_UP=$(pick_port)
+	RELAY_PORT=$(pick_port)
+	RELAY_UP=$(pick_port)
 	RELAY_CONF=$BATS_TEST_TMPDIR/$1.yaml
 	start_upstream 127.0.0.1 "$RELAY_UP" echo
 	write_mapping "$RELAY_CONF" "$1" "$RELAY_PORT" "127.0.0.1:$RELAY_UP"
 	start_tcpmapd "$RELAY_CONF"
 	run client 127.0.0.1 "$RELAY_PORT" --send 1000 --timeout 10
-	[ "$(kv recv_bytes)" = 1000 ] && [ "$(kv recv_sha256)" = "$(kv sent_sha256)" ]
+	[ "$status" -eq 0 ]
+	[ "$(kv recv_bytes)" = 1000 ]
+	[ "$(kv recv_sha256)" = "$(kv sent_sha256)" ]
 }
