@@ -25,7 +25,8 @@ assert_refused_fast() {
 
 @test "threaded: max_connections 2 refuses the third connection at once, admits again after a close" {
 	local port up conf=$BATS_TEST_TMPDIR/threaded.yaml lines
-	port=$(pick_port) && up=$(pick_port)
+	port=$(pick_port)
+	up=$(pick_port)
 	start_upstream 127.0.0.1 "$up" hold
 	mapfile -t lines < <(breaker_lines max_connections 2)
 	write_mapping "$conf" limited "$port" "127.0.0.1:$up" "${lines[@]}"
@@ -165,7 +166,9 @@ assert_refused_fast() {
 
 @test "failover: with the first mapping's breaker open the group routes to the other" {
 	local port up_a up_b conf=$BATS_TEST_TMPDIR/failover.yaml lines
-	port=$(pick_port) && up_a=$(pick_port) && up_b=$(pick_port)
+	port=$(pick_port)
+	up_a=$(pick_port)
+	up_b=$(pick_port)
 	start_upstream 127.0.0.1 "$up_a" hold
 	start_upstream 127.0.0.1 "$up_b" hold
 	# a group's mappings must agree on circuit_breakers; each cluster has its own count
@@ -204,7 +207,9 @@ assert_refused_fast() {
 
 @test "per-connection: a 10/90 group splits 1000 sequential connections exactly 100/900" {
 	local port up_a up_b conf=$BATS_TEST_TMPDIR/split.yaml
-	port=$(pick_port) && up_a=$(pick_port) && up_b=$(pick_port)
+	port=$(pick_port)
+	up_a=$(pick_port)
+	up_b=$(pick_port)
 	start_upstream 127.0.0.1 "$up_a" banner A
 	start_upstream 127.0.0.1 "$up_b" banner B
 	write_mapping "$conf" ten "$port" "127.0.0.1:$up_a" 'weight: 10'

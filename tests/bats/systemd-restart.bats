@@ -10,8 +10,8 @@
 
 load ../lib/systemd
 
-SD_PORT_MIN=36000
-SD_PORT_SPAN=3000
+SD_PORT_MIN=64500
+SD_PORT_SPAN=1000
 STREAM_PY=$ROOT/tests/lib/stream.py
 UPSTREAM_PY=$ROOT/tests/lib/upstream.py
 MID_ADOPT=$(sed -n 's/^#define TCPMAP_MID_ADOPT "\([0-9a-f]*\)"$/\1/p' "$ROOT/lib/log.h")
@@ -20,14 +20,15 @@ UPGRADE_VERSION=$VERSION-upgrade
 UPGRADE_BUILD=build-upgrade
 TLS_NAME=restart.example.test
 
-# pick_quiet_port [TAKEN...]: a port of our range that no socket uses in any state. Our range
-# lies inside the kernel's ephemeral range, so a port nothing listens on may still be the
-# local end of some connection, and binding it would fail.
+# pick_quiet_port [TAKEN...]: a port of our range, outside the kernel's ephemeral range, that
+# no socket uses in any state: a port nothing listens on may still be the local end of some
+# connection, and binding it would fail.
 pick_quiet_port() {
 	local p
 	for _ in $(seq 200); do
 		p=$((SD_PORT_MIN + (RANDOM % SD_PORT_SPAN)))
 		case " $* " in *" $p "*) continue ;; esac
+		port_ephemeral "$p" && continue
 		[ -z "$(ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null)" ] && { echo "$p"; return 0; }
 	done
 	return 1
@@ -232,13 +233,13 @@ make_pki() {
 	local d=$BATS_FILE_TMPDIR/pki
 	mkdir -p "$d"
 	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-		-keyout "$d/ca.key" -out "$d/ca.crt" -days 2 -subj "/CN=tcpmap-restart-ca" 2>/dev/null &&
-		printf 'subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
-			"$TLS_NAME" >"$d/server.ext" &&
-		openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-			-keyout "$d/server.key" -out "$d/server.csr" -subj "/CN=$TLS_NAME" 2>/dev/null &&
-		openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
-			-CAcreateserial -days 2 -out "$d/server.crt" -extfile "$d/server.ext" 2>/dev/null
+		-keyout "$d/ca.key" -out "$d/ca.crt" -days 2 -subj "/CN=tcpmap-restart-ca" 2>/dev/null
+	printf 'subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
+		"$TLS_NAME" >"$d/server.ext"
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$d/server.key" -out "$d/server.csr" -subj "/CN=$TLS_NAME" 2>/dev/null
+	openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
+		-CAcreateserial -days 2 -out "$d/server.crt" -extfile "$d/server.ext" 2>/dev/null
 }
 
 start_echo() { # PORT
@@ -258,8 +259,11 @@ setup_file() {
 	sd_choose_build
 	: >"$BATS_FILE_TMPDIR/pids"
 	export P T L UP UP2 PKI=$BATS_FILE_TMPDIR/pki
-	P=$(pick_quiet_port) && T=$(pick_quiet_port "$P") && L=$(pick_quiet_port "$P" "$T") &&
-		UP=$(pick_quiet_port "$P" "$T" "$L") && UP2=$(pick_quiet_port "$P" "$T" "$L" "$UP")
+	P=$(pick_quiet_port)
+	T=$(pick_quiet_port "$P")
+	L=$(pick_quiet_port "$P" "$T")
+	UP=$(pick_quiet_port "$P" "$T" "$L")
+	UP2=$(pick_quiet_port "$P" "$T" "$L" "$UP")
 	start_echo "$UP"
 	start_echo "$UP2"
 	make_pki
@@ -547,7 +551,9 @@ teardown_file() {
 	# The socket stayed; a new connection starts a fresh process with an empty store.
 	relay_roundtrip "$P" 100000
 	new=$(main_pid "$svc")
-	[ "$new" != 0 ] && [ "$new" != "$old" ]
+	[ -n "$new" ]
+	[ "$new" != 0 ]
+	[ "$new" != "$old" ]
 	[ "$(fdstore_count "$svc")" = 0 ]
 	[ "$(count_events "$(events "$svc")" "$new" adopt)" -eq 0 ]
 	wait_breaker_active 0

@@ -9,8 +9,8 @@
 TCPMAPCTL=${TCPMAPCTL:-$TCPMAP_ROOT/build/tcpmapctl}
 
 # This suite's share of the port space, apart from common.bash's default range.
-TEST_PORT_MIN=45000
-TEST_PORT_MAX=49999
+TEST_PORT_MIN=63000
+TEST_PORT_MAX=64499
 
 breakers_setup() {
 	common_setup
@@ -241,7 +241,8 @@ wait_status_active() {
 # its own relay process, and the table counting both. Sets the caller's `port` and `up`.
 accept_two_held() {
 	local conf=$1 lines
-	port=$(pick_port) && up=$(pick_port)
+	port=$(pick_port)
+	up=$(pick_port)
 	start_upstream 127.0.0.1 "$up" hold
 	mapfile -t lines < <(breaker_lines max_connections 2)
 	write_mapping "$conf" limited "$port" "127.0.0.1:$up" "${lines[@]}"

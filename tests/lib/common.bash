@@ -11,7 +11,11 @@ TESTLIB=$TCPMAP_ROOT/tests/lib
 UPSTREAM_PY=$TESTLIB/upstream.py
 CLIENT_PY=$TESTLIB/client.py
 
-# Our share of the port space; other suites use other ranges.
+# Our share of the port space; other suites use other ranges, all outside the kernel's
+# ephemeral range (32768-60999 by default), where a client socket could take a port between
+# pick_port and the bind: common 20000-29999, faults 10000-19999, systemd 30000-32699,
+# tls 61000-62999, breakers 63000-64499, systemd-restart 64500-65499. pick_port also skips
+# whatever /proc says the ephemeral range is on this machine.
 TEST_PORT_MIN=20000
 TEST_PORT_MAX=29999
 
@@ -99,6 +103,13 @@ stop_all_pids() {
 
 # ---- ports --------------------------------------------------------------------------
 
+# port_ephemeral PORT: PORT lies in the range the kernel hands out to client sockets.
+port_ephemeral() {
+	local lo hi
+	read -r lo hi </proc/sys/net/ipv4/ip_local_port_range || return 1
+	[ "$1" -ge "$lo" ] && [ "$1" -le "$hi" ]
+}
+
 port_listening() { # PORT [ADDRESS]
 	[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
 }
@@ -110,6 +121,7 @@ pick_port() {
 	for ((i = 0; i < 200; i++)); do
 		p=$((TEST_PORT_MIN + RANDOM % (TEST_PORT_MAX - TEST_PORT_MIN + 1)))
 		grep -qx "$p" "$PORTS_FILE" 2>/dev/null && continue
+		port_ephemeral "$p" && continue
 		[ -n "$(ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null)" ] && continue
 		echo "$p" >>"$PORTS_FILE"
 		echo "$p"

@@ -6,8 +6,8 @@
 # starts goes through record_pid) and every wait is a bounded poll.
 
 # The fault suites' share of the port space.
-TEST_PORT_MIN=50000
-TEST_PORT_MAX=59999
+TEST_PORT_MIN=10000
+TEST_PORT_MAX=19999
 
 FAULTS_PY=$TESTLIB/faults.py
 TCPMAPCTL=${TCPMAPCTL:-$(dirname "$TCPMAPD")/tcpmapctl}
