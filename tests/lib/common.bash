@@ -32,6 +32,7 @@ common_setup() {
 	TCPMAPD_ARGS=()
 	TCPMAPD_WRAP=()
 	TCPMAPD_COUNT=0
+	NETNS_WRAP=()
 }
 
 common_teardown() {
@@ -101,6 +102,28 @@ stop_all_pids() {
 	: >"$PIDS_FILE"
 }
 
+# ---- a network namespace of the test's own ---------------------------------------------
+
+# netns_enter: from here on this test's upstreams, tcpmapd, clients and port checks run in a
+# fresh network namespace with only loopback up, so a fixed port (80) is free and no other
+# test or program can take it. The namespace is held by a sleeping process, stopped by PID
+# in teardown like every other. Skips when namespaces cannot be made (not root).
+netns_enter() {
+	unshare -n sleep 600 </dev/null >/dev/null 2>&1 3>&- &
+	local pid=$! i
+	record_pid "$pid"
+	for ((i = 0; i < 50; i++)); do
+		# unshare execs sleep once the namespace exists
+		[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$(readlink -f "$(command -v sleep)")" ] && break
+		pid_alive "$pid" || skip "cannot create a network namespace (unshare -n)"
+		sleep 0.1
+	done
+	[ "$(readlink "/proc/$pid/ns/net")" != "$(readlink /proc/self/ns/net)" ] ||
+		skip "cannot create a network namespace (unshare -n)"
+	nsenter -t "$pid" -n ip link set lo up
+	NETNS_WRAP=(nsenter -t "$pid" -n --)
+}
+
 # ---- ports --------------------------------------------------------------------------
 
 # port_ephemeral PORT: PORT lies in the range the kernel hands out to client sockets.
@@ -111,7 +134,7 @@ port_ephemeral() {
 }
 
 port_listening() { # PORT [ADDRESS]
-	[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
+	[ -n "$("${NETNS_WRAP[@]}" ss -Hltn "sport = :$1" 2>/dev/null)" ]
 }
 
 # pick_port: a random port in our range that nothing listens on, nothing holds in any
@@ -155,7 +178,7 @@ start_upstream() {
 	shift 3
 	local ready=$BATS_TEST_TMPDIR/upstream-$port.ready
 	rm -f "$ready"
-	python3 "$UPSTREAM_PY" "$mode" "$@" --host "$host" --port "$port" \
+	"${NETNS_WRAP[@]}" python3 "$UPSTREAM_PY" "$mode" "$@" --host "$host" --port "$port" \
 		--ready-file "$ready" --report "$(upstream_report "$port")" --max-seconds 120 \
 		>"$BATS_TEST_TMPDIR/upstream-$port.out" 2>&1 3>&- &
 	local pid=$!
@@ -220,7 +243,7 @@ start_tcpmapd() {
 	done
 	TCPMAPD_COUNT=$((TCPMAPD_COUNT + 1))
 	TCPMAPD_LOG=$BATS_TEST_TMPDIR/tcpmapd-$TCPMAPD_COUNT.log
-	"${TCPMAPD_WRAP[@]}" "$TCPMAPD" "${args[@]}" --runtime-dir "$RUN_DIR" \
+	"${NETNS_WRAP[@]}" "${TCPMAPD_WRAP[@]}" "$TCPMAPD" "${args[@]}" --runtime-dir "$RUN_DIR" \
 		--log-target stderr --workers 2 "${TCPMAPD_ARGS[@]}" \
 		</dev/null >"$TCPMAPD_LOG" 2>&1 3>&- &
 	TCPMAPD_PID=$!
@@ -299,7 +322,7 @@ wait_for_report() {
 
 sha256_file() { sha256sum "$1" | cut -d' ' -f1; }
 
-client() { python3 "$CLIENT_PY" "$@" 3>&-; }
+client() { "${NETNS_WRAP[@]}" python3 "$CLIENT_PY" "$@" 3>&-; }
 
 # Print a figure into the TAP stream.
 note() { echo "# $*" >&3; }
