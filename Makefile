@@ -55,7 +55,8 @@ TESTLIB_OBJS := $(TESTLIB_SRCS:%.c=$(BUILD)/%.o)
 # keep intermediate objects: rebuilding them is what takes time
 .SECONDARY:
 
-.PHONY: all deps run check unit bats fuzz fuzz-build bench install uninstall clean format format-check deb
+.PHONY: all deps run check unit bats fuzz fuzz-build bench install uninstall clean format format-check deb \
+	mutate
 
 all: $(BINS)
 
@@ -108,6 +109,12 @@ unit: all $(UNIT_BINS)
 
 bats: all
 	./tests/run.sh $(BUILD) $(SAN) bats
+
+# Mutation check (tests/mutate/mutants.list): each mutant applied to a scratch copy, rebuilt,
+# and run against the tests that must catch it. Slow, so not in `make check`; MUTANTS="3 7"
+# runs only those.
+mutate: all $(UNIT_BINS)
+	BUILD=$(BUILD) ./scripts/mutate.sh $(MUTANTS)
 
 # libFuzzer harnesses: clang, with ASan+UBSan, over the library sources.
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz-*.c))

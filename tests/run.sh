@@ -1,10 +1,20 @@
 #!/bin/bash
-# run.sh BUILD SAN [unit|bats|fuzz]... — run every suite and add up one closing line:
-# "N passed, N failed". Unit tests (cmocka) and bats both speak TAP; each fuzz harness
-# counts as one test that passes when its smoke run finds nothing.
+# run.sh BUILD SAN [format|unit|bats|runner|fuzz]... — run every suite and add up one closing
+# line: "N passed, N failed" and ", N skipped" when something was skipped. Unit tests
+# (cmocka) and bats both speak TAP; each fuzz harness counts as one test that passes when its
+# smoke run finds nothing; `runner` is the test of this script itself (tests/runner).
+#
+# A run that was cut off must never read as green: a suite that exits non-zero, runs fewer
+# tests than its TAP plan (1..N) announced or is killed by its timeout adds a failure of its
+# own. A missing tool is a skip that is printed and counted, never silence. The exit status
+# is non-zero whenever anything failed.
 set -u
 BUILD=${1:?build dir}; SAN=${2:-0}; shift 2
-SUITES=${*:-format unit bats fuzz}
+SUITES=${*:-format unit bats runner fuzz}
+# overridable so tests/runner can cut a run short and hide a tool
+BATS_TIMEOUT=${TCPMAP_BATS_TIMEOUT:-1500}
+UNIT_TIMEOUT=${TCPMAP_UNIT_TIMEOUT:-300}
+CLANG_FORMAT=${TCPMAP_CLANG_FORMAT:-clang-format}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 2
 
@@ -17,7 +27,8 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:exitcod
 export LSAN_OPTIONS=${LSAN_OPTIONS:-exitcode=88}
 
 passed=0; failed=0; skipped=0
-LOG=$ROOT/$BUILD/test-logs; mkdir -p "$LOG"
+# tests/runner points this elsewhere so its fake runs never overwrite the real logs
+LOG=${TCPMAP_TEST_LOGS:-$ROOT/$BUILD/test-logs}; mkdir -p "$LOG"
 
 count_tap() { # FILE: add the TAP "ok"/"not ok" lines of FILE to the totals; a skipped test
 	# ("ok ... # skip") showed nothing, so it is counted apart, never as passed
@@ -28,13 +39,44 @@ count_tap() { # FILE: add the TAP "ok"/"not ok" lines of FILE to the totals; a s
 	passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + k))
 }
 
+fail_line() { # TEXT: one failure the TAP stream itself did not report
+	echo "not ok - $1"; failed=$((failed + 1))
+}
+
+skip_line() { # TEXT: one skip, printed in TAP form and counted
+	echo "ok - $1 # skip"; skipped=$((skipped + 1))
+}
+
+# check_tap_run NAME FILE STATUS TIMEOUT ELAPSED: what the "ok"/"not ok" lines of FILE cannot
+# say. STATUS is the exit status of `timeout -k 10 TIMEOUT ...` around the suite: 124 is its
+# timeout, 128+N a signal; 137 (KILL) is the timeout too when TERM was not enough, which
+# only the ELAPSED seconds tell apart from a KILL sent by someone else.
+check_tap_run() {
+	local name=$1 file=$2 rc=$3 limit=$4 elapsed=$5 plan ran
+	plan=$(grep -m1 -oE '^1\.\.[0-9]+' "$file" | cut -d. -f3)
+	ran=$(grep -cE '^(ok|not ok) ' "$file")
+	if [ "$rc" -eq 124 ] || { [ "$rc" -eq 137 ] && [ "$elapsed" -ge "$limit" ]; }; then
+		fail_line "$name was killed after its timeout of $limit s ($ran of ${plan:-?} tests ran)"
+	elif [ "$rc" -gt 128 ]; then
+		fail_line "$name was killed by signal $((rc - 128)) ($ran of ${plan:-?} tests ran)"
+	elif [ "$rc" -ne 0 ] && ! grep -qE '^not ok ' "$file"; then
+		# a crash or sanitizer report after the TAP lines is a failure of its own
+		fail_line "$name exited with status $rc"
+	fi
+	if [ -z "$plan" ]; then
+		fail_line "$name printed no TAP plan (1..N)"
+	elif [ "$ran" -lt "$plan" ]; then
+		fail_line "$name ran $ran of the $plan tests its plan announced"
+	fi
+}
+
 for suite in $SUITES; do
 	case $suite in
 	format)
 		# one format, enforced (STYLE.md): the same check as `make format-check`
-		if ! command -v clang-format >/dev/null; then
-			echo "# format-check skipped: clang-format not installed"
-		elif clang-format --dry-run --Werror lib/*.[ch] bin/*.c tests/unit/*.c tests/fuzz/*.c >"$LOG/format.log" 2>&1; then
+		if ! command -v "$CLANG_FORMAT" >/dev/null; then
+			skip_line "format-check: $CLANG_FORMAT not installed"
+		elif "$CLANG_FORMAT" --dry-run --Werror lib/*.[ch] bin/*.c tests/unit/*.c tests/fuzz/*.c >"$LOG/format.log" 2>&1; then
 			echo "ok - format-check: lib, bin and tests are clang-formatted"; passed=$((passed + 1))
 		else
 			echo "not ok - format-check (see $LOG/format.log)"; head -20 "$LOG/format.log"
@@ -42,22 +84,30 @@ for suite in $SUITES; do
 		fi
 		;;
 	unit)
+		n_units=0
 		for t in "$BUILD"/tests/test-*; do
 			[ -x "$t" ] || continue
-			n=$(basename "$t"); out=$LOG/$n.tap
-			CMOCKA_MESSAGE_OUTPUT=TAP timeout 300 "$t" > "$out" 2>&1; rc=$?
+			n=$(basename "$t"); out=$LOG/$n.tap; n_units=$((n_units + 1))
+			start=$SECONDS
+			CMOCKA_MESSAGE_OUTPUT=TAP timeout -k 10 "$UNIT_TIMEOUT" "$t" > "$out" 2>&1; rc=$?
 			cat "$out"
 			count_tap "$out"
-			# a crash or sanitizer report after the TAP lines is a failure of its own
-			if [ $rc -ne 0 ] && ! grep -q '^not ok ' "$out"; then
-				echo "not ok - $n exited with status $rc"; failed=$((failed + 1))
-			fi
+			check_tap_run "$n" "$out" "$rc" "$UNIT_TIMEOUT" $((SECONDS - start))
 		done
+		[ "$n_units" -gt 0 ] || skip_line "unit: no test binaries in $BUILD/tests (make unit builds them)"
 		;;
-	bats)
-		out=$LOG/bats.tap
-		timeout 1500 bats --tap tests/bats 2>&1 | tee "$out"
+	bats | runner)
+		if ! command -v bats >/dev/null; then
+			skip_line "$suite: bats not installed"
+			continue
+		fi
+		dir=tests/bats; [ "$suite" = runner ] && dir=tests/runner
+		out=$LOG/$suite.tap
+		start=$SECONDS
+		timeout -k 10 "$BATS_TIMEOUT" bats --tap "$dir" 2>&1 | tee "$out"
+		rc=${PIPESTATUS[0]}
 		count_tap "$out"
+		check_tap_run "$suite" "$out" "$rc" "$BATS_TIMEOUT" $((SECONDS - start))
 		;;
 	fuzz)
 		# the harnesses are always built with ASan+UBSan: the SAN=1 run would repeat them
@@ -65,8 +115,10 @@ for suite in $SUITES; do
 			echo "# fuzz smoke: ran in the plain run (the harnesses are sanitized builds already)"
 			continue
 		fi
+		n_fuzz=0
 		for f in build-fuzz/fuzz-*; do
 			[ -x "$f" ] || continue
+			n_fuzz=$((n_fuzz + 1))
 			n=$(basename "$f"); c=tests/fuzz/corpus/${n#fuzz-}; w=$(mktemp -d)
 			[ -d "$c" ] && cp -r "$c"/. "$w"/ 2>/dev/null
 			if timeout 120 "$f" -max_total_time="${FUZZ_SMOKE_SECONDS:-5}" -print_final_stats=1 -rss_limit_mb=1024 "$w" > "$LOG/$n.log" 2>&1; then
@@ -78,6 +130,7 @@ for suite in $SUITES; do
 			fi
 			rm -rf "$w"
 		done
+		[ "$n_fuzz" -gt 0 ] || skip_line "fuzz smoke: no harness in build-fuzz (make fuzz-build, needs clang)"
 		;;
 	*) echo "run.sh: unknown suite $suite" >&2; exit 2 ;;
 	esac

@@ -66,7 +66,12 @@ declare -gA WANT=(
 		secs=$(sed -n 's/.*time=\([0-9.]*\).*/\1/p' <<<"$output")
 		kb=$(sed -n 's/.*maxrss_kb=\([0-9]*\).*/\1/p' <<<"$output")
 		note "tcpmapctl check $f.yaml ($(stat -c %s "$HOSTILE/$f.yaml") bytes): exit 1 in $secs s, peak RSS $kb KiB: $(grep -m1 -F "${WANT[$f]}" <<<"$output" | cut -c1-110)"
-		awk -v t="$secs" 'BEGIN { exit !(t < 2.0) }'
+		[[ "$secs" =~ ^[0-9]+(\.[0-9]+)?$ ]]
+		# ASan and UBSan make the parse several times slower by design: a time bound there
+		# would measure the sanitizers, so the plain build's run is the one that shows it
+		if [ "${TCPMAP_SAN:-0}" != 1 ]; then
+			awk -v t="$secs" 'BEGIN { exit !(t + 0 < 2.0) }'
+		fi
 		[ "$kb" -lt 65536 ]
 	done
 }
@@ -89,7 +94,10 @@ declare -gA WANT=(
 		hwm=$(hwm_kb "$TCPMAPD_PID")
 		grep -F "${WANT[$f]}" "$TCPMAPD_LOG" | grep -q 'event=config_rejected'
 		note "reload with $f.yaml: rejected in $ms ms ($(grep -F "${WANT[$f]}" "$TCPMAPD_LOG" | tail -n 1 | sed 's/.*msg=".*\///' | cut -c1-90)), tcpmapd peak RSS so far $hwm KiB"
-		[ "$ms" -lt 2000 ]
+		# the sanitized build's time says nothing about tcpmapd (see the test above)
+		if [ "${TCPMAP_SAN:-0}" != 1 ]; then
+			[ "$ms" -lt 2000 ]
+		fi
 		[ "$hwm" -lt 65536 ]
 		pid_alive "$TCPMAPD_PID"
 		served_ok "$BPORT"

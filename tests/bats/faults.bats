@@ -60,7 +60,8 @@ after_fault() {
 		echo "$output"
 		[ "$(kv closed_by)" = eof ] || [ "$(kv closed_by)" = reset ]
 		t=$(kv eof_ms)
-		[ "$t" -ge 400 ] && [ "$t" -le 2000 ]
+		[ "$t" -ge 400 ]
+		[ "$t" -le 2000 ]
 		((t > worst)) && worst=$t
 		((t < best)) && best=$t
 	done

@@ -90,7 +90,18 @@ check_answer() {
 	start_tcpmapd "$CFG"
 	get_via "$p" http
 	echo "answer: $output"
+	# the request was relayed, and the peer closed without answering a byte
+	[ "$status" -ne 0 ]
 	[[ "$output" != *"src="* ]]
+	wait_for_log "event=close mapping=plain "
+	local line
+	line=$(close_line "mapping=plain ")
+	echo "$line"
+	[ "$(logfield "$line" client)" = "127.0.0.1:$SRC_PORT" ]
+	[ "$(logfield "$line" upstream)" = "127.0.0.1:$hp" ]
+	[ "$(logfield "$line" bytes_in)" -ge 16 ]
+	[ "$(logfield "$line" bytes_out)" -eq 0 ]
+	note "without a header: $(logfield "$line" bytes_in) request bytes relayed, $(logfield "$line" bytes_out) answered, curl: $output"
 }
 
 @test "PROXY v2 goes before the TLS handshake when originating (haproxy accept-proxy ssl)" {
@@ -116,6 +127,7 @@ check_answer() {
 	SRC_PORT=$(pick_port)
 	run curl -sS --max-time 10 --local-port "$SRC_PORT" --cacert "$PKI/ca.crt" \
 		--resolve "my-host-1:$p:127.0.0.1" "https://my-host-1:$p/"
+	# check_answer asserts the status and the answer
 	check_answer "$p" pp-term
 	note "TLS terminated, then v1 via haproxy: $output"
 }

@@ -24,7 +24,8 @@ example_conf() {
 # upload_through EXAMPLE DOC_PORT DOC_SERVICE: 50 MiB client -> sink, sha256 compared.
 upload_through() {
 	local port up conf size=$((50 * MiB))
-	port=$(pick_port) && up=$(pick_port)
+	port=$(pick_port)
+	up=$(pick_port)
 	conf=$(example_conf "$1" "$2" "$3" "$port" "$up")
 	start_upstream 127.0.0.1 "$up" sink
 	start_tcpmapd "$conf"
@@ -44,7 +45,8 @@ upload_through() {
 # download_through EXAMPLE DOC_PORT DOC_SERVICE: 50 MiB source -> client, sha256 compared.
 download_through() {
 	local port up conf size=$((50 * MiB))
-	port=$(pick_port) && up=$(pick_port)
+	port=$(pick_port)
+	up=$(pick_port)
 	conf=$(example_conf "$1" "$2" "$3" "$port" "$up")
 	start_upstream 127.0.0.1 "$up" source "$size" --seed 11
 	start_tcpmapd "$conf"
@@ -77,7 +79,8 @@ download_through() {
 
 @test "half-close: 1 MiB in, shutdown, then 1 MiB back, all of it" {
 	local port up conf=$BATS_TEST_TMPDIR/halfclose.yaml
-	port=$(pick_port) && up=$(pick_port)
+	port=$(pick_port)
+	up=$(pick_port)
 	start_upstream 127.0.0.1 "$up" halfclose --bytes "$MiB" --seed 5
 	write_mapping "$conf" halfclose "$port" "127.0.0.1:$up"
 	start_tcpmapd "$conf"
@@ -99,7 +102,8 @@ download_through() {
 
 @test "50 parallel connections of 2 MiB each stay intact" {
 	local port up conf=$BATS_TEST_TMPDIR/parallel.yaml size=$((2 * MiB))
-	port=$(pick_port) && up=$(pick_port)
+	port=$(pick_port)
+	up=$(pick_port)
 	start_upstream 127.0.0.1 "$up" echo
 	write_mapping "$conf" parallel "$port" "127.0.0.1:$up"
 	start_tcpmapd "$conf"

@@ -9,7 +9,9 @@ teardown() { common_teardown; }
 
 @test "SIGHUP with a broken config keeps serving; a fixed config then takes over" {
 	local port up_a up_b conf=$BATS_TEST_TMPDIR/reload.yaml
-	port=$(pick_port) && up_a=$(pick_port) && up_b=$(pick_port)
+	port=$(pick_port)
+	up_a=$(pick_port)
+	up_b=$(pick_port)
 	start_upstream 127.0.0.1 "$up_a" banner first-upstream
 	start_upstream 127.0.0.1 "$up_b" banner second-upstream
 	write_mapping "$conf" reload "$port" "127.0.0.1:$up_a"
@@ -56,7 +58,9 @@ teardown() { common_teardown; }
 
 @test "SIGHUP leaves a live connection untouched" {
 	local port up_a up_b conf=$BATS_TEST_TMPDIR/reload.yaml
-	port=$(pick_port) && up_a=$(pick_port) && up_b=$(pick_port)
+	port=$(pick_port)
+	up_a=$(pick_port)
+	up_b=$(pick_port)
 	start_upstream 127.0.0.1 "$up_a" hold
 	start_upstream 127.0.0.1 "$up_b" banner second-upstream
 	write_mapping "$conf" reload "$port" "127.0.0.1:$up_a"

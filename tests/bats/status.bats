@@ -22,8 +22,13 @@ SENDS=8
 #   DEAD_PORT:  "dead", to a port nobody listens on.
 make_status_config() {
 	CONF=$BATS_TEST_TMPDIR/status.yaml
-	SPLIT_PORT=$(pick_port) && LIMIT_PORT=$(pick_port) && DEAD_PORT=$(pick_port)
-	UP_LEFT=$(pick_port) && UP_RIGHT=$(pick_port) && UP_HOLD=$(pick_port) && UP_DEAD=$(pick_port)
+	SPLIT_PORT=$(pick_port)
+	LIMIT_PORT=$(pick_port)
+	DEAD_PORT=$(pick_port)
+	UP_LEFT=$(pick_port)
+	UP_RIGHT=$(pick_port)
+	UP_HOLD=$(pick_port)
+	UP_DEAD=$(pick_port)
 	start_upstream 127.0.0.1 "$UP_LEFT" sink
 	start_upstream 127.0.0.1 "$UP_RIGHT" sink
 	start_upstream 127.0.0.1 "$UP_HOLD" hold

@@ -13,8 +13,8 @@
 
 load ../lib/systemd
 
-SD_PORT_MIN=33000
-SD_PORT_SPAN=3000
+SD_PORT_MIN=31500
+SD_PORT_SPAN=1200
 TLS_HOST=tls.sandbox.test
 SECRET=opssecret
 CONF=/etc/tcpmap/tcpmap.yaml

@@ -10,8 +10,8 @@
 
 load ../lib/systemd
 
-SD_PORT_MIN=36000
-SD_PORT_SPAN=3000
+SD_PORT_MIN=64500
+SD_PORT_SPAN=1000
 STREAM_PY=$ROOT/tests/lib/stream.py
 UPSTREAM_PY=$ROOT/tests/lib/upstream.py
 MID_ADOPT=$(sed -n 's/^#define TCPMAP_MID_ADOPT "\([0-9a-f]*\)"$/\1/p' "$ROOT/lib/log.h")
@@ -20,14 +20,15 @@ UPGRADE_VERSION=$VERSION-upgrade
 UPGRADE_BUILD=build-upgrade
 TLS_NAME=restart.example.test
 
-# pick_quiet_port [TAKEN...]: a port of our range that no socket uses in any state. Our range
-# lies inside the kernel's ephemeral range, so a port nothing listens on may still be the
-# local end of some connection, and binding it would fail.
+# pick_quiet_port [TAKEN...]: a port of our range, outside the kernel's ephemeral range, that
+# no socket uses in any state: a port nothing listens on may still be the local end of some
+# connection, and binding it would fail.
 pick_quiet_port() {
 	local p
 	for _ in $(seq 200); do
 		p=$((SD_PORT_MIN + (RANDOM % SD_PORT_SPAN)))
 		case " $* " in *" $p "*) continue ;; esac
+		port_ephemeral "$p" && continue
 		[ -z "$(ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null)" ] && { echo "$p"; return 0; }
 	done
 	return 1
@@ -163,6 +164,27 @@ wait_breaker_active() {
 	return 1
 }
 
+# The same count from outside lib/breaker.c, as status.bats does: the clients' connections to
+# tcpmapd's port P, and the connections the echo upstream on UP (the clear mapping's only
+# service) has accepted and not closed.
+clients_on() { ss -Htn state established "( dport = :$1 )" 2>/dev/null | wc -l; }
+accepted_on() { ss -Htn state established "( sport = :$1 )" 2>/dev/null | wc -l; }
+
+# wait_counted_everywhere N: bounded wait (5 s) until the breaker table, the clients and the
+# upstream all count N for the clear mapping.
+wait_counted_everywhere() {
+	local c u
+	wait_breaker_active "$1"
+	for _ in $(seq 50); do
+		c=$(clients_on "$P")
+		u=$(accepted_on "$UP")
+		[ "$c" = "$1" ] && [ "$u" = "$1" ] && return 0
+		sleep 0.1
+	done
+	echo "breaker active=$(breaker_active), clients connected to $P: $c, upstream $UP accepted: $u; wanted $1" >&2
+	return 1
+}
+
 # ---- streams ------------------------------------------------------------------------
 
 # start_stream NAME ARGS...: stream.py in the background on the host; waits (bounded) until
@@ -232,13 +254,13 @@ make_pki() {
 	local d=$BATS_FILE_TMPDIR/pki
 	mkdir -p "$d"
 	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-		-keyout "$d/ca.key" -out "$d/ca.crt" -days 2 -subj "/CN=tcpmap-restart-ca" 2>/dev/null &&
-		printf 'subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
-			"$TLS_NAME" >"$d/server.ext" &&
-		openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-			-keyout "$d/server.key" -out "$d/server.csr" -subj "/CN=$TLS_NAME" 2>/dev/null &&
-		openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
-			-CAcreateserial -days 2 -out "$d/server.crt" -extfile "$d/server.ext" 2>/dev/null
+		-keyout "$d/ca.key" -out "$d/ca.crt" -days 2 -subj "/CN=tcpmap-restart-ca" 2>/dev/null
+	printf 'subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
+		"$TLS_NAME" >"$d/server.ext"
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$d/server.key" -out "$d/server.csr" -subj "/CN=$TLS_NAME" 2>/dev/null
+	openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
+		-CAcreateserial -days 2 -out "$d/server.crt" -extfile "$d/server.ext" 2>/dev/null
 }
 
 start_echo() { # PORT
@@ -258,8 +280,11 @@ setup_file() {
 	sd_choose_build
 	: >"$BATS_FILE_TMPDIR/pids"
 	export P T L UP UP2 PKI=$BATS_FILE_TMPDIR/pki
-	P=$(pick_quiet_port) && T=$(pick_quiet_port "$P") && L=$(pick_quiet_port "$P" "$T") &&
-		UP=$(pick_quiet_port "$P" "$T" "$L") && UP2=$(pick_quiet_port "$P" "$T" "$L" "$UP")
+	P=$(pick_quiet_port)
+	T=$(pick_quiet_port "$P")
+	L=$(pick_quiet_port "$P" "$T")
+	UP=$(pick_quiet_port "$P" "$T" "$L")
+	UP2=$(pick_quiet_port "$P" "$T" "$L" "$UP")
 	start_echo "$UP"
 	start_echo "$UP2"
 	make_pki
@@ -427,7 +452,7 @@ teardown_file() {
 	pids+=("$(main_pid "$svc")")
 	# 16 KiB/s each way per connection: modest, but always some bytes in flight.
 	start_stream hundred --port "$P" --connections 100 --rate 16384 --max-seconds 240
-	wait_breaker_active 100
+	wait_counted_everywhere 100
 	for i in $(seq 10); do
 		pid=$(restart "$svc")
 		pids+=("$pid")
@@ -461,31 +486,36 @@ teardown_file() {
 	done
 	echo "breaker active with the 100 open, after the restarts: $active"
 	[ "$active" = 100 ]
-	wait_breaker_active 0
+	wait_counted_everywhere 0
 }
 
 @test "restart: breaker counts in tcpmapctl status are exact across restarts and after close" {
 	local svc i
 	svc=$(svc_clear)
-	wait_breaker_active 0
+	wait_counted_everywhere 0
 	start_stream breakers --port "$P" --connections 100 --rate 8192 --max-seconds 120
-	wait_breaker_active 100
+	wait_counted_everywhere 100
 	# Steady before any restart: longer than the 1 s reaper period of every tcpmapd sharing
 	# the table (the TLS instance's too), and no live slot may be taken for a dead one's.
 	sleep 1.5
 	[ "$(breaker_active)" = 100 ]
+	[ "$(clients_on "$P")" = 100 ]
+	[ "$(accepted_on "$UP")" = 100 ]
 	[ "$(breaker_limit)" = 1000 ]
 	for i in 1 2 3; do
 		restart "$svc" >/dev/null
-		# Re-taken under the new PID, and the old process's slots not counted twice.
-		wait_breaker_active 100
+		# Re-taken under the new PID, and the old process's slots not counted twice; the
+		# same 100 connections on the clients' and the upstream's side, none reopened.
+		wait_counted_everywhere 100
 		sleep 0.3
 		[ "$(breaker_active)" = 100 ]
+		[ "$(clients_on "$P")" = 100 ]
+		[ "$(accepted_on "$UP")" = 100 ]
 		# ... under the configured limit.
 		[ "$(breaker_limit)" = 1000 ]
 	done
 	finish_stream_ok breakers
-	wait_breaker_active 0
+	wait_counted_everywhere 0
 	[ "$(breaker_limit)" = 1000 ]
 }
 
@@ -543,11 +573,13 @@ teardown_file() {
 	[ "$(grep -c '^conn=.* closed_by=\(eof\|reset\) ' <<<"$output")" -eq 5 ]
 	# Their breaker slots went with them: counted by no one, though nothing was adopted. (The
 	# TLS instance still runs, and its reaper frees the slots of processes that are gone.)
-	wait_breaker_active 0
+	wait_counted_everywhere 0
 	# The socket stayed; a new connection starts a fresh process with an empty store.
 	relay_roundtrip "$P" 100000
 	new=$(main_pid "$svc")
-	[ "$new" != 0 ] && [ "$new" != "$old" ]
+	[ -n "$new" ]
+	[ "$new" != 0 ]
+	[ "$new" != "$old" ]
 	[ "$(fdstore_count "$svc")" = 0 ]
 	[ "$(count_events "$(events "$svc")" "$new" adopt)" -eq 0 ]
 	wait_breaker_active 0
@@ -589,7 +621,7 @@ teardown_file() {
 	local svc i
 	svc=$(svc_clear)
 	start_stream refused --port "$P" --connections 20 --rate 16384 --allow-close --max-seconds 60
-	wait_breaker_active 20
+	wait_counted_everywhere 20
 	# The 6th start within 10 s is refused; the unit fails and systemd flushes its store.
 	for i in $(seq 8); do
 		sb systemctl restart "$svc" 2>/dev/null || break
@@ -600,6 +632,7 @@ teardown_file() {
 	run finish_stream refused 200
 	echo "$output"
 	[ "$(grep -c '^conn=.* closed_by=\(eof\|reset\) ' <<<"$output")" -eq 20 ]
-	# No process holds them any more, so no one may count them (the TLS instance's reaper runs).
-	wait_breaker_active 0
+	# No process holds them any more, so no one may count them (the TLS instance's reaper
+	# runs), and neither the clients nor the upstream have any left.
+	wait_counted_everywhere 0
 }

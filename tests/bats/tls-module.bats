@@ -17,6 +17,9 @@ maps_of() { awk 'NF >= 6 { print $6 }' "/proc/$1/maps" | sort -u; }
 	start_echo_relay clear
 	local up=$RELAY_UP
 	run maps_of "$TCPMAPD_PID"
+	[ "$status" -eq 0 ]
+	# the maps were read (an unreadable or empty list would show no OpenSSL either)
+	grep -qx "$(readlink -f "$TCPMAPD")" <<<"$output"
 	if grep -E 'libssl|libcrypto|tcpmap-tls' <<<"$output"; then false; fi
 	stop_tcpmapd
 
@@ -39,7 +42,8 @@ maps_of() { awk 'NF >= 6 { print $6 }' "/proc/$1/maps" | sort -u; }
 @test "without tcpmap-tls.so a TLS config is refused at its line, and a cleartext one runs" {
 	local bin=$BATS_TEST_TMPDIR/bin secrets=$BATS_TEST_TMPDIR/secrets
 	local conf=$BATS_TEST_TMPDIR/tls.yaml port up
-	port=$(pick_port) && up=$(pick_port)
+	port=$(pick_port)
+	up=$(pick_port)
 	mkdir -p "$bin"
 	cp "$TCPMAPD" "$bin/tcpmapd" # alone: no module beside it, none in ../lib/tcpmap
 	make_cert "$secrets" modcert mod.test

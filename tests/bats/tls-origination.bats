@@ -127,6 +127,7 @@ HTTP_GET='GET / HTTP/1.0\r\n\r\n'
 	done
 	for m in ca-bad-name:$p_name ca-bad-ca:$p_ca; do
 		run curl -sS --max-time 10 "http://127.0.0.1:${m#*:}/"
+		[ "$status" -ne 0 ]
 		[[ "$output" != *"s_server -accept"* ]]
 		wait_for_log "event=close mapping=${m%%:*} .*result=(handshake_failed|connect_failed)"
 	done

@@ -26,7 +26,8 @@ use_dual_stack_name() {
 @test "an IPv6-only upstream is reached with enable_ipv6 through a name with both families" {
 	use_dual_stack_name
 	local port up conf=$BATS_TEST_TMPDIR/v6.yaml
-	port=$(pick_port) && up=$(pick_port)
+	port=$(pick_port)
+	up=$(pick_port)
 	start_upstream ::1 "$up" banner v6-upstream
 	# nothing answers on IPv4 at that port
 	[ -z "$(ss -Hltn "sport = :$up" | grep -F '127.0.0.1')" ]
@@ -42,7 +43,9 @@ use_dual_stack_name() {
 @test "with both families on, IPv6 is tried first; without enable_ipv6 only IPv4" {
 	use_dual_stack_name
 	local p6 p4 up conf=$BATS_TEST_TMPDIR/both.yaml
-	p6=$(pick_port) && p4=$(pick_port) && up=$(pick_port)
+	p6=$(pick_port)
+	p4=$(pick_port)
+	up=$(pick_port)
 	# one port, two answers: which family tcpmapd chose is what comes back
 	start_upstream ::1 "$up" banner answered-by-ipv6
 	start_upstream 127.0.0.1 "$up" banner answered-by-ipv4
@@ -63,7 +66,8 @@ use_dual_stack_name() {
 @test "with both families on, an IPv6 address that refuses falls back to IPv4, every time" {
 	use_dual_stack_name
 	local port up conf=$BATS_TEST_TMPDIR/fallback.yaml
-	port=$(pick_port) && up=$(pick_port)
+	port=$(pick_port)
+	up=$(pick_port)
 	# only IPv4 answers: each connection's first socket (to ::1) is refused and replaced
 	start_upstream 127.0.0.1 "$up" banner answered-by-ipv4
 	[ -z "$(ss -Hltn "sport = :$up" | grep -F '[::1]')" ]
@@ -80,7 +84,8 @@ use_dual_stack_name() {
 @test "an IPv6-only upstream fails fast under the defaults (IPv4 only)" {
 	use_dual_stack_name
 	local port up conf=$BATS_TEST_TMPDIR/v4only.yaml
-	port=$(pick_port) && up=$(pick_port)
+	port=$(pick_port)
+	up=$(pick_port)
 	start_upstream ::1 "$up" banner v6-upstream
 	write_mapping "$conf" v4only "$port" "$DUAL:$up"
 	start_tcpmapd "$conf"
@@ -96,9 +101,8 @@ use_dual_stack_name() {
 }
 
 @test "a service without a port goes to port 80" {
-	if [ -n "$(ss -Hltn 'sport = :80' | grep -E '(\*|0\.0\.0\.0|\[::\]|127\.0\.0\.2):80 ')" ]; then
-		skip "port 80 already in use on 127.0.0.2"
-	fi
+	# port 80 in a network namespace of this test's own: nothing else can hold it there
+	netns_enter
 	local port conf=$BATS_TEST_TMPDIR/port80.yaml
 	port=$(pick_port)
 	start_upstream 127.0.0.2 80 banner hello-from-port-80
@@ -113,7 +117,8 @@ use_dual_stack_name() {
 
 @test "a refused upstream closes the client within connect_timeout_ms + 1 s" {
 	local port closed conf=$BATS_TEST_TMPDIR/refused.yaml
-	port=$(pick_port) && closed=$(pick_port)
+	port=$(pick_port)
+	closed=$(pick_port)
 	write_mapping "$conf" refused "$port" "127.0.0.1:$closed" 'connect_timeout_ms: 1000'
 	start_tcpmapd "$conf"
 	run client 127.0.0.1 "$port" --no-shutdown --timeout 5
@@ -126,7 +131,8 @@ use_dual_stack_name() {
 
 @test "a black-holed upstream closes the client within connect_timeout_ms + 1 s" {
 	local port hole conf=$BATS_TEST_TMPDIR/blackhole.yaml
-	port=$(pick_port) && hole=$(pick_port)
+	port=$(pick_port)
+	hole=$(pick_port)
 	# a listener whose accept queue is full: the kernel drops every further SYN
 	start_upstream 127.0.0.1 "$hole" blackhole
 	write_mapping "$conf" blackhole "$port" "127.0.0.1:$hole" 'connect_timeout_ms: 1000'

@@ -47,6 +47,7 @@ teardown() { common_teardown; }
 	TCPMAPD_ARGS+=(--workers 1)
 	start_tcpmapd "$CONF"
 	run client 127.0.0.1 "$PORT" --send 1048576 --timeout 60
+	[ "$(kv recv_bytes)" = 1048576 ]
 	[ "$(kv recv_sha256)" = "$(kv sent_sha256)" ]
 	run client 127.0.0.1 "$PORT" --send 65536 --parallel 5 --timeout 60
 	[ "$(kv intact)" = 5 ]
@@ -56,6 +57,7 @@ teardown() { common_teardown; }
 	kill -HUP "$TCPMAPD_PID"
 	wait_for_log 'event=config .*generation 2|config reloaded: generation 2' 1
 	run client 127.0.0.1 "$PORT" --send 4096 --timeout 60
+	[ "$(kv recv_bytes)" = 4096 ]
 	[ "$(kv recv_sha256)" = "$(kv sent_sha256)" ]
 	stop_pid "$TCPMAPD_PID"
 	cat "$VG_LOG"

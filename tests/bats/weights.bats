@@ -9,7 +9,9 @@ teardown() { common_teardown; }
 
 @test "a 10/90 split over 1000 connections is exact" {
 	local port up_a up_b conf=$BATS_TEST_TMPDIR/weights.yaml
-	port=$(pick_port) && up_a=$(pick_port) && up_b=$(pick_port)
+	port=$(pick_port)
+	up_a=$(pick_port)
+	up_b=$(pick_port)
 	start_upstream 127.0.0.1 "$up_a" banner A
 	start_upstream 127.0.0.1 "$up_b" banner B
 	write_mapping "$conf" ten "$port" "127.0.0.1:$up_a" 'weight: 10'
@@ -30,7 +32,9 @@ teardown() { common_teardown; }
 
 @test "a 10/90 split is smooth: every 10 consecutive connections hold exactly one A" {
 	local port up_a up_b conf=$BATS_TEST_TMPDIR/weights.yaml
-	port=$(pick_port) && up_a=$(pick_port) && up_b=$(pick_port)
+	port=$(pick_port)
+	up_a=$(pick_port)
+	up_b=$(pick_port)
 	start_upstream 127.0.0.1 "$up_a" banner A
 	start_upstream 127.0.0.1 "$up_b" banner B
 	write_mapping "$conf" ten "$port" "127.0.0.1:$up_a" 'weight: 10'

@@ -9,8 +9,8 @@
 TCPMAPCTL=${TCPMAPCTL:-$TCPMAP_ROOT/build/tcpmapctl}
 
 # This suite's share of the port space, apart from common.bash's default range.
-TEST_PORT_MIN=45000
-TEST_PORT_MAX=49999
+TEST_PORT_MIN=63000
+TEST_PORT_MAX=64499
 
 breakers_setup() {
 	common_setup
@@ -155,6 +155,43 @@ wait_established_quiet() {
 	return 1
 }
 
+# The clients' side of a count: established connections whose remote port is PORT (tcpmapd's
+# listener), i.e. clients connected and not yet closed. With established_to on the upstream's
+# port this counts a breaker's admissions without reading the table through lib/.
+clients_on() {
+	ss -Htn state established "( dport = :$1 )" 2>/dev/null | wc -l
+}
+
+# wait_counted PORT UPSTREAM_PORT N: bounded wait (5 s) until `tcpmapctl status`, the clients
+# of PORT and the upstream on UPSTREAM_PORT all count N live connections.
+wait_counted() {
+	wait_status_active "127.0.0.1:$2" "$3"
+	wait_counted_outside "$@"
+}
+
+# wait_counted_outside PORT UPSTREAM_PORT N: the same without the table: the clients of PORT
+# and the upstream on UPSTREAM_PORT both count N live connections (bounded, 5 s).
+wait_counted_outside() {
+	local i c u
+	for ((i = 0; i < 50; i++)); do
+		c=$(clients_on "$1")
+		u=$(established_to "$2")
+		[ "$c" -eq "$3" ] && [ "$u" -eq "$3" ] && return 0
+		sleep 0.1
+	done
+	echo "port $1: $c clients connected, upstream $2: $u accepted; wanted $3" >&2
+	return 1
+}
+
+# poll_cost_ms CMD...: how long one run of CMD takes here, in ms; a bound on a time that is
+# observed by polling with CMD adds this, so a slow (or sanitized) machine widens it.
+poll_cost_ms() {
+	local t0
+	t0=$(date +%s%N)
+	"$@" >/dev/null 2>&1 || true
+	echo $((($(date +%s%N) - t0) / 1000000))
+}
+
 # Lines in an upstream's report: connections it accepted and finished.
 report_lines() {
 	local f
@@ -241,7 +278,8 @@ wait_status_active() {
 # its own relay process, and the table counting both. Sets the caller's `port` and `up`.
 accept_two_held() {
 	local conf=$1 lines
-	port=$(pick_port) && up=$(pick_port)
+	port=$(pick_port)
+	up=$(pick_port)
 	start_upstream 127.0.0.1 "$up" hold
 	mapfile -t lines < <(breaker_lines max_connections 2)
 	write_mapping "$conf" limited "$port" "127.0.0.1:$up" "${lines[@]}"

@@ -11,7 +11,11 @@ TESTLIB=$TCPMAP_ROOT/tests/lib
 UPSTREAM_PY=$TESTLIB/upstream.py
 CLIENT_PY=$TESTLIB/client.py
 
-# Our share of the port space; other suites use other ranges.
+# Our share of the port space; other suites use other ranges, all outside the kernel's
+# ephemeral range (32768-60999 by default), where a client socket could take a port between
+# pick_port and the bind: common 20000-29999, faults 10000-19999, systemd 30000-32699,
+# tls 61000-62999, breakers 63000-64499, systemd-restart 64500-65499. pick_port also skips
+# whatever /proc says the ephemeral range is on this machine.
 TEST_PORT_MIN=20000
 TEST_PORT_MAX=29999
 
@@ -28,6 +32,7 @@ common_setup() {
 	TCPMAPD_ARGS=()
 	TCPMAPD_WRAP=()
 	TCPMAPD_COUNT=0
+	NETNS_WRAP=()
 }
 
 common_teardown() {
@@ -97,10 +102,39 @@ stop_all_pids() {
 	: >"$PIDS_FILE"
 }
 
+# ---- a network namespace of the test's own ---------------------------------------------
+
+# netns_enter: from here on this test's upstreams, tcpmapd, clients and port checks run in a
+# fresh network namespace with only loopback up, so a fixed port (80) is free and no other
+# test or program can take it. The namespace is held by a sleeping process, stopped by PID
+# in teardown like every other. Skips when namespaces cannot be made (not root).
+netns_enter() {
+	unshare -n sleep 600 </dev/null >/dev/null 2>&1 3>&- &
+	local pid=$! i
+	record_pid "$pid"
+	for ((i = 0; i < 50; i++)); do
+		# unshare execs sleep once the namespace exists
+		[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$(readlink -f "$(command -v sleep)")" ] && break
+		pid_alive "$pid" || skip "cannot create a network namespace (unshare -n)"
+		sleep 0.1
+	done
+	[ "$(readlink "/proc/$pid/ns/net")" != "$(readlink /proc/self/ns/net)" ] ||
+		skip "cannot create a network namespace (unshare -n)"
+	nsenter -t "$pid" -n ip link set lo up
+	NETNS_WRAP=(nsenter -t "$pid" -n --)
+}
+
 # ---- ports --------------------------------------------------------------------------
 
+# port_ephemeral PORT: PORT lies in the range the kernel hands out to client sockets.
+port_ephemeral() {
+	local lo hi
+	read -r lo hi </proc/sys/net/ipv4/ip_local_port_range || return 1
+	[ "$1" -ge "$lo" ] && [ "$1" -le "$hi" ]
+}
+
 port_listening() { # PORT [ADDRESS]
-	[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
+	[ -n "$("${NETNS_WRAP[@]}" ss -Hltn "sport = :$1" 2>/dev/null)" ]
 }
 
 # pick_port: a random port in our range that nothing listens on, nothing holds in any
@@ -110,6 +144,7 @@ pick_port() {
 	for ((i = 0; i < 200; i++)); do
 		p=$((TEST_PORT_MIN + RANDOM % (TEST_PORT_MAX - TEST_PORT_MIN + 1)))
 		grep -qx "$p" "$PORTS_FILE" 2>/dev/null && continue
+		port_ephemeral "$p" && continue
 		[ -n "$(ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null)" ] && continue
 		echo "$p" >>"$PORTS_FILE"
 		echo "$p"
@@ -143,7 +178,7 @@ start_upstream() {
 	shift 3
 	local ready=$BATS_TEST_TMPDIR/upstream-$port.ready
 	rm -f "$ready"
-	python3 "$UPSTREAM_PY" "$mode" "$@" --host "$host" --port "$port" \
+	"${NETNS_WRAP[@]}" python3 "$UPSTREAM_PY" "$mode" "$@" --host "$host" --port "$port" \
 		--ready-file "$ready" --report "$(upstream_report "$port")" --max-seconds 120 \
 		>"$BATS_TEST_TMPDIR/upstream-$port.out" 2>&1 3>&- &
 	local pid=$!
@@ -208,7 +243,7 @@ start_tcpmapd() {
 	done
 	TCPMAPD_COUNT=$((TCPMAPD_COUNT + 1))
 	TCPMAPD_LOG=$BATS_TEST_TMPDIR/tcpmapd-$TCPMAPD_COUNT.log
-	"${TCPMAPD_WRAP[@]}" "$TCPMAPD" "${args[@]}" --runtime-dir "$RUN_DIR" \
+	"${NETNS_WRAP[@]}" "${TCPMAPD_WRAP[@]}" "$TCPMAPD" "${args[@]}" --runtime-dir "$RUN_DIR" \
 		--log-target stderr --workers 2 "${TCPMAPD_ARGS[@]}" \
 		</dev/null >"$TCPMAPD_LOG" 2>&1 3>&- &
 	TCPMAPD_PID=$!
@@ -287,7 +322,7 @@ wait_for_report() {
 
 sha256_file() { sha256sum "$1" | cut -d' ' -f1; }
 
-client() { python3 "$CLIENT_PY" "$@" 3>&-; }
+client() { "${NETNS_WRAP[@]}" python3 "$CLIENT_PY" "$@" 3>&-; }
 
 # Print a figure into the TAP stream.
 note() { echo "# $*" >&3; }
@@ -296,11 +331,14 @@ note() { echo "# $*" >&3; }
 # NAME; then one 1000-byte round trip, which must come back whole. Sets RELAY_PORT,
 # RELAY_UP and RELAY_CONF.
 start_echo_relay() {
-	RELAY_PORT=$(pick_port) && RELAY_UP=$(pick_port)
+	RELAY_PORT=$(pick_port)
+	RELAY_UP=$(pick_port)
 	RELAY_CONF=$BATS_TEST_TMPDIR/$1.yaml
 	start_upstream 127.0.0.1 "$RELAY_UP" echo
 	write_mapping "$RELAY_CONF" "$1" "$RELAY_PORT" "127.0.0.1:$RELAY_UP"
 	start_tcpmapd "$RELAY_CONF"
 	run client 127.0.0.1 "$RELAY_PORT" --send 1000 --timeout 10
-	[ "$(kv recv_bytes)" = 1000 ] && [ "$(kv recv_sha256)" = "$(kv sent_sha256)" ]
+	[ "$status" -eq 0 ]
+	[ "$(kv recv_bytes)" = 1000 ]
+	[ "$(kv recv_sha256)" = "$(kv sent_sha256)" ]
 }

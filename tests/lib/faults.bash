@@ -6,8 +6,8 @@
 # starts goes through record_pid) and every wait is a bounded poll.
 
 # The fault suites' share of the port space.
-TEST_PORT_MIN=50000
-TEST_PORT_MAX=59999
+TEST_PORT_MIN=10000
+TEST_PORT_MAX=19999
 
 FAULTS_PY=$TESTLIB/faults.py
 TCPMAPCTL=${TCPMAPCTL:-$(dirname "$TCPMAPD")/tcpmapctl}
@@ -70,7 +70,8 @@ finish_bystander() {
 	sent=$(sed -n 's/^sent_bytes=//p' "$BYSTANDER_OUT")
 	intact=$(sed -n 's/^intact=//p' "$BYSTANDER_OUT")
 	note "bystander: $sent bytes streamed across the fault, intact=$intact"
-	[ "$intact" = 1 ] && [ "${sent:-0}" -gt 0 ]
+	[ "$intact" = 1 ]
+	[ "${sent:-0}" -gt 0 ]
 }
 
 # ---- configs -------------------------------------------------------------------------
@@ -129,6 +130,19 @@ table_rss_kb() {
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 fd_count() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 
+# wait_fds_at_most PID MAX TENTHS: bounded wait until PID has at most MAX fds open; fails
+# with the count it saw last.
+wait_fds_at_most() {
+	local i n
+	for ((i = 0; i < $3; i++)); do
+		n=$(fd_count "$1")
+		[ "$n" -le "$2" ] && return 0
+		sleep 0.1
+	done
+	echo "pid $1 still has $n fds open, wanted at most $2" >&2
+	return 1
+}
+
 # cpu_ticks PID: utime + stime in clock ticks (fields 14 and 15 of /proc/PID/stat, counted
 # after the command name, which may hold spaces).
 cpu_ticks() {
@@ -160,6 +174,7 @@ wait_for_count() {
 served_ok() {
 	run client 127.0.0.1 "$1" --send 65536 --timeout 10
 	echo "$output"
-	[ "$(kv closed_by)" = eof ] && [ "$(kv recv_bytes)" = 65536 ] &&
-		[ "$(kv recv_sha256)" = "$(kv sent_sha256)" ]
+	[ "$(kv closed_by)" = eof ]
+	[ "$(kv recv_bytes)" = 65536 ]
+	[ "$(kv recv_sha256)" = "$(kv sent_sha256)" ]
 }

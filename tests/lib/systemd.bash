@@ -12,8 +12,10 @@
 ROOT=${TCPMAP_ROOT:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)}
 SANDBOX=$ROOT/tests/lib/sandbox.sh
 MID_CLOSE=$(sed -n 's/^#define TCPMAP_MID_CLOSE "\([0-9a-f]*\)"$/\1/p' "$ROOT/lib/log.h")
+# Below the kernel's ephemeral range (32768-60999): systemd-operations takes 31500-32699,
+# systemd-restart 64500-65499; pick_port skips this machine's ephemeral range anyway.
 SD_PORT_MIN=${SD_PORT_MIN:-30000}
-SD_PORT_SPAN=${SD_PORT_SPAN:-3000}
+SD_PORT_SPAN=${SD_PORT_SPAN:-1500}
 
 sb() { "$SANDBOX" exec "$SB_STATE" "$@"; }
 
@@ -25,13 +27,21 @@ wait_port_free() {
 	port_is_free "$1"
 }
 
+# port_ephemeral PORT: PORT lies in the range the kernel hands out to client sockets.
+port_ephemeral() {
+	local lo hi
+	read -r lo hi </proc/sys/net/ipv4/ip_local_port_range || return 1
+	[ "$1" -ge "$lo" ] && [ "$1" -le "$hi" ]
+}
+
 pick_port() { # print a free port in the suite's range that is not in "$*"; bounded tries
 	local p
 	for _ in $(seq 200); do
 		p=$((SD_PORT_MIN + (RANDOM % SD_PORT_SPAN)))
 		case " $* " in *" $p "*) continue ;; esac
-		# Nothing may use it at all, not only no listener: the range may overlap the
-		# ephemeral ports, and a client's socket on it would make the bind fail.
+		port_ephemeral "$p" && continue
+		# Nothing may use it at all, not only no listener: a client's socket bound to it
+		# explicitly would make the bind fail too.
 		[ -z "$(ss -Htan "sport = :$p")" ] && { echo "$p"; return 0; }
 	done
 	return 1

@@ -8,8 +8,8 @@
 # and never start a process it does not record for teardown. Load it after common.bash.
 
 # The TLS suites' share of the port space (common.bash's default range is another suite's).
-TEST_PORT_MIN=40000
-TEST_PORT_MAX=44999
+TEST_PORT_MIN=61000
+TEST_PORT_MAX=62999
 
 TCPMAPCTL=${TCPMAPCTL:-$(dirname "$TCPMAPD")/tcpmapctl}
 HELLO_PY=$TESTLIB/hello.py
