@@ -10,8 +10,8 @@
 
 load ../lib/systemd
 
-SD_PORT_MIN=39000
-SD_PORT_SPAN=3000
+SD_PORT_MIN=5000
+SD_PORT_SPAN=1000
 CONF=/etc/tcpmap/tcpmap.yaml
 
 # An echo server on HOST:PORT, outside the sandbox; it gives up by itself after 10 minutes.

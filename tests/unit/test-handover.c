@@ -92,6 +92,10 @@ static void test_record_validation(void **state) {
 	r.in_pipe_down = 5; /* bytes behind a FIN already sent */
 	assert_int_equal(handover_record_validate(&r), -EINVAL);
 	r = valid_record();
+	r.flags = HANDOVER_UP_EOF | HANDOVER_UP_SHUT;
+	r.in_pipe_up = 5; /* the same, client to upstream */
+	assert_int_equal(handover_record_validate(&r), -EINVAL);
+	r = valid_record();
 	r.flags = 1u << 9;
 	assert_int_equal(handover_record_validate(&r), -EINVAL);
 	r = valid_record();
