@@ -8,6 +8,9 @@
  * stderr, which systemd passes to the journal, and exits 0), and writes only into the
  * directory systemd hands it. */
 #include <glob.h>
+#include <stdarg.h>
+#include <syslog.h>
+#include <systemd/sd-journal.h>
 
 #include "config.h"
 #include "unitgen.h"
@@ -16,6 +19,23 @@
 #ifndef TCPMAP_UNITDIR
 #define TCPMAP_UNITDIR "/lib/systemd/system"
 #endif
+
+/* Where a generator's words reach the journal: stderr goes to the kernel log early in boot,
+ * but not where there is no /dev/kmsg (a container), so once journald listens (every
+ * daemon-reload) the message goes to it directly, under the generator's own name. */
+_printf_(1, 2) static void report(const char *fmt, ...) {
+	char msg[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (access("/run/systemd/journal/socket", F_OK) == 0 &&
+	    sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", LOG_ERR,
+	                    "SYSLOG_IDENTIFIER=tcpmap-generator", NULL) >= 0)
+		return;
+	fprintf(stderr, "tcpmap-generator: %s\n", msg);
+}
 
 /* The config decides what listens only where the administrator asked for that by enabling
  * tcpmap.target (`tcpmapctl apply` does; so does `systemctl enable --now tcpmap.target`).
@@ -59,12 +79,9 @@ int main(int argc, char **argv) {
 	if (r < 0) {
 		for (size_t i = 0; i < diags.n; i++)
 			if (diags.items[i].level == DIAG_ERROR)
-				fprintf(stderr, "tcpmap-generator: error: %s\n",
-				        diags.items[i].message);
-		fprintf(stderr,
-		        "tcpmap-generator: %s: %s; no socket units generated, the running ones "
-		        "stay as they are\n",
-		        paths[0], r == -EINVAL ? "invalid config" : strerror(-r));
+				report("error: %s", diags.items[i].message);
+		report("%s: %s; no socket units generated, the running ones stay as they are",
+		       paths[0], r == -EINVAL ? "invalid config" : strerror(-r));
 		diag_list_free(&diags);
 		return 0;
 	}
@@ -74,8 +91,7 @@ int main(int argc, char **argv) {
 		r = unitgen_write(&plan, argv[1], TCPMAP_UNITDIR);
 	unitgen_plan_free(&plan);
 	if (r < 0) {
-		fprintf(stderr, "tcpmap-generator: writing units into %s: %s\n", argv[1],
-		        strerror(-r));
+		report("writing units into %s: %s", argv[1], strerror(-r));
 		return 0;
 	}
 	return 0;

@@ -67,6 +67,36 @@ static int list_generated(const char *dir, char ***ret, size_t *n_ret) {
 	return 0;
 }
 
+/* The tcpmap@ sockets listening now, as systemd names them. */
+static int list_active(FILE *out, char ***ret, size_t *n_ret) {
+	_cleanup_(strv_freep) char **v = NULL;
+	size_t n = 0;
+	char line[1024];
+
+	FILE *p = popen("systemctl list-units --plain --no-legend --state=active 'tcpmap@*.socket'",
+	                "re");
+	if (!p)
+		return -errno;
+	while (fgets(line, sizeof line, p)) {
+		char *name = strtok(line, " \t\n");
+		if (!name)
+			continue;
+		char *s = strdup(name);
+		if (!s || strv_push(&v, &n, s) < 0) {
+			pclose(p);
+			return -ENOMEM;
+		}
+	}
+	int status = pclose(p);
+	if (status != 0) {
+		fprintf(out, "tcpmapctl apply: failed: systemctl list-units\n");
+		return -EIO;
+	}
+	*ret = TAKE_PTR(v);
+	*n_ret = n;
+	return 0;
+}
+
 static bool strv_has(char **v, size_t n, const char *s) {
 	for (size_t i = 0; i < n; i++)
 		if (streq(v[i], s))
@@ -91,9 +121,6 @@ int apply_config(const struct apply_options *o, FILE *out) {
 	size_t n_before = 0, n_after = 0, started = 0, stopped = 0;
 	int r, failed = 0;
 
-	r = list_generated(dir, &before, &n_before);
-	if (r < 0)
-		return r;
 	/* first: the generator writes units only for an enabled target (tcpmap-generator(8)) */
 	if (o->enable) {
 		r = systemctl(out, (const char *[]){"enable", "--quiet", UNITGEN_TARGET, NULL});
@@ -106,6 +133,11 @@ int apply_config(const struct apply_options *o, FILE *out) {
 	r = list_generated(dir, &after, &n_after);
 	if (r < 0)
 		return r;
+	/* What listens now, not what the generator wrote last: a broken config in between
+	 * generated nothing, and its sockets went on listening. */
+	r = list_active(out, &before, &n_before);
+	if (r < 0)
+		return r;
 	/* Starting the target starts every socket it wants that is not listening yet; those that
 	 * are listening are left alone, with their connections. */
 	r = systemctl(out, (const char *[]){"start", UNITGEN_TARGET, NULL});
@@ -116,6 +148,7 @@ int apply_config(const struct apply_options *o, FILE *out) {
 			fprintf(out, "listening: %s\n", after[i]);
 			started++;
 		}
+	/* The config alone decides what listens: a tcpmap@ socket it no longer has is closed. */
 	for (size_t i = 0; i < n_before; i++) {
 		char service[UNITGEN_NAME_MAX + 8];
 		if (strv_has(after, n_after, before[i]))

@@ -12,8 +12,6 @@ load ../lib/systemd
 
 SD_PORT_MIN=64500
 SD_PORT_SPAN=1000
-STREAM_PY=$ROOT/tests/lib/stream.py
-UPSTREAM_PY=$ROOT/tests/lib/upstream.py
 MID_ADOPT=$(sed -n 's/^#define TCPMAP_MID_ADOPT "\([0-9a-f]*\)"$/\1/p' "$ROOT/lib/log.h")
 VERSION=$(sed -n 's/^VERSION := //p' "$ROOT/Makefile")
 UPGRADE_VERSION=$VERSION-upgrade
@@ -185,68 +183,6 @@ wait_counted_everywhere() {
 	return 1
 }
 
-# ---- streams ------------------------------------------------------------------------
-
-# start_stream NAME ARGS...: stream.py in the background on the host; waits (bounded) until
-# every connection has had bytes echoed. Its files are $BATS_TEST_TMPDIR/NAME.*.
-start_stream() {
-	local name=$1 d=$BATS_TEST_TMPDIR pid
-	shift
-	rm -f "$d/$name.ready" "$d/$name.stop" "$d/$name.mark"
-	python3 "$STREAM_PY" --ready-file "$d/$name.ready" --stop-file "$d/$name.stop" \
-		--mark-file "$d/$name.mark" "$@" >"$d/$name.out" 2>&1 3>&- &
-	pid=$!
-	echo "$pid" >"$d/$name.pid"
-	echo "$pid" >>"$BATS_FILE_TMPDIR/pids"
-	for _ in $(seq 200); do # 20 s
-		[ -e "$d/$name.ready" ] && return 0
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "stream $name did not get going:" >&2
-	cat "$d/$name.out" >&2
-	return 1
-}
-
-mark_stream() { touch "$BATS_TEST_TMPDIR/$1.mark"; }
-
-# finish_stream NAME [TENTHS]: ask NAME to stop (unless it ended by itself), wait for it
-# (bounded, default 60 s) and print its report. Succeeds when the report ends in OK. (Works
-# under `run`: it polls the PID instead of waiting for it.)
-finish_stream() {
-	local name=$1 n=${2:-600} d=$BATS_TEST_TMPDIR pid i
-	pid=$(cat "$d/$name.pid")
-	touch "$d/$name.stop"
-	for ((i = 0; i < n; i++)); do
-		stream_running "$pid" || break
-		sleep 0.1
-	done
-	if stream_running "$pid"; then
-		kill "$pid" 2>/dev/null
-		echo "stream $name did not finish in time"
-	fi
-	cat "$d/$name.out"
-	[ "$(tail -n 1 "$d/$name.out")" = OK ]
-}
-
-# finish_stream_ok NAME: finish_stream, shown in the test's output, which must have ended
-# cleanly: exit status 0 and a last line OK. Leaves $output and $lines for further checks.
-finish_stream_ok() {
-	run finish_stream "$@"
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[ "${lines[-1]}" = OK ]
-}
-
-# A zombie answers kill -0 too, so look at the state.
-stream_running() {
-	local state
-	state=$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
-	[ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
-}
-
-# field LINE KEY: KEY's value in a stream.py line.
-field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
 
 # ---- setup --------------------------------------------------------------------------
 
@@ -263,17 +199,6 @@ make_pki() {
 		-CAcreateserial -days 2 -out "$d/server.crt" -extfile "$d/server.ext" 2>/dev/null
 }
 
-start_echo() { # PORT
-	python3 "$UPSTREAM_PY" echo --host 127.0.0.1 --port "$1" --max-seconds 1200 \
-		--ready-file "$BATS_FILE_TMPDIR/echo-$1.ready" >"$BATS_FILE_TMPDIR/echo-$1.log" 2>&1 3>&- &
-	echo $! >>"$BATS_FILE_TMPDIR/pids"
-	for _ in $(seq 50); do
-		[ -e "$BATS_FILE_TMPDIR/echo-$1.ready" ] && return 0
-		sleep 0.1
-	done
-	cat "$BATS_FILE_TMPDIR/echo-$1.log" >&2
-	return 1
-}
 
 setup_file() {
 	sd_require || return 0
@@ -362,11 +287,7 @@ setup_file() {
 teardown_file() {
 	local pid leftover=0
 	sd_stop
-	if [ -f "$BATS_FILE_TMPDIR/pids" ]; then
-		for pid in $(tac "$BATS_FILE_TMPDIR/pids"); do
-			kill "$pid" 2>/dev/null || true
-		done
-	fi
+	sd_kill_recorded
 	# Nothing of the sandbox may outlive the file: no state, no listener, no process.
 	[ ! -e "$BATS_FILE_TMPDIR/sandbox" ] || { echo "sandbox state left behind" >&2; leftover=1; }
 	for p in ${P:-} ${T:-} ${L:-}; do

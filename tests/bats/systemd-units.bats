@@ -14,55 +14,6 @@ SD_PORT_MIN=5000
 SD_PORT_SPAN=1000
 CONF=/etc/tcpmap/tcpmap.yaml
 
-# An echo server on HOST:PORT, outside the sandbox; it gives up by itself after 10 minutes.
-# Prints its PID.
-start_echo() { # HOST PORT LOG
-	python3 - "$1" "$2" 3>&- >"$3" 2>&1 <<'EOF' &
-import socket, sys, threading, time
-srv = socket.create_server((sys.argv[1], int(sys.argv[2])), backlog=128)
-def echo(c):
-    with c:
-        c.settimeout(30)
-        while True:
-            b = c.recv(65536)
-            if not b:
-                break
-            c.sendall(b)
-        c.shutdown(socket.SHUT_WR)
-srv.settimeout(1)
-deadline = time.monotonic() + 600
-while time.monotonic() < deadline:
-    try:
-        c, _ = srv.accept()
-    except socket.timeout:
-        continue
-    threading.Thread(target=echo, args=(c,), daemon=True).start()
-EOF
-	local pid=$!
-	for _ in $(seq 50); do [ -n "$(ss -Hltn "sport = :$2")" ] && break; sleep 0.1; done
-	echo "$pid"
-}
-
-# Like relay_roundtrip, to any loopback address: HOST PORT BYTES.
-roundtrip_to() {
-	python3 - "$@" <<'EOF'
-import socket, sys, time
-host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-data = bytes((i * 7 + 3) % 251 for i in range(n))
-s = socket.create_connection((host, port), timeout=10)
-s.sendall(data)
-s.shutdown(socket.SHUT_WR)
-got, deadline = bytearray(), time.monotonic() + 20
-while time.monotonic() < deadline:
-    b = s.recv(65536)
-    if not b:
-        break
-    got += b
-s.close()
-if bytes(got) != data:
-    sys.exit(f"sent {n} bytes to [{host}]:{port}, got {len(got)} back")
-EOF
-}
 
 # Write the sandbox's config: one plain mapping to the echo upstream per PORT.
 write_conf() { # PORT...
@@ -88,7 +39,8 @@ setup_file() {
 	sd_choose_build
 	export UP
 	UP=$(pick_port)
-	start_echo 127.0.0.1 "$UP" "$BATS_FILE_TMPDIR/upstream.log" >"$BATS_FILE_TMPDIR/upstream.pid"
+	: >"$BATS_FILE_TMPDIR/pids"
+	start_echo "$UP"
 	sd_start
 	# No config before the install: `make install` writes its commented-out example.
 	sd_install
@@ -98,11 +50,7 @@ setup() { sd_skip_unavailable; }
 
 teardown_file() {
 	sd_stop
-	local f
-	for f in "$BATS_FILE_TMPDIR"/*.pid; do
-		[ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null
-	done
-	return 0
+	sd_kill_recorded
 }
 
 @test "systemd-units: the installed example config, uncommented as its header says, passes tcpmapctl check" {
@@ -248,7 +196,8 @@ teardown_file() {
 	[ -n "$recipe" ]
 	# A host where tcpmap was never installed: no config yet.
 	sb rm -f "$CONF"
-	start_echo 127.0.0.1 9000 "$BATS_FILE_TMPDIR/echo9000.log" >"$BATS_FILE_TMPDIR/echo9000.pid"
+	start_echo 9000
+	local echo9000=$ECHO_PID
 	# $EDITOR: the operator reads the file and changes nothing.
 	run sb env EDITOR=true sh -exc "cd '$ROOT'; $recipe"
 	echo "$output"
@@ -259,8 +208,7 @@ teardown_file() {
 	[ "$status" -eq 0 ]
 	reset_units
 	wait_port_free 2222
-	kill "$(cat "$BATS_FILE_TMPDIR/echo9000.pid")"
-	rm "$BATS_FILE_TMPDIR/echo9000.pid"
+	kill "$echo9000"
 }
 
 @test "systemd-units: tcpmap-units(7)'s IPv6 instance recipe runs as written and relays over ::1" {

@@ -47,14 +47,15 @@ pick_port() { # print a free port in the suite's range that is not in "$*"; boun
 	return 1
 }
 
-# Send BYTES deterministic bytes to 127.0.0.1:PORT, half-close, read everything back and
-# fail unless it is exactly what was sent (the upstream echoes). Bounded by 20 s.
-relay_roundtrip() { # PORT BYTES
-	python3 - "$1" "$2" <<'EOF'
+# roundtrip_to HOST PORT BYTES: send BYTES deterministic bytes to HOST:PORT (loopback),
+# half-close, read everything back and fail unless it is exactly what was sent (the upstream
+# echoes). Bounded by 20 s. relay_roundtrip PORT BYTES does the same to 127.0.0.1.
+roundtrip_to() {
+	python3 - "$@" <<'EOF'
 import socket, sys, time
-port, n = int(sys.argv[1]), int(sys.argv[2])
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 data = bytes((i * 7 + 3) % 251 for i in range(n))
-s = socket.create_connection(("127.0.0.1", port), timeout=10)
+s = socket.create_connection((host, port), timeout=10)
 s.sendall(data)
 s.shutdown(socket.SHUT_WR)
 got, deadline = bytearray(), time.monotonic() + 20
@@ -65,9 +66,10 @@ while time.monotonic() < deadline:
     got += b
 s.close()
 if bytes(got) != data:
-    sys.exit(f"sent {n} bytes through port {port}, got {len(got)} back, equal={bytes(got) == data}")
+    sys.exit(f"sent {n} bytes to [{host}]:{port}, got {len(got)} back")
 EOF
 }
+relay_roundtrip() { roundtrip_to 127.0.0.1 "$1" "$2"; }
 
 # Print one line "PID UNIT BYTES_IN BYTES_OUT RESULT MESSAGE_ID" per close event of UNITGLOB.
 close_events() { # UNITGLOB
@@ -193,3 +195,98 @@ man_recipe() {
 		inside { print }
 	' "$ROOT/man/$1" | sed -e 's/\\-/-/g' -e "s/\\\\(aq/'/g" -e 's/\\(dq/"/g' -e 's/\\e/\\/g'
 }
+
+# ---- upstreams and streams on the host ------------------------------------------------
+# Every process these start is recorded in $BATS_FILE_TMPDIR/pids; a suite's teardown_file
+# stops them with sd_kill_recorded.
+
+STREAM_PY=$ROOT/tests/lib/stream.py
+UPSTREAM_PY=$ROOT/tests/lib/upstream.py
+
+# start_echo PORT [HOST]: tests/lib/upstream.py's echo server on HOST (default 127.0.0.1),
+# for at most 20 minutes; waits (bounded, 5 s) until it listens. Sets ECHO_PID.
+start_echo() {
+	local host=${2:-127.0.0.1}
+	python3 "$UPSTREAM_PY" echo --host "$host" --port "$1" --max-seconds 1200 \
+		--ready-file "$BATS_FILE_TMPDIR/echo-$1.ready" >"$BATS_FILE_TMPDIR/echo-$1.log" 2>&1 3>&- &
+	ECHO_PID=$!
+	echo "$ECHO_PID" >>"$BATS_FILE_TMPDIR/pids"
+	for _ in $(seq 50); do
+		[ -e "$BATS_FILE_TMPDIR/echo-$1.ready" ] && return 0
+		sleep 0.1
+	done
+	cat "$BATS_FILE_TMPDIR/echo-$1.log" >&2
+	return 1
+}
+
+# sd_kill_recorded: stop every process recorded in $BATS_FILE_TMPDIR/pids, newest first.
+sd_kill_recorded() {
+	local pid
+	[ -f "$BATS_FILE_TMPDIR/pids" ] || return 0
+	for pid in $(tac "$BATS_FILE_TMPDIR/pids"); do
+		kill "$pid" 2>/dev/null || true
+	done
+}
+
+# ---- streams ------------------------------------------------------------------------
+
+# start_stream NAME ARGS...: stream.py in the background on the host; waits (bounded) until
+# every connection has had bytes echoed. Its files are $BATS_TEST_TMPDIR/NAME.*.
+start_stream() {
+	local name=$1 d=$BATS_TEST_TMPDIR pid
+	shift
+	rm -f "$d/$name.ready" "$d/$name.stop" "$d/$name.mark"
+	python3 "$STREAM_PY" --ready-file "$d/$name.ready" --stop-file "$d/$name.stop" \
+		--mark-file "$d/$name.mark" "$@" >"$d/$name.out" 2>&1 3>&- &
+	pid=$!
+	echo "$pid" >"$d/$name.pid"
+	echo "$pid" >>"$BATS_FILE_TMPDIR/pids"
+	for _ in $(seq 200); do # 20 s
+		[ -e "$d/$name.ready" ] && return 0
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "stream $name did not get going:" >&2
+	cat "$d/$name.out" >&2
+	return 1
+}
+
+mark_stream() { touch "$BATS_TEST_TMPDIR/$1.mark"; }
+
+# finish_stream NAME [TENTHS]: ask NAME to stop (unless it ended by itself), wait for it
+# (bounded, default 60 s) and print its report. Succeeds when the report ends in OK. (Works
+# under `run`: it polls the PID instead of waiting for it.)
+finish_stream() {
+	local name=$1 n=${2:-600} d=$BATS_TEST_TMPDIR pid i
+	pid=$(cat "$d/$name.pid")
+	touch "$d/$name.stop"
+	for ((i = 0; i < n; i++)); do
+		stream_running "$pid" || break
+		sleep 0.1
+	done
+	if stream_running "$pid"; then
+		kill "$pid" 2>/dev/null
+		echo "stream $name did not finish in time"
+	fi
+	cat "$d/$name.out"
+	[ "$(tail -n 1 "$d/$name.out")" = OK ]
+}
+
+# finish_stream_ok NAME: finish_stream, shown in the test's output, which must have ended
+# cleanly: exit status 0 and a last line OK. Leaves $output and $lines for further checks.
+finish_stream_ok() {
+	run finish_stream "$@"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "${lines[-1]}" = OK ]
+}
+
+# A zombie answers kill -0 too, so look at the state.
+stream_running() {
+	local state
+	state=$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
+# field LINE KEY: KEY's value in a stream.py line.
+field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
