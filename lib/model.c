@@ -6,66 +6,12 @@
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 
 #include "config.h"
 #include "model.h"
 #include "route.h"
 #include "util.h"
-
-int diag_vadd(struct diag_list *l, enum diag_level level, const char *file, unsigned line,
-              unsigned column, const char *fmt, va_list ap) {
-	_cleanup_free_ char *body = NULL, *message = NULL;
-	struct diag *items;
-
-	if (!l)
-		return 0;
-	if (vasprintf(&body, fmt, ap) < 0)
-		return -ENOMEM;
-	if (line > 0) {
-		if (asprintf(&message, "%s:%u:%u: %s", file, line, column, body) < 0)
-			return -ENOMEM;
-	} else if (asprintf(&message, "%s: %s", file, body) < 0)
-		return -ENOMEM;
-
-	items = realloc(l->items, (l->n + 1) * sizeof(*items));
-	if (!items)
-		return -ENOMEM;
-	l->items = items;
-	items[l->n] = (struct diag){
-	        .level = level,
-	        .file = strdup(file),
-	        .line = line,
-	        .column = column,
-	        .message = TAKE_PTR(message),
-	};
-	l->n++;
-	if (level == DIAG_ERROR)
-		l->n_errors++;
-	else if (level == DIAG_WARNING)
-		l->n_warnings++;
-	return 0;
-}
-
-void diag_add(struct diag_list *l, enum diag_level level, const char *file, unsigned line,
-              unsigned column, const char *fmt, ...) {
-	va_list ap;
-	va_start(ap, fmt);
-	diag_vadd(l, level, file, line, column, fmt, ap);
-	va_end(ap);
-}
-
-void diag_list_free(struct diag_list *l) {
-	if (!l)
-		return;
-	for (size_t i = 0; i < l->n; i++) {
-		free(l->items[i].file);
-		free(l->items[i].message);
-	}
-	free(l->items);
-	*l = (struct diag_list){};
-}
 
 static void tls_context_free(struct tls_context *t) {
 	if (!t)
