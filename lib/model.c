@@ -240,6 +240,56 @@ struct tls_context *config_find_tls_context(const struct config *c, const char *
 	return NULL;
 }
 
+/* 0 when `pattern` does not cover `host`; otherwise higher for a more specific pattern. */
+static int host_pattern_rank(const char *pattern, const char *host) {
+	if (streq(pattern, "*"))
+		return 1;
+	if (!route_host_matches(pattern, host))
+		return 0;
+	if (pattern[0] == '*' && host[0] != '*')
+		return (2 << 16) + (int)MIN(strlen(pattern), 65535u);
+	return 3 << 16; /* the same name; a wildcard host only by the same wildcard */
+}
+
+static int tlscontext_rank(const struct tls_context *t, const char *host) {
+	int best = 0;
+
+	for (size_t i = 0; i < t->n_hosts; i++)
+		best = MAX(best, host_pattern_rank(t->hosts[i], host));
+	return best;
+}
+
+bool model_tlscontext_covers(const struct tls_context *t, const char *host) {
+	return t && host && tlscontext_rank(t, host) > 0;
+}
+
+struct tls_context *model_tlscontext_for_host(const struct config *c, const char *host) {
+	struct tls_context *best = NULL;
+	int best_rank = 0;
+
+	if (!c || !host)
+		return NULL;
+	for (size_t i = 0; i < c->n_tls_contexts; i++) {
+		int rank = tlscontext_rank(c->tls_contexts[i], host);
+		if (rank > best_rank) {
+			best_rank = rank;
+			best = c->tls_contexts[i];
+		}
+	}
+	return best;
+}
+
+int model_push(void *arrayp, size_t *n, void *item) {
+	void ***array = arrayp;
+	void **a = realloc(*array, (*n + 1) * sizeof(void *));
+
+	if (!a)
+		return -ENOMEM;
+	a[(*n)++] = item;
+	*array = a;
+	return 0;
+}
+
 /* ---- dumps ---------------------------------------------------------------------------- */
 
 static const char *tls_mode_string(const struct mapping *m) {
