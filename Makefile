@@ -76,7 +76,8 @@ $(BUILD)/libtcpmap-tls.a: $(TLS_OBJS)
 	$(AR) rcs $@ $^
 
 # The few core functions lib/tls.c calls are exported from tcpmapd for the module.
-TLS_IMPORTS := diag_vadd,route_host_matches,strv_push,strv_free
+TLS_IMPORTS := diag_vadd,route_host_matches,strv_push,strv_free,model_tlscontext_for_host
+TLS_IMPORTS := $(TLS_IMPORTS),model_tlscontext_covers
 $(BUILD)/tcpmap-tls.so: $(TLS_PIC_OBJS)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(TLS_LIBS) -lpthread
 

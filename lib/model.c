@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "model.h"
+#include "netaddr.h"
 #include "route.h"
 #include "util.h"
 
@@ -126,23 +127,15 @@ static int ip_addr_from_sockaddr(const struct sockaddr *sa, socklen_t len, struc
 	return -EAFNOSUPPORT;
 }
 
+/* lib/netaddr parses the literal; the IPv4-mapped folding is ip_addr_from_sockaddr's. */
 static int ip_addr_from_string(const char *s, struct ip_addr *ret) {
+	union sockaddr_ip a;
+	socklen_t len;
+
 	*ret = (struct ip_addr){};
-	if (inet_pton(AF_INET, s, ret->bytes) == 1) {
-		ret->family = AF_INET;
-		return 0;
-	}
-	if (inet_pton(AF_INET6, s, ret->bytes) == 1) {
-		static const unsigned char prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-		ret->family = AF_INET6;
-		if (memcmp(ret->bytes, prefix, 12) == 0) {
-			memmove(ret->bytes, ret->bytes + 12, 4);
-			memset(ret->bytes + 4, 0, 12);
-			ret->family = AF_INET;
-		}
-		return 0;
-	}
-	return -EINVAL;
+	if (netaddr_parse_literal(s, 0, NULL, &a, &len) < 0)
+		return -EINVAL;
+	return ip_addr_from_sockaddr(&a.sa, len, ret);
 }
 
 static bool ip_addr_is_any(const struct ip_addr *a) {
