@@ -90,7 +90,12 @@ $(BUILD)/tcpmapctl: $(BUILD)/bin/tcpmapctl.o $(BUILD)/libtcpmap-tls.a $(BUILD)/l
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(TESTLIB_OBJS) $(BUILD)/libtcpmap-tls.a $(BUILD)/libtcpmap.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(LDFLAGS) $(TEST_LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# This test fails allocations one by one: the library's calls to the allocator go through
+# its hooks. Only this binary is linked so.
+ALLOC_HOOKED := malloc calloc realloc strdup strndup asprintf vasprintf
+$(BUILD)/tests/test-config-alloc: TEST_LDFLAGS = $(foreach f,$(ALLOC_HOOKED),-Wl,--wrap=$(f))
 
 # The main job: tcpmapd in the foreground on conf/tcpmap.yaml with a demo upstream beside it.
 run: deps all

@@ -27,6 +27,7 @@ _printf_(5, 6) static void mapping_diag(struct kinds_state *s, enum diag_level l
 	r = vasprintf(&body, fmt, ap);
 	va_end(ap);
 	if (r < 0) {
+		body = NULL; /* undefined after a failure */
 		diag_note_lost(s->diags);
 		return;
 	}
@@ -243,11 +244,13 @@ static int build_groups(struct kinds_state *s) {
 				free(g);
 				return -ENOMEM;
 			}
+			/* The config owns g now and frees what is set of it. */
 			g->key = TAKE_PTR(key);
-			g->address = m->address ? strdup(m->address) : NULL;
 			g->port = m->port;
-			g->host = m->host ? strdup(m->host) : NULL;
 			g->host_is_wildcard = m->host && m->host[0] == '*';
+			if ((m->address && !(g->address = strdup(m->address))) ||
+			    (m->host && !(g->host = strdup(m->host))))
+				return -ENOMEM;
 		}
 		group_describe(g, where, sizeof(where));
 		if (g->n_mappings > 0 && (what = group_disagreement(g->mappings[0], m, &field))) {

@@ -9,13 +9,16 @@ static int diag_format(struct diag_list *l, enum diag_level level, const char *f
 	_cleanup_free_ char *body = NULL, *message = NULL, *file_copy = NULL;
 	struct diag *items;
 
-	if (vasprintf(&body, fmt, ap) < 0)
+	/* After a failure the pointer is undefined: forget it before the cleanup sees it. */
+	if (vasprintf(&body, fmt, ap) < 0) {
+		body = NULL;
 		return -ENOMEM;
-	if (line > 0) {
-		if (asprintf(&message, "%s:%u:%u: %s", file, line, column, body) < 0)
-			return -ENOMEM;
-	} else if (asprintf(&message, "%s: %s", file, body) < 0)
+	}
+	if ((line > 0 ? asprintf(&message, "%s:%u:%u: %s", file, line, column, body)
+	              : asprintf(&message, "%s: %s", file, body)) < 0) {
+		message = NULL;
 		return -ENOMEM;
+	}
 	file_copy = strdup(file);
 	if (!file_copy)
 		return -ENOMEM;

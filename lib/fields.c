@@ -19,6 +19,7 @@ void yobject_diag(struct yobject *o, enum diag_level level, const struct ynode *
 	r = vasprintf(&body, fmt, ap);
 	va_end(ap);
 	if (r < 0) {
+		body = NULL; /* undefined after a failure */
 		diag_note_lost(o->diags);
 		return;
 	}
