@@ -79,6 +79,7 @@ $(BUILD)/libtcpmap-tls.a: $(TLS_OBJS)
 
 # The few core functions lib/tls.c calls are exported from tcpmapd for the module.
 TLS_IMPORTS := diag_vadd,netaddr_is_literal,route_host_matches,strv_push,strv_free
+TLS_IMPORTS := $(TLS_IMPORTS),model_tlscontext_for_host,model_tlscontext_covers
 $(BUILD)/tcpmap-tls.so: $(TLS_PIC_OBJS)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(TLS_LIBS) -lpthread
 
@@ -95,7 +96,12 @@ $(BUILD)/tcpmapctl: $(BUILD)/bin/tcpmapctl.o $(BUILD)/libtcpmap-tls.a $(BUILD)/l
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(TESTLIB_OBJS) $(BUILD)/libtcpmap-tls.a $(BUILD)/libtcpmap.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(LDFLAGS) $(TEST_LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# This test fails allocations one by one: the library's calls to the allocator go through
+# its hooks. Only this binary is linked so.
+ALLOC_HOOKED := malloc calloc realloc strdup strndup asprintf vasprintf
+$(BUILD)/tests/test-config-alloc: TEST_LDFLAGS = $(foreach f,$(ALLOC_HOOKED),-Wl,--wrap=$(f))
 
 # The main job: tcpmapd in the foreground on conf/tcpmap.yaml with a demo upstream beside it.
 run: deps all

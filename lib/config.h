@@ -4,41 +4,11 @@
  * diagnostics; it never touches sockets, the breaker table or the log. */
 #pragma once
 
-#include <stdarg.h>
 #include <stdio.h>
 
+#include "diag.h"
 #include "model.h"
 #include "util.h"
-
-enum diag_level {
-	DIAG_ERROR,
-	DIAG_WARNING,
-	DIAG_DEBUG, /* e.g. "skipping kind Mapping" */
-};
-
-/* One problem, already formatted as "FILE:LINE:COL: mapping \"NAME\": FIELD: what". */
-struct diag {
-	enum diag_level level;
-	char *file;
-	unsigned line;
-	unsigned column;
-	char *message; /* full text including the position prefix */
-};
-
-struct diag_list {
-	struct diag *items;
-	size_t n;
-	size_t n_errors;
-	size_t n_warnings;
-};
-
-void diag_list_free(struct diag_list *l);
-/* Append a diag "FILE:LINE:COL: message" (or "FILE: message" when line is 0) and count it.
- * diag_vadd returns 0, or -ENOMEM when it could not be recorded. A NULL list is a no-op. */
-int diag_vadd(struct diag_list *l, enum diag_level level, const char *file, unsigned line,
-              unsigned column, const char *fmt, va_list ap) _printf_(6, 0);
-void diag_add(struct diag_list *l, enum diag_level level, const char *file, unsigned line,
-              unsigned column, const char *fmt, ...) _printf_(6, 7);
 
 struct config_options {
 	const char *ambassador_id; /* NULL = "default" */

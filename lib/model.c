@@ -6,66 +6,13 @@
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 
 #include "config.h"
 #include "model.h"
+#include "netaddr.h"
 #include "route.h"
 #include "util.h"
-
-int diag_vadd(struct diag_list *l, enum diag_level level, const char *file, unsigned line,
-              unsigned column, const char *fmt, va_list ap) {
-	_cleanup_free_ char *body = NULL, *message = NULL;
-	struct diag *items;
-
-	if (!l)
-		return 0;
-	if (vasprintf(&body, fmt, ap) < 0)
-		return -ENOMEM;
-	if (line > 0) {
-		if (asprintf(&message, "%s:%u:%u: %s", file, line, column, body) < 0)
-			return -ENOMEM;
-	} else if (asprintf(&message, "%s: %s", file, body) < 0)
-		return -ENOMEM;
-
-	items = realloc(l->items, (l->n + 1) * sizeof(*items));
-	if (!items)
-		return -ENOMEM;
-	l->items = items;
-	items[l->n] = (struct diag){
-	        .level = level,
-	        .file = strdup(file),
-	        .line = line,
-	        .column = column,
-	        .message = TAKE_PTR(message),
-	};
-	l->n++;
-	if (level == DIAG_ERROR)
-		l->n_errors++;
-	else if (level == DIAG_WARNING)
-		l->n_warnings++;
-	return 0;
-}
-
-void diag_add(struct diag_list *l, enum diag_level level, const char *file, unsigned line,
-              unsigned column, const char *fmt, ...) {
-	va_list ap;
-	va_start(ap, fmt);
-	diag_vadd(l, level, file, line, column, fmt, ap);
-	va_end(ap);
-}
-
-void diag_list_free(struct diag_list *l) {
-	if (!l)
-		return;
-	for (size_t i = 0; i < l->n; i++) {
-		free(l->items[i].file);
-		free(l->items[i].message);
-	}
-	free(l->items);
-	*l = (struct diag_list){};
-}
 
 static void tls_context_free(struct tls_context *t) {
 	if (!t)
@@ -180,23 +127,15 @@ static int ip_addr_from_sockaddr(const struct sockaddr *sa, socklen_t len, struc
 	return -EAFNOSUPPORT;
 }
 
+/* lib/netaddr parses the literal; the IPv4-mapped folding is ip_addr_from_sockaddr's. */
 static int ip_addr_from_string(const char *s, struct ip_addr *ret) {
+	union sockaddr_ip a;
+	socklen_t len;
+
 	*ret = (struct ip_addr){};
-	if (inet_pton(AF_INET, s, ret->bytes) == 1) {
-		ret->family = AF_INET;
-		return 0;
-	}
-	if (inet_pton(AF_INET6, s, ret->bytes) == 1) {
-		static const unsigned char prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-		ret->family = AF_INET6;
-		if (memcmp(ret->bytes, prefix, 12) == 0) {
-			memmove(ret->bytes, ret->bytes + 12, 4);
-			memset(ret->bytes + 4, 0, 12);
-			ret->family = AF_INET;
-		}
-		return 0;
-	}
-	return -EINVAL;
+	if (netaddr_parse_literal(s, 0, NULL, &a, &len) < 0)
+		return -EINVAL;
+	return ip_addr_from_sockaddr(&a.sa, len, ret);
 }
 
 static bool ip_addr_is_any(const struct ip_addr *a) {
@@ -292,6 +231,56 @@ struct tls_context *config_find_tls_context(const struct config *c, const char *
 		if (streq(c->tls_contexts[i]->name, name))
 			return c->tls_contexts[i];
 	return NULL;
+}
+
+/* 0 when `pattern` does not cover `host`; otherwise higher for a more specific pattern. */
+static int host_pattern_rank(const char *pattern, const char *host) {
+	if (streq(pattern, "*"))
+		return 1;
+	if (!route_host_matches(pattern, host))
+		return 0;
+	if (pattern[0] == '*' && host[0] != '*')
+		return (2 << 16) + (int)MIN(strlen(pattern), 65535u);
+	return 3 << 16; /* the same name; a wildcard host only by the same wildcard */
+}
+
+static int tlscontext_rank(const struct tls_context *t, const char *host) {
+	int best = 0;
+
+	for (size_t i = 0; i < t->n_hosts; i++)
+		best = MAX(best, host_pattern_rank(t->hosts[i], host));
+	return best;
+}
+
+bool model_tlscontext_covers(const struct tls_context *t, const char *host) {
+	return t && host && tlscontext_rank(t, host) > 0;
+}
+
+struct tls_context *model_tlscontext_for_host(const struct config *c, const char *host) {
+	struct tls_context *best = NULL;
+	int best_rank = 0;
+
+	if (!c || !host)
+		return NULL;
+	for (size_t i = 0; i < c->n_tls_contexts; i++) {
+		int rank = tlscontext_rank(c->tls_contexts[i], host);
+		if (rank > best_rank) {
+			best_rank = rank;
+			best = c->tls_contexts[i];
+		}
+	}
+	return best;
+}
+
+int model_push(void *arrayp, size_t *n, void *item) {
+	void ***array = arrayp;
+	void **a = realloc(*array, (*n + 1) * sizeof(void *));
+
+	if (!a)
+		return -ENOMEM;
+	a[(*n)++] = item;
+	*array = a;
+	return 0;
 }
 
 /* ---- dumps ---------------------------------------------------------------------------- */

@@ -153,3 +153,16 @@ struct listener *config_find_listener(const struct config *c, const struct socka
 struct listener *config_find_listener_by_name(const struct config *c, const char *address,
                                               uint16_t port);
 struct tls_context *config_find_tls_context(const struct config *c, const char *name);
+
+/* Does TLSContext `t` list `host`: "*", the same name, or a wildcard that matches it? `host`
+ * may be a client's SNI or a mapping's host (itself possibly "*.example.com", which only
+ * that same wildcard or "*" covers). */
+bool model_tlscontext_covers(const struct tls_context *t, const char *host);
+/* The TLSContext that terminates TLS for `host`: an exact name beats a wildcard, a longer
+ * wildcard a shorter one, and "*" comes last; ties go to the first context in the files.
+ * NULL when none covers it. The one rule both the loader and lib/tls ask. */
+struct tls_context *model_tlscontext_for_host(const struct config *c, const char *host);
+
+/* Append `item` to the pointer array *arrayp of *n items, as the loader grows the model.
+ * Returns 0 or -ENOMEM (the array is then unchanged). */
+int model_push(void *arrayp, size_t *n, void *item);

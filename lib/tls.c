@@ -523,20 +523,13 @@ static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outle
 	return SSL_TLSEXT_ERR_NOACK;
 }
 
-static bool context_hosts_cover(const struct tls_context *t, const char *name) {
-	for (size_t i = 0; i < t->n_hosts; i++)
-		if (streq(t->hosts[i], "*") || route_host_matches(t->hosts[i], name))
-			return true;
-	return false;
-}
-
 /* Routing already chose this context from the peeked SNI; refusing here as well keeps a
  * terminating port from ever serving a certificate for a name it was not asked for. */
 static int check_servername(SSL *ssl, int *alert, void *arg) {
 	const struct tls_context_state *s = arg;
 	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
 
-	if (name && context_hosts_cover(s->context, name))
+	if (name && model_tlscontext_covers(s->context, name))
 		return SSL_TLSEXT_ERR_OK;
 	*alert = SSL_AD_UNRECOGNIZED_NAME;
 	return SSL_TLSEXT_ERR_ALERT_FATAL;
@@ -633,36 +626,6 @@ static bool group_is_passthrough(const struct mapping_group *g) {
 	return false;
 }
 
-/* An exact host beats a wildcard, a longer wildcard beats a shorter one, and "*" comes
- * last. A group whose own host is a wildcard needs that same wildcard listed. Ties go to
- * the first context in the files. */
-static struct tls_context *find_covering_context(const struct config *c, const char *host) {
-	struct tls_context *best = NULL;
-	int best_rank = 0;
-
-	for (size_t i = 0; i < c->n_tls_contexts; i++) {
-		struct tls_context *t = c->tls_contexts[i];
-
-		for (size_t h = 0; h < t->n_hosts; h++) {
-			const char *pattern = t->hosts[h];
-			int rank = 0;
-
-			if (strcasecmp(pattern, host) == 0)
-				rank = 3 << 16;
-			else if (streq(pattern, "*"))
-				rank = 1;
-			else if (host[0] != '*' && pattern[0] == '*' &&
-			         route_host_matches(pattern, host))
-				rank = (2 << 16) + (int)MIN(strlen(pattern), 65535u);
-			if (rank > best_rank) {
-				best_rank = rank;
-				best = t;
-			}
-		}
-	}
-	return best;
-}
-
 static int assign_termination(struct tls_loader *L) {
 	struct config *c = L->config;
 
@@ -674,7 +637,7 @@ static int assign_termination(struct tls_loader *L) {
 		g->termination_context = NULL;
 		if (!g->host || g->n_mappings == 0 || group_is_passthrough(g))
 			continue;
-		t = find_covering_context(c, g->host);
+		t = model_tlscontext_for_host(c, g->host);
 		if (!t) {
 			mapping_error(
 			        L, g->mappings[0],

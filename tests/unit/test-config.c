@@ -988,6 +988,44 @@ static void test_example_tls_originate(void **state) {
 	config_unref(c);
 }
 
+/* One rule for "which TLSContext terminates this host", asked by the loader and lib/tls:
+ * an exact name beats a wildcard, a longer wildcard a shorter one, "*" comes last, and a
+ * wildcard host is covered only by that same wildcard (or "*"). */
+static void test_tlscontext_for_host(void **state) {
+	(void)state;
+	struct loaded l = load(
+		"apiVersion: getambassador.io/v2\nkind: TLSContext\nmetadata:\n  name: any\n"
+		"spec:\n  hosts: [\"*\"]\n"
+		"---\napiVersion: getambassador.io/v2\nkind: TLSContext\nmetadata:\n  name: short\n"
+		"spec:\n  hosts: [\"*.example.com\"]\n"
+		"---\napiVersion: getambassador.io/v2\nkind: TLSContext\nmetadata:\n  name: long\n"
+		"spec:\n  hosts: [\"*.b.example.com\"]\n"
+		"---\napiVersion: getambassador.io/v2\nkind: TLSContext\nmetadata:\n  name: exact\n"
+		"spec:\n  hosts: [\"a.b.example.com\", \"x.example.org\"]\n"
+		"---\napiVersion: getambassador.io/v2\nkind: TCPMapping\nmetadata:\n  name: m\n"
+		"spec:\n  port: 443\n  service: up\n");
+	const struct config *c;
+
+	assert_ok(&l);
+	c = l.config;
+	assert_string_equal(model_tlscontext_for_host(c, "a.b.example.com")->name, "exact");
+	assert_string_equal(model_tlscontext_for_host(c, "A.B.Example.COM.")->name, "exact");
+	assert_string_equal(model_tlscontext_for_host(c, "z.b.example.com")->name, "long");
+	assert_string_equal(model_tlscontext_for_host(c, "b.example.com")->name, "short");
+	assert_string_equal(model_tlscontext_for_host(c, "*.example.com")->name, "short");
+	assert_string_equal(model_tlscontext_for_host(c, "*.c.example.com")->name, "any");
+	assert_string_equal(model_tlscontext_for_host(c, "example.net")->name, "any");
+	assert_null(model_tlscontext_for_host(c, NULL));
+
+	assert_true(model_tlscontext_covers(config_find_tls_context(c, "exact"), "x.example.org"));
+	assert_false(model_tlscontext_covers(config_find_tls_context(c, "exact"), "y.example.org"));
+	assert_true(model_tlscontext_covers(config_find_tls_context(c, "short"), "q.example.com"));
+	assert_false(model_tlscontext_covers(config_find_tls_context(c, "short"),
+					     "q.b.example.com"));
+	assert_false(model_tlscontext_covers(config_find_tls_context(c, "long"), "*.example.com"));
+	loaded_free(&l);
+}
+
 int main(void) {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_port_missing),
@@ -1036,6 +1074,7 @@ int main(void) {
 		cmocka_unit_test(test_example_tls_terminate),
 		cmocka_unit_test(test_example_tls_terminate_originate),
 		cmocka_unit_test(test_example_tls_originate),
+		cmocka_unit_test(test_tlscontext_for_host),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

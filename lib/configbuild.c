@@ -1,0 +1,373 @@
+/* configbuild.c — see configbuild.h. */
+#include "configbuild.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "netaddr.h"
+#include "route.h"
+#include "util.h"
+
+static struct source_pos field_or_mapping_pos(const struct kinds_state *s, const struct mapping *m,
+                                              enum mapping_field f) {
+	const struct source_pos *p = &s->extras[m->index].field_pos[f];
+	return p->line > 0 ? *p : m->pos;
+}
+
+_printf_(5, 6) static void mapping_diag(struct kinds_state *s, enum diag_level level,
+                                        const struct mapping *m, struct source_pos pos,
+                                        const char *fmt, ...) {
+	_cleanup_free_ char *body = NULL;
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&body, fmt, ap);
+	va_end(ap);
+	if (r < 0) {
+		body = NULL; /* undefined after a failure */
+		diag_note_lost(s->diags);
+		return;
+	}
+	diag_add(s->diags, level, pos.file, pos.line, pos.column, "mapping \"%s\": %s", m->name,
+	         body);
+}
+
+static int resolve_mapping(struct kinds_state *s, struct mapping *m) {
+	const struct module_config *mod = &s->config->module;
+	const struct mapping_extra *x = &s->extras[m->index];
+
+	if (!x->has_enable_ipv4)
+		m->enable_ipv4 = mod->enable_ipv4;
+	if (!x->has_enable_ipv6)
+		m->enable_ipv6 = mod->enable_ipv6;
+	if (!m->enable_ipv4 && !m->enable_ipv6)
+		mapping_diag(s, DIAG_ERROR, m,
+		             field_or_mapping_pos(
+		                     s, m, x->has_enable_ipv4 ? MF_ENABLE_IPV4 : MF_ENABLE_IPV6),
+		             "enable_ipv4, enable_ipv6: both false, so the service can never be "
+		             "resolved");
+	if (!m->circuit_breakers.set)
+		m->circuit_breakers = mod->circuit_breakers;
+	if (!x->has_connect_timeout)
+		m->connect_timeout_ms = mod->connect_timeout_ms;
+	/* Same default as Emissary: 80, or 443 when originating TLS. */
+	if (!x->has_explicit_upstream_port)
+		m->upstream_port = m->tls != TLS_ORIGINATE_NONE ? 443 : 80;
+
+	if (m->tls == TLS_ORIGINATE_CONTEXT) {
+		m->tls_context = config_find_tls_context(s->config, m->tls_context_name);
+		if (!m->tls_context)
+			mapping_diag(s, DIAG_ERROR, m, field_or_mapping_pos(s, m, MF_TLS),
+			             "tls: no TLSContext named \"%s\"", m->tls_context_name);
+	}
+
+	if (m->host && !m->tls_passthrough && !model_tlscontext_for_host(s->config, m->host))
+		mapping_diag(s, DIAG_ERROR, m, field_or_mapping_pos(s, m, MF_HOST),
+		             "host: no TLSContext lists \"%s\" in its hosts (terminating TLS "
+		             "needs its certificate)",
+		             m->host);
+
+	/* Emissary names clusters by service, TLS origination and breaker settings; mappings
+	 * that agree on all of them share one upstream cluster, and so one breaker. */
+	if (asprintf(&m->cluster, "%s|%s|%s|%" PRIu32 "|%" PRIu32, m->service,
+	             m->tls == TLS_ORIGINATE_NONE    ? "plain"
+	             : m->tls == TLS_ORIGINATE_PLAIN ? "tls"
+	                                             : "tls-context",
+	             m->tls_context_name ? m->tls_context_name : "-",
+	             m->circuit_breakers.max_connections,
+	             m->circuit_breakers.max_pending_requests) < 0) {
+		m->cluster = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static char *group_key(const char *address, uint16_t port, const char *host) {
+	char *key;
+	if (asprintf(&key, "%s|%u|%s", address ?: "*", port, host ?: "*") < 0)
+		return NULL;
+	return key;
+}
+
+/* Names the first setting on which two mappings of one group disagree, or NULL. */
+static const char *group_disagreement(const struct mapping *a, const struct mapping *b,
+                                      enum mapping_field *field) {
+	if (a->tls != b->tls || !streq_ptr(a->tls_context_name, b->tls_context_name)) {
+		*field = MF_TLS;
+		return "tls";
+	}
+	if (a->tls_passthrough != b->tls_passthrough) {
+		*field = MF_TLS_PASSTHROUGH;
+		return "tls_passthrough";
+	}
+	if (a->idle_timeout_ms != b->idle_timeout_ms) {
+		*field = MF_IDLE_TIMEOUT;
+		return "idle_timeout_ms";
+	}
+	if (a->enable_ipv4 != b->enable_ipv4) {
+		*field = MF_ENABLE_IPV4;
+		return "enable_ipv4";
+	}
+	if (a->enable_ipv6 != b->enable_ipv6) {
+		*field = MF_ENABLE_IPV6;
+		return "enable_ipv6";
+	}
+	if (a->circuit_breakers.max_connections != b->circuit_breakers.max_connections ||
+	    a->circuit_breakers.max_pending_requests != b->circuit_breakers.max_pending_requests) {
+		*field = MF_BREAKERS;
+		return "circuit_breakers";
+	}
+	return NULL;
+}
+
+static void group_describe(const struct mapping_group *g, char *buf, size_t size) {
+	snprintf(buf, size, "address %s, port %u, host %s", g->address ?: "*", g->port,
+	         g->host ?: "(any)");
+}
+
+static void normalise_weights(struct kinds_state *s, struct mapping_group *g) {
+	unsigned total = 0, n_unweighted = 0;
+	const struct mapping *last_weighted = NULL;
+	char where[512];
+
+	if (g->n_mappings == 1) {
+		/* The doc's weight is a share of the group; alone, a mapping takes it all. */
+		g->mappings[0]->effective_weight = 100;
+		return;
+	}
+	for (size_t i = 0; i < g->n_mappings; i++) {
+		const struct mapping *m = g->mappings[i];
+		if (m->weight < 0)
+			n_unweighted++;
+		else {
+			total += (unsigned)m->weight;
+			last_weighted = m;
+		}
+	}
+	group_describe(g, where, sizeof(where));
+	if (total > 100) {
+		mapping_diag(s, DIAG_ERROR, last_weighted,
+		             field_or_mapping_pos(s, last_weighted, MF_WEIGHT),
+		             "weight: the weights of group (%s) total %u, over 100", where, total);
+		return;
+	}
+	if (n_unweighted > 0) {
+		unsigned remainder = 100 - total, share = remainder / n_unweighted,
+		         extra = remainder % n_unweighted;
+		for (size_t i = 0; i < g->n_mappings; i++) {
+			struct mapping *m = g->mappings[i];
+			if (m->weight >= 0) {
+				m->effective_weight = (unsigned)m->weight;
+				continue;
+			}
+			/* The first unweighted mappings take the rounding so the sum is exactly
+			 * 100. */
+			m->effective_weight = share + (extra > 0 ? 1 : 0);
+			if (extra > 0)
+				extra--;
+			if (m->effective_weight == 0)
+				mapping_diag(
+				        s, DIAG_WARNING, m, m->pos,
+				        "weight: the other mappings of group (%s) take all 100%%, "
+				        "so this one gets no traffic",
+				        where);
+		}
+		return;
+	}
+	if (total == 0) {
+		for (size_t i = 0; i < g->n_mappings; i++)
+			g->mappings[i]->effective_weight = 0;
+		mapping_diag(s, DIAG_WARNING, g->mappings[0],
+		             field_or_mapping_pos(s, g->mappings[0], MF_WEIGHT),
+		             "weight: every mapping of group (%s) has weight 0; it gets no traffic",
+		             where);
+		return;
+	}
+	if (total < 100) {
+		/* Largest remainder: floor each share, then hand the missing points to the largest
+		 * fractional parts (earlier mappings first on ties), so the total is exactly 100.
+		 */
+		unsigned assigned = 0, remainders[ROUTE_MAX_GROUP_MAPPINGS] = {};
+		for (size_t i = 0; i < g->n_mappings; i++) {
+			struct mapping *m = g->mappings[i];
+			m->effective_weight = (unsigned)m->weight * 100 / total;
+			remainders[i] = (unsigned)m->weight * 100 % total;
+			assigned += m->effective_weight;
+		}
+		while (assigned < 100) {
+			size_t best = 0;
+			for (size_t i = 1; i < g->n_mappings; i++)
+				if (remainders[i] > remainders[best])
+					best = i;
+			g->mappings[best]->effective_weight++;
+			remainders[best] = 0;
+			assigned++;
+		}
+		mapping_diag(s, DIAG_WARNING, last_weighted,
+		             field_or_mapping_pos(s, last_weighted, MF_WEIGHT),
+		             "weight: the weights of group (%s) total %u, under 100; scaled to 100",
+		             where, total);
+		return;
+	}
+	for (size_t i = 0; i < g->n_mappings; i++)
+		g->mappings[i]->effective_weight = (unsigned)g->mappings[i]->weight;
+}
+
+static int build_groups(struct kinds_state *s) {
+	struct config *c = s->config;
+
+	for (size_t i = 0; i < c->n_mappings; i++) {
+		struct mapping *m = c->mappings[i];
+		_cleanup_free_ char *key = NULL;
+		struct mapping_group *g = NULL;
+		enum mapping_field field;
+		const char *what;
+		char where[512];
+
+		if (s->extras[i].bad)
+			continue;
+		key = group_key(m->address, m->port, m->host);
+		if (!key) {
+			return -ENOMEM;
+		}
+		for (size_t k = 0; k < c->n_groups; k++)
+			if (streq(c->groups[k]->key, key)) {
+				g = c->groups[k];
+				break;
+			}
+		if (!g) {
+			g = calloc(1, sizeof(*g));
+			if (!g || model_push(&c->groups, &c->n_groups, g) < 0) {
+				free(g);
+				return -ENOMEM;
+			}
+			/* The config owns g now and frees what is set of it. */
+			g->key = TAKE_PTR(key);
+			g->port = m->port;
+			g->host_is_wildcard = m->host && m->host[0] == '*';
+			if ((m->address && !(g->address = strdup(m->address))) ||
+			    (m->host && !(g->host = strdup(m->host))))
+				return -ENOMEM;
+		}
+		group_describe(g, where, sizeof(where));
+		if (g->n_mappings > 0 && (what = group_disagreement(g->mappings[0], m, &field))) {
+			const struct mapping *first = g->mappings[0];
+			mapping_diag(
+			        s, DIAG_ERROR, m, field_or_mapping_pos(s, m, field),
+			        "%s: differs from mapping \"%s\" (%s:%u:%u) in the same group "
+			        "(%s); mappings of a group must agree on address, host, tls, "
+			        "idle_timeout_ms, enable_ipv4/enable_ipv6 and circuit_breakers",
+			        what, first->name, first->pos.file, first->pos.line,
+			        first->pos.column, where);
+			continue;
+		}
+		if (g->n_mappings >= ROUTE_MAX_GROUP_MAPPINGS) {
+			mapping_diag(
+			        s, DIAG_ERROR, m, m->pos,
+			        "group (%s) already has %d mappings, the most one group may hold",
+			        where, ROUTE_MAX_GROUP_MAPPINGS);
+			continue;
+		}
+		if (model_push(&g->mappings, &g->n_mappings, m) < 0) {
+			return -ENOMEM;
+		}
+		m->group = g;
+	}
+	for (size_t k = 0; k < c->n_groups; k++)
+		normalise_weights(s, c->groups[k]);
+	return 0;
+}
+
+static int group_order(const void *a, const void *b) {
+	const struct mapping_group *x = *(struct mapping_group *const *)a,
+	                           *y = *(struct mapping_group *const *)b;
+	int rank_x = !x->host              ? 2
+	             : x->host_is_wildcard ? 1
+	                                   : 0,
+	    rank_y = !y->host              ? 2
+	             : y->host_is_wildcard ? 1
+	                                   : 0;
+
+	if (rank_x != rank_y)
+		return rank_x - rank_y;
+	if (rank_x == 1 && strlen(x->host) != strlen(y->host))
+		return strlen(x->host) > strlen(y->host) ? -1 : 1;
+	if (rank_x != 2)
+		return strcmp(x->host, y->host);
+	return 0;
+}
+
+static int listener_fill_sockaddr(struct listener *l) {
+	union sockaddr_ip a = {.in = {.sin_family = AF_INET,
+	                              .sin_port = htons(l->port),
+	                              .sin_addr.s_addr = htonl(INADDR_ANY)}};
+	socklen_t len = sizeof(a.in);
+
+	memset(&l->sockaddr, 0, sizeof(l->sockaddr));
+	if (l->address && netaddr_parse_literal(l->address, l->port, NULL, &a, &len) < 0)
+		return -EINVAL;
+	memcpy(&l->sockaddr, &a, len);
+	l->sockaddr_len = len;
+	return 0;
+}
+
+static int build_listeners(struct kinds_state *s) {
+	struct config *c = s->config;
+
+	for (size_t k = 0; k < c->n_groups; k++) {
+		struct mapping_group *g = c->groups[k];
+		struct listener *l = NULL;
+
+		for (size_t i = 0; i < c->n_listeners; i++)
+			if (c->listeners[i]->port == g->port &&
+			    streq_ptr(c->listeners[i]->address, g->address)) {
+				l = c->listeners[i];
+				break;
+			}
+		if (!l) {
+			l = calloc(1, sizeof(*l));
+			if (!l || model_push(&c->listeners, &c->n_listeners, l) < 0) {
+				free(l);
+				return -ENOMEM;
+			}
+			l->port = g->port;
+			if (g->address && !(l->address = strdup(g->address))) {
+				return -ENOMEM;
+			}
+			(void)listener_fill_sockaddr(l);
+		}
+		if (model_push(&l->groups, &l->n_groups, g) < 0) {
+			return -ENOMEM;
+		}
+		g->listener = l;
+		if (g->host)
+			l->needs_sni = true;
+		else
+			l->catch_all = g;
+	}
+	for (size_t i = 0; i < c->n_listeners; i++) {
+		struct listener *l = c->listeners[i];
+		/* qsort is not stable, but hosts within a rank are unique, so order is total. */
+		qsort(l->groups, l->n_groups, sizeof(*l->groups), group_order);
+	}
+	return 0;
+}
+
+int config_build(struct kinds_state *s) {
+	struct config *c = s->config;
+	int r;
+
+	for (size_t i = 0; i < c->n_mappings; i++)
+		if (!s->extras[i].bad) {
+			r = resolve_mapping(s, c->mappings[i]);
+			if (r < 0)
+				return r;
+		}
+	r = build_groups(s);
+	if (r < 0)
+		return r;
+	return build_listeners(s);
+}

@@ -1,0 +1,176 @@
+/* kind-tlscontext.c — the TLSContext schema: its field table and the few fields that need
+ * more than a generic parser. Only names are checked here; lib/tls finds the files and
+ * builds the OpenSSL contexts later, and this file never opens a secret. */
+#include <ctype.h>
+#include <stddef.h>
+
+#include "kind.h"
+#include "util.h"
+
+#define FIELD_ARGS                                                                                 \
+	struct yobject *o, const struct field_def *def, const struct fields *f,                    \
+	        const struct ynode *value, void *target
+
+#define AT(field) offsetof(struct tls_context, field)
+
+static int read_hosts(FIELD_ARGS) {
+	struct tls_context *t = target;
+	int r = get_string_list(o, def->key, value, &t->hosts, &t->n_hosts);
+
+	(void)f;
+	if (r <= 0)
+		return r;
+	for (size_t h = 0; h < t->n_hosts; h++)
+		if (!streq(t->hosts[h], "*"))
+			(void)normalise_host(o, "hosts", value->items[h], t->hosts[h]);
+	return 0;
+}
+
+/* A secret name becomes a path component under the secrets directory and the credentials
+ * directory; it must not be able to leave them. */
+static bool is_safe_secret_name(const char *s) {
+	return *s && !strchr(s, '/') && !streq(s, ".") && !streq(s, "..");
+}
+
+/* secret, ca_secret */
+static int read_secret_name(FIELD_ARGS) {
+	char **dst = (char **)((char *)target + def->offset);
+	int r = get_string(o, def->key, value, dst);
+
+	(void)f;
+	if (r <= 0)
+		return r;
+	if (!is_safe_secret_name(*dst)) {
+		yobject_diag(o, DIAG_ERROR, value, "%s: \"%s\" is not a usable secret name",
+		             def->key, *dst);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static bool is_tls_version(const char *s) {
+	return streq(s, "v1.0") || streq(s, "v1.1") || streq(s, "v1.2") || streq(s, "v1.3");
+}
+
+/* min_tls_version, max_tls_version */
+static int read_tls_version(FIELD_ARGS) {
+	char **dst = (char **)((char *)target + def->offset);
+	int r = get_string(o, def->key, value, dst);
+
+	(void)f;
+	if (r <= 0)
+		return r;
+	if (!is_tls_version(*dst)) {
+		yobject_diag(o, DIAG_ERROR, value, "%s: \"%s\" is not v1.0, v1.1, v1.2 or v1.3",
+		             def->key, *dst);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int split_alpn(const char *s, char ***ret) {
+	char **v = NULL;
+	size_t n = 0;
+	const char *p = s;
+
+	while (*p) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		const char *a = p, *b = p + len;
+
+		while (a < b && isspace((unsigned char)*a))
+			a++;
+		while (b > a && isspace((unsigned char)b[-1]))
+			b--;
+		if (b > a) {
+			/* strv_push takes a NULL from strndup as -ENOMEM, and frees on failure */
+			if (strv_push(&v, &n, strndup(a, (size_t)(b - a))) < 0) {
+				strv_free(v);
+				return -ENOMEM;
+			}
+		}
+		p = end ? end + 1 : p + len;
+	}
+	*ret = v;
+	return 0;
+}
+
+/* Ambassador gives a comma-separated string; the model holds a list. */
+static int read_alpn(FIELD_ARGS) {
+	struct tls_context *t = target;
+	_cleanup_free_ char *alpn = NULL;
+	char **v = NULL;
+	int r = get_string(o, def->key, value, &alpn);
+
+	(void)f;
+	if (r <= 0)
+		return r;
+	r = split_alpn(alpn, &v);
+	if (r < 0)
+		return r;
+	strv_free(t->alpn_protocols);
+	t->alpn_protocols = v;
+	return 0;
+}
+
+static const struct field_def tlscontext_fields[] = {
+        {"hosts", NULL, read_hosts, 0, 0},
+        {"secret", NULL, read_secret_name, AT(secret), 0},
+        {"ca_secret", NULL, read_secret_name, AT(ca_secret), 0},
+        {"cert_chain_file", NULL, field_string, AT(cert_chain_file), 0},
+        {"private_key_file", NULL, field_string, AT(private_key_file), 0},
+        {"cacert_chain_file", NULL, field_string, AT(cacert_chain_file), 0},
+        {"cert_required", NULL, field_bool, AT(cert_required), 0},
+        {"min_tls_version", NULL, read_tls_version, AT(min_tls_version), 0},
+        {"max_tls_version", NULL, read_tls_version, AT(max_tls_version), 0},
+        {"cipher_suites", NULL, field_string_list, AT(cipher_suites), 0},
+        {"ecdh_curves", NULL, field_string_list, AT(ecdh_curves), 0},
+        {"alpn_protocols", NULL, read_alpn, 0, 0},
+        {"sni", NULL, field_string, AT(sni), 0},
+        /* Emissary's, meaningless to a single-host L4 proxy. */
+        {"ambassador_id", NULL, NULL, 0, FIELD_NOT_USED},
+        {"secret_namespacing", NULL, NULL, 0, FIELD_NOT_USED},
+        {"redirect_cleartext_from", NULL, NULL, 0, FIELD_NOT_USED},
+        {"crl_secret", NULL, NULL, 0, FIELD_NOT_USED},
+        {"v3CRLSecret", NULL, NULL, 0, FIELD_NOT_USED},
+        {"v3Crl_secret", NULL, NULL, 0, FIELD_NOT_USED},
+};
+
+static const struct field_table tlscontext_table = {
+        .fields = tlscontext_fields,
+        .n_fields = ELEMENTSOF(tlscontext_fields),
+        /* Its fields stand alone, so diags come in the order they are written. */
+        .order = FIELDS_IN_DOCUMENT_ORDER,
+        .duplicates = FIELDS_LAST_WINS,
+};
+
+int kind_tlscontext_read(struct kinds_state *s, struct yobject *o, const struct ynode *root,
+                         const struct ynode *name, const struct ynode *spec) {
+	struct config *c = s->config;
+	struct tls_context *t;
+	struct fields f;
+	int r;
+
+	(void)name;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->name = strdup(o->name);
+	if (!t->name || model_push(&c->tls_contexts, &c->n_tls_contexts, t) < 0) {
+		free(t->name);
+		free(t);
+		return -ENOMEM;
+	}
+	/* the config owns it now */
+	t->pos = ynode_pos(o->file, root);
+
+	r = fields_parse(o, &tlscontext_table, spec, &f, t);
+	if (r < 0)
+		return r;
+	if (!t->hosts) {
+		t->hosts = calloc(1, sizeof(char *));
+		if (!t->hosts)
+			return -ENOMEM;
+	}
+	return 0;
+}

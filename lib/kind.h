@@ -1,0 +1,76 @@
+/* kind.h — what every kind's schema (lib/kind-*.c) implements and the state it fills.
+ *
+ * A kind reads one document's spec through its field table (lib/fields.h) and adds one
+ * object to the config being loaded; it never sees other documents. lib/kinds.c calls the
+ * kinds; lib/configbuild.c reads what they left (struct mapping_extra). A new kind is a
+ * new kind-*.c with its field table, one kind_read_fn here and one line in kinds.c. */
+#pragma once
+
+#include <stdbool.h>
+
+#include "diag.h"
+#include "fields.h"
+#include "model.h"
+#include "yamltree.h"
+
+/* The TCPMapping fields that later stages point diags at. */
+enum mapping_field {
+	MF_PORT,
+	MF_SERVICE,
+	MF_ADDRESS,
+	MF_HOST,
+	MF_TLS,
+	MF_WEIGHT,
+	MF_IDLE_TIMEOUT,
+	MF_ENABLE_IPV4,
+	MF_ENABLE_IPV6,
+	MF_BREAKERS,
+	MF_CONNECT_TIMEOUT,
+	MF_PROXY_PROTOCOL,
+	MF_TLS_PASSTHROUGH,
+	_MF_MAX,
+};
+
+/* Where each field of a mapping was written, for errors raised after the document is gone. */
+struct mapping_extra {
+	struct source_pos name_pos;
+	struct source_pos field_pos[_MF_MAX];
+	bool has_enable_ipv4, has_enable_ipv6, has_connect_timeout;
+	bool has_explicit_upstream_port;
+	bool bad; /* had errors; kept only so its name counts for uniqueness */
+};
+
+struct seen_name {
+	char *name;
+	struct source_pos pos;
+};
+
+struct name_set {
+	struct seen_name *items;
+	size_t n;
+};
+
+enum kind_id {
+	KIND_TCPMAPPING,
+	KIND_TLSCONTEXT,
+	KIND_MODULE,
+	_KIND_MAX,
+};
+
+/* What the documents read so far have produced. */
+struct kinds_state {
+	const char *ambassador_id;
+	struct diag_list *diags;
+	struct config *config;
+	struct mapping_extra *extras; /* parallel to config->mappings */
+	struct name_set names[_KIND_MAX];
+};
+
+/* The kinds' own parsers (kind-*.c), called by kinds.c only: read the document `root`,
+ * whose metadata.name is `name`, from its `spec` mapping into s->config. `o` names the
+ * object in diags. Each returns 0 (problems are diags and mark `o` bad) or -ENOMEM. */
+typedef int kind_read_fn(struct kinds_state *s, struct yobject *o, const struct ynode *root,
+                         const struct ynode *name, const struct ynode *spec);
+kind_read_fn kind_tcpmapping_read;
+kind_read_fn kind_tlscontext_read;
+kind_read_fn kind_module_read;
