@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "netaddr.h"
+#include "weights.h"
 #include "route.h"
 #include "util.h"
 
@@ -128,47 +129,30 @@ static void group_describe(const struct mapping_group *g, char *buf, size_t size
 	         g->host ?: "(any)");
 }
 
+/* The arithmetic is weights_normalise's (docs/ARCHITECTURE.md, "Why weights are exact");
+ * the loader only says what it means for the user, at the field that caused it. */
 static void normalise_weights(struct kinds_state *s, struct mapping_group *g) {
-	unsigned total = 0, n_unweighted = 0;
 	const struct mapping *last_weighted = NULL;
+	unsigned total = 0;
 	char where[512];
 
-	if (g->n_mappings == 1) {
-		/* The doc's weight is a share of the group; alone, a mapping takes it all. */
-		g->mappings[0]->effective_weight = 100;
-		return;
-	}
-	for (size_t i = 0; i < g->n_mappings; i++) {
-		const struct mapping *m = g->mappings[i];
-		if (m->weight < 0)
-			n_unweighted++;
-		else {
-			total += (unsigned)m->weight;
-			last_weighted = m;
-		}
-	}
+	for (size_t i = 0; i < g->n_mappings; i++)
+		if (g->mappings[i]->weight >= 0)
+			last_weighted = g->mappings[i];
 	group_describe(g, where, sizeof(where));
-	if (total > 100) {
+	switch (weights_normalise(g, &total)) {
+	case WEIGHTS_ALONE:
+	case WEIGHTS_AS_WRITTEN:
+		return;
+	case WEIGHTS_OVER_100:
 		mapping_diag(s, DIAG_ERROR, last_weighted,
 		             field_or_mapping_pos(s, last_weighted, MF_WEIGHT),
 		             "weight: the weights of group (%s) total %u, over 100", where, total);
 		return;
-	}
-	if (n_unweighted > 0) {
-		unsigned remainder = 100 - total, share = remainder / n_unweighted,
-		         extra = remainder % n_unweighted;
+	case WEIGHTS_SHARED_REST:
 		for (size_t i = 0; i < g->n_mappings; i++) {
-			struct mapping *m = g->mappings[i];
-			if (m->weight >= 0) {
-				m->effective_weight = (unsigned)m->weight;
-				continue;
-			}
-			/* The first unweighted mappings take the rounding so the sum is exactly
-			 * 100. */
-			m->effective_weight = share + (extra > 0 ? 1 : 0);
-			if (extra > 0)
-				extra--;
-			if (m->effective_weight == 0)
+			const struct mapping *m = g->mappings[i];
+			if (m->weight < 0 && m->effective_weight == 0)
 				mapping_diag(
 				        s, DIAG_WARNING, m, m->pos,
 				        "weight: the other mappings of group (%s) take all 100%%, "
@@ -176,44 +160,19 @@ static void normalise_weights(struct kinds_state *s, struct mapping_group *g) {
 				        where);
 		}
 		return;
-	}
-	if (total == 0) {
-		for (size_t i = 0; i < g->n_mappings; i++)
-			g->mappings[i]->effective_weight = 0;
+	case WEIGHTS_ALL_ZERO:
 		mapping_diag(s, DIAG_WARNING, g->mappings[0],
 		             field_or_mapping_pos(s, g->mappings[0], MF_WEIGHT),
 		             "weight: every mapping of group (%s) has weight 0; it gets no traffic",
 		             where);
 		return;
-	}
-	if (total < 100) {
-		/* Largest remainder: floor each share, then hand the missing points to the largest
-		 * fractional parts (earlier mappings first on ties), so the total is exactly 100.
-		 */
-		unsigned assigned = 0, remainders[ROUTE_MAX_GROUP_MAPPINGS] = {};
-		for (size_t i = 0; i < g->n_mappings; i++) {
-			struct mapping *m = g->mappings[i];
-			m->effective_weight = (unsigned)m->weight * 100 / total;
-			remainders[i] = (unsigned)m->weight * 100 % total;
-			assigned += m->effective_weight;
-		}
-		while (assigned < 100) {
-			size_t best = 0;
-			for (size_t i = 1; i < g->n_mappings; i++)
-				if (remainders[i] > remainders[best])
-					best = i;
-			g->mappings[best]->effective_weight++;
-			remainders[best] = 0;
-			assigned++;
-		}
+	case WEIGHTS_SCALED_UP:
 		mapping_diag(s, DIAG_WARNING, last_weighted,
 		             field_or_mapping_pos(s, last_weighted, MF_WEIGHT),
 		             "weight: the weights of group (%s) total %u, under 100; scaled to 100",
 		             where, total);
 		return;
 	}
-	for (size_t i = 0; i < g->n_mappings; i++)
-		g->mappings[i]->effective_weight = (unsigned)g->mappings[i]->weight;
 }
 
 static int build_groups(struct kinds_state *s) {

@@ -12,6 +12,7 @@
 #include "model.h"
 #include "netaddr.h"
 #include "route.h"
+#include "weights.h"
 #include "util.h"
 
 static void tls_context_free(struct tls_context *t) {
@@ -458,7 +459,7 @@ int config_print_route(const struct config *c, const char *address, uint16_t por
 
 	for (size_t j = 0; j < g->n_mappings; j++)
 		print_mapping(out, g->mappings[j], "  ");
-	first = route_wrr_pick(g, current, NULL);
+	first = weights_pick(g, current, NULL);
 	if (first >= 0)
 		fprintf(out,
 		        "first connection goes to mapping \"%s\" (then by weight, smooth "

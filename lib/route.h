@@ -6,7 +6,6 @@
 #include <stdint.h>
 
 #include "model.h"
-#include "weights.h"
 
 /* Most mappings one group may hold; config.c rejects more. */
 #define ROUTE_MAX_GROUP_MAPPINGS 32
@@ -19,7 +18,3 @@ bool route_host_matches(const char *pattern, const char *name);
  * else the listener's host-less catch-all. `sni` is NULL when the client sent none or
  * was not TLS (only the catch-all can take it). NULL when nothing matches. */
 struct mapping_group *route_select_group(const struct listener *l, const char *sni);
-
-/* The name weights_pick had when it lived here; model.c still calls it by this name. To be
- * removed once it calls weights_pick. */
-#define route_wrr_pick weights_pick
