@@ -184,7 +184,7 @@ install: all
 DEB_DIR ?= $(BUILD)/deb
 DEB_VERSION ?=
 deb:
-	./scripts/deps.sh deb
+	./scripts/deps.sh
 	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/src
 	tar -c --exclude=./build --exclude=./build-san --exclude=./build-fuzz --exclude=./.git \
 		--exclude=./bench/out . | tar -x -C $(DEB_DIR)/src

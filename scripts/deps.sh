@@ -6,11 +6,10 @@ set -eu
 
 PACKAGES="build-essential pkg-config libsystemd-dev libssl-dev libyaml-dev libcmocka-dev
 bats clang clang-format libclang-rt-14-dev python3 python3-yaml openssl socat curl iproute2 util-linux systemd
-mandoc procps psmisc valgrind haproxy nginx-light"
+mandoc procps psmisc valgrind haproxy nginx-light
+debhelper dpkg-dev fakeroot lintian"
 # `deps.sh bench`: also the load generators and peers that only `make bench` uses.
 [ "${1:-}" = bench ] && PACKAGES="$PACKAGES iperf3 wrk stunnel4 libnginx-mod-stream"
-# `deps.sh deb`: what `make deb` builds and checks the package with.
-[ "${1:-}" = deb ] && PACKAGES="$PACKAGES debhelper dpkg-dev fakeroot lintian"
 
 missing=""
 for p in $PACKAGES; do

@@ -1,0 +1,141 @@
+#!/usr/bin/env bats
+# package.bats — issue 16: the Debian package installs like any other service. `make deb`
+# builds it with debhelper and lintian finds no error; installed with apt-get in the private
+# systemd of tests/lib/sandbox.sh it relays once the YAML is written and `tcpmapctl apply`
+# run; an upgrade to the next build restarts tcpmap@ through the hand-over with a stream
+# running through it, and the stream arrives intact; purge removes what the package made and
+# nothing else. Clients and the echo upstream are on the host's loopback.
+#
+# It never boots systemd any other way than through sandbox.sh, teardown_file powers it off,
+# and every process started on the host is stopped by PID.
+
+load ../lib/systemd
+
+SD_PORT_MIN=7000
+SD_PORT_SPAN=1000
+VERSION=$(sed -n 's/^VERSION := //p' "$ROOT/Makefile")
+UPGRADE=$VERSION+upgrade1-1
+
+setup_file() {
+	sd_require || return 0
+	: >"$BATS_FILE_TMPDIR/pids"
+	# under the checkout, which the sandbox sees at the same path
+	export DEBS=$ROOT/build/test-debs
+	rm -rf "$DEBS"
+	make -C "$ROOT" -s deb DEB_DIR="$DEBS/first" >"$BATS_FILE_TMPDIR/deb-first.log" 2>&1 ||
+		{ cat "$BATS_FILE_TMPDIR/deb-first.log" >&2; return 1; }
+	make -C "$ROOT" -s deb DEB_DIR="$DEBS/upgrade" DEB_VERSION="$UPGRADE" \
+		>"$BATS_FILE_TMPDIR/deb-upgrade.log" 2>&1 ||
+		{ cat "$BATS_FILE_TMPDIR/deb-upgrade.log" >&2; return 1; }
+	export UP P
+	UP=$(pick_port)
+	P=$(pick_port "$UP")
+	start_echo "$UP"
+	sd_start
+}
+
+setup() { sd_skip_unavailable; }
+
+teardown_file() {
+	sd_stop
+	sd_kill_recorded
+	[ -z "${DEBS:-}" ] || rm -rf "$DEBS"
+}
+
+deb_of() { ls "$DEBS/$1"/tcpmap_*_*.deb; }
+
+@test "package: make deb builds a package in which lintian finds no error" {
+	local deb
+	deb=$(deb_of first)
+	[ -f "$deb" ]
+	[[ "$deb" == *"tcpmap_${VERSION}-1_"* ]]
+	run lintian --fail-on error "$deb"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run dpkg-deb -c "$deb"
+	for f in ./usr/sbin/tcpmapd ./usr/bin/tcpmapctl ./usr/lib/tcpmap/tcpmap-tls.so \
+		./lib/systemd/system-generators/tcpmap-generator ./lib/systemd/system/tcpmap@.socket \
+		./lib/systemd/system/tcpmap@.service ./lib/systemd/system/tcpmap-inetd@.socket \
+		./lib/systemd/system/tcpmap.target ./etc/tcpmap/tcpmap.yaml \
+		./usr/share/man/man8/tcpmapd.8.gz ./usr/share/man/man8/tcpmap-generator.8.gz \
+		./usr/share/man/man1/tcpmapctl.1.gz ./usr/share/man/man5/tcpmap.yaml.5.gz \
+		./usr/share/man/man7/tcpmap-units.7.gz; do
+		grep -q " $f\$" <<<"$output" || { echo "missing $f"; return 1; }
+	done
+	run dpkg-deb -f "$deb" Package Version
+	[[ "$output" == *"Version: ${VERSION}-1"* ]]
+	run dpkg-deb --ctrl-tarfile "$deb"
+	[ "$status" -eq 0 ]
+	run sh -c "dpkg-deb --info '$deb' conffiles"
+	echo "$output"
+	[ "$output" = /etc/tcpmap/tcpmap.yaml ]
+}
+
+@test "package: installed with apt-get, the YAML written and tcpmapctl apply run, it relays" {
+	run sb env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$(deb_of first)"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run sb tcpmapd --version
+	[ "$output" = "tcpmapd $VERSION" ]
+	sb sh -c "cat >>/etc/tcpmap/tcpmap.yaml" <<-EOF
+		---
+		apiVersion: getambassador.io/v3alpha1
+		kind: TCPMapping
+		metadata:
+		  name: pkg
+		spec:
+		  port: $P
+		  address: 127.0.0.1
+		  service: 127.0.0.1:$UP
+	EOF
+	run sb tcpmapctl apply
+	echo "$output"
+	[ "$status" -eq 0 ]
+	relay_roundtrip "$P" 4096
+	[ "$(sb systemctl is-active "tcpmap@127.0.0.1:$P.service")" = active ]
+}
+
+@test "package: an upgrade restarts tcpmap@ through the hand-over, and a stream running through it arrives intact" {
+	local svc=tcpmap@127.0.0.1:$P.service old new line
+	old=$(sb systemctl show -p MainPID --value "$svc")
+	[ "$old" -gt 0 ]
+	start_stream up --port "$P" --connections 2 --rate 131072 --max-seconds 120
+	run sb env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$(deb_of upgrade)"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	mark_stream up
+	run sb tcpmapd --version
+	[ "$output" = "tcpmapd ${UPGRADE%-1}" ]
+	new=$(sb systemctl show -p MainPID --value "$svc")
+	echo "main PID $old -> $new"
+	[ "$new" -gt 0 ]
+	[ "$new" != "$old" ]
+	sleep 1
+	finish_stream_ok up
+	line=$(grep '^connections=' <<<"$output")
+	[ "$(field "$line" intact)" = 2 ]
+	for c in 0 1; do
+		line=$(grep "^conn=$c " <<<"$output")
+		[ "$(field "$line" recv_after_mark)" -gt 0 ]
+	done
+	run sb journalctl --no-pager -o cat -u "$svc" _PID="$new"
+	[[ "$output" == *"tcpmapd ${UPGRADE%-1} ready"* ]]
+}
+
+@test "package: purge removes what the package made, and nothing the administrator put there" {
+	sb sh -c 'mkdir -p /etc/tcpmap/secrets/mine && echo keep >/etc/tcpmap/secrets/mine/tls.crt'
+	run sb env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q tcpmap
+	echo "$output"
+	[ "$status" -eq 0 ]
+	local f
+	for f in /usr/sbin/tcpmapd /usr/bin/tcpmapctl /usr/lib/tcpmap/tcpmap-tls.so \
+		/lib/systemd/system-generators/tcpmap-generator /lib/systemd/system/tcpmap@.socket \
+		/etc/tcpmap/tcpmap.yaml /usr/share/man/man8/tcpmapd.8.gz; do
+		run sb test -e "$f"
+		[ "$status" -ne 0 ] || { echo "$f is still there"; return 1; }
+	done
+	run sb cat /etc/tcpmap/secrets/mine/tls.crt
+	[ "$output" = keep ]
+	run sb dpkg-query -W -f='${Status}' tcpmap
+	[[ "$output" != *"installed"* ]]
+}
