@@ -87,9 +87,11 @@ $(BUILD)/tcpmapd: $(BUILD)/bin/tcpmapd.o $(BUILD)/lib/tlsload.o $(BUILD)/libtcpm
 $(BUILD)/tcpmapctl: $(BUILD)/bin/tcpmapctl.o $(BUILD)/libtcpmap-tls.a $(BUILD)/libtcpmap.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# a group: the core calls the TLS module (conn.c) and the module calls the core back
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(TESTLIB_OBJS) $(BUILD)/libtcpmap-tls.a $(BUILD)/libtcpmap.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) -Wl,--start-group $(filter %.a,$^) -Wl,--end-group \
+		$(LDLIBS) -lcmocka
 
 # The main job: tcpmapd in the foreground on conf/tcpmap.yaml with a demo upstream beside it.
 run: deps all
