@@ -2,7 +2,9 @@
  *
  * Every connection belongs to one worker and is only touched from that worker's thread.
  * All sockets are non-blocking and watched edge-triggered, so every handler runs its step
- * until it would block. A connection must never hang: each waiting state has a deadline. */
+ * until it would block. A connection must never hang: each waiting state has a deadline.
+ * It calls down only: the worker (loop, deadlines, resolver), the relays, routing, the
+ * breaker table; never server.c, and never systemd's fd store (handoff.c). */
 #include "conn.h"
 
 #include <netinet/in.h>
@@ -87,35 +89,6 @@ struct conn {
 	enum conn_result result;
 };
 _Static_assert(offsetof(struct conn, link) == 0, "worker.h: the link comes first");
-
-static const char *const result_names[_CONN_RESULT_MAX] = {
-        [CONN_RESULT_OK] = "ok",
-        [CONN_RESULT_IDLE_TIMEOUT] = "idle_timeout",
-        [CONN_RESULT_CONNECT_FAILED] = "connect_failed",
-        [CONN_RESULT_CONNECT_TIMEOUT] = "connect_timeout",
-        [CONN_RESULT_BREAKER_OVERFLOW] = "breaker_overflow",
-        [CONN_RESULT_UNKNOWN_SNI] = "unknown_sni",
-        [CONN_RESULT_NOT_TLS] = "not_tls",
-        [CONN_RESULT_HANDSHAKE_FAILED] = "handshake_failed",
-        [CONN_RESULT_PREREAD_TIMEOUT] = "preread_timeout",
-        [CONN_RESULT_NO_LISTENER] = "no_listener",
-        [CONN_RESULT_NO_ROUTE] = "no_route",
-        [CONN_RESULT_NO_WEIGHT] = "no_weight",
-        [CONN_RESULT_SHED] = "shed",
-        [CONN_RESULT_INTERNAL_ERROR] = "internal_error",
-        [CONN_RESULT_DRAIN_TIMEOUT] = "drain_timeout",
-        [CONN_RESULT_ADOPT_FAILED] = "adopt_failed",
-};
-
-const char *conn_result_name(enum conn_result r) {
-	return (size_t)r < ELEMENTSOF(result_names) && result_names[r] ? result_names[r] : "?";
-}
-
-/* The upstream's fault, before it was ever connected: what its breaker counts as a connect
- * failure and what is logged as upstream_failed. */
-static bool result_is_upstream_failure(enum conn_result r) {
-	return r == CONN_RESULT_CONNECT_FAILED || r == CONN_RESULT_CONNECT_TIMEOUT;
-}
 
 struct config *conn_env_config(struct conn_env *e) {
 	pthread_mutex_lock(&e->config_lock);
@@ -223,7 +196,8 @@ static void conn_free(struct conn *c) {
 
 static void conn_finish(struct conn *c, enum conn_result result) {
 	struct breaker_table *breakers = c->env->breakers;
-	bool upstream_failed = c->mapping && !c->connected && result_is_upstream_failure(result);
+	bool upstream_failed =
+	        c->mapping && !c->connected && conn_result_is_upstream_failure(result);
 
 	c->result = result;
 	if (result == CONN_RESULT_SHED)
@@ -241,7 +215,7 @@ static void conn_finish(struct conn *c, enum conn_result result) {
 		          c->mapping->name, c->mapping->service, conn_result_name(result));
 	}
 	if (c->slot) {
-		if (!c->connected && result_is_upstream_failure(result))
+		if (!c->connected && conn_result_is_upstream_failure(result))
 			breaker_table_connect_failed(breakers, c->slot);
 		breaker_table_release(breakers, c->slot, bytes_in(c), bytes_out(c));
 		c->slot = 0;
