@@ -140,12 +140,21 @@ static int load_config(struct server *s, struct config **ret) {
 	return 0;
 }
 
+/* Tell systemd our state. Without a notify socket this does nothing; a failure to send is
+ * systemd's to notice (a missed READY=1 times the start out), nothing we could mend. */
+static void notify(const char *state) {
+	int r = sd_notify(0, state);
+	if (r < 0)
+		log_debug("sd_notify %s: %s, ignoring", state, strerror(-r));
+}
+
 static void notify_status(struct server *s) {
 	struct config *c = server_config_get(s);
-	sd_notifyf(0, "STATUS=%llu active connections, %llu total, config generation %llu",
-	           (unsigned long long)atomic_load(&s->env.n_active),
-	           (unsigned long long)atomic_load(&s->env.n_total),
-	           (unsigned long long)(c ? c->generation : 0));
+	/* as notify(); the next tick sends it again anyway */
+	(void)sd_notifyf(0, "STATUS=%llu active connections, %llu total, config generation %llu",
+	                 (unsigned long long)atomic_load(&s->env.n_active),
+	                 (unsigned long long)atomic_load(&s->env.n_total),
+	                 (unsigned long long)(c ? c->generation : 0));
 	config_unref(c);
 }
 
@@ -154,7 +163,7 @@ static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, vo
 	struct config *c = NULL, *old;
 	(void)src, (void)si;
 
-	sd_notify(0, "RELOADING=1");
+	notify("RELOADING=1");
 	int r = load_config(s, &c);
 	if (r >= 0 && c->n_mappings == 0 && s->env.config->n_mappings > 0) {
 		/* almost always a file caught mid-write (truncated, not yet filled): taking it
@@ -172,7 +181,7 @@ static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, vo
 		log_event(LOG_ERR, TCPMAP_MID_CONFIG_REJECTED, "config_rejected", f, ELEMENTSOF(f),
 		          "reload failed, keeping config generation %llu",
 		          (unsigned long long)s->env.config->generation);
-		sd_notify(0, "READY=1");
+		notify("READY=1");
 		notify_status(s);
 		return 0;
 	}
@@ -197,7 +206,7 @@ static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, vo
 			            c->listeners[i]->port, c->listeners[i]->address ? " on " : "",
 			            c->listeners[i]->address ? c->listeners[i]->address : "");
 	}
-	sd_notify(0, "READY=1");
+	notify("READY=1");
 	notify_status(s);
 	return 0;
 }
@@ -206,7 +215,7 @@ static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, v
 	struct server *s = userdata;
 	(void)si;
 
-	sd_notify(0, "STOPPING=1");
+	notify("STOPPING=1");
 	s->handover = handoff_available() && s->n_workers > 0 && s->fds != NULL;
 	atomic_store(&s->stopping, true);
 	return sd_event_exit(sd_event_source_get_event(src), 0);
@@ -234,7 +243,7 @@ static int on_tick(sd_event_source *src, uint64_t usec, void *userdata) {
 	if (active > s->active_peak)
 		s->active_peak = active;
 	else if (s->active_peak >= 256 && active < s->active_peak / 2) {
-		malloc_trim(0);
+		(void)malloc_trim(0); /* says only whether there was anything to give back */
 		s->active_peak = active;
 	}
 	int r = sd_event_source_set_time(src, usec + 1000000);
@@ -508,7 +517,7 @@ static void *worker_main(void *arg) {
 			log_error_errno(r, "worker %u: rebuilding its event loop", w->core.index);
 			break;
 		}
-		malloc_trim(0);
+		(void)malloc_trim(0); /* says only whether there was anything to give back */
 		log_debug("worker %u: event loop rebuilt after a load peak", w->core.index);
 	}
 	if (r < 0)
@@ -622,7 +631,7 @@ static int run_inetd(struct server *s, int fd) {
 	}
 	s->workers = &w;
 	s->n_workers = 1;
-	sd_notify(0, "READY=1");
+	notify("READY=1");
 	/* conn_start() logs and closes what it cannot serve; the loop below then ends at once */
 	(void)conn_start(&s->env, &w.core, fd, (struct sockaddr *)&local, len, NULL, 0, 0);
 	/* one connection, then exit: run until it is gone or we are told to stop */
@@ -664,7 +673,7 @@ static int run_threaded(struct server *s) {
 	log_event(LOG_INFO, TCPMAP_MID_LIFECYCLE, "ready", f, ELEMENTSOF(f),
 	          "tcpmapd %s ready: %zu sockets, %u workers, %zu mappings", TCPMAP_VERSION,
 	          s->n_fds, n, s->env.config->n_mappings);
-	sd_notify(0, "READY=1");
+	notify("READY=1");
 	notify_status(s);
 
 	r = sd_event_loop(s->event);
@@ -675,7 +684,7 @@ static int run_threaded(struct server *s) {
 		ssize_t _unused_ w = write(s->workers[i].wake_fd, &one, sizeof one);
 	}
 	for (unsigned i = 0; i < s->n_workers; i++)
-		pthread_join(s->workers[i].thread, NULL);
+		(void)pthread_join(s->workers[i].thread, NULL); /* fails only for a bad id */
 	for (unsigned i = 0; i < n; i++)
 		server_worker_done(&s->workers[i]);
 	free(s->workers);
@@ -690,7 +699,7 @@ int server_run(const struct server_options *o) {
 	int r, connected_fd = -EBADF;
 	bool own_fds = false;
 
-	pthread_mutex_init(&s.env.config_lock, NULL);
+	(void)pthread_mutex_init(&s.env.config_lock, NULL); /* cannot fail without attributes */
 	/* Two sockets and up to two pipes per connection: take every fd the hard limit allows,
 	 * as systemd itself does for its services' soft limit. */
 	struct rlimit rl;
@@ -805,12 +814,14 @@ int server_run(const struct server_options *o) {
 		}
 	}
 
-	signal(SIGPIPE, SIG_IGN); /* splice has no MSG_NOSIGNAL: a vanished peer is EPIPE */
+	/* splice has no MSG_NOSIGNAL: a vanished peer is EPIPE (fails only for a bad signal) */
+	(void)signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &mask, NULL); /* before any thread starts: they inherit it */
+	/* before any thread starts: they inherit it (fails only for a bad `how`) */
+	(void)pthread_sigmask(SIG_BLOCK, &mask, NULL);
 
 	r = sd_event_default(&s.event);
 	if (r < 0)
