@@ -62,15 +62,16 @@ static void test_deadlines_fire_in_order(void **state) {
 	/* moved later: the timer, armed for it, fires early once and re-arms */
 	assert_int_equal(worker_set_deadline(&w, &c->link, now + 60 * 1000), 0);
 
-	run_for(e, 30 * 1000);
-	assert_int_equal(n_fired, 1);
-	assert_int_equal(fired[0], 2);
-	run_for(e, 50 * 1000);
+	/* until all have fired, or two seconds: the order and the times, not the latency, are
+	 * the promise (the machine may be busy) */
+	for (int i = 0; i < 400 && n_fired < 3; i++)
+		run_for(e, 5 * 1000);
 	assert_int_equal(n_fired, 3);
+	assert_int_equal(fired[0], 2);
 	assert_int_equal(fired[1], 1);
 	assert_int_equal(fired[2], 3);
-	for (int i = 0; i < n_fired; i++)
-		assert_true(fired_at[i] >= now + 20 * 1000);
+	assert_true(fired_at[0] >= now + 20 * 1000);
+	assert_true(fired_at[1] >= now + 40 * 1000);
 	assert_true(fired_at[2] >= now + 60 * 1000);
 
 	worker_release(&w, &a->link);
