@@ -12,10 +12,6 @@
 #include "log.h"
 #include "util.h"
 
-uint64_t worker_now(const struct worker *w) {
-	return poller_in_batch(&w->poller) ? w->poller.batch_usec : now_usec();
-}
-
 /* Make sure the worker's one timer fires no later than its earliest deadline. It is moved
  * only to fire sooner: a deadline that went away or moved later leaves it where it is, and
  * it then fires early once and re-arms, instead of re-arming on every connection. */

@@ -17,6 +17,7 @@
 #include "deadlines.h"
 #include "poller.h"
 #include "resolve.h"
+#include "util.h"
 
 /* What the worker keeps of a connection. It must be the first member of a block from
  * malloc(): the worker frees a released connection with free(). */
@@ -75,8 +76,11 @@ void worker_release(struct worker *w, struct worker_link *l);
  * -ENOMEM (the connection then has no deadline). */
 int worker_set_deadline(struct worker *w, struct worker_link *l, uint64_t usec);
 
-/* Inside a batch, the time it started: one clock read serves every event in it. */
-uint64_t worker_now(const struct worker *w);
+/* Inside a batch, the time it started: one clock read serves every event in it. (Inline:
+ * every socket event asks.) */
+static inline uint64_t worker_now(const struct worker *w) {
+	return poller_in_batch(&w->poller) ? w->poller.batch_usec : now_usec();
+}
 
 /* Count connections closed unserved for lack of fds or memory, and log it (rate-limited). */
 void worker_note_shed(struct worker *w, int err, unsigned closed);
