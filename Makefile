@@ -94,9 +94,11 @@ $(BUILD)/tcpmap-generator: $(BUILD)/bin/tcpmap-generator.o $(BUILD)/libtcpmap.a
 $(BUILD)/tcpmapctl: $(BUILD)/bin/tcpmapctl.o $(BUILD)/libtcpmap-tls.a $(BUILD)/libtcpmap.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# a group: the core calls the TLS module (conn.c) and the module calls the core back
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(TESTLIB_OBJS) $(BUILD)/libtcpmap-tls.a $(BUILD)/libtcpmap.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $(TEST_LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(LDFLAGS) $(TEST_LDFLAGS) -o $@ $(filter %.o,$^) -Wl,--start-group $(filter %.a,$^) \
+		-Wl,--end-group $(LDLIBS) -lcmocka
 
 # This test fails allocations one by one: the library's calls to the allocator go through
 # its hooks. Only this binary is linked so.

@@ -5,6 +5,7 @@
 #include "config.h"
 #include "log.h"
 #include "options.h"
+#include "rundir.h"
 #include "tls.h"
 #include "unitgen.h"
 
@@ -129,9 +130,13 @@ static int cmd_route(struct ctl *ctl) {
 
 static int cmd_status(struct ctl *ctl) {
 	const char *dir = ctl->runtime_dir;
+	char rundir[4096];
 	if (!dir) {
-		const char *e = getenv("RUNTIME_DIRECTORY");
-		dir = e && *e ? e : "/run/tcpmap";
+		if (rundir_default(rundir, sizeof rundir) < 0) {
+			fprintf(stderr, "tcpmapctl status: $RUNTIME_DIRECTORY is too long\n");
+			return 1;
+		}
+		dir = rundir;
 	}
 	int r = status_print(dir, stdout, ctl->json);
 	if (r < 0) {

@@ -2,19 +2,25 @@
  *
  * Every connection belongs to one worker and is only touched from that worker's thread.
  * All sockets are non-blocking and watched edge-triggered, so every handler runs its step
- * until it would block. A connection must never hang: each waiting state has a deadline. */
-#include <arpa/inet.h>
-#include <stddef.h>
+ * until it would block. A connection must never hang: each waiting state has a deadline.
+ * It calls down only: the worker (loop, deadlines, resolver), the relays, routing, the
+ * breaker table; never server.c, and never systemd's fd store (handoff.c). */
+#include "conn.h"
+
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
-#include <systemd/sd-daemon.h>
 #include <time.h>
 
 #include "log.h"
+#include "netaddr.h"
 #include "proxyproto.h"
+#include "relay.h"
+#include "resolve.h"
 #include "route.h"
-#include "server-internal.h"
+#include "sni.h"
 #include "tls.h"
 #include "tlsrelay.h"
 
@@ -29,8 +35,9 @@ enum conn_state {
 };
 
 struct conn {
+	struct worker_link link; /* first: the worker frees a released connection through it */
 	struct worker *worker;
-	struct conn *prev, *next;
+	struct conn_env *env;
 	enum conn_state state;
 
 	struct config *config; /* the model this connection was routed with */
@@ -51,7 +58,6 @@ struct conn {
 	/* An event has shown a hang-up (FIN, reset, error) on the socket. Until then a short
 	 * read drains it (relay.h, short_read_drains). */
 	bool client_hup, upstream_hup;
-	struct deadline_item deadline; /* in the worker's heap: preread, connect or idle */
 
 	/* Only IPv4 and IPv6 reach here: a sockaddr_in6 holds either, in a fifth of a
 	 * sockaddr_storage. Idle connections are what a proxy holds most of. */
@@ -80,8 +86,28 @@ struct conn {
 		struct relay relay;         /* !use_tls_relay */
 		struct tls_relay tls_relay; /* use_tls_relay */
 	};
-	const char *result;
+	enum conn_result result;
 };
+_Static_assert(offsetof(struct conn, link) == 0, "worker.h: the link comes first");
+
+struct config *conn_env_config(struct conn_env *e) {
+	pthread_mutex_lock(&e->config_lock);
+	struct config *c = config_ref(e->config);
+	pthread_mutex_unlock(&e->config_lock);
+	return c;
+}
+
+struct config *conn_env_swap_config(struct conn_env *e, struct config *c) {
+	pthread_mutex_lock(&e->config_lock);
+	struct config *old = e->config;
+	e->config = c;
+	pthread_mutex_unlock(&e->config_lock);
+	return old;
+}
+
+struct conn *conn_of(struct worker_link *l) {
+	return l ? container_of(l, struct conn, link) : NULL;
+}
 
 /* Copy an address in if it is one we keep; otherwise leave it unknown (length 0). */
 static socklen_t sockaddr_ip_set(union sockaddr_ip *dst, const void *src, socklen_t len) {
@@ -93,55 +119,15 @@ static socklen_t sockaddr_ip_set(union sockaddr_ip *dst, const void *src, sockle
 	return len;
 }
 
-static void conn_finish(struct conn *c, const char *result);
+static void conn_finish(struct conn *c, enum conn_result result);
 static int conn_connect_next(struct conn *c);
 static void conn_choose_and_connect(struct conn *c);
 
-/* Inside a batch, the time it started: one clock read serves every event in it. */
-static uint64_t event_now(struct conn *c) {
-	const struct poller *p = &c->worker->poller;
-	return poller_in_batch(p) ? p->batch_usec : now_usec();
-}
-
-static void format_addr(const union sockaddr_ip *ss, char *buf, size_t size) {
-	char host[INET6_ADDRSTRLEN] = "?";
-
-	if (ss->sa.sa_family == AF_INET) {
-		const struct sockaddr_in *s = &ss->in;
-		inet_ntop(AF_INET, &s->sin_addr, host, sizeof host);
-		snprintf(buf, size, "%s:%u", host, ntohs(s->sin_port));
-	} else if (ss->sa.sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s = &ss->in6;
-		bool v4 = IN6_IS_ADDR_V4MAPPED(&s->sin6_addr);
-		if (v4)
-			inet_ntop(AF_INET, &s->sin6_addr.s6_addr[12], host, sizeof host);
-		else
-			inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof host);
-		snprintf(buf, size, v4 ? "%s:%u" : "[%s]:%u", host, ntohs(s->sin6_port));
-	} else
-		snprintf(buf, size, "-");
-}
-
-/* Make sure the worker's one timer fires no later than its earliest deadline. It is moved
- * only to fire sooner: a deadline that went away or moved later leaves it where it is, and
- * it then fires early once and re-arms, instead of re-arming on every connection. */
-static void arm_worker_timer(struct worker *w) {
-	struct deadline_item *first = deadline_peek(&w->deadlines);
-	uint64_t when = first ? first->when : DEADLINE_NONE;
-
-	if (when == DEADLINE_NONE || w->timer_armed_at <= when)
-		return;
-	w->timer_armed_at = when;
-	sd_event_source_set_time(w->deadline_timer, when);
-	sd_event_source_set_enabled(w->deadline_timer, SD_EVENT_ONESHOT);
-	poller_event_changed(&w->poller);
-}
+static uint64_t event_now(const struct conn *c) { return worker_now(c->worker); }
 
 /* One deadline per connection serves every state: preread, handshake, connect and idle. */
 static int set_deadline(struct conn *c, uint64_t usec) {
-	int r = deadline_set(&c->worker->deadlines, &c->deadline, usec);
-	arm_worker_timer(c->worker);
-	return r;
+	return worker_set_deadline(c->worker, &c->link, usec);
 }
 
 static uint64_t bytes_in(const struct conn *c) {
@@ -153,13 +139,14 @@ static uint64_t bytes_out(const struct conn *c) {
 }
 
 static void log_close(struct conn *c) {
-	char client[64], upstream[300], in[24], out[24], duration[24];
+	char client[NETADDR_TEXT_MAX], upstream[300], in[24], out[24], duration[24];
 	uint64_t ms = (now_usec() - c->start_usec) / 1000;
-	bool ok = streq(c->result, "ok") || streq(c->result, "idle_timeout");
+	bool ok = c->result == CONN_RESULT_OK || c->result == CONN_RESULT_IDLE_TIMEOUT;
+	const char *result = conn_result_name(c->result);
 
-	format_addr(&c->client_addr, client, sizeof client);
+	netaddr_format(&c->client_addr.sa, client, sizeof client);
 	if (c->upstream_addr_len > 0)
-		format_addr(&c->upstream_addr, upstream, sizeof upstream);
+		netaddr_format(&c->upstream_addr.sa, upstream, sizeof upstream);
 	else
 		snprintf(upstream, sizeof upstream, "%s", c->mapping ? c->mapping->service : "-");
 	snprintf(in, sizeof in, "%llu", (unsigned long long)bytes_in(c));
@@ -174,12 +161,11 @@ static void log_close(struct conn *c) {
 	        {"BYTES_IN", in},
 	        {"BYTES_OUT", out},
 	        {"DURATION_MS", duration},
-	        {"RESULT", c->result},
+	        {"RESULT", result},
 	};
 	log_event(ok ? LOG_INFO : LOG_WARNING, TCPMAP_MID_CLOSE, "close", f, ELEMENTSOF(f),
 	          "%s %s -> %s: %s, %s bytes in, %s bytes out, %s ms",
-	          c->mapping ? c->mapping->name : "-", client, upstream, c->result, in, out,
-	          duration);
+	          c->mapping ? c->mapping->name : "-", client, upstream, result, in, out, duration);
 }
 
 static void conn_free(struct conn *c) {
@@ -189,8 +175,6 @@ static void conn_free(struct conn *c) {
 		poller_remove(&w->poller, c->client_fd);
 		poller_remove(&w->poller, c->upstream_fd);
 	}
-	deadline_remove(&w->deadlines, &c->deadline);
-	arm_worker_timer(w);
 	resolve_cancel(w->resolver, c->resolve_token);
 	if (c->use_tls_relay)
 		tls_relay_release(&c->tls_relay);
@@ -205,62 +189,46 @@ static void conn_free(struct conn *c) {
 	safe_close(c->client_fd);
 	safe_close(c->upstream_fd);
 	config_unref(c->config);
-
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		w->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	w->n_conns--;
-	atomic_fetch_sub(&w->server->n_active, 1);
-	if (poller_in_batch(&w->poller)) {
-		/* a later event of this batch may still point here */
-		c->state = CONN_DEAD;
-		c->next = w->graveyard;
-		w->graveyard = c;
-		return;
-	}
-	free(c);
+	atomic_fetch_sub(&c->env->n_active, 1);
+	c->state = CONN_DEAD; /* a later event of this batch may still find it */
+	worker_release(w, &c->link);
 }
 
-void conn_free_graveyard(void *userdata) {
-	struct worker *w = userdata;
-	while (w->graveyard) {
-		struct conn *c = w->graveyard;
-		w->graveyard = c->next;
-		free(c);
-	}
-}
-
-static void conn_finish(struct conn *c, const char *result) {
-	struct server *s = c->worker->server;
+static void conn_finish(struct conn *c, enum conn_result result) {
+	struct breaker_table *breakers = c->env->breakers;
+	bool upstream_failed =
+	        c->mapping && !c->connected && conn_result_is_upstream_failure(result);
 
 	c->result = result;
-	if (streq(result, "shed"))
+	if (result == CONN_RESULT_SHED)
 		worker_note_shed(c->worker, EMFILE, 1);
-	if (c->mapping && !c->connected &&
-	    (streq(result, "connect_failed") || streq(result, "connect_timeout"))) {
-		char upstream[64] = "-";
+	if (upstream_failed) {
+		char upstream[NETADDR_TEXT_MAX] = "-";
 		if (c->upstream_addr_len > 0)
-			format_addr(&c->upstream_addr, upstream, sizeof upstream);
+			netaddr_format(&c->upstream_addr.sa, upstream, sizeof upstream);
 		struct log_field f[] = {
 		        {"MAPPING", c->mapping->name},
 		        {"UPSTREAM", c->upstream_addr_len > 0 ? upstream : c->mapping->service},
-		        {"RESULT", result}};
+		        {"RESULT", conn_result_name(result)}};
 		log_event(LOG_WARNING, TCPMAP_MID_UPSTREAM_FAILED, "upstream_failed", f,
 		          ELEMENTSOF(f), "mapping \"%s\": upstream %s unreachable: %s",
-		          c->mapping->name, c->mapping->service, result);
+		          c->mapping->name, c->mapping->service, conn_result_name(result));
 	}
 	if (c->slot) {
-		if (!c->connected &&
-		    (streq(result, "connect_failed") || streq(result, "connect_timeout")))
-			breaker_table_connect_failed(s->breakers, c->slot);
-		breaker_table_release(s->breakers, c->slot, bytes_in(c), bytes_out(c));
+		if (!c->connected && conn_result_is_upstream_failure(result))
+			breaker_table_connect_failed(breakers, c->slot);
+		breaker_table_release(breakers, c->slot, bytes_in(c), bytes_out(c));
 		c->slot = 0;
 	}
 	log_close(c);
 	conn_free(c);
+}
+
+/* How a failed conn_connect_next() ends the connection. */
+static enum conn_result connect_next_result(int r) {
+	return r == -EMFILE         ? CONN_RESULT_SHED
+	       : r == -ECONNREFUSED ? CONN_RESULT_CONNECT_FAILED
+	                            : CONN_RESULT_INTERNAL_ERROR;
 }
 
 /* ---- relaying ---- */
@@ -303,13 +271,13 @@ static void conn_pump(struct conn *c, int mask) {
 	if (r < 0) {
 		/* A reset or broken pipe on either side ends the connection; every byte that was
 		 * delivered is counted, and nothing else can be delivered. */
-		conn_finish(c, "ok");
+		conn_finish(c, CONN_RESULT_OK);
 		return;
 	}
 	if (r & RELAY_PROGRESS)
 		c->last_activity_usec = event_now(c);
 	if (r & RELAY_DONE) {
-		conn_finish(c, "ok");
+		conn_finish(c, CONN_RESULT_OK);
 		return;
 	}
 	if (!c->use_tls_relay)
@@ -332,7 +300,7 @@ static void start_relay(struct conn *c, int mask) {
 	                                          (uint64_t)c->mapping->idle_timeout_ms * 1000
 	                                : UINT64_MAX);
 	if (r < 0) {
-		conn_finish(c, "ok");
+		conn_finish(c, CONN_RESULT_OK);
 		return;
 	}
 	conn_pump(c, mask);
@@ -346,7 +314,7 @@ static void continue_client_handshake(struct conn *c) {
 		return;
 	if (r < 0) {
 		log_debug("TLS handshake with client failed: %s", tls_handshake_failure_reason());
-		conn_finish(c, "handshake_failed");
+		conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
 		return;
 	}
 	conn_choose_and_connect(c);
@@ -359,7 +327,7 @@ static void continue_upstream_handshake(struct conn *c) {
 	if (r < 0) {
 		log_warning("mapping \"%s\": TLS handshake with %s failed: %s", c->mapping->name,
 		            c->mapping->service, tls_handshake_failure_reason());
-		conn_finish(c, "handshake_failed");
+		conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
 		return;
 	}
 	start_relay(c, PUMP_BOTH); /* TLS pumps both directions anyway */
@@ -369,10 +337,10 @@ static void continue_upstream_handshake(struct conn *c) {
 
 /* `revents`: the event on the upstream socket that showed the connect done. */
 static void on_connected(struct conn *c, uint32_t revents) {
-	struct server *s = c->worker->server;
+	struct breaker_table *breakers = c->env->breakers;
 
 	c->connected = true;
-	breaker_table_connected(s->breakers, c->slot);
+	breaker_table_connected(breakers, c->slot);
 	c->addrs = mfree(c->addrs);
 	if (c->mapping->proxy_protocol != PROXY_PROTOCOL_NONE) {
 		uint8_t header[PROXYPROTO_HEADER_MAX];
@@ -381,14 +349,14 @@ static void on_connected(struct conn *c, uint32_t revents) {
 		/* A fresh socket's send buffer always has room for one small header. */
 		ssize_t n = len < 0 ? -1 : send(c->upstream_fd, header, (size_t)len, MSG_NOSIGNAL);
 		if (n != len) {
-			conn_finish(c, "connect_failed");
+			conn_finish(c, CONN_RESULT_CONNECT_FAILED);
 			return;
 		}
 	}
 	if (c->mapping->tls != TLS_ORIGINATE_NONE) {
 		if (tls_client_session(c->config, c->mapping, c->upstream_fd, &c->upstream_ssl) <=
 		    0) {
-			conn_finish(c, "handshake_failed");
+			conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
 			return;
 		}
 		c->state = CONN_UPSTREAM_HANDSHAKE;
@@ -417,14 +385,14 @@ static void check_connect(struct conn *c, uint32_t revents) {
 			on_connected(c, revents);
 		return;
 	}
-	char addr[64];
-	format_addr(&c->upstream_addr, addr, sizeof addr);
+	char addr[NETADDR_TEXT_MAX];
+	netaddr_format(&c->upstream_addr.sa, addr, sizeof addr);
 	log_debug("mapping \"%s\": connect to %s failed: %s", c->mapping->name, addr,
 	          strerror(err));
 	c->addr_index++;
 	int r = conn_connect_next(c);
 	if (r < 0)
-		conn_finish(c, r == -EMFILE ? "shed" : "connect_failed");
+		conn_finish(c, connect_next_result(r));
 }
 
 static void on_upstream_io(struct poller_handle *h, uint32_t revents) {
@@ -449,8 +417,9 @@ static void on_upstream_io(struct poller_handle *h, uint32_t revents) {
 	}
 }
 
-/* Try addresses from addr_index on; returns 0 while a connect is under way or done,
- * -errno when none is left. */
+/* Try addresses from addr_index on. Returns 0 while a connect is under way or done,
+ * -ECONNREFUSED when no address is left, -EMFILE when this process is out of fds or memory,
+ * or another -errno when the socket could not be watched. */
 static int conn_connect_next(struct conn *c) {
 	static const int one = 1;
 
@@ -473,8 +442,7 @@ static int conn_connect_next(struct conn *c) {
 		        socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (c->upstream_fd < 0) {
 			/* our own limits, not the upstream's fault: say so, and try no further */
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM)
+			if (worker_err_is_exhaustion(errno))
 				return -EMFILE;
 			continue;
 		}
@@ -499,12 +467,12 @@ static void on_resolved(const struct resolve_result *r, void *userdata) {
 		log_debug("mapping \"%s\": resolving %s: %s", c->mapping->name,
 		          c->mapping->upstream_host,
 		          strerror(-(r->error ? r->error : -EHOSTUNREACH)));
-		conn_finish(c, "connect_failed");
+		conn_finish(c, CONN_RESULT_CONNECT_FAILED);
 		return;
 	}
 	c->addrs = malloc(sizeof *c->addrs);
 	if (!c->addrs) {
-		conn_finish(c, "connect_failed");
+		conn_finish(c, CONN_RESULT_CONNECT_FAILED);
 		return;
 	}
 	*c->addrs = *r;
@@ -512,7 +480,7 @@ static void on_resolved(const struct resolve_result *r, void *userdata) {
 	c->state = CONN_CONNECTING;
 	int e = conn_connect_next(c);
 	if (e < 0)
-		conn_finish(c, e == -EMFILE ? "shed" : "connect_failed");
+		conn_finish(c, connect_next_result(e));
 }
 
 /* ---- routing and admission ---- */
@@ -520,39 +488,39 @@ static void on_resolved(const struct resolve_result *r, void *userdata) {
 /* Pick the group's mapping by weight, skipping mappings whose breaker is open, take a
  * breaker slot and start resolving. */
 static void conn_choose_and_connect(struct conn *c) {
-	struct server *s = c->worker->server;
+	struct breaker_table *breakers = c->env->breakers;
 	struct mapping_group *g = c->group;
 	bool eligible[ROUTE_MAX_GROUP_MAPPINGS];
 	bool any_open = false;
 
 	for (size_t i = 0; i < g->n_mappings && i < ROUTE_MAX_GROUP_MAPPINGS; i++) {
 		struct mapping *m = g->mappings[i];
-		eligible[i] = breaker_table_would_admit(s->breakers, m->breaker_entry,
-		                                        &m->circuit_breakers);
+		eligible[i] =
+		        breaker_table_would_admit(breakers, m->breaker_entry, &m->circuit_breakers);
 		any_open = any_open || !eligible[i];
 	}
-	int idx = breaker_table_pick(s->breakers, g, any_open ? eligible : NULL);
+	int idx = breaker_table_pick(breakers, g, any_open ? eligible : NULL);
 	if (idx < 0 && any_open)
 		/* every breaker is open: the weighted choice says whose overflow this is */
-		idx = breaker_table_pick(s->breakers, g, NULL);
+		idx = breaker_table_pick(breakers, g, NULL);
 	if (idx < 0) {
-		conn_finish(c, "connect_failed"); /* every weight is 0 */
+		conn_finish(c, CONN_RESULT_NO_WEIGHT);
 		return;
 	}
 	c->mapping = g->mappings[idx];
 
-	int r = breaker_table_admit(s->breakers, c->mapping->breaker_entry,
+	int r = breaker_table_admit(breakers, c->mapping->breaker_entry,
 	                            &c->mapping->circuit_breakers, &c->slot);
 	if (r < 0 && r != -EBUSY) {
 		/* not a breaker limit: the table itself has no free slot */
 		log_warning_errno(r, "mapping \"%s\": no breaker slot", c->mapping->name);
 		c->slot = 0;
-		conn_finish(c, "connect_failed");
+		conn_finish(c, CONN_RESULT_CONNECT_FAILED);
 		return;
 	}
 	if (r < 0) {
-		char client[64];
-		format_addr(&c->client_addr, client, sizeof client);
+		char client[NETADDR_TEXT_MAX];
+		netaddr_format(&c->client_addr.sa, client, sizeof client);
 		struct log_field f[] = {{"MAPPING", c->mapping->name},
 		                        {"CLIENT", client},
 		                        {"UPSTREAM", c->mapping->service},
@@ -561,7 +529,7 @@ static void conn_choose_and_connect(struct conn *c) {
 		          "mapping \"%s\": circuit breaker open for %s, closing %s",
 		          c->mapping->name, c->mapping->cluster, client);
 		c->slot = 0;
-		conn_finish(c, "breaker_overflow");
+		conn_finish(c, CONN_RESULT_BREAKER_OVERFLOW);
 		return;
 	}
 	if (any_open && eligible[idx]) {
@@ -572,7 +540,7 @@ static void conn_choose_and_connect(struct conn *c) {
 	}
 
 	if (set_deadline(c, event_now(c) + (uint64_t)c->mapping->connect_timeout_ms * 1000) < 0) {
-		conn_finish(c, "connect_failed");
+		conn_finish(c, CONN_RESULT_CONNECT_FAILED);
 		return;
 	}
 	c->state = CONN_RESOLVING;
@@ -580,15 +548,15 @@ static void conn_choose_and_connect(struct conn *c) {
 	                  c->mapping->enable_ipv4, c->mapping->enable_ipv6, on_resolved, c,
 	                  &c->resolve_token);
 	if (r < 0)
-		conn_finish(c, "connect_failed");
+		conn_finish(c, CONN_RESULT_CONNECT_FAILED);
 }
 
 /* The group for this connection; then terminate TLS if the group says so, or go on. */
-static void conn_route(struct conn *c, const char *sni, const char *not_found_result) {
+static void conn_route(struct conn *c, const char *sni, enum conn_result not_found_result) {
 	struct mapping_group *g = route_select_group(c->listener, sni);
 
 	if (!g) {
-		if (streq(not_found_result, "unknown_sni")) {
+		if (not_found_result == CONN_RESULT_UNKNOWN_SNI) {
 			/* fatal alert unrecognized_name(112): the doc's "handshake fails" */
 			static const uint8_t alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70};
 			ssize_t _unused_ n = send(c->client_fd, alert, sizeof alert, MSG_NOSIGNAL);
@@ -604,7 +572,7 @@ static void conn_route(struct conn *c, const char *sni, const char *not_found_re
 		return;
 	}
 	if (r < 0) {
-		conn_finish(c, "handshake_failed");
+		conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
 		return;
 	}
 	c->state = CONN_HANDSHAKE;
@@ -621,7 +589,7 @@ static void conn_preread(struct conn *c) {
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
-		conn_finish(c, "not_tls");
+		conn_finish(c, CONN_RESULT_NOT_TLS);
 		return;
 	}
 	switch (sni_parse(buf, (size_t)n, &hello)) {
@@ -630,17 +598,17 @@ static void conn_preread(struct conn *c) {
 	case SNI_FOUND:
 		c->sni = strdup(hello.sni);
 		if (!c->sni) {
-			conn_finish(c, "shed");
+			conn_finish(c, CONN_RESULT_SHED);
 			return;
 		}
-		conn_route(c, c->sni, "unknown_sni");
+		conn_route(c, c->sni, CONN_RESULT_UNKNOWN_SNI);
 		return;
 	case SNI_NONE:
-		conn_route(c, NULL, "unknown_sni");
+		conn_route(c, NULL, CONN_RESULT_UNKNOWN_SNI);
 		return;
 	case SNI_NOT_TLS:
 	case SNI_INVALID:
-		conn_route(c, NULL, "not_tls");
+		conn_route(c, NULL, CONN_RESULT_NOT_TLS);
 		return;
 	}
 }
@@ -670,15 +638,15 @@ static void on_client_io(struct poller_handle *h, uint32_t revents) {
 static void conn_on_deadline(struct conn *c, uint64_t usec) {
 	switch (c->state) {
 	case CONN_PREREAD:
-		conn_finish(c, "preread_timeout");
+		conn_finish(c, CONN_RESULT_PREREAD_TIMEOUT);
 		break;
 	case CONN_HANDSHAKE:
-		conn_finish(c, "handshake_failed");
+		conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
 		break;
 	case CONN_RESOLVING:
 	case CONN_CONNECTING:
 	case CONN_UPSTREAM_HANDSHAKE:
-		conn_finish(c, "connect_timeout");
+		conn_finish(c, CONN_RESULT_CONNECT_TIMEOUT);
 		break;
 	case CONN_DEAD:
 		break;
@@ -687,70 +655,51 @@ static void conn_on_deadline(struct conn *c, uint64_t usec) {
 		uint64_t idle = (uint64_t)c->mapping->idle_timeout_ms * 1000;
 		if (usec >= c->last_activity_usec + idle ||
 		    set_deadline(c, c->last_activity_usec + idle) < 0)
-			conn_finish(c, "idle_timeout");
+			conn_finish(c, CONN_RESULT_IDLE_TIMEOUT);
 		break;
 	}
 	}
 }
 
-static int on_worker_timer(sd_event_source *src, uint64_t usec, void *userdata) {
-	struct worker *w = userdata;
-	struct deadline_item *first;
-	(void)src;
-
-	w->timer_armed_at = DEADLINE_NONE; /* a oneshot source is off once it fired */
-	/* bounded: each round removes the item or moves it past `usec` */
-	while ((first = deadline_peek(&w->deadlines)) && first->when <= usec) {
-		struct conn *c = (struct conn *)((char *)first - offsetof(struct conn, deadline));
-		deadline_remove(&w->deadlines, first);
-		conn_on_deadline(c, usec);
-	}
-	arm_worker_timer(w);
-	return 0;
+static void on_deadline(struct worker_link *l, uint64_t usec) {
+	conn_on_deadline(conn_of(l), usec);
 }
 
-int conn_timer_init(struct worker *w) {
-	w->timer_armed_at = DEADLINE_NONE;
-	return sd_event_add_time(w->event, &w->deadline_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000,
-	                         on_worker_timer, w);
+/* The one setup of a connection, accepted or adopted: `client_fd` and `upstream_fd` are
+ * its from here on (-EBADF for none). NULL when out of memory; the fds are then not taken. */
+static struct conn *conn_new(struct conn_env *env, struct worker *w, int client_fd, int upstream_fd,
+                             bool fds_shared) {
+	struct conn *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->worker = w;
+	c->env = env;
+	c->client_io.dispatch = on_client_io;
+	c->upstream_io.dispatch = on_upstream_io;
+	c->fds_shared = fds_shared;
+	c->client_fd = client_fd;
+	c->upstream_fd = upstream_fd;
+	relay_init(&c->relay, -EBADF, -EBADF);
+	c->start_usec = now_usec();
+	c->result = CONN_RESULT_OK;
+	c->config = conn_env_config(env);
+	worker_add(w, &c->link, on_deadline);
+	atomic_fetch_add(&env->n_active, 1);
+	atomic_fetch_add(&env->n_total, 1);
+	return c;
 }
 
-void conn_timer_done(struct worker *w) {
-	w->deadline_timer = sd_event_source_disable_unref(w->deadline_timer);
-	deadline_heap_free(&w->deadlines);
-}
-
-int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t local_len,
-               const struct sockaddr *peer, socklen_t peer_len, unsigned flags) {
+int conn_start(struct conn_env *env, struct worker *w, int fd, const struct sockaddr *local,
+               socklen_t local_len, const struct sockaddr *peer, socklen_t peer_len,
+               unsigned flags) {
 	static const int one = 1;
-	struct server *s = w->server;
-	struct conn *c;
 	int r;
 
-	c = calloc(1, sizeof *c);
+	struct conn *c = conn_new(env, w, fd, -EBADF, !(flags & CONN_START_PRIVATE));
 	if (!c) {
 		safe_close(fd);
 		return -ENOMEM;
 	}
-	c->worker = w;
-	c->deadline.when = DEADLINE_NONE;
-	c->client_io.dispatch = on_client_io;
-	c->upstream_io.dispatch = on_upstream_io;
-	c->fds_shared = !(flags & CONN_START_PRIVATE);
-	c->client_fd = fd;
-	c->upstream_fd = -EBADF;
-	relay_init(&c->relay, -EBADF, -EBADF);
-	c->start_usec = now_usec();
-	c->result = "ok";
-	c->next = w->conns;
-	if (w->conns)
-		w->conns->prev = c;
-	w->conns = c;
-	if (++w->n_conns > w->conns_peak)
-		w->conns_peak = w->n_conns;
-	atomic_fetch_add(&s->n_active, 1);
-	atomic_fetch_add(&s->n_total, 1);
-
 	c->local_addr_len = sockaddr_ip_set(&c->local_addr, local, local_len);
 	if (peer)
 		c->client_addr_len = sockaddr_ip_set(&c->client_addr, peer, peer_len);
@@ -760,22 +709,22 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 			c->client_addr_len = 0;
 	}
 
-	c->config = server_config_get(s);
 	c->listener = config_find_listener(c->config, local, local_len);
 	if (!c->listener) {
-		char addr[64];
-		format_addr(&c->local_addr, addr, sizeof addr);
+		char addr[NETADDR_TEXT_MAX];
+		netaddr_format(&c->local_addr.sa, addr, sizeof addr);
 		log_warning("no mapping listens on %s, closing the connection", addr);
-		conn_finish(c, "no_listener");
+		conn_finish(c, CONN_RESULT_NO_LISTENER);
 		return -ENOENT;
 	}
 	if (!(flags & CONN_START_NODELAY))
+		/* best effort: without it only small writes wait a little longer */
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	if (log_get_max_level() >= LOG_DEBUG) {
 		/* one line per accept doubles the log volume: only when asked for */
-		char client[64], local_s[64];
-		format_addr(&c->client_addr, client, sizeof client);
-		format_addr(&c->local_addr, local_s, sizeof local_s);
+		char client[NETADDR_TEXT_MAX], local_s[NETADDR_TEXT_MAX];
+		netaddr_format(&c->client_addr.sa, client, sizeof client);
+		netaddr_format(&c->local_addr.sa, local_s, sizeof local_s);
 		struct log_field f[] = {{"CLIENT", client}, {"LOCAL", local_s}};
 		log_event(LOG_DEBUG, TCPMAP_MID_ACCEPT, "accept", f, ELEMENTSOF(f),
 		          "accepted %s on %s", client, local_s);
@@ -783,7 +732,7 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 
 	r = poller_add(&w->poller, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->client_io);
 	if (r < 0) {
-		conn_finish(c, "connect_failed");
+		conn_finish(c, CONN_RESULT_INTERNAL_ERROR);
 		return r;
 	}
 
@@ -793,125 +742,71 @@ int conn_start(struct worker *w, int fd, const struct sockaddr *local, socklen_t
 		r = set_deadline(c, event_now(c) +
 		                            (uint64_t)c->config->module.preread_timeout_ms * 1000);
 		if (r < 0) {
-			conn_finish(c, "preread_timeout");
+			conn_finish(c, CONN_RESULT_PREREAD_TIMEOUT);
 			return r;
 		}
 		/* no peek now: a ClientHello already here was reported when the socket was
 		 * added, and one still to come will be, so a peek now could only say EAGAIN */
 		return 0;
 	}
-	conn_route(c, NULL, "connect_failed");
+	conn_route(c, NULL, CONN_RESULT_NO_ROUTE);
 	return 0;
 }
 
-void conn_close_all(struct worker *w, const char *result) {
+void conn_close_all(struct worker *w, enum conn_result result) {
 	while (w->conns)
-		conn_finish(w->conns, result);
+		conn_finish(conn_of(w->conns), result);
 }
 
-/* ---- hand-over across restarts ---- */
+/* ---- hand-over across restarts: what the connection says of itself ---- */
 
-static int store_fd(const char *id, enum handover_fd_kind kind, int fd) {
-	char name[64], msg[96];
-	int r = handover_fd_name(id, kind, name, sizeof name);
-	if (r < 0)
-		return r;
-	snprintf(msg, sizeof msg, "FDSTORE=1\nFDNAME=%s", name);
-	r = sd_pid_notify_with_fds(0, false, msg, &fd, 1);
-	return r < 0 ? r : r == 0 ? -ENOTCONN : 0;
-}
-
-int conn_handover(struct conn *c, int state_fd) {
+int conn_export(struct conn *c, struct handover_record *rec, int fds[_HANDOVER_FD_MAX]) {
 	static atomic_uint_fast64_t counter;
-	struct handover_record rec = {.magic = HANDOVER_MAGIC, .version = HANDOVER_VERSION};
-	struct relay *rl = &c->relay;
-	int r;
+	struct relay_state rs;
 
 	if (c->state != CONN_RELAYING || c->use_tls_relay)
 		return -EBUSY;
 
-	snprintf(rec.id, sizeof rec.id, "%d-%llu", (int)getpid(),
+	*rec = (struct handover_record){.magic = HANDOVER_MAGIC, .version = HANDOVER_VERSION};
+	snprintf(rec->id, sizeof rec->id, "%d-%llu", (int)getpid(),
 	         (unsigned long long)atomic_fetch_add(&counter, 1));
-	snprintf(rec.mapping, sizeof rec.mapping, "%s", c->mapping->name);
-	snprintf(rec.sni, sizeof rec.sni, "%s", c->sni ? c->sni : "");
-	rec.slot = c->slot;
-	rec.bytes_in = rl->up.bytes;
-	rec.bytes_out = rl->down.bytes;
-	rec.in_pipe_up = rl->up.in_pipe;
-	rec.in_pipe_down = rl->down.in_pipe;
-	rec.flags = (rl->up.eof ? HANDOVER_UP_EOF : 0) | (rl->up.shut ? HANDOVER_UP_SHUT : 0) |
-	            (rl->down.eof ? HANDOVER_DOWN_EOF : 0) |
-	            (rl->down.shut ? HANDOVER_DOWN_SHUT : 0);
+	snprintf(rec->mapping, sizeof rec->mapping, "%s", c->mapping->name);
+	snprintf(rec->sni, sizeof rec->sni, "%s", c->sni ? c->sni : "");
+	rec->slot = c->slot;
+	relay_export(&c->relay, &rs);
+	handover_record_set_relay(rec, &rs);
 	if (c->mapping->idle_timeout_ms > 0) {
 		uint64_t deadline =
 		        c->last_activity_usec + (uint64_t)c->mapping->idle_timeout_ms * 1000;
 		uint64_t now = event_now(c);
-		rec.idle_remaining_ms = deadline > now ? (deadline - now) / 1000 : 0;
+		rec->idle_remaining_ms = deadline > now ? (deadline - now) / 1000 : 0;
 	} else
-		rec.idle_remaining_ms = UINT64_MAX;
-	rec.started_realtime_ms = (uint64_t)time(NULL) * 1000 - (now_usec() - c->start_usec) / 1000;
-	memcpy(&rec.client_addr, &c->client_addr, c->client_addr_len);
-	rec.client_addr_len = c->client_addr_len;
-	memcpy(&rec.local_addr, &c->local_addr, c->local_addr_len);
-	rec.local_addr_len = c->local_addr_len;
-	memcpy(&rec.upstream_addr, &c->upstream_addr, c->upstream_addr_len);
-	rec.upstream_addr_len = c->upstream_addr_len;
+		rec->idle_remaining_ms = UINT64_MAX;
+	rec->started_realtime_ms =
+	        (uint64_t)time(NULL) * 1000 - (now_usec() - c->start_usec) / 1000;
+	memcpy(&rec->client_addr, &c->client_addr, c->client_addr_len);
+	rec->client_addr_len = c->client_addr_len;
+	memcpy(&rec->local_addr, &c->local_addr, c->local_addr_len);
+	rec->local_addr_len = c->local_addr_len;
+	memcpy(&rec->upstream_addr, &c->upstream_addr, c->upstream_addr_len);
+	rec->upstream_addr_len = c->upstream_addr_len;
 
-	/* The fds first: a record without its fds is discarded by the next process, while fds
-	 * without a record would be closed by it, so either order is safe; this one loses less. */
-	r = store_fd(rec.id, HANDOVER_FD_CLIENT, c->client_fd);
-	if (r >= 0)
-		r = store_fd(rec.id, HANDOVER_FD_UPSTREAM, c->upstream_fd);
-	if (r >= 0 && rl->up.in_pipe > 0) {
-		r = store_fd(rec.id, HANDOVER_FD_UP_READ, rl->up.pipe_r);
-		if (r >= 0)
-			r = store_fd(rec.id, HANDOVER_FD_UP_WRITE, rl->up.pipe_w);
-	}
-	if (r >= 0 && rl->down.in_pipe > 0) {
-		r = store_fd(rec.id, HANDOVER_FD_DOWN_READ, rl->down.pipe_r);
-		if (r >= 0)
-			r = store_fd(rec.id, HANDOVER_FD_DOWN_WRITE, rl->down.pipe_w);
-	}
-	if (r >= 0 && write(state_fd, &rec, sizeof rec) != (ssize_t)sizeof rec)
-		r = -errno ? -errno : -EIO;
-	if (r < 0)
-		return log_warning_errno(
-		        r, "connection %s could not move to the fd store, it stays", rec.id);
-
-	char client[64], in[24], out[24];
-	format_addr(&c->client_addr, client, sizeof client);
-	snprintf(in, sizeof in, "%llu", (unsigned long long)rec.bytes_in);
-	snprintf(out, sizeof out, "%llu", (unsigned long long)rec.bytes_out);
-	struct log_field f[] = {{"MAPPING", c->mapping->name},
-	                        {"CLIENT", client},
-	                        {"CONNECTION", rec.id},
-	                        {"BYTES_IN", in},
-	                        {"BYTES_OUT", out}};
-	log_event(LOG_INFO, TCPMAP_MID_ADOPT, "handover", f, ELEMENTSOF(f),
-	          "%s %s: handed to the fd store as c%s", c->mapping->name, client, rec.id);
-
-	/* The slot now belongs to the next process; our copies of the fds just close, and
-	 * their files live on in the store. */
-	c->slot = 0;
-	c->fds_shared = true;
-	if (rl->up.in_pipe > 0)
-		rl->up.in_pipe = 0, rl->up.pipe_r = safe_close(rl->up.pipe_r),
-		rl->up.pipe_w = safe_close(rl->up.pipe_w);
-	if (rl->down.in_pipe > 0)
-		rl->down.in_pipe = 0, rl->down.pipe_r = safe_close(rl->down.pipe_r),
-		rl->down.pipe_w = safe_close(rl->down.pipe_w);
-	conn_free(c);
+	fds[HANDOVER_FD_CLIENT] = c->client_fd;
+	fds[HANDOVER_FD_UPSTREAM] = c->upstream_fd;
+	fds[HANDOVER_FD_UP_READ] = rs.up.pipe_r;
+	fds[HANDOVER_FD_UP_WRITE] = rs.up.pipe_w;
+	fds[HANDOVER_FD_DOWN_READ] = rs.down.pipe_r;
+	fds[HANDOVER_FD_DOWN_WRITE] = rs.down.pipe_w;
 	return 0;
 }
 
-unsigned conn_handover_all(struct worker *w, int state_fd) {
-	unsigned n = 0;
-	for (struct conn *c = w->conns, *next; c; c = next) {
-		next = c->next;
-		if (conn_handover(c, state_fd) >= 0)
-			n++;
-	}
-	return n;
+void conn_forget_moved(struct conn *c) {
+	/* The slot now belongs to the next process; our copies of the fds just close (a pipe
+	 * with bytes in it is closed, never pooled), and their files live on in the store,
+	 * whose copies keep them registered with our epoll unless removed. */
+	c->slot = 0;
+	c->fds_shared = true;
+	conn_free(c);
 }
 
 static struct mapping *find_mapping(const struct config *cfg, const char *name) {
@@ -921,68 +816,43 @@ static struct mapping *find_mapping(const struct config *cfg, const char *name) 
 	return NULL;
 }
 
-int conn_adopt(struct worker *w, const struct handover_record *r, int fds[_HANDOVER_FD_MAX]) {
-	struct server *s = w->server;
-	struct conn *c;
+int conn_adopt(struct conn_env *env, struct worker *w, const struct handover_record *r,
+               int fds[_HANDOVER_FD_MAX]) {
+	struct relay_state rs;
 	int e;
 
-	c = calloc(1, sizeof *c);
+	struct conn *c = conn_new(env, w, fds[HANDOVER_FD_CLIENT], fds[HANDOVER_FD_UPSTREAM],
+	                          true /* the fd store may still hold them */);
 	if (!c) {
 		for (int k = 0; k < _HANDOVER_FD_MAX; k++)
 			fds[k] = safe_close(fds[k]);
 		return -ENOMEM;
 	}
-	c->worker = w;
-	c->deadline.when = DEADLINE_NONE;
-	c->client_io.dispatch = on_client_io;
-	c->upstream_io.dispatch = on_upstream_io;
-	c->fds_shared = true; /* the fd store may still hold them */
-	c->client_fd = TAKE_FD(fds[HANDOVER_FD_CLIENT]);
-	c->upstream_fd = TAKE_FD(fds[HANDOVER_FD_UPSTREAM]);
-	relay_init(&c->relay, c->client_fd, c->upstream_fd);
-	c->relay.up.pipe_r = TAKE_FD(fds[HANDOVER_FD_UP_READ]);
-	c->relay.up.pipe_w = TAKE_FD(fds[HANDOVER_FD_UP_WRITE]);
-	c->relay.down.pipe_r = TAKE_FD(fds[HANDOVER_FD_DOWN_READ]);
-	c->relay.down.pipe_w = TAKE_FD(fds[HANDOVER_FD_DOWN_WRITE]);
-	c->start_usec = now_usec();
+	fds[HANDOVER_FD_CLIENT] = fds[HANDOVER_FD_UPSTREAM] = -EBADF;
+	handover_record_get_relay(r, fds, &rs); /* takes the pipe ends */
+	relay_import(&c->relay, c->client_fd, c->upstream_fd, &rs);
 	uint64_t now_real = (uint64_t)time(NULL) * 1000;
 	if (r->started_realtime_ms < now_real)
 		c->start_usec -=
 		        MIN(now_real - r->started_realtime_ms, c->start_usec / 1000) * 1000;
-	c->result = "ok";
-	c->next = w->conns;
-	if (w->conns)
-		w->conns->prev = c;
-	w->conns = c;
-	w->n_conns++;
-	atomic_fetch_add(&s->n_active, 1);
-	atomic_fetch_add(&s->n_total, 1);
 	c->client_addr_len = sockaddr_ip_set(&c->client_addr, &r->client_addr, r->client_addr_len);
 	c->local_addr_len = sockaddr_ip_set(&c->local_addr, &r->local_addr, r->local_addr_len);
 	c->upstream_addr_len =
 	        sockaddr_ip_set(&c->upstream_addr, &r->upstream_addr, r->upstream_addr_len);
+	/* out of memory, the connection goes on without its SNI in the log */
 	c->sni = r->sni[0] ? strdup(r->sni) : NULL;
-	c->relay.up.bytes = r->bytes_in;
-	c->relay.down.bytes = r->bytes_out;
-	c->relay.up.in_pipe = r->in_pipe_up;
-	c->relay.down.in_pipe = r->in_pipe_down;
-	c->relay.up.eof = r->flags & HANDOVER_UP_EOF;
-	c->relay.up.shut = r->flags & HANDOVER_UP_SHUT;
-	c->relay.down.eof = r->flags & HANDOVER_DOWN_EOF;
-	c->relay.down.shut = r->flags & HANDOVER_DOWN_SHUT;
 	c->connected = true;
-	c->config = server_config_get(s);
 	c->mapping = find_mapping(c->config, r->mapping);
 
 	if (c->client_fd < 0 || c->upstream_fd < 0 || !c->mapping ||
-	    (r->in_pipe_up > 0 && (c->relay.up.pipe_r < 0 || c->relay.up.pipe_w < 0)) ||
-	    (r->in_pipe_down > 0 && (c->relay.down.pipe_r < 0 || c->relay.down.pipe_w < 0))) {
+	    (rs.up.in_pipe > 0 && (c->relay.up.pipe_r < 0 || c->relay.up.pipe_w < 0)) ||
+	    (rs.down.in_pipe > 0 && (c->relay.down.pipe_r < 0 || c->relay.down.pipe_w < 0))) {
 		log_warning("connection c%s (mapping \"%s\") cannot be adopted: %s, closing it",
 		            r->id, r->mapping,
 		            !c->mapping ? "the mapping is gone from the config"
 		                        : "fds are missing");
 		/* its old slot is the dead process's: the reaper frees it */
-		conn_finish(c, "adopt_failed");
+		conn_finish(c, CONN_RESULT_ADOPT_FAILED);
 		return -ENOENT;
 	}
 	c->group = c->mapping->group;
@@ -991,11 +861,11 @@ int conn_adopt(struct worker *w, const struct handover_record *r, int fds[_HANDO
 	/* Re-own the slot; if a reaper already freed it, count the connection anew (no limit
 	 * applies: it was admitted once already). */
 	c->slot = r->slot;
-	if (r->slot == 0 || breaker_table_adopt(s->breakers, r->slot) < 0) {
+	if (r->slot == 0 || breaker_table_adopt(env->breakers, r->slot) < 0) {
 		c->slot = 0;
-		if (breaker_table_admit(s->breakers, c->mapping->breaker_entry, NULL, &c->slot) >=
+		if (breaker_table_admit(env->breakers, c->mapping->breaker_entry, NULL, &c->slot) >=
 		    0)
-			breaker_table_connected(s->breakers, c->slot);
+			breaker_table_connected(env->breakers, c->slot);
 	}
 
 	c->state = CONN_RELAYING;
@@ -1004,21 +874,21 @@ int conn_adopt(struct worker *w, const struct handover_record *r, int fds[_HANDO
 	if (e >= 0)
 		e = poller_add(&w->poller, c->upstream_fd,
 		               EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->upstream_io);
-	if (e < 0) {
-		conn_finish(c, "adopt_failed");
-		return log_warning_errno(e, "adopting connection c%s", r->id);
-	}
 	c->last_activity_usec = event_now(c);
-	if (r->idle_remaining_ms != UINT64_MAX && c->mapping->idle_timeout_ms > 0) {
+	if (e >= 0 && r->idle_remaining_ms != UINT64_MAX && c->mapping->idle_timeout_ms > 0) {
 		/* keep the old deadline: last activity as if it had been idle since then */
 		uint64_t idle = (uint64_t)c->mapping->idle_timeout_ms * 1000;
 		uint64_t remaining = MIN(r->idle_remaining_ms * 1000, idle);
 		c->last_activity_usec = c->last_activity_usec + remaining - idle;
-		set_deadline(c, c->last_activity_usec + idle);
+		e = set_deadline(c, c->last_activity_usec + idle);
+	}
+	if (e < 0) {
+		conn_finish(c, CONN_RESULT_ADOPT_FAILED);
+		return log_warning_errno(e, "adopting connection c%s", r->id);
 	}
 
-	char client[64];
-	format_addr(&c->client_addr, client, sizeof client);
+	char client[NETADDR_TEXT_MAX];
+	netaddr_format(&c->client_addr.sa, client, sizeof client);
 	struct log_field f[] = {
 	        {"MAPPING", c->mapping->name}, {"CLIENT", client}, {"CONNECTION", r->id}};
 	log_event(LOG_INFO, TCPMAP_MID_ADOPT, "adopt", f, ELEMENTSOF(f),

@@ -80,3 +80,30 @@ int handover_record_validate(const struct handover_record *r) {
 		return -EINVAL;
 	return 0;
 }
+
+void handover_record_set_relay(struct handover_record *r, const struct relay_state *s) {
+	r->bytes_in = s->up.bytes;
+	r->bytes_out = s->down.bytes;
+	r->in_pipe_up = s->up.in_pipe;
+	r->in_pipe_down = s->down.in_pipe;
+	r->flags = (s->up.eof ? HANDOVER_UP_EOF : 0) | (s->up.shut ? HANDOVER_UP_SHUT : 0) |
+	           (s->down.eof ? HANDOVER_DOWN_EOF : 0) | (s->down.shut ? HANDOVER_DOWN_SHUT : 0);
+}
+
+void handover_record_get_relay(const struct handover_record *r, int fds[_HANDOVER_FD_MAX],
+                               struct relay_state *ret) {
+	*ret = (struct relay_state){
+	        .up = {.bytes = r->bytes_in,
+	               .in_pipe = r->in_pipe_up,
+	               .pipe_r = TAKE_FD(fds[HANDOVER_FD_UP_READ]),
+	               .pipe_w = TAKE_FD(fds[HANDOVER_FD_UP_WRITE]),
+	               .eof = r->flags & HANDOVER_UP_EOF,
+	               .shut = r->flags & HANDOVER_UP_SHUT},
+	        .down = {.bytes = r->bytes_out,
+	                 .in_pipe = r->in_pipe_down,
+	                 .pipe_r = TAKE_FD(fds[HANDOVER_FD_DOWN_READ]),
+	                 .pipe_w = TAKE_FD(fds[HANDOVER_FD_DOWN_WRITE]),
+	                 .eof = r->flags & HANDOVER_DOWN_EOF,
+	                 .shut = r->flags & HANDOVER_DOWN_SHUT},
+	};
+}

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "relay.h"
+
 #define HANDOVER_MAGIC 0x54434d48u /* "TCMH" */
 #define HANDOVER_VERSION 1
 #define HANDOVER_STATE_PREFIX "tcpmap-state."
@@ -63,3 +65,10 @@ bool handover_is_state_name(const char *name);
  * lengths within bounds, and consistent flags (shut implies eof; a pipe with bytes in it
  * on a direction already shut is impossible). Returns 0 or -EINVAL. Pure. */
 int handover_record_validate(const struct handover_record *r);
+
+/* A relay's state into a record and back (pipe ends travel as fds, not in the record). */
+void handover_record_set_relay(struct handover_record *r, const struct relay_state *s);
+/* The relay state a record describes, with the pipe ends taken from `fds` (set to -EBADF
+ * there). Pure. */
+void handover_record_get_relay(const struct handover_record *r, int fds[_HANDOVER_FD_MAX],
+                               struct relay_state *ret);

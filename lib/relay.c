@@ -196,3 +196,34 @@ void relay_release(struct relay *r) {
 	pipe_put(&r->up.pipe_r, &r->up.pipe_w, r->up.in_pipe == 0);
 	pipe_put(&r->down.pipe_r, &r->down.pipe_w, r->down.in_pipe == 0);
 }
+
+static void direction_export(const struct relay_direction *d, struct relay_direction_state *s) {
+	/* an empty pipe carries nothing worth storing: the next process makes its own */
+	bool pipe = d->in_pipe > 0;
+	*s = (struct relay_direction_state){.bytes = d->bytes,
+	                                    .in_pipe = d->in_pipe,
+	                                    .pipe_r = pipe ? d->pipe_r : -EBADF,
+	                                    .pipe_w = pipe ? d->pipe_w : -EBADF,
+	                                    .eof = d->eof,
+	                                    .shut = d->shut};
+}
+
+void relay_export(const struct relay *r, struct relay_state *ret) {
+	direction_export(&r->up, &ret->up);
+	direction_export(&r->down, &ret->down);
+}
+
+static void direction_import(struct relay_direction *d, const struct relay_direction_state *s) {
+	d->bytes = s->bytes;
+	d->in_pipe = s->in_pipe;
+	d->pipe_r = s->pipe_r;
+	d->pipe_w = s->pipe_w;
+	d->eof = s->eof;
+	d->shut = s->shut;
+}
+
+void relay_import(struct relay *r, int client_fd, int upstream_fd, const struct relay_state *s) {
+	relay_init(r, client_fd, upstream_fd);
+	direction_import(&r->up, &s->up);
+	direction_import(&r->down, &s->down);
+}

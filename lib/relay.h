@@ -49,7 +49,23 @@ int relay_pump(struct relay *r);
  * reading from it (readable) and the one writing to it (writable); pumping the other costs
  * a read that can only say EAGAIN. */
 int relay_pump_some(struct relay *r, bool up, bool down);
-/* Close the pipes (not the sockets). */
+/* What a relay carries from one process to the next (hand-over): per direction the bytes
+ * counted, the bytes still in its pipe with the pipe's ends (-EBADF when it holds none),
+ * and the half-close state. */
+struct relay_direction_state {
+	uint64_t bytes, in_pipe;
+	int pipe_r, pipe_w;
+	bool eof, shut;
+};
+struct relay_state {
+	struct relay_direction_state up, down;
+};
+/* Describe the relay for a hand-over; the pipe ends named stay the relay's. */
+void relay_export(const struct relay *r, struct relay_state *ret);
+/* Set up a relay between two sockets from a previous process's state, taking ownership of
+ * the pipe ends in it. */
+void relay_import(struct relay *r, int client_fd, int upstream_fd, const struct relay_state *s);
+/* Close the pipes (not the sockets); a pipe with bytes in it is never reused. */
 void relay_release(struct relay *r);
 /* Return a direction's pipe to the pool when it is empty, so idle connections hold none. */
 void relay_trim(struct relay *r);

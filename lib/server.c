@@ -1,7 +1,6 @@
 /* server.c — the process around the connections: where sockets come from, worker threads,
  * signals, reload, sd_notify. Must never close a listening socket it was given by systemd
  * (systemd owns it) and never let one bad config replace a good one. */
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <netinet/in.h>
@@ -14,9 +13,18 @@
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 
+#include "server.h"
+
+#include "breaker.h"
+#include "config.h"
+#include "conn.h"
+#include "handoff.h"
 #include "log.h"
-#include "server-internal.h"
+#include "netaddr.h"
+#include "poller.h"
+#include "rundir.h"
 #include "tls.h"
+#include "worker.h"
 
 /* sd-event's queues grow with the peak number of sources and never shrink. When a worker
  * that went through a load peak is idle again, build it a fresh loop so that the memory of
@@ -28,12 +36,59 @@
 #define ACCEPT_TRIES 8
 #define ACCEPT_RETRY_USEC (100 * 1000)
 
-struct config *server_config_get(struct server *s) {
-	pthread_mutex_lock(&s->config_lock);
-	struct config *c = config_ref(s->config);
-	pthread_mutex_unlock(&s->config_lock);
-	return c;
-}
+struct listen_fd {
+	int fd;
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	bool wildcard; /* bound to 0.0.0.0 or ::: the accepted socket's address selects */
+	bool nodelay;  /* TCP_NODELAY set here, so accepted sockets have it already */
+};
+
+struct server {
+	struct server_options opts;
+	const char *runtime_dir;
+
+	/* what connections get: the breaker table, the current config, the counters */
+	struct conn_env env;
+
+	struct listen_fd *fds;
+	size_t n_fds;
+	struct handoff_store stored; /* from the fd store, until adopted */
+
+	struct server_worker *workers;
+	unsigned n_workers;
+
+	uint64_t active_peak; /* since the last malloc_trim; main thread only */
+	atomic_bool stopping;
+	bool handover; /* on stop, move spliced connections to systemd's fd store */
+
+	sd_event *event; /* main thread's loop: signals, notify, reaping */
+};
+
+struct accept_watch {
+	struct poller_handle io;
+	struct server_worker *worker;
+	size_t index; /* in server.fds */
+	bool on;      /* registered with the poller */
+};
+
+/* A worker (worker.h) and what the server adds around it: its thread, accepting, the
+ * main thread's wake-ups, and draining on stop. */
+struct server_worker {
+	struct worker core;
+	struct server *server;
+	pthread_t thread;
+	struct accept_watch *accepts;  /* one per listen fd */
+	sd_event_source *accept_retry; /* re-enables accepting after EMFILE */
+	int wake_fd;                   /* eventfd: the main thread asks us to stop */
+	sd_event_source *wake_source;
+	atomic_bool rebuild_requested;
+	int reserve_fd;               /* spent to accept-and-close when out of fds */
+	sd_event_source *drain_timer; /* stopping: connections that could not move */
+	sd_event_source *drain_check;
+};
+
+static struct config *server_config_get(struct server *s) { return conn_env_config(&s->env); }
 
 static void log_diags(const struct diag_list *d, bool rejected) {
 	for (size_t i = 0; i < d->n; i++) {
@@ -70,7 +125,7 @@ static int load_config(struct server *s, struct config **ret) {
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < c->n_mappings; i++) {
-		r = breaker_table_entry(s->breakers, c->mappings[i]->cluster,
+		r = breaker_table_entry(s->env.breakers, c->mappings[i]->cluster,
 		                        &c->mappings[i]->breaker_entry);
 		if (r < 0) {
 			config_unref(c);
@@ -78,19 +133,28 @@ static int load_config(struct server *s, struct config **ret) {
 			                       c->mappings[i]->cluster);
 		}
 		/* so that tcpmapctl status shows the limits before the first connection */
-		breaker_table_note_limits(s->breakers, c->mappings[i]->breaker_entry,
+		breaker_table_note_limits(s->env.breakers, c->mappings[i]->breaker_entry,
 		                          &c->mappings[i]->circuit_breakers);
 	}
 	*ret = c;
 	return 0;
 }
 
+/* Tell systemd our state. Without a notify socket this does nothing; a failure to send is
+ * systemd's to notice (a missed READY=1 times the start out), nothing we could mend. */
+static void notify(const char *state) {
+	int r = sd_notify(0, state);
+	if (r < 0)
+		log_debug("sd_notify %s: %s, ignoring", state, strerror(-r));
+}
+
 static void notify_status(struct server *s) {
 	struct config *c = server_config_get(s);
-	sd_notifyf(0, "STATUS=%llu active connections, %llu total, config generation %llu",
-	           (unsigned long long)atomic_load(&s->n_active),
-	           (unsigned long long)atomic_load(&s->n_total),
-	           (unsigned long long)(c ? c->generation : 0));
+	/* as notify(); the next tick sends it again anyway */
+	(void)sd_notifyf(0, "STATUS=%llu active connections, %llu total, config generation %llu",
+	                 (unsigned long long)atomic_load(&s->env.n_active),
+	                 (unsigned long long)atomic_load(&s->env.n_total),
+	                 (unsigned long long)(c ? c->generation : 0));
 	config_unref(c);
 }
 
@@ -99,9 +163,9 @@ static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, vo
 	struct config *c = NULL, *old;
 	(void)src, (void)si;
 
-	sd_notify(0, "RELOADING=1");
+	notify("RELOADING=1");
 	int r = load_config(s, &c);
-	if (r >= 0 && c->n_mappings == 0 && s->config->n_mappings > 0) {
+	if (r >= 0 && c->n_mappings == 0 && s->env.config->n_mappings > 0) {
 		/* almost always a file caught mid-write (truncated, not yet filled): taking it
 		 * would close every port's new connections. Emptying a config on purpose is a stop.
 		 */
@@ -116,15 +180,12 @@ static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, vo
 		struct log_field f[] = {{"RESULT", "rejected"}};
 		log_event(LOG_ERR, TCPMAP_MID_CONFIG_REJECTED, "config_rejected", f, ELEMENTSOF(f),
 		          "reload failed, keeping config generation %llu",
-		          (unsigned long long)s->config->generation);
-		sd_notify(0, "READY=1");
+		          (unsigned long long)s->env.config->generation);
+		notify("READY=1");
 		notify_status(s);
 		return 0;
 	}
-	pthread_mutex_lock(&s->config_lock);
-	old = s->config;
-	s->config = c;
-	pthread_mutex_unlock(&s->config_lock);
+	old = conn_env_swap_config(&s->env, c);
 	config_unref(old);
 
 	char gen[24], n[24];
@@ -145,27 +206,17 @@ static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, vo
 			            c->listeners[i]->port, c->listeners[i]->address ? " on " : "",
 			            c->listeners[i]->address ? c->listeners[i]->address : "");
 	}
-	sd_notify(0, "READY=1");
+	notify("READY=1");
 	notify_status(s);
 	return 0;
-}
-
-/* Whether a stop should move connections to the fd store: only under systemd with a store
- * (FileDescriptorStoreMax= > 0, announced by the unit as TCPMAP_FDSTORE or by systemd >= 254
- * as FDSTORE). */
-static bool handover_available(void) {
-	const char *a = getenv("TCPMAP_FDSTORE"), *b = getenv("FDSTORE");
-	if (!getenv("NOTIFY_SOCKET"))
-		return false;
-	return (a && *a && !streq(a, "0")) || (b && *b && !streq(b, "0"));
 }
 
 static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata) {
 	struct server *s = userdata;
 	(void)si;
 
-	sd_notify(0, "STOPPING=1");
-	s->handover = handover_available() && s->n_workers > 0 && s->fds != NULL;
+	notify("STOPPING=1");
+	s->handover = handoff_available() && s->n_workers > 0 && s->fds != NULL;
 	atomic_store(&s->stopping, true);
 	return sd_event_exit(sd_event_source_get_event(src), 0);
 }
@@ -173,26 +224,31 @@ static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, v
 static int on_tick(sd_event_source *src, uint64_t usec, void *userdata) {
 	struct server *s = userdata;
 
-	breaker_table_reap(s->breakers);
+	/* a dead process's slots are freed at the next tick after a failure: nothing to do */
+	(void)breaker_table_reap(s->env.breakers);
 	notify_status(s);
 	for (unsigned i = 0; i < s->n_workers; i++) {
-		struct worker *w = &s->workers[i];
-		if (atomic_load(&w->n_conns) == 0 &&
-		    atomic_load(&w->conns_peak) >= WORKER_REBUILD_PEAK &&
+		struct server_worker *w = &s->workers[i];
+		if (atomic_load(&w->core.n_conns) == 0 &&
+		    atomic_load(&w->core.conns_peak) >= WORKER_REBUILD_PEAK &&
 		    !atomic_exchange(&w->rebuild_requested, true)) {
 			uint64_t one = 1;
+			/* an eventfd's counter only fails to take 1 when it is already huge: the
+			 * worker is then woken anyway */
 			ssize_t _unused_ n = write(w->wake_fd, &one, sizeof one);
 		}
 	}
 	/* glibc keeps freed memory in its arenas: after a load peak has passed, give it back */
-	uint64_t active = atomic_load(&s->n_active);
+	uint64_t active = atomic_load(&s->env.n_active);
 	if (active > s->active_peak)
 		s->active_peak = active;
 	else if (s->active_peak >= 256 && active < s->active_peak / 2) {
-		malloc_trim(0);
+		(void)malloc_trim(0); /* says only whether there was anything to give back */
 		s->active_peak = active;
 	}
-	sd_event_source_set_time(src, usec + 1000000);
+	int r = sd_event_source_set_time(src, usec + 1000000);
+	if (r < 0)
+		return r;
 	return sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
 }
 
@@ -200,17 +256,17 @@ static int on_tick(sd_event_source *src, uint64_t usec, void *userdata) {
 
 /* Every worker watches every listening socket, with EPOLLEXCLUSIVE: a new connection wakes
  * one worker, not all of them. */
-static void set_accepting(struct worker *w, bool on) {
+static void set_accepting(struct server_worker *w, bool on) {
 	for (size_t i = 0; i < w->server->n_fds; i++) {
 		struct accept_watch *a = &w->accepts[i];
 		const struct listen_fd *lf = &w->server->fds[i];
 		if (a->on == on)
 			continue;
 		if (on)
-			a->on = poller_add(&w->poller, lf->fd, EPOLLIN | EPOLLEXCLUSIVE, &a->io) >=
-			        0;
+			a->on = poller_add(&w->core.poller, lf->fd, EPOLLIN | EPOLLEXCLUSIVE,
+			                   &a->io) >= 0;
 		else {
-			poller_remove(&w->poller, lf->fd);
+			poller_remove(&w->core.poller, lf->fd);
 			a->on = false;
 		}
 	}
@@ -228,7 +284,7 @@ static int open_reserve_fd(void) { return open("/", O_RDONLY | O_DIRECTORY | O_C
  * reserve fd to accept and close what is waiting (the client sees the close at once), as
  * HAProxy and nginx do; if even that is impossible, pause accepting for a moment instead of
  * spinning on a backlog that cannot be taken. */
-static void shed(struct worker *w, int listen_fd, int err) {
+static void shed(struct server_worker *w, int listen_fd, int err) {
 	unsigned closed = 0;
 
 	if ((err == EMFILE || err == ENFILE) && w->reserve_fd >= 0) {
@@ -244,37 +300,29 @@ static void shed(struct worker *w, int listen_fd, int err) {
 	}
 	if (closed == 0 || w->reserve_fd < 0) {
 		set_accepting(w, false);
+		int r;
 		if (!w->accept_retry)
-			sd_event_add_time_relative(w->event, &w->accept_retry, CLOCK_MONOTONIC,
-			                           ACCEPT_RETRY_USEC, 10000, on_accept_retry, w);
+			r = sd_event_add_time_relative(w->core.event, &w->accept_retry,
+			                               CLOCK_MONOTONIC, ACCEPT_RETRY_USEC, 10000,
+			                               on_accept_retry, w);
 		else {
-			sd_event_source_set_time_relative(w->accept_retry, ACCEPT_RETRY_USEC);
-			sd_event_source_set_enabled(w->accept_retry, SD_EVENT_ONESHOT);
+			r = sd_event_source_set_time_relative(w->accept_retry, ACCEPT_RETRY_USEC);
+			if (r >= 0)
+				r = sd_event_source_set_enabled(w->accept_retry, SD_EVENT_ONESHOT);
 		}
-		poller_event_changed(&w->poller);
+		if (r < 0) {
+			/* no timer to come back: accept again at once rather than never */
+			log_warning_errno(r, "worker %u: pausing accepting", w->core.index);
+			set_accepting(w, true);
+		}
+		poller_event_changed(&w->core.poller);
 	}
-	worker_note_shed(w, err, closed);
-}
-
-void worker_note_shed(struct worker *w, int err, unsigned closed) {
-	uint64_t now = now_usec();
-
-	w->n_shed += closed;
-	if (now - w->last_shed_log_usec > 1000000) {
-		w->last_shed_log_usec = now;
-		char n[24], shed_n[24];
-		snprintf(n, sizeof n, "%llu", (unsigned long long)w->n_conns);
-		snprintf(shed_n, sizeof shed_n, "%llu", (unsigned long long)w->n_shed);
-		struct log_field f[] = {{"CONNECTIONS", n}, {"SHED", shed_n}};
-		log_event(LOG_WARNING, TCPMAP_MID_SHED, "shed", f, ELEMENTSOF(f),
-		          "out of resources: %s; %s connections open, %s closed unserved so far",
-		          strerror(err), n, shed_n);
-	}
+	worker_note_shed(&w->core, err, closed);
 }
 
 static void on_accept(struct poller_handle *h, uint32_t revents) {
 	struct accept_watch *a = container_of(h, struct accept_watch, io);
-	struct worker *w = a->worker;
+	struct server_worker *w = a->worker;
 	const struct listen_fd *lf = &w->server->fds[a->index];
 	int fd = lf->fd;
 	(void)revents;
@@ -294,13 +342,13 @@ static void on_accept(struct poller_handle *h, uint32_t revents) {
 		if (cfd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM)
+			if (worker_err_is_exhaustion(errno))
 				shed(w, fd, errno);
 			else if (errno != EAGAIN)
 				log_warning_errno(errno, "accept");
 			return;
 		}
+		/* conn_start() logs and closes what it cannot serve: nothing left to do here */
 		if (lf->wildcard) {
 			struct sockaddr_storage local;
 			socklen_t len = sizeof local;
@@ -308,35 +356,29 @@ static void on_accept(struct poller_handle *h, uint32_t revents) {
 				safe_close(cfd);
 				continue;
 			}
-			conn_start(w, cfd, (struct sockaddr *)&local, len, (struct sockaddr *)&peer,
-			           peer_len, flags);
+			(void)conn_start(&w->server->env, &w->core, cfd, (struct sockaddr *)&local,
+			                 len, (struct sockaddr *)&peer, peer_len, flags);
 		} else
-			conn_start(w, cfd, (struct sockaddr *)&lf->addr, lf->addr_len,
-			           (struct sockaddr *)&peer, peer_len, flags);
+			(void)conn_start(&w->server->env, &w->core, cfd,
+			                 (struct sockaddr *)&lf->addr, lf->addr_len,
+			                 (struct sockaddr *)&peer, peer_len, flags);
 		return;
 	}
 }
 
-static int on_resolver(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
-	struct worker *w = userdata;
-	(void)src, (void)fd, (void)revents;
-	resolve_queue_dispatch(w->resolver);
-	return 0;
-}
-
-/* After each batch of socket events. A draining worker's post source (on_drain_check)
- * fires only after sd-event dispatched something, and a driving poller's batches are not
- * that: the last connection closing in one is checked here. */
-static void worker_exit_if_drained(struct worker *w) {
-	if (w->n_conns > 0)
+/* After each batch of socket events (the worker freed its graveyard just before). A
+ * draining worker's post source (on_drain_check) fires only after sd-event dispatched
+ * something, and a driving poller's batches are not that: the last connection closing in
+ * one is checked here. */
+static void worker_exit_if_drained(struct server_worker *w) {
+	if (w->core.n_conns > 0)
 		return;
-	sd_event_exit(w->event, 0);
-	poller_event_changed(&w->poller);
+	(void)sd_event_exit(w->core.event, 0); /* fails only when already exiting */
+	poller_event_changed(&w->core.poller);
 }
 
-static void worker_batch_end(void *userdata) {
-	struct worker *w = userdata;
-	conn_free_graveyard(w);
+static void worker_batch_end(struct worker *core) {
+	struct server_worker *w = container_of(core, struct server_worker, core);
 	if (w->drain_check)
 		worker_exit_if_drained(w);
 }
@@ -348,63 +390,54 @@ static int on_drain_check(sd_event_source *src, void *userdata) {
 }
 
 static int on_drain_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
+	struct server_worker *w = userdata;
 	(void)usec;
-	conn_close_all(userdata, "drain_timeout");
+	conn_close_all(&w->core, CONN_RESULT_DRAIN_TIMEOUT);
 	return sd_event_exit(sd_event_source_get_event(src), 0);
 }
 
 /* Stopping with a store: move what can move, let the rest (TLS) finish within
  * drain_timeout_ms, then close it. */
-static int worker_hand_over(struct worker *w) {
+static int worker_hand_over(struct server_worker *w) {
 	struct server *s = w->server;
-	char name[64];
 	int r;
 
 	set_accepting(w, false);
-	_cleanup_close_ int state = memfd_create("tcpmap-state", MFD_CLOEXEC);
-	if (state < 0)
-		return -errno;
-	unsigned moved = conn_handover_all(w, state);
-	if (moved > 0) {
-		snprintf(name, sizeof name, HANDOVER_STATE_PREFIX "%d.%u", (int)getpid(), w->index);
-		char msg[96];
-		snprintf(msg, sizeof msg, "FDSTORE=1\nFDNAME=%s", name);
-		r = sd_pid_notify_with_fds(0, false, msg, &state, 1);
-		if (r <= 0)
-			log_error_errno(r < 0 ? r : ENOTCONN, "storing the hand-over record %s",
-			                name);
-		log_info("worker %u: %u connection%s moved to the fd store, %llu draining",
-		         w->index, moved, moved == 1 ? "" : "s", (unsigned long long)w->n_conns);
-	}
-	if (w->n_conns == 0)
-		return sd_event_exit(w->event, 0);
+	r = handoff_worker(&w->core);
+	if (r < 0)
+		/* nothing moved: every connection drains as without a store */
+		log_warning_errno(r, "worker %u: no hand-over", w->core.index);
+	if (w->core.n_conns == 0)
+		return sd_event_exit(w->core.event, 0);
 
 	struct config *c = server_config_get(s);
 	uint64_t drain = (uint64_t)c->module.drain_timeout_ms * 1000;
 	config_unref(c);
-	r = sd_event_add_time_relative(w->event, &w->drain_timer, CLOCK_MONOTONIC, drain, 10000,
-	                               on_drain_timeout, w);
+	r = sd_event_add_time_relative(w->core.event, &w->drain_timer, CLOCK_MONOTONIC, drain,
+	                               10000, on_drain_timeout, w);
 	if (r >= 0)
-		r = sd_event_add_post(w->event, &w->drain_check, on_drain_check, w);
+		r = sd_event_add_post(w->core.event, &w->drain_check, on_drain_check, w);
 	if (r < 0)
-		return sd_event_exit(w->event, 0);
+		return sd_event_exit(w->core.event, 0);
 	/* a post source fires only after some other event: keep one checking until drained */
 	return sd_event_source_set_enabled(w->drain_check, SD_EVENT_ON);
 }
 
 static int on_wake(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
-	struct worker *w = userdata;
+	struct server_worker *w = userdata;
 	uint64_t v;
 	(void)revents;
 
+	/* EAGAIN when a wake-up was already read: what it says is in the flags below */
 	ssize_t _unused_ n = read(fd, &v, sizeof v);
 	if (!atomic_load(&w->server->stopping)) {
-		if (atomic_exchange(&w->rebuild_requested, false) && w->n_conns == 0 &&
-		    w->conns_peak >= WORKER_REBUILD_PEAK)
+		if (atomic_exchange(&w->rebuild_requested, false) && w->core.n_conns == 0 &&
+		    w->core.conns_peak >= WORKER_REBUILD_PEAK)
 			return sd_event_exit(sd_event_source_get_event(src), WORKER_EXIT_REBUILD);
 		return 0;
 	}
-	sd_event_source_set_enabled(src, SD_EVENT_OFF);
+	/* fails only for a source already gone: stopping goes on either way */
+	(void)sd_event_source_set_enabled(src, SD_EVENT_OFF);
 	if (w->server->handover)
 		return worker_hand_over(w);
 	return sd_event_exit(sd_event_source_get_event(src), 0);
@@ -412,28 +445,14 @@ static int on_wake(sd_event_source *src, int fd, uint32_t revents, void *userdat
 
 /* Give a worker its event loop and the sources on its long-lived fds. With `event` given
  * (the inetd model) it shares the main loop. */
-static int worker_attach(struct worker *w, sd_event *event) {
+static int worker_attach_all(struct server_worker *w, sd_event *event) {
 	struct server *s = w->server;
 	int r;
 
-	if (event)
-		w->event = sd_event_ref(event);
-	else {
-		r = sd_event_new(&w->event);
-		if (r < 0)
-			return r;
-	}
-	r = conn_timer_init(w);
+	r = worker_attach(&w->core, event);
 	if (r < 0)
 		return r;
-	/* a thread's own loop is driven by the poller; the main thread's has more to do */
-	r = poller_init(&w->poller, w->event, !event, worker_batch_end, w);
-	if (r < 0)
-		return r;
-	r = sd_event_add_io(w->event, &w->resolver_source, w->resolver_fd, EPOLLIN, on_resolver, w);
-	if (r < 0)
-		return r;
-	r = sd_event_add_io(w->event, &w->wake_source, w->wake_fd, EPOLLIN, on_wake, w);
+	r = sd_event_add_io(w->core.event, &w->wake_source, w->wake_fd, EPOLLIN, on_wake, w);
 	if (r < 0)
 		return r;
 	w->accepts = calloc(s->n_fds ? s->n_fds : 1, sizeof *w->accepts);
@@ -446,65 +465,63 @@ static int worker_attach(struct worker *w, sd_event *event) {
 	for (size_t i = 0; i < s->n_fds; i++)
 		if (!w->accepts[i].on)
 			return -ENOMEM; /* what epoll_ctl() fails with here */
-	w->conns_peak = 0;
+	w->core.conns_peak = 0;
 	return 0;
 }
 
-static void worker_detach(struct worker *w) {
-	conn_timer_done(w);
-	poller_done(&w->poller);
-	w->accepts = mfree(w->accepts); /* their registrations went with the poller */
+static void worker_detach_all(struct server_worker *w) {
+	w->accepts = mfree(w->accepts); /* their registrations go with the poller */
 	w->accept_retry = sd_event_source_disable_unref(w->accept_retry);
 	w->drain_timer = sd_event_source_disable_unref(w->drain_timer);
 	w->drain_check = sd_event_source_disable_unref(w->drain_check);
 	w->wake_source = sd_event_source_disable_unref(w->wake_source);
-	w->resolver_source = sd_event_source_disable_unref(w->resolver_source);
-	w->event = sd_event_unref(w->event);
+	worker_detach(&w->core);
 }
 
-static int worker_init(struct worker *w, struct server *s, unsigned index, sd_event *event) {
+static int server_worker_init(struct server_worker *w, struct server *s, unsigned index,
+                              sd_event *event) {
 	int r;
 
 	w->server = s;
-	w->index = index;
-	w->poller.fd = -EBADF; /* worker_done() may run before worker_attach() did */
+	w->core.on_batch_end = worker_batch_end;
 	w->reserve_fd = open_reserve_fd();
 	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (w->wake_fd < 0)
-		return -errno;
-	r = resolve_queue_new(&w->resolver, &w->resolver_fd);
+	r = worker_init(&w->core, index);
 	if (r < 0)
 		return r;
-	return worker_attach(w, event);
+	if (w->wake_fd < 0)
+		return -errno;
+	return worker_attach_all(w, event);
 }
 
-static void worker_done(struct worker *w) {
-	conn_close_all(w, "ok");
-	worker_detach(w);
-	resolve_queue_free(w->resolver);
-	safe_close(w->wake_fd);
-	safe_close(w->reserve_fd);
+static void server_worker_done(struct server_worker *w) {
+	conn_close_all(&w->core, CONN_RESULT_OK);
+	worker_detach_all(w);
+	worker_done(&w->core);
+	w->wake_fd = safe_close(w->wake_fd);
+	w->reserve_fd = safe_close(w->reserve_fd);
 }
 
 static void *worker_main(void *arg) {
-	struct worker *w = arg;
+	struct server_worker *w = arg;
 	int r;
 
 	for (;;) {
-		r = poller_run(&w->poller);
-		if (r != WORKER_EXIT_REBUILD || atomic_load(&w->server->stopping) || w->n_conns > 0)
+		r = worker_run(&w->core);
+		if (r != WORKER_EXIT_REBUILD || atomic_load(&w->server->stopping) ||
+		    w->core.n_conns > 0)
 			break;
-		worker_detach(w);
-		r = worker_attach(w, NULL);
+		worker_detach_all(w);
+		r = worker_attach_all(w, NULL);
 		if (r < 0) {
-			log_error_errno(r, "worker %u: rebuilding its event loop", w->index);
+			log_error_errno(r, "worker %u: rebuilding its event loop", w->core.index);
 			break;
 		}
-		malloc_trim(0);
-		log_debug("worker %u: event loop rebuilt after a load peak", w->index);
+		(void)malloc_trim(0); /* says only whether there was anything to give back */
+		log_debug("worker %u: event loop rebuilt after a load peak", w->core.index);
 	}
 	if (r < 0)
-		log_error_errno(r, "worker %u: event loop failed", w->index);
+		log_error_errno(r, "worker %u: event loop failed", w->core.index);
 	return NULL;
 }
 
@@ -555,8 +572,8 @@ static unsigned workers_wanted(const struct server *s) {
 static int bind_listeners(struct server *s) {
 	static const int one = 1;
 
-	for (size_t i = 0; i < s->config->n_listeners; i++) {
-		struct listener *l = s->config->listeners[i];
+	for (size_t i = 0; i < s->env.config->n_listeners; i++) {
+		struct listener *l = s->env.config->listeners[i];
 		const struct sockaddr *sa = (const struct sockaddr *)&l->sockaddr;
 		char where[80];
 
@@ -585,101 +602,19 @@ static bool is_listening(int fd) {
 	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v;
 }
 
-static const char *default_runtime_dir(void) {
-	static char buf[4096];
-	const char *e = getenv("RUNTIME_DIRECTORY");
-	if (e && *e) {
-		/* several RuntimeDirectory= entries arrive colon-separated; ours is the first */
-		snprintf(buf, sizeof buf, "%s", e);
-		char *colon = strchr(buf, ':');
-		if (colon)
-			*colon = '\0';
-		return buf;
-	}
-	return "/run/tcpmap";
-}
-
-/* ---- fds kept in systemd's store by the previous process ---- */
-
-struct stored_fd {
-	int fd;
-	char *name;
+/* Adoption spreads the stored connections over the workers in turn. */
+struct worker_turn {
+	struct server *server;
+	unsigned next;
 };
 
-static int stored_fd_add(struct server *s, int fd, const char *name) {
-	struct stored_fd *n = realloc(s->stored, (s->n_stored + 1) * sizeof *s->stored);
-	if (!n)
-		return -ENOMEM;
-	s->stored = n;
-	s->stored[s->n_stored].name = strdup(name);
-	if (!s->stored[s->n_stored].name)
-		return -ENOMEM;
-	s->stored[s->n_stored].fd = fd;
-	s->n_stored++;
-	return 0;
-}
-
-static int stored_take(struct server *s, const char *name) {
-	for (size_t i = 0; i < s->n_stored; i++)
-		if (s->stored[i].fd >= 0 && streq(s->stored[i].name, name))
-			return TAKE_FD(s->stored[i].fd);
-	return -EBADF;
-}
-
-/* Adopt what the previous process stored, spread over the workers, then empty the store of
- * every name we were given: adopted or not, nothing stays behind to grow with restarts. */
-static void adopt_stored(struct server *s) {
-	unsigned next_worker = 0, adopted = 0, failed = 0;
-
-	for (size_t i = 0; i < s->n_stored; i++) {
-		if (!handover_is_state_name(s->stored[i].name) || s->stored[i].fd < 0)
-			continue;
-		int state = TAKE_FD(s->stored[i].fd);
-		struct handover_record rec;
-		off_t off = 0;
-		ssize_t got;
-
-		while ((got = pread(state, &rec, sizeof rec, off)) == (ssize_t)sizeof rec) {
-			off += got;
-			if (handover_record_validate(&rec) < 0) {
-				log_warning("%s: malformed record, skipping it", s->stored[i].name);
-				failed++;
-				continue;
-			}
-			int fds[_HANDOVER_FD_MAX];
-			for (int k = 0; k < _HANDOVER_FD_MAX; k++) {
-				char name[64];
-				fds[k] = handover_fd_name(rec.id, k, name, sizeof name) < 0
-				                 ? -EBADF
-				                 : stored_take(s, name);
-			}
-			struct worker *w = &s->workers[next_worker++ % s->n_workers];
-			if (conn_adopt(w, &rec, fds) >= 0)
-				adopted++;
-			else
-				failed++;
-		}
-		safe_close(state);
-	}
-	for (size_t i = 0; i < s->n_stored; i++) {
-		if (s->stored[i].fd >= 0) {
-			log_warning("stored fd %s belongs to no connection record, closing it",
-			            s->stored[i].name);
-			s->stored[i].fd = safe_close(s->stored[i].fd);
-		}
-		sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", s->stored[i].name);
-		free(s->stored[i].name);
-	}
-	free(s->stored);
-	s->stored = NULL;
-	if (adopted + failed > 0)
-		log_info("adopted %u connection%s from the fd store, %u could not be", adopted,
-		         adopted == 1 ? "" : "s", failed);
-	s->n_stored = 0;
+static struct worker *next_worker(void *userdata) {
+	struct worker_turn *t = userdata;
+	return &t->server->workers[t->next++ % t->server->n_workers].core;
 }
 
 static int run_inetd(struct server *s, int fd) {
-	struct worker w = {0};
+	struct server_worker w = {0};
 	struct sockaddr_storage local;
 	socklen_t len = sizeof local;
 	int r;
@@ -689,22 +624,23 @@ static int run_inetd(struct server *s, int fd) {
 	int fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return log_error_errno(errno, "fcntl");
-	r = worker_init(&w, s, 0, s->event);
+	r = server_worker_init(&w, s, 0, s->event);
 	if (r < 0) {
-		worker_done(&w);
+		server_worker_done(&w);
 		return log_error_errno(r, "setting up the connection");
 	}
 	s->workers = &w;
 	s->n_workers = 1;
-	sd_notify(0, "READY=1");
-	conn_start(&w, fd, (struct sockaddr *)&local, len, NULL, 0, 0);
+	notify("READY=1");
+	/* conn_start() logs and closes what it cannot serve; the loop below then ends at once */
+	(void)conn_start(&s->env, &w.core, fd, (struct sockaddr *)&local, len, NULL, 0, 0);
 	/* one connection, then exit: run until it is gone or we are told to stop */
-	while (w.n_conns > 0 && !atomic_load(&s->stopping)) {
+	while (w.core.n_conns > 0 && !atomic_load(&s->stopping)) {
 		r = sd_event_run(s->event, UINT64_MAX);
 		if (r < 0)
 			break;
 	}
-	worker_done(&w);
+	server_worker_done(&w);
 	s->workers = NULL;
 	return r < 0 ? r : 0;
 }
@@ -717,12 +653,12 @@ static int run_threaded(struct server *s) {
 	if (!s->workers)
 		return log_error_errno(ENOMEM, "workers");
 	for (unsigned i = 0; i < n; i++) {
-		r = worker_init(&s->workers[i], s, i, NULL);
+		r = server_worker_init(&s->workers[i], s, i, NULL);
 		if (r < 0)
 			return log_error_errno(r, "worker %u", i);
 	}
 	s->n_workers = n; /* adoption spreads over all of them */
-	adopt_stored(s);
+	handoff_adopt_all(&s->stored, &s->env, next_worker, &(struct worker_turn){.server = s});
 	s->n_workers = 0;
 	for (unsigned i = 0; i < n; i++) {
 		r = -pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
@@ -732,12 +668,12 @@ static int run_threaded(struct server *s) {
 	}
 
 	char gen[24];
-	snprintf(gen, sizeof gen, "%llu", (unsigned long long)s->config->generation);
+	snprintf(gen, sizeof gen, "%llu", (unsigned long long)s->env.config->generation);
 	struct log_field f[] = {{"CONFIG_GENERATION", gen}};
 	log_event(LOG_INFO, TCPMAP_MID_LIFECYCLE, "ready", f, ELEMENTSOF(f),
 	          "tcpmapd %s ready: %zu sockets, %u workers, %zu mappings", TCPMAP_VERSION,
-	          s->n_fds, n, s->config->n_mappings);
-	sd_notify(0, "READY=1");
+	          s->n_fds, n, s->env.config->n_mappings);
+	notify("READY=1");
 	notify_status(s);
 
 	r = sd_event_loop(s->event);
@@ -748,9 +684,9 @@ static int run_threaded(struct server *s) {
 		ssize_t _unused_ w = write(s->workers[i].wake_fd, &one, sizeof one);
 	}
 	for (unsigned i = 0; i < s->n_workers; i++)
-		pthread_join(s->workers[i].thread, NULL);
+		(void)pthread_join(s->workers[i].thread, NULL); /* fails only for a bad id */
 	for (unsigned i = 0; i < n; i++)
-		worker_done(&s->workers[i]);
+		server_worker_done(&s->workers[i]);
 	free(s->workers);
 	s->workers = NULL;
 	log_event(LOG_INFO, TCPMAP_MID_LIFECYCLE, "stop", NULL, 0, "tcpmapd stopped");
@@ -763,7 +699,7 @@ int server_run(const struct server_options *o) {
 	int r, connected_fd = -EBADF;
 	bool own_fds = false;
 
-	pthread_mutex_init(&s.config_lock, NULL);
+	(void)pthread_mutex_init(&s.env.config_lock, NULL); /* cannot fail without attributes */
 	/* Two sockets and up to two pipes per connection: take every fd the hard limit allows,
 	 * as systemd itself does for its services' soft limit. */
 	struct rlimit rl;
@@ -771,7 +707,13 @@ int server_run(const struct server_options *o) {
 		rl.rlim_cur = rl.rlim_max;
 		(void)setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	s.runtime_dir = o->runtime_dir ? o->runtime_dir : default_runtime_dir();
+	char rundir[4096];
+	if (!o->runtime_dir) {
+		r = rundir_default(rundir, sizeof rundir);
+		if (r < 0)
+			return log_error_errno(r, "$RUNTIME_DIRECTORY");
+	}
+	s.runtime_dir = o->runtime_dir ? o->runtime_dir : rundir;
 	if (mkdir(s.runtime_dir, 0755) < 0 && errno != EEXIST)
 		return log_error_errno(errno, "cannot create runtime directory %s", s.runtime_dir);
 	/* Another user who can replace files in it could hand us their breaker table. (It may
@@ -788,7 +730,7 @@ int server_run(const struct server_options *o) {
 	 * the same uid (lib/tls.c also keeps OpenSSL's private key numbers in its locked
 	 * secure heap). */
 	(void)prctl(PR_SET_DUMPABLE, 0);
-	r = breaker_table_open(s.runtime_dir, &s.breakers);
+	r = breaker_table_open(s.runtime_dir, &s.env.breakers);
 	if (r == -EPROTO)
 		return log_error_errno(r,
 		                       "%s/breakers was made by an incompatible tcpmap version; "
@@ -797,17 +739,17 @@ int server_run(const struct server_options *o) {
 	if (r < 0)
 		return log_error_errno(r, "cannot open the breaker table in %s", s.runtime_dir);
 
-	r = load_config(&s, &s.config);
+	r = load_config(&s, &s.env.config);
 	if (r < 0) {
 		log_error("no valid configuration, exiting");
 		goto finish;
 	}
 	char gen[24];
-	snprintf(gen, sizeof gen, "%llu", (unsigned long long)s.config->generation);
+	snprintf(gen, sizeof gen, "%llu", (unsigned long long)s.env.config->generation);
 	struct log_field f[] = {{"CONFIG_GENERATION", gen}};
 	log_event(LOG_INFO, TCPMAP_MID_CONFIG, "config", f, ELEMENTSOF(f),
 	          "config loaded: generation %s, %zu mappings, %zu listeners", gen,
-	          s.config->n_mappings, s.config->n_listeners);
+	          s.env.config->n_mappings, s.env.config->n_listeners);
 
 	/* Where do the sockets come from? */
 	if (o->inetd)
@@ -832,12 +774,9 @@ int server_run(const struct server_options *o) {
 		for (int i = 0; i < n; i++) {
 			int fd = SD_LISTEN_FDS_START + i;
 			const char *name = names && names[i] ? names[i] : "";
-			char id[32];
-			enum handover_fd_kind kind;
 
-			if (handover_is_state_name(name) ||
-			    handover_parse_fd_name(name, id, sizeof id, &kind) == 0) {
-				r = stored_fd_add(&s, fd, name);
+			if (handoff_is_stored_name(name)) {
+				r = handoff_store_add(&s.stored, fd, name);
 				if (r < 0) {
 					safe_close(fd);
 					log_warning_errno(r, "stored fd %s", name);
@@ -875,40 +814,47 @@ int server_run(const struct server_options *o) {
 		}
 	}
 
-	signal(SIGPIPE, SIG_IGN); /* splice has no MSG_NOSIGNAL: a vanished peer is EPIPE */
+	/* splice has no MSG_NOSIGNAL: a vanished peer is EPIPE (fails only for a bad signal) */
+	(void)signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &mask, NULL); /* before any thread starts: they inherit it */
+	/* before any thread starts: they inherit it (fails only for a bad `how`) */
+	(void)pthread_sigmask(SIG_BLOCK, &mask, NULL);
 
 	r = sd_event_default(&s.event);
 	if (r < 0)
 		goto finish;
-	sd_event_add_signal(s.event, NULL, SIGTERM, on_sigterm, &s);
-	sd_event_add_signal(s.event, NULL, SIGINT, on_sigterm, &s);
-	sd_event_add_signal(s.event, NULL, SIGHUP, on_sighup, &s);
-	sd_event_set_watchdog(s.event, true);
-	sd_event_add_time_relative(s.event, NULL, CLOCK_MONOTONIC, 1000000, 100000, on_tick, &s);
+	r = sd_event_add_signal(s.event, NULL, SIGTERM, on_sigterm, &s);
+	if (r >= 0)
+		r = sd_event_add_signal(s.event, NULL, SIGINT, on_sigterm, &s);
+	if (r >= 0)
+		r = sd_event_add_signal(s.event, NULL, SIGHUP, on_sighup, &s);
+	if (r >= 0)
+		r = sd_event_add_time_relative(s.event, NULL, CLOCK_MONOTONIC, 1000000, 100000,
+		                               on_tick, &s);
+	if (r < 0) {
+		log_error_errno(r, "setting up the main event loop");
+		goto finish;
+	}
+	/* only under a unit with WatchdogSec=; without one this is a no-op, and failing to
+	 * enable it leaves a watchdog systemd then enforces itself */
+	(void)sd_event_set_watchdog(s.event, true);
 
 	if (connected_fd >= 0)
 		r = run_inetd(&s, connected_fd);
 	else {
 		for (size_t i = 0; i < s.n_fds; i++)
-			if (!config_find_listener(s.config, (struct sockaddr *)&s.fds[i].addr,
+			if (!config_find_listener(s.env.config, (struct sockaddr *)&s.fds[i].addr,
 			                          s.fds[i].addr_len) &&
 			    !s.fds[i].wildcard) {
-				char a[INET6_ADDRSTRLEN] = "?";
-				const struct sockaddr_storage *ss = &s.fds[i].addr;
-				if (ss->ss_family == AF_INET)
-					inet_ntop(AF_INET, &((struct sockaddr_in *)ss)->sin_addr, a,
-					          sizeof a);
-				else
-					inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ss)->sin6_addr,
-					          a, sizeof a);
-				log_warning("socket %s:%u has no mapping in the config; its "
+				char a[NETADDR_TEXT_MAX];
+				netaddr_format((const struct sockaddr *)&s.fds[i].addr, a,
+				               sizeof a);
+				log_warning("socket %s has no mapping in the config; its "
 				            "connections will be closed",
-				            a, ntohs(((struct sockaddr_in *)ss)->sin_port));
+				            a);
 			}
 		r = run_threaded(&s);
 	}
@@ -919,8 +865,8 @@ finish:
 			safe_close(s.fds[i].fd);
 	free(s.fds);
 	s.event = sd_event_unref(s.event);
-	config_unref(s.config);
-	breaker_table_close(s.breakers);
-	pthread_mutex_destroy(&s.config_lock);
+	config_unref(s.env.config);
+	breaker_table_close(s.env.breakers);
+	pthread_mutex_destroy(&s.env.config_lock);
 	return r;
 }

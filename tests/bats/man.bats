@@ -173,9 +173,9 @@ has_word() {
 		grep -qE "^\.B $w\$" "$MAN/tcpmapd.8" || { echo "tcpmapd.8 has no entry for TCPMAP_EVENT=$w"; bad=1; }
 	done
 	[ "$n" -ge 10 ] || { echo "found only $n events in lib/*.c"; bad=1; }
-	# results: every literal on a line that finishes connections
+	# results: every literal on a line that finishes connections, or in the name table of enum conn_result
 	n=0
-	for w in $(perl -ne 'if (/conn_finish\(|conn_close_all\(/) { while (/"([a-z_]+)"/g) {print "$1\n"} }' \
+	for w in $(perl -ne 'if (/conn_finish\(|conn_close_all\(|\[CONN_RESULT_[A-Z_]+\] = "/) { while (/"([a-z_]+)"/g) {print "$1\n"} }' \
 		"$ROOT"/lib/*.c | sort -u); do
 		n=$((n + 1))
 		grep -qE "^\.B $w\$" "$MAN/tcpmapd.8" || { echo "tcpmapd.8 has no entry for TCPMAP_RESULT=$w"; bad=1; }

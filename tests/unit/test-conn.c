@@ -1,0 +1,303 @@
+/* test-conn.c — one connection driven by a worker on a loop of the test's own, with no
+ * server around it: a client end of a socketpair, a loopback upstream, a config from a
+ * buffer and a breaker table in a mkdtemp directory. Shows what conn.c promises without
+ * server.c: it relays both ways and ends ok, its idle deadline fires through the worker's
+ * timer, a refused upstream is a connect failure counted against its cluster, and a
+ * connection nobody listens for or whose group has no weight ends with its own result and
+ * no connect failure. */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "conn.h"
+#include "log.h"
+#include "util.h"
+#include "worker.h"
+
+#define LISTEN_PORT 2222
+
+struct fixture {
+	char dir[64];
+	sd_event *event;
+	struct worker worker;
+	struct conn_env env;
+	int upstream_listen; /* the loopback upstream */
+	uint16_t upstream_port;
+};
+
+static int setup(void **state) {
+	struct fixture *f = calloc(1, sizeof *f);
+	if (!f)
+		return -1;
+	snprintf(f->dir, sizeof f->dir, "/tmp/test-conn.XXXXXX");
+	if (!mkdtemp(f->dir) || breaker_table_open(f->dir, &f->env.breakers) < 0 ||
+	    sd_event_new(&f->event) < 0 || worker_init(&f->worker, 0) < 0 ||
+	    worker_attach(&f->worker, f->event) < 0)
+		return -1;
+	pthread_mutex_init(&f->env.config_lock, NULL);
+
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof a;
+	f->upstream_listen = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (f->upstream_listen < 0 || bind(f->upstream_listen, (struct sockaddr *)&a, len) < 0 ||
+	    listen(f->upstream_listen, 8) < 0 ||
+	    getsockname(f->upstream_listen, (struct sockaddr *)&a, &len) < 0)
+		return -1;
+	f->upstream_port = ntohs(a.sin_port);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state) {
+	struct fixture *f = *state;
+	char path[128];
+
+	conn_close_all(&f->worker, CONN_RESULT_OK);
+	worker_detach(&f->worker);
+	worker_done(&f->worker);
+	sd_event_unref(f->event);
+	config_unref(f->env.config);
+	breaker_table_close(f->env.breakers);
+	pthread_mutex_destroy(&f->env.config_lock);
+	safe_close(f->upstream_listen);
+	snprintf(path, sizeof path, "%s/breakers", f->dir);
+	unlink(path);
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+/* One mapping on 127.0.0.1:LISTEN_PORT to `service`, with its breaker entry. */
+static void use_config(struct fixture *f, const char *service, const char *extra) {
+	char yaml[1024];
+	struct diag_list diags = {0};
+	struct config *c = NULL;
+
+	snprintf(yaml, sizeof yaml,
+	         "apiVersion: getambassador.io/v2\nkind: TCPMapping\nmetadata:\n  name: m\n"
+	         "spec:\n  address: 127.0.0.1\n  port: %d\n  service: %s\n%s",
+	         LISTEN_PORT, service, extra);
+	assert_int_equal(config_load_buffer("t.yaml", yaml, strlen(yaml), NULL, &c, &diags), 0);
+	diag_list_free(&diags);
+	for (size_t i = 0; i < c->n_mappings; i++)
+		assert_int_equal(breaker_table_entry(f->env.breakers, c->mappings[i]->cluster,
+		                                     &c->mappings[i]->breaker_entry),
+		                 0);
+	config_unref(conn_env_swap_config(&f->env, c));
+}
+
+static char *upstream_service(struct fixture *f, char *buf, size_t size) {
+	snprintf(buf, size, "127.0.0.1:%u", f->upstream_port);
+	return buf;
+}
+
+/* Hand the worker one end of a socketpair as a connection accepted on `port`; returns the
+ * client's end. */
+static int start_client(struct fixture *f, uint16_t port, int *ret_start) {
+	int sv[2];
+	struct sockaddr_in local = {.sin_family = AF_INET,
+	                            .sin_port = htons(port),
+	                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in peer = {.sin_family = AF_INET,
+	                           .sin_port = htons(40000),
+	                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+	*ret_start = conn_start(&f->env, &f->worker, sv[1], (struct sockaddr *)&local, sizeof local,
+	                        (struct sockaddr *)&peer, sizeof peer,
+	                        CONN_START_PRIVATE | CONN_START_NODELAY);
+	return sv[0];
+}
+
+/* Run the loop until `done(f)` or about two seconds have passed. */
+static bool run_until(struct fixture *f, bool (*done)(struct fixture *f, void *arg), void *arg) {
+	for (int i = 0; i < 200; i++) {
+		if (done(f, arg))
+			return true;
+		assert_true(sd_event_run(f->event, 10 * 1000) >= 0);
+	}
+	return done(f, arg);
+}
+
+static bool no_conns(struct fixture *f, void *arg) {
+	(void)arg;
+	return f->worker.n_conns == 0;
+}
+
+struct accepted {
+	int fd;
+};
+
+static bool upstream_accepted(struct fixture *f, void *arg) {
+	struct accepted *a = arg;
+	if (a->fd < 0)
+		a->fd = accept4(f->upstream_listen, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	return a->fd >= 0;
+}
+
+struct reading {
+	int fd;
+	char buf[64];
+	size_t n, want;
+};
+
+static bool has_read(struct fixture *f, void *arg) {
+	struct reading *r = arg;
+	(void)f;
+	ssize_t n = read(r->fd, r->buf + r->n, sizeof r->buf - 1 - r->n);
+	if (n > 0)
+		r->n += (size_t)n;
+	return r->n >= r->want;
+}
+
+static bool eof_seen(struct fixture *f, void *arg) {
+	char c;
+	(void)f;
+	return read(*(int *)arg, &c, 1) == 0;
+}
+
+static struct breaker_entry_stats stats(struct fixture *f) {
+	struct breaker_entry_stats s;
+	assert_int_equal(breaker_table_entry_stats(f->env.breakers,
+	                                           f->env.config->mappings[0]->breaker_entry, &s),
+	                 0);
+	return s;
+}
+
+static void test_relays_both_ways(void **state) {
+	struct fixture *f = *state;
+	char service[64];
+	int r;
+
+	use_config(f, upstream_service(f, service, sizeof service), "");
+	_cleanup_close_ int client = start_client(f, LISTEN_PORT, &r);
+	assert_int_equal(r, 0);
+	assert_int_equal(f->worker.n_conns, 1);
+	assert_int_equal(f->worker.conns_peak, 1);
+	assert_int_equal(atomic_load(&f->env.n_active), 1);
+
+	struct accepted up = {.fd = -EBADF};
+	assert_true(run_until(f, upstream_accepted, &up));
+	_cleanup_close_ int upstream = up.fd;
+
+	assert_int_equal(write(client, "hello", 5), 5);
+	struct reading at_upstream = {.fd = upstream, .want = 5};
+	assert_true(run_until(f, has_read, &at_upstream));
+	assert_memory_equal(at_upstream.buf, "hello", 5);
+
+	assert_int_equal(write(upstream, "world!", 6), 6);
+	struct reading at_client = {.fd = client, .want = 6};
+	assert_true(run_until(f, has_read, &at_client));
+	assert_memory_equal(at_client.buf, "world!", 6);
+
+	/* both sides close: the connection ends ok, its slot released with its bytes */
+	client = safe_close(client);
+	upstream = safe_close(upstream);
+	assert_true(run_until(f, no_conns, NULL));
+	assert_int_equal(atomic_load(&f->env.n_active), 0);
+	assert_int_equal(atomic_load(&f->env.n_total), 1);
+	struct breaker_entry_stats s = stats(f);
+	assert_int_equal(s.active, 0);
+	assert_int_equal(s.connect_failures, 0);
+	assert_int_equal(s.bytes_in, 5);
+	assert_int_equal(s.bytes_out, 6);
+}
+
+static void test_idle_deadline_fires(void **state) {
+	struct fixture *f = *state;
+	char service[64];
+	int r;
+
+	use_config(f, upstream_service(f, service, sizeof service), "  idle_timeout_ms: 50\n");
+	_cleanup_close_ int client = start_client(f, LISTEN_PORT, &r);
+	assert_int_equal(r, 0);
+	struct accepted up = {.fd = -EBADF};
+	assert_true(run_until(f, upstream_accepted, &up));
+	_cleanup_close_ int upstream = up.fd;
+
+	/* nobody sends: the worker's one timer closes it, and both ends see the close */
+	assert_true(run_until(f, no_conns, NULL));
+	assert_true(eof_seen(f, &client));
+	assert_int_equal(stats(f).connect_failures, 0);
+}
+
+static void test_refused_upstream_is_a_connect_failure(void **state) {
+	struct fixture *f = *state;
+	char service[64];
+	int r;
+
+	/* a port nobody listens on: the fixture's listener, closed */
+	upstream_service(f, service, sizeof service);
+	f->upstream_listen = safe_close(f->upstream_listen);
+	use_config(f, service, "");
+	_cleanup_close_ int client = start_client(f, LISTEN_PORT, &r);
+	assert_int_equal(r, 0);
+	assert_true(run_until(f, no_conns, NULL));
+	assert_true(eof_seen(f, &client));
+	struct breaker_entry_stats s = stats(f);
+	assert_int_equal(s.connect_failures, 1);
+	assert_int_equal(s.active, 0);
+}
+
+static void test_no_listener(void **state) {
+	struct fixture *f = *state;
+	char service[64];
+	int r;
+
+	use_config(f, upstream_service(f, service, sizeof service), "");
+	_cleanup_close_ int client = start_client(f, LISTEN_PORT + 1, &r);
+	assert_int_equal(r, -ENOENT);
+	assert_int_equal(f->worker.n_conns, 0);
+	assert_int_equal(atomic_load(&f->env.n_active), 0);
+	assert_true(eof_seen(f, &client));
+}
+
+static void test_no_weight_is_not_a_connect_failure(void **state) {
+	struct fixture *f = *state;
+	char service[64];
+	int r;
+
+	/* alone, a mapping takes the whole group whatever its weight: two of them, both 0 */
+	use_config(f, upstream_service(f, service, sizeof service),
+	           "  weight: 0\n---\napiVersion: getambassador.io/v2\nkind: TCPMapping\n"
+	           "metadata:\n  name: m2\nspec:\n  address: 127.0.0.1\n  port: 2222\n"
+	           "  service: 127.0.0.1:1\n  weight: 0\n");
+	_cleanup_close_ int client = start_client(f, LISTEN_PORT, &r);
+	assert_int_equal(r, 0);
+	assert_true(run_until(f, no_conns, NULL));
+	assert_true(eof_seen(f, &client));
+	struct breaker_entry_stats s = stats(f);
+	assert_int_equal(s.connect_failures, 0);
+	assert_int_equal(s.total, 0);
+}
+
+static void test_result_names(void **state) {
+	(void)state;
+	assert_string_equal(conn_result_name(CONN_RESULT_OK), "ok");
+	assert_string_equal(conn_result_name(CONN_RESULT_CONNECT_FAILED), "connect_failed");
+	assert_string_equal(conn_result_name(CONN_RESULT_NO_WEIGHT), "no_weight");
+	assert_string_equal(conn_result_name(_CONN_RESULT_MAX), "?");
+	for (int i = 0; i < _CONN_RESULT_MAX; i++)
+		assert_string_not_equal(conn_result_name(i), "?");
+}
+
+int main(void) {
+	log_set_max_level(LOG_WARNING);
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_result_names),
+	        cmocka_unit_test_setup_teardown(test_relays_both_ways, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_idle_deadline_fires, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_refused_upstream_is_a_connect_failure, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_no_listener, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_no_weight_is_not_a_connect_failure, setup,
+	                                        teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
