@@ -166,16 +166,31 @@ int reexec_spawn(const int *fds, const char *const *names, size_t n, uint64_t ti
 	envp[k++] = fdnames;
 	envp[k++] = ready_env;
 
-	pid = fork();
-	if (pid < 0) {
+	/* Twice: the new image must not be our child. systemd takes a main process whose parent
+	 * is not systemd for one it cannot watch, and then does not wait for it on stop. The
+	 * intermediate child exits at once, so the new image is re-parented to systemd (or to
+	 * init) before it announces MAINPID=; its PID comes back on the pipe. */
+	pid_t middle = fork();
+	if (middle < 0) {
 		r = log_error_errno(errno, "re-exec: fork");
 		goto out;
 	}
-	if (pid == 0) {
-		child_exec(path, argv, envp, listen_pid + strlen("LISTEN_PID="), all, tmp, n + 1);
-		_exit(127);
+	if (middle == 0) {
+		pid_t grandchild = fork();
+		if (grandchild == 0) {
+			child_exec(path, argv, envp, listen_pid + strlen("LISTEN_PID="), all, tmp,
+			           n + 1);
+			_exit(127);
+		}
+		ssize_t _unused_ w = write(ready[1], &grandchild, sizeof grandchild);
+		_exit(grandchild < 0 ? 1 : 0);
 	}
 	ready[1] = safe_close(ready[1]);
+	(void)waitpid(middle, NULL, 0); /* it only forks and exits */
+	if (read(ready[0], &pid, sizeof pid) != (ssize_t)sizeof pid || pid <= 0) {
+		r = log_error_errno(ECHILD, "re-exec: fork");
+		goto out;
+	}
 
 	/* Bounded: a new image that neither gets ready nor exits is stopped, and this one goes
 	 * on. */
@@ -197,8 +212,10 @@ int reexec_spawn(const int *fds, const char *const *names, size_t n, uint64_t ti
 		break;
 	}
 	if (r < 0) {
-		(void)kill(pid, SIGKILL); /* ours, started just now; gone already is fine */
-		(void)waitpid(pid, NULL, 0);
+		/* started by us just now, and still ours to stop: its pipe end is open until it
+		 * exits, so it has not exited (pid reuse) unless the pipe said so */
+		if (r == -ETIMEDOUT)
+			(void)kill(pid, SIGKILL);
 		log_error_errno(r, "re-exec: the new image (%s, pid %d) did not get ready", path,
 		                (int)pid);
 	} else
