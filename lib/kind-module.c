@@ -29,10 +29,18 @@ static int read_positive_timeout(FIELD_ARGS) {
 	return read_timeout_from(o, def, value, target, 1);
 }
 
-/* drain_timeout_ms, which may be 0 */
-static int read_timeout(FIELD_ARGS) {
+/* drain_timeout_ms: configured, it also holds stops (see model.h) */
+static int read_drain_timeout(FIELD_ARGS) {
+	struct module_config *mod = target;
+	uint64_t u;
+	int r = get_uint_or_digits(o, field_label(def), value, 0, UINT32_MAX, &u);
+
 	(void)f;
-	return read_timeout_from(o, def, value, target, 0);
+	if (r > 0) {
+		mod->drain_timeout_ms = (uint32_t)u;
+		mod->drain_timeout_configured = true;
+	}
+	return MIN(r, 0);
 }
 
 static int read_breakers(FIELD_ARGS) {
@@ -53,7 +61,8 @@ static const struct field_def module_config_fields[] = {
          AT(preread_timeout_ms), 0},
         {"connect_timeout_ms", "config.connect_timeout_ms", read_positive_timeout,
          AT(connect_timeout_ms), 0},
-        {"drain_timeout_ms", "config.drain_timeout_ms", read_timeout, AT(drain_timeout_ms), 0},
+        {"drain_timeout_ms", "config.drain_timeout_ms", read_drain_timeout, AT(drain_timeout_ms),
+         0},
 };
 
 static const struct field_table module_config_table = {

@@ -114,8 +114,12 @@ struct module_config {
 	struct circuit_breakers circuit_breakers; /* default for mappings without their own */
 	uint32_t preread_timeout_ms;              /* default 5000 */
 	uint32_t connect_timeout_ms;              /* default 3000, as Emissary */
-	uint32_t drain_timeout_ms;                /* default 30000 */
-	char *ambassador_id;                      /* ours; default "default" */
+	/* How long a stop (or the old image after a re-exec) lets connections that cannot be
+	 * handed over finish. Unset, a stop closes them at once and a re-exec drains 30000 ms:
+	 * a stop's drain holds every new client in the socket's backlog, a re-exec's does not. */
+	uint32_t drain_timeout_ms;     /* default 30000 */
+	bool drain_timeout_configured; /* set in the config, so a stop drains too */
+	char *ambassador_id;           /* ours; default "default" */
 };
 
 struct config {
