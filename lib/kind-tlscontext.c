@@ -141,8 +141,34 @@ static const struct field_table tlscontext_table = {
         .n_fields = ELEMENTSOF(tlscontext_fields),
         /* Its fields stand alone, so diags come in the order they are written. */
         .order = FIELDS_IN_DOCUMENT_ORDER,
-        .duplicates = FIELDS_LAST_WINS,
 };
+
+static bool strv_contains_str(char *const *v, const char *s) {
+	for (; *v; v++)
+		if (streq(*v, s))
+			return true;
+	return false;
+}
+
+/* Two contexts listing one host: only one can terminate it, and which one is easy to get
+ * wrong when they live in different files. Exact names only; a wildcard that also covers a
+ * listed host is the usual way to write a fallback. */
+static void warn_shared_hosts(const struct config *c, struct yobject *o,
+                              const struct tls_context *t, const struct ynode *hosts) {
+	for (size_t h = 0; hosts && h < t->n_hosts && h < hosts->n_items; h++)
+		for (size_t i = 0; i + 1 < c->n_tls_contexts; i++) {
+			const struct tls_context *other = c->tls_contexts[i];
+
+			if (!other->hosts || !strv_contains_str(other->hosts, t->hosts[h]))
+				continue;
+			yobject_diag(o, DIAG_WARNING, hosts->items[h],
+			             "hosts: \"%s\" is also in tlscontext \"%s\" (%s:%u:%u); only "
+			             "one of them can terminate it",
+			             t->hosts[h], other->name, other->pos.file, other->pos.line,
+			             other->pos.column);
+			break;
+		}
+}
 
 int kind_tlscontext_read(struct kinds_state *s, struct yobject *o, const struct ynode *root,
                          const struct ynode *name, const struct ynode *spec) {
@@ -167,6 +193,7 @@ int kind_tlscontext_read(struct kinds_state *s, struct yobject *o, const struct 
 	r = fields_parse(o, &tlscontext_table, spec, &f, t);
 	if (r < 0)
 		return r;
+	warn_shared_hosts(c, o, t, f.at[0]);
 	if (!t->hosts) {
 		t->hosts = calloc(1, sizeof(char *));
 		if (!t->hosts)
