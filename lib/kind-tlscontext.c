@@ -113,13 +113,39 @@ static int read_alpn(FIELD_ARGS) {
 	return 0;
 }
 
+/* cert_chain_file, private_key_file, cacert_chain_file: a relative path is taken from the
+ * directory of the file it is written in (tcpmap.yaml(5)), not from the working directory,
+ * which is / under systemd and anything at all for `tcpmapctl check`. */
+static int read_file_path(FIELD_ARGS) {
+	char **dst = (char **)((char *)target + def->offset);
+	const char *slash = strrchr(o->file, '/');
+	char *joined;
+	int r = get_string(o, def->key, value, dst);
+
+	(void)f;
+	if (r <= 0)
+		return r;
+	if (!**dst) {
+		yobject_diag(o, DIAG_ERROR, value, "%s: empty path", def->key);
+		return -EINVAL;
+	}
+	/* a file named without a directory lives in the working directory already */
+	if ((*dst)[0] == '/' || !slash)
+		return 0;
+	if (asprintf(&joined, "%.*s/%s", (int)(slash - o->file), o->file, *dst) < 0)
+		return -ENOMEM;
+	free(*dst);
+	*dst = joined;
+	return 0;
+}
+
 static const struct field_def tlscontext_fields[] = {
         {"hosts", NULL, read_hosts, 0, 0},
         {"secret", NULL, read_secret_name, AT(secret), 0},
         {"ca_secret", NULL, read_secret_name, AT(ca_secret), 0},
-        {"cert_chain_file", NULL, field_string, AT(cert_chain_file), 0},
-        {"private_key_file", NULL, field_string, AT(private_key_file), 0},
-        {"cacert_chain_file", NULL, field_string, AT(cacert_chain_file), 0},
+        {"cert_chain_file", NULL, read_file_path, AT(cert_chain_file), 0},
+        {"private_key_file", NULL, read_file_path, AT(private_key_file), 0},
+        {"cacert_chain_file", NULL, read_file_path, AT(cacert_chain_file), 0},
         {"cert_required", NULL, field_bool, AT(cert_required), 0},
         {"min_tls_version", NULL, read_tls_version, AT(min_tls_version), 0},
         {"max_tls_version", NULL, read_tls_version, AT(max_tls_version), 0},

@@ -282,6 +282,23 @@ static void test_textesc(void **state) {
 	loaded_free(&l);
 }
 
+/* ---- item 9: relative certificate paths ------------------------------------------------ */
+
+static void test_relative_cert_paths(void **state) {
+	(void)state;
+	static const char yaml[] =
+		"apiVersion: getambassador.io/v2\nkind: TLSContext\nmetadata:\n  name: c\nspec:\n"
+		"  cert_chain_file: certs/c.pem\n  private_key_file: k.pem\n"
+		"  cacert_chain_file: /abs/ca.pem\n---\n" HEAD("a") "  port: 1\n  service: up\n";
+	struct loaded l = {};
+	l.r = config_load_buffer("/srv/tcpmap/t.yaml", yaml, strlen(yaml), NULL, &l.config, &l.diags);
+	assert_ok(&l);
+	assert_string_equal(l.config->tls_contexts[0]->cert_chain_file, "/srv/tcpmap/certs/c.pem");
+	assert_string_equal(l.config->tls_contexts[0]->private_key_file, "/srv/tcpmap/k.pem");
+	assert_string_equal(l.config->tls_contexts[0]->cacert_chain_file, "/abs/ca.pem");
+	loaded_free(&l);
+}
+
 /* ---- item 10: the v3alpha1 warning for the Module's extensions ----------------------------- */
 
 static void test_module_extensions_v3alpha1(void **state) {
@@ -430,6 +447,7 @@ int main(void) {
 		cmocka_unit_test(test_passthrough_empty_host),
 		cmocka_unit_test(test_kubernetes_names),
 		cmocka_unit_test(test_textesc),
+		cmocka_unit_test(test_relative_cert_paths),
 		cmocka_unit_test(test_module_extensions_v3alpha1),
 		cmocka_unit_test(test_alias_error_points_at_use),
 		cmocka_unit_test(test_quoted_bool_message),
