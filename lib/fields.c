@@ -361,7 +361,7 @@ const char *host_name_problem(const char *host, bool allow_wildcard) {
 		if (*p == '.' || *p == '\0') {
 			if (label == 0)
 				return *p || p == host ? "has an empty label" : NULL;
-			if (p[-1] == '-' || p[-label] == '-')
+			if (p[-1] == '-' || *(p - (ptrdiff_t)label) == '-')
 				return "has a label that starts or ends with '-'";
 			if (!*p)
 				return NULL;
