@@ -140,18 +140,19 @@ static int read_file_path(FIELD_ARGS) {
 }
 
 static const struct field_def tlscontext_fields[] = {
-        {"hosts", NULL, read_hosts, 0, 0},
-        {"secret", NULL, read_secret_name, AT(secret), 0},
-        {"ca_secret", NULL, read_secret_name, AT(ca_secret), 0},
-        {"cert_chain_file", NULL, read_file_path, AT(cert_chain_file), 0},
-        {"private_key_file", NULL, read_file_path, AT(private_key_file), 0},
-        {"cacert_chain_file", NULL, read_file_path, AT(cacert_chain_file), 0},
-        {"cert_required", NULL, field_bool, AT(cert_required), 0},
-        {"min_tls_version", NULL, read_tls_version, AT(min_tls_version), 0},
-        {"max_tls_version", NULL, read_tls_version, AT(max_tls_version), 0},
-        {"cipher_suites", NULL, field_string_list, AT(cipher_suites), 0},
-        {"ecdh_curves", NULL, field_string_list, AT(ecdh_curves), 0},
-        {"alpn_protocols", NULL, read_alpn, 0, 0},
+        [TF_HOSTS] = {"hosts", NULL, read_hosts, 0, 0},
+        [TF_SECRET] = {"secret", NULL, read_secret_name, AT(secret), 0},
+        [TF_CA_SECRET] = {"ca_secret", NULL, read_secret_name, AT(ca_secret), 0},
+        [TF_CERT_CHAIN_FILE] = {"cert_chain_file", NULL, read_file_path, AT(cert_chain_file), 0},
+        [TF_PRIVATE_KEY_FILE] = {"private_key_file", NULL, read_file_path, AT(private_key_file), 0},
+        [TF_CACERT_CHAIN_FILE] = {"cacert_chain_file", NULL, read_file_path, AT(cacert_chain_file),
+                                  0},
+        [TF_CERT_REQUIRED] = {"cert_required", NULL, field_bool, AT(cert_required), 0},
+        [TF_MIN_TLS_VERSION] = {"min_tls_version", NULL, read_tls_version, AT(min_tls_version), 0},
+        [TF_MAX_TLS_VERSION] = {"max_tls_version", NULL, read_tls_version, AT(max_tls_version), 0},
+        [TF_CIPHER_SUITES] = {"cipher_suites", NULL, field_string_list, AT(cipher_suites), 0},
+        [TF_ECDH_CURVES] = {"ecdh_curves", NULL, field_string_list, AT(ecdh_curves), 0},
+        [TF_ALPN_PROTOCOLS] = {"alpn_protocols", NULL, read_alpn, 0, 0},
         {"sni", NULL, field_string, AT(sni), 0},
         /* Emissary's, meaningless to a single-host L4 proxy. */
         {"ambassador_id", NULL, NULL, 0, FIELD_NOT_USED},
@@ -219,7 +220,11 @@ int kind_tlscontext_read(struct kinds_state *s, struct yobject *o, const struct 
 	r = fields_parse(o, &tlscontext_table, spec, &f, t);
 	if (r < 0)
 		return r;
-	warn_shared_hosts(c, o, t, f.at[0]);
+	warn_shared_hosts(c, o, t, f.at[TF_HOSTS]);
+	/* lib/tls reports what it finds wrong with the files at the field that named them */
+	for (size_t i = 0; i < _TF_MAX; i++)
+		if (f.at[i])
+			t->field_pos[i] = ynode_pos(o->file, f.at[i]);
 	if (!t->hosts) {
 		t->hosts = calloc(1, sizeof(char *));
 		if (!t->hosts)
