@@ -2,6 +2,7 @@
 #include "configbuild.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,6 +40,7 @@ _printf_(5, 6) static void mapping_diag(struct kinds_state *s, enum diag_level l
 static int resolve_mapping(struct kinds_state *s, struct mapping *m) {
 	const struct module_config *mod = &s->config->module;
 	const struct mapping_extra *x = &s->extras[m->index];
+	_cleanup_free_ char *upstream = NULL;
 
 	if (!x->has_enable_ipv4)
 		m->enable_ipv4 = mod->enable_ipv4;
@@ -72,8 +74,17 @@ static int resolve_mapping(struct kinds_state *s, struct mapping *m) {
 		             m->host);
 
 	/* Emissary names clusters by service, TLS origination and breaker settings; mappings
-	 * that agree on all of them share one upstream cluster, and so one breaker. */
-	if (asprintf(&m->cluster, "%s|%s|%s|%" PRIu32 "|%" PRIu32, m->service,
+	 * that agree on all of them share one upstream cluster, and so one breaker. The
+	 * service is normalised first (host lower-cased, the default port written out), so
+	 * that "up", "up:80" and "UP:80" are one cluster. */
+	upstream = strdup(m->upstream_host);
+	if (!upstream)
+		return -ENOMEM;
+	for (char *p = upstream; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	if (asprintf(&m->cluster, "%s%s%s:%u|%s|%s|%" PRIu32 "|%" PRIu32,
+	             strchr(upstream, ':') ? "[" : "", upstream, strchr(upstream, ':') ? "]" : "",
+	             m->upstream_port,
 	             m->tls == TLS_ORIGINATE_NONE    ? "plain"
 	             : m->tls == TLS_ORIGINATE_PLAIN ? "tls"
 	                                             : "tls-context",

@@ -443,7 +443,7 @@ int config_print_route(const struct config *c, const char *address, uint16_t por
 			      "mapping, "
 			      "so the connection is closed\n",
 			      out);
-		return 0;
+		return -ESRCH;
 	}
 	if (!g->host)
 		fprintf(out, "group host (any): catch-all, because %s\n",

@@ -34,10 +34,29 @@ enum proxy_protocol {
 	PROXY_PROTOCOL_V2,
 };
 
+/* The TLSContext fields that lib/tls points its diags at, in the order of the field table
+ * (lib/kind-tlscontext.c). */
+enum tls_field {
+	TF_HOSTS,
+	TF_SECRET,
+	TF_CA_SECRET,
+	TF_CERT_CHAIN_FILE,
+	TF_PRIVATE_KEY_FILE,
+	TF_CACERT_CHAIN_FILE,
+	TF_CERT_REQUIRED,
+	TF_MIN_TLS_VERSION,
+	TF_MAX_TLS_VERSION,
+	TF_CIPHER_SUITES,
+	TF_ECDH_CURVES,
+	TF_ALPN_PROTOCOLS,
+	_TF_MAX,
+};
+
 struct tls_context {
 	char *name;
 	struct source_pos pos;
-	char **hosts; /* NULL-terminated; exact names or "*.example.com" */
+	struct source_pos field_pos[_TF_MAX]; /* line 0 where the field is absent */
+	char **hosts;                         /* NULL-terminated; exact names or "*.example.com" */
 	size_t n_hosts;
 	char *secret;
 	char *cert_chain_file;
