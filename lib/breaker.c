@@ -866,7 +866,8 @@ static int key_find_or_create(struct breaker_table *t, bool groups, const char *
 		create_unlock(m);
 		if (r != -ENOSPC)
 			return r;
-		uint64_t more = (uint64_t)a.capacity * 2;
+		/* half as much again: a reload adding a few thousand clusters grows once */
+		uint64_t more = (uint64_t)a.capacity + a.capacity / 2;
 		if (a.capacity >= (groups ? BREAKER_MAX_GROUPS : BREAKER_MAX_ENTRIES))
 			return -ENOSPC;
 		r = table_grow(t, m,
