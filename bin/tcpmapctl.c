@@ -3,6 +3,7 @@
 #include "apply.h"
 #include "status.h"
 #include "config.h"
+#include "hostcheck.h"
 #include "log.h"
 #include "netaddr.h"
 #include "options.h"
@@ -95,7 +96,9 @@ static void help(void) {
 /* Load and print every diagnostic; returns 0, or 1 when the config has errors. Only check
  * and apply read the TLS keys (`with_keys`): show, route and units describe routing, and the
  * users who run them should not need to read keys (tcpmapctl(1)). */
-static int load(struct ctl *ctl, bool verbose, bool with_keys, struct config **ret) {
+/* `summary` (for check) receives the error and warning counts instead of a printed line. */
+static int load_counted(struct ctl *ctl, bool verbose, bool with_keys, struct config **ret,
+                        size_t summary[2]) {
 	struct diag_list diags = {0};
 	int r = config_load(ctl->configs, ctl->n_configs, NULL, ret, &diags);
 	if (r >= 0 && with_keys) {
@@ -117,15 +120,32 @@ static int load(struct ctl *ctl, bool verbose, bool with_keys, struct config **r
 		fprintf(stderr, "error: cannot load the config: %s\n", strerror(-r));
 	size_t errors = diags.n_errors, warnings = diags.n_warnings;
 	diag_list_free(&diags);
-	if (verbose)
+	if (summary) {
+		summary[0] = errors;
+		summary[1] = warnings;
+	} else if (verbose)
 		fprintf(stderr, "%zu error%s, %zu warning%s\n", errors, errors == 1 ? "" : "s",
 		        warnings, warnings == 1 ? "" : "s");
 	return r < 0 ? 1 : 0;
 }
 
+static int load(struct ctl *ctl, bool verbose, bool with_keys, struct config **ret) {
+	return load_counted(ctl, verbose, with_keys, ret, NULL);
+}
+
 static int cmd_check(struct ctl *ctl) {
 	_cleanup_(config_unrefp) struct config *c = NULL;
-	int r = load(ctl, true, true, &c);
+	size_t counts[2] = {0, 0};
+	int r = load_counted(ctl, true, true, &c, counts);
+	/* what the daemon would refuse on this host is an error of the config here too */
+	struct hostcheck_result host = {0};
+	if (r == 0 && hostcheck_config(c, stderr, &host) >= 0) {
+		counts[0] += host.errors;
+		counts[1] += host.warnings;
+		r = host.errors ? 1 : 0;
+	}
+	fprintf(stderr, "%zu error%s, %zu warning%s\n", counts[0], counts[0] == 1 ? "" : "s",
+	        counts[1], counts[1] == 1 ? "" : "s");
 	if (r == 0) {
 		/* every path: a user who gave three wants to see that three were read */
 		for (size_t i = 0; i < ctl->n_configs; i++) {
