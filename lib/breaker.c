@@ -568,6 +568,14 @@ static int table_build(const char *dir, const struct breaker_header *h,
 		(void)unlink(tmp); /* best effort: a stray private name is never opened */
 		return r;
 	}
+	/* Every page now, while a full runtime directory is still an error to report: a page of
+	 * a sparse file that cannot be allocated later is a SIGBUS in whichever process first
+	 * touches it, in the middle of an admit. */
+	r = posix_fallocate(fd, 0, (off_t)h->file_size);
+	if (r != 0 && r != EOPNOTSUPP && r != EINVAL) {
+		(void)unlink(tmp);
+		return -r;
+	}
 	char *base = mmap(NULL, h->file_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED) {
 		r = -errno;

@@ -147,13 +147,20 @@ static int load_config(struct server *s, struct config **ret) {
 	diag_list_free(&diags);
 	if (r < 0)
 		return r;
+	/* Grow the shared table once for the whole config, not once per cluster that does not
+	 * fit; a failure here shows up below, for the cluster that found no room. */
+	struct breaker_capacity want;
+	if (breaker_table_capacity_needed(c, &want) >= 0)
+		(void)breaker_table_reserve(s->env.breakers, &want);
 	for (size_t i = 0; i < c->n_mappings; i++) {
 		r = breaker_table_entry(s->env.breakers, c->mappings[i]->cluster,
 		                        &c->mappings[i]->breaker_entry);
 		if (r < 0) {
+			/* log before the unref: the cluster's name is the config's memory */
+			log_error_errno(r, "breaker table: no room for cluster %s",
+			                c->mappings[i]->cluster);
 			config_unref(c);
-			return log_error_errno(r, "breaker table: no room for cluster %s",
-			                       c->mappings[i]->cluster);
+			return r;
 		}
 		/* so that tcpmapctl status shows the limits before the first connection */
 		breaker_table_note_limits(s->env.breakers, c->mappings[i]->breaker_entry,

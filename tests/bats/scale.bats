@@ -137,3 +137,29 @@ relays() {
 	[ "$intact" -eq 20 ]
 	pid_alive "$TCPMAPD_PID"
 }
+
+# A runtime directory with room for a new table but not for it to grow: the table cannot
+# take the config's 1 200 clusters. tcpmapd must refuse the config, naming the cluster that
+# found no room from memory it still owns (it once logged it after freeing the config: a
+# use-after-free that the SAN=1 run of this test reports), and never die of a SIGBUS on a
+# page the full tmpfs could not give.
+@test "a runtime directory too small for the table: the config is refused cleanly, naming the cluster" {
+	command -v unshare >/dev/null || skip "needs unshare (util-linux)"
+	local cfg=$BATS_TEST_TMPDIR/many.yaml dir=$BATS_TEST_TMPDIR/small-run i
+	mkdir -p "$dir"
+	for ((i = 0; i < 1200; i++)); do
+		printf -- '---\napiVersion: getambassador.io/v2\nkind: TCPMapping\nmetadata: {name: m%d}\nspec: {port: 23456, address: 127.0.0.1, host: h%d.example.com, tls_passthrough: true, service: "127.0.%d.%d:%d"}\n' \
+			"$i" "$i" $((i / 250)) $((i % 250 + 1)) $((1000 + i))
+	done >"$cfg"
+	run "$TCPMAPCTL" check "$cfg"
+	[ "$status" -eq 0 ]
+	# its own mount namespace: the 7 MiB tmpfs is seen by this tcpmapd alone
+	run timeout 60 unshare -m --propagation private sh -c \
+		'mount -t tmpfs -o size=7m tmpfs "$1" && exec "$2" --config "$3" --runtime-dir "$1" --log-target stderr --workers 1' \
+		sh "$dir" "$TCPMAPD" "$cfg"
+	echo "$output" | grep -v 'level=warning' | tail -20
+	[ "$status" -eq 1 ]
+	[[ "$output" == *'breaker table: no room for cluster 127.0.'*'|plain|'*'No space left on device'* ]]
+	[[ "$output" == *"no valid configuration"* ]]
+	[[ "$output" != *"AddressSanitizer"* ]]
+}
