@@ -18,6 +18,7 @@ static const struct kind kinds[_KIND_MAX] = {
 };
 
 static void name_set_free(struct name_set *s) {
+	strindex_done(&s->by_name);
 	for (size_t i = 0; i < s->n; i++)
 		free(s->items[i].name);
 	free(s->items);
@@ -36,14 +37,15 @@ static int check_unique_name(struct yobject *o, struct name_set *s, const struct
 	struct seen_name *items;
 	char *copy;
 
-	for (size_t i = 0; i < s->n; i++)
-		if (streq(s->items[i].name, o->name)) {
-			yobject_diag(o, DIAG_ERROR, at,
-			             "metadata.name: duplicate name, first defined at %s:%u:%u",
-			             s->items[i].pos.file, s->items[i].pos.line,
-			             s->items[i].pos.column);
-			return 0;
-		}
+	/* one lookup per document, not a walk of every name seen so far */
+	uintptr_t seen = (uintptr_t)strindex_get(&s->by_name, o->name);
+	if (seen) {
+		const struct seen_name *first = &s->items[seen - 1];
+		yobject_diag(o, DIAG_ERROR, at,
+		             "metadata.name: duplicate name, first defined at %s:%u:%u",
+		             first->pos.file, first->pos.line, first->pos.column);
+		return 0;
+	}
 	items = realloc(s->items, (s->n + 1) * sizeof(*items));
 	if (!items)
 		return -ENOMEM;
@@ -52,7 +54,7 @@ static int check_unique_name(struct yobject *o, struct name_set *s, const struct
 	if (!copy)
 		return -ENOMEM;
 	s->items[s->n++] = (struct seen_name){.name = copy, .pos = ynode_pos(o->file, at)};
-	return 0;
+	return strindex_put(&s->by_name, copy, (void *)(uintptr_t)s->n);
 }
 
 static bool is_v3alpha1(const char *api) { return streq(api, "getambassador.io/v3alpha1"); }

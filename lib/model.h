@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "strindex.h"
+
 struct source_pos {
 	const char *file; /* owned by the config (config->files) */
 	unsigned line;    /* 1-based; 0 when unknown */
@@ -125,6 +127,11 @@ struct listener {
 	size_t n_groups;
 	struct mapping_group *catch_all; /* host-less group, or NULL */
 	bool needs_sni;                  /* some group has a host */
+	/* the lookup by port (model_index_listeners): its key, and the other listeners on the
+	 * same port, addresses first and the wildcard last */
+	char port_key[6];
+	bool wildcard;
+	struct listener *next_on_port;
 };
 
 struct module_config {
@@ -155,6 +162,7 @@ struct config {
 	struct tls_context **tls_contexts;
 	size_t n_tls_contexts;
 	struct module_config module;
+	struct strindex listeners_by_port; /* port_key -> first listener on that port */
 	/* lib/tls's SSL_CTXs for this model, released through tls_runtime_free before the
 	 * model is freed (model.c knows nothing of OpenSSL). */
 	void *tls_runtime;
@@ -167,6 +175,10 @@ static inline void config_unrefp(struct config **c) {
 	if (*c)
 		config_unref(*c);
 }
+
+/* Build the lookup config_find_listener uses: every listener by its port, in constant time
+ * however many the config has. Called once when the model is built. Returns 0 or -ENOMEM. */
+int model_index_listeners(struct config *c);
 
 /* The listener a socket bound to `sa` belongs to: exact address first, else the wildcard
  * listener on that port. NULL when the config has none. */
