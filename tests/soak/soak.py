@@ -948,8 +948,8 @@ def write_png(path, series, width=900, panel_h=140):
 def plot(soak):
     per = {"rss_kb": {}, "fds": {}, "threads": {}}
     for t, unit, pid, rss, fds, th, _ in soak.samples:
-        if unit.startswith("tcpmap-inetd@"):
-            continue
+        if not unit.startswith("tcpmap@") or not rss:
+            continue  # per-connection relays, and a process that was gone by the time we read it
         short = unit.split(":")[-1].replace(".service", "")
         per["rss_kb"].setdefault(short, []).append((t, rss))
         per["fds"].setdefault(short, []).append((t, fds))
@@ -960,6 +960,15 @@ def plot(soak):
     series = [("RSS kB per threaded tcpmapd", per["rss_kb"]), ("open fds", per["fds"]),
               ("threads", per["threads"]), ("breaker slots in use", br), ("journal errors", je)]
     write_png(os.path.join(soak.args.out, "samples.png"), series)
+    names = ["red", "blue", "green", "purple", "orange", "teal"]
+    legend = []
+    for title, lines in series:
+        parts = []
+        for j, (name, pts) in enumerate(sorted(lines.items())):
+            if pts:
+                parts.append(f"{names[j % len(names)]}={name} {pts[0][1]}->{pts[-1][1]} (max {max(y for _, y in pts)})")
+        legend.append(f"  {title}: " + ", ".join(parts))
+    return legend
 
 
 # ---- main ---------------------------------------------------------------------------------
@@ -1132,8 +1141,9 @@ def main():
         soak.violation(f"journal error: {u}")
 
     soak.finished.set()
+    legend = []
     try:
-        plot(soak)
+        legend = plot(soak)
     except Exception as e:  # the plot is for people; its failure must not hide the verdict
         print(f"soak: no plot: {e}")
     with open(os.path.join(args.out, "connections.tsv"), "w") as f:
@@ -1166,6 +1176,8 @@ def main():
     lines.append(f"PROXY headers checked by the upstream: {soak.counters.get('proxy_headers_checked', 0)}")
     lines.append(f"breaker at the end: active={active} pending={pending}")
     lines.extend(growth)
+    lines.append(f"samples.png, one panel each, top to bottom, start->end (max); the x axis is time:")
+    lines.extend(legend)
     extra = {k: v for k, v in soak.counters.items() if k != "proxy_headers_checked"}
     if extra:
         lines.append(f"counters: {extra}")
