@@ -236,6 +236,10 @@ class Upstream:
         for c in conns:
             try:
                 c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                # A close() alone would not reach the socket while its serve thread sits in
+                # recv() on it (the call holds the file): wake that recv first, then the last
+                # close resets the connection, as the kernel does for a crashed process.
+                c.shutdown(socket.SHUT_RD)
                 c.close()
             except OSError:
                 pass

@@ -51,7 +51,9 @@ if ! sd_require; then
 	echo "soak: skipped: $SD_SKIP"
 	exit 77
 fi
-rm -rf "$SOAK_OUT"
+# only what an earlier run wrote there: SOAK_OUT may be any directory
+rm -rf "$SOAK_OUT/pki" "$SOAK_OUT/tmp" "$SOAK_OUT/summary.txt" "$SOAK_OUT/samples.tsv" \
+	"$SOAK_OUT/samples.png" "$SOAK_OUT/connections.tsv"
 mkdir -p "$BATS_FILE_TMPDIR"
 : >"$BATS_FILE_TMPDIR/pids"
 trap cleanup EXIT
@@ -99,10 +101,14 @@ SOAK_ARGS=(--sandbox "$ROOT/tests/lib/sandbox.sh" --state "$SB_STATE" --out "$SO
 python3 "$ROOT/tests/soak/soak.py" "${SOAK_ARGS[@]}" --write-config | sb sh -c 'umask 022; cat >/etc/tcpmap/tcpmap.yaml'
 sb tcpmapctl check >&2 || { echo "soak: the config does not check" >&2; exit 1; }
 sb systemctl daemon-reload
-for p in "$PORT_C" "$PORT_T" "$PORT_X" "$PORT_F"; do
-	sb systemctl enable --now "tcpmap@127.0.0.1:$p.socket" >/dev/null 2>&1
+for u in "tcpmap@127.0.0.1:$PORT_C.socket" "tcpmap@127.0.0.1:$PORT_T.socket" "tcpmap@127.0.0.1:$PORT_X.socket" \
+	"tcpmap@127.0.0.1:$PORT_F.socket" "tcpmap-inetd@127.0.0.1:$PORT_I.socket"; do
+	sb systemctl enable --now "$u" >/dev/null 2>&1 || {
+		echo "soak: systemctl enable --now $u failed" >&2
+		sb systemctl status --no-pager "$u" >&2 || true
+		exit 1
+	}
 done
-sb systemctl enable --now "tcpmap-inetd@127.0.0.1:$PORT_I.socket" >/dev/null 2>&1
 
 # ---- the soak itself ------------------------------------------------------------------------
 python3 "$ROOT/tests/soak/soak.py" "${SOAK_ARGS[@]}" 3>&- &
