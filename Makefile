@@ -1,4 +1,5 @@
-# tcpmap — see README.md. `make`, `make run`, `make check [SAN=1]`, `make install`, `make bench`, `make fuzz`.
+# tcpmap — see README.md. `make`, `make run`, `make check [SAN=1]`, `make install`, `make bench`, `make fuzz`,
+# `make soak`.
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -56,7 +57,7 @@ TESTLIB_OBJS := $(TESTLIB_SRCS:%.c=$(BUILD)/%.o)
 .SECONDARY:
 
 .PHONY: all deps run check unit bats fuzz fuzz-build bench install uninstall clean format format-check deb \
-	mutate
+	mutate soak
 
 all: $(BINS)
 
@@ -117,6 +118,13 @@ unit: all $(UNIT_BINS)
 
 bats: all
 	./tests/run.sh $(BUILD) $(SAN) bats
+
+# The soak (tests/soak/soak.sh): everything at once under the private systemd, with seeded
+# faults, for SOAK_SECONDS (an hour by default; `make check` runs 60 s of it through
+# tests/bats/soak.bats). SOAK_SEED=N repeats a run; the report is in $(BUILD)/soak/.
+SOAK_SECONDS ?= 3600
+soak: all
+	SOAK_SECONDS=$(SOAK_SECONDS) ./tests/soak/soak.sh $(BUILD)
 
 # Mutation check (tests/mutate/mutants.list): each mutant applied to a scratch copy, rebuilt,
 # and run against the tests that must catch it. Slow, so not in `make check`; MUTANTS="3 7"
