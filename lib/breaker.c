@@ -359,7 +359,7 @@ static int table_create(const char *dir, const char *path) {
 			tmp = NULL;
 			return -ENOMEM;
 		}
-		fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+		fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd < 0 && errno != EEXIST)
 			return -errno;
 	}
@@ -367,8 +367,8 @@ static int table_create(const char *dir, const char *path) {
 		return -EEXIST;
 
 	header_expected(&h);
-	/* umask must not make it unreadable for tcpmapctl status, nor anything more open. */
-	if (fchmod(fd, 0644) < 0 || ftruncate(fd, (off_t)FILE_SIZE) < 0 ||
+	/* The same mode whatever the umask: upstream addresses and byte counts are the owner's. */
+	if (fchmod(fd, 0600) < 0 || ftruncate(fd, (off_t)FILE_SIZE) < 0 ||
 	    pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
 		r = errno ? -errno : -EIO;
 		(void)unlink(tmp); /* best effort: a stray private name is never opened */

@@ -21,7 +21,7 @@ struct breaker_table;
 /* A held slot; 0 means none. */
 typedef uint32_t breaker_slot_t;
 
-/* Open (creating if needed, mode 0644, owner-writable only) DIR/breakers. Returns 0,
+/* Open (creating if needed, mode 0600) DIR/breakers. Returns 0,
  * -EPROTO when the file was made by an incompatible version (logged by the caller), or
  * another -errno. */
 int breaker_table_open(const char *runtime_dir, struct breaker_table **ret);

@@ -925,7 +925,9 @@ int server_run(const struct server_options *o) {
 			return log_error_errno(r, "$RUNTIME_DIRECTORY");
 	}
 	s.runtime_dir = o->runtime_dir ? o->runtime_dir : rundir;
-	if (mkdir(s.runtime_dir, 0755) < 0 && errno != EEXIST)
+	/* 0700, as systemd's RuntimeDirectoryMode= in the units: run by hand as root too, the
+	 * table's upstream addresses and byte counts are no other user's business. */
+	if (mkdir(s.runtime_dir, 0700) < 0 && errno != EEXIST)
 		return log_error_errno(errno, "cannot create runtime directory %s", s.runtime_dir);
 	/* Another user who can replace files in it could hand us their breaker table. (It may
 	 * be a symlink: with DynamicUser= systemd links /run/tcpmap into /run/private.) */
