@@ -786,28 +786,53 @@ static unsigned workers_wanted(const struct server *s) {
  * worker watches it with EPOLLEXCLUSIVE, so a connection wakes one of them, and whichever
  * is free takes it. (Per-worker SO_REUSEPORT sockets pin a connection to one worker when
  * its SYN arrives, and it waits there while that worker is busy: a worse p99 under load.) */
-static int bind_listeners(struct server *s) {
+static int bind_one(const struct sockaddr *sa, socklen_t len, int v6only, int *ret) {
 	static const int one = 1;
 
+	_cleanup_close_ int fd =
+	        socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (sa->sa_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0)
+		return -errno;
+	if (bind(fd, sa, len) < 0)
+		return -errno;
+	*ret = TAKE_FD(fd);
+	return 0;
+}
+
+static int bind_listeners(struct server *s) {
 	for (size_t i = 0; i < s->env.config->n_listeners; i++) {
 		struct listener *l = s->env.config->listeners[i];
 		const struct sockaddr *sa = (const struct sockaddr *)&l->sockaddr;
 		char where[80];
+		int fd = -EBADF, r;
 
 		snprintf(where, sizeof where, "%s:%u", l->address ? l->address : "*", l->port);
-		_cleanup_close_ int fd =
-		        socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return log_error_errno(errno, "socket for %s", where);
-		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-		if (bind(fd, sa, l->sockaddr_len) < 0)
-			return log_error_errno(errno, "cannot listen on %s", where);
-		if (listen(fd, 4096) < 0)
-			return log_error_errno(errno, "listen on %s", where);
-		int r = add_listen_fd(s, fd);
+		/* No address is IPv4 and IPv6 on one socket; an explicit "::" is IPv6 only (as
+		 * tcpmapctl units writes it for systemd). Where IPv6 is off, every address is
+		 * every IPv4 address. */
+		r = bind_one(sa, l->sockaddr_len, l->address ? 1 : 0, &fd);
+		if (!l->address && (r == -EAFNOSUPPORT || r == -EADDRNOTAVAIL)) {
+			struct sockaddr_in any4 = {.sin_family = AF_INET,
+			                           .sin_port = htons(l->port),
+			                           .sin_addr.s_addr = htonl(INADDR_ANY)};
+			log_info("%s: no IPv6 here (%s), listening on IPv4 only", where,
+			         strerror(-r));
+			r = bind_one((const struct sockaddr *)&any4, sizeof any4, 0, &fd);
+		}
+		if (r < 0)
+			return log_error_errno(r, "cannot listen on %s", where);
+		if (listen(fd, 4096) < 0) {
+			r = -errno;
+			safe_close(fd);
+			return log_error_errno(r, "listen on %s", where);
+		}
+		r = add_listen_fd(s, fd); /* s->fds holds it now, failed or not: closed at exit */
 		if (r < 0)
 			return r;
-		TAKE_FD(fd);
 		log_info("listening on %s", where);
 	}
 	return 0;
