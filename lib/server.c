@@ -25,6 +25,7 @@
 #include "reexec.h"
 #include "rundir.h"
 #include "tls.h"
+#include "unitjob.h"
 #include "worker.h"
 
 /* sd-event's queues grow with the peak number of sources and never shrink. When a worker
@@ -67,7 +68,8 @@ struct server {
 
 	uint64_t active_peak; /* since the last malloc_trim; main thread only */
 	atomic_bool stopping;
-	bool handover; /* on stop, move spliced connections to systemd's fd store */
+	bool handover;      /* on stop, move spliced connections to systemd's fd store */
+	bool stop_for_good; /* a stop no restart follows: close (and log) every connection */
 
 	sd_event *event; /* main thread's loop: signals, notify, reaping */
 	bool threaded;   /* run_threaded(): workers of our own, listening sockets */
@@ -283,6 +285,20 @@ static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, v
 
 	notify("STOPPING=1");
 	s->handover = handoff_available() && s->n_workers > 0 && s->fds != NULL;
+	/* systemd empties the fd store on a stop: what went there would vanish without a
+	 * close entry, its bytes uncounted and its breaker slot held. Only a restart (a new
+	 * process reads the store) is worth a hand-over; when systemd cannot say, hand over
+	 * as before, which a restart needs. */
+	if (s->handover) {
+		enum unitjob_kind job = unitjob_current(s->runtime_dir);
+		if (job == UNITJOB_STOP || job == UNITJOB_NONE) {
+			s->handover = false;
+			s->stop_for_good = true;
+			log_info("stopping (%s job, no restart): closing every connection instead "
+			         "of handing it over",
+			         unitjob_kind_name(job));
+		}
+	}
 	atomic_store(&s->stopping, true);
 	return sd_event_exit(sd_event_source_get_event(src), 0);
 }
@@ -563,6 +579,10 @@ static int on_wake(sd_event_source *src, int fd, uint32_t revents, void *userdat
 	(void)sd_event_source_set_enabled(src, SD_EVENT_OFF);
 	if (w->server->handover)
 		return worker_hand_over(w);
+	if (w->server->stop_for_good) {
+		set_accepting(w, false);
+		return worker_drain(w, drain_usec(w->server, false));
+	}
 	return sd_event_exit(sd_event_source_get_event(src), 0);
 }
 
