@@ -70,6 +70,7 @@ struct server {
 	atomic_bool stopping;
 	bool handover;      /* on stop, move spliced connections to systemd's fd store */
 	bool stop_for_good; /* a stop no restart follows: close (and log) every connection */
+	size_t n_unmapped;  /* listening sockets the current config has no mapping for */
 
 	sd_event *event; /* main thread's loop: signals, notify, reaping */
 	bool threaded;   /* run_threaded(): workers of our own, listening sockets */
@@ -111,6 +112,7 @@ struct server_worker {
 	sd_event_source *drain_timer; /* stopping: connections that could not move */
 	sd_event_source *drain_check;
 	bool draining;
+	bool had_conns; /* at the end of the last batch: its last close updates STATUS= now */
 };
 
 static struct config *server_config_get(struct server *s) { return conn_env_config(&s->env); }
@@ -184,15 +186,52 @@ static void notify_status(struct server *s) {
 	if (atomic_load(&notify_muted))
 		return;
 	struct config *c = server_config_get(s);
+	unsigned long long active = atomic_load(&s->env.n_active);
+	char unmapped[96] = "";
+	if (s->n_unmapped > 0)
+		snprintf(unmapped, sizeof unmapped,
+		         "; %zu socket%s without a mapping (see the log)", s->n_unmapped,
+		         s->n_unmapped == 1 ? "" : "s");
 	/* as notify(); the next tick sends it again anyway */
-	(void)sd_notifyf(0, "STATUS=%llu active connections, %llu total, config generation %llu",
-	                 (unsigned long long)atomic_load(&s->env.n_active),
+	(void)sd_notifyf(0, "STATUS=%llu active connection%s, %llu total, config generation %llu%s",
+	                 active, active == 1 ? "" : "s",
 	                 (unsigned long long)atomic_load(&s->env.n_total),
-	                 (unsigned long long)(c ? c->generation : 0));
+	                 (unsigned long long)(c ? c->generation : 0), unmapped);
 	config_unref(c);
 }
 
 static int server_reexec(struct server *s, const char *why);
+
+/* Does the config serve connections arriving on this socket? A socket on every address
+ * serves whatever listener its port has, on any address. */
+static bool socket_is_mapped(const struct config *c, const struct listen_fd *lf) {
+	if (config_find_listener(c, (const struct sockaddr *)&lf->addr, lf->addr_len))
+		return true;
+	if (!lf->wildcard)
+		return false;
+	uint16_t port = ntohs(((const struct sockaddr_in *)&lf->addr)->sin_port);
+	for (size_t i = 0; i < c->n_listeners; i++)
+		if (c->listeners[i]->port == port)
+			return true;
+	return false;
+}
+
+static size_t warn_unmapped_sockets(struct server *s, const struct config *c) {
+	size_t n = 0;
+	for (size_t i = 0; i < s->n_fds; i++) {
+		char a[NETADDR_TEXT_MAX];
+		if (socket_is_mapped(c, &s->fds[i]))
+			continue;
+		netaddr_format((const struct sockaddr *)&s->fds[i].addr, a, sizeof a);
+		log_warning(
+		        "socket %s has no mapping in config generation %llu: its connections "
+		        "will be closed (no_listener); add a mapping for it, or stop its socket "
+		        "unit",
+		        a, (unsigned long long)c->generation);
+		n++;
+	}
+	return n;
+}
 
 static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata) {
 	struct server *s = userdata;
@@ -237,18 +276,10 @@ static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, vo
 	struct log_field f[] = {{"CONFIG_GENERATION", gen}, {"MAPPINGS", n}};
 	log_event(LOG_INFO, TCPMAP_MID_CONFIG, "config", f, ELEMENTSOF(f),
 	          "config reloaded: generation %s, %s mappings", gen, n);
-	for (size_t i = 0; i < c->n_listeners; i++) {
-		bool have = false;
-		for (size_t j = 0; j < s->n_fds; j++)
-			if (config_find_listener(c, (struct sockaddr *)&s->fds[j].addr,
-			                         s->fds[j].addr_len) == c->listeners[i])
-				have = true;
-		if (!have)
-			log_warning("port %u%s%s has no listening socket: add a socket unit for it "
-			            "(tcpmapctl units) or restart",
-			            c->listeners[i]->port, c->listeners[i]->address ? " on " : "",
-			            c->listeners[i]->address ? c->listeners[i]->address : "");
-	}
+	/* Only this process's own sockets are its business: other ports are other instances'
+	 * (tcpmap@PORT.socket each start their own tcpmapd), but a socket of ours that lost
+	 * its mapping resets every connection from now on. */
+	s->n_unmapped = warn_unmapped_sockets(s, c);
 	notify("READY=1");
 	notify_status(s);
 	return 0;
@@ -461,6 +492,15 @@ static void worker_exit_if_drained(struct server_worker *w) {
 
 static void worker_batch_end(struct worker *core) {
 	struct server_worker *w = container_of(core, struct server_worker, core);
+	bool has_conns = atomic_load(&w->core.n_conns) > 0;
+	if (w->had_conns && !has_conns) {
+		/* the tick would say it up to a second late: `systemctl status` right after a
+		 * client closed would still count it */
+		uint64_t one = 1;
+		ssize_t _unused_ n =
+		        write(w->server->main_wake_fd, &one, sizeof one); /* as wake_fd */
+	}
+	w->had_conns = has_conns;
 	if (w->drain_check)
 		worker_exit_if_drained(w);
 }
@@ -759,6 +799,7 @@ static int on_worker_done(sd_event_source *src, int fd, uint32_t revents, void *
 	ssize_t _unused_ n = read(fd, &v, sizeof v);
 	if (s->superseded && atomic_load(&s->workers_done) >= s->n_workers)
 		return sd_event_exit(sd_event_source_get_event(src), 0);
+	notify_status(s); /* a worker went idle: its last close counts at once */
 	return 0;
 }
 
@@ -1114,17 +1155,7 @@ int server_run(const struct server_options *o) {
 	if (connected_fd >= 0)
 		r = run_inetd(&s, connected_fd);
 	else {
-		for (size_t i = 0; i < s.n_fds; i++)
-			if (!config_find_listener(s.env.config, (struct sockaddr *)&s.fds[i].addr,
-			                          s.fds[i].addr_len) &&
-			    !s.fds[i].wildcard) {
-				char a[NETADDR_TEXT_MAX];
-				netaddr_format((const struct sockaddr *)&s.fds[i].addr, a,
-				               sizeof a);
-				log_warning("socket %s has no mapping in the config; its "
-				            "connections will be closed",
-				            a);
-			}
+		s.n_unmapped = warn_unmapped_sockets(&s, s.env.config);
 		r = run_threaded(&s);
 	}
 

@@ -103,3 +103,42 @@ teardown_file() {
 	[ "$(journal_after "$cursor" -u "$svc" | grep -c '"TCPMAP_EVENT":"adopt"')" -eq 3 ]
 	finish_stream_ok again
 }
+
+@test "systemd-operator: a reload warns only about the instance's own socket that lost its mapping (defect 4)" {
+	local a b cursor st
+	a=$(pick_port) && b=$(pick_port "$a")
+	{ mapping "$a"; mapping "$b"; } | put_conf
+	sb systemctl start "tcpmap@$a.socket" "tcpmap@$b.socket"
+	relay_roundtrip "$a" 100
+	relay_roundtrip "$b" 100
+	# both mapped: A's reload has nothing to say about B's port
+	cursor=$(journal_cursor)
+	sb systemctl reload "tcpmap@$a.service"
+	sleep 0.5
+	run journal_after "$cursor" -u "tcpmap@$a.service"
+	echo "$output"
+	[[ "$output" != *"has no listening socket"* ]]
+	[[ "$output" != *"has no mapping"* ]]
+	# A's mapping removed: A's reload says its own socket will close every connection
+	mapping "$b" | put_conf
+	cursor=$(journal_cursor)
+	sb systemctl reload "tcpmap@$a.service"
+	for _ in $(seq 30); do
+		journal_after "$cursor" -u "tcpmap@$a.service" | grep -q "has no mapping" && break
+		sleep 0.1
+	done
+	journal_after "$cursor" -u "tcpmap@$a.service" | grep -q "socket \[\?[0-9a-f:.]*\]\?:$a has no mapping in config generation 3"
+	st=$(sb systemctl show -p StatusText --value "tcpmap@$a.service")
+	echo "$st"
+	[[ "$st" == *"1 socket without a mapping"* ]]
+	# B's reload of the same config has nothing to warn about
+	cursor=$(journal_cursor)
+	sb systemctl reload "tcpmap@$b.service"
+	sleep 0.5
+	! journal_after "$cursor" -u "tcpmap@$b.service" | grep -q "has no mapping\|has no listening socket"
+	# and a fresh start of A says it too, in the log and in STATUS=
+	sb systemctl restart "tcpmap@$a.service"
+	st=$(sb systemctl show -p StatusText --value "tcpmap@$a.service")
+	echo "$st"
+	[[ "$st" == *"1 socket without a mapping"* ]]
+}
