@@ -2,6 +2,7 @@
  * signals, reload, sd_notify. Must never close a listening socket it was given by systemd
  * (systemd owns it) and never let one bad config replace a good one. */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -20,6 +21,7 @@
 #include "conn.h"
 #include "handoff.h"
 #include "log.h"
+#include "memlimit.h"
 #include "netaddr.h"
 #include "poller.h"
 #include "reexec.h"
@@ -71,6 +73,11 @@ struct server {
 	bool handover;      /* on stop, move spliced connections to systemd's fd store */
 	bool stop_for_good; /* a stop no restart follows: close (and log) every connection */
 	size_t n_unmapped;  /* listening sockets the current config has no mapping for */
+
+	/* Under MemoryMax=, new connections are refused (shed) above MEM_SHED_START of the
+	 * limit and taken again below MEM_SHED_STOP: the OOM killer would take every live one. */
+	struct memlimit memlimit;
+	atomic_bool mem_shedding;
 
 	sd_event *event; /* main thread's loop: signals, notify, reaping */
 	bool threaded;   /* run_threaded(): workers of our own, listening sockets */
@@ -334,8 +341,37 @@ static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, v
 	return sd_event_exit(sd_event_source_get_event(src), 0);
 }
 
+/* Per mille of MemoryMax=. Shedding starts with room for a second's worth of connections
+ * (tcpmapd(8), MEMORY), and stops a little lower so it does not flap. */
+#define MEM_SHED_START 900
+#define MEM_SHED_STOP 850
+
+static void check_memory(struct server *s) {
+	uint64_t current, max;
+
+	if (memlimit_read(&s->memlimit, &current, &max) < 0 || max == 0)
+		return;
+	uint64_t permille = current * 1000 / max;
+	bool was = atomic_load(&s->mem_shedding);
+	if (!was && permille >= MEM_SHED_START) {
+		atomic_store(&s->mem_shedding, true);
+		log_warning("memory at %" PRIu64 " of MemoryMax=%" PRIu64 " bytes (%" PRIu64
+		            ".%" PRIu64 "%%): refusing new connections (result shed) until below "
+		            "%d%%; %llu live connections go on",
+		            current, max, permille / 10, permille % 10, MEM_SHED_STOP / 10,
+		            (unsigned long long)atomic_load(&s->env.n_active));
+	} else if (was && permille < MEM_SHED_STOP) {
+		atomic_store(&s->mem_shedding, false);
+		log_info("memory at %" PRIu64 " of MemoryMax=%" PRIu64
+		         " bytes: accepting new connections again",
+		         current, max);
+	}
+}
+
 static int on_tick(sd_event_source *src, uint64_t usec, void *userdata) {
 	struct server *s = userdata;
+
+	check_memory(s);
 
 	/* a dead process's slots are freed at the next tick after a failure: nothing to do */
 	(void)breaker_table_reap(s->env.breakers);
@@ -459,6 +495,12 @@ static void on_accept(struct poller_handle *h, uint32_t revents) {
 				shed(w, fd, errno);
 			else if (errno != EAGAIN)
 				log_warning_errno(errno, "accept");
+			return;
+		}
+		if (atomic_load(&w->server->mem_shedding)) {
+			/* closed at once: the client sees it, and no memory is spent on it */
+			safe_close(cfd);
+			worker_note_shed(&w->core, ENOMEM, 1);
 			return;
 		}
 		/* conn_start() logs and closes what it cannot serve: nothing left to do here */
@@ -1038,6 +1080,7 @@ int server_run(const struct server_options *o) {
 	if (r < 0)
 		return log_error_errno(r, "cannot open the breaker table in %s", s.runtime_dir);
 
+	(void)memlimit_init(&s.memlimit); /* without a limit there is nothing to watch */
 	r = load_config(&s, &s.env.config);
 	if (r < 0) {
 		log_error("no valid configuration, exiting");

@@ -142,3 +142,79 @@ teardown_file() {
 	echo "$st"
 	[[ "$st" == *"1 socket without a mapping"* ]]
 }
+
+# hold PORT N NAME: N idle connections, each with one round trip, held until NAME.stop
+# appears; prints "opened=K refused=R" to NAME.out once all were tried. Recorded by PID.
+hold() {
+	python3 - "$@" >"$BATS_TEST_TMPDIR/$3.out" 2>&1 3>&- <<'PY' &
+import os, socket, sys, time
+port, n, name = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+d = os.environ["BATS_TEST_TMPDIR"]
+held, refused = [], 0
+for i in range(n):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"x")
+        if s.recv(1) != b"x":
+            raise OSError("no echo")
+        held.append(s)
+    except OSError:
+        refused += 1
+print(f"opened={len(held)} refused={refused}", flush=True)
+open(f"{d}/{name}.ready", "w").close()
+deadline = time.monotonic() + 120
+while not os.path.exists(f"{d}/{name}.stop") and time.monotonic() < deadline:
+    time.sleep(0.1)
+PY
+	echo $! >>"$BATS_FILE_TMPDIR/pids"
+	for _ in $(seq 600); do [ -e "$BATS_TEST_TMPDIR/$3.ready" ] && return 0; sleep 0.1; done
+	return 1
+}
+mem_current() { sb systemctl show -p MemoryCurrent --value "$1"; }
+rss_bytes() { # UNIT: the main process's resident set, in bytes
+	local pid kb
+	pid=$(sb systemctl show -p MainPID --value "$1")
+	kb=$(sb ps -o rss= -p "$pid" | tr -d ' ')
+	echo $((kb * 1024))
+}
+
+@test "systemd-operator: under MemoryMax= tcpmapd sheds new connections before the limit instead of being OOM-killed (defect 11)" {
+	local p svc before after per max pid
+	p=$(pick_port)
+	svc=tcpmap@$p.service
+	mapping "$p" | put_conf
+	sb systemctl start "tcpmap@$p.socket"
+	sb systemctl set-property --runtime "$svc" MemoryAccounting=yes
+	relay_roundtrip "$p" 100
+	sleep 1.2
+	before=$(rss_bytes "$svc")
+	hold "$p" 1000 probe
+	sleep 1.2
+	after=$(rss_bytes "$svc")
+	echo "# cleartext, RSS: $before bytes idle, $after with 1000 idle connections: $(((after - before) / 1000)) bytes per connection" >&3
+	touch "$BATS_TEST_TMPDIR/probe.stop"
+	# MemoryMax= needs the cgroup v2 memory controller, which a cgroup v1 host does not give
+	# the sandbox: the measurement above stands, the shedding cannot be shown here.
+	[ "$(mem_current "$svc")" != "[not set]" ] || skip "no cgroup v2 memory controller in the sandbox (measured RSS only)"
+	before=$(mem_current "$svc")
+	per=$(((after - before) / 1000 + 1))
+	sleep 1.5
+	# room for about 400 more than what is in use now
+	max=$(($(mem_current "$svc") + 400 * per))
+	sb systemctl set-property --runtime "$svc" MemoryMax="$max"
+	pid=$(sb systemctl show -p MainPID --value "$svc")
+	hold "$p" 1500 flood
+	cat "$BATS_TEST_TMPDIR/flood.out"
+	local opened refused
+	opened=$(sed -n 's/.*opened=\([0-9]*\).*/\1/p' "$BATS_TEST_TMPDIR/flood.out")
+	refused=$(sed -n 's/.*refused=\([0-9]*\).*/\1/p' "$BATS_TEST_TMPDIR/flood.out")
+	echo "# MemoryMax=$max: $opened held, $refused shed" >&3
+	[ "$refused" -gt 0 ]
+	[ "$opened" -gt 100 ]
+	# not killed: the same process serves on, and says why it refused
+	[ "$(sb systemctl show -p MainPID --value "$svc")" = "$pid" ]
+	sb journalctl --no-pager -u "$svc" | grep -q "refusing new connections (result shed)"
+	touch "$BATS_TEST_TMPDIR/flood.stop"
+	sleep 2
+	relay_roundtrip "$p" 1000
+}
