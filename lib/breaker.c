@@ -555,15 +555,15 @@ static int table_build(const char *dir, const struct breaker_header *h,
 			tmp = NULL;
 			return -ENOMEM;
 		}
-		fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+		fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd < 0 && errno != EEXIST)
 			return -errno;
 	}
 	if (fd < 0)
 		return -EEXIST;
 
-	/* umask must not make it unreadable for tcpmapctl status, nor anything more open. */
-	if (fchmod(fd, 0644) < 0 || ftruncate(fd, (off_t)h->file_size) < 0) {
+	/* The same mode whatever the umask: upstream addresses and byte counts are the owner's. */
+	if (fchmod(fd, 0600) < 0 || ftruncate(fd, (off_t)h->file_size) < 0) {
 		r = -errno;
 		(void)unlink(tmp); /* best effort: a stray private name is never opened */
 		return r;

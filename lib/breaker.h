@@ -41,12 +41,13 @@ struct breaker_capacity {
  * with slots at the floor. -E2BIG when it is beyond what a table can ever hold. */
 int breaker_table_capacity_needed(const struct config *c, struct breaker_capacity *ret);
 /* The capacity a table made for `want` gets (a quarter spare, the floors), and its file's
- * size in bytes (sparse: only touched pages use memory). -E2BIG as above. Either out
+ * size in bytes (allocated whole when made, so a full runtime directory is an error then
+ * rather than a SIGBUS later). -E2BIG as above. Either out
  * pointer may be NULL. */
 int breaker_table_capacity_for(const struct breaker_capacity *want,
                                struct breaker_capacity *ret_capacity, uint64_t *ret_file_size);
 
-/* Open (creating if needed, mode 0644, owner-writable only) DIR/breakers. Returns 0,
+/* Open (creating if needed, mode 0600) DIR/breakers. Returns 0,
  * -EPROTO when the file was made by an incompatible version (logged by the caller), or
  * another -errno. */
 int breaker_table_open(const char *runtime_dir, struct breaker_table **ret);

@@ -43,6 +43,18 @@ static int resolve_mapping(struct kinds_state *s, struct mapping *m) {
 	const struct mapping_extra *x = &s->extras[m->index];
 	_cleanup_free_ char *upstream = NULL;
 
+	/* One spelling per address, so that "::1" and "0:0:0:0:0:0:0:1" make one listener, not
+	 * a second one that cannot bind. 0.0.0.0 is every address, as no address is: both
+	 * would take IPv4 on the port. (An explicit "::" stays: every IPv6 address only.) */
+	if (m->address) {
+		char canonical[NETADDR_TEXT_MAX];
+		if (netaddr_canonical(m->address, canonical, sizeof canonical) == 0) {
+			free(m->address);
+			m->address = streq(canonical, "0.0.0.0") ? NULL : strdup(canonical);
+			if (!m->address && !streq(canonical, "0.0.0.0"))
+				return -ENOMEM;
+		}
+	}
 	if (!x->has_enable_ipv4)
 		m->enable_ipv4 = mod->enable_ipv4;
 	if (!x->has_enable_ipv6)
@@ -272,11 +284,13 @@ static int group_order(const void *a, const void *b) {
 	return 0;
 }
 
+/* No address is every address, IPv4 and IPv6: [::] without IPV6_V6ONLY, as systemd binds
+ * ListenStream=PORT (lib/server.c falls back to 0.0.0.0 where IPv6 is off). */
 static int listener_fill_sockaddr(struct listener *l) {
-	union sockaddr_ip a = {.in = {.sin_family = AF_INET,
-	                              .sin_port = htons(l->port),
-	                              .sin_addr.s_addr = htonl(INADDR_ANY)}};
-	socklen_t len = sizeof(a.in);
+	union sockaddr_ip a = {.in6 = {.sin6_family = AF_INET6,
+	                               .sin6_port = htons(l->port),
+	                               .sin6_addr = IN6ADDR_ANY_INIT}};
+	socklen_t len = sizeof(a.in6);
 
 	memset(&l->sockaddr, 0, sizeof(l->sockaddr));
 	if (l->address && netaddr_parse_literal(l->address, l->port, NULL, &a, &len) < 0)
@@ -284,6 +298,45 @@ static int listener_fill_sockaddr(struct listener *l) {
 	memcpy(&l->sockaddr, &a, len);
 	l->sockaddr_len = len;
 	return 0;
+}
+
+static bool listener_is_ipv6(const struct listener *l) {
+	return l->address && strchr(l->address, ':');
+}
+
+/* Can both sockets bind at once? Every address (IPv4 and IPv6) takes the whole port, and
+ * "::" every IPv6 address of it; the kernel refuses any other address of the port beside
+ * them (EADDRINUSE), under systemd as when tcpmapd binds. */
+static bool listeners_collide(const struct listener *a, const struct listener *b) {
+	if (a->port != b->port)
+		return false;
+	if (!a->address || !b->address)
+		return true;
+	return (streq(a->address, "::") && listener_is_ipv6(b)) ||
+	       (streq(b->address, "::") && listener_is_ipv6(a));
+}
+
+static void refuse_colliding_listeners(struct kinds_state *s) {
+	struct config *c = s->config;
+
+	for (size_t i = 0; i < c->n_listeners; i++)
+		for (size_t j = 0; j < i; j++) {
+			const struct listener *a = c->listeners[j], *b = c->listeners[i];
+			if (!listeners_collide(a, b))
+				continue;
+			const struct mapping *first = a->groups[0]->mappings[0],
+			                     *second = b->groups[0]->mappings[0];
+			struct source_pos at = field_or_mapping_pos(s, first, MF_ADDRESS);
+			mapping_diag(s, DIAG_ERROR, second,
+			             field_or_mapping_pos(s, second, MF_ADDRESS),
+			             "address: port %u on %s cannot be bound beside port %u on %s "
+			             "of mapping \"%s\" (%s:%u:%u); give both the same address, "
+			             "or each its own",
+			             b->port, b->address ?: "every address", a->port,
+			             a->address ?: "every address", first->name, at.file, at.line,
+			             at.column);
+			break;
+		}
 }
 
 static int build_listeners(struct kinds_state *s) {
@@ -335,6 +388,7 @@ static int build_listeners(struct kinds_state *s) {
 		/* qsort is not stable, but hosts within a rank are unique, so order is total. */
 		qsort(l->groups, l->n_groups, sizeof(*l->groups), group_order);
 	}
+	refuse_colliding_listeners(s);
 	return model_index_listeners(c);
 }
 

@@ -33,6 +33,26 @@ int netaddr_parse_literal(const char *s, uint16_t port, int *family, union socka
 	return 0;
 }
 
+int netaddr_canonical(const char *s, char *buf, size_t size) {
+	union sockaddr_ip a;
+
+	if (size > 0)
+		buf[0] = '\0';
+	if (netaddr_parse_literal(s, 0, NULL, &a, NULL) < 0)
+		return -EINVAL;
+	if (a.sa.sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a.in6.sin6_addr)) {
+		struct in_addr v4;
+		memcpy(&v4, &a.in6.sin6_addr.s6_addr[12], sizeof v4);
+		a.in = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr = v4};
+	}
+	if (!inet_ntop(a.sa.sa_family,
+	               a.sa.sa_family == AF_INET ? (const void *)&a.in.sin_addr
+	                                         : (const void *)&a.in6.sin6_addr,
+	               buf, size))
+		return -ENAMETOOLONG;
+	return 0;
+}
+
 bool netaddr_is_literal(const char *s) {
 	return netaddr_parse_literal(s, 0, NULL, NULL, NULL) == 0;
 }

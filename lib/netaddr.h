@@ -24,6 +24,11 @@ union sockaddr_ip {
 int netaddr_parse_literal(const char *s, uint16_t port, int *family, union sockaddr_ip *ret,
                           socklen_t *ret_len);
 
+/* The one spelling of an address, so that equivalent spellings make one listener: IPv4
+ * dotted ("127.0.0.1", also for "::ffff:127.0.0.1"), IPv6 as inet_ntop writes it ("::1" for
+ * "0:0:0:0:0:0:0:1"). Returns 0, -EINVAL when `s` is no IP literal, or -ENAMETOOLONG. */
+int netaddr_canonical(const char *s, char *buf, size_t size);
+
 /* Is `s` an IPv4 or IPv6 literal? */
 bool netaddr_is_literal(const char *s);
 

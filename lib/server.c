@@ -2,6 +2,7 @@
  * signals, reload, sd_notify. Must never close a listening socket it was given by systemd
  * (systemd owns it) and never let one bad config replace a good one. */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -20,11 +21,13 @@
 #include "conn.h"
 #include "handoff.h"
 #include "log.h"
+#include "memlimit.h"
 #include "netaddr.h"
 #include "poller.h"
 #include "reexec.h"
 #include "rundir.h"
 #include "tls.h"
+#include "unitjob.h"
 #include "worker.h"
 
 /* sd-event's queues grow with the peak number of sources and never shrink. When a worker
@@ -67,7 +70,14 @@ struct server {
 
 	uint64_t active_peak; /* since the last malloc_trim; main thread only */
 	atomic_bool stopping;
-	bool handover; /* on stop, move spliced connections to systemd's fd store */
+	bool handover;      /* on stop, move spliced connections to systemd's fd store */
+	bool stop_for_good; /* a stop no restart follows: close (and log) every connection */
+	size_t n_unmapped;  /* listening sockets the current config has no mapping for */
+
+	/* Under MemoryMax=, new connections are refused (shed) above MEM_SHED_START of the
+	 * limit and taken again below MEM_SHED_STOP: the OOM killer would take every live one. */
+	struct memlimit memlimit;
+	atomic_bool mem_shedding;
 
 	sd_event *event; /* main thread's loop: signals, notify, reaping */
 	bool threaded;   /* run_threaded(): workers of our own, listening sockets */
@@ -109,6 +119,7 @@ struct server_worker {
 	sd_event_source *drain_timer; /* stopping: connections that could not move */
 	sd_event_source *drain_check;
 	bool draining;
+	bool had_conns; /* at the end of the last batch: its last close updates STATUS= now */
 };
 
 static struct config *server_config_get(struct server *s) { return conn_env_config(&s->env); }
@@ -189,15 +200,52 @@ static void notify_status(struct server *s) {
 	if (atomic_load(&notify_muted))
 		return;
 	struct config *c = server_config_get(s);
+	unsigned long long active = atomic_load(&s->env.n_active);
+	char unmapped[96] = "";
+	if (s->n_unmapped > 0)
+		snprintf(unmapped, sizeof unmapped,
+		         "; %zu socket%s without a mapping (see the log)", s->n_unmapped,
+		         s->n_unmapped == 1 ? "" : "s");
 	/* as notify(); the next tick sends it again anyway */
-	(void)sd_notifyf(0, "STATUS=%llu active connections, %llu total, config generation %llu",
-	                 (unsigned long long)atomic_load(&s->env.n_active),
+	(void)sd_notifyf(0, "STATUS=%llu active connection%s, %llu total, config generation %llu%s",
+	                 active, active == 1 ? "" : "s",
 	                 (unsigned long long)atomic_load(&s->env.n_total),
-	                 (unsigned long long)(c ? c->generation : 0));
+	                 (unsigned long long)(c ? c->generation : 0), unmapped);
 	config_unref(c);
 }
 
 static int server_reexec(struct server *s, const char *why);
+
+/* Does the config serve connections arriving on this socket? A socket on every address
+ * serves whatever listener its port has, on any address. */
+static bool socket_is_mapped(const struct config *c, const struct listen_fd *lf) {
+	if (config_find_listener(c, (const struct sockaddr *)&lf->addr, lf->addr_len))
+		return true;
+	if (!lf->wildcard)
+		return false;
+	uint16_t port = ntohs(((const struct sockaddr_in *)&lf->addr)->sin_port);
+	for (size_t i = 0; i < c->n_listeners; i++)
+		if (c->listeners[i]->port == port)
+			return true;
+	return false;
+}
+
+static size_t warn_unmapped_sockets(struct server *s, const struct config *c) {
+	size_t n = 0;
+	for (size_t i = 0; i < s->n_fds; i++) {
+		char a[NETADDR_TEXT_MAX];
+		if (socket_is_mapped(c, &s->fds[i]))
+			continue;
+		netaddr_format((const struct sockaddr *)&s->fds[i].addr, a, sizeof a);
+		log_warning(
+		        "socket %s has no mapping in config generation %llu: its connections "
+		        "will be closed (no_listener); add a mapping for it, or stop its socket "
+		        "unit",
+		        a, (unsigned long long)c->generation);
+		n++;
+	}
+	return n;
+}
 
 static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata) {
 	struct server *s = userdata;
@@ -242,18 +290,10 @@ static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, vo
 	struct log_field f[] = {{"CONFIG_GENERATION", gen}, {"MAPPINGS", n}};
 	log_event(LOG_INFO, TCPMAP_MID_CONFIG, "config", f, ELEMENTSOF(f),
 	          "config reloaded: generation %s, %s mappings", gen, n);
-	for (size_t i = 0; i < c->n_listeners; i++) {
-		bool have = false;
-		for (size_t j = 0; j < s->n_fds; j++)
-			if (config_find_listener(c, (struct sockaddr *)&s->fds[j].addr,
-			                         s->fds[j].addr_len) == c->listeners[i])
-				have = true;
-		if (!have)
-			log_warning("port %u%s%s has no listening socket: add a socket unit for it "
-			            "(tcpmapctl units) or restart",
-			            c->listeners[i]->port, c->listeners[i]->address ? " on " : "",
-			            c->listeners[i]->address ? c->listeners[i]->address : "");
-	}
+	/* Only this process's own sockets are its business: other ports are other instances'
+	 * (tcpmap@PORT.socket each start their own tcpmapd), but a socket of ours that lost
+	 * its mapping resets every connection from now on. */
+	s->n_unmapped = warn_unmapped_sockets(s, c);
 	notify("READY=1");
 	notify_status(s);
 	return 0;
@@ -290,12 +330,55 @@ static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, v
 
 	notify("STOPPING=1");
 	s->handover = handoff_available() && s->n_workers > 0 && s->fds != NULL;
+	/* systemd empties the fd store on a stop: what went there would vanish without a
+	 * close entry, its bytes uncounted and its breaker slot held. Only a restart (a new
+	 * process reads the store) is worth a hand-over; when systemd cannot say, hand over
+	 * as before, which a restart needs. */
+	if (s->handover) {
+		enum unitjob_kind job = unitjob_current(s->runtime_dir);
+		if (job == UNITJOB_STOP || job == UNITJOB_NONE) {
+			s->handover = false;
+			s->stop_for_good = true;
+			log_info("stopping (%s job, no restart): closing every connection instead "
+			         "of handing it over",
+			         unitjob_kind_name(job));
+		}
+	}
 	atomic_store(&s->stopping, true);
 	return sd_event_exit(sd_event_source_get_event(src), 0);
 }
 
+/* Per mille of MemoryMax=. Shedding starts with room for a second's worth of connections
+ * (tcpmapd(8), MEMORY), and stops a little lower so it does not flap. */
+#define MEM_SHED_START 900
+#define MEM_SHED_STOP 850
+
+static void check_memory(struct server *s) {
+	uint64_t current, max;
+
+	if (memlimit_read(&s->memlimit, &current, &max) < 0 || max == 0)
+		return;
+	uint64_t permille = current * 1000 / max;
+	bool was = atomic_load(&s->mem_shedding);
+	if (!was && permille >= MEM_SHED_START) {
+		atomic_store(&s->mem_shedding, true);
+		log_warning("memory at %" PRIu64 " of MemoryMax=%" PRIu64 " bytes (%" PRIu64
+		            ".%" PRIu64 "%%): refusing new connections (result shed) until below "
+		            "%d%%; %llu live connections go on",
+		            current, max, permille / 10, permille % 10, MEM_SHED_STOP / 10,
+		            (unsigned long long)atomic_load(&s->env.n_active));
+	} else if (was && permille < MEM_SHED_STOP) {
+		atomic_store(&s->mem_shedding, false);
+		log_info("memory at %" PRIu64 " of MemoryMax=%" PRIu64
+		         " bytes: accepting new connections again",
+		         current, max);
+	}
+}
+
 static int on_tick(sd_event_source *src, uint64_t usec, void *userdata) {
 	struct server *s = userdata;
+
+	check_memory(s);
 
 	/* a dead process's slots are freed at the next tick after a failure: nothing to do */
 	(void)breaker_table_reap(s->env.breakers);
@@ -421,6 +504,12 @@ static void on_accept(struct poller_handle *h, uint32_t revents) {
 				log_warning_errno(errno, "accept");
 			return;
 		}
+		if (atomic_load(&w->server->mem_shedding)) {
+			/* closed at once: the client sees it, and no memory is spent on it */
+			safe_close(cfd);
+			worker_note_shed(&w->core, ENOMEM, 1);
+			return;
+		}
 		/* conn_start() logs and closes what it cannot serve: nothing left to do here */
 		if (lf->wildcard) {
 			struct sockaddr_storage local;
@@ -452,6 +541,15 @@ static void worker_exit_if_drained(struct server_worker *w) {
 
 static void worker_batch_end(struct worker *core) {
 	struct server_worker *w = container_of(core, struct server_worker, core);
+	bool has_conns = atomic_load(&w->core.n_conns) > 0;
+	if (w->had_conns && !has_conns) {
+		/* the tick would say it up to a second late: `systemctl status` right after a
+		 * client closed would still count it */
+		uint64_t one = 1;
+		ssize_t _unused_ n =
+		        write(w->server->main_wake_fd, &one, sizeof one); /* as wake_fd */
+	}
+	w->had_conns = has_conns;
 	if (w->drain_check)
 		worker_exit_if_drained(w);
 }
@@ -570,6 +668,10 @@ static int on_wake(sd_event_source *src, int fd, uint32_t revents, void *userdat
 	(void)sd_event_source_set_enabled(src, SD_EVENT_OFF);
 	if (w->server->handover)
 		return worker_hand_over(w);
+	if (w->server->stop_for_good) {
+		set_accepting(w, false);
+		return worker_drain(w, drain_usec(w->server, false));
+	}
 	return sd_event_exit(sd_event_source_get_event(src), 0);
 }
 
@@ -746,6 +848,7 @@ static int on_worker_done(sd_event_source *src, int fd, uint32_t revents, void *
 	ssize_t _unused_ n = read(fd, &v, sizeof v);
 	if (s->superseded && atomic_load(&s->workers_done) >= s->n_workers)
 		return sd_event_exit(sd_event_source_get_event(src), 0);
+	notify_status(s); /* a worker went idle: its last close counts at once */
 	return 0;
 }
 
@@ -793,28 +896,53 @@ static unsigned workers_wanted(const struct server *s) {
  * worker watches it with EPOLLEXCLUSIVE, so a connection wakes one of them, and whichever
  * is free takes it. (Per-worker SO_REUSEPORT sockets pin a connection to one worker when
  * its SYN arrives, and it waits there while that worker is busy: a worse p99 under load.) */
-static int bind_listeners(struct server *s) {
+static int bind_one(const struct sockaddr *sa, socklen_t len, int v6only, int *ret) {
 	static const int one = 1;
 
+	_cleanup_close_ int fd =
+	        socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (sa->sa_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0)
+		return -errno;
+	if (bind(fd, sa, len) < 0)
+		return -errno;
+	*ret = TAKE_FD(fd);
+	return 0;
+}
+
+static int bind_listeners(struct server *s) {
 	for (size_t i = 0; i < s->env.config->n_listeners; i++) {
 		struct listener *l = s->env.config->listeners[i];
 		const struct sockaddr *sa = (const struct sockaddr *)&l->sockaddr;
 		char where[80];
+		int fd = -EBADF, r;
 
 		snprintf(where, sizeof where, "%s:%u", l->address ? l->address : "*", l->port);
-		_cleanup_close_ int fd =
-		        socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return log_error_errno(errno, "socket for %s", where);
-		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-		if (bind(fd, sa, l->sockaddr_len) < 0)
-			return log_error_errno(errno, "cannot listen on %s", where);
-		if (listen(fd, 4096) < 0)
-			return log_error_errno(errno, "listen on %s", where);
-		int r = add_listen_fd(s, fd);
+		/* No address is IPv4 and IPv6 on one socket; an explicit "::" is IPv6 only (as
+		 * tcpmapctl units writes it for systemd). Where IPv6 is off, every address is
+		 * every IPv4 address. */
+		r = bind_one(sa, l->sockaddr_len, l->address ? 1 : 0, &fd);
+		if (!l->address && (r == -EAFNOSUPPORT || r == -EADDRNOTAVAIL)) {
+			struct sockaddr_in any4 = {.sin_family = AF_INET,
+			                           .sin_port = htons(l->port),
+			                           .sin_addr.s_addr = htonl(INADDR_ANY)};
+			log_info("%s: no IPv6 here (%s), listening on IPv4 only", where,
+			         strerror(-r));
+			r = bind_one((const struct sockaddr *)&any4, sizeof any4, 0, &fd);
+		}
+		if (r < 0)
+			return log_error_errno(r, "cannot listen on %s", where);
+		if (listen(fd, 4096) < 0) {
+			r = -errno;
+			safe_close(fd);
+			return log_error_errno(r, "listen on %s", where);
+		}
+		r = add_listen_fd(s, fd); /* s->fds holds it now, failed or not: closed at exit */
 		if (r < 0)
 			return r;
-		TAKE_FD(fd);
 		log_info("listening on %s", where);
 	}
 	return 0;
@@ -932,7 +1060,9 @@ int server_run(const struct server_options *o) {
 			return log_error_errno(r, "$RUNTIME_DIRECTORY");
 	}
 	s.runtime_dir = o->runtime_dir ? o->runtime_dir : rundir;
-	if (mkdir(s.runtime_dir, 0755) < 0 && errno != EEXIST)
+	/* 0700, as systemd's RuntimeDirectoryMode= in the units: run by hand as root too, the
+	 * table's upstream addresses and byte counts are no other user's business. */
+	if (mkdir(s.runtime_dir, 0700) < 0 && errno != EEXIST)
 		return log_error_errno(errno, "cannot create runtime directory %s", s.runtime_dir);
 	/* Another user who can replace files in it could hand us their breaker table. (It may
 	 * be a symlink: with DynamicUser= systemd links /run/tcpmap into /run/private.) */
@@ -957,6 +1087,7 @@ int server_run(const struct server_options *o) {
 	if (r < 0)
 		return log_error_errno(r, "cannot open the breaker table in %s", s.runtime_dir);
 
+	(void)memlimit_init(&s.memlimit); /* without a limit there is nothing to watch */
 	r = load_config(&s, &s.env.config);
 	if (r < 0) {
 		log_error("no valid configuration, exiting");
@@ -1074,17 +1205,7 @@ int server_run(const struct server_options *o) {
 	if (connected_fd >= 0)
 		r = run_inetd(&s, connected_fd);
 	else {
-		for (size_t i = 0; i < s.n_fds; i++)
-			if (!config_find_listener(s.env.config, (struct sockaddr *)&s.fds[i].addr,
-			                          s.fds[i].addr_len) &&
-			    !s.fds[i].wildcard) {
-				char a[NETADDR_TEXT_MAX];
-				netaddr_format((const struct sockaddr *)&s.fds[i].addr, a,
-				               sizeof a);
-				log_warning("socket %s has no mapping in the config; its "
-				            "connections will be closed",
-				            a);
-			}
+		s.n_unmapped = warn_unmapped_sockets(&s, s.env.config);
 		r = run_threaded(&s);
 	}
 

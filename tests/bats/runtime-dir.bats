@@ -74,3 +74,12 @@ run_once() {
 	[[ "$output" == *"Operation not permitted"* ]]
 	note "refused: world-writable runtime dir, a table owned by nobody, a table with 2 links"
 }
+
+@test "run by hand as root, the runtime directory is 0700 and the table 0600 (issue 23, defect 9)" {
+	local rd=$BATS_TEST_TMPDIR/fresh
+	# umask 022, as a root shell has it: the modes must not depend on it
+	(umask 022 && run_once "$rd" && [ "$status" -eq 0 ])
+	[ "$(stat -c %a "$rd")" = 700 ]
+	[ "$(stat -c %a "$rd/breakers")" = 600 ]
+	note "runtime dir $(stat -c %a "$rd"), table $(stat -c %a "$rd/breakers")"
+}

@@ -316,7 +316,7 @@ teardown() {
 	return 0
 }
 
-@test "systemd ops: systemctl status shows \"1 active connections\" while one is live" {
+@test "systemd ops: systemctl status shows \"1 active connection\" while one is live" {
 	local ready=$BATS_TEST_TMPDIR/ready go=$BATS_TEST_TMPDIR/go st=
 	client "$P" 1000 --pause-at 0 "$ready" "$go" >"$BATS_TEST_TMPDIR/live.out" &
 	BG_PID=$!
@@ -324,11 +324,11 @@ teardown() {
 	# tcpmapd refreshes STATUS= every second
 	for _ in $(seq 50); do
 		st=$(sb systemctl status --no-pager "$(svc)" || true)
-		grep -q '^ *Status: "1 active connections' <<<"$st" && break
+		grep -q '^ *Status: "1 active connection,' <<<"$st" && break
 		sleep 0.1
 	done
 	echo "$st"
-	grep -q '^ *Status: "1 active connections, [0-9]* total, config generation [0-9]*"' <<<"$st"
+	grep -q '^ *Status: "1 active connection, [0-9]* total, config generation [0-9]*"' <<<"$st"
 	[[ "$st" == *"Active: active (running)"* ]]
 
 	touch "$go"

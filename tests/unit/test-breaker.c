@@ -129,7 +129,7 @@ static void test_open_create_reopen(void **state) {
 	snprintf(path, sizeof(path), "%s/breakers", f->dir);
 	assert_int_equal(lstat(path, &st), 0);
 	assert_true(S_ISREG(st.st_mode));
-	assert_int_equal(st.st_mode & 07777, 0644);
+	assert_int_equal(st.st_mode & 07777, 0600);
 	assert_int_equal(st.st_uid, geteuid());
 
 	assert_int_equal(breaker_table_entry(t, "svc-a:80", &a), 0);

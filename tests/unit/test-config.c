@@ -584,8 +584,8 @@ static void test_groups_and_listeners(void **state) {
 		 "  port: 443\n  host: \"*.example.com\"\n  service: w:1\n---\n" HEAD("wild2")
 		 "  port: 443\n  host: \"*.b.example.com\"\n  service: w2:1\n---\n" HEAD("exact")
 		 "  port: 443\n  host: A.Example.com\n  service: e:1\n---\n" HEAD("local")
-		 "  port: 443\n  address: 127.0.0.1\n  service: l:1\n---\n" HEAD("v6")
-		 "  port: 443\n  address: \"[::1]\"\n  service: \"[::1]:8443\"\n---\n" HEAD("bare6")
+		 "  port: 445\n  address: 127.0.0.1\n  service: l:1\n---\n" HEAD("v6")
+		 "  port: 445\n  address: \"[::1]\"\n  service: \"[::1]:8443\"\n---\n" HEAD("bare6")
 		 "  port: 444\n  service: \"fe80::1\"\n  tls: true\n",
 		 TLSCTX_STAR);
 	struct loaded l = load(yaml);
@@ -608,13 +608,14 @@ static void test_groups_and_listeners(void **state) {
 	assert_string_equal(any443->groups[0]->key, "*|443|a.example.com");
 	assert_string_equal(any443->catch_all->key, "*|443|*");
 
-	struct sockaddr_in *sin = (struct sockaddr_in *)&any443->sockaddr;
-	assert_int_equal(sin->sin_family, AF_INET);
-	assert_int_equal(ntohs(sin->sin_port), 443);
-	assert_int_equal(sin->sin_addr.s_addr, htonl(INADDR_ANY));
-	assert_int_equal(any443->sockaddr_len, sizeof(struct sockaddr_in));
+	/* every address: [::], which takes IPv4 too (issue 23, defect 6) */
+	struct sockaddr_in6 *sin = (struct sockaddr_in6 *)&any443->sockaddr;
+	assert_int_equal(sin->sin6_family, AF_INET6);
+	assert_int_equal(ntohs(sin->sin6_port), 443);
+	assert_true(IN6_IS_ADDR_UNSPECIFIED(&sin->sin6_addr));
+	assert_int_equal(any443->sockaddr_len, sizeof(struct sockaddr_in6));
 
-	struct listener *v6 = config_find_listener_by_name(c, "::1", 443);
+	struct listener *v6 = config_find_listener_by_name(c, "::1", 445);
 	assert_non_null(v6);
 	assert_string_equal(v6->address, "::1");
 	assert_false(v6->needs_sni);
@@ -623,7 +624,7 @@ static void test_groups_and_listeners(void **state) {
 	struct mapping *m = find_mapping(c, "v6");
 	assert_string_equal(m->upstream_host, "::1");
 	assert_int_equal(m->upstream_port, 8443);
-	assert_string_equal(v6->catch_all->key, "::1|443|*");
+	assert_string_equal(v6->catch_all->key, "::1|445|*");
 
 	m = find_mapping(c, "bare6");
 	assert_string_equal(m->upstream_host, "fe80::1");
@@ -634,22 +635,25 @@ static void test_groups_and_listeners(void **state) {
 	assert_string_equal(m->host, "a.example.com");
 	assert_int_equal(m->upstream_port, 1);
 
-	/* config_find_listener: exact address first, else the wildcard on that port. */
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(443)};
+	/* config_find_listener: exact address first, else the wildcard on that port. (One
+	 * port cannot have both any more: the loader refuses what cannot bind.) */
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(445)};
 	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
 	struct listener *local = config_find_listener(c, (struct sockaddr *)&a, sizeof(a));
 	assert_non_null(local);
 	assert_string_equal(local->address, "127.0.0.1");
+	a.sin_port = htons(443);
 	inet_pton(AF_INET, "127.0.0.2", &a.sin_addr);
 	assert_ptr_equal(config_find_listener(c, (struct sockaddr *)&a, sizeof(a)), any443);
 	a.sin_port = htons(9);
 	assert_null(config_find_listener(c, (struct sockaddr *)&a, sizeof(a)));
 
-	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(443)};
+	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(445)};
 	inet_pton(AF_INET6, "::ffff:127.0.0.1", &a6.sin6_addr);
 	assert_ptr_equal(config_find_listener(c, (struct sockaddr *)&a6, sizeof(a6)), local);
 	inet_pton(AF_INET6, "::1", &a6.sin6_addr);
 	assert_ptr_equal(config_find_listener(c, (struct sockaddr *)&a6, sizeof(a6)), v6);
+	a6.sin6_port = htons(443);
 	inet_pton(AF_INET6, "::2", &a6.sin6_addr);
 	assert_ptr_equal(config_find_listener(c, (struct sockaddr *)&a6, sizeof(a6)), any443);
 
@@ -659,6 +663,35 @@ static void test_groups_and_listeners(void **state) {
 	assert_string_equal(route_select_group(any443, "z.example.com")->host, "*.example.com");
 	assert_ptr_equal(route_select_group(any443, "other.org"), any443->catch_all);
 	assert_ptr_equal(route_select_group(any443, NULL), any443->catch_all);
+	loaded_free(&l);
+}
+
+/* Issue 23, defect 7: equivalent spellings make one listener, and a port that cannot bind
+ * twice is refused with both mappings named. */
+static void test_listener_addresses(void **state) {
+	(void)state;
+	struct loaded l = load(HEAD("a") "  port: 7001\n  address: \"::1\"\n  service: a:1\n  host: a.example\n  tls_passthrough: true\n---\n"
+	                       HEAD("b") "  port: 7001\n  address: \"0:0:0:0:0:0:0:1\"\n  service: b:1\n---\n"
+	                       HEAD("c") "  port: 7002\n  address: \"::ffff:127.0.0.1\"\n  service: c:1\n---\n"
+	                       HEAD("d") "  port: 7002\n  address: 127.0.0.1\n  service: d:1\n  host: d.example\n  tls_passthrough: true\n---\n"
+	                       HEAD("e") "  port: 7003\n  address: 0.0.0.0\n  service: e:1\n---\n"
+	                       HEAD("f") "  port: 7003\n  service: f:1\n  host: f.example\n  tls_passthrough: true\n---\n"
+	                       HEAD("g") "  port: 7004\n  address: \"::\"\n  service: g:1\n---\n"
+	                       HEAD("h") "  port: 7004\n  address: 127.0.0.1\n  service: h:1\n");
+	assert_ok(&l);
+	assert_int_equal(l.config->n_listeners, 5);
+	assert_string_equal(find_mapping(l.config, "b")->address, "::1");
+	assert_string_equal(find_mapping(l.config, "c")->address, "127.0.0.1");
+	assert_null(find_mapping(l.config, "e")->address);
+	loaded_free(&l);
+
+	l = load(HEAD("every") "  port: 7001\n  service: a:1\n---\n"
+	         HEAD("one") "  port: 7001\n  address: 127.0.0.1\n  service: b:1\n");
+	assert_error(&l, 15, "address: port 7001 on 127.0.0.1 cannot be bound beside port 7001 on every address of mapping \"every\"");
+	loaded_free(&l);
+	l = load(HEAD("six") "  port: 7001\n  address: \"::\"\n  service: a:1\n---\n"
+	         HEAD("one") "  port: 7001\n  address: \"::1\"\n  service: b:1\n");
+	assert_error(&l, 16, "address: port 7001 on ::1 cannot be bound beside port 7001 on :: of mapping \"six\"");
 	loaded_free(&l);
 }
 
@@ -1066,6 +1099,7 @@ int main(void) {
 		cmocka_unit_test(test_weights_scaled),
 		cmocka_unit_test(test_weight_zero_in_group),
 		cmocka_unit_test(test_groups_and_listeners),
+		cmocka_unit_test(test_listener_addresses),
 		cmocka_unit_test(test_host_invalid),
 		cmocka_unit_test(test_tls_passthrough),
 		cmocka_unit_test(test_tlscontext_fields),

@@ -38,6 +38,24 @@ static void test_literals(void **state) {
 	assert_int_equal(netaddr_parse_literal("nope", 1, &family, &a, &len), -EINVAL);
 }
 
+static void test_canonical(void **state) {
+	char buf[NETADDR_TEXT_MAX];
+	(void)state;
+
+	assert_int_equal(netaddr_canonical("0:0:0:0:0:0:0:1", buf, sizeof buf), 0);
+	assert_string_equal(buf, "::1");
+	assert_int_equal(netaddr_canonical("::FFFF:127.0.0.1", buf, sizeof buf), 0);
+	assert_string_equal(buf, "127.0.0.1");
+	assert_int_equal(netaddr_canonical("2001:DB8:0::1", buf, sizeof buf), 0);
+	assert_string_equal(buf, "2001:db8::1");
+	assert_int_equal(netaddr_canonical("::ffff:0.0.0.0", buf, sizeof buf), 0);
+	assert_string_equal(buf, "0.0.0.0");
+	assert_int_equal(netaddr_canonical("0:0::0", buf, sizeof buf), 0);
+	assert_string_equal(buf, "::");
+	assert_int_equal(netaddr_canonical("localhost", buf, sizeof buf), -EINVAL);
+	assert_int_equal(netaddr_canonical("1.2.3.4", buf, 4), -ENAMETOOLONG);
+}
+
 static void test_format(void **state) {
 	union sockaddr_ip a;
 	char buf[NETADDR_TEXT_MAX];
@@ -75,6 +93,7 @@ int main(void) {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_literals),
 	        cmocka_unit_test(test_format),
+	        cmocka_unit_test(test_canonical),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
