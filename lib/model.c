@@ -240,9 +240,11 @@ static int host_pattern_rank(const char *pattern, const char *host) {
 		return 1;
 	if (!route_host_matches(pattern, host))
 		return 0;
-	if (pattern[0] == '*' && host[0] != '*')
+	/* A wildcard covers any depth below it (lib/route.c), a wildcard host included:
+	 * "*.example.com" covers "*.b.example.com". The longer the more specific. */
+	if (pattern[0] == '*')
 		return (2 << 16) + (int)MIN(strlen(pattern), 65535u);
-	return 3 << 16; /* the same name; a wildcard host only by the same wildcard */
+	return 3 << 16; /* the same name */
 }
 
 static int tlscontext_rank(const struct tls_context *t, const char *host) {

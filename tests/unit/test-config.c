@@ -1017,15 +1017,17 @@ static void test_tlscontext_for_host(void **state) {
 	assert_string_equal(model_tlscontext_for_host(c, "z.b.example.com")->name, "long");
 	assert_string_equal(model_tlscontext_for_host(c, "b.example.com")->name, "short");
 	assert_string_equal(model_tlscontext_for_host(c, "*.example.com")->name, "short");
-	assert_string_equal(model_tlscontext_for_host(c, "*.c.example.com")->name, "any");
+	/* a wildcard covers any depth below it, as Envoy's server_names match */
+	assert_string_equal(model_tlscontext_for_host(c, "*.c.example.com")->name, "short");
+	assert_string_equal(model_tlscontext_for_host(c, "*.b.example.com")->name, "long");
 	assert_string_equal(model_tlscontext_for_host(c, "example.net")->name, "any");
 	assert_null(model_tlscontext_for_host(c, NULL));
 
 	assert_true(model_tlscontext_covers(config_find_tls_context(c, "exact"), "x.example.org"));
 	assert_false(model_tlscontext_covers(config_find_tls_context(c, "exact"), "y.example.org"));
 	assert_true(model_tlscontext_covers(config_find_tls_context(c, "short"), "q.example.com"));
-	assert_false(model_tlscontext_covers(config_find_tls_context(c, "short"),
-					     "q.b.example.com"));
+	assert_true(model_tlscontext_covers(config_find_tls_context(c, "short"),
+					    "q.b.example.com"));
 	assert_false(model_tlscontext_covers(config_find_tls_context(c, "long"), "*.example.com"));
 	loaded_free(&l);
 }
