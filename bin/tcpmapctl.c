@@ -32,6 +32,7 @@ enum {
 	OPT_PORT,
 	OPT_ADDRESS,
 	OPT_SNI,
+	OPT_AMBASSADOR_ID,
 };
 
 static const struct option_row rows[] = {
@@ -39,6 +40,9 @@ static const struct option_row rows[] = {
          "PATH",
          "config file or directory (repeatable; default $TCPMAP_CONFIG or " TCPMAP_SYSCONFDIR
          "/tcpmap)"},
+        {{"ambassador-id", required_argument, NULL, OPT_AMBASSADOR_ID},
+         "ID",
+         "the Emissary instance whose documents are read (default $AMBASSADOR_ID, else default)"},
         {{"runtime-dir", required_argument, NULL, OPT_RUNTIME_DIR},
          "DIR",
          "breaker table directory for status (default $RUNTIME_DIRECTORY, else /run/tcpmap)"},
@@ -126,6 +130,15 @@ static int load(struct ctl *ctl, bool verbose, bool with_keys, struct config **r
 static int cmd_check(struct ctl *ctl) {
 	_cleanup_(config_unrefp) struct config *c = NULL;
 	int r = load(ctl, true, true, &c);
+	if (r == 0 && c->n_mappings == 0) {
+		/* tcpmapd would listen on nothing: most likely another instance's documents or
+		 * the wrong --ambassador-id, and never what `check` should call OK */
+		fprintf(stderr,
+		        "error: the config selects no TCPMapping for ambassador_id \"%s\"; "
+		        "nothing to listen on\n",
+		        c->module.ambassador_id);
+		return 1;
+	}
 	if (r == 0) {
 		/* every path: a user who gave three wants to see that three were read */
 		for (size_t i = 0; i < ctl->n_configs; i++) {
@@ -290,6 +303,13 @@ int main(int argc, char **argv) {
 			break;
 		case OPT_SNI:
 			ctl.sni = optarg;
+			break;
+		case OPT_AMBASSADOR_ID:
+			/* every command loads through the same variable tcpmapd reads */
+			if (!*optarg || setenv("AMBASSADOR_ID", optarg, 1) < 0) {
+				fprintf(stderr, "tcpmapctl: --ambassador-id takes a non-empty id\n");
+				return 2;
+			}
 			break;
 		case OPT_HELP:
 			help();

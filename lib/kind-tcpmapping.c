@@ -352,6 +352,7 @@ static const struct field_def tcpmapping_fields[] = {
         [MF_TLS_PASSTHROUGH] = {"tls_passthrough", NULL, read_tls_passthrough, 0, FIELD_EXTENSION},
         /* Emissary's, meaningless to a single-host L4 proxy. */
         {"ambassador_id", NULL, NULL, 0, FIELD_NOT_USED},
+        {"ambassadorId", NULL, NULL, 0, FIELD_NOT_USED},
         {"cluster_tag", NULL, NULL, 0, FIELD_NOT_USED},
         {"resolver", NULL, NULL, 0, FIELD_NOT_USED},
         {"stats_name", NULL, NULL, 0, FIELD_NOT_USED},

@@ -156,6 +156,7 @@ static const struct field_def tlscontext_fields[] = {
         {"sni", NULL, field_string, AT(sni), 0},
         /* Emissary's, meaningless to a single-host L4 proxy. */
         {"ambassador_id", NULL, NULL, 0, FIELD_NOT_USED},
+        {"ambassadorId", NULL, NULL, 0, FIELD_NOT_USED},
         {"secret_namespacing", NULL, NULL, 0, FIELD_NOT_USED},
         {"redirect_cleartext_from", NULL, NULL, 0, FIELD_NOT_USED},
         {"crl_secret", NULL, NULL, 0, FIELD_NOT_USED},

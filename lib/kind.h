@@ -60,6 +60,7 @@ enum kind_id {
 /* What the documents read so far have produced. */
 struct kinds_state {
 	const char *ambassador_id;
+	size_t n_other_id; /* documents skipped as another instance's */
 	struct diag_list *diags;
 	struct config *config;
 	struct mapping_extra *extras; /* parallel to config->mappings */

@@ -57,18 +57,29 @@ static int check_unique_name(struct yobject *o, struct name_set *s, const struct
 
 static bool is_v3alpha1(const char *api) { return streq(api, "getambassador.io/v3alpha1"); }
 
+/* Emissary's rule: "_automatic_" is every instance's; any other id must be ours. */
+static bool id_is_ours(const struct kinds_state *s, const struct ynode *n) {
+	return n->kind == YNODE_SCALAR &&
+	       (streq(n->value, s->ambassador_id) || streq(n->value, "_automatic_"));
+}
+
 /* Does the document's ambassador_id (string or list) include ours? Absent = "default". */
 static bool ambassador_id_matches(const struct kinds_state *s, const struct ynode *n) {
 	if (ynode_is_null(n))
 		return streq(s->ambassador_id, "default");
-	if (n->kind == YNODE_SCALAR)
-		return streq(n->value, s->ambassador_id);
-	if (n->kind == YNODE_SEQUENCE)
+	if (n->kind == YNODE_SEQUENCE) {
 		for (size_t i = 0; i < n->n_items; i++)
-			if (n->items[i]->kind == YNODE_SCALAR &&
-			    streq(n->items[i]->value, s->ambassador_id))
+			if (id_is_ours(s, n->items[i]))
 				return true;
-	return false;
+		return false;
+	}
+	return id_is_ours(s, n);
+}
+
+/* ambassador_id, or its camel-case synonym ambassadorId (Emissary reads both), from `m`. */
+static const struct ynode *get_ambassador_id(const struct ynode *m) {
+	const struct ynode *id = ymap_get(m, "ambassador_id");
+	return id ? id : ymap_get(m, "ambassadorId");
 }
 
 static const struct kind *find_kind(const char *name, bool ignoring_case) {
@@ -161,12 +172,13 @@ int kinds_read_document(struct kinds_state *s, const char *file, const struct yn
 
 	spec = ymap_get(root, "spec");
 	/* Emissary reads ambassador_id from spec; annotation-style configs have it on top. */
-	id = spec ? ymap_get(spec, "ambassador_id") : NULL;
+	id = spec ? get_ambassador_id(spec) : NULL;
 	if (!id)
-		id = ymap_get(root, "ambassador_id");
+		id = get_ambassador_id(root);
 	if (!ambassador_id_matches(s, id)) {
 		yobject_diag(&o, DIAG_DEBUG, id, "not for ambassador_id \"%s\", skipping",
 		             s->ambassador_id);
+		s->n_other_id++;
 		return 0;
 	}
 
