@@ -37,6 +37,7 @@ struct mapping_extra {
 	struct source_pos field_pos[_MF_MAX];
 	bool has_enable_ipv4, has_enable_ipv6, has_connect_timeout;
 	bool has_explicit_upstream_port;
+	bool service_https; /* service: https://... */
 	bool bad; /* had errors; kept only so its name counts for uniqueness */
 };
 
