@@ -63,7 +63,13 @@ static void load_text(struct loader *L, const char *file, const char *data, size
 		         L->max_file_size);
 		return;
 	}
+	/* an annotation string's documents are parsed where they stand in this text */
+	L->kinds.data = data;
+	L->kinds.size = size;
+	L->kinds.limits = &L->limits;
 	r = yamltree_parse(file, data, size, &L->limits, L->kinds.diags, on_document, L);
+	L->kinds.data = NULL;
+	L->kinds.size = 0;
 	/* Other errors are in the diags; the next file is read all the same. */
 	if (r == -ENOMEM)
 		loader_fail(L, r);
@@ -246,6 +252,12 @@ static const char *our_ambassador_id(const struct config_options *opts) {
 	return env && *env ? env : "default";
 }
 
+/* The namespace of a document that names none, as Emissary takes its own. */
+static const char *our_namespace(void) {
+	const char *env = getenv("AMBASSADOR_NAMESPACE");
+	return env && *env ? env : "default";
+}
+
 static void loader_init(struct loader *L, const struct config_options *opts,
                         struct diag_list *diags) {
 	*L = (struct loader){
@@ -262,6 +274,7 @@ static void loader_init(struct loader *L, const struct config_options *opts,
 	        .kinds =
 	                {
 	                        .ambassador_id = our_ambassador_id(opts),
+	                        .ambassador_namespace = our_namespace(),
 	                        .diags = diags,
 	                },
 	        .errors_before = diags->n_errors,

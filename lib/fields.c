@@ -424,6 +424,12 @@ static bool strv_contains(const char *const *v, const char *s) {
 	return false;
 }
 
+static bool is_flat_envelope_key(const char *key) {
+	static const char *const envelope[] = {"apiVersion", "kind", "name", "namespace",
+	                                       "metadata_labels", "generation", NULL};
+	return strv_contains(envelope, key);
+}
+
 /* Match each key of `spec` to its field in f->at[]. In document order, each field is read as
  * soon as its key is met, so its diags come between those of the keys around it. */
 static int fields_walk(struct yobject *o, const struct field_table *table, const struct ynode *spec,
@@ -439,6 +445,9 @@ static int fields_walk(struct yobject *o, const struct field_table *table, const
 			             table->prefix ? "config" : "spec");
 			continue;
 		}
+		/* the envelope of an annotation-style document, read by lib/kinds.c */
+		if (o->flat && !table->prefix && is_flat_envelope_key(key->value))
+			continue;
 		def = field_find(table, key->value, &idx);
 		if (!def && table->others && strv_contains(table->others, key->value)) {
 			yobject_diag(o, DIAG_DEBUG, key, "%s%s: not used by tcpmap, ignoring",

@@ -61,7 +61,13 @@ enum kind_id {
 /* What the documents read so far have produced. */
 struct kinds_state {
 	const char *ambassador_id;
-	size_t n_other_id; /* documents skipped as another instance's */
+	const char *ambassador_namespace; /* of a document that names none: $AMBASSADOR_NAMESPACE */
+	size_t n_other_id;                /* documents skipped as another instance's */
+	/* The file being read, for the documents of an annotation string (lib/kinds.c). */
+	const char *data;
+	size_t size;
+	const struct yamltree_limits *limits;
+	const char *annotation_namespace; /* inside an annotation: its object's namespace */
 	struct diag_list *diags;
 	struct config *config;
 	struct mapping_extra *extras; /* parallel to config->mappings */

@@ -161,11 +161,103 @@ static void test_service_schemes(void **state) {
 	loaded_free(&l);
 }
 
+/* ---- item 2: annotation style ---------------------------------------------------------- */
+
+static const char annotated[] =
+	"apiVersion: v1\n"                                   /* 1 */
+	"kind: Service\n"                                    /* 2 */
+	"metadata:\n"                                        /* 3 */
+	"  name: upstream\n"                                 /* 4 */
+	"  namespace: shop\n"                                /* 5 */
+	"  annotations:\n"                                   /* 6 */
+	"    getambassador.io/config: |\n"                   /* 7 */
+	"      ---\n"                                        /* 8 */
+	"      apiVersion: getambassador.io/v2\n"            /* 9 */
+	"      kind: TCPMapping\n"                           /* 10 */
+	"      name: flat-a\n"                               /* 11 */
+	"      port: 2000\n"                                 /* 12 */
+	"      service: up-a\n"                              /* 13 */
+	"      ---\n"                                        /* 14 */
+	"      apiVersion: getambassador.io/v2\n"            /* 15 */
+	"      kind: TCPMapping\n"                           /* 16 */
+	"      name: flat-b\n"                               /* 17 */
+	"      ambassador_id: default\n"                     /* 18 */
+	"      port: 2001\n"                                 /* 19 */
+	"      service: up-b\n"                              /* 20 */
+	"      weight: %s\n"                                 /* 21 */
+	"spec:\n"
+	"  ports: [{port: 80}]\n"
+	"---\n"
+	"apiVersion: getambassador.io/v2\n"
+	"kind: TCPMapping\n"
+	"name: flat-top\n"
+	"port: 2002\n"
+	"service: up-c\n";
+
+static void test_annotation_style(void **state) {
+	(void)state;
+	char yaml[2048];
+	struct loaded l;
+	const struct diag *d;
+
+	snprintf(yaml, sizeof(yaml), annotated, "50");
+	l = load(yaml);
+	assert_ok(&l);
+	assert_int_equal(l.config->n_mappings, 3);
+	assert_string_equal(find_mapping(l.config, "flat-b")->upstream_host, "up-b");
+	assert_int_equal(find_mapping(l.config, "flat-b")->weight, 50);
+	/* the envelope keys of the flat form are not unknown fields */
+	for (size_t i = 0; i < l.diags.n; i++)
+		assert_null(strstr(l.diags.items[i].message, "unknown field"));
+	loaded_free(&l);
+
+	/* the same validation, at the file's line and column */
+	snprintf(yaml, sizeof(yaml), annotated, "150");
+	l = load(yaml);
+	assert_int_equal(l.r, -EINVAL);
+	d = find_diag(&l, DIAG_ERROR, "mapping \"flat-b\": weight: 150 is over 100");
+	assert_non_null(d);
+	assert_int_equal(d->line, 21);
+	assert_int_equal(d->column, 15);
+	loaded_free(&l);
+
+	/* the flat form's name is required, as metadata.name is */
+	l = load("apiVersion: getambassador.io/v2\nkind: TCPMapping\nname: ~\nport: 1\nservice: u\n");
+	assert_int_equal(l.r, -EINVAL);
+	assert_non_null(find_diag(&l, DIAG_ERROR, "name: missing or not a string"));
+	loaded_free(&l);
+}
+
+/* ---- item 8: names per namespace -------------------------------------------------------- */
+
+static void test_names_per_namespace(void **state) {
+	(void)state;
+	struct loaded l = load(
+		"---\napiVersion: getambassador.io/v2\nkind: TCPMapping\nmetadata:\n  name: a\n"
+		"  namespace: one\nspec:\n  port: 2000\n  service: up\n  weight: 50\n"
+		"---\napiVersion: getambassador.io/v2\nkind: TCPMapping\nmetadata:\n  name: a\n"
+		"  namespace: two\nspec:\n  port: 2000\n  service: up2\n  weight: 50\n");
+
+	assert_ok(&l);
+	assert_int_equal(l.config->n_mappings, 2);
+	loaded_free(&l);
+	/* no namespace is the default one: a clash with "default" is a duplicate */
+	l = load("---\napiVersion: getambassador.io/v2\nkind: TCPMapping\nmetadata:\n  name: a\n"
+		 "  namespace: default\nspec:\n  port: 2000\n  service: up\n"
+		 "---\napiVersion: getambassador.io/v2\nkind: TCPMapping\nmetadata:\n  name: a\n"
+		 "spec:\n  port: 2001\n  service: up2\n");
+	assert_int_equal(l.r, -EINVAL);
+	assert_non_null(find_diag(&l, DIAG_ERROR, "duplicate name, first defined at t.yaml:5:9 (both in namespace \"default\")"));
+	loaded_free(&l);
+}
+
 int main(void) {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ambassador_id),
 		cmocka_unit_test(test_no_mapping_for_our_id),
 		cmocka_unit_test(test_service_schemes),
+		cmocka_unit_test(test_annotation_style),
+		cmocka_unit_test(test_names_per_namespace),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
