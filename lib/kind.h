@@ -55,6 +55,7 @@ enum kind_id {
 	KIND_TCPMAPPING,
 	KIND_TLSCONTEXT,
 	KIND_MODULE,
+	KIND_HOST,
 	_KIND_MAX,
 };
 
@@ -82,3 +83,8 @@ typedef int kind_read_fn(struct kinds_state *s, struct yobject *o, const struct 
 kind_read_fn kind_tcpmapping_read;
 kind_read_fn kind_tlscontext_read;
 kind_read_fn kind_module_read;
+kind_read_fn kind_host_read;
+/* The TLSContext fields of a Host's `tls` mapping, read into `t` (lib/kind-tlscontext.c).
+ * Returns 0 (problems are diags) or -ENOMEM. */
+int kind_tlscontext_read_settings(struct yobject *o, const struct ynode *tls,
+                                  struct tls_context *t);

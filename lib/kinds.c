@@ -16,6 +16,7 @@ static const struct kind kinds[_KIND_MAX] = {
         [KIND_TCPMAPPING] = {"TCPMapping", "mapping", kind_tcpmapping_read},
         [KIND_TLSCONTEXT] = {"TLSContext", "tlscontext", kind_tlscontext_read},
         [KIND_MODULE] = {"Module", "module", kind_module_read},
+        [KIND_HOST] = {"Host", "host", kind_host_read},
 };
 
 static void name_set_free(struct name_set *s) {

@@ -32,6 +32,8 @@ static void tls_context_free(struct tls_context *t) {
 	strv_free(t->ecdh_curves);
 	strv_free(t->alpn_protocols);
 	free(t->sni);
+	free(t->crl_secret);
+	free(t->context_ref);
 	free(t);
 }
 
@@ -229,7 +231,7 @@ struct tls_context *config_find_tls_context(const struct config *c, const char *
 	if (!c || !name)
 		return NULL;
 	for (size_t i = 0; i < c->n_tls_contexts; i++)
-		if (streq(c->tls_contexts[i]->name, name))
+		if (!c->tls_contexts[i]->from_host && streq(c->tls_contexts[i]->name, name))
 			return c->tls_contexts[i];
 	return NULL;
 }
@@ -265,13 +267,19 @@ struct tls_context *model_tlscontext_for_host(const struct config *c, const char
 
 	if (!c || !host)
 		return NULL;
-	for (size_t i = 0; i < c->n_tls_contexts; i++) {
-		int rank = tlscontext_rank(c->tls_contexts[i], host);
-		if (rank > best_rank) {
-			best_rank = rank;
-			best = c->tls_contexts[i];
+	/* Hosts first, then TLSContexts: Emissary's order since Host arrived (2.0). */
+	for (int pass = 0; pass < 2 && !best; pass++)
+		for (size_t i = 0; i < c->n_tls_contexts; i++) {
+			int rank;
+
+			if (c->tls_contexts[i]->from_host != (pass == 0))
+				continue;
+			rank = tlscontext_rank(c->tls_contexts[i], host);
+			if (rank > best_rank) {
+				best_rank = rank;
+				best = c->tls_contexts[i];
+			}
 		}
-	}
 	return best;
 }
 

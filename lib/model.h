@@ -49,6 +49,7 @@ enum tls_field {
 	TF_CIPHER_SUITES,
 	TF_ECDH_CURVES,
 	TF_ALPN_PROTOCOLS,
+	TF_CRL_SECRET,
 	_TF_MAX,
 };
 
@@ -70,7 +71,14 @@ struct tls_context {
 	char **ecdh_curves;
 	char **alpn_protocols; /* Ambassador gives a comma-separated string; split here */
 	char *sni;
-	void *runtime; /* lib/tls attaches its SSL_CTX state here; not owned by config.c */
+	char *crl_secret; /* revoked client certificates, checked with cert_required */
+	/* A Host (lib/kind-host.c) is kept as a context of its own: `hosts` holds its hostname
+	 * glob; `context_ref` the TLSContext it takes its settings from (lib/configbuild.c).
+	 * Hosts are never found by name and are asked first (model_tlscontext_for_host). */
+	bool from_host;
+	char *context_ref;
+	const char *label; /* "tlscontext" or "host", in diags */
+	void *runtime;     /* lib/tls attaches its SSL_CTX state here; not owned by config.c */
 };
 
 struct mapping {
@@ -181,9 +189,10 @@ struct tls_context *config_find_tls_context(const struct config *c, const char *
  * may be a client's SNI or a mapping's host (itself possibly "*.example.com", which only
  * that same wildcard or "*" covers). */
 bool model_tlscontext_covers(const struct tls_context *t, const char *host);
-/* The TLSContext that terminates TLS for `host`: an exact name beats a wildcard, a longer
- * wildcard a shorter one, and "*" comes last; ties go to the first context in the files.
- * NULL when none covers it. The one rule both the loader and lib/tls ask. */
+/* The context that terminates TLS for `host`, as Emissary looks: first the Hosts whose
+ * hostname matches it, then the TLSContexts that list it; among either, an exact name beats
+ * a wildcard, a longer wildcard a shorter one, and "*" comes last; ties go to the first in
+ * the files. NULL when none covers it. The one rule both the loader and lib/tls ask. */
 struct tls_context *model_tlscontext_for_host(const struct config *c, const char *host);
 
 /* Append `item` to the pointer array *arrayp of *n items, as the loader grows the model.

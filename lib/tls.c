@@ -83,14 +83,18 @@ _printf_(4, 5) static void tls_diag(struct tls_loader *L, enum diag_level level,
 	va_end(ap);
 }
 
+/* A Host's certificate and settings load as a context's do; diags name its kind. */
+#define CONTEXT_LABEL(t) ((t)->label ? (t)->label : "tlscontext")
 #define context_error(L, t, fmt, ...)                                                              \
-	tls_diag((L), DIAG_ERROR, &(t)->pos, "tlscontext \"%s\": " fmt, (t)->name, ##__VA_ARGS__)
+	tls_diag((L), DIAG_ERROR, &(t)->pos, "%s \"%s\": " fmt, CONTEXT_LABEL(t), (t)->name,       \
+	         ##__VA_ARGS__)
 #define context_warning(L, t, fmt, ...)                                                            \
-	tls_diag((L), DIAG_WARNING, &(t)->pos, "tlscontext \"%s\": " fmt, (t)->name, ##__VA_ARGS__)
+	tls_diag((L), DIAG_WARNING, &(t)->pos, "%s \"%s\": " fmt, CONTEXT_LABEL(t), (t)->name,     \
+	         ##__VA_ARGS__)
 /* At the field that caused it when it was written, else at the document. */
 #define field_error(L, t, field, fmt, ...)                                                         \
 	tls_diag((L), DIAG_ERROR, (t)->field_pos[field].line ? &(t)->field_pos[field] : &(t)->pos, \
-	         "tlscontext \"%s\": " fmt, (t)->name, ##__VA_ARGS__)
+	         "%s \"%s\": " fmt, CONTEXT_LABEL(t), (t)->name, ##__VA_ARGS__)
 #define mapping_error(L, m, fmt, ...)                                                              \
 	tls_diag((L), DIAG_ERROR, &(m)->pos, "mapping \"%s\": " fmt, (m)->name, ##__VA_ARGS__)
 
@@ -675,8 +679,8 @@ static int assign_termination(struct tls_loader *L) {
 		if (!t) {
 			mapping_error(
 			        L, g->mappings[0],
-			        "host: no TLSContext covers \"%s\" (terminating TLS needs its "
-			        "certificate)",
+			        "host: no TLSContext covers \"%s\", nor any Host (terminating TLS "
+			        "needs its certificate)",
 			        g->host);
 			continue;
 		}

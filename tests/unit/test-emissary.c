@@ -251,6 +251,49 @@ static void test_names_per_namespace(void **state) {
 	loaded_free(&l);
 }
 
+/* ---- item 4: Host ----------------------------------------------------------------------- */
+
+static void test_host_lookup(void **state) {
+	(void)state;
+	struct loaded l = load(
+		"---\napiVersion: getambassador.io/v2\nkind: TLSContext\nmetadata:\n  name: ctx\n"
+		"spec:\n  hosts: [a.domain.com, c.other.com]\n  secret: ctx-secret\n  min_tls_version: v1.3\n"
+		"---\napiVersion: getambassador.io/v3alpha1\nkind: Host\nmetadata:\n  name: wild\n"
+		"spec:\n  hostname: \"*.domain.com\"\n  tlsSecret:\n    name: wild-secret\n"
+		"  requestPolicy:\n    insecure:\n      action: Route\n"
+		"---\napiVersion: getambassador.io/v3alpha1\nkind: Host\nmetadata:\n  name: ctx\n"
+		"spec:\n  hostname: b.other.com\n  tlsContext:\n    name: ctx\n"
+		MAPPING_P("v2", "a", "6789", "up", "  host: a.domain.com\n")
+		MAPPING_P("v2", "b", "6789", "up", "  host: b.other.com\n")
+		MAPPING_P("v2", "c", "6789", "up", "  host: c.other.com\n"));
+	const struct tls_context *t;
+
+	assert_ok(&l);
+	/* Hosts first, even when a TLSContext lists the exact name */
+	t = model_tlscontext_for_host(l.config, "a.domain.com");
+	assert_true(t->from_host);
+	assert_string_equal(t->name, "wild");
+	assert_string_equal(t->secret, "wild-secret");
+	/* a Host with a tlsContext takes that context's settings */
+	t = model_tlscontext_for_host(l.config, "b.other.com");
+	assert_true(t->from_host);
+	assert_string_equal(t->secret, "ctx-secret");
+	assert_string_equal(t->min_tls_version, "v1.3");
+	/* then TLSContexts */
+	t = model_tlscontext_for_host(l.config, "c.other.com");
+	assert_false(t->from_host);
+	/* a Host is never a context by name (tls: NAME) */
+	assert_false(config_find_tls_context(l.config, "ctx")->from_host);
+	assert_null(config_find_tls_context(l.config, "wild"));
+	loaded_free(&l);
+
+	/* a host nothing covers still names both kinds */
+	l = load(MAPPING_P("v2", "a", "6789", "up", "  host: x.domain.com\n"));
+	assert_int_equal(l.r, -EINVAL);
+	assert_non_null(find_diag(&l, DIAG_ERROR, "nor does any Host's hostname match it"));
+	loaded_free(&l);
+}
+
 int main(void) {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ambassador_id),
@@ -258,6 +301,7 @@ int main(void) {
 		cmocka_unit_test(test_service_schemes),
 		cmocka_unit_test(test_annotation_style),
 		cmocka_unit_test(test_names_per_namespace),
+		cmocka_unit_test(test_host_lookup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
