@@ -159,7 +159,7 @@ expect() { # WANT GOT
 	# 0: port 9876 relays the client's TLS to target1:443
 	expect "target1 true tcpmappingtest" "$(query_https 9876 tcpmappingtest -k)"
 	# 1: cleartext to port 7654, TLS to target2 (service: https://)
-	expect "target2 true " "$(query_http 7654)"
+	expect "target2 true target2.other-namespace" "$(query_http 7654)"
 	# 2: SNI tls-context-host-1: terminated (Host), cleartext to target1
 	expect "target1 false " "$(query_https 6789 tls-context-host-1 -k)"
 	# 3: SNI tls-context-host-2: terminated, TLS to target2 (tls: a context, no sni)
@@ -344,4 +344,65 @@ kat_sni_pair() {
 	echo "$output"
 	[[ "$output" == *'"backend": "tcp-echo"'* ]]
 	[[ "$output" == *'"enabled": false'* ]]
+}
+
+# ---- the rest of issue 15 that needs a socket ---------------------------------------------
+
+@test "crl_secret: a revoked client certificate is refused, a good one served (item 5)" {
+	local d=$BATS_TEST_TMPDIR/crlca port up
+	mkdir -p "$d" "$SECRETS_DIR/client-crl"
+	: >"$d/index.txt"
+	echo 01 >"$d/crlnumber"
+	printf '[ca]\ndefault_ca=ca\n[ca]\ndatabase=%s/index.txt\ncrlnumber=%s/crlnumber\ndefault_md=sha256\ndefault_crl_days=2\n' \
+		"$d" "$d" >"$d/ca.cnf"
+	tls_issue "$PKI" crl-good crl-good "" clientAuth
+	tls_issue "$PKI" crl-revoked crl-revoked "" clientAuth
+	openssl ca -config "$d/ca.cnf" -keyfile "$PKI/ca.key" -cert "$PKI/ca.crt" \
+		-revoke "$PKI/crl-revoked.crt" 2>&1
+	# the key Emissary's CRL secrets use
+	openssl ca -config "$d/ca.cnf" -keyfile "$PKI/ca.key" -cert "$PKI/ca.crt" -gencrl \
+		-out "$SECRETS_DIR/client-crl/crl.pem" 2>&1
+	openssl crl -in "$SECRETS_DIR/client-crl/crl.pem" -noout -text | grep -q "Serial Number"
+	port=$(pick_port)
+	up=$(pick_port)
+	start_upstream 127.0.0.1 "$up" banner "i-am-behind-the-crl"
+	cat >"$BATS_TEST_TMPDIR/crl.yaml" <<-EOF2
+	---
+	apiVersion: getambassador.io/v3alpha1
+	kind: TLSContext
+	metadata:
+	  name: mtls
+	spec:
+	  hosts: [my-host-1]
+	  secret: supersecret
+	  ca_secret: testca
+	  cert_required: true
+	  crl_secret: client-crl
+	---
+	apiVersion: getambassador.io/v3alpha1
+	kind: TCPMapping
+	metadata:
+	  name: behind-crl
+	spec:
+	  port: $port
+	  host: my-host-1
+	  service: 127.0.0.1:$up
+	EOF2
+	run "$TCPMAPCTL" check --secrets-dir "$SECRETS_DIR" "$BATS_TEST_TMPDIR/crl.yaml"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	start_tcpmapd "$BATS_TEST_TMPDIR/crl.yaml"
+	S_CLIENT_INPUT=hello
+	s_client_to "$port" my-host-1 -cert "$PKI/crl-good.crt" -key "$PKI/crl-good.key"
+	[[ "$output" == *"i-am-behind-the-crl"* ]]
+	s_client_to "$port" my-host-1 -cert "$PKI/crl-revoked.crt" -key "$PKI/crl-revoked.key"
+	echo "$output"
+	[[ "$output" != *"i-am-behind-the-crl"* ]]
+	[[ "$output" == *"revoked"* ]]
+	# a missing CRL secret is a config error at the field
+	sed -i 's/client-crl/no-such-crl/' "$BATS_TEST_TMPDIR/crl.yaml"
+	run "$TCPMAPCTL" check --secrets-dir "$SECRETS_DIR" "$BATS_TEST_TMPDIR/crl.yaml"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *'crl.yaml:11:15: tlscontext "mtls": crl_secret "no-such-crl": not found'* ]]
 }
