@@ -82,13 +82,14 @@ static int resolve_mapping(struct kinds_state *s, struct mapping *m) {
 		return -ENOMEM;
 	for (char *p = upstream; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
-	if (asprintf(&m->cluster, "%s%s%s:%u|%s|%s|%" PRIu32 "|%" PRIu32,
+	if (asprintf(&m->cluster, "%s%s%s:%u|%s|%s|%s%" PRIu32 "|%" PRIu32,
 	             strchr(upstream, ':') ? "[" : "", upstream, strchr(upstream, ':') ? "]" : "",
 	             m->upstream_port,
 	             m->tls == TLS_ORIGINATE_NONE    ? "plain"
 	             : m->tls == TLS_ORIGINATE_PLAIN ? "tls"
 	                                             : "tls-context",
 	             m->tls_context_name ? m->tls_context_name : "-",
+	             m->circuit_breakers.refuse_all ? "refuse-" : "",
 	             m->circuit_breakers.max_connections,
 	             m->circuit_breakers.max_pending_requests) < 0) {
 		m->cluster = NULL;
@@ -127,7 +128,8 @@ static const char *group_disagreement(const struct mapping *a, const struct mapp
 		*field = MF_ENABLE_IPV6;
 		return "enable_ipv6";
 	}
-	if (a->circuit_breakers.max_connections != b->circuit_breakers.max_connections ||
+	if (a->circuit_breakers.refuse_all != b->circuit_breakers.refuse_all ||
+	    a->circuit_breakers.max_connections != b->circuit_breakers.max_connections ||
 	    a->circuit_breakers.max_pending_requests != b->circuit_breakers.max_pending_requests) {
 		*field = MF_BREAKERS;
 		return "circuit_breakers";

@@ -20,6 +20,9 @@ struct circuit_breakers {
 	bool set;                      /* present in the mapping or the Module */
 	uint32_t max_connections;      /* 0 = no limit */
 	uint32_t max_pending_requests; /* 0 = no limit */
+	/* `max_connections: 0` written: Envoy refuses every connection. The breaker table
+	 * must treat it as a limit of zero (lib/breaker.c), not as "no limit". */
+	bool refuse_all;
 };
 
 enum tls_origination {

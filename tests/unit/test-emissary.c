@@ -294,6 +294,23 @@ static void test_host_lookup(void **state) {
 	loaded_free(&l);
 }
 
+/* ---- item 6: max_connections: 0, priority spellings ------------------------------------ */
+
+static void test_max_connections_zero(void **state) {
+	(void)state;
+	struct loaded l = load(MAPPING("v2", "zero",
+				       "  circuit_breakers:\n  - priority: DEFAULT\n    max_connections: 0\n")
+			       MAPPING_P("v2", "none", "2001", "up",
+					 "  circuit_breakers:\n  - priority: High\n    max_connections: 5\n"));
+
+	assert_ok(&l);
+	assert_true(find_mapping(l.config, "zero")->circuit_breakers.refuse_all);
+	assert_false(find_mapping(l.config, "none")->circuit_breakers.refuse_all);
+	assert_non_null(find_diag(&l, DIAG_WARNING, "max_connections: 0 refuses every connection"));
+	assert_non_null(find_diag(&l, DIAG_WARNING, "priority high is not applicable to TCP"));
+	loaded_free(&l);
+}
+
 int main(void) {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ambassador_id),
@@ -302,6 +319,7 @@ int main(void) {
 		cmocka_unit_test(test_annotation_style),
 		cmocka_unit_test(test_names_per_namespace),
 		cmocka_unit_test(test_host_lookup),
+		cmocka_unit_test(test_max_connections_zero),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
