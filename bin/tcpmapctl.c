@@ -307,7 +307,8 @@ int main(int argc, char **argv) {
 		case OPT_AMBASSADOR_ID:
 			/* every command loads through the same variable tcpmapd reads */
 			if (!*optarg || setenv("AMBASSADOR_ID", optarg, 1) < 0) {
-				fprintf(stderr, "tcpmapctl: --ambassador-id takes a non-empty id\n");
+				fprintf(stderr,
+				        "tcpmapctl: --ambassador-id takes a non-empty id\n");
 				return 2;
 			}
 			break;

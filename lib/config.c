@@ -316,11 +316,12 @@ static int loader_finish(struct loader *L, struct config **ret) {
 
 	if (c->n_mappings == 0 && diags->n_errors == L->errors_before) {
 		if (L->kinds.n_other_id > 0)
-			diag_add(diags, DIAG_WARNING, c->n_files > 0 ? c->files[0] : "config", 0, 0,
-			         "no TCPMapping found for ambassador_id \"%s\" (%zu document%s "
-			         "skipped for other ids; see --ambassador-id); nothing to listen on",
-			         L->kinds.ambassador_id, L->kinds.n_other_id,
-			         L->kinds.n_other_id == 1 ? " was" : "s were");
+			diag_add(
+			        diags, DIAG_WARNING, c->n_files > 0 ? c->files[0] : "config", 0, 0,
+			        "no TCPMapping found for ambassador_id \"%s\" (%zu document%s "
+			        "skipped for other ids; see --ambassador-id); nothing to listen on",
+			        L->kinds.ambassador_id, L->kinds.n_other_id,
+			        L->kinds.n_other_id == 1 ? " was" : "s were");
 		else
 			diag_add(diags, DIAG_WARNING, c->n_files > 0 ? c->files[0] : "config", 0, 0,
 			         "no TCPMapping found; nothing to listen on");

@@ -436,7 +436,7 @@ static bool strv_contains(const char *const *v, const char *s) {
 }
 
 static bool is_flat_envelope_key(const char *key) {
-	static const char *const envelope[] = {"apiVersion", "kind", "name", "namespace",
+	static const char *const envelope[] = {"apiVersion",      "kind",       "name", "namespace",
 	                                       "metadata_labels", "generation", NULL};
 	return strv_contains(envelope, key);
 }

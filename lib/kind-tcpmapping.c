@@ -192,6 +192,10 @@ static int read_address(FIELD_ARGS) {
 		             m->address);
 		return -EINVAL;
 	}
+	/* Emissary's listener without an address is 0.0.0.0, and so is tcpmap's: written
+	 * out, it is the same listener, not a second one that never receives a connection. */
+	if (streq(m->address, "0.0.0.0"))
+		m->address = mfree(m->address);
 	return 0;
 }
 
@@ -221,10 +225,11 @@ static int read_tls(FIELD_ARGS) {
 		return 0;
 	if (value->kind == YNODE_SCALAR && value->plain && yaml_bool(value, &b) == 0) {
 		if (o->v3alpha1) {
-			yobject_diag(o, DIAG_ERROR, value,
-			             "tls: is a TLSContext name in getambassador.io/v3alpha1, not %s; "
-			             "to originate TLS without one write service: https://HOST[:PORT]",
-			             value->value);
+			yobject_diag(
+			        o, DIAG_ERROR, value,
+			        "tls: is a TLSContext name in getambassador.io/v3alpha1, not %s; "
+			        "to originate TLS without one write service: https://HOST[:PORT]",
+			        value->value);
 			return -EINVAL;
 		}
 		m->tls = b ? TLS_ORIGINATE_PLAIN : TLS_ORIGINATE_NONE;

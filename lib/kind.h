@@ -38,7 +38,7 @@ struct mapping_extra {
 	bool has_enable_ipv4, has_enable_ipv6, has_connect_timeout;
 	bool has_explicit_upstream_port;
 	bool service_https; /* service: https://... */
-	bool bad; /* had errors; kept only so its name counts for uniqueness */
+	bool bad;           /* had errors; kept only so its name counts for uniqueness */
 };
 
 struct seen_name {

@@ -43,11 +43,12 @@ static int check_unique_name(struct yobject *o, struct name_set *s, const struct
 		return -ENOMEM;
 	for (size_t i = 0; i < s->n; i++)
 		if (streq(s->items[i].name, copy)) {
-			yobject_diag(o, DIAG_ERROR, at,
-			             "metadata.name: duplicate name, first defined at %s:%u:%u (both "
-			             "in namespace \"%s\")",
-			             s->items[i].pos.file, s->items[i].pos.line,
-			             s->items[i].pos.column, o->namespace);
+			yobject_diag(
+			        o, DIAG_ERROR, at,
+			        "metadata.name: duplicate name, first defined at %s:%u:%u (both "
+			        "in namespace \"%s\")",
+			        s->items[i].pos.file, s->items[i].pos.line, s->items[i].pos.column,
+			        o->namespace);
 			free(copy);
 			return 0;
 		}
@@ -244,16 +245,16 @@ static int read_annotation(struct kinds_state *s, const char *file, const struct
 		return 0;
 	if (text->kind != YNODE_SCALAR) {
 		struct yobject o = {.diags = s->diags, .file = file, .kind = "document"};
-		yobject_diag(&o, DIAG_ERROR, text, "metadata.annotations.%s: must be a string, not %s",
-		             CONFIG_ANNOTATION, ynode_describe(text));
+		yobject_diag(&o, DIAG_ERROR, text,
+		             "metadata.annotations.%s: must be a string, not %s", CONFIG_ANNOTATION,
+		             ynode_describe(text));
 		return 0;
 	}
 	buf = annotation_in_place(s, text, &len);
 	if (!buf)
 		return -ENOMEM;
-	s->annotation_namespace = ns && ns->kind == YNODE_SCALAR && *ns->value
-	                                  ? ns->value
-	                                  : s->ambassador_namespace;
+	s->annotation_namespace =
+	        ns && ns->kind == YNODE_SCALAR && *ns->value ? ns->value : s->ambassador_namespace;
 	r = yamltree_parse(file, buf, len, s->limits, s->diags, on_annotation_document, s);
 	s->annotation_namespace = NULL;
 	return r == -ENOMEM ? r : 0;

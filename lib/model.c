@@ -194,8 +194,6 @@ struct listener *config_find_listener(const struct config *c, const struct socka
 
 struct listener *config_find_listener_by_name(const struct config *c, const char *address,
                                               uint16_t port) {
-	struct listener *only = NULL, *l;
-	size_t n_on_port = 0;
 	struct ip_addr a;
 
 	if (!c)
@@ -215,16 +213,10 @@ struct listener *config_find_listener_by_name(const struct config *c, const char
 			return NULL;
 		return find_listener(c, &a, port);
 	}
-	l = find_listener(c, NULL, port);
-	if (l)
-		return l;
-	/* No wildcard listener: when one address serves the port, "--port P" clearly means it. */
-	for (size_t i = 0; i < c->n_listeners; i++)
-		if (c->listeners[i]->port == port) {
-			only = c->listeners[i];
-			n_on_port++;
-		}
-	return n_on_port == 1 ? only : NULL;
+	/* No address: the wildcard listener only, as tcpmapctl(1) says. A listener bound to
+	 * one address never receives a connection to another, so answering for it would
+	 * describe a route that does not exist. */
+	return find_listener(c, NULL, port);
 }
 
 struct tls_context *config_find_tls_context(const struct config *c, const char *name) {

@@ -183,7 +183,8 @@ static inline void config_unrefp(struct config **c) {
  * listener on that port. NULL when the config has none. */
 struct listener *config_find_listener(const struct config *c, const struct sockaddr *sa,
                                       socklen_t len);
-/* Listener by textual address (NULL = wildcard) and port; for tcpmapctl route. */
+/* Listener by textual address and port; NULL = the wildcard listener only, never an
+ * address-specific one. For tcpmapctl route. */
 struct listener *config_find_listener_by_name(const struct config *c, const char *address,
                                               uint16_t port);
 struct tls_context *config_find_tls_context(const struct config *c, const char *name);

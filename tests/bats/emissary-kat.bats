@@ -406,3 +406,52 @@ kat_sni_pair() {
 	[ "$status" -eq 1 ]
 	[[ "$output" == *'crl.yaml:11:15: tlscontext "mtls": crl_secret "no-such-crl": not found'* ]]
 }
+
+@test "listeners: address 0.0.0.0 is the address-less listener; route without --address never takes an address-bound one (item 9)" {
+	local cfg=$BATS_TEST_TMPDIR/l.yaml
+	printf -- '---\napiVersion: getambassador.io/v2\nkind: TCPMapping\nmetadata:\n  name: any\nspec:\n  port: 20101\n  service: up\n---\napiVersion: getambassador.io/v2\nkind: TCPMapping\nmetadata:\n  name: explicit\nspec:\n  port: 20101\n  address: 0.0.0.0\n  host: a.example.com\n  tls_passthrough: true\n  service: up2\n---\napiVersion: getambassador.io/v2\nkind: TCPMapping\nmetadata:\n  name: local\nspec:\n  port: 20102\n  address: 127.0.0.1\n  service: up3\n' >"$cfg"
+	run "$TCPMAPCTL" check "$cfg"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# one listener on 20101 (merged, as Emissary's 0.0.0.0 is its default), one on 20102
+	[[ "$output" == *"3 mappings, 2 listeners"* ]]
+	run "$TCPMAPCTL" route --config "$cfg" --port 20101 --sni a.example.com
+	[ "$status" -eq 0 ]
+	[[ "$output" == *explicit* ]]
+	# 20102 listens on 127.0.0.1 only: no wildcard listener there
+	run "$TCPMAPCTL" route --config "$cfg" --port 20102
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"no listener on any address port 20102"* ]]
+	run "$TCPMAPCTL" route --config "$cfg" --address 127.0.0.1 --port 20102
+	[ "$status" -eq 0 ]
+	# units describe routing: no TLS secret is read (tcpmapctl(1))
+	printf -- '---\napiVersion: getambassador.io/v2\nkind: TLSContext\nmetadata:\n  name: c\nspec:\n  hosts: [t.example.com]\n  secret: unreadable\n---\napiVersion: getambassador.io/v2\nkind: TCPMapping\nmetadata:\n  name: t\nspec:\n  port: 20103\n  host: t.example.com\n  service: up\n' >"$BATS_TEST_TMPDIR/u.yaml"
+	run "$TCPMAPCTL" units --config "$BATS_TEST_TMPDIR/u.yaml" --secrets-dir /nonexistent
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *20103* ]]
+}
+
+@test "ambassador_id: check fails when nothing is selected; --ambassador-id and AMBASSADOR_ID select (item 1)" {
+	run "$TCPMAPCTL" check "$KAT/basic.yaml"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *'selects no TCPMapping for ambassador_id "default"'* ]]
+	[[ "$output" == *"1 document was skipped for other ids"* ]]
+	run env AMBASSADOR_ID=tcpmappingbasictest "$TCPMAPCTL" check "$KAT/basic.yaml"
+	[ "$status" -eq 0 ]
+	run "$TCPMAPCTL" check --ambassador-id tcpmappingbasictest "$KAT/basic.yaml"
+	[ "$status" -eq 0 ]
+}
+
+@test "annotation style: an error inside an annotation string is reported at the file's line and column (item 2)" {
+	local cfg=$BATS_TEST_TMPDIR/svc.yaml
+	sed 's/port: 9876/port: 98760/' "$KAT/tcpmapping.yaml" >"$cfg"
+	run "$TCPMAPCTL" check --secrets-dir "$SECRETS_DIR" "$cfg"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	local line
+	line=$(grep -n 'port: 98760' "$cfg" | cut -d: -f1)
+	[[ "$output" == *"svc.yaml:$line:13: mapping \"tcpmappingtest\": port: 98760 is outside 1-65535"* ]]
+}
