@@ -33,6 +33,7 @@ enum {
 	OPT_PORT,
 	OPT_ADDRESS,
 	OPT_SNI,
+	OPT_AMBASSADOR_ID,
 };
 
 static const struct option_row rows[] = {
@@ -40,6 +41,9 @@ static const struct option_row rows[] = {
          "PATH",
          "config file or directory (repeatable; default $TCPMAP_CONFIG or " TCPMAP_SYSCONFDIR
          "/tcpmap)"},
+        {{"ambassador-id", required_argument, NULL, OPT_AMBASSADOR_ID},
+         "ID",
+         "the Emissary instance whose documents are read (default $AMBASSADOR_ID, else default)"},
         {{"runtime-dir", required_argument, NULL, OPT_RUNTIME_DIR},
          "DIR",
          "breaker table directory for status (default $RUNTIME_DIRECTORY, else /run/tcpmap)"},
@@ -137,6 +141,16 @@ static int cmd_check(struct ctl *ctl) {
 	_cleanup_(config_unrefp) struct config *c = NULL;
 	size_t counts[2] = {0, 0};
 	int r = load_counted(ctl, true, true, &c, counts);
+	if (r == 0 && c->n_mappings == 0) {
+		/* tcpmapd would listen on nothing: most likely another instance's documents or
+		 * the wrong --ambassador-id, and never what `check` should call OK */
+		fprintf(stderr,
+		        "error: the config selects no TCPMapping for ambassador_id \"%s\"; "
+		        "nothing to listen on\n",
+		        c->module.ambassador_id);
+		counts[0]++;
+		r = 1;
+	}
 	/* what the daemon would refuse on this host is an error of the config here too */
 	struct hostcheck_result host = {0};
 	if (r == 0 && hostcheck_config(c, stderr, &host) >= 0) {
@@ -310,6 +324,14 @@ int main(int argc, char **argv) {
 			break;
 		case OPT_SNI:
 			ctl.sni = optarg;
+			break;
+		case OPT_AMBASSADOR_ID:
+			/* every command loads through the same variable tcpmapd reads */
+			if (!*optarg || setenv("AMBASSADOR_ID", optarg, 1) < 0) {
+				fprintf(stderr,
+				        "tcpmapctl: --ambassador-id takes a non-empty id\n");
+				return 2;
+			}
 			break;
 		case OPT_HELP:
 			help();

@@ -13,6 +13,7 @@ enum {
 	OPT_WORKERS,
 	OPT_LOG_TARGET,
 	OPT_INETD,
+	OPT_AMBASSADOR_ID,
 };
 
 /* One table: getopt_long's options and the --help text come from the same rows. */
@@ -25,6 +26,9 @@ static const struct option_row rows[] = {
          "DIR",
          "Kubernetes-style TLS secrets DIR/NAME/tls.{crt,key} (default " TCPMAP_SYSCONFDIR
          "/tcpmap/secrets)"},
+        {{"ambassador-id", required_argument, NULL, OPT_AMBASSADOR_ID},
+         "ID",
+         "read the documents for this Emissary instance (default $AMBASSADOR_ID, else default)"},
         {{"runtime-dir", required_argument, NULL, OPT_RUNTIME_DIR},
          "DIR",
          "where the shared breaker table lives (default $RUNTIME_DIRECTORY, else /run/tcpmap)"},
@@ -75,6 +79,14 @@ int main(int argc, char **argv) {
 			break;
 		case OPT_RUNTIME_DIR:
 			o.runtime_dir = optarg;
+			break;
+		case OPT_AMBASSADOR_ID:
+			/* the loader reads it from there, at start and on every reload, as
+			 * Emissary reads AMBASSADOR_ID */
+			if (!*optarg || setenv("AMBASSADOR_ID", optarg, 1) < 0) {
+				fprintf(stderr, "tcpmapd: --ambassador-id takes a non-empty id\n");
+				return 2;
+			}
 			break;
 		case OPT_WORKERS:
 			if (parse_uint(optarg, 1, 1024, &v) < 0) {

@@ -63,7 +63,13 @@ static void load_text(struct loader *L, const char *file, const char *data, size
 		         L->max_file_size);
 		return;
 	}
+	/* an annotation string's documents are parsed where they stand in this text */
+	L->kinds.data = data;
+	L->kinds.size = size;
+	L->kinds.limits = &L->limits;
 	r = yamltree_parse(file, data, size, &L->limits, L->kinds.diags, on_document, L);
+	L->kinds.data = NULL;
+	L->kinds.size = 0;
 	/* Other errors are in the diags; the next file is read all the same. */
 	if (r == -ENOMEM)
 		loader_fail(L, r);
@@ -236,6 +242,22 @@ static void load_path(struct loader *L, const char *path) {
 
 /* ---- entry points --------------------------------------------------------------------- */
 
+/* The instance's id: the caller's, else $AMBASSADOR_ID as Emissary reads it (tcpmapd's
+ * --ambassador-id sets that variable), else "default". */
+static const char *our_ambassador_id(const struct config_options *opts) {
+	const char *env = getenv("AMBASSADOR_ID");
+
+	if (opts && opts->ambassador_id && *opts->ambassador_id)
+		return opts->ambassador_id;
+	return env && *env ? env : "default";
+}
+
+/* The namespace of a document that names none, as Emissary takes its own. */
+static const char *our_namespace(void) {
+	const char *env = getenv("AMBASSADOR_NAMESPACE");
+	return env && *env ? env : "default";
+}
+
 static void loader_init(struct loader *L, const struct config_options *opts,
                         struct diag_list *diags) {
 	*L = (struct loader){
@@ -251,8 +273,8 @@ static void loader_init(struct loader *L, const struct config_options *opts,
 	                },
 	        .kinds =
 	                {
-	                        .ambassador_id = opts && opts->ambassador_id ? opts->ambassador_id
-	                                                                     : "default",
+	                        .ambassador_id = our_ambassador_id(opts),
+	                        .ambassador_namespace = our_namespace(),
 	                        .diags = diags,
 	                },
 	        .errors_before = diags->n_errors,
@@ -292,9 +314,18 @@ static int loader_finish(struct loader *L, struct config **ret) {
 	if (r < 0)
 		return r;
 
-	if (c->n_mappings == 0 && diags->n_errors == L->errors_before)
-		diag_add(diags, DIAG_WARNING, c->n_files > 0 ? c->files[0] : "config", 0, 0,
-		         "no TCPMapping found; nothing to listen on");
+	if (c->n_mappings == 0 && diags->n_errors == L->errors_before) {
+		if (L->kinds.n_other_id > 0)
+			diag_add(
+			        diags, DIAG_WARNING, c->n_files > 0 ? c->files[0] : "config", 0, 0,
+			        "no TCPMapping found for ambassador_id \"%s\" (%zu document%s "
+			        "skipped for other ids; see --ambassador-id); nothing to listen on",
+			        L->kinds.ambassador_id, L->kinds.n_other_id,
+			        L->kinds.n_other_id == 1 ? " was" : "s were");
+		else
+			diag_add(diags, DIAG_WARNING, c->n_files > 0 ? c->files[0] : "config", 0, 0,
+			         "no TCPMapping found; nothing to listen on");
+	}
 
 	if (L->io_error)
 		return L->io_error;

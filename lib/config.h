@@ -11,7 +11,7 @@
 #include "util.h"
 
 struct config_options {
-	const char *ambassador_id; /* NULL = "default" */
+	const char *ambassador_id; /* NULL or "" = $AMBASSADOR_ID, else "default" */
 	/* Bounds that keep hostile files cheap to reject. 0 = the defaults below. */
 	size_t max_file_size;       /* default 16 MiB */
 	size_t max_alias_expansion; /* total nodes produced through aliases; default 10000 */

@@ -82,8 +82,8 @@ static int resolve_mapping(struct kinds_state *s, struct mapping *m) {
 
 	if (m->host && !m->tls_passthrough && !model_tlscontext_for_host(s->config, m->host))
 		mapping_diag(s, DIAG_ERROR, m, field_or_mapping_pos(s, m, MF_HOST),
-		             "host: no TLSContext lists \"%s\" in its hosts (terminating TLS "
-		             "needs its certificate)",
+		             "host: no TLSContext lists \"%s\" in its hosts, nor does any Host's "
+		             "hostname match it (terminating TLS needs its certificate)",
 		             m->host);
 
 	/* Emissary names clusters by service, TLS origination and breaker settings; mappings
@@ -95,13 +95,14 @@ static int resolve_mapping(struct kinds_state *s, struct mapping *m) {
 		return -ENOMEM;
 	for (char *p = upstream; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
-	if (asprintf(&m->cluster, "%s%s%s:%u|%s|%s|%" PRIu32 "|%" PRIu32,
+	if (asprintf(&m->cluster, "%s%s%s:%u|%s|%s|%s%" PRIu32 "|%" PRIu32,
 	             strchr(upstream, ':') ? "[" : "", upstream, strchr(upstream, ':') ? "]" : "",
 	             m->upstream_port,
 	             m->tls == TLS_ORIGINATE_NONE    ? "plain"
 	             : m->tls == TLS_ORIGINATE_PLAIN ? "tls"
 	                                             : "tls-context",
 	             m->tls_context_name ? m->tls_context_name : "-",
+	             m->circuit_breakers.refuse_all ? "refuse-" : "",
 	             m->circuit_breakers.max_connections,
 	             m->circuit_breakers.max_pending_requests) < 0) {
 		m->cluster = NULL;
@@ -140,7 +141,8 @@ static const char *group_disagreement(const struct mapping *a, const struct mapp
 		*field = MF_ENABLE_IPV6;
 		return "enable_ipv6";
 	}
-	if (a->circuit_breakers.max_connections != b->circuit_breakers.max_connections ||
+	if (a->circuit_breakers.refuse_all != b->circuit_breakers.refuse_all ||
+	    a->circuit_breakers.max_connections != b->circuit_breakers.max_connections ||
 	    a->circuit_breakers.max_pending_requests != b->circuit_breakers.max_pending_requests) {
 		*field = MF_BREAKERS;
 		return "circuit_breakers";
@@ -392,9 +394,70 @@ static int build_listeners(struct kinds_state *s) {
 	return model_index_listeners(c);
 }
 
+static int copy_string(char **dst, const char *src) {
+	if (*dst || !src)
+		return 0;
+	*dst = strdup(src);
+	return *dst ? 0 : -ENOMEM;
+}
+
+static int copy_strv(char ***dst, char *const *src) {
+	char **v = NULL;
+	size_t n = 0;
+
+	if (*dst || !src)
+		return 0;
+	for (; *src; src++)
+		if (strv_push(&v, &n, strdup(*src)) < 0) {
+			strv_free(v);
+			return -ENOMEM;
+		}
+	*dst = v;
+	return 0;
+}
+
+/* A Host's tlsContext lends it every setting the Host does not make itself (its hostname
+ * stays the Host's own), as Emissary merges them. */
+static int resolve_host(struct kinds_state *s, struct tls_context *h) {
+	const struct tls_context *t = config_find_tls_context(s->config, h->context_ref);
+	int r = 0;
+
+	if (!t) {
+		diag_add(s->diags, DIAG_ERROR, h->pos.file, h->pos.line, h->pos.column,
+		         "host \"%s\": tlsContext: no TLSContext named \"%s\"", h->name,
+		         h->context_ref);
+		return 0;
+	}
+	if (!h->secret && !h->cert_chain_file) {
+		r = r ?: copy_string(&h->secret, t->secret);
+		h->field_pos[TF_SECRET] = t->field_pos[TF_SECRET];
+		r = r ?: copy_string(&h->cert_chain_file, t->cert_chain_file);
+		r = r ?: copy_string(&h->private_key_file, t->private_key_file);
+	}
+	if (!h->ca_secret && !h->cacert_chain_file) {
+		r = r ?: copy_string(&h->ca_secret, t->ca_secret);
+		r = r ?: copy_string(&h->cacert_chain_file, t->cacert_chain_file);
+		h->cert_required = h->cert_required || t->cert_required;
+	}
+	r = r ?: copy_string(&h->crl_secret, t->crl_secret);
+	r = r ?: copy_string(&h->min_tls_version, t->min_tls_version);
+	r = r ?: copy_string(&h->max_tls_version, t->max_tls_version);
+	r = r ?: copy_strv(&h->cipher_suites, t->cipher_suites);
+	r = r ?: copy_strv(&h->ecdh_curves, t->ecdh_curves);
+	r = r ?: copy_strv(&h->alpn_protocols, t->alpn_protocols);
+	return r;
+}
+
 int config_build(struct kinds_state *s) {
 	struct config *c = s->config;
 	int r;
+
+	for (size_t i = 0; i < c->n_tls_contexts; i++)
+		if (c->tls_contexts[i]->from_host && c->tls_contexts[i]->context_ref) {
+			r = resolve_host(s, c->tls_contexts[i]);
+			if (r < 0)
+				return r;
+		}
 
 	for (size_t i = 0; i < c->n_mappings; i++)
 		if (!s->extras[i].bad) {

@@ -1,6 +1,8 @@
 /* fields.c — see fields.h. */
 #include "fields.h"
 
+#include <strings.h>
+
 #include <assert.h>
 #include <ctype.h>
 #include <inttypes.h>
@@ -302,7 +304,8 @@ int get_circuit_breakers(struct yobject *o, const char *field, const struct ynod
 			bad = true;
 		if (check_breaker_keys(o, item) < 0 || bad)
 			return -EINVAL;
-		if (priority && streq(priority, "high")) {
+		/* Emissary upper-cases the priority for Envoy, so any case is read alike */
+		if (priority && strcasecmp(priority, "high") == 0) {
 			/* Envoy's high priority is for HTTP routes marked high; a TCP proxy only
 			 * ever uses the default priority, so these limits could never apply. */
 			yobject_diag(o, DIAG_WARNING, ymap_get(item, "priority"),
@@ -310,7 +313,7 @@ int get_circuit_breakers(struct yobject *o, const char *field, const struct ynod
 			             "ignoring");
 			continue;
 		}
-		if (priority && !streq(priority, "default")) {
+		if (priority && strcasecmp(priority, "default") != 0) {
 			yobject_diag(o, DIAG_ERROR, ymap_get(item, "priority"),
 			             "circuit_breakers.priority: \"%s\" is not default or high",
 			             priority);
@@ -324,6 +327,14 @@ int get_circuit_breakers(struct yobject *o, const char *field, const struct ynod
 		have_default = true;
 		cb.max_connections = (uint32_t)max_connections;
 		cb.max_pending_requests = (uint32_t)max_pending;
+		/* Envoy reads a written 0 as a limit of zero: every connection overflows */
+		if (ymap_get(item, "max_connections") && max_connections == 0) {
+			cb.refuse_all = true;
+			yobject_diag(o, DIAG_WARNING, ymap_get(item, "max_connections"),
+			             "%s.max_connections: 0 refuses every connection, as in Envoy "
+			             "(leave it out for no limit)",
+			             field);
+		}
 	}
 	if (!have_default) {
 		/* Emissary replaces the Module's list with the mapping's, and Envoy then gives the
@@ -424,6 +435,12 @@ static bool strv_contains(const char *const *v, const char *s) {
 	return false;
 }
 
+static bool is_flat_envelope_key(const char *key) {
+	static const char *const envelope[] = {"apiVersion",      "kind",       "name", "namespace",
+	                                       "metadata_labels", "generation", NULL};
+	return strv_contains(envelope, key);
+}
+
 /* Match each key of `spec` to its field in f->at[]. In document order, each field is read as
  * soon as its key is met, so its diags come between those of the keys around it. */
 static int fields_walk(struct yobject *o, const struct field_table *table, const struct ynode *spec,
@@ -439,6 +456,9 @@ static int fields_walk(struct yobject *o, const struct field_table *table, const
 			             table->prefix ? "config" : "spec");
 			continue;
 		}
+		/* the envelope of an annotation-style document, read by lib/kinds.c */
+		if (o->flat && !table->prefix && is_flat_envelope_key(key->value))
+			continue;
 		def = field_find(table, key->value, &idx);
 		if (!def && table->others && strv_contains(table->others, key->value)) {
 			yobject_diag(o, DIAG_DEBUG, key, "%s%s: not used by tcpmap, ignoring",

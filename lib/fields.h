@@ -25,7 +25,10 @@ struct yobject {
 	const char *kind;  /* "TCPMapping", ... for objects without a usable name */
 	const char *name;
 	bool v3alpha1;
-	bool bad; /* an error was reported about it */
+	/* an annotation-style document: its fields sit beside apiVersion, kind and name */
+	bool flat;
+	const char *namespace; /* metadata.namespace, or the default (lib/kinds.c) */
+	bool bad;              /* an error was reported about it */
 };
 
 _printf_(4, 5) void yobject_diag(struct yobject *o, enum diag_level level, const struct ynode *at,

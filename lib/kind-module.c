@@ -155,6 +155,7 @@ static const struct field_def module_fields[] = {
         {"config", NULL, read_config, 0, 0},
         /* read from the envelope by kinds.c */
         {"ambassador_id", NULL, NULL, 0, 0},
+        {"ambassadorId", NULL, NULL, 0, 0},
 };
 
 static const struct field_table module_table = {

@@ -5,6 +5,7 @@
  * defaults) is lib/configbuild.c's. */
 #include <ctype.h>
 #include <inttypes.h>
+#include <strings.h>
 
 #include "kind.h"
 #include "netaddr.h"
@@ -32,12 +33,13 @@ static int read_port(FIELD_ARGS) {
 	return MIN(r, 0);
 }
 
-/* "host", "host:port", "[v6]:port", "[v6]" or a bare IPv6 literal. No scheme, no path. */
+/* "host", "host:port", "[v6]:port", "[v6]" or a bare IPv6 literal, after any https:// or
+ * http:// (read_service). No other scheme, no path. */
 static int check_service_text(struct yobject *o, const struct ynode *at, const char *service) {
 	if (strstr(service, "://")) {
 		yobject_diag(o, DIAG_ERROR, at,
-		             "service: \"%s\" must not include a scheme (TCPMapping services are "
-		             "host:port)",
+		             "service: \"%s\" has a scheme other than https:// or http:// "
+		             "(TCPMapping services are [scheme://]host[:port])",
 		             service);
 		return -EINVAL;
 	}
@@ -141,9 +143,21 @@ static int parse_service(struct yobject *o, const struct ynode *at, const char *
 	return 0;
 }
 
+/* Emissary's schemes, in v2 and v3alpha1 alike: https:// originates TLS (port 443 unless
+ * given), http:// is dropped and changes nothing. Returns the text after the scheme. */
+static const char *strip_scheme(const char *service, bool *ret_https) {
+	*ret_https = strncasecmp(service, "https://", 8) == 0;
+	if (*ret_https)
+		return service + 8;
+	if (strncasecmp(service, "http://", 7) == 0)
+		return service + 7;
+	return service;
+}
+
 static int read_service(FIELD_ARGS) {
 	struct mapping_target *t = target;
 	struct mapping *m = t->m;
+	const char *hostport;
 	int r = get_string(o, def->key, value, &m->service);
 
 	if (r == 0 || (r > 0 && !*m->service)) {
@@ -152,7 +166,8 @@ static int read_service(FIELD_ARGS) {
 	}
 	if (r < 0)
 		return r;
-	r = parse_service(o, value, m->service, &m->upstream_host, &m->upstream_port);
+	hostport = strip_scheme(m->service, &t->x->service_https);
+	r = parse_service(o, value, hostport, &m->upstream_host, &m->upstream_port);
 	if (r == 0)
 		t->x->has_explicit_upstream_port = m->upstream_port != 0;
 	return r;
@@ -177,6 +192,10 @@ static int read_address(FIELD_ARGS) {
 		             m->address);
 		return -EINVAL;
 	}
+	/* Emissary's listener without an address is 0.0.0.0, and so is tcpmap's: written
+	 * out, it is the same listener, not a second one that never receives a connection. */
+	if (streq(m->address, "0.0.0.0"))
+		m->address = mfree(m->address);
 	return 0;
 }
 
@@ -194,7 +213,9 @@ static int read_host(FIELD_ARGS) {
 	return normalise_host(o, "host", value, m->host);
 }
 
-/* true, false, or the name of the TLSContext whose certificate is offered upstream. */
+/* v2: true, false, or the name of the TLSContext whose certificate is offered upstream.
+ * v3alpha1: a TLSContext name only, as Emissary reads it there: a quoted "true" names a
+ * context called "true" (the way to originate without one is service: https://...). */
 static int read_tls(FIELD_ARGS) {
 	struct mapping *m = ((struct mapping_target *)target)->m;
 	bool b;
@@ -202,18 +223,26 @@ static int read_tls(FIELD_ARGS) {
 	(void)def, (void)f;
 	if (ynode_is_null(value))
 		return 0;
-	if (yaml_bool(value, &b) == 0)
+	if (value->kind == YNODE_SCALAR && value->plain && yaml_bool(value, &b) == 0) {
+		if (o->v3alpha1) {
+			yobject_diag(
+			        o, DIAG_ERROR, value,
+			        "tls: is a TLSContext name in getambassador.io/v3alpha1, not %s; "
+			        "to originate TLS without one write service: https://HOST[:PORT]",
+			        value->value);
+			return -EINVAL;
+		}
 		m->tls = b ? TLS_ORIGINATE_PLAIN : TLS_ORIGINATE_NONE;
-	else if (value->kind != YNODE_SCALAR) {
+	} else if (value->kind != YNODE_SCALAR) {
 		yobject_diag(o, DIAG_ERROR, value,
 		             "tls: must be true, false or a TLSContext name, not %s",
 		             ynode_describe(value));
 		return -EINVAL;
 	}
-	/* v3alpha1 types `tls` as a string, so "true" arrives quoted there. */
-	else if (streq(value->value, "true"))
+	/* v2 reads the quoted spellings as the booleans, as Emissary's v2 does */
+	else if (!o->v3alpha1 && streq(value->value, "true"))
 		m->tls = TLS_ORIGINATE_PLAIN;
-	else if (streq(value->value, "false") || value->value_len == 0)
+	else if ((!o->v3alpha1 && streq(value->value, "false")) || value->value_len == 0)
 		m->tls = TLS_ORIGINATE_NONE;
 	else {
 		m->tls = TLS_ORIGINATE_CONTEXT;
@@ -352,6 +381,7 @@ static const struct field_def tcpmapping_fields[] = {
         [MF_TLS_PASSTHROUGH] = {"tls_passthrough", NULL, read_tls_passthrough, 0, FIELD_EXTENSION},
         /* Emissary's, meaningless to a single-host L4 proxy. */
         {"ambassador_id", NULL, NULL, 0, FIELD_NOT_USED},
+        {"ambassadorId", NULL, NULL, 0, FIELD_NOT_USED},
         {"cluster_tag", NULL, NULL, 0, FIELD_NOT_USED},
         {"resolver", NULL, NULL, 0, FIELD_NOT_USED},
         {"stats_name", NULL, NULL, 0, FIELD_NOT_USED},
@@ -410,6 +440,9 @@ int kind_tcpmapping_read(struct kinds_state *s, struct yobject *o, const struct 
 	for (size_t i = 0; i < _MF_MAX; i++)
 		if (f.at[i])
 			extra.field_pos[i] = ynode_pos(o->file, f.at[i]);
+	/* https:// originates TLS unless `tls` names a context, which then supplies it */
+	if (extra.service_https && m->tls == TLS_ORIGINATE_NONE)
+		m->tls = TLS_ORIGINATE_PLAIN;
 	extra.bad = o->bad;
 	s->extras[m->index] = extra;
 	return 0;

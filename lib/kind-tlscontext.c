@@ -153,12 +153,13 @@ static const struct field_def tlscontext_fields[] = {
         [TF_CIPHER_SUITES] = {"cipher_suites", NULL, field_string_list, AT(cipher_suites), 0},
         [TF_ECDH_CURVES] = {"ecdh_curves", NULL, field_string_list, AT(ecdh_curves), 0},
         [TF_ALPN_PROTOCOLS] = {"alpn_protocols", NULL, read_alpn, 0, 0},
+        [TF_CRL_SECRET] = {"crl_secret", NULL, read_secret_name, AT(crl_secret), 0},
         {"sni", NULL, field_string, AT(sni), 0},
         /* Emissary's, meaningless to a single-host L4 proxy. */
         {"ambassador_id", NULL, NULL, 0, FIELD_NOT_USED},
+        {"ambassadorId", NULL, NULL, 0, FIELD_NOT_USED},
         {"secret_namespacing", NULL, NULL, 0, FIELD_NOT_USED},
         {"redirect_cleartext_from", NULL, NULL, 0, FIELD_NOT_USED},
-        {"crl_secret", NULL, NULL, 0, FIELD_NOT_USED},
         {"v3CRLSecret", NULL, NULL, 0, FIELD_NOT_USED},
         {"v3Crl_secret", NULL, NULL, 0, FIELD_NOT_USED},
 };
@@ -169,6 +170,62 @@ static const struct field_table tlscontext_table = {
         /* Its fields stand alone, so diags come in the order they are written. */
         .order = FIELDS_IN_DOCUMENT_ORDER,
 };
+
+/* A Host's `tls`: the TLSContext fields, read into the Host's own context. */
+static const struct field_def host_tls_fields[] = {
+        [TF_HOSTS] = {"hosts", "tls.hosts", NULL, 0, FIELD_NOT_USED},
+        [TF_SECRET] = {"secret", "tls.secret", NULL, 0, FIELD_NOT_USED},
+        [TF_CA_SECRET] = {"ca_secret", "tls.ca_secret", read_secret_name, AT(ca_secret), 0},
+        [TF_CERT_CHAIN_FILE] = {"cert_chain_file", "tls.cert_chain_file", read_file_path,
+                                AT(cert_chain_file), 0},
+        [TF_PRIVATE_KEY_FILE] = {"private_key_file", "tls.private_key_file", read_file_path,
+                                 AT(private_key_file), 0},
+        [TF_CACERT_CHAIN_FILE] = {"cacert_chain_file", "tls.cacert_chain_file", read_file_path,
+                                  AT(cacert_chain_file), 0},
+        [TF_CERT_REQUIRED] = {"cert_required", "tls.cert_required", field_bool, AT(cert_required),
+                              0},
+        [TF_MIN_TLS_VERSION] = {"min_tls_version", "tls.min_tls_version", read_tls_version,
+                                AT(min_tls_version), 0},
+        [TF_MAX_TLS_VERSION] = {"max_tls_version", "tls.max_tls_version", read_tls_version,
+                                AT(max_tls_version), 0},
+        [TF_CIPHER_SUITES] = {"cipher_suites", "tls.cipher_suites", field_string_list,
+                              AT(cipher_suites), 0},
+        [TF_ECDH_CURVES] = {"ecdh_curves", "tls.ecdh_curves", field_string_list, AT(ecdh_curves),
+                            0},
+        [TF_ALPN_PROTOCOLS] = {"alpn_protocols", "tls.alpn_protocols", read_alpn, 0, 0},
+        [TF_CRL_SECRET] = {"crl_secret", "tls.crl_secret", read_secret_name, AT(crl_secret), 0},
+        {"sni", "tls.sni", field_string, AT(sni), 0},
+        {"redirect_cleartext_from", NULL, NULL, 0, FIELD_NOT_USED},
+        {"v3CRLSecret", NULL, NULL, 0, FIELD_NOT_USED},
+};
+
+static const struct field_table host_tls_table = {
+        .fields = host_tls_fields,
+        .n_fields = ELEMENTSOF(host_tls_fields),
+        .order = FIELDS_IN_DOCUMENT_ORDER,
+        .prefix = "tls.",
+};
+
+int kind_tlscontext_read_settings(struct yobject *o, const struct ynode *tls,
+                                  struct tls_context *t) {
+	struct fields f;
+	int r;
+
+	if (ynode_is_null(tls))
+		return 0;
+	if (tls->kind != YNODE_MAPPING) {
+		yobject_diag(o, DIAG_ERROR, tls, "tls: must be a mapping, not %s",
+		             ynode_describe(tls));
+		return 0;
+	}
+	r = fields_parse(o, &host_tls_table, tls, &f, t);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < _TF_MAX; i++)
+		if (f.at[i])
+			t->field_pos[i] = ynode_pos(o->file, f.at[i]);
+	return 0;
+}
 
 static bool strv_contains_str(char *const *v, const char *s) {
 	for (; *v; v++)
@@ -186,6 +243,9 @@ static void warn_shared_hosts(const struct config *c, struct yobject *o,
 		for (size_t i = 0; i + 1 < c->n_tls_contexts; i++) {
 			const struct tls_context *other = c->tls_contexts[i];
 
+			/* a Host naming a context's host is how Emissary users write it */
+			if (other->from_host)
+				continue;
 			if (!other->hosts || !strv_contains_str(other->hosts, t->hosts[h]))
 				continue;
 			yobject_diag(o, DIAG_WARNING, hosts->items[h],
@@ -216,6 +276,7 @@ int kind_tlscontext_read(struct kinds_state *s, struct yobject *o, const struct 
 	}
 	/* the config owns it now */
 	t->pos = ynode_pos(o->file, root);
+	t->label = "tlscontext";
 
 	r = fields_parse(o, &tlscontext_table, spec, &f, t);
 	if (r < 0)

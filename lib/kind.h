@@ -38,7 +38,8 @@ struct mapping_extra {
 	struct source_pos field_pos[_MF_MAX];
 	bool has_enable_ipv4, has_enable_ipv6, has_connect_timeout;
 	bool has_explicit_upstream_port;
-	bool bad; /* had errors; kept only so its name counts for uniqueness */
+	bool service_https; /* service: https://... */
+	bool bad;           /* had errors; kept only so its name counts for uniqueness */
 };
 
 struct seen_name {
@@ -56,12 +57,20 @@ enum kind_id {
 	KIND_TCPMAPPING,
 	KIND_TLSCONTEXT,
 	KIND_MODULE,
+	KIND_HOST,
 	_KIND_MAX,
 };
 
 /* What the documents read so far have produced. */
 struct kinds_state {
 	const char *ambassador_id;
+	const char *ambassador_namespace; /* of a document that names none: $AMBASSADOR_NAMESPACE */
+	size_t n_other_id;                /* documents skipped as another instance's */
+	/* The file being read, for the documents of an annotation string (lib/kinds.c). */
+	const char *data;
+	size_t size;
+	const struct yamltree_limits *limits;
+	const char *annotation_namespace; /* inside an annotation: its object's namespace */
 	struct diag_list *diags;
 	struct config *config;
 	struct mapping_extra *extras; /* parallel to config->mappings */
@@ -76,3 +85,8 @@ typedef int kind_read_fn(struct kinds_state *s, struct yobject *o, const struct 
 kind_read_fn kind_tcpmapping_read;
 kind_read_fn kind_tlscontext_read;
 kind_read_fn kind_module_read;
+kind_read_fn kind_host_read;
+/* The TLSContext fields of a Host's `tls` mapping, read into `t` (lib/kind-tlscontext.c).
+ * Returns 0 (problems are diags) or -ENOMEM. */
+int kind_tlscontext_read_settings(struct yobject *o, const struct ynode *tls,
+                                  struct tls_context *t);

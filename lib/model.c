@@ -32,6 +32,8 @@ static void tls_context_free(struct tls_context *t) {
 	strv_free(t->ecdh_curves);
 	strv_free(t->alpn_protocols);
 	free(t->sni);
+	free(t->crl_secret);
+	free(t->context_ref);
 	free(t);
 }
 
@@ -210,8 +212,6 @@ struct listener *config_find_listener(const struct config *c, const struct socka
 
 struct listener *config_find_listener_by_name(const struct config *c, const char *address,
                                               uint16_t port) {
-	struct listener *only = NULL, *l;
-	size_t n_on_port = 0;
 	struct ip_addr a;
 
 	if (!c)
@@ -231,23 +231,17 @@ struct listener *config_find_listener_by_name(const struct config *c, const char
 			return NULL;
 		return find_listener(c, &a, port);
 	}
-	l = find_listener(c, NULL, port);
-	if (l)
-		return l;
-	/* No wildcard listener: when one address serves the port, "--port P" clearly means it. */
-	for (size_t i = 0; i < c->n_listeners; i++)
-		if (c->listeners[i]->port == port) {
-			only = c->listeners[i];
-			n_on_port++;
-		}
-	return n_on_port == 1 ? only : NULL;
+	/* No address: the wildcard listener only, as tcpmapctl(1) says. A listener bound to
+	 * one address never receives a connection to another, so answering for it would
+	 * describe a route that does not exist. */
+	return find_listener(c, NULL, port);
 }
 
 struct tls_context *config_find_tls_context(const struct config *c, const char *name) {
 	if (!c || !name)
 		return NULL;
 	for (size_t i = 0; i < c->n_tls_contexts; i++)
-		if (streq(c->tls_contexts[i]->name, name))
+		if (!c->tls_contexts[i]->from_host && streq(c->tls_contexts[i]->name, name))
 			return c->tls_contexts[i];
 	return NULL;
 }
@@ -258,9 +252,11 @@ static int host_pattern_rank(const char *pattern, const char *host) {
 		return 1;
 	if (!route_host_matches(pattern, host))
 		return 0;
-	if (pattern[0] == '*' && host[0] != '*')
+	/* A wildcard covers any depth below it (lib/route.c), a wildcard host included:
+	 * "*.example.com" covers "*.b.example.com". The longer the more specific. */
+	if (pattern[0] == '*')
 		return (2 << 16) + (int)MIN(strlen(pattern), 65535u);
-	return 3 << 16; /* the same name; a wildcard host only by the same wildcard */
+	return 3 << 16; /* the same name */
 }
 
 static int tlscontext_rank(const struct tls_context *t, const char *host) {
@@ -281,13 +277,19 @@ struct tls_context *model_tlscontext_for_host(const struct config *c, const char
 
 	if (!c || !host)
 		return NULL;
-	for (size_t i = 0; i < c->n_tls_contexts; i++) {
-		int rank = tlscontext_rank(c->tls_contexts[i], host);
-		if (rank > best_rank) {
-			best_rank = rank;
-			best = c->tls_contexts[i];
+	/* Hosts first, then TLSContexts: Emissary's order since Host arrived (2.0). */
+	for (int pass = 0; pass < 2 && !best; pass++)
+		for (size_t i = 0; i < c->n_tls_contexts; i++) {
+			int rank;
+
+			if (c->tls_contexts[i]->from_host != (pass == 0))
+				continue;
+			rank = tlscontext_rank(c->tls_contexts[i], host);
+			if (rank > best_rank) {
+				best_rank = rank;
+				best = c->tls_contexts[i];
+			}
 		}
-	}
 	return best;
 }
 

@@ -22,6 +22,9 @@ struct circuit_breakers {
 	bool set;                      /* present in the mapping or the Module */
 	uint32_t max_connections;      /* 0 = no limit */
 	uint32_t max_pending_requests; /* 0 = no limit */
+	/* `max_connections: 0` written: Envoy refuses every connection. The breaker table
+	 * must treat it as a limit of zero (lib/breaker.c), not as "no limit". */
+	bool refuse_all;
 };
 
 enum tls_origination {
@@ -51,6 +54,7 @@ enum tls_field {
 	TF_CIPHER_SUITES,
 	TF_ECDH_CURVES,
 	TF_ALPN_PROTOCOLS,
+	TF_CRL_SECRET,
 	_TF_MAX,
 };
 
@@ -72,7 +76,14 @@ struct tls_context {
 	char **ecdh_curves;
 	char **alpn_protocols; /* Ambassador gives a comma-separated string; split here */
 	char *sni;
-	void *runtime; /* lib/tls attaches its SSL_CTX state here; not owned by config.c */
+	char *crl_secret; /* revoked client certificates, checked with cert_required */
+	/* A Host (lib/kind-host.c) is kept as a context of its own: `hosts` holds its hostname
+	 * glob; `context_ref` the TLSContext it takes its settings from (lib/configbuild.c).
+	 * Hosts are never found by name and are asked first (model_tlscontext_for_host). */
+	bool from_host;
+	char *context_ref;
+	const char *label; /* "tlscontext" or "host", in diags */
+	void *runtime;     /* lib/tls attaches its SSL_CTX state here; not owned by config.c */
 };
 
 struct mapping {
@@ -184,7 +195,8 @@ int model_index_listeners(struct config *c);
  * listener on that port. NULL when the config has none. */
 struct listener *config_find_listener(const struct config *c, const struct sockaddr *sa,
                                       socklen_t len);
-/* Listener by textual address (NULL = wildcard) and port; for tcpmapctl route. */
+/* Listener by textual address and port; NULL = the wildcard listener only, never an
+ * address-specific one. For tcpmapctl route. */
 struct listener *config_find_listener_by_name(const struct config *c, const char *address,
                                               uint16_t port);
 struct tls_context *config_find_tls_context(const struct config *c, const char *name);
@@ -193,9 +205,10 @@ struct tls_context *config_find_tls_context(const struct config *c, const char *
  * may be a client's SNI or a mapping's host (itself possibly "*.example.com", which only
  * that same wildcard or "*" covers). */
 bool model_tlscontext_covers(const struct tls_context *t, const char *host);
-/* The TLSContext that terminates TLS for `host`: an exact name beats a wildcard, a longer
- * wildcard a shorter one, and "*" comes last; ties go to the first context in the files.
- * NULL when none covers it. The one rule both the loader and lib/tls ask. */
+/* The context that terminates TLS for `host`, as Emissary looks: first the Hosts whose
+ * hostname matches it, then the TLSContexts that list it; among either, an exact name beats
+ * a wildcard, a longer wildcard a shorter one, and "*" comes last; ties go to the first in
+ * the files. NULL when none covers it. The one rule both the loader and lib/tls ask. */
 struct tls_context *model_tlscontext_for_host(const struct config *c, const char *host);
 
 /* Append `item` to the pointer array *arrayp of *n items, as the loader grows the model.

@@ -23,16 +23,16 @@ bool route_host_matches(const char *pattern, const char *name) {
 
 	if (pattern[0] == '*' && pattern[1] == '.') {
 		const char *suffix = pattern + 1; /* ".example.com" */
-		size_t suffix_len = strlen(suffix), label_len;
+		size_t suffix_len = strlen(suffix);
 
 		if (name_len <= suffix_len)
 			return false;
-		/* A wildcard stands for exactly one label, as in RFC 6125 and Envoy's SNI
-		 * matching: "*.example.com" takes "a.example.com" but not "a.b.example.com". */
-		label_len = name_len - suffix_len;
-		if (memchr(name, '.', label_len))
-			return false;
-		return strncasecmp(name + label_len, suffix, suffix_len) == 0;
+		/* Envoy's server_names (a filter chain's SNI match, which Emissary's TCPMapping
+		 * host becomes) let "*.example.com" stand for any non-empty prefix, so it takes
+		 * "a.example.com" and "a.b.example.com" alike; the most specific wildcard is
+		 * chosen by the caller (longest suffix first). This is not RFC 6125's
+		 * one-label rule for certificate names, and need not be: it picks a route. */
+		return strncasecmp(name + name_len - suffix_len, suffix, suffix_len) == 0;
 	}
 
 	pattern_len = strlen(pattern);

@@ -10,8 +10,9 @@
 /* Most mappings one group may hold; config.c rejects more. */
 #define ROUTE_MAX_GROUP_MAPPINGS 32
 
-/* Does SNI `name` match `pattern` (exact, or "*.example.com" matching exactly one more
- * label)? Case-insensitive; a trailing dot on `name` is ignored. */
+/* Does SNI `name` match `pattern` (exact, or "*.example.com" matching one or more labels
+ * before ".example.com", as Envoy's server_names do)? Case-insensitive; a trailing dot on
+ * `name` is ignored. */
 bool route_host_matches(const char *pattern, const char *name);
 
 /* The group a connection reaches: an exact host match, else the longest wildcard match,

@@ -29,12 +29,14 @@ struct tls_files {
 	char *cert;
 	char *key;
 	char *ca;
+	char *crl; /* revoked client certificates (crl_secret) */
 };
 
 static void tls_files_done(struct tls_files *f) {
 	free(f->cert);
 	free(f->key);
 	free(f->ca);
+	free(f->crl);
 	*f = (struct tls_files){};
 }
 
@@ -83,14 +85,18 @@ _printf_(4, 5) static void tls_diag(struct tls_loader *L, enum diag_level level,
 	va_end(ap);
 }
 
+/* A Host's certificate and settings load as a context's do; diags name its kind. */
+#define CONTEXT_LABEL(t) ((t)->label ? (t)->label : "tlscontext")
 #define context_error(L, t, fmt, ...)                                                              \
-	tls_diag((L), DIAG_ERROR, &(t)->pos, "tlscontext \"%s\": " fmt, (t)->name, ##__VA_ARGS__)
+	tls_diag((L), DIAG_ERROR, &(t)->pos, "%s \"%s\": " fmt, CONTEXT_LABEL(t), (t)->name,       \
+	         ##__VA_ARGS__)
 #define context_warning(L, t, fmt, ...)                                                            \
-	tls_diag((L), DIAG_WARNING, &(t)->pos, "tlscontext \"%s\": " fmt, (t)->name, ##__VA_ARGS__)
+	tls_diag((L), DIAG_WARNING, &(t)->pos, "%s \"%s\": " fmt, CONTEXT_LABEL(t), (t)->name,     \
+	         ##__VA_ARGS__)
 /* At the field that caused it when it was written, else at the document. */
 #define field_error(L, t, field, fmt, ...)                                                         \
 	tls_diag((L), DIAG_ERROR, (t)->field_pos[field].line ? &(t)->field_pos[field] : &(t)->pos, \
-	         "tlscontext \"%s\": " fmt, (t)->name, ##__VA_ARGS__)
+	         "%s \"%s\": " fmt, CONTEXT_LABEL(t), (t)->name, ##__VA_ARGS__)
 #define mapping_error(L, m, fmt, ...)                                                              \
 	tls_diag((L), DIAG_ERROR, &(m)->pos, "mapping \"%s\": " fmt, (m)->name, ##__VA_ARGS__)
 
@@ -237,6 +243,47 @@ static int find_secret_ca(struct tls_loader *L, const struct tls_context *t, con
 	return -EINVAL;
 }
 
+/* A CRL secret: as a credential NAME.crl; in the secrets directory its crl.pem (the key
+ * Emissary's CRL secrets use), else ca.crl, else tls.crl. */
+static int find_secret_crl(struct tls_loader *L, const struct tls_context *t, const char *name,
+                           char **ret) {
+	static const char *const keys[] = {"crl.pem", "ca.crl", "tls.crl"};
+	_cleanup_(strv_freep) char **tried = NULL;
+	_cleanup_free_ char *tried_text = NULL;
+	size_t n_tried = 0;
+
+	for (int place = -1; place < (int)ELEMENTSOF(keys); place++) {
+		_cleanup_free_ char *path = NULL;
+		int r;
+
+		if (place < 0 && !L->credentials_dir)
+			continue;
+		r = place < 0 ? asprintf(&path, "%s/%s.crl", L->credentials_dir, name)
+		              : asprintf(&path, "%s/%s/%s", L->secrets_dir, name, keys[place]);
+		if (r < 0)
+			return -ENOMEM;
+		r = probe_file(path);
+		if (r == -ENOENT || r == -ENOTDIR) {
+			if (strv_push(&tried, &n_tried, TAKE_PTR(path)) < 0)
+				return -ENOMEM;
+			continue;
+		}
+		if (r < 0) {
+			field_error(L, t, TF_CRL_SECRET, "crl_secret \"%s\": cannot read %s: %s",
+			            name, path, strerror(-r));
+			return -EINVAL;
+		}
+		*ret = TAKE_PTR(path);
+		return 0;
+	}
+	tried_text = strv_join(tried, ", ");
+	if (!tried_text)
+		return -ENOMEM;
+	field_error(L, t, TF_CRL_SECRET, "crl_secret \"%s\": not found; tried %s", name,
+	            tried_text);
+	return -EINVAL;
+}
+
 static int check_given_file(struct tls_loader *L, const struct tls_context *t, enum tls_field field,
                             const char *path, char **ret) {
 	static const char *const names[_TF_MAX] = {
@@ -303,6 +350,19 @@ static int find_context_files(struct tls_loader *L, const struct tls_context *t,
 			ret = r;
 	} else if (t->cacert_chain_file) {
 		r = check_given_file(L, t, TF_CACERT_CHAIN_FILE, t->cacert_chain_file, &f->ca);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0)
+			ret = r;
+	}
+
+	if (t->crl_secret && !t->ca_secret && !t->cacert_chain_file) {
+		field_error(L, t, TF_CRL_SECRET,
+		            "crl_secret: needs ca_secret or cacert_chain_file (a CRL is checked "
+		            "while verifying client certificates)");
+		ret = -EINVAL;
+	} else if (t->crl_secret) {
+		r = find_secret_crl(L, t, t->crl_secret, &f->crl);
 		if (r == -ENOMEM)
 			return r;
 		if (r < 0)
@@ -500,6 +560,23 @@ static int load_ca(struct tls_loader *L, const struct tls_context *t, SSL_CTX *c
 	return 0;
 }
 
+/* The CRLs of crl_secret, checked for every certificate of a client's chain, as Envoy
+ * checks them by default: a revoked certificate, or an issuer without a CRL here, fails
+ * the handshake. */
+static int load_crl(struct tls_loader *L, const struct tls_context *t, SSL_CTX *ctx,
+                    const char *crl) {
+	X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+	X509_LOOKUP *lookup = store ? X509_STORE_add_lookup(store, X509_LOOKUP_file()) : NULL;
+
+	if (!lookup || X509_load_crl_file(lookup, crl, X509_FILETYPE_PEM) <= 0) {
+		field_error(L, t, TF_CRL_SECRET, "cannot load the CRL %s: %s", crl,
+		            openssl_reason());
+		return -EINVAL;
+	}
+	X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+	return 0;
+}
+
 /* Ambassador gives alpn_protocols as a list; TLS wants length-prefixed bytes. */
 static int build_alpn(struct tls_loader *L, struct tls_context_state *s) {
 	const struct tls_context *t = s->context;
@@ -601,6 +678,8 @@ static int build_server_ctx(struct tls_loader *L, struct tls_context_state *s,
 		STACK_OF(X509_NAME) * names;
 
 		r = load_ca(L, t, ctx, f->ca);
+		if (r >= 0 && f->crl)
+			r = load_crl(L, t, ctx, f->crl);
 		if (r < 0)
 			return r;
 		/* Tell clients which CA we accept, so they pick the right certificate. */
@@ -675,8 +754,8 @@ static int assign_termination(struct tls_loader *L) {
 		if (!t) {
 			mapping_error(
 			        L, g->mappings[0],
-			        "host: no TLSContext covers \"%s\" (terminating TLS needs its "
-			        "certificate)",
+			        "host: no TLSContext covers \"%s\", nor any Host (terminating TLS "
+			        "needs its certificate)",
 			        g->host);
 			continue;
 		}

@@ -22,6 +22,13 @@ teardown() { common_teardown; }
 	note "$(ls "$TCPMAP_ROOT"/conf/examples/*.yaml | wc -l) examples and conf/tcpmap.yaml pass the v2 schemas"
 }
 
+@test "the transcribed Emissary KAT configs (tests/data/emissary-kat) pass the CRD schemas" {
+	run "${VALIDATE[@]}" "$TCPMAP_ROOT"/tests/data/emissary-kat/*.yaml
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ -z "$output" ]
+}
+
 @test "the cleartext examples pass tcpmapctl check too" {
 	for f in "$TCPMAP_ROOT"/conf/tcpmap.yaml "$TCPMAP_ROOT"/conf/examples/ssh.yaml "$TCPMAP_ROOT"/conf/examples/cockroach.yaml; do
 		run "$TCPMAPCTL" check "$f"

@@ -52,7 +52,7 @@ start_all() {
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"i-am-wild"* ]]
 	# the CLI answers the same
-	run "$TCPMAPCTL" route --config "$CFG" --secrets-dir "$SECRETS_DIR" --port "$PORT" --sni exact.example.com.
+	run "$TCPMAPCTL" route --config "$CFG" --secrets-dir "$SECRETS_DIR" --address 127.0.0.1 --port "$PORT" --sni exact.example.com.
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"exact"* ]]
 }
@@ -182,7 +182,7 @@ start_all() {
 	run "$TCPMAPCTL" show --config "$CFG" --secrets-dir "$missing"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"exact.example.com"* ]]
-	run "$TCPMAPCTL" route --config "$CFG" --secrets-dir "$missing" --port "$PORT" --sni a.example.com
+	run "$TCPMAPCTL" route --config "$CFG" --secrets-dir "$missing" --address 127.0.0.1 --port "$PORT" --sni a.example.com
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"wild"* ]]
 	run "$TCPMAPCTL" units --config "$CFG" --secrets-dir "$missing"

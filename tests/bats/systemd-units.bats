@@ -229,3 +229,28 @@ teardown_file() {
 	[ "$status" -ne 0 ]
 	reset_units
 }
+
+@test "systemd-units: tcpmap-units(7)'s ambassador-id recipe runs as written and selects that instance's documents" {
+	reset_units
+	wait_port_free 2224 || skip "port 2224 is in use on this host"
+	local recipe
+	recipe=$(man_recipe tcpmap-units.7 ambassador-id)
+	echo "$recipe"
+	[ -n "$recipe" ]
+	# one mapping for "edge", one for the default instance on the same port: only the
+	# first may be served once the recipe has run
+	printf -- '---\napiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata:\n  name: edge\nspec:\n  ambassador_id: [edge]\n  port: 2224\n  service: 127.0.0.1:%s\n---\napiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata:\n  name: other\nspec:\n  port: 2225\n  service: 127.0.0.1:%s\n' "$UP" "$UP" |
+		sb sh -c "umask 022; mkdir -p /etc/tcpmap; cat >$CONF"
+	run sb sh -exc "$recipe"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run sb systemctl show -p Environment tcpmap@2224.service
+	echo "$output"
+	[[ "$output" == *"AMBASSADOR_ID=edge"* ]]
+	sb systemctl enable --now tcpmap@2224.socket
+	roundtrip_to 127.0.0.1 2224 4000
+	run sb journalctl -u tcpmap@2224.service -o cat --no-pager
+	[[ "$output" == *"mapping=edge"* ]]
+	sb sh -c 'rm -f /etc/systemd/system/tcpmap@.service.d/ambassador-id.conf /etc/systemd/system.conf.d/ambassador-id.conf; systemctl daemon-reexec'
+	reset_units
+}

@@ -52,9 +52,9 @@ mapping() { # mapping FILE NAME PORT [LINE...]
 
 @test "route exits 1 when no group takes the SNI, 2 for an address that is not one" {
 	mapping "$D/c.yaml" web 20003 "host: a.example.com" "tls_passthrough: true"
-	run "$TCPMAPCTL" route --config "$D/c.yaml" --port 20003 --sni a.example.com
+	run "$TCPMAPCTL" route --config "$D/c.yaml" --address 127.0.0.1 --port 20003 --sni a.example.com
 	[ "$status" -eq 0 ]
-	run "$TCPMAPCTL" route --config "$D/c.yaml" --port 20003 --sni b.example.com
+	run "$TCPMAPCTL" route --config "$D/c.yaml" --address 127.0.0.1 --port 20003 --sni b.example.com
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"no match"* ]]
 	run "$TCPMAPCTL" route --config "$D/c.yaml" --port 20003 --address bogus
@@ -137,7 +137,7 @@ mapping() { # mapping FILE NAME PORT [LINE...]
 	# a path with ESC in it, printed by check's OK line, show and route
 	local evil=$D/$'e\e[2Jvil.yaml'
 	mapping "$evil" a 20008
-	for cmd in "check" "show" "route --port 20008"; do
+	for cmd in "check" "show" "route --address 127.0.0.1 --port 20008"; do
 		run "$TCPMAPCTL" --config "$evil" $cmd
 		[ "$status" -eq 0 ]
 		[[ "$output" == *'e\x1b[2Jvil.yaml'* ]]

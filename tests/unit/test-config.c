@@ -136,7 +136,11 @@ static void test_service_path_and_scheme(void **state) {
 	struct loaded l = load(HEAD("a") "  port: 1\n  service: up:22/x\n---\n" HEAD("b")
 				       "  port: 2\n  service: http://up:80\n");
 	assert_error(&l, 7, "mapping \"a\": service: \"up:22/x\" must not include a path");
-	assert_diag(&l, DIAG_ERROR, 15, "mapping \"b\": service: \"http://up:80\" must not include a scheme");
+	/* http:// is dropped, as Emissary drops it; any other scheme is an error */
+	assert_int_equal(l.diags.n_errors, 1);
+	loaded_free(&l);
+	l = load(HEAD("c") "  port: 2\n  service: ftp://up:80\n");
+	assert_error(&l, 7, "mapping \"c\": service: \"ftp://up:80\" has a scheme other than https://");
 	loaded_free(&l);
 }
 
@@ -1050,15 +1054,17 @@ static void test_tlscontext_for_host(void **state) {
 	assert_string_equal(model_tlscontext_for_host(c, "z.b.example.com")->name, "long");
 	assert_string_equal(model_tlscontext_for_host(c, "b.example.com")->name, "short");
 	assert_string_equal(model_tlscontext_for_host(c, "*.example.com")->name, "short");
-	assert_string_equal(model_tlscontext_for_host(c, "*.c.example.com")->name, "any");
+	/* a wildcard covers any depth below it, as Envoy's server_names match */
+	assert_string_equal(model_tlscontext_for_host(c, "*.c.example.com")->name, "short");
+	assert_string_equal(model_tlscontext_for_host(c, "*.b.example.com")->name, "long");
 	assert_string_equal(model_tlscontext_for_host(c, "example.net")->name, "any");
 	assert_null(model_tlscontext_for_host(c, NULL));
 
 	assert_true(model_tlscontext_covers(config_find_tls_context(c, "exact"), "x.example.org"));
 	assert_false(model_tlscontext_covers(config_find_tls_context(c, "exact"), "y.example.org"));
 	assert_true(model_tlscontext_covers(config_find_tls_context(c, "short"), "q.example.com"));
-	assert_false(model_tlscontext_covers(config_find_tls_context(c, "short"),
-					     "q.b.example.com"));
+	assert_true(model_tlscontext_covers(config_find_tls_context(c, "short"),
+					    "q.b.example.com"));
 	assert_false(model_tlscontext_covers(config_find_tls_context(c, "long"), "*.example.com"));
 	loaded_free(&l);
 }

@@ -34,7 +34,9 @@ static void test_host_wildcard(void **state) {
 	assert_true(route_host_matches("*.example.com", "A.EXAMPLE.COM"));
 	assert_true(route_host_matches("*.example.com", "a.example.com."));
 	assert_true(route_host_matches("*.example.com", "x-1.example.com"));
-	assert_false(route_host_matches("*.example.com", "a.b.example.com"));
+	/* Any number of labels, as Envoy's server_names match (tcpmap.yaml(5)). */
+	assert_true(route_host_matches("*.example.com", "a.b.example.com"));
+	assert_true(route_host_matches("*.example.com", "a.b.c.example.com."));
 	assert_false(route_host_matches("*.example.com", "example.com"));
 	assert_false(route_host_matches("*.example.com", ".example.com"));
 	assert_false(route_host_matches("*.example.com", "aexample.com"));
@@ -111,7 +113,9 @@ static void test_select_no_match(void **state) {
 	fixture_init(&f, false);
 	assert_null(route_select_group(&f.listener, "other.org"));
 	assert_null(route_select_group(&f.listener, NULL));
-	assert_null(route_select_group(&f.listener, "a.b.sub.example.com"));
+	/* deeper names reach the longest wildcard above them (Envoy's server_names) */
+	assert_ptr_equal(route_select_group(&f.listener, "a.b.sub.example.com"), &f.groups[2]);
+	assert_ptr_equal(route_select_group(&f.listener, "a.b.example.com"), &f.groups[3]);
 }
 
 int main(void) {
