@@ -54,6 +54,8 @@ static const struct field_def module_config_fields[] = {
         {"connect_timeout_ms", "config.connect_timeout_ms", read_positive_timeout,
          AT(connect_timeout_ms), 0},
         {"drain_timeout_ms", "config.drain_timeout_ms", read_timeout, AT(drain_timeout_ms), 0},
+        {"silent_client_timeout_ms", "config.silent_client_timeout_ms", read_positive_timeout,
+         AT(silent_client_timeout_ms), 0},
 };
 
 static const struct field_table module_config_table = {

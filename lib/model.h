@@ -115,6 +115,7 @@ struct module_config {
 	uint32_t preread_timeout_ms;              /* default 5000 */
 	uint32_t connect_timeout_ms;              /* default 3000, as Emissary */
 	uint32_t drain_timeout_ms;                /* default 30000 */
+	uint32_t silent_client_timeout_ms;        /* ours; 0: the default, 1000 */
 	char *ambassador_id;                      /* ours; default "default" */
 };
 
