@@ -11,6 +11,7 @@
 #include <netinet/tcp.h>
 #include <stddef.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -23,6 +24,10 @@
 #include "sni.h"
 #include "tls.h"
 #include "tlsrelay.h"
+
+/* silent_client_timeout_ms when the Module sets none: long enough for any client-first
+ * protocol's first bytes on a slow link, short against a server-first one's greeting */
+#define DEFAULT_SILENT_CLIENT_TIMEOUT_MS 1000u
 
 enum conn_state {
 	CONN_PREREAD,            /* peeking at the ClientHello */
@@ -66,6 +71,11 @@ struct conn {
 	union sockaddr_ip local_addr;
 	socklen_t local_addr_len;
 	char *sni; /* NULL when the client sent none */
+	/* While the hello is incomplete: the stream length the parser waits for, and the
+	 * SO_RCVLOWAT asked for it (0: not raised; set back to 1 before relaying). */
+	uint32_t preread_need;
+	int rcvlowat;
+	uint64_t preread_end_usec; /* the preread timeout, when a silent-client one comes first */
 
 	uint64_t start_usec;
 	uint64_t last_activity_usec;
@@ -551,16 +561,38 @@ static void conn_choose_and_connect(struct conn *c) {
 		conn_finish(c, CONN_RESULT_CONNECT_FAILED);
 }
 
+/* Tell a client whose hello we refuse why, in a cleartext fatal alert (RFC 8446 6.2), and
+ * take in the `hello_len` bytes it sent, so that the close is a FIN after the alert rather
+ * than a reset that may overtake it. Best effort: the connection ends either way. */
+static void refuse_hello(struct conn *c, uint8_t alert, size_t hello_len) {
+	const uint8_t record[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02 /* fatal */, alert};
+	static _Thread_local uint8_t sink[4096];
+	ssize_t _unused_ n = send(c->client_fd, record, sizeof record, MSG_NOSIGNAL);
+
+	while (hello_len > 0 &&
+	       (n = recv(c->client_fd, sink, MIN(hello_len, sizeof sink), MSG_DONTWAIT)) > 0)
+		hello_len -= (size_t)n;
+}
+
 /* The group for this connection; then terminate TLS if the group says so, or go on. */
-static void conn_route(struct conn *c, const char *sni, enum conn_result not_found_result) {
+static void conn_route(struct conn *c, const char *sni, enum conn_result not_found_result,
+                       size_t hello_len) {
+	static const int one = 1;
 	struct mapping_group *g = route_select_group(c->listener, sni);
 
-	if (!g) {
-		if (not_found_result == CONN_RESULT_UNKNOWN_SNI) {
-			/* fatal alert unrecognized_name(112): the doc's "handshake fails" */
-			static const uint8_t alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70};
-			ssize_t _unused_ n = send(c->client_fd, alert, sizeof alert, MSG_NOSIGNAL);
+	if (c->rcvlowat > 1) {
+		/* from here on every byte counts as it comes; if this fails, a relay would
+		 * wait for bytes that never come, so the connection cannot go on */
+		if (setsockopt(c->client_fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one) < 0) {
+			conn_finish(c, CONN_RESULT_INTERNAL_ERROR);
+			return;
 		}
+		c->rcvlowat = 0;
+	}
+	if (!g) {
+		if (not_found_result == CONN_RESULT_UNKNOWN_SNI)
+			/* fatal alert unrecognized_name(112): the doc's "handshake fails" */
+			refuse_hello(c, SNI_ALERT_UNRECOGNIZED_NAME, hello_len);
 		conn_finish(c, not_found_result);
 		return;
 	}
@@ -581,10 +613,45 @@ static void conn_route(struct conn *c, const char *sni, enum conn_result not_fou
 
 /* ---- preread ---- */
 
+/* Above this, SO_RCVLOWAT would grow the receive buffer and clamp the window for the
+ * connection's whole life (tcp_set_rcvlowat); only hellos in tiny records need more. */
+#define PREREAD_LOWAT_MAX (32 * 1024)
+
+/* Sleep until `need` bytes are there: otherwise a hello dribbled one byte per segment
+ * costs a peek and a parse of the whole prefix for every segment (issue 26, item 7). A
+ * FIN or an error still wakes us, and the deadline still runs. */
+static void preread_wait_for(struct conn *c, size_t need) {
+	int lowat = (int)MIN(need, (size_t)PREREAD_LOWAT_MAX);
+
+	c->preread_need = (uint32_t)need;
+	/* Only on a change: setting it makes the kernel re-check readiness, and with the
+	 * receive buffer under pressure (many tiny segments) that alone would wake us. */
+	if (lowat == c->rcvlowat)
+		return;
+	/* best effort: without it we are only woken more often */
+	if (setsockopt(c->client_fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat) == 0)
+		c->rcvlowat = lowat;
+}
+
+/* The kernel still wakes a reader under receive-memory pressure whatever SO_RCVLOWAT says:
+ * then counting the queued bytes (no copy) tells us whether a peek can say more. */
+static bool preread_still_short(struct conn *c) {
+	int queued = 0;
+
+	if (c->preread_need == 0 || c->client_hup)
+		return false;
+	if (ioctl(c->client_fd, FIONREAD, &queued) < 0)
+		return false;
+	return (size_t)queued < c->preread_need;
+}
+
 static void conn_preread(struct conn *c) {
-	uint8_t buf[SNI_MAX_PEEK];
+	/* per thread, not per connection: a slow hello holds no buffer while it waits */
+	static _Thread_local uint8_t buf[SNI_MAX_PEEK];
 	struct client_hello hello;
 
+	if (preread_still_short(c))
+		return;
 	ssize_t n = recv(c->client_fd, buf, sizeof buf, MSG_PEEK);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -594,6 +661,7 @@ static void conn_preread(struct conn *c) {
 	}
 	switch (sni_parse(buf, (size_t)n, &hello)) {
 	case SNI_NEED_MORE:
+		preread_wait_for(c, hello.need_bytes);
 		return;
 	case SNI_FOUND:
 		c->sni = strdup(hello.sni);
@@ -601,16 +669,48 @@ static void conn_preread(struct conn *c) {
 			conn_finish(c, CONN_RESULT_SHED);
 			return;
 		}
-		conn_route(c, c->sni, CONN_RESULT_UNKNOWN_SNI);
+		conn_route(c, c->sni, CONN_RESULT_UNKNOWN_SNI, (size_t)n);
 		return;
 	case SNI_NONE:
-		conn_route(c, NULL, CONN_RESULT_UNKNOWN_SNI);
+		conn_route(c, NULL, CONN_RESULT_UNKNOWN_SNI, (size_t)n);
 		return;
 	case SNI_NOT_TLS:
+		/* another protocol: the catch-all's, if there is one */
+		conn_route(c, NULL, CONN_RESULT_NOT_TLS, 0);
+		return;
 	case SNI_INVALID:
-		conn_route(c, NULL, CONN_RESULT_NOT_TLS);
+		/* A hello, but one no TLS server would take: the client is told why, as a
+		 * TLS server would tell it, and it never reaches the catch-all, which would
+		 * only hand it to a server that fails it less clearly. */
+		log_debug("malformed ClientHello, sending alert %d", (int)hello.alert);
+		refuse_hello(c, (uint8_t)hello.alert, (size_t)n);
+		conn_finish(c, CONN_RESULT_BAD_HELLO);
 		return;
 	}
+}
+
+/* The silent-client timeout ran out on a port with a catch-all: a client that has sent
+ * nothing at all speaks a server-first protocol (SMTP, MySQL, SSH), so it goes to the
+ * catch-all, as nginx's ssl_preread hands it to the default after its timeout. Returns
+ * false when the preread timeout itself has come. */
+static bool preread_silent_client(struct conn *c, uint64_t usec) {
+	uint8_t byte;
+
+	if (!c->preread_end_usec || usec >= c->preread_end_usec)
+		return false;
+	if (recv(c->client_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) != -1 || errno != EAGAIN) {
+		/* something came (or the client is gone): the hello has until the end */
+		if (set_deadline(c, c->preread_end_usec) < 0)
+			return false;
+		c->preread_end_usec = 0;
+		return true;
+	}
+	/* a TLS-terminating catch-all still has only the preread time for its handshake */
+	if (set_deadline(c, c->preread_end_usec) < 0)
+		return false;
+	c->preread_end_usec = 0;
+	conn_route(c, NULL, CONN_RESULT_PREREAD_TIMEOUT, 0);
+	return true;
 }
 
 static void on_client_io(struct poller_handle *h, uint32_t revents) {
@@ -638,7 +738,8 @@ static void on_client_io(struct poller_handle *h, uint32_t revents) {
 static void conn_on_deadline(struct conn *c, uint64_t usec) {
 	switch (c->state) {
 	case CONN_PREREAD:
-		conn_finish(c, CONN_RESULT_PREREAD_TIMEOUT);
+		if (!preread_silent_client(c, usec))
+			conn_finish(c, CONN_RESULT_PREREAD_TIMEOUT);
 		break;
 	case CONN_HANDSHAKE:
 		conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
@@ -737,10 +838,20 @@ int conn_start(struct conn_env *env, struct worker *w, int fd, const struct sock
 	}
 
 	if (c->listener->needs_sni) {
+		const struct module_config *mod = &c->config->module;
+		uint64_t silent_ms = mod->silent_client_timeout_ms
+		                             ? mod->silent_client_timeout_ms
+		                             : DEFAULT_SILENT_CLIENT_TIMEOUT_MS;
+		uint64_t preread_end = event_now(c) + (uint64_t)mod->preread_timeout_ms * 1000;
+
 		c->state = CONN_PREREAD;
-		/* the same bound covers the peek and a terminating handshake */
-		r = set_deadline(c, event_now(c) +
-		                            (uint64_t)c->config->module.preread_timeout_ms * 1000);
+		/* the same bound covers the peek and a terminating handshake; with a catch-all,
+		 * a client still silent after silent_client_timeout_ms goes to it first */
+		if (c->listener->catch_all && silent_ms < mod->preread_timeout_ms) {
+			c->preread_end_usec = preread_end;
+			r = set_deadline(c, event_now(c) + silent_ms * 1000);
+		} else
+			r = set_deadline(c, preread_end);
 		if (r < 0) {
 			conn_finish(c, CONN_RESULT_PREREAD_TIMEOUT);
 			return r;
@@ -749,7 +860,7 @@ int conn_start(struct conn_env *env, struct worker *w, int fd, const struct sock
 		 * added, and one still to come will be, so a peek now could only say EAGAIN */
 		return 0;
 	}
-	conn_route(c, NULL, CONN_RESULT_NO_ROUTE);
+	conn_route(c, NULL, CONN_RESULT_NO_ROUTE, 0);
 	return 0;
 }
 
