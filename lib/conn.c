@@ -92,6 +92,7 @@ struct conn {
 	SSL *client_ssl;   /* terminating */
 	SSL *upstream_ssl; /* originating */
 	bool use_tls_relay;
+	bool relay_broken; /* a side reset or failed: nothing more may be written to either */
 	union {
 		struct relay relay;         /* !use_tls_relay */
 		struct tls_relay tls_relay; /* use_tls_relay */
@@ -210,6 +211,10 @@ static void conn_finish(struct conn *c, enum conn_result result) {
 	        c->mapping && !c->connected && conn_result_is_upstream_failure(result);
 
 	c->result = result;
+	if (c->state == CONN_RELAYING && c->use_tls_relay && !c->relay_broken)
+		/* tcpmapd ends it itself (idle timeout, drain, stop): its TLS peers are told
+		 * the end is deliberate, not a truncation (RFC 8446 6.1) */
+		tls_relay_notify_close(&c->tls_relay);
 	if (result == CONN_RESULT_SHED)
 		worker_note_shed(c->worker, EMFILE, 1);
 	if (upstream_failed) {
@@ -239,6 +244,27 @@ static enum conn_result connect_next_result(int r) {
 	return r == -EMFILE         ? CONN_RESULT_SHED
 	       : r == -ECONNREFUSED ? CONN_RESULT_CONNECT_FAILED
 	                            : CONN_RESULT_INTERNAL_ERROR;
+}
+
+/* A failed TLS handshake with the upstream, with the structured fields a connect failure
+ * has (upstream_failed) and the reason; for a certificate that did not verify, why
+ * (expired, another name, an unknown CA: X509_verify_cert_error_string). */
+static void log_upstream_handshake_failure(struct conn *c, const char *reason) {
+	char upstream[NETADDR_TEXT_MAX] = "-";
+	const char *detail = c->upstream_ssl ? tls_verify_failure_detail(c->upstream_ssl) : NULL;
+
+	if (c->upstream_addr_len > 0)
+		netaddr_format(&c->upstream_addr.sa, upstream, sizeof upstream);
+	struct log_field f[] = {
+	        {"MAPPING", c->mapping->name},
+	        {"UPSTREAM", c->upstream_addr_len > 0 ? upstream : c->mapping->service},
+	        {"RESULT", conn_result_name(CONN_RESULT_HANDSHAKE_FAILED)},
+	        {"REASON", reason},
+	        {"VERIFY_ERROR", detail},
+	};
+	log_event(LOG_WARNING, TCPMAP_MID_UPSTREAM_FAILED, "upstream_failed", f, ELEMENTSOF(f),
+	          "mapping \"%s\": TLS handshake with %s failed: %s%s%s", c->mapping->name,
+	          c->mapping->service, reason, detail ? ": " : "", detail ? detail : "");
 }
 
 /* ---- relaying ---- */
@@ -281,6 +307,14 @@ static void conn_pump(struct conn *c, int mask) {
 	if (r < 0) {
 		/* A reset or broken pipe on either side ends the connection; every byte that was
 		 * delivered is counted, and nothing else can be delivered. */
+		c->relay_broken = true;
+		if (c->use_tls_relay && c->tls_relay.upstream_refused) {
+			/* a TLS 1.3 server judges our certificate after its handshake is done:
+			 * its alert is the handshake's failure, not a relayed connection's end */
+			log_upstream_handshake_failure(c, c->tls_relay.upstream_refused);
+			conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
+			return;
+		}
 		conn_finish(c, CONN_RESULT_OK);
 		return;
 	}
@@ -335,8 +369,7 @@ static void continue_upstream_handshake(struct conn *c) {
 	if (r == 0)
 		return;
 	if (r < 0) {
-		log_warning("mapping \"%s\": TLS handshake with %s failed: %s", c->mapping->name,
-		            c->mapping->service, tls_handshake_failure_reason());
+		log_upstream_handshake_failure(c, tls_handshake_failure_reason());
 		conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
 		return;
 	}

@@ -82,6 +82,10 @@ void tls_session_free(SSL *ssl);
  * "certificate_verify_failed", "protocol_version", "no_shared_cipher",
  * "unrecognized_name", "not_tls", "handshake_failed". Static strings. */
 const char *tls_handshake_failure_reason(void);
+/* Why the peer's certificate did not verify ("certificate has expired", "hostname
+ * mismatch", "unable to get local issuer certificate": X509_verify_cert_error_string), or
+ * NULL when it did or was not checked. A static string. */
+const char *tls_verify_failure_detail(SSL *ssl);
 
 /* Set up a client SSL for origination: SNI (tls_upstream_sni) and, when the context names a
  * CA, the host name to verify. Returns 0 or -errno. */

@@ -108,6 +108,15 @@ int tls_handshake_step(SSL *ssl) {
 
 void tls_session_free(SSL *ssl) { SSL_free(ssl); }
 
+const char *tls_verify_failure_detail(SSL *ssl) {
+	/* OpenSSL judges the chain even when told not to verify: only a verifying session's
+	 * result says anything about the failure */
+	if (!ssl || !(SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER))
+		return NULL;
+	long v = SSL_get_verify_result(ssl);
+	return v == X509_V_OK ? NULL : X509_verify_cert_error_string(v);
+}
+
 const char *tls_handshake_failure_reason(void) {
 	unsigned long e = ERR_peek_last_error();
 

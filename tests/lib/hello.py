@@ -327,7 +327,9 @@ class Client:
                 break
             try:
                 self.io(want_read=False)
-            except Deadline:
+            except (Deadline, BrokenPipeError):
+                # after --shut-wr OpenSSL may still queue an alert (a bare FIN is a
+                # decode_error to it): our side is closed, so it cannot go out
                 break
         res.update(sent_bytes=sent, sent_sha256=sh.hexdigest(), recv_bytes=recv,
                    recv_sha256=rh.hexdigest())
