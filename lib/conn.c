@@ -93,6 +93,9 @@ struct conn {
 	SSL *upstream_ssl; /* originating */
 	bool use_tls_relay;
 	bool relay_broken; /* a side reset or failed: nothing more may be written to either */
+	/* The client's handshake waits at its hello until the upstream is ready
+	 * (tls_server_hold): a failure can still be told with an alert. */
+	bool client_held;
 	union {
 		struct relay relay;         /* !use_tls_relay */
 		struct tls_relay tls_relay; /* use_tls_relay */
@@ -211,6 +214,11 @@ static void conn_finish(struct conn *c, enum conn_result result) {
 	        c->mapping && !c->connected && conn_result_is_upstream_failure(result);
 
 	c->result = result;
+	if (c->client_held) {
+		/* nothing was answered yet: refuse the hello properly rather than reset */
+		c->client_held = false;
+		(void)tls_server_resume(c->client_ssl, NULL, SSL_AD_INTERNAL_ERROR);
+	}
 	if (c->state == CONN_RELAYING && c->use_tls_relay && !c->relay_broken)
 		/* tcpmapd ends it itself (idle timeout, drain, stop): its TLS peers are told
 		 * the end is deliberate, not a truncation (RFC 8446 6.1) */
@@ -352,8 +360,8 @@ static void start_relay(struct conn *c, int mask) {
 
 /* ---- TLS handshakes ---- */
 
-static void continue_client_handshake(struct conn *c) {
-	int r = tls_handshake_step(c->client_ssl);
+/* `r`: what the last step of the client's handshake said. */
+static void client_handshake_went(struct conn *c, int r) {
 	if (r == 0)
 		return;
 	if (r < 0) {
@@ -361,7 +369,34 @@ static void continue_client_handshake(struct conn *c) {
 		conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
 		return;
 	}
-	conn_choose_and_connect(c);
+	if (r == TLS_HANDSHAKE_HELD) {
+		/* at the hello: connect upstream first, answer the client after */
+		c->client_held = true;
+		conn_choose_and_connect(c);
+		return;
+	}
+	if (c->connected)
+		start_relay(c, PUMP_BOTH); /* TLS pumps both directions anyway */
+	else
+		conn_choose_and_connect(c);
+}
+
+static void continue_client_handshake(struct conn *c) {
+	client_handshake_went(c, tls_handshake_step(c->client_ssl));
+}
+
+/* The upstream is ready (connected, and its handshake done when originating): answer the
+ * client's hello now, with the upstream's ALPN choice. The rest of the client's handshake
+ * has the preread timeout again. */
+static void release_client_handshake(struct conn *c) {
+	c->client_held = false;
+	c->state = CONN_HANDSHAKE;
+	if (set_deadline(c, event_now(c) + (uint64_t)c->config->module.preread_timeout_ms * 1000) <
+	    0) {
+		conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
+		return;
+	}
+	client_handshake_went(c, tls_server_resume(c->client_ssl, c->upstream_ssl, 0));
 }
 
 static void continue_upstream_handshake(struct conn *c) {
@@ -371,6 +406,10 @@ static void continue_upstream_handshake(struct conn *c) {
 	if (r < 0) {
 		log_upstream_handshake_failure(c, tls_handshake_failure_reason());
 		conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
+		return;
+	}
+	if (c->client_held) {
+		release_client_handshake(c);
 		return;
 	}
 	start_relay(c, PUMP_BOTH); /* TLS pumps both directions anyway */
@@ -398,12 +437,18 @@ static void on_connected(struct conn *c, uint32_t revents) {
 	}
 	if (c->mapping->tls != TLS_ORIGINATE_NONE) {
 		if (tls_client_session(c->config, c->mapping, c->upstream_fd, &c->upstream_ssl) <=
-		    0) {
+		            0 ||
+		    (c->client_held &&
+		     tls_client_offer_alpn(c->upstream_ssl, c->client_ssl, c->mapping) < 0)) {
 			conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
 			return;
 		}
 		c->state = CONN_UPSTREAM_HANDSHAKE;
 		continue_upstream_handshake(c);
+		return;
+	}
+	if (c->client_held) {
+		release_client_handshake(c);
 		return;
 	}
 	/* The client's bytes may have waited since before the connect. The upstream's can only
@@ -636,6 +681,8 @@ static void conn_route(struct conn *c, const char *sni, enum conn_result not_fou
 		conn_choose_and_connect(c);
 		return;
 	}
+	if (r > 0)
+		r = tls_server_hold(c->client_ssl);
 	if (r < 0) {
 		conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
 		return;

@@ -305,3 +305,58 @@ write_both_ways() {
 	wait_for_log "event=upstream_failed mapping=bad-ca .*reason=certificate_verify_failed .*verify_error=.*(issuer|self.signed)"
 	note "$(grep -m1 -o 'mapping \\"bad-name\\": TLS handshake[^"]*' "$TCPMAPD_LOG" || grep -m1 'bad-name.*verify_error' "$TCPMAPD_LOG")"
 }
+
+@test "an upstream that cannot be reached after a terminated hello is told to the client as an alert" {
+	PORT=$(pick_port)
+	UP=$(pick_port) # nothing listens there
+	local p_verify cfg=$BATS_TEST_TMPDIR/both.yaml
+	p_verify=$(pick_port)
+	UP_TLS=$(pick_port)
+	write_both_ways "$cfg" "$PORT" "$UP"
+	# and one whose upstream certificate cannot be verified (unrelated CA)
+	write_tls_context "$cfg" wrong-ca otherca "sni: upstream-host-1"
+	sed -i 's/^  secret: otherca$/  ca_secret: otherca/' "$cfg"
+	write_tls_context "$cfg" term2 supersecret "hosts: [my-host-2]"
+	write_mapping "$cfg" unverified "$p_verify" "127.0.0.1:$UP_TLS" "host: my-host-2" "tls: wrong-ca"
+	start_s_server 127.0.0.1 "$UP_TLS" upstream-1 -www
+	start_tcpmapd "$cfg"
+	run hello 127.0.0.1 "$PORT" --sni my-host-1 --send-text 'hi' --timeout 10
+	echo "$output"
+	[ "$(kv handshake)" = failed ]
+	[[ "$(kv error)" == *INTERNAL_ERROR* ]]
+	wait_for_log "event=close mapping=both .*result=connect_failed"
+	note "refused upstream: the client got $(kv error)"
+	run hello 127.0.0.1 "$p_verify" --sni my-host-2 --send-text 'hi' --timeout 10
+	echo "$output"
+	[ "$(kv handshake)" = failed ]
+	[[ "$(kv error)" == *INTERNAL_ERROR* ]]
+	wait_for_log "event=upstream_failed mapping=unverified .*reason=certificate_verify_failed"
+	note "unverifiable upstream: the client got $(kv error)"
+}
+
+@test "ALPN end to end: the upstream is offered the client's protocols, the client is told the upstream's choice" {
+	PORT=$(pick_port)
+	local cfg=$BATS_TEST_TMPDIR/alpn.yaml up want
+	write_tls_context "$cfg" term supersecret "hosts: [my-host-1]" 'alpn_protocols: "h2,http/1.1"'
+	for want in http/1.1 h2 none; do
+		up=$(pick_port)
+		cp "$cfg" "$cfg.run"
+		write_mapping "$cfg.run" both "$PORT" "127.0.0.1:$up" "host: my-host-1" "tls: true"
+		if [ "$want" = none ]; then
+			start_tls_upstream "$up" alpn
+		else
+			start_tls_upstream "$up" alpn "$want"
+		fi
+		start_tcpmapd "$cfg.run"
+		run hello 127.0.0.1 "$PORT" --sni my-host-1 --alpn h2,http/1.1 --send-text 'hi' \
+			--text --timeout 10
+		echo "$output"
+		stop_pid "$TCPMAPD_PID"
+		[ "$(kv handshake)" = ok ]
+		# the client's protocol is the one the upstream agreed, or none when it agreed none
+		[ "$(kv alpn)" = "$want" ]
+		[ "$(kv recv_text)" = "alpn=$want" ]
+		[ "$(tls_upstream_kv "$up" alpn)" = "$want" ]
+		note "upstream speaks ${want}: client told $(kv alpn), upstream agreed $(tls_upstream_kv "$up" alpn)"
+	done
+}

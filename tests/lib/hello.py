@@ -157,6 +157,8 @@ class Client:
             ctx.load_cert_chain(args.cert, args.key)
         if args.max_tls == "1.2":
             ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        if args.alpn:
+            ctx.set_alpn_protocols(args.alpn.split(","))
         if args.pad_alpn:
             # many long ALPN names make a big hello, like a post-quantum key share does
             names, total, i = [], 0, 0
@@ -350,6 +352,7 @@ def main():
     p.add_argument("--records", type=int, default=1, help="re-frame the hello into N records")
     p.add_argument("--byte-writes", action="store_true", help="write the hello a byte at a time")
     p.add_argument("--byte-delay-ms", type=float, default=1.0)
+    p.add_argument("--alpn", help="offer these ALPN protocols (comma-separated)")
     p.add_argument("--pad-alpn", type=int, default=0, help="grow the hello by N bytes")
     p.add_argument("--send", type=int, default=0, help="bytes of deterministic data to send")
     p.add_argument("--seed", type=int, default=7)
