@@ -360,3 +360,28 @@ write_both_ways() {
 		note "upstream speaks ${want}: client told $(kv alpn), upstream agreed $(tls_upstream_kv "$up" alpn)"
 	done
 }
+
+@test "a stop closes open TLS legs with close_notify, not a bare FIN" {
+	PORT=$(pick_port)
+	UP=$(pick_port)
+	local cfg=$BATS_TEST_TMPDIR/both.yaml out=$BATS_TEST_TMPDIR/hello.out
+	write_both_ways "$cfg" "$PORT" "$UP"
+	start_tls_upstream "$UP" wait
+	start_tcpmapd "$cfg"
+	hello 127.0.0.1 "$PORT" --sni my-host-1 --send-text 'hi' --text --timeout 15 >"$out" &
+	local pid=$!
+	record_pid "$pid"
+	# the relay is up once tcpmapd holds a connection to the upstream
+	for ((i = 0; i < 100; i++)); do
+		[ "$(ss -Htn state established "( dport = :$UP )" | wc -l)" -ge 1 ] && break
+		sleep 0.1
+	done
+	sleep 0.3
+	stop_tcpmapd
+	wait "$pid" || true
+	output=$(cat "$out")
+	echo "$output"
+	[ "$(kv handshake)" = ok ]
+	[ "$(kv closed_by)" = close_notify ]
+	[ "$(tls_upstream_kv "$UP" client_end)" = close_notify ]
+}
