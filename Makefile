@@ -218,4 +218,5 @@ clean:
 	rm -rf build build-san build-fuzz
 
 -include $(CORE_OBJS:.o=.d) $(TLS_OBJS:.o=.d) $(TLS_PIC_OBJS:.o=.d) $(BUILD)/lib/tlsload.d \
-	$(BUILD)/bin/tcpmapd.d $(BUILD)/bin/tcpmapctl.d $(BUILD)/bin/tcpmap-generator.d
+	$(BUILD)/bin/tcpmapd.d $(BUILD)/bin/tcpmapctl.d $(BUILD)/bin/tcpmap-generator.d \
+	$(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d)

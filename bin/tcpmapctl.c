@@ -3,14 +3,17 @@
 #include "apply.h"
 #include "status.h"
 #include "config.h"
+#include "hostcheck.h"
 #include "log.h"
+#include "netaddr.h"
 #include "options.h"
 #include "rundir.h"
+#include "textesc.h"
 #include "tls.h"
 #include "unitgen.h"
 
 struct ctl {
-	const char *configs[64];
+	const char **configs; /* NULL-terminated; room for every argument (main) */
 	size_t n_configs;
 	const char *runtime_dir;
 	const char *secrets_dir;
@@ -53,6 +56,27 @@ static const struct option_row rows[] = {
         {{"version", no_argument, NULL, OPT_VERSION}, NULL, "show the version"},
 };
 
+/* Everything printed from a config goes through here: names, hosts and paths are the
+ * config writer's bytes, and root's terminal must not run them (lib/textesc.h). The
+ * output is made whole first, then copied escaped line by line. */
+static int print_escaped(void (*print)(void *userdata, FILE *out), void *userdata, FILE *out) {
+	_cleanup_free_ char *text = NULL;
+	size_t size = 0;
+	FILE *mem = open_memstream(&text, &size);
+
+	if (!mem)
+		return -ENOMEM;
+	print(userdata, mem);
+	if (fclose(mem) != 0)
+		return -ENOMEM;
+	mem = fmemopen(text, size, "r");
+	if (!mem)
+		return size == 0 ? 0 : -ENOMEM;
+	textesc_copy_lines(mem, out);
+	fclose(mem);
+	return 0;
+}
+
 static void help(void) {
 	printf("Usage: tcpmapctl [OPTION]... COMMAND\n\n"
 	       "Commands:\n"
@@ -72,7 +96,9 @@ static void help(void) {
 /* Load and print every diagnostic; returns 0, or 1 when the config has errors. Only check
  * and apply read the TLS keys (`with_keys`): show, route and units describe routing, and the
  * users who run them should not need to read keys (tcpmapctl(1)). */
-static int load(struct ctl *ctl, bool verbose, bool with_keys, struct config **ret) {
+/* `summary` (for check) receives the error and warning counts instead of a printed line. */
+static int load_counted(struct ctl *ctl, bool verbose, bool with_keys, struct config **ret,
+                        size_t summary[2]) {
 	struct diag_list diags = {0};
 	int r = config_load(ctl->configs, ctl->n_configs, NULL, ret, &diags);
 	if (r >= 0 && with_keys) {
@@ -82,6 +108,7 @@ static int load(struct ctl *ctl, bool verbose, bool with_keys, struct config **r
 			*ret = config_unref(*ret);
 	}
 
+	/* diag messages are escaped where they are made (lib/diag.c) */
 	for (size_t i = 0; i < diags.n; i++)
 		if (diags.items[i].level != DIAG_DEBUG || verbose)
 			fprintf(stderr, "%s%s\n",
@@ -93,27 +120,63 @@ static int load(struct ctl *ctl, bool verbose, bool with_keys, struct config **r
 		fprintf(stderr, "error: cannot load the config: %s\n", strerror(-r));
 	size_t errors = diags.n_errors, warnings = diags.n_warnings;
 	diag_list_free(&diags);
-	if (verbose)
+	if (summary) {
+		summary[0] = errors;
+		summary[1] = warnings;
+	} else if (verbose)
 		fprintf(stderr, "%zu error%s, %zu warning%s\n", errors, errors == 1 ? "" : "s",
 		        warnings, warnings == 1 ? "" : "s");
 	return r < 0 ? 1 : 0;
 }
 
+static int load(struct ctl *ctl, bool verbose, bool with_keys, struct config **ret) {
+	return load_counted(ctl, verbose, with_keys, ret, NULL);
+}
+
 static int cmd_check(struct ctl *ctl) {
 	_cleanup_(config_unrefp) struct config *c = NULL;
-	int r = load(ctl, true, true, &c);
-	if (r == 0)
-		printf("%s: %zu mappings, %zu listeners, %zu TLS contexts: OK\n", ctl->configs[0],
-		       c->n_mappings, c->n_listeners, c->n_tls_contexts);
+	size_t counts[2] = {0, 0};
+	int r = load_counted(ctl, true, true, &c, counts);
+	/* what the daemon would refuse on this host is an error of the config here too */
+	struct hostcheck_result host = {0};
+	if (r == 0 && hostcheck_config(c, stderr, &host) >= 0) {
+		counts[0] += host.errors;
+		counts[1] += host.warnings;
+		r = host.errors ? 1 : 0;
+	}
+	fprintf(stderr, "%zu error%s, %zu warning%s\n", counts[0], counts[0] == 1 ? "" : "s",
+	        counts[1], counts[1] == 1 ? "" : "s");
+	if (r == 0) {
+		/* every path: a user who gave three wants to see that three were read */
+		for (size_t i = 0; i < ctl->n_configs; i++) {
+			fputs(i ? ", " : "", stdout);
+			textesc_fputs(ctl->configs[i], stdout);
+		}
+		printf(": %zu mappings, %zu listeners, %zu TLS contexts: OK\n", c->n_mappings,
+		       c->n_listeners, c->n_tls_contexts);
+	}
 	return r;
 }
+
+static void print_show(void *userdata, FILE *out) { config_print_show(userdata, out); }
 
 static int cmd_show(struct ctl *ctl) {
 	_cleanup_(config_unrefp) struct config *c = NULL;
 	if (load(ctl, false, false, &c) != 0)
 		return 1;
-	config_print_show(c, stdout);
-	return 0;
+	return print_escaped(print_show, c, stdout) < 0 ? 1 : 0;
+}
+
+struct route_query {
+	const struct config *config;
+	const struct ctl *ctl;
+	int result;
+};
+
+static void print_route(void *userdata, FILE *out) {
+	struct route_query *q = userdata;
+	q->result = config_print_route(q->config, q->ctl->address, (uint16_t)q->ctl->port,
+	                               q->ctl->sni, out);
 }
 
 static int cmd_route(struct ctl *ctl) {
@@ -124,8 +187,11 @@ static int cmd_route(struct ctl *ctl) {
 	}
 	if (load(ctl, false, false, &c) != 0)
 		return 1;
-	return config_print_route(c, ctl->address, (uint16_t)ctl->port, ctl->sni, stdout) < 0 ? 1
-	                                                                                      : 0;
+	struct route_query q = {.config = c, .ctl = ctl};
+	/* 1 also when no group takes the SNI: scripts ask "does this reach anything?" */
+	if (print_escaped(print_route, &q, stdout) < 0 || q.result < 0)
+		return 1;
+	return 0;
 }
 
 static int cmd_status(struct ctl *ctl) {
@@ -146,6 +212,8 @@ static int cmd_status(struct ctl *ctl) {
 	return 0;
 }
 
+static void print_units(void *userdata, FILE *out) { unitgen_print(userdata, TCPMAP_UNITDIR, out); }
+
 static int cmd_units(struct ctl *ctl) {
 	_cleanup_(config_unrefp) struct config *c = NULL;
 	struct unitgen_plan plan = {0};
@@ -156,7 +224,7 @@ static int cmd_units(struct ctl *ctl) {
 		fprintf(stderr, "tcpmapctl units: %s\n", strerror(-r));
 		return 1;
 	}
-	unitgen_print(&plan, TCPMAP_UNITDIR, stdout);
+	print_escaped(print_units, &plan, stdout);
 	unitgen_plan_free(&plan);
 	return 0;
 }
@@ -174,10 +242,35 @@ static int cmd_apply(struct ctl *ctl) {
 	return apply_config(&(struct apply_options){.enable = true}, stdout) < 0 ? 1 : 0;
 }
 
+/* An IP literal, bracketed or not, as config_find_listener_by_name reads it. */
+static bool is_address_argument(const char *s) {
+	size_t len = strlen(s);
+	char inner[INET6_ADDRSTRLEN + 1];
+
+	if (len > 2 && s[0] == '[' && s[len - 1] == ']') {
+		if (len - 2 >= sizeof(inner))
+			return false;
+		memcpy(inner, s + 1, len - 2);
+		inner[len - 2] = '\0';
+		return netaddr_is_literal(inner);
+	}
+	return netaddr_is_literal(s);
+}
+
 int main(int argc, char **argv) {
 	struct option longopts[ELEMENTSOF(rows) + 1];
 	struct ctl ctl = {.port = -1, .secrets_dir = TCPMAP_SYSCONFDIR "/tcpmap/secrets"};
+	_cleanup_free_ const char **configs = NULL;
+	bool positional_paths = false;
 	int c;
+
+	/* Every argument may be a path, so this never runs out: no limit on their number. */
+	configs = calloc((size_t)argc + 2, sizeof(*configs));
+	if (!configs) {
+		fprintf(stderr, "tcpmapctl: out of memory\n");
+		return 1;
+	}
+	ctl.configs = configs;
 
 	options_to_getopt(rows, ELEMENTSOF(rows), longopts);
 	log_setup(LOG_TARGET_STDERR, "tcpmapctl");
@@ -187,8 +280,6 @@ int main(int argc, char **argv) {
 		uint64_t v;
 		switch (c) {
 		case OPT_CONFIG:
-			if (ctl.n_configs + 1 >= ELEMENTSOF(ctl.configs))
-				return 2;
 			ctl.configs[ctl.n_configs++] = optarg;
 			break;
 		case OPT_RUNTIME_DIR:
@@ -209,6 +300,12 @@ int main(int argc, char **argv) {
 			ctl.port = (int)v;
 			break;
 		case OPT_ADDRESS:
+			if (!is_address_argument(optarg)) {
+				fputs("tcpmapctl: --address takes an IP address, not \"", stderr);
+				textesc_fputs(optarg, stderr);
+				fputs("\"\n", stderr);
+				return 2;
+			}
 			ctl.address = optarg;
 			break;
 		case OPT_SNI:
@@ -230,13 +327,18 @@ int main(int argc, char **argv) {
 		return 2;
 	}
 	const char *cmd = argv[optind++];
-	/* `check PATH...`: positional paths */
+	/* `check PATH...`: the paths given replace --config (tcpmapctl(1)) */
 	if (streq(cmd, "check"))
-		for (; optind < argc; optind++)
-			if (ctl.n_configs + 1 < ELEMENTSOF(ctl.configs))
-				ctl.configs[ctl.n_configs++] = argv[optind];
+		for (; optind < argc; optind++) {
+			if (!positional_paths)
+				ctl.n_configs = 0;
+			positional_paths = true;
+			ctl.configs[ctl.n_configs++] = argv[optind];
+		}
 	if (optind < argc) {
-		fprintf(stderr, "tcpmapctl: unexpected argument \"%s\"\n", argv[optind]);
+		fputs("tcpmapctl: unexpected argument \"", stderr);
+		textesc_fputs(argv[optind], stderr);
+		fputs("\"\n", stderr);
 		return 2;
 	}
 	if (ctl.n_configs == 0) {
@@ -257,6 +359,8 @@ int main(int argc, char **argv) {
 		return cmd_units(&ctl);
 	if (streq(cmd, "apply"))
 		return cmd_apply(&ctl);
-	fprintf(stderr, "tcpmapctl: unknown command \"%s\"\nTry 'tcpmapctl --help'.\n", cmd);
+	fputs("tcpmapctl: unknown command \"", stderr);
+	textesc_fputs(cmd, stderr);
+	fputs("\"\nTry 'tcpmapctl --help'.\n", stderr);
 	return 2;
 }

@@ -46,7 +46,8 @@ static void help(void) {
 	       "Relay TCP connections as Ambassador TCPMappings say, on sockets from systemd or "
 	       "its own.\n\n");
 	options_print_help(rows, ELEMENTSOF(rows), 34, stdout);
-	printf("\nSignals: SIGHUP reloads the config, SIGTERM stops. See tcpmapd(8).\n");
+	printf("\nSignals: SIGHUP reloads the config (or re-executes a replaced binary), SIGUSR2 "
+	       "re-executes, SIGTERM stops. See tcpmapd(8).\n");
 }
 
 int main(int argc, char **argv) {

@@ -5,9 +5,13 @@
  * Counts are derived from per-connection slots that record owner pid and start time, so a
  * process killed with SIGKILL leaks nothing: its slots are reclaimed when next seen.
  *
- * Capacity is fixed (1024 clusters, 1024 groups, 65536 connection slots) in a sparse file:
- * running out gives -ENOSPC, never a resize. Every process sharing the file must share one
- * pid namespace, since owners are recognised by pid and start time. Thread-safe. */
+ * Capacity follows the need: the file is sized at creation from what the opener asks for
+ * (never under 1024 clusters, 1024 groups and 65536 connection slots), and when clusters,
+ * groups or slots run out a larger table replaces it at the same path. Every process that
+ * maps the old one follows on its next operation (one atomic load when nothing moved);
+ * entry, group and slot numbers are the same in every copy, so handles stay valid. Every
+ * process sharing the file must share one pid namespace, since owners are recognised by
+ * pid and start time. Thread-safe. */
 #pragma once
 
 #include <stdbool.h>
@@ -21,28 +25,70 @@ struct breaker_table;
 /* A held slot; 0 means none. */
 typedef uint32_t breaker_slot_t;
 
+/* The smallest table ever made; a config needing more gets more. */
+#define BREAKER_N_ENTRIES_MIN 1024u
+#define BREAKER_N_GROUPS_MIN 1024u
+#define BREAKER_N_SLOTS_MIN 65536u
+
+/* What a table must hold: distinct cluster keys, mapping groups, concurrent connections. */
+struct breaker_capacity {
+	uint32_t clusters;
+	uint32_t groups;
+	uint32_t slots;
+};
+
+/* What the daemon needs for config `c` (an upper bound: every mapping's cluster counted),
+ * with slots at the floor. -E2BIG when it is beyond what a table can ever hold. */
+int breaker_table_capacity_needed(const struct config *c, struct breaker_capacity *ret);
+/* The capacity a table made for `want` gets (a quarter spare, the floors), and its file's
+ * size in bytes (sparse: only touched pages use memory). -E2BIG as above. Either out
+ * pointer may be NULL. */
+int breaker_table_capacity_for(const struct breaker_capacity *want,
+                               struct breaker_capacity *ret_capacity, uint64_t *ret_file_size);
+
 /* Open (creating if needed, mode 0644, owner-writable only) DIR/breakers. Returns 0,
  * -EPROTO when the file was made by an incompatible version (logged by the caller), or
  * another -errno. */
 int breaker_table_open(const char *runtime_dir, struct breaker_table **ret);
+/* The same, with room for at least `want`: a new file is made that large, and an existing
+ * smaller one is grown (see breaker_table_reserve). */
+int breaker_table_open_sized(const char *runtime_dir, const struct breaker_capacity *want,
+                             struct breaker_table **ret);
 struct breaker_table *breaker_table_close(struct breaker_table *t); /* returns NULL */
 
+/* Make room for `want` now (a reload with more clusters or groups calls it before adding
+ * them, so the table grows once rather than doubling several times). Growing never refuses
+ * a connection nor breaks a limit: the old table is frozen for the copy, changes wait for
+ * it (milliseconds per thousand entries) and continue on the new table. */
+int breaker_table_reserve(struct breaker_table *t, const struct breaker_capacity *want);
+/* The capacity of the table this handle works on now. */
+int breaker_table_capacity(struct breaker_table *t, struct breaker_capacity *ret);
+
+/* Map the table that replaced this one, if it was replaced; every operation does this
+ * itself, so calling it is only needed to let go of an old table's memory sooner in a
+ * process that is idle (the daemon's 1 s timer: breaker_table_reap follows too). Returns
+ * 1 when it followed, 0 when nothing moved, or -errno. */
+int breaker_table_follow(struct breaker_table *t);
+
 /* The layout version the file carries; a file of another version gives -EPROTO. */
-#define BREAKER_TABLE_VERSION 1u
+#define BREAKER_TABLE_VERSION 2u
 
 /* Map DIR/breakers read-only for a report: never creates it, never writes it. -ENOENT when
  * no tcpmap process has created it yet, -EPROTO when it is incompatible. Only the reading
  * functions below (and breaker_table_entry_stats) may be used on such a table. */
 int breaker_table_open_readonly(const char *runtime_dir, struct breaker_table **ret);
 
-/* Index of the entry for cluster key `cluster`, created on first use. -ENOSPC when full. */
+/* Index of the entry for cluster key `cluster`, created on first use (the table grows when
+ * full). Constant time expected: a hash index at most half full. -ENOSPC only past the
+ * largest table there can be. The index is stable for the table's life, across moves. */
 int breaker_table_entry(struct breaker_table *t, const char *cluster, uint32_t *ret);
 
 /* Would a new connection to this entry be admitted now? (for failover before admitting) */
 bool breaker_table_would_admit(struct breaker_table *t, uint32_t entry,
                                const struct circuit_breakers *cb);
 
-/* Take a pending slot for a new upstream connection. Returns 0 with *ret set, or -EBUSY
+/* Take a pending slot for a new upstream connection (the slots double when every one is
+ * taken). Returns 0 with *ret set, or -EBUSY
  * when over max_connections or max_pending_requests (the overflow is counted). A NULL `cb`
  * counts the connection without checking or recording limits (a connection adopted from a
  * previous process was admitted once already). */
@@ -66,7 +112,8 @@ int breaker_table_pick(struct breaker_table *t, const struct mapping_group *g,
 
 /* Reclaim every slot whose owner died (or whose pid was reused). The daemon calls this
  * once a second, so capacity leaked by a SIGKILLed process comes back within 1 s even
- * when nobody admits on its entry. Returns the number of slots reclaimed, or -errno. */
+ * when nobody admits on its entry; it follows a moved table first. Returns the number of
+ * slots reclaimed, or -errno. */
 int breaker_table_reap(struct breaker_table *t);
 
 /* Record the limits configured for an entry, for status printing before the first admit

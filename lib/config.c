@@ -37,7 +37,15 @@ struct loader {
 	struct kinds_state kinds; /* the config being built and what the documents added */
 	size_t errors_before;     /* the caller's list may already hold diags */
 	size_t lost_before;
-	int io_error; /* the first file that could not be read, or -ENOMEM */
+	int io_error;         /* the first file that could not be read, or -ENOMEM */
+	struct file_id *read; /* every file read so far, so that none is read twice */
+	size_t n_read;
+};
+
+struct file_id {
+	dev_t dev;
+	ino_t ino;
+	const char *name;
 };
 
 static void loader_fail(struct loader *L, int error) { L->io_error = L->io_error ?: error; }
@@ -74,6 +82,34 @@ static int config_add_file(struct config *c, const char *name, const char **ret)
 	return 0;
 }
 
+static const char *file_type(mode_t mode) {
+	return S_ISDIR(mode)    ? "a directory"
+	       : S_ISFIFO(mode) ? "a FIFO"
+	       : S_ISSOCK(mode) ? "a socket"
+	       : S_ISCHR(mode)  ? "a character device"
+	       : S_ISBLK(mode)  ? "a block device"
+	                        : "not a regular file";
+}
+
+/* The same file named twice (a path and its directory, a symlink and its target) would
+ * report each of its names as a duplicate of itself. Returns the name it was first read
+ * under, or NULL after noting it as read. */
+static const char *file_seen(struct loader *L, const struct stat *st, const char *name) {
+	struct file_id *read;
+
+	for (size_t i = 0; i < L->n_read; i++)
+		if (L->read[i].dev == st->st_dev && L->read[i].ino == st->st_ino)
+			return L->read[i].name;
+	read = realloc(L->read, (L->n_read + 1) * sizeof(*read));
+	if (!read) {
+		loader_fail(L, -ENOMEM);
+		return NULL;
+	}
+	L->read = read;
+	L->read[L->n_read++] = (struct file_id){.dev = st->st_dev, .ino = st->st_ino, .name = name};
+	return NULL;
+}
+
 static void load_file(struct loader *L, const char *path) {
 	_cleanup_close_ int fd = -EBADF;
 	_cleanup_free_ char *data = NULL;
@@ -85,7 +121,9 @@ static void load_file(struct loader *L, const char *path) {
 		loader_fail(L, -ENOMEM);
 		return;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: opening a FIFO for reading would wait for a writer, forever, in
+	 * `tcpmapctl check` or in tcpmapd's reload. Only a regular file is read. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		int err = errno;
 		diag_add(L->kinds.diags, DIAG_ERROR, file, 0, 0, "cannot read: %s", strerror(err));
@@ -93,8 +131,16 @@ static void load_file(struct loader *L, const char *path) {
 		return;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		diag_add(L->kinds.diags, DIAG_ERROR, file, 0, 0, "not a regular file");
+		diag_add(L->kinds.diags, DIAG_ERROR, file, 0, 0,
+		         "not a regular file (%s); a config must be a file or a directory",
+		         file_type(st.st_mode));
 		loader_fail(L, -EINVAL);
+		return;
+	}
+	const char *first = file_seen(L, &st, file);
+	if (first) {
+		diag_add(L->kinds.diags, DIAG_WARNING, file, 0, 0,
+		         "the same file as %s, already read; skipping", first);
 		return;
 	}
 	if ((uint64_t)st.st_size > L->max_file_size) {
@@ -153,7 +199,17 @@ static void load_directory(struct loader *L, const char *path, DIR *dir) {
 			loader_fail(L, -ENOMEM);
 			break;
 		}
-		if (stat(full, &st) < 0 || !S_ISREG(st.st_mode))
+		if (stat(full, &st) < 0) {
+			/* most likely a symlink to a file that is gone: say so, not a word
+			 * otherwise */
+			diag_add(L->kinds.diags, DIAG_WARNING, full, 0, 0,
+			         "cannot read (%s), skipping",
+			         errno == ENOENT ? "a dangling symlink" : strerror(errno));
+			continue;
+		}
+		/* A subdirectory is not read (not recursive); anything else that is not a regular
+		 * file is refused by load_file, by name. */
+		if (S_ISDIR(st.st_mode))
 			continue;
 		if (strv_push(&names, &n, TAKE_PTR(full)) < 0) {
 			loader_fail(L, -ENOMEM);
@@ -258,6 +314,8 @@ static void loader_done(struct loader *L) {
 		config_unref(L->kinds.config);
 	L->kinds.config = NULL;
 	kinds_state_done(&L->kinds);
+	free(L->read);
+	L->read = NULL;
 }
 
 int config_load(const char *const *paths, size_t n_paths, const struct config_options *opts,

@@ -35,6 +35,6 @@ int config_load_buffer(const char *name, const char *data, size_t size,
 /* Human-readable dumps for tcpmapctl show / route. */
 void config_print_show(const struct config *c, FILE *out);
 /* Explain which group and mappings a connection to (address, port) with `sni` reaches.
- * Returns 0, or -ENOENT when nothing listens there. */
+ * Returns 0, -ENOENT when nothing listens there, or -ESRCH when no group takes the SNI. */
 int config_print_route(const struct config *c, const char *address, uint16_t port, const char *sni,
                        FILE *out);

@@ -2,11 +2,13 @@
 #include "configbuild.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 
 #include "netaddr.h"
+#include "strindex.h"
 #include "weights.h"
 #include "route.h"
 #include "util.h"
@@ -39,6 +41,7 @@ _printf_(5, 6) static void mapping_diag(struct kinds_state *s, enum diag_level l
 static int resolve_mapping(struct kinds_state *s, struct mapping *m) {
 	const struct module_config *mod = &s->config->module;
 	const struct mapping_extra *x = &s->extras[m->index];
+	_cleanup_free_ char *upstream = NULL;
 
 	if (!x->has_enable_ipv4)
 		m->enable_ipv4 = mod->enable_ipv4;
@@ -72,8 +75,17 @@ static int resolve_mapping(struct kinds_state *s, struct mapping *m) {
 		             m->host);
 
 	/* Emissary names clusters by service, TLS origination and breaker settings; mappings
-	 * that agree on all of them share one upstream cluster, and so one breaker. */
-	if (asprintf(&m->cluster, "%s|%s|%s|%" PRIu32 "|%" PRIu32, m->service,
+	 * that agree on all of them share one upstream cluster, and so one breaker. The
+	 * service is normalised first (host lower-cased, the default port written out), so
+	 * that "up", "up:80" and "UP:80" are one cluster. */
+	upstream = strdup(m->upstream_host);
+	if (!upstream)
+		return -ENOMEM;
+	for (char *p = upstream; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	if (asprintf(&m->cluster, "%s%s%s:%u|%s|%s|%" PRIu32 "|%" PRIu32,
+	             strchr(upstream, ':') ? "[" : "", upstream, strchr(upstream, ':') ? "]" : "",
+	             m->upstream_port,
 	             m->tls == TLS_ORIGINATE_NONE    ? "plain"
 	             : m->tls == TLS_ORIGINATE_PLAIN ? "tls"
 	                                             : "tls-context",
@@ -177,6 +189,9 @@ static void normalise_weights(struct kinds_state *s, struct mapping_group *g) {
 
 static int build_groups(struct kinds_state *s) {
 	struct config *c = s->config;
+	/* group key -> group: finding a mapping's group is one lookup, not a walk of the groups
+	 * made so far, which made a 50 000-mapping config take seconds */
+	_cleanup_(strindex_done) struct strindex by_key = {};
 
 	for (size_t i = 0; i < c->n_mappings; i++) {
 		struct mapping *m = c->mappings[i];
@@ -192,11 +207,7 @@ static int build_groups(struct kinds_state *s) {
 		if (!key) {
 			return -ENOMEM;
 		}
-		for (size_t k = 0; k < c->n_groups; k++)
-			if (streq(c->groups[k]->key, key)) {
-				g = c->groups[k];
-				break;
-			}
+		g = strindex_get(&by_key, key);
 		if (!g) {
 			g = calloc(1, sizeof(*g));
 			if (!g || model_push(&c->groups, &c->n_groups, g) < 0) {
@@ -205,6 +216,8 @@ static int build_groups(struct kinds_state *s) {
 			}
 			/* The config owns g now and frees what is set of it. */
 			g->key = TAKE_PTR(key);
+			if (strindex_put(&by_key, g->key, g) < 0)
+				return -ENOMEM;
 			g->port = m->port;
 			g->host_is_wildcard = m->host && m->host[0] == '*';
 			if ((m->address && !(g->address = strdup(m->address))) ||
@@ -275,17 +288,25 @@ static int listener_fill_sockaddr(struct listener *l) {
 
 static int build_listeners(struct kinds_state *s) {
 	struct config *c = s->config;
+	/* "address|port" -> listener, for the same reason as build_groups' index; the keys live
+	 * as long as the index */
+	_cleanup_(strindex_done) struct strindex by_name = {};
+	_cleanup_(strv_freep) char **keys = NULL;
+	size_t n_keys = 0;
 
 	for (size_t k = 0; k < c->n_groups; k++) {
 		struct mapping_group *g = c->groups[k];
 		struct listener *l = NULL;
+		char *name = NULL;
 
-		for (size_t i = 0; i < c->n_listeners; i++)
-			if (c->listeners[i]->port == g->port &&
-			    streq_ptr(c->listeners[i]->address, g->address)) {
-				l = c->listeners[i];
-				break;
-			}
+		if (asprintf(&name, "%s|%u", g->address ?: "", g->port) < 0)
+			return -ENOMEM;
+		l = strindex_get(&by_name, name);
+		if (l)
+			free(name);
+		else if (strv_push(&keys, &n_keys, name) < 0 ||
+		         strindex_put(&by_name, name, NULL) < 0)
+			return -ENOMEM;
 		if (!l) {
 			l = calloc(1, sizeof(*l));
 			if (!l || model_push(&c->listeners, &c->n_listeners, l) < 0) {
@@ -297,6 +318,8 @@ static int build_listeners(struct kinds_state *s) {
 				return -ENOMEM;
 			}
 			(void)listener_fill_sockaddr(l);
+			if (strindex_set(&by_name, keys[n_keys - 1], l) < 0)
+				return -ENOMEM;
 		}
 		if (model_push(&l->groups, &l->n_groups, g) < 0) {
 			return -ENOMEM;
@@ -312,7 +335,7 @@ static int build_listeners(struct kinds_state *s) {
 		/* qsort is not stable, but hosts within a rank are unique, so order is total. */
 		qsort(l->groups, l->n_groups, sizeof(*l->groups), group_order);
 	}
-	return 0;
+	return model_index_listeners(c);
 }
 
 int config_build(struct kinds_state *s) {

@@ -1083,7 +1083,7 @@ int conn_adopt(struct conn_env *env, struct worker *w, const struct handover_rec
 	struct log_field f[] = {
 	        {"MAPPING", c->mapping->name}, {"CLIENT", client}, {"CONNECTION", r->id}};
 	log_event(LOG_INFO, TCPMAP_MID_ADOPT, "adopt", f, ELEMENTSOF(f),
-	          "%s %s: adopted c%s from the fd store", c->mapping->name, client, r->id);
+	          "%s %s: adopted c%s from the previous process", c->mapping->name, client, r->id);
 	return 0;
 }
 

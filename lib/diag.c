@@ -4,18 +4,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "textesc.h"
+
 static int diag_format(struct diag_list *l, enum diag_level level, const char *file, unsigned line,
                        unsigned column, const char *fmt, va_list ap) {
-	_cleanup_free_ char *body = NULL, *message = NULL, *file_copy = NULL;
+	_cleanup_free_ char *raw = NULL, *body = NULL, *message = NULL, *file_copy = NULL,
+	                    *file_shown = NULL;
 	struct diag *items;
 
 	/* After a failure the pointer is undefined: forget it before the cleanup sees it. */
-	if (vasprintf(&body, fmt, ap) < 0) {
-		body = NULL;
+	if (vasprintf(&raw, fmt, ap) < 0) {
+		raw = NULL;
 		return -ENOMEM;
 	}
-	if ((line > 0 ? asprintf(&message, "%s:%u:%u: %s", file, line, column, body)
-	              : asprintf(&message, "%s: %s", file, body)) < 0) {
+	/* Names, hosts and paths in a message come from the config: escaped here once, so
+	 * neither a terminal nor the journal gets a control byte from them. */
+	body = textesc(raw, SIZE_MAX);
+	file_shown = textesc(file, SIZE_MAX);
+	if (!body || !file_shown)
+		return -ENOMEM;
+	if ((line > 0 ? asprintf(&message, "%s:%u:%u: %s", file_shown, line, column, body)
+	              : asprintf(&message, "%s: %s", file_shown, body)) < 0) {
 		message = NULL;
 		return -ENOMEM;
 	}

@@ -58,6 +58,14 @@ int get_string(struct yobject *o, const char *field, const struct ynode *n, char
 	return 1;
 }
 
+/* "010", "-007": YAML 1.1 tools (PyYAML, older Kubernetes tooling) read a leading zero as
+ * octal, YAML 1.2 as decimal; refused, so that no two tools disagree on the number. */
+static bool has_leading_zero(const char *s) {
+	if (*s == '-' || *s == '+')
+		s++;
+	return s[0] == '0' && s[1] != '\0';
+}
+
 static int parse_int64(const char *s, int64_t *ret) {
 	bool negative = false;
 	uint64_t v;
@@ -92,6 +100,13 @@ int get_int(struct yobject *o, const char *field, const struct ynode *n, int64_t
 		             field, n->value);
 		return -EINVAL;
 	}
+	if (has_leading_zero(n->value)) {
+		yobject_diag(o, DIAG_ERROR, n,
+		             "%s: %s has a leading zero (YAML 1.1 reads it as octal); write it "
+		             "without",
+		             field, n->value);
+		return -EINVAL;
+	}
 	r = parse_int64(n->value, &v);
 	if (r == -EINVAL) {
 		yobject_diag(o, DIAG_ERROR, n, "%s: \"%s\" is not an integer", field, n->value);
@@ -116,6 +131,13 @@ int get_uint_or_digits(struct yobject *o, const char *field, const struct ynode 
 	if (n->kind != YNODE_SCALAR) {
 		yobject_diag(o, DIAG_ERROR, n, "%s: must be a number of milliseconds, not %s",
 		             field, ynode_describe(n));
+		return -EINVAL;
+	}
+	if (n->plain && has_leading_zero(n->value)) {
+		yobject_diag(o, DIAG_ERROR, n,
+		             "%s: %s has a leading zero (YAML 1.1 reads it as octal); write it "
+		             "without",
+		             field, n->value);
 		return -EINVAL;
 	}
 	r = parse_uint(n->value, 0, UINT64_MAX, &v);
@@ -156,7 +178,13 @@ int get_bool(struct yobject *o, const char *field, const struct ynode *n, bool *
 	if (ynode_is_null(n))
 		return 0;
 	if (yaml_bool(n, ret) < 0) {
-		if (n->kind == YNODE_SCALAR)
+		if (n->kind == YNODE_SCALAR && !n->plain)
+			yobject_diag(
+			        o, DIAG_ERROR, n,
+			        "%s: must be true or false, not the quoted string \"%s\" (write "
+			        "it without quotes)",
+			        field, n->value);
+		else if (n->kind == YNODE_SCALAR)
 			yobject_diag(o, DIAG_ERROR, n, "%s: must be true or false, not \"%s\"",
 			             field, n->value);
 		else
@@ -240,7 +268,6 @@ int get_circuit_breakers(struct yobject *o, const char *field, const struct ynod
 	struct circuit_breakers cb = {.set = true};
 	bool have_default = false;
 
-	(void)field; /* Ambassador's name is the same in a mapping and in the Module */
 	if (ynode_is_null(n))
 		return 0;
 	if (n->kind != YNODE_SEQUENCE) {
@@ -298,11 +325,62 @@ int get_circuit_breakers(struct yobject *o, const char *field, const struct ynod
 		cb.max_connections = (uint32_t)max_connections;
 		cb.max_pending_requests = (uint32_t)max_pending;
 	}
+	if (!have_default) {
+		/* Emissary replaces the Module's list with the mapping's, and Envoy then gives the
+		 * default priority its own built-in limits. tcpmap keeps the one limit it knows
+		 * of: a list that sets nothing for TCP is as if absent, and the warning says so. */
+		if (streq(field, "circuit_breakers"))
+			yobject_diag(o, DIAG_WARNING, n,
+			             "circuit_breakers: no item of priority default, so the "
+			             "Module's circuit_breakers apply");
+		else
+			yobject_diag(o, DIAG_WARNING, n,
+			             "%s: no item of priority default, so mappings without their "
+			             "own circuit_breakers have no limit",
+			             field);
+		return 0;
+	}
 	*ret = cb;
 	return 1;
 }
 
+const char *host_name_problem(const char *host, bool allow_wildcard) {
+	size_t len = strlen(host), label = 0;
+
+	if (len == 0)
+		return "is empty";
+	if (len > 253)
+		return "is longer than 253 characters";
+	if (allow_wildcard && host[0] == '*') {
+		if (host[1] != '.' || len < 3)
+			return "has a wildcard that is not a whole leading label, as in "
+			       "\"*.example.com\"";
+		host += 2;
+	}
+	for (const char *p = host;; p++) {
+		if (*p == '.' || *p == '\0') {
+			if (label == 0)
+				return *p || p == host ? "has an empty label" : NULL;
+			if (p[-1] == '-' || *(p - (ptrdiff_t)label) == '-')
+				return "has a label that starts or ends with '-'";
+			if (!*p)
+				return NULL;
+			label = 0;
+			continue;
+		}
+		if (*p == '*')
+			return "has a wildcard that is not a whole leading label, as in "
+			       "\"*.example.com\"";
+		/* '_' is not in host names (RFC 952) but is in service records' names */
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
+			return "holds a character not allowed in a host name";
+		if (++label > 63)
+			return "has a label longer than 63 characters";
+	}
+}
+
 int normalise_host(struct yobject *o, const char *field, const struct ynode *at, char *host) {
+	const char *problem;
 	size_t len;
 
 	for (char *p = host; *p; p++)
@@ -310,28 +388,19 @@ int normalise_host(struct yobject *o, const char *field, const struct ynode *at,
 	len = strlen(host);
 	if (len > 0 && host[len - 1] == '.')
 		host[--len] = '\0';
-	if (len == 0 || len > 253) {
-		yobject_diag(o, DIAG_ERROR, at, "%s: \"%s\" is not a host name", field, host);
+	problem = host_name_problem(host, true);
+	if (problem && strstr(problem, "wildcard")) {
+		yobject_diag(
+		        o, DIAG_ERROR, at,
+		        "%s: \"%s\": a wildcard is allowed only as a whole leading label, as in "
+		        "\"*.example.com\"",
+		        field, host);
 		return -EINVAL;
 	}
-	for (size_t i = 0; i < len; i++) {
-		char c = host[i];
-		if (c == '*') {
-			if (i != 0 || host[1] != '.' || len < 3) {
-				yobject_diag(
-				        o, DIAG_ERROR, at,
-				        "%s: \"%s\": a wildcard is allowed only as a whole leading "
-				        "label, as in \"*.example.com\"",
-				        field, host);
-				return -EINVAL;
-			}
-			continue;
-		}
-		if (!isalnum((unsigned char)c) && c != '-' && c != '.' && c != '_') {
-			yobject_diag(o, DIAG_ERROR, at, "%s: \"%s\" is not a host name", field,
-			             host);
-			return -EINVAL;
-		}
+	if (problem) {
+		yobject_diag(o, DIAG_ERROR, at, "%s: \"%s\" is not a host name: it %s", field, host,
+		             problem);
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -348,6 +417,13 @@ static const struct field_def *field_find(const struct field_table *table, const
 	return NULL;
 }
 
+static bool strv_contains(const char *const *v, const char *s) {
+	for (; *v; v++)
+		if (streq(*v, s))
+			return true;
+	return false;
+}
+
 /* Match each key of `spec` to its field in f->at[]. In document order, each field is read as
  * soon as its key is met, so its diags come between those of the keys around it. */
 static int fields_walk(struct yobject *o, const struct field_table *table, const struct ynode *spec,
@@ -359,15 +435,19 @@ static int fields_walk(struct yobject *o, const struct field_table *table, const
 		size_t idx;
 
 		if (key->kind != YNODE_SCALAR) {
-			if (!table->quiet_unknown)
-				yobject_diag(o, DIAG_ERROR, key, "spec: keys must be strings");
+			yobject_diag(o, DIAG_ERROR, key, "%s: keys must be strings",
+			             table->prefix ? "config" : "spec");
 			continue;
 		}
 		def = field_find(table, key->value, &idx);
+		if (!def && table->others && strv_contains(table->others, key->value)) {
+			yobject_diag(o, DIAG_DEBUG, key, "%s%s: not used by tcpmap, ignoring",
+			             table->prefix ?: "", key->value);
+			continue;
+		}
 		if (!def) {
-			if (!table->quiet_unknown)
-				yobject_diag(o, DIAG_WARNING, key, "%s: unknown field, ignoring",
-				             key->value);
+			yobject_diag(o, DIAG_WARNING, key, "%s%s: unknown field, ignoring",
+			             table->prefix ?: "", key->value);
 			continue;
 		}
 		if (def->flags & FIELD_NOT_USED) {
@@ -375,12 +455,9 @@ static int fields_walk(struct yobject *o, const struct field_table *table, const
 			             key->value);
 			continue;
 		}
-		if (f->at[idx]) {
-			if (table->duplicates == FIELDS_FIRST_WINS)
-				continue;
-			if (table->duplicates == FIELDS_DUPLICATE_IS_ERROR)
-				yobject_diag(o, DIAG_ERROR, key, "%s: given twice", key->value);
-		}
+		/* written twice: an error lib/yamltree.c reported with both positions */
+		if (f->at[idx])
+			continue;
 		f->at[idx] = value;
 		if (table->order == FIELDS_IN_DOCUMENT_ORDER && def->parse &&
 		    def->parse(o, def, f, value, target) == -ENOMEM)
@@ -410,7 +487,7 @@ int fields_parse(struct yobject *o, const struct field_table *table, const struc
 			        "%s: tcpmap extension in a getambassador.io/v3alpha1 document; "
 			        "Kubernetes prunes unknown fields there, so put it in a "
 			        "getambassador.io/v2 document",
-			        table->fields[i].key);
+			        field_label(&table->fields[i]));
 	return 0;
 }
 

@@ -3,7 +3,8 @@
  *
  * A kind describes its `spec` as a table of struct field_def; fields_parse() matches the
  * keys against it (unknown keys warn, Emissary's keys that mean nothing here are noted at
- * debug level, a key given twice is an error where the table says so) and then runs each
+ * debug level; a key given twice was already reported by lib/yamltree.c, and the first one
+ * counts, as ymap_get reads it) and then runs each
  * field's parser. Every problem becomes one diag "FILE:LINE:COL: LABEL \"NAME\": FIELD: what".
  * This file knows no particular kind and builds nothing of the model but field values. */
 #pragma once
@@ -44,11 +45,16 @@ int get_bool(struct yobject *o, const char *field, const struct ynode *n, bool *
 /* A NULL-terminated list; an empty list is a non-NULL empty one. ret_n may be NULL. */
 int get_string_list(struct yobject *o, const char *field, const struct ynode *n, char ***ret,
                     size_t *ret_n);
-/* Ambassador's circuit_breakers list; only priority "default" applies to TCP. */
+/* Ambassador's circuit_breakers list; only priority "default" applies to TCP. A list with no
+ * default-priority item (empty, or only "high") warns and counts as absent (returns 0).
+ * `field` is "circuit_breakers" in a mapping, "config.circuit_breakers" in the Module. */
 int get_circuit_breakers(struct yobject *o, const char *field, const struct ynode *n,
                          struct circuit_breakers *ret);
 /* true/True/TRUE/false/... as a plain scalar. Returns 0 or -EINVAL; reports nothing. */
 int yaml_bool(const struct ynode *n, bool *ret);
+/* NULL when `host` is a host name (labels of letters, digits, '-' and '_', 1-63 each, 253 in
+ * all; "*.example.com" too when allow_wildcard); else what is wrong, as "it ...". */
+const char *host_name_problem(const char *host, bool allow_wildcard);
 /* Lower-case `host` in place, drop a trailing dot, and check it is a host name or a
  * "*.example.com" wildcard. Returns 0 or -EINVAL after a diag at `at`. */
 int normalise_host(struct yobject *o, const char *field, const struct ynode *at, char *host);
@@ -85,18 +91,12 @@ struct field_def {
 	unsigned flags;
 };
 
-enum field_duplicates {
-	FIELDS_DUPLICATE_IS_ERROR, /* "given twice" */
-	FIELDS_FIRST_WINS,         /* as a lookup by key reads it */
-	FIELDS_LAST_WINS,          /* as a reader in document order reads it */
-};
-
 enum field_order {
 	/* Each field once, in table order, absent ones too (with NULL, so that a required
 	 * field can say it is missing, and a field can look at those read before it). */
 	FIELDS_IN_TABLE_ORDER,
-	/* Each key as written, in document order, a repeated key each time; absent fields are
-	 * not called. For kinds whose fields stand alone. */
+	/* Each key as written, in document order; absent fields are not called. For kinds
+	 * whose fields stand alone. */
 	FIELDS_IN_DOCUMENT_ORDER,
 };
 
@@ -104,10 +104,10 @@ struct field_table {
 	const struct field_def *fields;
 	size_t n_fields; /* at most FIELDS_MAX */
 	enum field_order order;
-	enum field_duplicates duplicates; /* which value f->at[] holds */
-	/* Other keys are legitimate here and pass in silence (the Module's config, which has
-	 * dozens of HTTP settings). */
-	bool quiet_unknown;
+	/* Keys another program reads here (the Module's config holds dozens of Emissary's HTTP
+	 * settings): noted at debug level; any other unknown key warns. NULL-terminated. */
+	const char *const *others;
+	const char *prefix; /* put before a key in diags: "config." */
 };
 
 /* Match the keys of mapping `spec` against `table` into `f`, then run the fields' parsers

@@ -3,6 +3,8 @@
  * connection for the client because it could not move: it stays and drains. */
 #include "handoff.h"
 
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,17 +33,44 @@ int handoff_store_fd(const char *name, int fd) {
 	return r < 0 ? r : r == 0 ? -ENOTCONN : 0;
 }
 
-static int store_conn_fd(const char *id, enum handover_fd_kind kind, int fd) {
+struct handoff_stored {
+	int fd;
+	char *name;
+};
+
+/* Where handed-over connections go: systemd's fd store (`direct` NULL), or a list of
+ * duplicates for a new image this process starts itself (server.c's re-exec). */
+struct handoff_sink {
+	struct handoff_store *direct;
+	pthread_mutex_t *lock; /* the workers fill one list */
+};
+
+static int sink_put(const struct handoff_sink *k, const char *name, int fd) {
+	if (!k->direct)
+		return handoff_store_fd(name, fd);
+	int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (copy < 0)
+		return -errno;
+	pthread_mutex_lock(k->lock);
+	int r = handoff_store_add(k->direct, copy, name);
+	pthread_mutex_unlock(k->lock);
+	if (r < 0)
+		safe_close(copy);
+	return r;
+}
+
+static int store_conn_fd(const struct handoff_sink *k, const char *id, enum handover_fd_kind kind,
+                         int fd) {
 	char name[64];
 	int r = handover_fd_name(id, kind, name, sizeof name);
 	if (r < 0)
 		return r;
-	return handoff_store_fd(name, fd);
+	return sink_put(k, name, fd);
 }
 
-/* Hand one connection to the store and forget it. Returns 0, or -EBUSY when it cannot move
+/* Hand one connection to the sink and forget it. Returns 0, or -EBUSY when it cannot move
  * (TLS, or not relaying yet), or -errno when storing failed: it stays either way. */
-static int handoff_conn(struct conn *c, int state_fd) {
+static int handoff_conn(const struct handoff_sink *sink, struct conn *c, int state_fd) {
 	struct handover_record rec;
 	int fds[_HANDOVER_FD_MAX];
 	int r = conn_export(c, &rec, fds);
@@ -53,15 +82,15 @@ static int handoff_conn(struct conn *c, int state_fd) {
 	 * A pipe is stored only with bytes in it (relay_export). */
 	for (int k = 0; k < _HANDOVER_FD_MAX && r >= 0; k++)
 		if (fds[k] >= 0)
-			r = store_conn_fd(rec.id, k, fds[k]);
+			r = store_conn_fd(sink, rec.id, k, fds[k]);
 	if (r >= 0) {
 		ssize_t n = write(state_fd, &rec, sizeof rec);
 		if (n != (ssize_t)sizeof rec)
 			r = n < 0 ? -errno : -EIO;
 	}
 	if (r < 0)
-		return log_warning_errno(
-		        r, "connection %s could not move to the fd store, it stays", rec.id);
+		return log_warning_errno(r, "connection %s could not move to %s, it stays", rec.id,
+		                         sink->direct ? "the new image" : "the fd store");
 
 	char client[NETADDR_TEXT_MAX], in[24], out[24];
 	netaddr_format((const struct sockaddr *)&rec.client_addr, client, sizeof client);
@@ -73,12 +102,13 @@ static int handoff_conn(struct conn *c, int state_fd) {
 	                        {"BYTES_IN", in},
 	                        {"BYTES_OUT", out}};
 	log_event(LOG_INFO, TCPMAP_MID_ADOPT, "handover", f, ELEMENTSOF(f),
-	          "%s %s: handed to the fd store as c%s", rec.mapping, client, rec.id);
+	          "%s %s: handed to %s as c%s", rec.mapping, client,
+	          sink->direct ? "the new image" : "the fd store", rec.id);
 	conn_forget_moved(c);
 	return 0;
 }
 
-int handoff_worker(struct worker *w) {
+static int hand_over_worker(struct worker *w, const struct handoff_sink *sink) {
 	char name[64];
 	unsigned moved = 0;
 
@@ -87,28 +117,48 @@ int handoff_worker(struct worker *w) {
 		return -errno;
 	for (struct worker_link *l = w->conns, *next; l; l = next) {
 		next = l->next;
-		if (handoff_conn(conn_of(l), state) >= 0)
+		if (handoff_conn(sink, conn_of(l), state) >= 0)
 			moved++;
 	}
 	if (moved == 0)
 		return 0;
 	snprintf(name, sizeof name, HANDOVER_STATE_PREFIX "%d.%u", (int)getpid(), w->index);
-	int r = handoff_store_fd(name, state);
+	int r = sink_put(sink, name, state);
 	if (r < 0)
 		/* the connections' fds are in the store already, and closed here: the next
 		 * process finds no record for them and closes them */
 		log_error_errno(r, "storing the hand-over record %s", name);
-	log_info("worker %u: %u connection%s moved to the fd store, %llu draining", w->index, moved,
-	         moved == 1 ? "" : "s", (unsigned long long)w->n_conns);
+	log_info("worker %u: %u connection%s moved to %s, %llu draining", w->index, moved,
+	         moved == 1 ? "" : "s", sink->direct ? "the new image" : "the fd store",
+	         (unsigned long long)w->n_conns);
 	return (int)moved;
 }
 
-/* ---- taking them back ---- */
+int handoff_worker(struct worker *w) { return hand_over_worker(w, &(struct handoff_sink){0}); }
 
-struct handoff_stored {
-	int fd;
-	char *name;
-};
+int handoff_worker_direct(struct worker *w, struct handoff_store *to, pthread_mutex_t *lock) {
+	return hand_over_worker(w, &(struct handoff_sink){.direct = to, .lock = lock});
+}
+
+size_t handoff_store_size(const struct handoff_store *s) { return s->n; }
+
+int handoff_store_get(const struct handoff_store *s, size_t i, const char **ret_name) {
+	if (i >= s->n)
+		return -ERANGE;
+	*ret_name = s->fds[i].name;
+	return s->fds[i].fd;
+}
+
+void handoff_store_clear(struct handoff_store *s) {
+	for (size_t i = 0; i < s->n; i++) {
+		safe_close(s->fds[i].fd);
+		free(s->fds[i].name);
+	}
+	s->fds = mfree(s->fds);
+	s->n = 0;
+}
+
+/* ---- taking them back ---- */
 
 bool handoff_is_stored_name(const char *name) {
 	char id[32];
@@ -186,6 +236,6 @@ void handoff_adopt_all(struct handoff_store *s, struct conn_env *env,
 	s->fds = mfree(s->fds);
 	s->n = 0;
 	if (adopted + failed > 0)
-		log_info("adopted %u connection%s from the fd store, %u could not be", adopted,
-		         adopted == 1 ? "" : "s", failed);
+		log_info("adopted %u connection%s from the previous process, %u could not be",
+		         adopted, adopted == 1 ? "" : "s", failed);
 }

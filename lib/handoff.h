@@ -8,6 +8,7 @@
  * conn_adopt). It never decides whether to hand over: server.c does. */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -28,12 +29,23 @@ int handoff_store_fd(const char *name, int fd);
  * state memfd could not be made (then none did). */
 int handoff_worker(struct worker *w);
 
-/* The fds the previous process left in the store, as systemd passed them back to us. */
+/* The fds the previous process left in the store, as systemd passed them back to us; or
+ * (handoff_worker_direct) the copies a re-executing process passes to its new image. */
 struct handoff_stored;
 struct handoff_store {
 	struct handoff_stored *fds;
 	size_t n;
 };
+
+/* As handoff_worker(), but into `to` (under `lock`, shared by the workers): duplicates of
+ * the fds and of the state memfd, for server.c to pass to a new image it starts itself. The
+ * connections are forgotten here as with the store; `to` keeps their files open. */
+int handoff_worker_direct(struct worker *w, struct handoff_store *to, pthread_mutex_t *lock);
+/* Walk `s`: the i-th fd (still owned by `s`) and its name. */
+size_t handoff_store_size(const struct handoff_store *s);
+int handoff_store_get(const struct handoff_store *s, size_t i, const char **ret_name);
+/* Close every fd of `s` and empty it (the new image has its own copies now). */
+void handoff_store_clear(struct handoff_store *s);
 
 /* Is this LISTEN_FDNAMES name one that handoff_worker() gives (a state memfd or one of a
  * connection's fds)? */

@@ -1,8 +1,8 @@
 /* kind-module.c — the Ambassador Module: the defaults every mapping falls back on.
  *
- * Two field tables: the Module's spec, and its `config` mapping, where Ambassador keeps
- * dozens of HTTP settings that are legitimately present in shared files, so keys tcpmap
- * does not read there pass without a warning. */
+ * Two field tables: the Module's spec, and its `config` mapping, where Emissary keeps
+ * dozens of HTTP settings that are legitimately present in shared files: those pass at
+ * debug level, and any other key tcpmap does not read warns. */
 #include <stddef.h>
 
 #include "kind.h"
@@ -29,10 +29,18 @@ static int read_positive_timeout(FIELD_ARGS) {
 	return read_timeout_from(o, def, value, target, 1);
 }
 
-/* drain_timeout_ms, which may be 0 */
-static int read_timeout(FIELD_ARGS) {
+/* drain_timeout_ms: configured, it also holds stops (see model.h) */
+static int read_drain_timeout(FIELD_ARGS) {
+	struct module_config *mod = target;
+	uint64_t u;
+	int r = get_uint_or_digits(o, field_label(def), value, 0, UINT32_MAX, &u);
+
 	(void)f;
-	return read_timeout_from(o, def, value, target, 0);
+	if (r > 0) {
+		mod->drain_timeout_ms = (uint32_t)u;
+		mod->drain_timeout_configured = true;
+	}
+	return MIN(r, 0);
 }
 
 static int read_breakers(FIELD_ARGS) {
@@ -49,20 +57,79 @@ static const struct field_def module_config_fields[] = {
         {"enable_ipv4", "config.enable_ipv4", field_bool, AT(enable_ipv4), 0},
         {"enable_ipv6", "config.enable_ipv6", field_bool, AT(enable_ipv6), 0},
         {"circuit_breakers", "config.circuit_breakers", read_breakers, 0, 0},
+        /* tcpmap's own; tcpmap.yaml(5) promises the v3alpha1 warning for them */
         {"preread_timeout_ms", "config.preread_timeout_ms", read_positive_timeout,
-         AT(preread_timeout_ms), 0},
+         AT(preread_timeout_ms), FIELD_EXTENSION},
         {"connect_timeout_ms", "config.connect_timeout_ms", read_positive_timeout,
-         AT(connect_timeout_ms), 0},
-        {"drain_timeout_ms", "config.drain_timeout_ms", read_timeout, AT(drain_timeout_ms), 0},
+         AT(connect_timeout_ms), FIELD_EXTENSION},
+        {"drain_timeout_ms", "config.drain_timeout_ms", read_drain_timeout, AT(drain_timeout_ms),
+         FIELD_EXTENSION},
         {"silent_client_timeout_ms", "config.silent_client_timeout_ms", read_positive_timeout,
-         AT(silent_client_timeout_ms), 0},
+         AT(silent_client_timeout_ms), FIELD_EXTENSION},
+};
+
+/* Emissary's Module settings (its ambassador Module reference): legitimate in a file shared
+ * with Emissary, meaningless to tcpmap. Any other key is most likely a misspelling of ours. */
+static const char *const emissary_module_keys[] = {
+        "add_linkerd_headers",
+        "admin_port",
+        "allow_chunked_length",
+        "buffer",
+        "cluster_idle_timeout_ms",
+        "cluster_max_connection_lifetime_ms",
+        "cluster_request_timeout_ms",
+        "cors",
+        "default_label_domain",
+        "default_labels",
+        "defaults",
+        "diagnostics",
+        "enable_grpc_http11_bridge",
+        "enable_grpc_web",
+        "enable_http10",
+        "envoy_log_format",
+        "envoy_log_path",
+        "envoy_log_type",
+        "envoy_validation_timeout",
+        "error_response_overrides",
+        "forward_client_cert_details",
+        "grpc_stats",
+        "header_case_overrides",
+        "headers_with_underscores_action",
+        "ip_allow",
+        "ip_deny",
+        "keepalive",
+        "listener_idle_timeout_ms",
+        "liveness_probe",
+        "load_balancer",
+        "lua_scripts",
+        "max_request_headers_kb",
+        "merge_slashes",
+        "preserve_external_request_id",
+        "proper_case",
+        "readiness_probe",
+        "regex_max_size",
+        "regex_type",
+        "reject_requests_with_escaped_slashes",
+        "resolver",
+        "retry_policy",
+        "server_name",
+        "set_current_client_cert_details",
+        "statsd",
+        "strip_matching_host_port",
+        "suppress_envoy_headers",
+        "use_ambassador_namespace_for_service_resolution",
+        "use_proxy_proto",
+        "use_remote_address",
+        "x_forwarded_proto_redirect",
+        "xff_num_trusted_hops",
+        NULL,
 };
 
 static const struct field_table module_config_table = {
         .fields = module_config_fields,
         .n_fields = ELEMENTSOF(module_config_fields),
-        .duplicates = FIELDS_FIRST_WINS,
-        .quiet_unknown = true,
+        .others = emissary_module_keys,
+        .prefix = "config.",
 };
 
 static int read_config(FIELD_ARGS) {
@@ -95,7 +162,6 @@ static const struct field_def module_fields[] = {
 static const struct field_table module_table = {
         .fields = module_fields,
         .n_fields = ELEMENTSOF(module_fields),
-        .duplicates = FIELDS_LAST_WINS,
 };
 
 int kind_module_read(struct kinds_state *s, struct yobject *o, const struct ynode *root,

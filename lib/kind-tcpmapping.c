@@ -124,7 +124,15 @@ static int parse_service(struct yobject *o, const struct ynode *at, const char *
 		yobject_diag(o, DIAG_ERROR, at, "service: \"%s\" has no host", service);
 		return -EINVAL;
 	}
-	if (port_text && parse_uint(port_text, 1, 65535, &port) < 0) {
+	if (!netaddr_is_literal(host)) {
+		const char *problem = host_name_problem(host, false);
+		if (problem) {
+			yobject_diag(o, DIAG_ERROR, at, "service: \"%s\" is not a host name: it %s",
+			             host, problem);
+			return -EINVAL;
+		}
+	}
+	if (port_text && (port_text[0] == '0' || parse_uint(port_text, 1, 65535, &port) < 0)) {
 		yobject_diag(o, DIAG_ERROR, at, "service: port \"%s\" is not 1-65535", port_text);
 		return -EINVAL;
 	}
@@ -219,11 +227,16 @@ static int read_tls(FIELD_ARGS) {
 static int read_weight(FIELD_ARGS) {
 	struct mapping *m = ((struct mapping_target *)target)->m;
 	int64_t v;
-	int r = get_int(o, def->key, value, 0, INT64_MAX, &v);
+	int r = get_int(o, def->key, value, INT64_MIN, INT64_MAX, &v);
 
 	(void)f;
 	if (r <= 0)
 		return r;
+	if (v < 0) {
+		yobject_diag(o, DIAG_ERROR, value,
+		             "weight: %" PRId64 " is negative; a weight is 0-100", v);
+		return -EINVAL;
+	}
 	if (v > 100) {
 		yobject_diag(o, DIAG_ERROR, value, "weight: %" PRId64 " is over 100", v);
 		return -EINVAL;
@@ -307,9 +320,11 @@ static int read_tls_passthrough(FIELD_ARGS) {
 	struct mapping *m = ((struct mapping_target *)target)->m;
 	int r = get_bool(o, def->key, value, &m->tls_passthrough);
 
+	(void)f;
 	if (r <= 0 || !m->tls_passthrough)
 		return MIN(r, 0);
-	if (!m->host && !f->at[MF_HOST])
+	/* `host: ""` and `host: ~` leave no host either (read_host) */
+	if (!m->host)
 		yobject_diag(o, DIAG_ERROR, value,
 		             "tls_passthrough: needs host (passthrough routes on the SNI)");
 	if (m->tls != TLS_ORIGINATE_NONE)
@@ -347,7 +362,6 @@ static const struct field_def tcpmapping_fields[] = {
 static const struct field_table tcpmapping_table = {
         .fields = tcpmapping_fields,
         .n_fields = ELEMENTSOF(tcpmapping_fields),
-        .duplicates = FIELDS_DUPLICATE_IS_ERROR,
 };
 
 /* A new mapping at the end of s->config->mappings, with its extras slot. The slot says

@@ -113,19 +113,46 @@ static int read_alpn(FIELD_ARGS) {
 	return 0;
 }
 
+/* cert_chain_file, private_key_file, cacert_chain_file: a relative path is taken from the
+ * directory of the file it is written in (tcpmap.yaml(5)), not from the working directory,
+ * which is / under systemd and anything at all for `tcpmapctl check`. */
+static int read_file_path(FIELD_ARGS) {
+	char **dst = (char **)((char *)target + def->offset);
+	const char *slash = strrchr(o->file, '/');
+	char *joined;
+	int r = get_string(o, def->key, value, dst);
+
+	(void)f;
+	if (r <= 0)
+		return r;
+	if (!**dst) {
+		yobject_diag(o, DIAG_ERROR, value, "%s: empty path", def->key);
+		return -EINVAL;
+	}
+	/* a file named without a directory lives in the working directory already */
+	if ((*dst)[0] == '/' || !slash)
+		return 0;
+	if (asprintf(&joined, "%.*s/%s", (int)(slash - o->file), o->file, *dst) < 0)
+		return -ENOMEM;
+	free(*dst);
+	*dst = joined;
+	return 0;
+}
+
 static const struct field_def tlscontext_fields[] = {
-        {"hosts", NULL, read_hosts, 0, 0},
-        {"secret", NULL, read_secret_name, AT(secret), 0},
-        {"ca_secret", NULL, read_secret_name, AT(ca_secret), 0},
-        {"cert_chain_file", NULL, field_string, AT(cert_chain_file), 0},
-        {"private_key_file", NULL, field_string, AT(private_key_file), 0},
-        {"cacert_chain_file", NULL, field_string, AT(cacert_chain_file), 0},
-        {"cert_required", NULL, field_bool, AT(cert_required), 0},
-        {"min_tls_version", NULL, read_tls_version, AT(min_tls_version), 0},
-        {"max_tls_version", NULL, read_tls_version, AT(max_tls_version), 0},
-        {"cipher_suites", NULL, field_string_list, AT(cipher_suites), 0},
-        {"ecdh_curves", NULL, field_string_list, AT(ecdh_curves), 0},
-        {"alpn_protocols", NULL, read_alpn, 0, 0},
+        [TF_HOSTS] = {"hosts", NULL, read_hosts, 0, 0},
+        [TF_SECRET] = {"secret", NULL, read_secret_name, AT(secret), 0},
+        [TF_CA_SECRET] = {"ca_secret", NULL, read_secret_name, AT(ca_secret), 0},
+        [TF_CERT_CHAIN_FILE] = {"cert_chain_file", NULL, read_file_path, AT(cert_chain_file), 0},
+        [TF_PRIVATE_KEY_FILE] = {"private_key_file", NULL, read_file_path, AT(private_key_file), 0},
+        [TF_CACERT_CHAIN_FILE] = {"cacert_chain_file", NULL, read_file_path, AT(cacert_chain_file),
+                                  0},
+        [TF_CERT_REQUIRED] = {"cert_required", NULL, field_bool, AT(cert_required), 0},
+        [TF_MIN_TLS_VERSION] = {"min_tls_version", NULL, read_tls_version, AT(min_tls_version), 0},
+        [TF_MAX_TLS_VERSION] = {"max_tls_version", NULL, read_tls_version, AT(max_tls_version), 0},
+        [TF_CIPHER_SUITES] = {"cipher_suites", NULL, field_string_list, AT(cipher_suites), 0},
+        [TF_ECDH_CURVES] = {"ecdh_curves", NULL, field_string_list, AT(ecdh_curves), 0},
+        [TF_ALPN_PROTOCOLS] = {"alpn_protocols", NULL, read_alpn, 0, 0},
         {"sni", NULL, field_string, AT(sni), 0},
         /* Emissary's, meaningless to a single-host L4 proxy. */
         {"ambassador_id", NULL, NULL, 0, FIELD_NOT_USED},
@@ -141,8 +168,34 @@ static const struct field_table tlscontext_table = {
         .n_fields = ELEMENTSOF(tlscontext_fields),
         /* Its fields stand alone, so diags come in the order they are written. */
         .order = FIELDS_IN_DOCUMENT_ORDER,
-        .duplicates = FIELDS_LAST_WINS,
 };
+
+static bool strv_contains_str(char *const *v, const char *s) {
+	for (; *v; v++)
+		if (streq(*v, s))
+			return true;
+	return false;
+}
+
+/* Two contexts listing one host: only one can terminate it, and which one is easy to get
+ * wrong when they live in different files. Exact names only; a wildcard that also covers a
+ * listed host is the usual way to write a fallback. */
+static void warn_shared_hosts(const struct config *c, struct yobject *o,
+                              const struct tls_context *t, const struct ynode *hosts) {
+	for (size_t h = 0; hosts && h < t->n_hosts && h < hosts->n_items; h++)
+		for (size_t i = 0; i + 1 < c->n_tls_contexts; i++) {
+			const struct tls_context *other = c->tls_contexts[i];
+
+			if (!other->hosts || !strv_contains_str(other->hosts, t->hosts[h]))
+				continue;
+			yobject_diag(o, DIAG_WARNING, hosts->items[h],
+			             "hosts: \"%s\" is also in tlscontext \"%s\" (%s:%u:%u); only "
+			             "one of them can terminate it",
+			             t->hosts[h], other->name, other->pos.file, other->pos.line,
+			             other->pos.column);
+			break;
+		}
+}
 
 int kind_tlscontext_read(struct kinds_state *s, struct yobject *o, const struct ynode *root,
                          const struct ynode *name, const struct ynode *spec) {
@@ -167,6 +220,11 @@ int kind_tlscontext_read(struct kinds_state *s, struct yobject *o, const struct 
 	r = fields_parse(o, &tlscontext_table, spec, &f, t);
 	if (r < 0)
 		return r;
+	warn_shared_hosts(c, o, t, f.at[TF_HOSTS]);
+	/* lib/tls reports what it finds wrong with the files at the field that named them */
+	for (size_t i = 0; i < _TF_MAX; i++)
+		if (f.at[i])
+			t->field_pos[i] = ynode_pos(o->file, f.at[i]);
 	if (!t->hosts) {
 		t->hosts = calloc(1, sizeof(char *));
 		if (!t->hosts)

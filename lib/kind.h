@@ -11,6 +11,7 @@
 #include "diag.h"
 #include "fields.h"
 #include "model.h"
+#include "strindex.h"
 #include "yamltree.h"
 
 /* The TCPMapping fields that later stages point diags at. */
@@ -48,6 +49,7 @@ struct seen_name {
 struct name_set {
 	struct seen_name *items;
 	size_t n;
+	struct strindex by_name; /* name -> its item's index + 1 */
 };
 
 enum kind_id {

@@ -1,6 +1,8 @@
 /* kinds.c — the envelope of every document and the table of kinds; see kinds.h. */
 #include "kinds.h"
 
+#include <strings.h>
+
 #include "util.h"
 
 struct kind {
@@ -16,6 +18,7 @@ static const struct kind kinds[_KIND_MAX] = {
 };
 
 static void name_set_free(struct name_set *s) {
+	strindex_done(&s->by_name);
 	for (size_t i = 0; i < s->n; i++)
 		free(s->items[i].name);
 	free(s->items);
@@ -34,14 +37,15 @@ static int check_unique_name(struct yobject *o, struct name_set *s, const struct
 	struct seen_name *items;
 	char *copy;
 
-	for (size_t i = 0; i < s->n; i++)
-		if (streq(s->items[i].name, o->name)) {
-			yobject_diag(o, DIAG_ERROR, at,
-			             "metadata.name: duplicate name, first defined at %s:%u:%u",
-			             s->items[i].pos.file, s->items[i].pos.line,
-			             s->items[i].pos.column);
-			return 0;
-		}
+	/* one lookup per document, not a walk of every name seen so far */
+	uintptr_t seen = (uintptr_t)strindex_get(&s->by_name, o->name);
+	if (seen) {
+		const struct seen_name *first = &s->items[seen - 1];
+		yobject_diag(o, DIAG_ERROR, at,
+		             "metadata.name: duplicate name, first defined at %s:%u:%u",
+		             first->pos.file, first->pos.line, first->pos.column);
+		return 0;
+	}
 	items = realloc(s->items, (s->n + 1) * sizeof(*items));
 	if (!items)
 		return -ENOMEM;
@@ -50,7 +54,7 @@ static int check_unique_name(struct yobject *o, struct name_set *s, const struct
 	if (!copy)
 		return -ENOMEM;
 	s->items[s->n++] = (struct seen_name){.name = copy, .pos = ynode_pos(o->file, at)};
-	return 0;
+	return strindex_put(&s->by_name, copy, (void *)(uintptr_t)s->n);
 }
 
 static bool is_v3alpha1(const char *api) { return streq(api, "getambassador.io/v3alpha1"); }
@@ -69,11 +73,32 @@ static bool ambassador_id_matches(const struct kinds_state *s, const struct ynod
 	return false;
 }
 
-static const struct kind *find_kind(const char *name) {
+static const struct kind *find_kind(const char *name, bool ignoring_case) {
 	for (size_t i = 0; i < _KIND_MAX; i++)
-		if (streq(kinds[i].kind, name))
+		if (ignoring_case ? strcasecmp(kinds[i].kind, name) == 0
+		                  : streq(kinds[i].kind, name))
 			return &kinds[i];
 	return NULL;
+}
+
+/* Kubernetes' object names (a DNS-1123 subdomain), which Emissary inherits: lower-case
+ * letters, digits, '-' and '.', each dot-separated part starting and ending with a letter
+ * or digit, 253 at most. It also keeps every byte a name can put into a diag, the journal
+ * or `tcpmapctl` printable. */
+static bool is_kubernetes_name(const char *s, size_t len) {
+	if (len == 0 || len > 253 || strlen(s) != len)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+		bool edge = i == 0 || i + 1 == len || s[i - 1] == '.' || s[i + 1] == '.';
+
+		if (alnum)
+			continue;
+		if ((c != '-' && c != '.') || edge)
+			return false;
+	}
+	return true;
 }
 
 /* kind and apiVersion: is this document ours at all, and in a version we read? */
@@ -86,7 +111,14 @@ static const struct kind *check_kind(struct yobject *o, const struct ynode *root
 		yobject_diag(o, DIAG_ERROR, kind ? kind : root, "kind: missing or not a string");
 		return NULL;
 	}
-	k = find_kind(kind->value);
+	k = find_kind(kind->value, false);
+	if (!k && find_kind(kind->value, true)) {
+		/* Kubernetes would refuse it; Emissary would ignore it: either way, not quietly */
+		yobject_diag(o, DIAG_WARNING, kind,
+		             "kind: \"%s\" is not %s (kinds are case-sensitive), skipping",
+		             kind->value, find_kind(kind->value, true)->kind);
+		return NULL;
+	}
 	if (!k) {
 		/* Shared with Emissary: Mappings, Hosts, Services... are someone else's. */
 		yobject_diag(o, DIAG_DEBUG, kind, "skipping kind %s", kind->value);
@@ -149,6 +181,14 @@ int kinds_read_document(struct kinds_state *s, const char *file, const struct yn
 		             : metadata ? metadata
 		                        : root,
 		             "metadata.name: missing or not a string");
+		return 0;
+	}
+	if (!is_kubernetes_name(name->value, name->value_len)) {
+		yobject_diag(&o, DIAG_ERROR, name,
+		             "metadata.name: \"%s\" is not a valid name (lower-case letters, "
+		             "digits, '-' and '.', starting and ending with a letter or digit, at "
+		             "most 253)",
+		             name->value);
 		return 0;
 	}
 	o.name = name->value;

@@ -53,6 +53,7 @@ static void config_free(struct config *c) {
 	 * points into still exist. */
 	if (c->tls_runtime_free)
 		c->tls_runtime_free(c);
+	strindex_done(&c->listeners_by_port);
 	for (size_t i = 0; i < c->n_listeners; i++) {
 		free(c->listeners[i]->address);
 		free(c->listeners[i]->groups);
@@ -158,24 +159,41 @@ static bool listener_is_wildcard(const struct listener *l) {
 	return !l->address || (ip_addr_from_string(l->address, &a) == 0 && ip_addr_is_any(&a));
 }
 
+int model_index_listeners(struct config *c) {
+	for (size_t i = 0; i < c->n_listeners; i++) {
+		struct listener *l = c->listeners[i];
+		snprintf(l->port_key, sizeof(l->port_key), "%u", l->port);
+		l->wildcard = listener_is_wildcard(l);
+		/* a port has a handful of listeners at most: a chain, walked whole */
+		l->next_on_port = strindex_get(&c->listeners_by_port, l->port_key);
+		int r = strindex_set(&c->listeners_by_port, l->port_key, l);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static struct listener *find_listener(const struct config *c, const struct ip_addr *want,
                                       uint16_t port) {
 	struct listener *wildcard = NULL;
+	char key[6];
 
 	if (!c)
 		return NULL;
-	for (size_t i = 0; i < c->n_listeners; i++) {
-		struct listener *l = c->listeners[i];
+	snprintf(key, sizeof(key), "%u", port);
+	for (struct listener *l = strindex_get(&c->listeners_by_port, key); l;
+	     l = l->next_on_port) {
 		struct ip_addr a;
 
-		if (l->port != port)
-			continue;
-		if (listener_is_wildcard(l)) {
+		if (l->wildcard) {
 			if (!wildcard || !l->address)
 				wildcard = l;
 			continue;
 		}
-		if (want && ip_addr_from_string(l->address, &a) == 0 && ip_addr_equal(&a, want))
+		if (want &&
+		    ip_addr_from_sockaddr((const struct sockaddr *)&l->sockaddr, l->sockaddr_len,
+		                          &a) == 0 &&
+		    ip_addr_equal(&a, want))
 			return l;
 	}
 	return wildcard;
@@ -443,7 +461,7 @@ int config_print_route(const struct config *c, const char *address, uint16_t por
 			      "mapping, "
 			      "so the connection is closed\n",
 			      out);
-		return 0;
+		return -ESRCH;
 	}
 	if (!g->host)
 		fprintf(out, "group host (any): catch-all, because %s\n",

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "strindex.h"
+
 struct source_pos {
 	const char *file; /* owned by the config (config->files) */
 	unsigned line;    /* 1-based; 0 when unknown */
@@ -34,10 +36,29 @@ enum proxy_protocol {
 	PROXY_PROTOCOL_V2,
 };
 
+/* The TLSContext fields that lib/tls points its diags at, in the order of the field table
+ * (lib/kind-tlscontext.c). */
+enum tls_field {
+	TF_HOSTS,
+	TF_SECRET,
+	TF_CA_SECRET,
+	TF_CERT_CHAIN_FILE,
+	TF_PRIVATE_KEY_FILE,
+	TF_CACERT_CHAIN_FILE,
+	TF_CERT_REQUIRED,
+	TF_MIN_TLS_VERSION,
+	TF_MAX_TLS_VERSION,
+	TF_CIPHER_SUITES,
+	TF_ECDH_CURVES,
+	TF_ALPN_PROTOCOLS,
+	_TF_MAX,
+};
+
 struct tls_context {
 	char *name;
 	struct source_pos pos;
-	char **hosts; /* NULL-terminated; exact names or "*.example.com" */
+	struct source_pos field_pos[_TF_MAX]; /* line 0 where the field is absent */
+	char **hosts;                         /* NULL-terminated; exact names or "*.example.com" */
 	size_t n_hosts;
 	char *secret;
 	char *cert_chain_file;
@@ -106,6 +127,11 @@ struct listener {
 	size_t n_groups;
 	struct mapping_group *catch_all; /* host-less group, or NULL */
 	bool needs_sni;                  /* some group has a host */
+	/* the lookup by port (model_index_listeners): its key, and the other listeners on the
+	 * same port, addresses first and the wildcard last */
+	char port_key[6];
+	bool wildcard;
+	struct listener *next_on_port;
 };
 
 struct module_config {
@@ -114,9 +140,13 @@ struct module_config {
 	struct circuit_breakers circuit_breakers; /* default for mappings without their own */
 	uint32_t preread_timeout_ms;              /* default 5000 */
 	uint32_t connect_timeout_ms;              /* default 3000, as Emissary */
-	uint32_t drain_timeout_ms;                /* default 30000 */
-	uint32_t silent_client_timeout_ms;        /* ours; 0: the default, 1000 */
-	char *ambassador_id;                      /* ours; default "default" */
+	/* How long a stop (or the old image after a re-exec) lets connections that cannot be
+	 * handed over finish. Unset, a stop closes them at once and a re-exec drains 30000 ms:
+	 * a stop's drain holds every new client in the socket's backlog, a re-exec's does not. */
+	uint32_t drain_timeout_ms;         /* default 30000 */
+	bool drain_timeout_configured;     /* set in the config, so a stop drains too */
+	uint32_t silent_client_timeout_ms; /* ours; 0: the default, 1000 */
+	char *ambassador_id;               /* ours; default "default" */
 };
 
 struct config {
@@ -133,6 +163,7 @@ struct config {
 	struct tls_context **tls_contexts;
 	size_t n_tls_contexts;
 	struct module_config module;
+	struct strindex listeners_by_port; /* port_key -> first listener on that port */
 	/* lib/tls's SSL_CTXs for this model, released through tls_runtime_free before the
 	 * model is freed (model.c knows nothing of OpenSSL). */
 	void *tls_runtime;
@@ -145,6 +176,10 @@ static inline void config_unrefp(struct config **c) {
 	if (*c)
 		config_unref(*c);
 }
+
+/* Build the lookup config_find_listener uses: every listener by its port, in constant time
+ * however many the config has. Called once when the model is built. Returns 0 or -ENOMEM. */
+int model_index_listeners(struct config *c);
 
 /* The listener a socket bound to `sa` belongs to: exact address first, else the wildcard
  * listener on that port. NULL when the config has none. */

@@ -23,6 +23,7 @@ static const char *const result_names[_CONN_RESULT_MAX] = {
         [CONN_RESULT_INTERNAL_ERROR] = "internal_error",
         [CONN_RESULT_DRAIN_TIMEOUT] = "drain_timeout",
         [CONN_RESULT_ADOPT_FAILED] = "adopt_failed",
+        [CONN_RESULT_SHUTDOWN] = "shutdown",
         [CONN_RESULT_BAD_HELLO] = "bad_hello",
 };
 

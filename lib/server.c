@@ -22,6 +22,7 @@
 #include "log.h"
 #include "netaddr.h"
 #include "poller.h"
+#include "reexec.h"
 #include "rundir.h"
 #include "tls.h"
 #include "worker.h"
@@ -35,6 +36,12 @@
 /* accept() attempts per listener event: retries after an aborted connection */
 #define ACCEPT_TRIES 8
 #define ACCEPT_RETRY_USEC (100 * 1000)
+
+/* How long a re-executing image waits for the new one to say it is ready before it takes
+ * its connections back and goes on (a new image normally takes tens of ms). */
+#define REEXEC_READY_TIMEOUT_USEC (5 * 1000 * 1000)
+/* The name the listening sockets get in the new image's $LISTEN_FDNAMES. */
+#define REEXEC_LISTEN_NAME "tcpmap-listen"
 
 struct listen_fd {
 	int fd;
@@ -63,6 +70,21 @@ struct server {
 	bool handover; /* on stop, move spliced connections to systemd's fd store */
 
 	sd_event *event; /* main thread's loop: signals, notify, reaping */
+	bool threaded;   /* run_threaded(): workers of our own, listening sockets */
+
+	/* Re-exec (SIGHUP with a replaced binary, or SIGUSR2): the main thread asks every
+	 * worker to hand its spliced connections over into `reexec_fds`, waits until all did,
+	 * starts the new image and tells them the outcome (>0: superseded, drain; <0: go on). */
+	atomic_bool reexec_requested;
+	pthread_mutex_t reexec_lock;
+	pthread_cond_t reexec_cond;
+	unsigned reexec_exported;
+	int reexec_outcome;
+	struct handoff_store reexec_fds;
+	bool superseded;          /* a new image is the main process: drain, then exit */
+	atomic_bool drain_cut;    /* SIGTERM while superseded: close what still drains */
+	atomic_uint workers_done; /* superseded: the main loop ends when all are done */
+	int main_wake_fd;         /* eventfd: a worker finished */
 };
 
 struct accept_watch {
@@ -86,6 +108,7 @@ struct server_worker {
 	int reserve_fd;               /* spent to accept-and-close when out of fds */
 	sd_event_source *drain_timer; /* stopping: connections that could not move */
 	sd_event_source *drain_check;
+	bool draining;
 };
 
 static struct config *server_config_get(struct server *s) { return conn_env_config(&s->env); }
@@ -124,13 +147,20 @@ static int load_config(struct server *s, struct config **ret) {
 	diag_list_free(&diags);
 	if (r < 0)
 		return r;
+	/* Grow the shared table once for the whole config, not once per cluster that does not
+	 * fit; a failure here shows up below, for the cluster that found no room. */
+	struct breaker_capacity want;
+	if (breaker_table_capacity_needed(c, &want) >= 0)
+		(void)breaker_table_reserve(s->env.breakers, &want);
 	for (size_t i = 0; i < c->n_mappings; i++) {
 		r = breaker_table_entry(s->env.breakers, c->mappings[i]->cluster,
 		                        &c->mappings[i]->breaker_entry);
 		if (r < 0) {
+			/* log before the unref: the cluster's name is the config's memory */
+			log_error_errno(r, "breaker table: no room for cluster %s",
+			                c->mappings[i]->cluster);
 			config_unref(c);
-			return log_error_errno(r, "breaker table: no room for cluster %s",
-			                       c->mappings[i]->cluster);
+			return r;
 		}
 		/* so that tcpmapctl status shows the limits before the first connection */
 		breaker_table_note_limits(s->env.breakers, c->mappings[i]->breaker_entry,
@@ -140,15 +170,24 @@ static int load_config(struct server *s, struct config **ret) {
 	return 0;
 }
 
+/* Once a new image is the main process, this one must say nothing more to systemd: with
+ * NotifyAccess=all it would still be heard, and its STATUS= and STOPPING=1 are not the
+ * service's any more. */
+static atomic_bool notify_muted;
+
 /* Tell systemd our state. Without a notify socket this does nothing; a failure to send is
  * systemd's to notice (a missed READY=1 times the start out), nothing we could mend. */
 static void notify(const char *state) {
+	if (atomic_load(&notify_muted))
+		return;
 	int r = sd_notify(0, state);
 	if (r < 0)
 		log_debug("sd_notify %s: %s, ignoring", state, strerror(-r));
 }
 
 static void notify_status(struct server *s) {
+	if (atomic_load(&notify_muted))
+		return;
 	struct config *c = server_config_get(s);
 	/* as notify(); the next tick sends it again anyway */
 	(void)sd_notifyf(0, "STATUS=%llu active connections, %llu total, config generation %llu",
@@ -158,10 +197,19 @@ static void notify_status(struct server *s) {
 	config_unref(c);
 }
 
+static int server_reexec(struct server *s, const char *why);
+
 static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata) {
 	struct server *s = userdata;
 	struct config *c = NULL, *old;
 	(void)src, (void)si;
+
+	if (s->superseded)
+		return 0; /* the new image reloads; this one only drains */
+	/* A package upgrade replaced the binary: `systemctl reload` runs the new one, which
+	 * loads the config itself. Without a change this is the config reload it always was. */
+	if (s->threaded && reexec_binary_changed())
+		return server_reexec(s, "the binary was replaced");
 
 	notify("RELOADING=1");
 	int r = load_config(s, &c);
@@ -211,9 +259,34 @@ static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, vo
 	return 0;
 }
 
+static int on_sigusr2(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata) {
+	struct server *s = userdata;
+	(void)src, (void)si;
+	if (s->superseded || !s->threaded)
+		return 0;
+	return server_reexec(s, "SIGUSR2");
+}
+
+static void wake_workers(struct server *s) {
+	for (unsigned i = 0; i < s->n_workers; i++) {
+		uint64_t one = 1;
+		/* an eventfd's counter only fails to take 1 when it is already huge: the worker
+		 * is then woken anyway */
+		ssize_t _unused_ n = write(s->workers[i].wake_fd, &one, sizeof one);
+	}
+}
+
 static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata) {
 	struct server *s = userdata;
 	(void)si;
+
+	if (s->superseded) {
+		/* stop (KillMode=control-group signals every process of the service): what this
+		 * old image still drains is closed now */
+		atomic_store(&s->drain_cut, true);
+		wake_workers(s);
+		return 0;
+	}
 
 	notify("STOPPING=1");
 	s->handover = handoff_available() && s->n_workers > 0 && s->fds != NULL;
@@ -396,10 +469,44 @@ static int on_drain_timeout(sd_event_source *src, uint64_t usec, void *userdata)
 	return sd_event_exit(sd_event_source_get_event(src), 0);
 }
 
-/* Stopping with a store: move what can move, let the rest (TLS) finish within
- * drain_timeout_ms, then close it. */
+/* Let the worker's connections finish for up to `usec`, then close them with
+ * drain_timeout; with 0, close them now with shutdown. The worker's loop ends when none is
+ * left. */
+static int worker_drain(struct server_worker *w, uint64_t usec) {
+	int r;
+
+	w->draining = true;
+	if (w->core.n_conns == 0)
+		return sd_event_exit(w->core.event, 0);
+	if (usec == 0) {
+		conn_close_all(&w->core, CONN_RESULT_SHUTDOWN);
+		return sd_event_exit(w->core.event, 0);
+	}
+	r = sd_event_add_time_relative(w->core.event, &w->drain_timer, CLOCK_MONOTONIC, usec, 10000,
+	                               on_drain_timeout, w);
+	if (r >= 0)
+		r = sd_event_add_post(w->core.event, &w->drain_check, on_drain_check, w);
+	if (r < 0)
+		return sd_event_exit(w->core.event, 0);
+	/* a post source fires only after some other event: keep one checking until drained */
+	return sd_event_source_set_enabled(w->drain_check, SD_EVENT_ON);
+}
+
+/* How long what cannot move may drain: a stop holds every new client in the socket's
+ * backlog until this process exits, so only a drain the config asks for; the old image of a
+ * re-exec holds no one up, so it drains for config.drain_timeout_ms (30 s by default). */
+static uint64_t drain_usec(struct server *s, bool reexec) {
+	struct config *c = server_config_get(s);
+	uint64_t usec = reexec || c->module.drain_timeout_configured
+	                        ? (uint64_t)c->module.drain_timeout_ms * 1000
+	                        : 0;
+	config_unref(c);
+	return usec;
+}
+
+/* Stopping with a store: move what can move, let the rest (TLS) finish within a configured
+ * drain_timeout_ms, or close it at once. */
 static int worker_hand_over(struct server_worker *w) {
-	struct server *s = w->server;
 	int r;
 
 	set_accepting(w, false);
@@ -407,20 +514,34 @@ static int worker_hand_over(struct server_worker *w) {
 	if (r < 0)
 		/* nothing moved: every connection drains as without a store */
 		log_warning_errno(r, "worker %u: no hand-over", w->core.index);
-	if (w->core.n_conns == 0)
-		return sd_event_exit(w->core.event, 0);
+	return worker_drain(w, drain_usec(w->server, false));
+}
 
-	struct config *c = server_config_get(s);
-	uint64_t drain = (uint64_t)c->module.drain_timeout_ms * 1000;
-	config_unref(c);
-	r = sd_event_add_time_relative(w->core.event, &w->drain_timer, CLOCK_MONOTONIC, drain,
-	                               10000, on_drain_timeout, w);
-	if (r >= 0)
-		r = sd_event_add_post(w->core.event, &w->drain_check, on_drain_check, w);
+/* Re-exec, on the worker's thread (its connections are only ever touched there): hand the
+ * spliced ones over, report, and wait for the main thread to start the new image. Then
+ * drain what is left, or, when the new image failed (its connections were taken back by
+ * the main thread meanwhile), accept again. */
+static int worker_reexec(struct server_worker *w) {
+	struct server *s = w->server;
+	int r, outcome;
+
+	set_accepting(w, false);
+	poller_event_changed(&w->core.poller);
+	r = handoff_worker_direct(&w->core, &s->reexec_fds, &s->reexec_lock);
 	if (r < 0)
-		return sd_event_exit(w->core.event, 0);
-	/* a post source fires only after some other event: keep one checking until drained */
-	return sd_event_source_set_enabled(w->drain_check, SD_EVENT_ON);
+		log_warning_errno(r, "worker %u: no hand-over to the new image", w->core.index);
+	pthread_mutex_lock(&s->reexec_lock);
+	s->reexec_exported++;
+	pthread_cond_broadcast(&s->reexec_cond);
+	while ((outcome = s->reexec_outcome) == 0)
+		pthread_cond_wait(&s->reexec_cond, &s->reexec_lock);
+	pthread_mutex_unlock(&s->reexec_lock);
+	if (outcome < 0) {
+		set_accepting(w, true);
+		poller_event_changed(&w->core.poller);
+		return 0;
+	}
+	return worker_drain(w, drain_usec(s, true));
 }
 
 static int on_wake(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
@@ -430,6 +551,15 @@ static int on_wake(sd_event_source *src, int fd, uint32_t revents, void *userdat
 
 	/* EAGAIN when a wake-up was already read: what it says is in the flags below */
 	ssize_t _unused_ n = read(fd, &v, sizeof v);
+	if (w->draining) {
+		if (atomic_load(&w->server->drain_cut)) {
+			conn_close_all(&w->core, CONN_RESULT_SHUTDOWN);
+			return sd_event_exit(sd_event_source_get_event(src), 0);
+		}
+		return 0;
+	}
+	if (atomic_load(&w->server->reexec_requested))
+		return worker_reexec(w);
 	if (!atomic_load(&w->server->stopping)) {
 		if (atomic_exchange(&w->rebuild_requested, false) && w->core.n_conns == 0 &&
 		    w->core.conns_peak >= WORKER_REBUILD_PEAK)
@@ -522,7 +652,101 @@ static void *worker_main(void *arg) {
 	}
 	if (r < 0)
 		log_error_errno(r, "worker %u: event loop failed", w->core.index);
+	atomic_fetch_add(&w->server->workers_done, 1);
+	uint64_t one = 1;
+	ssize_t _unused_ n = write(w->server->main_wake_fd, &one, sizeof one); /* as wake_fd */
 	return NULL;
+}
+
+/* ---- re-exec: the new image takes over, this one drains ---- */
+
+/* Adoption spreads the stored connections over the workers in turn. */
+struct worker_turn {
+	struct server *server;
+	unsigned next;
+};
+
+static struct worker *next_worker(void *userdata) {
+	struct worker_turn *t = userdata;
+	return &t->server->workers[t->next++ % t->server->n_workers].core;
+}
+
+static void reexec_finish(struct server *s, int outcome) {
+	pthread_mutex_lock(&s->reexec_lock);
+	atomic_store(&s->reexec_requested, false);
+	s->reexec_outcome = outcome;
+	pthread_cond_broadcast(&s->reexec_cond);
+	pthread_mutex_unlock(&s->reexec_lock);
+}
+
+/* Start the installed binary as the new image with our listening sockets and every spliced
+ * connection, while the workers wait; then this image drains what it kept (TLS) and exits.
+ * If the new image does not get ready, take the connections back and go on. */
+static int server_reexec(struct server *s, const char *why) {
+	pid_t pid = 0;
+	int r = -ENOMEM;
+
+	notify("RELOADING=1");
+	log_info("re-executing (%s): handing the sockets and spliced connections to a new image",
+	         why);
+	pthread_mutex_lock(&s->reexec_lock);
+	s->reexec_exported = 0;
+	s->reexec_outcome = 0;
+	atomic_store(&s->reexec_requested, true);
+	pthread_mutex_unlock(&s->reexec_lock);
+	wake_workers(s);
+	pthread_mutex_lock(&s->reexec_lock);
+	while (s->reexec_exported < s->n_workers)
+		pthread_cond_wait(&s->reexec_cond, &s->reexec_lock);
+	pthread_mutex_unlock(&s->reexec_lock);
+
+	size_t n_conn_fds = handoff_store_size(&s->reexec_fds), n = s->n_fds + n_conn_fds;
+	_cleanup_free_ int *fds = calloc(n ? n : 1, sizeof *fds);
+	_cleanup_free_ const char **names = calloc(n ? n : 1, sizeof *names);
+	if (fds && names) {
+		for (size_t i = 0; i < s->n_fds; i++) {
+			fds[i] = s->fds[i].fd;
+			names[i] = REEXEC_LISTEN_NAME;
+		}
+		for (size_t i = 0; i < n_conn_fds; i++)
+			fds[s->n_fds + i] =
+			        handoff_store_get(&s->reexec_fds, i, &names[s->n_fds + i]);
+		r = reexec_spawn(fds, names, n, REEXEC_READY_TIMEOUT_USEC, &pid);
+	}
+	if (r < 0) {
+		/* the workers wait, so their connections can be put back from here */
+		handoff_adopt_all(&s->reexec_fds, &s->env, next_worker,
+		                  &(struct worker_turn){.server = s});
+		reexec_finish(s, -1);
+		log_event(LOG_ERR, TCPMAP_MID_LIFECYCLE, "reexec_failed", NULL, 0,
+		          "re-exec failed, this image goes on: %s", strerror(-r));
+		notify("READY=1");
+		notify_status(s);
+		return 0;
+	}
+	/* the new image has its own copies */
+	handoff_store_clear(&s->reexec_fds);
+	s->superseded = true;
+	atomic_store(&notify_muted, true);
+	atomic_store(&s->stopping, true);
+	reexec_finish(s, 1);
+	char new_pid[24];
+	snprintf(new_pid, sizeof new_pid, "%d", (int)pid);
+	struct log_field f[] = {{"NEW_PID", new_pid}};
+	log_event(LOG_INFO, TCPMAP_MID_LIFECYCLE, "reexec", f, ELEMENTSOF(f),
+	          "superseded by pid %s; draining what could not move", new_pid);
+	return 0;
+}
+
+/* A worker finished: once a superseded image has none left, it is done. */
+static int on_worker_done(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+	struct server *s = userdata;
+	uint64_t v;
+	(void)revents;
+	ssize_t _unused_ n = read(fd, &v, sizeof v);
+	if (s->superseded && atomic_load(&s->workers_done) >= s->n_workers)
+		return sd_event_exit(sd_event_source_get_event(src), 0);
+	return 0;
 }
 
 /* ---- where the sockets come from ---- */
@@ -602,17 +826,6 @@ static bool is_listening(int fd) {
 	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v;
 }
 
-/* Adoption spreads the stored connections over the workers in turn. */
-struct worker_turn {
-	struct server *server;
-	unsigned next;
-};
-
-static struct worker *next_worker(void *userdata) {
-	struct worker_turn *t = userdata;
-	return &t->server->workers[t->next++ % t->server->n_workers].core;
-}
-
 static int run_inetd(struct server *s, int fd) {
 	struct server_worker w = {0};
 	struct sockaddr_storage local;
@@ -657,6 +870,7 @@ static int run_threaded(struct server *s) {
 		if (r < 0)
 			return log_error_errno(r, "worker %u", i);
 	}
+	s->threaded = true;
 	s->n_workers = n; /* adoption spreads over all of them */
 	handoff_adopt_all(&s->stored, &s->env, next_worker, &(struct worker_turn){.server = s});
 	s->n_workers = 0;
@@ -673,16 +887,16 @@ static int run_threaded(struct server *s) {
 	log_event(LOG_INFO, TCPMAP_MID_LIFECYCLE, "ready", f, ELEMENTSOF(f),
 	          "tcpmapd %s ready: %zu sockets, %u workers, %zu mappings", TCPMAP_VERSION,
 	          s->n_fds, n, s->env.config->n_mappings);
-	notify("READY=1");
+	if (reexec_started_by_old_image())
+		reexec_announce_ready(); /* MAINPID= and READY=1, then the old image drains */
+	else
+		notify("READY=1");
 	notify_status(s);
 
 	r = sd_event_loop(s->event);
 
 	atomic_store(&s->stopping, true);
-	for (unsigned i = 0; i < s->n_workers; i++) {
-		uint64_t one = 1;
-		ssize_t _unused_ w = write(s->workers[i].wake_fd, &one, sizeof one);
-	}
+	wake_workers(s);
 	for (unsigned i = 0; i < s->n_workers; i++)
 		(void)pthread_join(s->workers[i].thread, NULL); /* fails only for a bad id */
 	for (unsigned i = 0; i < n; i++)
@@ -700,6 +914,10 @@ int server_run(const struct server_options *o) {
 	bool own_fds = false;
 
 	(void)pthread_mutex_init(&s.env.config_lock, NULL); /* cannot fail without attributes */
+	(void)pthread_mutex_init(&s.reexec_lock, NULL);
+	(void)pthread_cond_init(&s.reexec_cond, NULL);
+	s.main_wake_fd = -EBADF;
+	reexec_protect_ready_fd();
 	/* Two sockets and up to two pipes per connection: take every fd the hard limit allows,
 	 * as systemd itself does for its services' soft limit. */
 	struct rlimit rl;
@@ -744,13 +962,6 @@ int server_run(const struct server_options *o) {
 		log_error("no valid configuration, exiting");
 		goto finish;
 	}
-	char gen[24];
-	snprintf(gen, sizeof gen, "%llu", (unsigned long long)s.env.config->generation);
-	struct log_field f[] = {{"CONFIG_GENERATION", gen}};
-	log_event(LOG_INFO, TCPMAP_MID_CONFIG, "config", f, ELEMENTSOF(f),
-	          "config loaded: generation %s, %zu mappings, %zu listeners", gen,
-	          s.env.config->n_mappings, s.env.config->n_listeners);
-
 	/* Where do the sockets come from? */
 	if (o->inetd)
 		connected_fd = STDIN_FILENO;
@@ -814,12 +1025,22 @@ int server_run(const struct server_options *o) {
 		}
 	}
 
+	/* A process per connection loads the config once per connection: that is no news, and
+	 * at info level it would flood the journal (a connection's own entries say enough). */
+	char gen[24];
+	snprintf(gen, sizeof gen, "%llu", (unsigned long long)s.env.config->generation);
+	struct log_field f[] = {{"CONFIG_GENERATION", gen}};
+	log_event(connected_fd >= 0 ? LOG_DEBUG : LOG_INFO, TCPMAP_MID_CONFIG, "config", f,
+	          ELEMENTSOF(f), "config loaded: generation %s, %zu mappings, %zu listeners", gen,
+	          s.env.config->n_mappings, s.env.config->n_listeners);
+
 	/* splice has no MSG_NOSIGNAL: a vanished peer is EPIPE (fails only for a bad signal) */
 	(void)signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR2);
 	/* before any thread starts: they inherit it (fails only for a bad `how`) */
 	(void)pthread_sigmask(SIG_BLOCK, &mask, NULL);
 
@@ -831,6 +1052,14 @@ int server_run(const struct server_options *o) {
 		r = sd_event_add_signal(s.event, NULL, SIGINT, on_sigterm, &s);
 	if (r >= 0)
 		r = sd_event_add_signal(s.event, NULL, SIGHUP, on_sighup, &s);
+	if (r >= 0)
+		r = sd_event_add_signal(s.event, NULL, SIGUSR2, on_sigusr2, &s);
+	if (r >= 0) {
+		s.main_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		r = s.main_wake_fd < 0 ? -errno
+		                       : sd_event_add_io(s.event, NULL, s.main_wake_fd, EPOLLIN,
+		                                         on_worker_done, &s);
+	}
 	if (r >= 0)
 		r = sd_event_add_time_relative(s.event, NULL, CLOCK_MONOTONIC, 1000000, 100000,
 		                               on_tick, &s);
@@ -865,6 +1094,7 @@ finish:
 			safe_close(s.fds[i].fd);
 	free(s.fds);
 	s.event = sd_event_unref(s.event);
+	safe_close(s.main_wake_fd);
 	config_unref(s.env.config);
 	breaker_table_close(s.env.breakers);
 	pthread_mutex_destroy(&s.env.config_lock);

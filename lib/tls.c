@@ -87,6 +87,10 @@ _printf_(4, 5) static void tls_diag(struct tls_loader *L, enum diag_level level,
 	tls_diag((L), DIAG_ERROR, &(t)->pos, "tlscontext \"%s\": " fmt, (t)->name, ##__VA_ARGS__)
 #define context_warning(L, t, fmt, ...)                                                            \
 	tls_diag((L), DIAG_WARNING, &(t)->pos, "tlscontext \"%s\": " fmt, (t)->name, ##__VA_ARGS__)
+/* At the field that caused it when it was written, else at the document. */
+#define field_error(L, t, field, fmt, ...)                                                         \
+	tls_diag((L), DIAG_ERROR, (t)->field_pos[field].line ? &(t)->field_pos[field] : &(t)->pos, \
+	         "tlscontext \"%s\": " fmt, (t)->name, ##__VA_ARGS__)
 #define mapping_error(L, m, fmt, ...)                                                              \
 	tls_diag((L), DIAG_ERROR, &(m)->pos, "mapping \"%s\": " fmt, (m)->name, ##__VA_ARGS__)
 
@@ -169,15 +173,15 @@ static int find_secret_pair(struct tls_loader *L, const struct tls_context *t, c
 			continue;
 		}
 		if (r < 0) {
-			context_error(L, t, "secret \"%s\": cannot read %s: %s", name, cert,
-			              strerror(-r));
+			field_error(L, t, TF_SECRET, "secret \"%s\": cannot read %s: %s", name,
+			            cert, strerror(-r));
 			return -EINVAL;
 		}
 		r = probe_file(key);
 		if (r < 0) {
-			context_error(L, t,
-			              "secret \"%s\": found %s, but cannot read its key %s: %s",
-			              name, cert, key, strerror(-r));
+			field_error(L, t, TF_SECRET,
+			            "secret \"%s\": found %s, but cannot read its key %s: %s", name,
+			            cert, key, strerror(-r));
 			return -EINVAL;
 		}
 		f->cert = TAKE_PTR(cert);
@@ -188,7 +192,7 @@ static int find_secret_pair(struct tls_loader *L, const struct tls_context *t, c
 	tried_text = strv_join(tried, ", ");
 	if (!tried_text)
 		return -ENOMEM;
-	context_error(L, t, "secret \"%s\": not found; tried %s", name, tried_text);
+	field_error(L, t, TF_SECRET, "secret \"%s\": not found; tried %s", name, tried_text);
 	return -EINVAL;
 }
 
@@ -218,8 +222,8 @@ static int find_secret_ca(struct tls_loader *L, const struct tls_context *t, con
 			continue;
 		}
 		if (r < 0) {
-			context_error(L, t, "ca_secret \"%s\": cannot read %s: %s", name, path,
-			              strerror(-r));
+			field_error(L, t, TF_CA_SECRET, "ca_secret \"%s\": cannot read %s: %s",
+			            name, path, strerror(-r));
 			return -EINVAL;
 		}
 		*ret = TAKE_PTR(path);
@@ -229,16 +233,22 @@ static int find_secret_ca(struct tls_loader *L, const struct tls_context *t, con
 	tried_text = strv_join(tried, ", ");
 	if (!tried_text)
 		return -ENOMEM;
-	context_error(L, t, "ca_secret \"%s\": not found; tried %s", name, tried_text);
+	field_error(L, t, TF_CA_SECRET, "ca_secret \"%s\": not found; tried %s", name, tried_text);
 	return -EINVAL;
 }
 
-static int check_given_file(struct tls_loader *L, const struct tls_context *t, const char *field,
+static int check_given_file(struct tls_loader *L, const struct tls_context *t, enum tls_field field,
                             const char *path, char **ret) {
+	static const char *const names[_TF_MAX] = {
+	        [TF_CERT_CHAIN_FILE] = "cert_chain_file",
+	        [TF_PRIVATE_KEY_FILE] = "private_key_file",
+	        [TF_CACERT_CHAIN_FILE] = "cacert_chain_file",
+	};
 	int r = probe_file(path);
 
 	if (r < 0) {
-		context_error(L, t, "%s: cannot read %s: %s", field, path, strerror(-r));
+		field_error(L, t, field, "%s: cannot read %s: %s", names[field], path,
+		            strerror(-r));
 		return -EINVAL;
 	}
 	*ret = strdup(path);
@@ -268,11 +278,12 @@ static int find_context_files(struct tls_loader *L, const struct tls_context *t,
 			              t->cert_chain_file ? "private_key_file" : "cert_chain_file");
 			ret = -EINVAL;
 		} else {
-			r = check_given_file(L, t, "cert_chain_file", t->cert_chain_file, &f->cert);
+			r = check_given_file(L, t, TF_CERT_CHAIN_FILE, t->cert_chain_file,
+			                     &f->cert);
 			if (r == -ENOMEM)
 				return r;
 			if (r >= 0)
-				r = check_given_file(L, t, "private_key_file", t->private_key_file,
+				r = check_given_file(L, t, TF_PRIVATE_KEY_FILE, t->private_key_file,
 				                     &f->key);
 			if (r == -ENOMEM)
 				return r;
@@ -291,7 +302,7 @@ static int find_context_files(struct tls_loader *L, const struct tls_context *t,
 		if (r < 0)
 			ret = r;
 	} else if (t->cacert_chain_file) {
-		r = check_given_file(L, t, "cacert_chain_file", t->cacert_chain_file, &f->ca);
+		r = check_given_file(L, t, TF_CACERT_CHAIN_FILE, t->cacert_chain_file, &f->ca);
 		if (r == -ENOMEM)
 			return r;
 		if (r < 0)
@@ -323,9 +334,12 @@ static int tls_version_from_string(const char *s) {
 	return -EINVAL;
 }
 
-/* A key file with a passphrase must fail the load, not prompt on a terminal. */
+/* A key file with a passphrase must fail the load, not prompt on a terminal (OpenSSL's
+ * default); `userdata`, when set, is a bool that learns that one was wanted. */
 static int refuse_passphrase(char *buf, int size, int rwflag, void *userdata) {
-	(void)buf, (void)size, (void)rwflag, (void)userdata;
+	(void)buf, (void)size, (void)rwflag;
+	if (userdata)
+		*(bool *)userdata = true;
 	return 0;
 }
 
@@ -371,8 +385,9 @@ static int apply_context_settings(struct tls_loader *L, const struct tls_context
 		return -EINVAL;
 	}
 	if (min && max && min > max) {
-		context_error(L, t, "min_tls_version %s is above max_tls_version %s",
-		              t->min_tls_version, t->max_tls_version);
+		field_error(L, t, TF_MAX_TLS_VERSION,
+		            "min_tls_version %s is above max_tls_version %s", t->min_tls_version,
+		            t->max_tls_version);
 		return -EINVAL;
 	}
 	if (min && min < TLS1_2_VERSION) {
@@ -385,7 +400,8 @@ static int apply_context_settings(struct tls_loader *L, const struct tls_context
 	}
 	if ((min && !SSL_CTX_set_min_proto_version(ctx, min)) ||
 	    (max && !SSL_CTX_set_max_proto_version(ctx, max))) {
-		context_error(L, t, "min_tls_version/max_tls_version: %s", openssl_reason());
+		field_error(L, t, TF_MIN_TLS_VERSION, "min_tls_version/max_tls_version: %s",
+		            openssl_reason());
 		return -EINVAL;
 	}
 
@@ -397,18 +413,17 @@ static int apply_context_settings(struct tls_loader *L, const struct tls_context
 		for (char **c = t->cipher_suites; *c; c++)
 			if (!SSL_CTX_set_cipher_list(ctx, *c)) {
 				ERR_clear_error();
-				context_error(
-				        L, t,
-				        "cipher_suites: \"%s\" is not a TLS 1.2 cipher OpenSSL "
-				        "knows",
-				        *c);
+				field_error(L, t, TF_CIPHER_SUITES,
+				            "cipher_suites: \"%s\" is not a TLS 1.2 cipher OpenSSL "
+				            "knows",
+				            *c);
 				ret = -EINVAL;
 			}
 		list = strv_join(t->cipher_suites, ":");
 		if (!list)
 			return -ENOMEM;
 		if (ret == 0 && !SSL_CTX_set_cipher_list(ctx, list)) {
-			context_error(L, t, "cipher_suites: %s", openssl_reason());
+			field_error(L, t, TF_CIPHER_SUITES, "cipher_suites: %s", openssl_reason());
 			ret = -EINVAL;
 		}
 	}
@@ -420,8 +435,8 @@ static int apply_context_settings(struct tls_loader *L, const struct tls_context
 			return -ENOMEM;
 		if (!SSL_CTX_set1_groups_list(ctx, list)) {
 			ERR_clear_error();
-			context_error(L, t, "ecdh_curves: OpenSSL does not know all of \"%s\"",
-			              list);
+			field_error(L, t, TF_ECDH_CURVES,
+			            "ecdh_curves: OpenSSL does not know all of \"%s\"", list);
 			ret = -EINVAL;
 		}
 	}
@@ -430,30 +445,46 @@ static int apply_context_settings(struct tls_loader *L, const struct tls_context
 
 static int load_cert_and_key(struct tls_loader *L, const struct tls_context *t, SSL_CTX *ctx,
                              const struct tls_files *f) {
+	enum tls_field cert_field = t->secret ? TF_SECRET : TF_CERT_CHAIN_FILE,
+	               key_field = t->secret ? TF_SECRET : TF_PRIVATE_KEY_FILE;
+	bool wants_passphrase = false;
 	unsigned long e;
+	int r;
 
 	if (SSL_CTX_use_certificate_chain_file(ctx, f->cert) != 1) {
-		context_error(L, t, "cannot load certificate %s: %s", f->cert, openssl_reason());
+		field_error(L, t, cert_field, "cannot load certificate %s: %s", f->cert,
+		            openssl_reason());
 		return -EINVAL;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, f->key, SSL_FILETYPE_PEM) != 1) {
+	/* ctx_new set refuse_passphrase; it reports here whether a passphrase was wanted */
+	SSL_CTX_set_default_passwd_cb_userdata(ctx, &wants_passphrase);
+	r = SSL_CTX_use_PrivateKey_file(ctx, f->key, SSL_FILETYPE_PEM);
+	SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+	if (r != 1) {
 		/* OpenSSL refuses a key of the certificate's type that is not its pair here */
 		e = ERR_peek_last_error();
-		if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
-		    ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+		if (wants_passphrase) {
 			ERR_clear_error();
-			context_error(L, t, "private key %s does not match certificate %s", f->key,
-			              f->cert);
+			field_error(
+			        L, t, key_field,
+			        "private key %s is protected by a passphrase, which tcpmap cannot "
+			        "ask for; store it without one (readable by root only)",
+			        f->key);
+		} else if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
+		           ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+			ERR_clear_error();
+			field_error(L, t, key_field, "private key %s does not match certificate %s",
+			            f->key, f->cert);
 		} else
-			context_error(L, t, "cannot load private key %s: %s", f->key,
-			              openssl_reason());
+			field_error(L, t, key_field, "cannot load private key %s: %s", f->key,
+			            openssl_reason());
 		return -EINVAL;
 	}
 	/* ... and a key of another type only here */
 	if (SSL_CTX_check_private_key(ctx) != 1) {
 		ERR_clear_error();
-		context_error(L, t, "private key %s does not match certificate %s", f->key,
-		              f->cert);
+		field_error(L, t, key_field, "private key %s does not match certificate %s", f->key,
+		            f->cert);
 		return -EINVAL;
 	}
 	return 0;
@@ -462,7 +493,8 @@ static int load_cert_and_key(struct tls_loader *L, const struct tls_context *t, 
 static int load_ca(struct tls_loader *L, const struct tls_context *t, SSL_CTX *ctx,
                    const char *ca) {
 	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
-		context_error(L, t, "cannot load CA certificates %s: %s", ca, openssl_reason());
+		field_error(L, t, t->ca_secret ? TF_CA_SECRET : TF_CACERT_CHAIN_FILE,
+		            "cannot load CA certificates %s: %s", ca, openssl_reason());
 		return -EINVAL;
 	}
 	return 0;
@@ -479,13 +511,15 @@ static int build_alpn(struct tls_loader *L, struct tls_context_state *s) {
 	for (char **a = t->alpn_protocols; *a; a++) {
 		size_t n = strlen(*a);
 		if (n == 0 || n > 255) {
-			context_error(L, t, "alpn_protocols: \"%s\" must be 1-255 bytes long", *a);
+			field_error(L, t, TF_ALPN_PROTOCOLS,
+			            "alpn_protocols: \"%s\" must be 1-255 bytes long", *a);
 			return -EINVAL;
 		}
 		len += 1 + n;
 	}
 	if (len > 65535) {
-		context_error(L, t, "alpn_protocols: the list is over 65535 bytes");
+		field_error(L, t, TF_ALPN_PROTOCOLS,
+		            "alpn_protocols: the list is over 65535 bytes");
 		return -EINVAL;
 	}
 	s->alpn = p = malloc(len);

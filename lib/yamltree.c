@@ -34,8 +34,10 @@ struct yparse {
 
 static void ybuilder_reset(struct ybuilder *b) {
 	for (size_t i = 0; i < b->n_all; i++) {
-		free(b->all[i]->value);
-		free(b->all[i]->items);
+		if (!b->all[i]->shared) {
+			free(b->all[i]->value);
+			free(b->all[i]->items);
+		}
 		free(b->all[i]);
 	}
 	for (size_t i = 0; i < b->n_anchors; i++)
@@ -248,14 +250,169 @@ static int builder_open(const struct yparse *y, struct ybuilder *b, const yaml_e
 	return 0;
 }
 
-static int builder_close(struct ybuilder *b) {
+/* One key: value pair of a mapping being closed, own or merged, in output order. */
+struct ypair {
+	struct ynode *key, *value;
+	size_t position;
+	bool own; /* written in this mapping, not merged from a source */
+	bool keep;
+};
+
+static bool is_merge_key(const struct ynode *key) {
+	return key->kind == YNODE_SCALAR && key->plain && streq(key->value, "<<");
+}
+
+static int ypair_compare(const void *a, const void *b) {
+	const struct ypair *x = *(const struct ypair *const *)a,
+	                   *y = *(const struct ypair *const *)b;
+	size_t len = MIN(x->key->value_len, y->key->value_len);
+	int r = memcmp(x->key->value, y->key->value, len);
+
+	if (r != 0)
+		return r;
+	if (x->key->value_len != y->key->value_len)
+		return x->key->value_len < y->key->value_len ? -1 : 1;
+	/* own keys first, then by position: the first of a group is the one that counts */
+	if (x->own != y->own)
+		return x->own ? -1 : 1;
+	return x->position < y->position ? -1 : x->position > y->position;
+}
+
+static int ypairs_push(struct ypair **pairs, size_t *n, size_t *cap, struct ynode *key,
+                       struct ynode *value, bool own) {
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 16;
+		struct ypair *p = realloc(*pairs, c * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		*pairs = p;
+		*cap = c;
+	}
+	(*pairs)[*n] = (struct ypair){
+	        .key = key, .value = value, .position = *n, .own = own, .keep = true};
+	(*n)++;
+	return 0;
+}
+
+/* The pairs of mapping `n` in order, each merge key replaced by its sources' pairs. */
+static int collect_pairs(const struct yparse *y, const struct ynode *n, struct ypair **pairs,
+                         size_t *n_pairs) {
+	size_t cap = 0;
+
+	for (size_t i = 0; i + 1 < n->n_items; i += 2) {
+		struct ynode *key = n->items[i], *value = n->items[i + 1];
+		const struct ynode *const *sources = (const struct ynode *const *)&n->items[i + 1];
+		size_t n_sources = 1;
+
+		if (!is_merge_key(key)) {
+			if (ypairs_push(pairs, n_pairs, &cap, key, value, true) < 0)
+				return -ENOMEM;
+			continue;
+		}
+		if (value->kind == YNODE_SEQUENCE) {
+			sources = (const struct ynode *const *)value->items;
+			n_sources = value->n_items;
+		}
+		for (size_t s = 0; s < n_sources; s++) {
+			const struct ynode *src = sources[s];
+
+			if (src->kind != YNODE_MAPPING) {
+				diag_add(y->diags, DIAG_ERROR, y->file, src->line, src->column,
+				         "<<: a merge key takes a mapping or a list of mappings, "
+				         "not "
+				         "%s",
+				         ynode_describe(src));
+				continue;
+			}
+			for (size_t k = 0; k + 1 < src->n_items; k += 2)
+				if (ypairs_push(pairs, n_pairs, &cap, src->items[k],
+				                src->items[k + 1], false) < 0)
+					return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* Report own keys written twice, and drop merged keys that an own key or an earlier
+ * source already gives. */
+static int resolve_pairs(const struct yparse *y, struct ypair *pairs, size_t n_pairs) {
+	_cleanup_free_ struct ypair **sorted = NULL;
+	size_t n_sorted = 0;
+
+	sorted = malloc((n_pairs ?: 1) * sizeof(*sorted));
+	if (!sorted)
+		return -ENOMEM;
+	for (size_t i = 0; i < n_pairs; i++)
+		if (pairs[i].key->kind == YNODE_SCALAR)
+			sorted[n_sorted++] = &pairs[i];
+	qsort(sorted, n_sorted, sizeof(*sorted), ypair_compare);
+	for (size_t i = 0; i < n_sorted;) {
+		const struct ypair *first = sorted[i];
+		size_t end = i + 1;
+
+		while (end < n_sorted && first->key->value_len == sorted[end]->key->value_len &&
+		       memcmp(first->key->value, sorted[end]->key->value, first->key->value_len) ==
+		               0)
+			end++;
+		for (size_t k = i + 1; k < end; k++) {
+			struct ypair *p = sorted[k];
+			if (p->own)
+				diag_add(y->diags, DIAG_ERROR, y->file, p->key->line,
+				         p->key->column, "duplicate key \"%s\" (first at %s:%u:%u)",
+				         p->key->value, y->file, first->key->line,
+				         first->key->column);
+			else
+				p->keep = false;
+		}
+		i = end;
+	}
+	return 0;
+}
+
+/* Duplicate keys and merge keys of mapping `n`, which has just closed. */
+static int mapping_finish(const struct yparse *y, struct ynode *n) {
+	_cleanup_free_ struct ypair *pairs = NULL;
+	bool has_merge = false;
+	size_t n_pairs = 0, n_items = 0;
+	struct ynode **items;
+	int r;
+
+	for (size_t i = 0; i + 1 < n->n_items; i += 2)
+		has_merge = has_merge || is_merge_key(n->items[i]);
+	r = collect_pairs(y, n, &pairs, &n_pairs);
+	if (r < 0)
+		return r;
+	r = resolve_pairs(y, pairs, n_pairs);
+	if (r < 0 || !has_merge)
+		return r;
+	items = malloc((2 * n_pairs ?: 1) * sizeof(*items));
+	if (!items)
+		return -ENOMEM;
+	for (size_t i = 0; i < n_pairs; i++)
+		if (pairs[i].keep) {
+			items[n_items++] = pairs[i].key;
+			items[n_items++] = pairs[i].value;
+		}
+	free(n->items);
+	n->items = items;
+	n->n_items = n->cap_items = n_items;
+	return 0;
+}
+
+static int builder_close(const struct yparse *y, struct ybuilder *b) {
 	struct ynode *n;
 	char *anchor;
+	int r;
 
 	if (b->depth == 0)
 		return -EINVAL;
 	b->depth--;
 	n = b->stack[b->depth];
+	if (n->kind == YNODE_MAPPING) {
+		r = mapping_finish(y, n);
+		if (r < 0)
+			return r;
+	}
 	for (size_t i = 0; i < n->n_items; i++)
 		n->size += n->items[i]->size;
 	anchor = TAKE_PTR(b->pending_anchors[b->depth]);
@@ -263,7 +420,7 @@ static int builder_close(struct ybuilder *b) {
 }
 
 static int builder_alias(const struct yparse *y, struct ybuilder *b, const yaml_event_t *ev) {
-	struct ynode *target = ybuilder_find_anchor(b, (const char *)ev->data.alias.anchor);
+	struct ynode *target = ybuilder_find_anchor(b, (const char *)ev->data.alias.anchor), *copy;
 	unsigned line = (unsigned)ev->start_mark.line + 1,
 	         column = (unsigned)ev->start_mark.column + 1;
 
@@ -281,7 +438,18 @@ static int builder_alias(const struct yparse *y, struct ybuilder *b, const yaml_
 		return -E2BIG;
 	}
 	b->expanded += target->size;
-	return ybuilder_attach(b, target);
+	/* A copy of the node, not of its subtree: it only carries the alias's position. */
+	copy = ybuilder_new_node(b, target->kind, &ev->start_mark);
+	if (!copy)
+		return -ENOMEM;
+	copy->value = target->value;
+	copy->value_len = target->value_len;
+	copy->plain = target->plain;
+	copy->items = target->items;
+	copy->n_items = copy->cap_items = target->n_items;
+	copy->size = target->size;
+	copy->shared = true;
+	return ybuilder_attach(b, copy);
 }
 
 /* Returns 0 to go on, or a negative errno after reporting why this file stops. */
@@ -303,7 +471,7 @@ static int builder_event(const struct yparse *y, struct ybuilder *b, const yaml_
 		return builder_open(y, b, ev);
 	case YAML_SEQUENCE_END_EVENT:
 	case YAML_MAPPING_END_EVENT:
-		return builder_close(b);
+		return builder_close(y, b);
 	case YAML_ALIAS_EVENT:
 		return builder_alias(y, b, ev);
 	default:

@@ -4,7 +4,14 @@
  * aliases are counted as they expand: a "billion laughs" file is rejected after
  * max_alias_expansion nodes, never materialised. Each document is handed to the caller as
  * soon as it ends and freed after. This file knows nothing of Ambassador's kinds or of the
- * model; it reads no files and never logs. */
+ * model; it reads no files and never logs.
+ *
+ * Two things libyaml leaves to the application are done here, for every mapping as it
+ * closes: a key written twice is an error naming both positions (YAML says keys are unique;
+ * Kubernetes refuses duplicates too), and merge keys (`<<: *a`, `<<: [*a, *b]`) are
+ * expanded with YAML 1.1's semantics, as PyYAML and Kubernetes tooling read them: the
+ * mapping's own keys win over merged ones, and an earlier source in a list wins over a
+ * later one. */
 #pragma once
 
 #include <stdbool.h>
@@ -27,6 +34,9 @@ struct ynode {
 	struct ynode **items; /* sequence items; for a mapping key, value, key, value... */
 	size_t n_items, cap_items;
 	size_t size; /* nodes in this subtree, aliases counted as expanded */
+	/* An alias: a copy of its anchor's node placed where the alias is written, so diags
+	 * about the value point at the use; value and items are the anchor's, not owned. */
+	bool shared;
 };
 
 /* Absent, or a plain "", "~" or "null". */

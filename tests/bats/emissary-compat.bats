@@ -47,7 +47,8 @@ YAML
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"spec.port: str where the schema wants integer"* ]]
 	[[ "$output" == *"spec.idle_timeout_ms: int where the schema wants string"* ]]
-	# tcpmap reads the integer timeout (DESIGN.md: accept both) but not a quoted port
+	# tcpmap reads the integer timeout (docs/ARCHITECTURE.md, "Emissary compatibility": accept
+	# both) but not a quoted port
 	run "$TCPMAPCTL" check "$f"
 	echo "$output"
 	[ "$status" -eq 1 ]

@@ -194,8 +194,10 @@ teardown_file() {
 	recipe=$(readme_recipe "Using it with systemd")
 	echo "$recipe"
 	[ -n "$recipe" ]
-	# A host where tcpmap was never installed: no config yet.
+	# Just installed ("Installing it" offers `make install PREFIX=/usr`; package.bats runs
+	# the package route): the example config as the install writes it.
 	sb rm -f "$CONF"
+	sd_install
 	start_echo 9000
 	local echo9000=$ECHO_PID
 	# $EDITOR: the operator reads the file and changes nothing.

@@ -2,7 +2,9 @@
  *
  * Whatever the bytes, loading must end in a model or in diagnostics, within the alias,
  * depth and size bounds, and everything it allocated must be freed here (LeakSanitizer
- * checks). The harness must never write files or touch the network. */
+ * checks); no diag may carry a control character. The seeds include merge keys and keys
+ * written twice (tests/fuzz/corpus/config/merge-*.yaml, duplicate-keys.yaml). The harness must
+ * never write files or touch the network. */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,9 +35,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 		config_unref(config);
 	} else if (config)
 		__builtin_trap(); /* a failed load must not hand out a model */
-	for (size_t i = 0; i < diags.n; i++)
+	for (size_t i = 0; i < diags.n; i++) {
 		if (!diags.items[i].message)
 			__builtin_trap();
+		/* diags are escaped where they are made (lib/textesc.h): no control byte from
+		 * the input may reach a terminal or the journal through one */
+		for (const unsigned char *p = (const unsigned char *)diags.items[i].message; *p;
+		     p++)
+			if (*p < 0x20 || *p == 0x7f ||
+			    (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f))
+				__builtin_trap();
+	}
 	diag_list_free(&diags);
 	return 0;
 }

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "status.h"
 #include "util.h"
+#include "weights.h"
 
 #define MAX_CHILDREN 8
 
@@ -696,6 +697,239 @@ static void test_wrr_pick_across_processes(void **state) {
 	breaker_table_close(t);
 }
 
+/* ---- growing: a larger table replaces the file while others hold slots in it ---- */
+
+static ino_t table_inode(struct fixture *f) {
+	char path[128];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/breakers", f->dir);
+	assert_int_equal(stat(path, &st), 0);
+	return st.st_ino;
+}
+
+static void create_entries(struct breaker_table *t, const char *prefix, unsigned n) {
+	for (unsigned i = 0; i < n; i++) {
+		char name[64];
+		uint32_t e;
+		snprintf(name, sizeof(name), "%s-%u:443", prefix, i);
+		assert_int_equal(breaker_table_entry(t, name, &e), 0);
+	}
+}
+
+#define GROW_HOLDERS 4
+
+/* Children hold every slot a limit allows while the parent grows the table past 3000
+ * clusters: the limit holds in the new table, releases made through the old mapping land
+ * in the new one, the counters, the entry index and the WRR sequence continue exactly. */
+static void test_grow_while_children_hold_slots(void **state) {
+	struct fixture *f = *state;
+	struct breaker_table *t = open_table(f);
+	struct circuit_breakers cb = {.set = true, .max_connections = GROW_HOLDERS};
+	struct breaker_capacity cap;
+	struct breaker_entry_stats s;
+	breaker_slot_t extra;
+	uint32_t e, again;
+	int held[2], go[2], go2[2];
+
+	assert_int_equal(pipe2(held, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(go, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(go2, O_CLOEXEC), 0);
+	assert_int_equal(breaker_table_entry(t, "held:443", &e), 0);
+	for (int i = 0; i < GROW_HOLDERS; i++) {
+		if (fork_child(f) == 0) {
+			struct breaker_table *ct = NULL;
+			breaker_slot_t slot;
+			char c;
+			if (breaker_table_open(f->dir, &ct) < 0 ||
+			    breaker_table_admit(ct, e, &cb, &slot) < 0)
+				_exit(2);
+			if (write(held[1], &slot, sizeof(slot)) != sizeof(slot) ||
+			    read(go[0], &c, 1) != 1)
+				_exit(3);
+			/* the parent grew the table meanwhile: the limit still holds here */
+			breaker_slot_t over;
+			if (breaker_table_admit(ct, e, &cb, &over) != -EBUSY)
+				_exit(4);
+			/* nobody releases before every holder has been refused */
+			if (write(held[1], &over, sizeof(over)) != sizeof(over) ||
+			    read(go2[0], &c, 1) != 1)
+				_exit(6);
+			if (i % 2)
+				breaker_table_connected(ct, slot);
+			breaker_table_release(ct, slot, 10, 20);
+			if (breaker_table_capacity(ct, &cap) < 0 || cap.clusters < 3000)
+				_exit(5);
+			breaker_table_close(ct);
+			_exit(0);
+		}
+	}
+	for (int i = 0; i < GROW_HOLDERS; i++) {
+		breaker_slot_t slot;
+		assert_int_equal(read(held[0], &slot, sizeof(slot)), sizeof(slot));
+	}
+	assert_counts(t, e, 0, GROW_HOLDERS);
+
+	/* a WRR cycle half run before the move */
+	struct mapping m[2] = {
+	        {.name = (char *)"ten", .effective_weight = 10},
+	        {.name = (char *)"ninety", .effective_weight = 90},
+	};
+	struct mapping *ms[2] = {&m[0], &m[1]};
+	struct mapping_group g = {.key = (char *)"|9000|", .mappings = ms, .n_mappings = 2};
+	int32_t reference[ROUTE_MAX_GROUP_MAPPINGS] = {0};
+	for (int n = 0; n < 37; n++)
+		assert_int_equal(breaker_table_pick(t, &g, NULL),
+		                 weights_pick(&g, reference, NULL));
+
+	ino_t before = table_inode(f);
+	assert_int_equal(breaker_table_capacity(t, &cap), 0);
+	assert_int_equal(cap.clusters, BREAKER_N_ENTRIES_MIN);
+	create_entries(t, "grow", 3000);
+	assert_int_equal(breaker_table_capacity(t, &cap), 0);
+	assert_true(cap.clusters >= 3001);
+	assert_int_not_equal(table_inode(f), before);
+
+	/* same index, same counts, the limit still full */
+	assert_int_equal(breaker_table_entry(t, "held:443", &again), 0);
+	assert_int_equal(again, e);
+	assert_counts(t, e, 0, GROW_HOLDERS);
+	assert_int_equal(breaker_table_admit(t, e, &cb, &extra), -EBUSY);
+	for (int n = 37; n < 100; n++)
+		assert_int_equal(breaker_table_pick(t, &g, NULL),
+		                 weights_pick(&g, reference, NULL));
+
+	assert_int_equal(write(go[1], "gggg", GROW_HOLDERS), GROW_HOLDERS);
+	for (int i = 0; i < GROW_HOLDERS; i++) {
+		breaker_slot_t refused;
+		assert_int_equal(read(held[0], &refused, sizeof(refused)), sizeof(refused));
+	}
+	assert_int_equal(write(go2[1], "gggg", GROW_HOLDERS), GROW_HOLDERS);
+	for (size_t i = 0; i < f->n_children; i++)
+		assert_int_equal(wait_child(f, f->children[i], 30000), 0);
+	assert_counts(t, e, 0, 0);
+	assert_int_equal(breaker_table_entry_stats(t, e, &s), 0);
+	assert_int_equal(s.total, GROW_HOLDERS);
+	assert_int_equal(s.overflows, GROW_HOLDERS + 1);
+	assert_int_equal(s.bytes_in, 10 * GROW_HOLDERS);
+	assert_int_equal(s.max_connections, GROW_HOLDERS);
+
+	/* a reader opened now, and one opened before a further move, see every cluster */
+	struct breaker_table *reader = NULL;
+	assert_int_equal(breaker_table_open_readonly(f->dir, &reader), 0);
+	create_entries(t, "more", 3000);
+	uint32_t pos = 0, n_seen = 0;
+	struct breaker_entry_view v;
+	while (breaker_table_next_entry(reader, &pos, &v))
+		n_seen++;
+	assert_int_equal(n_seen, 6001);
+	breaker_table_close(reader);
+	for (int i = 0; i < 2; i++) {
+		close(held[i]);
+		close(go[i]);
+		close(go2[i]);
+	}
+	breaker_table_close(t);
+}
+
+#define GROW_HAMMER_ROUNDS 20000
+
+/* Children admit and release under a limit while the parent grows the table six times
+ * over (clusters, groups and slots): the limit holds at every instant and every admit is
+ * accounted for. */
+static void test_hammer_while_growing(void **state) {
+	struct fixture *f = *state;
+	struct breaker_table *t = open_table(f);
+	struct circuit_breakers cb = {.set = true, .max_connections = HAMMER_LIMIT};
+	struct breaker_entry_stats s;
+	uint32_t e, max_seen = 0;
+
+	assert_int_equal(breaker_table_entry(t, "hammered", &e), 0);
+	for (int i = 0; i < HAMMER_CHILDREN; i++) {
+		if (fork_child(f) == 0) {
+			struct breaker_table *ct = NULL;
+			if (breaker_table_open(f->dir, &ct) < 0)
+				_exit(2);
+			for (int n = 0; n < GROW_HAMMER_ROUNDS; n++) {
+				breaker_slot_t slot;
+				int r = breaker_table_admit(ct, e, &cb, &slot);
+				if (r == -EBUSY)
+					continue;
+				if (r < 0)
+					_exit(3);
+				if (n % 2)
+					breaker_table_connected(ct, slot);
+				breaker_table_release(ct, slot, 1, 2);
+			}
+			breaker_table_close(ct);
+			_exit(0);
+		}
+	}
+	for (unsigned round = 0; round < 6; round++) {
+		char prefix[16];
+		snprintf(prefix, sizeof(prefix), "r%u", round);
+		create_entries(t, prefix, 700u << (round / 2));
+		if (round == 3)
+			assert_int_equal(breaker_table_reserve(
+			                         t, &(struct breaker_capacity){.clusters = 1,
+			                                                       .groups = 5000,
+			                                                       .slots = 200000}),
+			                 0);
+		assert_int_equal(breaker_table_entry_stats(t, e, &s), 0);
+		max_seen = MAX(max_seen, s.active + s.pending);
+	}
+	for (size_t i = 0; i < f->n_children; i++)
+		assert_int_equal(wait_child(f, f->children[i], 120000), 0);
+	assert_true(max_seen <= HAMMER_LIMIT);
+	assert_counts(t, e, 0, 0);
+	assert_int_equal(breaker_table_entry_stats(t, e, &s), 0);
+	assert_int_equal(s.total + s.overflows, (uint64_t)HAMMER_CHILDREN * GROW_HAMMER_ROUNDS);
+	assert_int_equal(s.bytes_out, 2 * s.total);
+	struct breaker_capacity cap;
+	assert_int_equal(breaker_table_capacity(t, &cap), 0);
+	assert_true(cap.groups >= 5000 && cap.slots >= 200000);
+	print_message("# %llu admitted, %llu overflows while growing to %u clusters\n",
+	              (unsigned long long)s.total, (unsigned long long)s.overflows, cap.clusters);
+	breaker_table_close(t);
+}
+
+/* 70 000 connections on one unlimited cluster: the slots double past the old 65 536. */
+static void test_slots_grow_past_65536(void **state) {
+	struct fixture *f = *state;
+	struct breaker_table *t = open_table(f);
+	struct circuit_breakers none = {0};
+	struct breaker_capacity cap;
+	enum { N = 70000 };
+	breaker_slot_t *slots = calloc(N, sizeof(*slots));
+	uint32_t e;
+
+	assert_non_null(slots);
+	assert_int_equal(breaker_table_entry(t, "unlimited:80", &e), 0);
+	for (size_t i = 0; i < N; i++)
+		assert_int_equal(breaker_table_admit(t, e, &none, &slots[i]), 0);
+	assert_int_equal(breaker_table_capacity(t, &cap), 0);
+	assert_true(cap.slots > 65536);
+	assert_counts(t, e, 0, N);
+	for (size_t i = 0; i < N; i++)
+		breaker_table_release(t, slots[i], 0, 0);
+	assert_counts(t, e, 0, 0);
+	free(slots);
+	breaker_table_close(t);
+}
+
+/* A table made for a large config is that large from the start. */
+static void test_open_sized(void **state) {
+	struct fixture *f = *state;
+	struct breaker_table *t = NULL;
+	struct breaker_capacity cap, want = {.clusters = 15000, .groups = 3000};
+
+	assert_int_equal(breaker_table_open_sized(f->dir, &want, &t), 0);
+	assert_int_equal(breaker_table_capacity(t, &cap), 0);
+	assert_true(cap.clusters >= 15000 && cap.groups >= 3000 && cap.slots >= 65536);
+	breaker_table_close(t);
+	want.clusters = 1u << 30;
+	assert_int_equal(breaker_table_capacity_for(&want, NULL, NULL), -E2BIG);
+}
+
 static char *dump_to_string(const char *dir, bool json, int *ret) {
 	char *buf = NULL;
 	size_t len = 0;
@@ -796,6 +1030,11 @@ int main(void) {
 	        cmocka_unit_test_setup_teardown(test_sigkill_reclaimed_by_reap, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_wrr_pick_across_processes, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_grow_while_children_hold_slots, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_hammer_while_growing, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_slots_grow_past_65536, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_open_sized, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_dump, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -408,6 +408,8 @@ static void test_module_defaults(void **state) {
 	assert_int_equal(m->upstream_port, 1);
 	assert_int_equal(l.config->module.preread_timeout_ms, 5000);
 	assert_int_equal(l.config->module.drain_timeout_ms, 30000);
+	/* not set: a stop closes what cannot move at once (server.c, drain_usec) */
+	assert_false(l.config->module.drain_timeout_configured);
 	loaded_free(&l);
 
 	/* The Module may come after the mappings it configures. */
@@ -437,6 +439,7 @@ static void test_module_defaults(void **state) {
 	assert_string_equal(m->cluster, "b:1|plain|-|0|4");
 	assert_int_equal(l.config->module.preread_timeout_ms, 1200);
 	assert_int_equal(l.config->module.drain_timeout_ms, 10);
+	assert_true(l.config->module.drain_timeout_configured);
 	assert_diag(&l, DIAG_WARNING, 36, "priority high is not applicable to TCP");
 	loaded_free(&l);
 }
@@ -877,7 +880,8 @@ static void test_show_and_route(void **state) {
 	_cleanup_free_ char *wild = capture_route(l.config, NULL, 443, "x.example.com", &r);
 	assert_non_null(strstr(wild, "wildcard match"));
 	_cleanup_free_ char *miss = capture_route(l.config, NULL, 443, "other", &r);
-	assert_int_equal(r, 0);
+	/* issue 24 item 5: no group taking the SNI is a failure (route exits 1) */
+	assert_int_equal(r, -ESRCH);
 	assert_non_null(strstr(miss, "no match"));
 	loaded_free(&l);
 }

@@ -438,8 +438,9 @@ static void test_missing_secret(void **state) {
 	_cleanup_(loaded_free) struct loaded l = load_yaml(yaml_missing_secret);
 	_cleanup_free_ char *expected = NULL;
 
+	/* issue 24 item 11: at the field that names the secret, not the document's start */
 	assert_true(asprintf(&expected,
-	                     "t.yaml:10:1: tlscontext \"my-context\": secret \"nosuch\": not "
+	                     "t.yaml:16:11: tlscontext \"my-context\": secret \"nosuch\": not "
 	                     "found; tried %s/nosuch.crt, %s/nosuch/tls.crt",
 	                     creds_dir, secrets_dir) > 0);
 	assert_error(&l, expected);
@@ -477,6 +478,51 @@ static void test_mismatched_key(void **state) {
 	                     "match certificate %s/mismatch/tls.crt",
 	                     secrets_dir, secrets_dir) > 0);
 	assert_error(&l, expected);
+}
+
+/* issue 24 item 11: a key with a passphrase is named as such (not "PEM lib"), and errors
+ * about given files point at the field that names them. */
+static void test_passphrase_key_and_field_positions(void **state) {
+	(void)state;
+	_cleanup_free_ char *yaml = NULL, *expected = NULL;
+	struct loaded l;
+
+	assert_int_equal(run("openssl pkey -in wild.key -aes256 -passout pass:secret -out "
+	                     "locked.key"),
+	                 0);
+	assert_true(asprintf(&yaml,
+	                     "apiVersion: getambassador.io/v2\n"
+	                     "kind: TLSContext\n"
+	                     "metadata:\n"
+	                     "  name: locked\n"
+	                     "spec:\n"
+	                     "  hosts: [my-host-1]\n"
+	                     "  cert_chain_file: %s/wild.crt\n"
+	                     "  private_key_file: %s/locked.key\n"
+	                     "  alpn_protocols: h2\n",
+	                     tmpdir, tmpdir) > 0);
+	l = load_yaml(yaml);
+	assert_true(asprintf(&expected,
+	                     "t.yaml:8:21: tlscontext \"locked\": private key %s/locked.key is "
+	                     "protected by a passphrase, which tcpmap cannot ask for",
+	                     tmpdir) > 0);
+	assert_error(&l, expected);
+	loaded_free(&l);
+
+	free(yaml);
+	assert_true(asprintf(&yaml,
+	                     "apiVersion: getambassador.io/v2\n"
+	                     "kind: TLSContext\n"
+	                     "metadata:\n"
+	                     "  name: gone\n"
+	                     "spec:\n"
+	                     "  hosts: [my-host-1]\n"
+	                     "  cert_chain_file: %s/nosuch.crt\n"
+	                     "  private_key_file: %s/wild.key\n",
+	                     tmpdir, tmpdir) > 0);
+	l = load_yaml(yaml);
+	assert_error(&l, "t.yaml:7:20: tlscontext \"gone\": cert_chain_file: cannot read");
+	loaded_free(&l);
 }
 
 static void test_cert_chain_file(void **state) {
@@ -1194,6 +1240,7 @@ int main(void) {
 	        cmocka_unit_test(test_missing_secret_without_credentials),
 	        cmocka_unit_test(test_mismatched_key),
 	        cmocka_unit_test(test_cert_chain_file),
+	        cmocka_unit_test(test_passphrase_key_and_field_positions),
 	        cmocka_unit_test(test_wildcard_and_exact),
 	        cmocka_unit_test(test_host_not_covered),
 	        cmocka_unit_test(test_passthrough_needs_no_context),
