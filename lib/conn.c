@@ -11,6 +11,7 @@
 #include <netinet/tcp.h>
 #include <stddef.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -23,6 +24,10 @@
 #include "sni.h"
 #include "tls.h"
 #include "tlsrelay.h"
+
+/* silent_client_timeout_ms when the Module sets none: long enough for any client-first
+ * protocol's first bytes on a slow link, short against a server-first one's greeting */
+#define DEFAULT_SILENT_CLIENT_TIMEOUT_MS 1000u
 
 enum conn_state {
 	CONN_PREREAD,            /* peeking at the ClientHello */
@@ -66,6 +71,11 @@ struct conn {
 	union sockaddr_ip local_addr;
 	socklen_t local_addr_len;
 	char *sni; /* NULL when the client sent none */
+	/* While the hello is incomplete: the stream length the parser waits for, and the
+	 * SO_RCVLOWAT asked for it (0: not raised; set back to 1 before relaying). */
+	uint32_t preread_need;
+	int rcvlowat;
+	uint64_t preread_end_usec; /* the preread timeout, when a silent-client one comes first */
 
 	uint64_t start_usec;
 	uint64_t last_activity_usec;
@@ -82,6 +92,10 @@ struct conn {
 	SSL *client_ssl;   /* terminating */
 	SSL *upstream_ssl; /* originating */
 	bool use_tls_relay;
+	bool relay_broken; /* a side reset or failed: nothing more may be written to either */
+	/* The client's handshake waits at its hello until the upstream is ready
+	 * (tls_server_hold): a failure can still be told with an alert. */
+	bool client_held;
 	union {
 		struct relay relay;         /* !use_tls_relay */
 		struct tls_relay tls_relay; /* use_tls_relay */
@@ -200,6 +214,15 @@ static void conn_finish(struct conn *c, enum conn_result result) {
 	        c->mapping && !c->connected && conn_result_is_upstream_failure(result);
 
 	c->result = result;
+	if (c->client_held) {
+		/* nothing was answered yet: refuse the hello properly rather than reset */
+		c->client_held = false;
+		(void)tls_server_resume(c->client_ssl, NULL, SSL_AD_INTERNAL_ERROR);
+	}
+	if (c->state == CONN_RELAYING && c->use_tls_relay && !c->relay_broken)
+		/* tcpmapd ends it itself (idle timeout, drain, stop): its TLS peers are told
+		 * the end is deliberate, not a truncation (RFC 8446 6.1) */
+		tls_relay_notify_close(&c->tls_relay);
 	if (result == CONN_RESULT_SHED)
 		worker_note_shed(c->worker, EMFILE, 1);
 	if (upstream_failed) {
@@ -229,6 +252,27 @@ static enum conn_result connect_next_result(int r) {
 	return r == -EMFILE         ? CONN_RESULT_SHED
 	       : r == -ECONNREFUSED ? CONN_RESULT_CONNECT_FAILED
 	                            : CONN_RESULT_INTERNAL_ERROR;
+}
+
+/* A failed TLS handshake with the upstream, with the structured fields a connect failure
+ * has (upstream_failed) and the reason; for a certificate that did not verify, why
+ * (expired, another name, an unknown CA: X509_verify_cert_error_string). */
+static void log_upstream_handshake_failure(struct conn *c, const char *reason) {
+	char upstream[NETADDR_TEXT_MAX] = "-";
+	const char *detail = c->upstream_ssl ? tls_verify_failure_detail(c->upstream_ssl) : NULL;
+
+	if (c->upstream_addr_len > 0)
+		netaddr_format(&c->upstream_addr.sa, upstream, sizeof upstream);
+	struct log_field f[] = {
+	        {"MAPPING", c->mapping->name},
+	        {"UPSTREAM", c->upstream_addr_len > 0 ? upstream : c->mapping->service},
+	        {"RESULT", conn_result_name(CONN_RESULT_HANDSHAKE_FAILED)},
+	        {"REASON", reason},
+	        {"VERIFY_ERROR", detail},
+	};
+	log_event(LOG_WARNING, TCPMAP_MID_UPSTREAM_FAILED, "upstream_failed", f, ELEMENTSOF(f),
+	          "mapping \"%s\": TLS handshake with %s failed: %s%s%s", c->mapping->name,
+	          c->mapping->service, reason, detail ? ": " : "", detail ? detail : "");
 }
 
 /* ---- relaying ---- */
@@ -271,6 +315,14 @@ static void conn_pump(struct conn *c, int mask) {
 	if (r < 0) {
 		/* A reset or broken pipe on either side ends the connection; every byte that was
 		 * delivered is counted, and nothing else can be delivered. */
+		c->relay_broken = true;
+		if (c->use_tls_relay && c->tls_relay.upstream_refused) {
+			/* a TLS 1.3 server judges our certificate after its handshake is done:
+			 * its alert is the handshake's failure, not a relayed connection's end */
+			log_upstream_handshake_failure(c, c->tls_relay.upstream_refused);
+			conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
+			return;
+		}
 		conn_finish(c, CONN_RESULT_OK);
 		return;
 	}
@@ -308,8 +360,8 @@ static void start_relay(struct conn *c, int mask) {
 
 /* ---- TLS handshakes ---- */
 
-static void continue_client_handshake(struct conn *c) {
-	int r = tls_handshake_step(c->client_ssl);
+/* `r`: what the last step of the client's handshake said. */
+static void client_handshake_went(struct conn *c, int r) {
 	if (r == 0)
 		return;
 	if (r < 0) {
@@ -317,7 +369,34 @@ static void continue_client_handshake(struct conn *c) {
 		conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
 		return;
 	}
-	conn_choose_and_connect(c);
+	if (r == TLS_HANDSHAKE_HELD) {
+		/* at the hello: connect upstream first, answer the client after */
+		c->client_held = true;
+		conn_choose_and_connect(c);
+		return;
+	}
+	if (c->connected)
+		start_relay(c, PUMP_BOTH); /* TLS pumps both directions anyway */
+	else
+		conn_choose_and_connect(c);
+}
+
+static void continue_client_handshake(struct conn *c) {
+	client_handshake_went(c, tls_handshake_step(c->client_ssl));
+}
+
+/* The upstream is ready (connected, and its handshake done when originating): answer the
+ * client's hello now, with the upstream's ALPN choice. The rest of the client's handshake
+ * has the preread timeout again. */
+static void release_client_handshake(struct conn *c) {
+	c->client_held = false;
+	c->state = CONN_HANDSHAKE;
+	if (set_deadline(c, event_now(c) + (uint64_t)c->config->module.preread_timeout_ms * 1000) <
+	    0) {
+		conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
+		return;
+	}
+	client_handshake_went(c, tls_server_resume(c->client_ssl, c->upstream_ssl, 0));
 }
 
 static void continue_upstream_handshake(struct conn *c) {
@@ -325,9 +404,12 @@ static void continue_upstream_handshake(struct conn *c) {
 	if (r == 0)
 		return;
 	if (r < 0) {
-		log_warning("mapping \"%s\": TLS handshake with %s failed: %s", c->mapping->name,
-		            c->mapping->service, tls_handshake_failure_reason());
+		log_upstream_handshake_failure(c, tls_handshake_failure_reason());
 		conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
+		return;
+	}
+	if (c->client_held) {
+		release_client_handshake(c);
 		return;
 	}
 	start_relay(c, PUMP_BOTH); /* TLS pumps both directions anyway */
@@ -355,12 +437,18 @@ static void on_connected(struct conn *c, uint32_t revents) {
 	}
 	if (c->mapping->tls != TLS_ORIGINATE_NONE) {
 		if (tls_client_session(c->config, c->mapping, c->upstream_fd, &c->upstream_ssl) <=
-		    0) {
+		            0 ||
+		    (c->client_held &&
+		     tls_client_offer_alpn(c->upstream_ssl, c->client_ssl, c->mapping) < 0)) {
 			conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
 			return;
 		}
 		c->state = CONN_UPSTREAM_HANDSHAKE;
 		continue_upstream_handshake(c);
+		return;
+	}
+	if (c->client_held) {
+		release_client_handshake(c);
 		return;
 	}
 	/* The client's bytes may have waited since before the connect. The upstream's can only
@@ -551,16 +639,38 @@ static void conn_choose_and_connect(struct conn *c) {
 		conn_finish(c, CONN_RESULT_CONNECT_FAILED);
 }
 
+/* Tell a client whose hello we refuse why, in a cleartext fatal alert (RFC 8446 6.2), and
+ * take in the `hello_len` bytes it sent, so that the close is a FIN after the alert rather
+ * than a reset that may overtake it. Best effort: the connection ends either way. */
+static void refuse_hello(struct conn *c, uint8_t alert, size_t hello_len) {
+	const uint8_t record[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02 /* fatal */, alert};
+	static _Thread_local uint8_t sink[4096];
+	ssize_t _unused_ n = send(c->client_fd, record, sizeof record, MSG_NOSIGNAL);
+
+	while (hello_len > 0 &&
+	       (n = recv(c->client_fd, sink, MIN(hello_len, sizeof sink), MSG_DONTWAIT)) > 0)
+		hello_len -= (size_t)n;
+}
+
 /* The group for this connection; then terminate TLS if the group says so, or go on. */
-static void conn_route(struct conn *c, const char *sni, enum conn_result not_found_result) {
+static void conn_route(struct conn *c, const char *sni, enum conn_result not_found_result,
+                       size_t hello_len) {
+	static const int one = 1;
 	struct mapping_group *g = route_select_group(c->listener, sni);
 
-	if (!g) {
-		if (not_found_result == CONN_RESULT_UNKNOWN_SNI) {
-			/* fatal alert unrecognized_name(112): the doc's "handshake fails" */
-			static const uint8_t alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70};
-			ssize_t _unused_ n = send(c->client_fd, alert, sizeof alert, MSG_NOSIGNAL);
+	if (c->rcvlowat > 1) {
+		/* from here on every byte counts as it comes; if this fails, a relay would
+		 * wait for bytes that never come, so the connection cannot go on */
+		if (setsockopt(c->client_fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one) < 0) {
+			conn_finish(c, CONN_RESULT_INTERNAL_ERROR);
+			return;
 		}
+		c->rcvlowat = 0;
+	}
+	if (!g) {
+		if (not_found_result == CONN_RESULT_UNKNOWN_SNI)
+			/* fatal alert unrecognized_name(112): the doc's "handshake fails" */
+			refuse_hello(c, SNI_ALERT_UNRECOGNIZED_NAME, hello_len);
 		conn_finish(c, not_found_result);
 		return;
 	}
@@ -571,6 +681,8 @@ static void conn_route(struct conn *c, const char *sni, enum conn_result not_fou
 		conn_choose_and_connect(c);
 		return;
 	}
+	if (r > 0)
+		r = tls_server_hold(c->client_ssl);
 	if (r < 0) {
 		conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
 		return;
@@ -581,10 +693,45 @@ static void conn_route(struct conn *c, const char *sni, enum conn_result not_fou
 
 /* ---- preread ---- */
 
+/* Above this, SO_RCVLOWAT would grow the receive buffer and clamp the window for the
+ * connection's whole life (tcp_set_rcvlowat); only hellos in tiny records need more. */
+#define PREREAD_LOWAT_MAX (32 * 1024)
+
+/* Sleep until `need` bytes are there: otherwise a hello dribbled one byte per segment
+ * costs a peek and a parse of the whole prefix for every segment (issue 26, item 7). A
+ * FIN or an error still wakes us, and the deadline still runs. */
+static void preread_wait_for(struct conn *c, size_t need) {
+	int lowat = (int)MIN(need, (size_t)PREREAD_LOWAT_MAX);
+
+	c->preread_need = (uint32_t)need;
+	/* Only on a change: setting it makes the kernel re-check readiness, and with the
+	 * receive buffer under pressure (many tiny segments) that alone would wake us. */
+	if (lowat == c->rcvlowat)
+		return;
+	/* best effort: without it we are only woken more often */
+	if (setsockopt(c->client_fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat) == 0)
+		c->rcvlowat = lowat;
+}
+
+/* The kernel still wakes a reader under receive-memory pressure whatever SO_RCVLOWAT says:
+ * then counting the queued bytes (no copy) tells us whether a peek can say more. */
+static bool preread_still_short(struct conn *c) {
+	int queued = 0;
+
+	if (c->preread_need == 0 || c->client_hup)
+		return false;
+	if (ioctl(c->client_fd, FIONREAD, &queued) < 0)
+		return false;
+	return (size_t)queued < c->preread_need;
+}
+
 static void conn_preread(struct conn *c) {
-	uint8_t buf[SNI_MAX_PEEK];
+	/* per thread, not per connection: a slow hello holds no buffer while it waits */
+	static _Thread_local uint8_t buf[SNI_MAX_PEEK];
 	struct client_hello hello;
 
+	if (preread_still_short(c))
+		return;
 	ssize_t n = recv(c->client_fd, buf, sizeof buf, MSG_PEEK);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -594,6 +741,7 @@ static void conn_preread(struct conn *c) {
 	}
 	switch (sni_parse(buf, (size_t)n, &hello)) {
 	case SNI_NEED_MORE:
+		preread_wait_for(c, hello.need_bytes);
 		return;
 	case SNI_FOUND:
 		c->sni = strdup(hello.sni);
@@ -601,16 +749,48 @@ static void conn_preread(struct conn *c) {
 			conn_finish(c, CONN_RESULT_SHED);
 			return;
 		}
-		conn_route(c, c->sni, CONN_RESULT_UNKNOWN_SNI);
+		conn_route(c, c->sni, CONN_RESULT_UNKNOWN_SNI, (size_t)n);
 		return;
 	case SNI_NONE:
-		conn_route(c, NULL, CONN_RESULT_UNKNOWN_SNI);
+		conn_route(c, NULL, CONN_RESULT_UNKNOWN_SNI, (size_t)n);
 		return;
 	case SNI_NOT_TLS:
+		/* another protocol: the catch-all's, if there is one */
+		conn_route(c, NULL, CONN_RESULT_NOT_TLS, 0);
+		return;
 	case SNI_INVALID:
-		conn_route(c, NULL, CONN_RESULT_NOT_TLS);
+		/* A hello, but one no TLS server would take: the client is told why, as a
+		 * TLS server would tell it, and it never reaches the catch-all, which would
+		 * only hand it to a server that fails it less clearly. */
+		log_debug("malformed ClientHello, sending alert %d", (int)hello.alert);
+		refuse_hello(c, (uint8_t)hello.alert, (size_t)n);
+		conn_finish(c, CONN_RESULT_BAD_HELLO);
 		return;
 	}
+}
+
+/* The silent-client timeout ran out on a port with a catch-all: a client that has sent
+ * nothing at all speaks a server-first protocol (SMTP, MySQL, SSH), so it goes to the
+ * catch-all, as nginx's ssl_preread hands it to the default after its timeout. Returns
+ * false when the preread timeout itself has come. */
+static bool preread_silent_client(struct conn *c, uint64_t usec) {
+	uint8_t byte;
+
+	if (!c->preread_end_usec || usec >= c->preread_end_usec)
+		return false;
+	if (recv(c->client_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) != -1 || errno != EAGAIN) {
+		/* something came (or the client is gone): the hello has until the end */
+		if (set_deadline(c, c->preread_end_usec) < 0)
+			return false;
+		c->preread_end_usec = 0;
+		return true;
+	}
+	/* a TLS-terminating catch-all still has only the preread time for its handshake */
+	if (set_deadline(c, c->preread_end_usec) < 0)
+		return false;
+	c->preread_end_usec = 0;
+	conn_route(c, NULL, CONN_RESULT_PREREAD_TIMEOUT, 0);
+	return true;
 }
 
 static void on_client_io(struct poller_handle *h, uint32_t revents) {
@@ -638,7 +818,8 @@ static void on_client_io(struct poller_handle *h, uint32_t revents) {
 static void conn_on_deadline(struct conn *c, uint64_t usec) {
 	switch (c->state) {
 	case CONN_PREREAD:
-		conn_finish(c, CONN_RESULT_PREREAD_TIMEOUT);
+		if (!preread_silent_client(c, usec))
+			conn_finish(c, CONN_RESULT_PREREAD_TIMEOUT);
 		break;
 	case CONN_HANDSHAKE:
 		conn_finish(c, CONN_RESULT_HANDSHAKE_FAILED);
@@ -737,10 +918,20 @@ int conn_start(struct conn_env *env, struct worker *w, int fd, const struct sock
 	}
 
 	if (c->listener->needs_sni) {
+		const struct module_config *mod = &c->config->module;
+		uint64_t silent_ms = mod->silent_client_timeout_ms
+		                             ? mod->silent_client_timeout_ms
+		                             : DEFAULT_SILENT_CLIENT_TIMEOUT_MS;
+		uint64_t preread_end = event_now(c) + (uint64_t)mod->preread_timeout_ms * 1000;
+
 		c->state = CONN_PREREAD;
-		/* the same bound covers the peek and a terminating handshake */
-		r = set_deadline(c, event_now(c) +
-		                            (uint64_t)c->config->module.preread_timeout_ms * 1000);
+		/* the same bound covers the peek and a terminating handshake; with a catch-all,
+		 * a client still silent after silent_client_timeout_ms goes to it first */
+		if (c->listener->catch_all && silent_ms < mod->preread_timeout_ms) {
+			c->preread_end_usec = preread_end;
+			r = set_deadline(c, event_now(c) + silent_ms * 1000);
+		} else
+			r = set_deadline(c, preread_end);
 		if (r < 0) {
 			conn_finish(c, CONN_RESULT_PREREAD_TIMEOUT);
 			return r;
@@ -749,7 +940,7 @@ int conn_start(struct conn_env *env, struct worker *w, int fd, const struct sock
 		 * added, and one still to come will be, so a peek now could only say EAGAIN */
 		return 0;
 	}
-	conn_route(c, NULL, CONN_RESULT_NO_ROUTE);
+	conn_route(c, NULL, CONN_RESULT_NO_ROUTE, 0);
 	return 0;
 }
 

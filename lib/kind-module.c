@@ -64,6 +64,8 @@ static const struct field_def module_config_fields[] = {
          AT(connect_timeout_ms), FIELD_EXTENSION},
         {"drain_timeout_ms", "config.drain_timeout_ms", read_drain_timeout, AT(drain_timeout_ms),
          FIELD_EXTENSION},
+        {"silent_client_timeout_ms", "config.silent_client_timeout_ms", read_positive_timeout,
+         AT(silent_client_timeout_ms), FIELD_EXTENSION},
 };
 
 /* Emissary's Module settings (its ambassador Module reference): legitimate in a file shared

@@ -154,9 +154,10 @@ struct module_config {
 	/* How long a stop (or the old image after a re-exec) lets connections that cannot be
 	 * handed over finish. Unset, a stop closes them at once and a re-exec drains 30000 ms:
 	 * a stop's drain holds every new client in the socket's backlog, a re-exec's does not. */
-	uint32_t drain_timeout_ms;     /* default 30000 */
-	bool drain_timeout_configured; /* set in the config, so a stop drains too */
-	char *ambassador_id;           /* ours; default "default" */
+	uint32_t drain_timeout_ms;         /* default 30000 */
+	bool drain_timeout_configured;     /* set in the config, so a stop drains too */
+	uint32_t silent_client_timeout_ms; /* ours; 0: the default, 1000 */
+	char *ambassador_id;               /* ours; default "default" */
 };
 
 struct config {

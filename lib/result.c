@@ -24,6 +24,7 @@ static const char *const result_names[_CONN_RESULT_MAX] = {
         [CONN_RESULT_DRAIN_TIMEOUT] = "drain_timeout",
         [CONN_RESULT_ADOPT_FAILED] = "adopt_failed",
         [CONN_RESULT_SHUTDOWN] = "shutdown",
+        [CONN_RESULT_BAD_HELLO] = "bad_hello",
 };
 
 const char *conn_result_name(enum conn_result r) {

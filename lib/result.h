@@ -24,6 +24,7 @@ enum conn_result {
 	CONN_RESULT_DRAIN_TIMEOUT,    /* still open when a stop's drain time ran out */
 	CONN_RESULT_ADOPT_FAILED,     /* could not be taken over from the fd store */
 	CONN_RESULT_SHUTDOWN,         /* closed by a stop with no drain configured */
+	CONN_RESULT_BAD_HELLO,        /* a malformed or oversized ClientHello: alerted */
 	_CONN_RESULT_MAX,
 };
 

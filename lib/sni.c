@@ -75,6 +75,12 @@ static bool read_vector16(struct reader *r, struct reader *sub) {
 /* RFC 8701: 0x0A0A, 0x1A1A, ... 0xFAFA are reserved so that servers learn to ignore them. */
 static bool is_grease(uint16_t v) { return (v & 0x0f0f) == 0x0a0a && (v >> 8) == (v & 0xff); }
 
+/* Every invalid answer says which alert tells the client why (sni.h, enum sni_alert). */
+static enum sni_result invalid(struct client_hello *out, enum sni_alert alert) {
+	out->alert = alert;
+	return SNI_INVALID;
+}
+
 /* RFC 6066 wants an ASCII host name without a trailing dot, but clients do send the
  * absolute form ("a.example.com."), and tcpmap.yaml(5) promises that one trailing dot is
  * ignored, as route_host_matches() ignores it: the dot is not part of the returned length.
@@ -104,19 +110,22 @@ static enum sni_result parse_server_name(struct reader ext, struct client_hello 
 	bool have_host = false;
 
 	if (!read_vector16(&ext, &list) || ext.left != 0 || list.left == 0)
-		return SNI_INVALID;
+		return invalid(out, SNI_ALERT_DECODE_ERROR);
 	while (list.left > 0) {
 		uint8_t type;
 		struct reader name;
 
 		if (!read_u8(&list, &type) || !read_vector16(&list, &name))
-			return SNI_INVALID;
+			return invalid(out, SNI_ALERT_DECODE_ERROR);
 		if (type != SERVER_NAME_HOST_NAME)
 			continue; /* RFC 6066: unknown name types are skipped, not fatal */
-		/* two host names would make the route depend on which one we picked */
+		/* two host names would make the route depend on which one we picked; RFC 6066
+		 * forbids them, and OpenSSL answers them with decode_error too */
+		if (have_host)
+			return invalid(out, SNI_ALERT_DECODE_ERROR);
 		size_t len = host_name_valid_length(name.p, name.left);
-		if (have_host || len == 0)
-			return SNI_INVALID;
+		if (len == 0)
+			return invalid(out, SNI_ALERT_UNRECOGNIZED_NAME);
 		for (size_t i = 0; i < len; i++) {
 			uint8_t c = name.p[i];
 			out->sni[i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
@@ -131,12 +140,12 @@ static enum sni_result parse_alpn(struct reader ext, struct client_hello *out) {
 	struct reader list;
 
 	if (!read_vector16(&ext, &list) || ext.left != 0 || list.left == 0)
-		return SNI_INVALID;
+		return invalid(out, SNI_ALERT_DECODE_ERROR);
 	while (list.left > 0) {
 		struct reader proto;
 
 		if (!read_vector8(&list, &proto) || proto.left == 0)
-			return SNI_INVALID;
+			return invalid(out, SNI_ALERT_DECODE_ERROR);
 		/* A name that does not fit, or holds a NUL, cannot be kept as a C string without
 		 * becoming another name; leave it out rather than report something not offered. */
 		if (out->n_alpn >= ELEMENTSOF(out->alpn) || proto.left >= sizeof(out->alpn[0]) ||
@@ -153,7 +162,7 @@ static enum sni_result parse_supported_versions(struct reader ext, struct client
 	struct reader list;
 
 	if (!read_vector8(&ext, &list) || ext.left != 0 || list.left < 2 || list.left % 2 != 0)
-		return SNI_INVALID;
+		return invalid(out, SNI_ALERT_DECODE_ERROR);
 	while (list.left > 0) {
 		uint16_t v = 0;
 
@@ -173,69 +182,76 @@ static enum sni_result parse_client_hello(struct reader r, struct client_hello *
 	enum sni_result result = SNI_NONE;
 
 	if (!read_u16(&r, &out->legacy_version) || r.left < sizeof(random))
-		return SNI_INVALID;
+		return invalid(out, SNI_ALERT_DECODE_ERROR);
 	r.p += sizeof(random);
 	r.left -= sizeof(random);
 	if (!read_vector8(&r, &session_id) || session_id.left > 32)
-		return SNI_INVALID;
+		return invalid(out, SNI_ALERT_DECODE_ERROR);
 	if (!read_vector16(&r, &cipher_suites) || cipher_suites.left < 2 ||
 	    cipher_suites.left % 2 != 0)
-		return SNI_INVALID;
+		return invalid(out, SNI_ALERT_DECODE_ERROR);
 	if (!read_vector8(&r, &compression) || compression.left < 1)
-		return SNI_INVALID;
+		return invalid(out, SNI_ALERT_DECODE_ERROR);
 	if (r.left == 0)
 		return SNI_NONE; /* TLS 1.2 and older may omit extensions altogether */
 	if (!read_vector16(&r, &extensions) || r.left != 0)
-		return SNI_INVALID;
+		return invalid(out, SNI_ALERT_DECODE_ERROR);
 
 	while (extensions.left > 0) {
 		uint16_t type;
 		struct reader data;
 		enum sni_result ext_result = SNI_NONE;
+		bool *seen = NULL;
 
 		if (!read_u16(&extensions, &type) || !read_vector16(&extensions, &data))
-			return SNI_INVALID;
-		/* RFC 8446 4.2: a repeated extension is an error; for these three it would
-		 * also make the answer depend on which copy we believed. */
+			return invalid(out, SNI_ALERT_DECODE_ERROR);
 		switch (type) {
 		case EXT_SERVER_NAME:
-			if (seen_sni)
-				return SNI_INVALID;
-			seen_sni = true;
-			ext_result = parse_server_name(data, out);
-			if (ext_result == SNI_FOUND)
-				result = SNI_FOUND;
+			seen = &seen_sni;
 			break;
 		case EXT_ALPN:
-			if (seen_alpn)
-				return SNI_INVALID;
-			seen_alpn = true;
-			ext_result = parse_alpn(data, out);
+			seen = &seen_alpn;
 			break;
 		case EXT_SUPPORTED_VERSIONS:
-			if (seen_versions)
-				return SNI_INVALID;
-			seen_versions = true;
-			ext_result = parse_supported_versions(data, out);
+			seen = &seen_versions;
 			break;
 		default:
-			break;
+			continue;
 		}
+		/* RFC 8446 4.2: a repeated extension is an error; for these three it would
+		 * also make the answer depend on which copy we believed. */
+		if (*seen)
+			return invalid(out, SNI_ALERT_ILLEGAL_PARAMETER);
+		*seen = true;
+		if (type == EXT_SERVER_NAME)
+			ext_result = parse_server_name(data, out);
+		else if (type == EXT_ALPN)
+			ext_result = parse_alpn(data, out);
+		else
+			ext_result = parse_supported_versions(data, out);
 		if (ext_result == SNI_INVALID)
 			return SNI_INVALID;
+		if (ext_result == SNI_FOUND)
+			result = SNI_FOUND;
 	}
 	return result;
 }
 
-/* What to answer when the bytes so far end before the hello does. */
-static enum sni_result need_more(size_t len) {
-	return len >= SNI_MAX_PEEK ? SNI_INVALID : SNI_NEED_MORE;
+/* The bytes so far end before the hello does: nothing can change before `need` are there.
+ * Every record carries at least one byte of the hello, so `need` never passes
+ * SNI_MAX_PEEK for a hello within SNI_MAX_HELLO; the check only keeps the contract's
+ * promise that a caller who peeked all it may is never told to wait. */
+static enum sni_result need_more(size_t len, size_t need, struct client_hello *out) {
+	if (len >= SNI_MAX_PEEK || need > SNI_MAX_PEEK)
+		return invalid(out, SNI_ALERT_RECORD_OVERFLOW);
+	out->need_bytes = need;
+	return SNI_NEED_MORE;
 }
 
 enum sni_result sni_parse(const uint8_t *buf, size_t len, struct client_hello *out) {
 	/* The handshake message gathered from its records. Its size is what the contract
 	 * bounds anyway, and a stack buffer keeps the "never allocates" promise. */
-	uint8_t message[SNI_MAX_PEEK];
+	uint8_t message[SNI_MAX_HELLO];
 	size_t got = 0, need = TLS_HANDSHAKE_HEADER;
 	size_t avail = MIN(len, (size_t)SNI_MAX_PEEK);
 	size_t pos = 0;
@@ -250,19 +266,22 @@ enum sni_result sni_parse(const uint8_t *buf, size_t len, struct client_hello *o
 		/* Judge the header byte by byte, so that text protocols are told apart from
 		 * TLS from their first byte and never wait for a fifth. */
 		if (pos >= avail)
-			return need_more(len);
+			return need_more(len, pos + 1, out);
 		if (buf[pos] != TLS_CONTENT_HANDSHAKE)
-			return first_record ? SNI_NOT_TLS : SNI_INVALID;
+			return first_record ? SNI_NOT_TLS
+			                    : invalid(out, SNI_ALERT_UNEXPECTED_MESSAGE);
 		if (pos + 1 >= avail)
-			return need_more(len);
+			return need_more(len, pos + 2, out);
 		if (buf[pos + 1] != 3)
-			return first_record ? SNI_NOT_TLS : SNI_INVALID;
+			return first_record ? SNI_NOT_TLS : invalid(out, SNI_ALERT_DECODE_ERROR);
 		if (pos + TLS_RECORD_HEADER > avail)
-			return need_more(len);
+			return need_more(len, pos + TLS_RECORD_HEADER, out);
 		record_len = (size_t)buf[pos + 3] << 8 | buf[pos + 4];
 		/* RFC 8446 5.1: handshake records are never empty */
-		if (record_len == 0 || record_len > TLS_RECORD_MAX)
-			return SNI_INVALID;
+		if (record_len == 0)
+			return invalid(out, SNI_ALERT_DECODE_ERROR);
+		if (record_len > TLS_RECORD_MAX)
+			return invalid(out, SNI_ALERT_RECORD_OVERFLOW);
 		pos += TLS_RECORD_HEADER;
 		first_record = false;
 
@@ -274,22 +293,23 @@ enum sni_result sni_parse(const uint8_t *buf, size_t len, struct client_hello *o
 				memcpy(message + got, buf + pos, avail - pos);
 				got += avail - pos;
 				if (got >= 1 && message[0] != TLS_HANDSHAKE_CLIENT_HELLO)
-					return SNI_INVALID;
-				return need_more(len);
+					return invalid(out, SNI_ALERT_UNEXPECTED_MESSAGE);
+				/* the message type is judged as soon as its byte is there */
+				return need_more(len, got == 0 ? pos + 1 : pos + take, out);
 			}
 			memcpy(message + got, buf + pos, take);
 			got += take;
 			pos += take;
 			record_len -= take;
 			if (message[0] != TLS_HANDSHAKE_CLIENT_HELLO)
-				return SNI_INVALID;
+				return invalid(out, SNI_ALERT_UNEXPECTED_MESSAGE);
 			if (need == TLS_HANDSHAKE_HEADER && got == TLS_HANDSHAKE_HEADER) {
 				size_t body = (size_t)message[1] << 16 | (size_t)message[2] << 8 |
 				              message[3];
-				/* Even if every remaining byte came in this record, the hello
-				 * would end past the peek limit: no need to wait for it. */
-				if (body > SNI_MAX_PEEK - pos)
-					return SNI_INVALID;
+				/* Only handshake bytes count, not record headers: a hello that is
+				 * legal in one record stays legal however it is framed. */
+				if (body > SNI_MAX_HELLO - TLS_HANDSHAKE_HEADER)
+					return invalid(out, SNI_ALERT_RECORD_OVERFLOW);
 				need += body;
 			}
 		}

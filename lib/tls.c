@@ -617,8 +617,26 @@ static int build_alpn(struct tls_loader *L, struct tls_context_state *s) {
 static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned inlen, void *arg) {
 	const struct tls_context_state *s = arg;
-	(void)ssl;
+	const unsigned char *upstream;
+	unsigned char upstream_len;
 
+	/* Terminating and originating: the client is told only what the upstream accepted
+	 * (it was offered the client's own list), so both ends speak the same protocol. */
+	switch (tls_gate_alpn(ssl, &upstream, &upstream_len)) {
+	case 0:
+		return SSL_TLSEXT_ERR_NOACK;
+	case 1:
+		for (unsigned j = 0; j < inlen && j + 1u + in[j] <= inlen; j += 1u + in[j])
+			if (in[j] == upstream_len &&
+			    memcmp(in + j + 1, upstream, upstream_len) == 0) {
+				*out = in + j + 1;
+				*outlen = in[j];
+				return SSL_TLSEXT_ERR_OK;
+			}
+		return SSL_TLSEXT_ERR_NOACK;
+	default:
+		break;
+	}
 	for (size_t i = 0; i < s->alpn_len; i += 1 + s->alpn[i]) {
 		const unsigned char *ours = s->alpn + i;
 		for (unsigned j = 0; j < inlen; j += 1u + in[j]) {
@@ -665,8 +683,9 @@ static int build_server_ctx(struct tls_loader *L, struct tls_context_state *s,
 	                                     MIN(strlen(t->name), (size_t)SSL_MAX_SID_CTX_LENGTH));
 	SSL_CTX_set_tlsext_servername_callback(ctx, check_servername);
 	SSL_CTX_set_tlsext_servername_arg(ctx, s);
-	if (s->alpn)
-		SSL_CTX_set_alpn_select_cb(ctx, select_alpn, s);
+	/* always: an originating connection's ALPN is the upstream's, whatever this lists */
+	SSL_CTX_set_alpn_select_cb(ctx, select_alpn, s);
+	SSL_CTX_set_client_hello_cb(ctx, tls_gate_client_hello, NULL);
 
 	r = apply_context_settings(L, t, ctx);
 	if (r < 0)

@@ -77,11 +77,35 @@ int tls_client_session(const struct config *c, const struct mapping *m, int fd, 
 int tls_handshake_step(SSL *ssl);
 void tls_session_free(SSL *ssl);
 
+/* Holding a terminating handshake until the upstream is ready (issue 24, items 18 and 19).
+ * After tls_server_hold(), tls_handshake_step() stops at the client's hello and returns
+ * TLS_HANDSHAKE_HELD: nothing has been answered yet, so if the upstream cannot be reached the
+ * client still gets a real alert instead of a reset, and the ALPN it is told can be the
+ * upstream's own answer. tls_server_resume() goes on: with alert 0 it answers the hello
+ * (taking `upstream`'s ALPN choice when originating, NULL otherwise); with an alert it
+ * refuses the hello with that fatal alert. It returns as tls_handshake_step() does. */
+#define TLS_HANDSHAKE_HELD 2
+int tls_server_hold(SSL *client);
+int tls_server_resume(SSL *client, SSL *upstream, int alert);
+/* Offer `upstream` the protocols the held `client` offered, those the client's TLSContext
+ * also lists when it has alpn_protocols; unless the origination context names its own
+ * alpn_protocols, which then stand. Returns 0 or -ENOMEM. */
+int tls_client_offer_alpn(SSL *upstream, SSL *client, const struct mapping *m);
+/* tls.c's server contexts call these (tlssession.c). */
+int tls_gate_client_hello(SSL *ssl, int *alert, void *arg);
+/* The upstream's ALPN choice for a held session that was resumed with one: 1 with *proto
+ * and *len set, 0 when the upstream chose none, -1 when the session is not originating. */
+int tls_gate_alpn(SSL *ssl, const unsigned char **proto, unsigned char *len);
+
 /* Result names for the access log from a failed handshake's error queue (this thread's;
  * only peeked, the caller clears it): "unknown_ca", "no_certificate", "bad_certificate",
  * "certificate_verify_failed", "protocol_version", "no_shared_cipher",
  * "unrecognized_name", "not_tls", "handshake_failed". Static strings. */
 const char *tls_handshake_failure_reason(void);
+/* Why the peer's certificate did not verify ("certificate has expired", "hostname
+ * mismatch", "unable to get local issuer certificate": X509_verify_cert_error_string), or
+ * NULL when it did or was not checked. A static string. */
+const char *tls_verify_failure_detail(SSL *ssl);
 
 /* Set up a client SSL for origination: SNI (tls_upstream_sni) and, when the context names a
  * CA, the host name to verify. Returns 0 or -errno. */

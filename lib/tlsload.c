@@ -31,6 +31,11 @@ static struct {
 	void (*relay_init)(struct tls_relay *, int, SSL *, int, SSL *);
 	int (*relay_pump)(struct tls_relay *);
 	void (*relay_release)(struct tls_relay *);
+	void (*relay_notify_close)(struct tls_relay *);
+	const char *(*verify_failure_detail)(SSL *);
+	int (*server_hold)(SSL *);
+	int (*server_resume)(SSL *, SSL *, int);
+	int (*client_offer_alpn)(SSL *, SSL *, const struct mapping *);
 } mod;
 
 /* Open one candidate and take every symbol from it; on failure say why in `why`. */
@@ -49,6 +54,11 @@ static int module_open(const char *path, char *why, size_t size) {
 	        {"tls_relay_init", (void **)&mod.relay_init},
 	        {"tls_relay_pump", (void **)&mod.relay_pump},
 	        {"tls_relay_release", (void **)&mod.relay_release},
+	        {"tls_relay_notify_close", (void **)&mod.relay_notify_close},
+	        {"tls_verify_failure_detail", (void **)&mod.verify_failure_detail},
+	        {"tls_server_hold", (void **)&mod.server_hold},
+	        {"tls_server_resume", (void **)&mod.server_resume},
+	        {"tls_client_offer_alpn", (void **)&mod.client_offer_alpn},
 	};
 
 	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -158,4 +168,15 @@ void tls_relay_release(struct tls_relay *r) {
 	/* conn.c releases whichever relay it used; a TLS relay exists only with the module */
 	if (mod.loaded)
 		mod.relay_release(r);
+}
+void tls_relay_notify_close(struct tls_relay *r) { mod.relay_notify_close(r); }
+int tls_server_hold(SSL *client) { return mod.server_hold(client); }
+int tls_server_resume(SSL *client, SSL *upstream, int alert) {
+	return mod.server_resume(client, upstream, alert);
+}
+int tls_client_offer_alpn(SSL *upstream, SSL *client, const struct mapping *m) {
+	return mod.client_offer_alpn(upstream, client, m);
+}
+const char *tls_verify_failure_detail(SSL *ssl) {
+	return mod.loaded ? mod.verify_failure_detail(ssl) : NULL;
 }

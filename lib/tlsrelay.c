@@ -6,9 +6,24 @@
 #include <sys/socket.h>
 
 #include "relay.h"
+#include "tls.h"
 #include "util.h"
 
-enum io { IO_OK, IO_BLOCKED, IO_EOF, IO_ERROR };
+/* IO_EOF: close_notify, or a cleartext FIN; IO_FIN: a TLS peer's FIN without close_notify */
+enum io { IO_OK, IO_BLOCKED, IO_EOF, IO_FIN, IO_ERROR };
+
+/* OpenSSL's message callback: note a received close_notify alert on its end. */
+static void watch_alerts(int write_p, int version, int content_type, const void *buf, size_t len,
+                         SSL *ssl, void *arg) {
+	struct tls_end *e = arg;
+	const uint8_t *alert = buf;
+	(void)version;
+	(void)ssl;
+
+	if (!write_p && content_type == SSL3_RT_ALERT && len == 2 &&
+	    alert[1] == SSL_AD_CLOSE_NOTIFY)
+		e->close_notify_seen = true;
+}
 
 void tls_relay_init(struct tls_relay *r, int client_fd, SSL *client_ssl, int upstream_fd,
                     SSL *upstream_ssl) {
@@ -16,6 +31,12 @@ void tls_relay_init(struct tls_relay *r, int client_fd, SSL *client_ssl, int ups
 	        .client = {.fd = client_fd, .ssl = client_ssl},
 	        .upstream = {.fd = upstream_fd, .ssl = upstream_ssl},
 	};
+	struct tls_end *ends[] = {&r->client, &r->upstream};
+	for (size_t i = 0; i < ELEMENTSOF(ends); i++)
+		if (ends[i]->ssl) {
+			SSL_set_msg_callback(ends[i]->ssl, watch_alerts);
+			SSL_set_msg_callback_arg(ends[i]->ssl, ends[i]);
+		}
 	r->up.from = &r->client;
 	r->up.to = &r->upstream;
 	r->down.from = &r->upstream;
@@ -41,14 +62,15 @@ static enum io end_read(struct tls_end *e, uint8_t *buf, size_t size, size_t *re
 	case SSL_ERROR_WANT_WRITE:
 		return IO_BLOCKED;
 	case SSL_ERROR_ZERO_RETURN:
-		return IO_EOF; /* close_notify */
+		/* close_notify, or a bare FIN read as one (SSL_OP_IGNORE_UNEXPECTED_EOF) */
+		return e->close_notify_seen ? IO_EOF : IO_FIN;
 	case SSL_ERROR_SYSCALL:
-		/* a FIN without close_notify: the peer closed its side, as with cleartext */
-		return errno == 0 ? IO_EOF : IO_ERROR;
+		/* a FIN without close_notify: the peer closed its side, maybe truncating */
+		return errno == 0 ? IO_FIN : IO_ERROR;
 	case SSL_ERROR_SSL:
 		/* OpenSSL 3 reports a bare FIN as "unexpected eof while reading" */
 		if (ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
-			return IO_EOF;
+			return IO_FIN;
 		return IO_ERROR;
 	default:
 		return IO_ERROR;
@@ -76,9 +98,10 @@ static enum io end_write(struct tls_end *e, const uint8_t *buf, size_t size, siz
 	}
 }
 
-/* Forward an end of stream: close_notify then FIN toward TLS, FIN toward cleartext. */
-static enum io end_shutdown(struct tls_end *e) {
-	if (e->ssl) {
+/* Forward an end of stream: close_notify then FIN toward TLS when it ended cleanly, else
+ * only the FIN, as it came; toward cleartext a FIN. */
+static enum io end_shutdown(struct tls_end *e, bool clean) {
+	if (e->ssl && clean) {
 		ERR_clear_error();
 		int r = SSL_shutdown(e->ssl);
 		if (r < 0) {
@@ -114,9 +137,10 @@ static int direction_pump(struct tls_direction *d) {
 			if (io == IO_BLOCKED)
 				break;
 			moved = true;
-			if (io == IO_EOF)
+			if (io == IO_EOF || io == IO_FIN) {
 				d->eof = true;
-			else
+				d->eof_clean = io == IO_EOF;
+			} else
 				d->len += n;
 		}
 		if (d->len > d->off) {
@@ -145,7 +169,7 @@ static int direction_pump(struct tls_direction *d) {
 		d->buf = mfree(d->buf);
 	}
 	if (d->eof && d->len == 0 && !d->shut) {
-		switch (end_shutdown(d->to)) {
+		switch (end_shutdown(d->to, d->eof_clean)) {
 		case IO_OK:
 			d->shut = true;
 			flags |= RELAY_PROGRESS;
@@ -159,11 +183,25 @@ static int direction_pump(struct tls_direction *d) {
 	return flags;
 }
 
+/* Did the upstream refuse the session with an alert before its first byte? The reason is
+ * read from this thread's error queue, which the failed read has just filled. */
+static void note_upstream_refusal(struct tls_relay *r) {
+	unsigned long e = ERR_peek_last_error();
+
+	/* an alert the peer sent is an SSL error whose reason is SSL_AD_REASON_OFFSET + alert */
+	if (!r->upstream.ssl || r->down.bytes > 0 || r->down.len > 0 ||
+	    ERR_GET_LIB(e) != ERR_LIB_SSL || ERR_GET_REASON(e) < SSL_AD_REASON_OFFSET)
+		return;
+	r->upstream_refused = tls_handshake_failure_reason();
+}
+
 int tls_relay_pump(struct tls_relay *r) {
 	int a = direction_pump(&r->up);
 	if (a < 0)
 		return a;
 	int b = direction_pump(&r->down);
+	if (b == -ECONNRESET)
+		note_upstream_refusal(r);
 	if (b < 0)
 		return b;
 	/* a TLS read may have consumed records that carried data for the other direction's
@@ -178,6 +216,22 @@ int tls_relay_pump(struct tls_relay *r) {
 	if (r->up.shut && r->down.shut)
 		flags |= RELAY_DONE;
 	return flags;
+}
+
+void tls_relay_notify_close(struct tls_relay *r) {
+	struct tls_direction *dirs[] = {&r->up, &r->down};
+
+	for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+		struct tls_direction *d = dirs[i];
+		if (!d->to->ssl || d->shut || !SSL_is_init_finished(d->to->ssl))
+			continue;
+		ERR_clear_error();
+		/* non-blocking socket: if the record does not fit in the send buffer now, the
+		 * close goes on without it */
+		(void)SSL_shutdown(d->to->ssl);
+		d->shut = true;
+	}
+	ERR_clear_error();
 }
 
 void tls_relay_release(struct tls_relay *r) {

@@ -1,7 +1,9 @@
 /* tlsrelay.h — relaying when either side speaks TLS: OpenSSL on one or both sockets, one
- * 64 KiB buffer per direction while bytes are in flight. Half-close maps both ways: a peer's
- * close_notify or FIN becomes close_notify + FIN (toward a TLS side) or FIN (toward a cleartext
- * side), once everything before it has been written.
+ * 64 KiB buffer per direction while bytes are in flight. Half-close maps both ways, once
+ * everything before it has been written, and each ending is passed on as it came, so that a
+ * truncation is never hidden: a TLS peer's close_notify becomes close_notify + FIN toward a
+ * TLS side, its bare FIN a bare FIN; a cleartext peer's FIN (its only clean ending) becomes
+ * close_notify + FIN toward a TLS side; toward a cleartext side every ending is a FIN.
  *
  * Like relay.h it knows no event loop: call tls_relay_pump() whenever either socket may
  * have become ready; it runs until every direction is blocked. Handshakes are done before. */
@@ -18,6 +20,9 @@
 struct tls_end {
 	int fd;
 	SSL *ssl; /* NULL: cleartext socket */
+	/* The peer's close_notify came: OpenSSL reads a bare FIN as one too
+	 * (SSL_OP_IGNORE_UNEXPECTED_EOF), so only its alert record tells them apart. */
+	bool close_notify_seen;
 };
 
 struct tls_direction {
@@ -26,12 +31,17 @@ struct tls_direction {
 	size_t len, off;
 	uint64_t bytes; /* delivered to `to` */
 	bool eof;
+	bool eof_clean; /* `from` ended with close_notify, or is cleartext */
 	bool shut;
 };
 
 struct tls_relay {
 	struct tls_end client, upstream;
 	struct tls_direction up, down; /* client->upstream, upstream->client */
+	/* The upstream ended the session with a fatal alert before sending a byte: a TLS 1.3
+	 * server refusing our certificate after its handshake (certificate_required). The
+	 * failure reason (tls_handshake_failure_reason's names); NULL otherwise. */
+	const char *upstream_refused;
 };
 
 void tls_relay_init(struct tls_relay *r, int client_fd, SSL *client_ssl, int upstream_fd,
@@ -40,3 +50,6 @@ void tls_relay_init(struct tls_relay *r, int client_fd, SSL *client_ssl, int ups
 int tls_relay_pump(struct tls_relay *r);
 /* Free buffers (not the SSL objects or sockets). */
 void tls_relay_release(struct tls_relay *r);
+/* tcpmapd ends the connection itself (idle timeout, drain, stop): send close_notify on every
+ * TLS leg that has not been shut yet. Best effort and never blocking: one try each. */
+void tls_relay_notify_close(struct tls_relay *r);

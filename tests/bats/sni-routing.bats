@@ -177,6 +177,124 @@ start_all() {
 	[[ "$output" == *"i-am-exact"* ]]
 }
 
+# issue 24 item 16: a hello no TLS server would take gets the alert a TLS server would
+# send, is logged bad_hello, and never reaches the catch-all.
+@test "malformed hellos get a TLS alert (bad_hello), even on a port with a catch-all" {
+	UP_CATCH=$(pick_port)
+	write_mapping "$CFG" catchall "$PORT" "127.0.0.1:$UP_CATCH"
+	start_upstream 127.0.0.1 "$UP_CATCH" banner "i-am-catchall"
+	start_all
+	local kind want n=0
+	for kind in empty-sni:50 two-names:50 long-name:112 non-ascii:112 dotdot:112 oversize:22; do
+		want=${kind#*:}
+		kind=${kind%%:*}
+		run hello 127.0.0.1 "$PORT" --sni exact.example.com --raw "$kind" --timeout 5
+		echo "$kind: $output"
+		[ "$(kv alert)" = "$want" ]
+		[ "$(kv closed_by)" != timeout ]
+		n=$((n + 1))
+		note "$kind hello ($(kv hello_bytes) bytes): alert $want"
+	done
+	wait_for_log "result=bad_hello" "$n"
+	[ "$(log_count "mapping=catchall")" -eq 0 ]
+	# and the port still works, for the catch-all too
+	s_client_to "$PORT" exact.example.com
+	[[ "$output" == *"i-am-exact"* ]]
+}
+
+# issue 24 item 16: the limit counts handshake bytes, not the record headers around them.
+@test "a 16 380-byte hello in one record and a 2 852-byte hello in one-byte records route" {
+	start_all
+	# measure the hello without padding, then pad it to 16 380 handshake bytes
+	run hello 127.0.0.1 "$PORT" --sni exact.example.com --cafile "$PKI/ca.crt" \
+		--pad-alpn 1000 --send-text 'hi\n' --text --timeout 15
+	local pad=$((1000 + 16380 + 5 - $(kv hello_bytes)))
+	run hello 127.0.0.1 "$PORT" --sni exact.example.com --cafile "$PKI/ca.crt" \
+		--pad-alpn "$pad" --send-text 'hi\n' --text --timeout 15
+	echo "$output"
+	[ "$(kv hello_bytes)" -eq $((16380 + 5)) ]
+	[ "$(kv hello_records)" -eq 1 ]
+	[ "$(kv hello_bytes)" -gt 16384 ]
+	[ "$(kv hello_bytes)" -le $((16384 + 5)) ]
+	[ "$(kv handshake)" = ok ]
+	[ "$(kv recv_text)" = i-am-exact ]
+	note "a $(kv hello_bytes)-byte stream (one record): routed"
+
+	run hello 127.0.0.1 "$PORT" --sni exact.example.com --cafile "$PKI/ca.crt" \
+		--pad-alpn 2600 --records 100000 --send-text 'hi\n' --text --timeout 30
+	echo "$output"
+	[ "$(kv hello_bytes)" -ge 2852 ]
+	[ "$(kv hello_records)" -ge 2852 ]
+	[ "$(kv handshake)" = ok ]
+	[ "$(kv recv_text)" = i-am-exact ]
+	note "a $(kv hello_bytes)-byte hello in $(kv hello_records) one-byte records: routed"
+}
+
+# issue 24 item 17: server-first protocols on a port with SNI mappings and a catch-all.
+@test "a silent client reaches the catch-all after silent_client_timeout_ms (server-first protocols)" {
+	UP_CATCH=$(pick_port)
+	CFG=$BATS_TEST_TMPDIR/silent.yaml
+	printf -- '---\napiVersion: getambassador.io/v2\nkind: Module\nmetadata:\n  name: ambassador\nspec:\n  config:\n    preread_timeout_ms: 5000\n    silent_client_timeout_ms: 600\n' >"$CFG"
+	write_tls_context "$CFG" exact-context exactsecret "hosts: [exact.example.com]"
+	write_mapping "$CFG" exact "$PORT" "127.0.0.1:$UP_EXACT" "host: exact.example.com"
+	write_mapping "$CFG" catchall "$PORT" "127.0.0.1:$UP_CATCH"
+	start_upstream 127.0.0.1 "$UP_EXACT" banner "i-am-exact"
+	start_upstream 127.0.0.1 "$UP_CATCH" banner "i-am-catchall"
+	start_tcpmapd "$CFG"
+	run client 127.0.0.1 "$PORT" --no-shutdown --text --timeout 5
+	echo "$output"
+	[[ "$(kv recv_text)" == *"i-am-catchall"* ]]
+	[ "$(kv eof_ms)" -ge 500 ]
+	wait_for_log "event=close mapping=catchall .*result=ok"
+	note "a silent client got the catch-all's greeting after $(kv eof_ms) ms"
+	# a TLS client that speaks at once still routes by SNI
+	s_client_to "$PORT" exact.example.com
+	[[ "$output" == *"i-am-exact"* ]]
+}
+
+# issue 26 item 7: a hello dribbled one byte per segment must not cost a peek and a parse of
+# the whole prefix for each byte: tcpmapd asks the kernel for the bytes still missing
+# (SO_RCVLOWAT). Peeks are counted with strace (deterministic); CPU time is only noted, as
+# on a shared machine it mostly measures the softirq work of other processes' packets.
+@test "20 hellos dribbled one byte per segment cost a few peeks each, not one per byte" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	load ../lib/faults
+	CFG=$BATS_TEST_TMPDIR/dribble.yaml
+	write_module "$CFG" 60000
+	write_tls_context "$CFG" exact-context exactsecret "hosts: [exact.example.com]"
+	write_mapping "$CFG" exact "$PORT" "127.0.0.1:$UP_EXACT" "host: exact.example.com"
+	start_upstream 127.0.0.1 "$UP_EXACT" banner "i-am-exact"
+	start_tcpmapd "$CFG"
+	local before after hz i pids=() trace=$BATS_TEST_TMPDIR/strace.out
+	strace -f -c -e trace=recvfrom,ioctl -o "$trace" -p "$TCPMAPD_PID" 2>/dev/null &
+	local strace_pid=$!
+	record_pid "$strace_pid"
+	sleep 0.5
+	hz=$(getconf CLK_TCK)
+	before=$(cpu_ticks "$TCPMAPD_PID")
+	for ((i = 0; i < 20; i++)); do
+		hello 127.0.0.1 "$PORT" --sni exact.example.com --raw padded:11800 --byte-writes \
+			--byte-delay-ms 0.05 --timeout 60 >"$BATS_TEST_TMPDIR/dribble-$i.out" &
+		pids+=($!)
+		record_pid $!
+	done
+	for i in "${pids[@]}"; do wait "$i"; done
+	after=$(cpu_ticks "$TCPMAPD_PID")
+	wait_for_log "result=handshake_failed" 20
+	kill -INT "$strace_pid"
+	wait "$strace_pid" || true
+	cat "$trace"
+	local peeks counts
+	peeks=$(awk '$NF == "recvfrom" {print $4}' "$trace")
+	counts=$(awk '$NF == "ioctl" {print $4}' "$trace")
+	output=$(cat "$BATS_TEST_TMPDIR/dribble-0.out")
+	echo "$output"
+	[ "$(kv hello_bytes)" -eq 11805 ]
+	note "20 x 11 805 one-byte segments: $peeks peeks, ${counts:-0} byte counts, $(((after - before) * 1000 / hz)) ms of CPU (under strace)"
+	# one wake-up per record header piece and one for the body: a handful per hello
+	[ "$peeks" -lt 200 ]
+}
+
 @test "show, route and units read no keys; check still checks them" {
 	local missing=$BATS_TEST_TMPDIR/no-secrets
 	run "$TCPMAPCTL" show --config "$CFG" --secrets-dir "$missing"

@@ -2,10 +2,12 @@
  * the absence of crashes.
  *
  * For each input it checks that the answer fits the result, that strict prefixes agree
- * with the whole wherever they already decided, and that re-framing a complete hello into
- * other record sizes changes nothing but hello_bytes. A violation is __builtin_trap(), so
- * libFuzzer keeps the input. Prefixes are parsed from exact-size heap copies, which lets
- * ASan see any read past `len`. */
+ * with the whole wherever they already decided (an invalid one with the same alert), that
+ * no prefix shorter than a need_bytes answer decides anything, and that re-framing a
+ * complete hello into other record sizes, down to one byte per record, changes nothing
+ * but hello_bytes: the limit counts handshake bytes, not record headers. A violation is
+ * __builtin_trap(), so libFuzzer keeps the input. Prefixes are parsed from exact-size heap copies,
+ * which lets ASan see any read past `len`. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +35,12 @@ static enum sni_result parse_copy(const uint8_t *data, size_t len, struct client
 static void check_answer(enum sni_result r, size_t len, const struct client_hello *h) {
 	CHECK(r <= SNI_INVALID);
 	if (r == SNI_NEED_MORE)
-		CHECK(len < SNI_MAX_PEEK);
+		CHECK(len < SNI_MAX_PEEK && h->need_bytes > len && h->need_bytes <= SNI_MAX_PEEK);
+	if (r == SNI_INVALID)
+		CHECK(h->alert == SNI_ALERT_UNEXPECTED_MESSAGE ||
+		      h->alert == SNI_ALERT_RECORD_OVERFLOW || h->alert == SNI_ALERT_DECODE_ERROR ||
+		      h->alert == SNI_ALERT_ILLEGAL_PARAMETER ||
+		      h->alert == SNI_ALERT_UNRECOGNIZED_NAME);
 	if (r != SNI_FOUND && r != SNI_NONE)
 		return;
 	CHECK(h->hello_bytes > 0 && h->hello_bytes <= len && h->hello_bytes <= SNI_MAX_PEEK);
@@ -62,6 +69,8 @@ static bool same_hello(const struct client_hello *a, const struct client_hello *
 	struct client_hello x = *a, y = *b;
 	if (!compare_bytes)
 		x.hello_bytes = y.hello_bytes = 0;
+	x.need_bytes = y.need_bytes = 0;
+	x.alert = y.alert = 0;
 	return memcmp(&x, &y, sizeof(x)) == 0;
 }
 
@@ -69,7 +78,7 @@ static bool same_hello(const struct client_hello *a, const struct client_hello *
  * `chunk` bytes: the answer must be the same. */
 static void check_reframed(const uint8_t *data, const struct client_hello *whole, enum sni_result r,
                            size_t chunk) {
-	static uint8_t message[SNI_MAX_PEEK], stream[6 * SNI_MAX_PEEK];
+	static uint8_t message[SNI_MAX_HELLO], stream[SNI_MAX_PEEK];
 	size_t msg_len = 0, pos = 0, out = 0;
 	struct client_hello again;
 
@@ -90,10 +99,7 @@ static void check_reframed(const uint8_t *data, const struct client_hello *whole
 		memcpy(stream + out, message + off, n);
 		out += n;
 	}
-	if (out > SNI_MAX_PEEK) {
-		CHECK(parse_copy(stream, out, &again) == SNI_INVALID);
-		return;
-	}
+	CHECK(out <= SNI_MAX_PEEK);
 	CHECK(parse_copy(stream, out, &again) == r);
 	CHECK(same_hello(whole, &again, false));
 	CHECK(again.hello_bytes == out);
@@ -117,6 +123,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 			CHECK(rk == r);
 			if (complete)
 				CHECK(same_hello(&whole, &part, true));
+			if (r == SNI_INVALID)
+				CHECK(part.alert == whole.alert);
+		} else if (part.need_bytes - 1 > k && part.need_bytes - 1 <= size) {
+			/* the caller may sleep until need_bytes: nothing is decided before */
+			struct client_hello later;
+			CHECK(parse_copy(data, part.need_bytes - 1, &later) == SNI_NEED_MORE);
+			CHECK(later.need_bytes == part.need_bytes);
 		}
 		if (size <= 300)
 			k++;
@@ -135,6 +148,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 		CHECK(parse_copy(data, whole.hello_bytes - 1, &part) == SNI_NEED_MORE);
 		check_reframed(data, &whole, r, 1 + seed % 700);
 		check_reframed(data, &whole, r, 16384);
+		if (whole.hello_bytes < 4096)
+			check_reframed(data, &whole, r, 1);
 	}
 	return 0;
 }

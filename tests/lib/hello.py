@@ -7,6 +7,11 @@ one byte per segment (--byte-writes), pad the hello with ALPN names (--pad-alpn 
 send deterministic data (--send N, the same bytes as upstream.py) or text, close its
 write side with close_notify (--close-notify), and read everything that comes back.
 
+With --raw KIND it sends a hand-built ClientHello instead, one no TLS library would write
+(KIND: empty-sni, two-names, long-name, non-ascii, dotdot, oversize, or padded:N for a
+well-formed hello of N handshake bytes naming --sni), and reports the alert it gets:
+    hello_bytes alert=N|none closed_by=eof|reset|timeout elapsed_ms
+
 It must never hang a test: everything runs under one deadline (--timeout), and every loop
 is bounded by count or time. It needs nothing beyond the standard library.
 
@@ -65,6 +70,77 @@ def reframe(first_flight, nrecords):
     return bytes(out) + rest, -(-len(hs) // size)
 
 
+def raw_hello(kind, sni):
+    """A ClientHello stream built by hand (RFC 8446 4.1.2), in one record when it fits."""
+    def vec(b, w):
+        return len(b).to_bytes(w, "big") + b
+
+    def ext(typ, body):
+        return typ.to_bytes(2, "big") + vec(body, 2)
+
+    def names(*hosts):
+        return ext(0, vec(b"".join(b"\x00" + vec(h, 2) for h in hosts), 2))
+
+    host = (sni or "a.example.com").encode()
+    exts = {"empty-sni": [ext(0, b"")],
+            "two-names": [names(host, b"b." + host)],
+            "long-name": [names(b"a" * 300)],
+            "non-ascii": [names("café.example.com".encode())],
+            "dotdot": [names(b"a.." + host)]}.get(kind, [names(host)])
+    exts.append(ext(43, vec(b"\x03\x04\x03\x03", 1)))
+
+    def message(pad):
+        e = b"".join(exts) + (ext(21, b"\x00" * pad) if pad is not None else b"")
+        body = (b"\x03\x03" + os.urandom(32) + vec(os.urandom(32), 1) +
+                vec(b"\x13\x01\x13\x02", 2) + vec(b"\x00", 1) + vec(e, 2))
+        return b"\x01" + vec(body, 3)
+
+    size = 16385 if kind == "oversize" else (
+        int(kind.split(":")[1]) if kind.startswith("padded:") else 0)
+    msg = message(None)
+    if size:
+        msg = message(size - len(message(0)))
+    out = bytearray()
+    for off in range(0, len(msg), 16384):
+        part = msg[off:off + 16384]
+        out += b"\x16\x03\x01" + vec(part, 2)
+    return bytes(out)
+
+
+def raw_main(args, res):
+    """Send a hand-built hello and report the alert that comes back, if any."""
+    deadline = time.monotonic() + args.timeout
+    flight = raw_hello(args.raw, args.sni)
+    got = b""
+    res.update(hello_bytes=len(flight), alert="none", closed_by="timeout")
+    sock = socket.create_connection((args.host, args.port), timeout=args.timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        if args.byte_writes:
+            for i in range(len(flight)):  # bounded by the hello's size
+                sock.sendall(flight[i:i + 1])
+                if args.byte_delay_ms:
+                    time.sleep(args.byte_delay_ms / 1000.0)
+        else:
+            sock.sendall(flight)
+        while time.monotonic() < deadline:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            b = sock.recv(CHUNK)
+            if not b:
+                res["closed_by"] = "eof"
+                break
+            got += b
+    except ConnectionResetError:
+        res["closed_by"] = "reset"
+    except socket.timeout:
+        pass
+    finally:
+        sock.close()
+        if len(got) >= 7 and got[0] == 0x15:
+            res["alert"] = got[6]
+        res["recv_bytes"] = len(got)
+
+
 class Client:
     def __init__(self, args):
         self.args = args
@@ -81,11 +157,14 @@ class Client:
             ctx.load_cert_chain(args.cert, args.key)
         if args.max_tls == "1.2":
             ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        if args.alpn:
+            ctx.set_alpn_protocols(args.alpn.split(","))
         if args.pad_alpn:
             # many long ALPN names make a big hello, like a post-quantum key share does
             names, total, i = [], 0, 0
             while total < args.pad_alpn and i < 1000:
-                name = f"pad-{i:03d}-" + "x" * 40
+                # the last name is cut so that the padding is exactly N bytes
+                name = (f"pad-{i:03d}-" + "x" * 40)[:max(1, args.pad_alpn - total - 1)]
                 names.append(name)
                 total += len(name) + 1
                 i += 1
@@ -250,7 +329,9 @@ class Client:
                 break
             try:
                 self.io(want_read=False)
-            except Deadline:
+            except (Deadline, BrokenPipeError):
+                # after --shut-wr OpenSSL may still queue an alert (a bare FIN is a
+                # decode_error to it): our side is closed, so it cannot go out
                 break
         res.update(sent_bytes=sent, sent_sha256=sh.hexdigest(), recv_bytes=recv,
                    recv_sha256=rh.hexdigest())
@@ -271,7 +352,8 @@ def main():
     p.add_argument("--records", type=int, default=1, help="re-frame the hello into N records")
     p.add_argument("--byte-writes", action="store_true", help="write the hello a byte at a time")
     p.add_argument("--byte-delay-ms", type=float, default=1.0)
-    p.add_argument("--pad-alpn", type=int, default=0, help="grow the hello by about N bytes")
+    p.add_argument("--alpn", help="offer these ALPN protocols (comma-separated)")
+    p.add_argument("--pad-alpn", type=int, default=0, help="grow the hello by N bytes")
     p.add_argument("--send", type=int, default=0, help="bytes of deterministic data to send")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--send-text", help="send this text instead (backslash escapes allowed)")
@@ -281,9 +363,17 @@ def main():
                    help="after sending, shutdown(SHUT_WR) the TCP socket and keep reading")
     p.add_argument("--text", action="store_true", help="print what came back as text")
     p.add_argument("--timeout", type=float, default=20.0)
+    p.add_argument("--raw", help="send a hand-built hello of this kind (see above)")
     args = p.parse_args()
 
     t0 = time.monotonic()
+    if args.raw:
+        res = {}
+        raw_main(args, res)
+        res["elapsed_ms"] = int((time.monotonic() - t0) * 1000)
+        for k, v in res.items():
+            print(f"{k}={v}")
+        return 0
     res = {"handshake": "failed"}
     client = None
     try:

@@ -67,7 +67,7 @@ static void assert_stable_with_trailing(const uint8_t *bytes, size_t len) {
 /* ---- building hellos by hand ---- */
 
 struct bytes {
-	uint8_t data[24 * 1024];
+	uint8_t data[SNI_MAX_PEEK + 64];
 	size_t len;
 };
 
@@ -557,43 +557,47 @@ static void test_alpn_limits(void **state) {
 	assert_int_equal(parse_exact(stream.data, stream.len, &h), SNI_INVALID);
 }
 
-/* The peek limit: a hello that fits in exactly SNI_MAX_PEEK bytes is found; one byte more
- * is invalid, and that is known from the handshake header, long before 16 KiB arrive. */
-static void test_peek_limit(void **state) {
-	static struct bytes msg, stream;
+/* The hello limit counts handshake bytes only: a hello of exactly SNI_MAX_HELLO bytes is
+ * found however it is framed (one record, four, or one byte per record), one byte more is
+ * invalid with record_overflow, and that is known from the handshake header. */
+static void test_hello_limit(void **state) {
+	static struct bytes msg, stream, split;
+	static const size_t quarters[] = {4096, 4096, 4096};
+	static const size_t ones[SNI_MAX_HELLO] = {[0 ... SNI_MAX_HELLO - 1] = 1};
 	struct hello_spec s = {.sni = "big.example", .padding = 100};
 	struct client_hello h;
 	size_t base;
 	(void)state;
 
 	build_hello(&s, &msg);
-	base = msg.len - 100 + 5; /* stream bytes without padding, one record */
-	s.padding = SNI_MAX_PEEK - base;
-	build_stream(&s, &stream);
-	assert_int_equal(stream.len, SNI_MAX_PEEK);
+	base = msg.len - 100; /* handshake bytes without padding */
+	s.padding = SNI_MAX_HELLO - base;
+	build_hello(&s, &msg);
+	assert_int_equal(msg.len, SNI_MAX_HELLO);
+
+	/* a legal 16 384-byte hello in one maximal record: 16 389 bytes on the wire */
+	frame(&msg, NULL, 0, &stream);
 	assert_int_equal(parse_exact(stream.data, stream.len, &h), SNI_FOUND);
-	assert_int_equal(h.hello_bytes, SNI_MAX_PEEK);
+	assert_int_equal(h.hello_bytes, SNI_MAX_HELLO + 5);
 	assert_int_equal(parse_exact(stream.data, stream.len - 1, &h), SNI_NEED_MORE);
+	assert_int_equal(h.need_bytes, stream.len);
+
+	/* the same hello in four records, and in one-byte records (6 * 16 384 bytes) */
+	frame(&msg, quarters, ELEMENTSOF(quarters), &split);
+	assert_int_equal(parse_exact(split.data, split.len, &h), SNI_FOUND);
+	assert_int_equal(h.hello_bytes, SNI_MAX_HELLO + 4 * 5);
+	frame(&msg, ones, ELEMENTSOF(ones), &split);
+	assert_int_equal(split.len, SNI_MAX_PEEK);
+	assert_int_equal(parse_exact(split.data, split.len, &h), SNI_FOUND);
+	assert_string_equal(h.sni, "big.example");
+	assert_int_equal(parse_exact(split.data, split.len - 1, &h), SNI_NEED_MORE);
 
 	s.padding++;
 	build_stream(&s, &stream);
-	assert_int_equal(stream.len, SNI_MAX_PEEK + 1);
 	assert_int_equal(parse_exact(stream.data, 9, &h), SNI_INVALID);
+	assert_int_equal(h.alert, SNI_ALERT_RECORD_OVERFLOW);
 	assert_int_equal(parse_exact(stream.data, stream.len, &h), SNI_INVALID);
-
-	/* A hello that fits in one record but not in four: the extra record headers push it
-	 * past the limit, which only the stream length can tell. */
-	{
-		static const size_t sizes[] = {4000, 4000, 4000};
-		static struct bytes split;
-		s.padding -= 6;
-		build_hello(&s, &msg);
-		assert_int_equal(msg.len + 5, SNI_MAX_PEEK - 5);
-		frame(&msg, sizes, ELEMENTSOF(sizes), &split);
-		assert_int_equal(parse_exact(split.data, SNI_MAX_PEEK - 1, &h), SNI_NEED_MORE);
-		assert_int_equal(parse_exact(split.data, SNI_MAX_PEEK, &h), SNI_INVALID);
-		assert_int_equal(parse_exact(split.data, split.len, &h), SNI_INVALID);
-	}
+	assert_int_equal(h.alert, SNI_ALERT_RECORD_OVERFLOW);
 
 	/* a handshake length far past the limit, declared in the first bytes */
 	{
@@ -601,7 +605,87 @@ static void test_peek_limit(void **state) {
 		                               0x01, 0x00, 0x80, 0x00};
 		assert_int_equal(parse_exact(huge, 8, &h), SNI_NEED_MORE);
 		assert_int_equal(parse_exact(huge, 9, &h), SNI_INVALID);
+		assert_int_equal(h.alert, SNI_ALERT_RECORD_OVERFLOW);
 	}
+	/* a record longer than TLS allows */
+	{
+		static const uint8_t long_record[] = {0x16, 0x03, 0x01, 0x41, 0x01};
+		assert_int_equal(parse_exact(long_record, 5, &h), SNI_INVALID);
+		assert_int_equal(h.alert, SNI_ALERT_RECORD_OVERFLOW);
+	}
+}
+
+/* The issue's own cases: what a client is told for each malformed hello. */
+static void test_alerts(void **state) {
+	static const struct {
+		struct hello_spec spec;
+		enum sni_alert alert;
+	} cases[] = {
+	        /* an empty server_name extension: its 5 bytes read as the next extension */
+	        {{.sni = "", .sni_ext_adjust = -5}, SNI_ALERT_DECODE_ERROR},
+	        {{.sni = "a.example", .duplicate_sni = true}, SNI_ALERT_ILLEGAL_PARAMETER},
+	        {{.sni = "a..example.com"}, SNI_ALERT_UNRECOGNIZED_NAME},
+	        {{.sni = "caf\xc3\xa9.example"}, SNI_ALERT_UNRECOGNIZED_NAME},
+	        {{.sni = "a.example", .extensions_adjust = 1}, SNI_ALERT_DECODE_ERROR},
+	};
+	static struct bytes stream;
+	char long_name[301];
+	struct client_hello h;
+	(void)state;
+
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		build_stream(&cases[i].spec, &stream);
+		if (parse_exact(stream.data, stream.len, &h) != SNI_INVALID)
+			fail_msg("case %zu not invalid", i);
+		if (h.alert != cases[i].alert)
+			fail_msg("case %zu: alert %d, not %d", i, h.alert, cases[i].alert);
+	}
+
+	memset(long_name, 'a', 300);
+	long_name[300] = '\0';
+	build_stream(&(struct hello_spec){.sni = long_name}, &stream);
+	assert_int_equal(parse_exact(stream.data, stream.len, &h), SNI_INVALID);
+	assert_int_equal(h.alert, SNI_ALERT_UNRECOGNIZED_NAME);
+
+	/* a second record that is not a handshake record, a message that is no hello */
+	{
+		static const uint8_t alert_record[] = {0x16, 0x03, 0x01, 0x00, 0x01, 0x01,
+		                                       0x15, 0x03, 0x03, 0x00, 0x02};
+		static const uint8_t server_hello[] = {0x16, 0x03, 0x03, 0x00, 0x04, 0x02};
+		assert_int_equal(parse_exact(alert_record, sizeof alert_record, &h), SNI_INVALID);
+		assert_int_equal(h.alert, SNI_ALERT_UNEXPECTED_MESSAGE);
+		assert_int_equal(parse_exact(server_hello, sizeof server_hello, &h), SNI_INVALID);
+		assert_int_equal(h.alert, SNI_ALERT_UNEXPECTED_MESSAGE);
+	}
+}
+
+/* need_bytes says how long the parser can sleep: every prefix shorter than it still needs
+ * more, and at need_bytes the answer (or the need) moves on. */
+static void test_need_bytes(void **state) {
+	static struct bytes msg, stream;
+	static const size_t sizes[] = {1, 2, 3, 100};
+	struct client_hello h;
+	(void)state;
+
+	build_hello(&(struct hello_spec){.sni = "a.example", .versions = tls13_versions}, &msg);
+	frame(&msg, sizes, ELEMENTSOF(sizes), &stream);
+	size_t wakeups = 0;
+	for (size_t n = 0; n < stream.len;) {
+		assert_int_equal(parse_exact(stream.data, n, &h), SNI_NEED_MORE);
+		size_t need = h.need_bytes;
+		assert_true(need > n && need <= stream.len);
+		for (size_t k = n; k < need; k++) {
+			assert_int_equal(parse_exact(stream.data, k, &h), SNI_NEED_MORE);
+			assert_int_equal(h.need_bytes, need);
+		}
+		n = need;
+		wakeups++;
+	}
+	assert_int_equal(parse_exact(stream.data, stream.len, &h), SNI_FOUND);
+	/* per record: its two judged header bytes, the rest of its header, its body, and the
+	 * hello's own header in the first; not one per byte */
+	printf("# %zu wake-ups for %zu bytes in 5 records\n", wakeups, stream.len);
+	assert_true(wakeups <= 5 * 4 + 2);
 }
 
 static void test_result_to_string(void **state) {
@@ -635,7 +719,9 @@ int main(void) {
 	        cmocka_unit_test(test_truncated_handshake),
 	        cmocka_unit_test(test_host_names),
 	        cmocka_unit_test(test_alpn_limits),
-	        cmocka_unit_test(test_peek_limit),
+	        cmocka_unit_test(test_hello_limit),
+	        cmocka_unit_test(test_alerts),
+	        cmocka_unit_test(test_need_bytes),
 	        cmocka_unit_test(test_result_to_string),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -971,6 +971,115 @@ static void test_handshake_step_returns(void **state) {
 	SSL_free(server);
 }
 
+/* ---- a terminating handshake held for the upstream (tls_server_hold) ---- */
+
+static int pick_http11(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned inlen, void *arg) {
+	(void)ssl;
+	(void)arg;
+	for (unsigned i = 0; i + 1 < inlen && i + 1u + in[i] <= inlen; i += 1u + in[i])
+		if (in[i] == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
+			*out = in + i + 1;
+			*outlen = 8;
+			return SSL_TLSEXT_ERR_OK;
+		}
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+/* Step client and server until both are done or one fails; returns the server's last. */
+static int finish_pair(SSL *server, SSL *client, bool *client_ok) {
+	int rs = 0;
+	*client_ok = false;
+	for (int round = 0; round < 20; round++) {
+		int rc = SSL_do_handshake(client);
+		if (rc == 1)
+			*client_ok = true;
+		else if (SSL_get_error(client, rc) == SSL_ERROR_SSL)
+			return rs;
+		rs = tls_handshake_step(server);
+		if (rs < 0 || (rs == 1 && *client_ok))
+			return rs;
+	}
+	return rs;
+}
+
+static void test_held_handshake(void **state) {
+	(void)state;
+	_cleanup_(loaded_free) struct loaded l = load_settings("  alpn_protocols: h2, http/1.1\n");
+	SSL_CTX *client_ctx, *up_ctx, *orig_ctx;
+	SSL *server, *client, *up_server, *orig;
+	BIO *a, *b;
+	const unsigned char *proto;
+	unsigned proto_len;
+	bool client_ok;
+	struct mapping m = {0};
+
+	assert_ok(&l);
+	client_ctx = test_client_ctx(false, alpn_client_offer, sizeof(alpn_client_offer) - 1);
+
+	/* held at the hello, then refused: the client gets internal_error, not a reset */
+	server = SSL_new(server_ctx_of(&l));
+	client = SSL_new(client_ctx);
+	assert_int_equal(tls_server_hold(server), 0);
+	assert_int_equal(BIO_new_bio_pair(&a, 0, &b, 0), 1);
+	SSL_set_bio(server, a, a);
+	SSL_set_bio(client, b, b);
+	SSL_set_accept_state(server);
+	SSL_set_connect_state(client);
+	assert_int_equal(SSL_set_tlsext_host_name(client, "my-host-1"), 1);
+	assert_int_equal(SSL_do_handshake(client), -1);
+	assert_int_equal(tls_handshake_step(server), TLS_HANDSHAKE_HELD);
+	assert_int_equal(tls_handshake_step(server), TLS_HANDSHAKE_HELD);
+	assert_true(tls_server_resume(server, NULL, SSL_AD_INTERNAL_ERROR) < 0);
+	ERR_clear_error();
+	assert_int_equal(SSL_do_handshake(client), -1);
+	assert_int_equal(SSL_get_error(client, -1), SSL_ERROR_SSL);
+	assert_int_equal(ERR_GET_REASON(ERR_peek_last_error()), SSL_R_TLSV1_ALERT_INTERNAL_ERROR);
+	ERR_clear_error();
+	tls_session_free(server);
+	SSL_free(client);
+
+	/* held, the upstream offered the client's list and chose http/1.1: the client is told
+	 * http/1.1, though this context prefers h2 */
+	server = SSL_new(server_ctx_of(&l));
+	client = SSL_new(client_ctx);
+	assert_int_equal(tls_server_hold(server), 0);
+	assert_int_equal(BIO_new_bio_pair(&a, 0, &b, 0), 1);
+	SSL_set_bio(server, a, a);
+	SSL_set_bio(client, b, b);
+	SSL_set_accept_state(server);
+	SSL_set_connect_state(client);
+	assert_int_equal(SSL_set_tlsext_host_name(client, "my-host-1"), 1);
+	assert_int_equal(SSL_do_handshake(client), -1);
+	assert_int_equal(tls_handshake_step(server), TLS_HANDSHAKE_HELD);
+
+	up_ctx = test_upstream_ctx();
+	SSL_CTX_set_verify(up_ctx, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_alpn_select_cb(up_ctx, pick_http11, NULL);
+	orig_ctx = test_client_ctx(false, NULL, 0);
+	up_server = SSL_new(up_ctx);
+	orig = SSL_new(orig_ctx);
+	assert_int_equal(tls_client_offer_alpn(orig, server, &m), 0);
+	struct handshake h = run_handshake(up_server, orig);
+	assert_true(h.client_ok);
+	SSL_get0_alpn_selected(orig, &proto, &proto_len);
+	assert_int_equal(proto_len, 8);
+
+	assert_int_equal(tls_server_resume(server, orig, 0), 0);
+	assert_int_equal(finish_pair(server, client, &client_ok), 1);
+	assert_true(client_ok);
+	SSL_get0_alpn_selected(client, &proto, &proto_len);
+	assert_int_equal(proto_len, 8);
+	assert_memory_equal(proto, "http/1.1", 8);
+	tls_session_free(server);
+	SSL_free(client);
+	SSL_free(up_server);
+	SSL_free(orig);
+	SSL_CTX_free(up_ctx);
+	SSL_CTX_free(orig_ctx);
+	SSL_CTX_free(client_ctx);
+}
+
 static const char yaml_origination[] = "apiVersion: getambassador.io/v2\n"
                                        "kind: TLSContext\n"
                                        "metadata:\n"
@@ -1144,6 +1253,7 @@ int main(void) {
 	        cmocka_unit_test(test_handshake_client_cert_required),
 	        cmocka_unit_test(test_handshake_failure_reasons),
 	        cmocka_unit_test(test_handshake_step_returns),
+	        cmocka_unit_test(test_held_handshake),
 	        cmocka_unit_test(test_origination),
 	        cmocka_unit_test(test_reload_replaces_runtime),
 	};
