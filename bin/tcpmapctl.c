@@ -184,7 +184,22 @@ static int cmd_status(struct ctl *ctl) {
 		}
 		dir = rundir;
 	}
-	int r = status_print(dir, stdout, ctl->json);
+	_cleanup_close_ int dir_fd = -EBADF;
+	uid_t owner;
+	int r = rundir_open_for_reading(dir, &dir_fd, &owner);
+	if (r < 0) {
+		fprintf(stderr, "tcpmapctl status: %s: %s\n", dir,
+		        rundir_refusal(r) ? rundir_refusal(r) : strerror(-r));
+		return 1;
+	}
+	r = status_print(dir_fd, owner, stdout, ctl->json);
+	if (r == -EPERM) {
+		fprintf(stderr,
+		        "tcpmapctl status: %s/breakers: not written by root or the directory's "
+		        "owner alone, not trusted\n",
+		        dir);
+		return 1;
+	}
 	if (r < 0) {
 		fprintf(stderr, "tcpmapctl status: %s/breakers: %s\n", dir, strerror(-r));
 		return 1;

@@ -132,6 +132,7 @@ _Static_assert(BREAKER_N_ENTRIES < (1u << 24), "entry index fits the slot word")
 
 struct breaker_table {
 	int fd;
+	bool copy; /* map is a private, read-only copy in malloc'ed memory (for reports) */
 	void *map;
 	size_t map_size;
 	struct breaker_entry *entries;
@@ -340,10 +341,11 @@ static int table_map(int fd, bool writable, struct breaker_table **ret) {
 }
 
 /* Build a complete table under a private name and link() it into place, so no process
- * ever sees a half-initialised file. Returns an fd of the linked file, or -EEXIST when
- * another process won the race. */
-static int table_create(const char *dir, const char *path) {
-	_cleanup_free_ char *tmp = NULL;
+ * ever sees a half-initialised file. Every name is relative to the checked directory fd
+ * (rundir.h), never a path another user could swap. Returns an fd of the linked file, or
+ * -EEXIST when another process won the race. */
+static int table_create(int dir_fd) {
+	char tmp[64];
 	_cleanup_close_ int fd = -EBADF;
 	struct breaker_header h;
 	int r;
@@ -352,14 +354,9 @@ static int table_create(const char *dir, const char *path) {
 		uint64_t rnd;
 		if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
 			rnd = now_usec() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)attempt;
-		tmp = mfree(tmp);
-		int k = asprintf(&tmp, "%s/.%s.%016llx", dir, BREAKER_FILE_NAME,
-		                 (unsigned long long)rnd);
-		if (k < 0) {
-			tmp = NULL;
-			return -ENOMEM;
-		}
-		fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+		snprintf(tmp, sizeof(tmp), ".%s.%016llx", BREAKER_FILE_NAME,
+		         (unsigned long long)rnd);
+		fd = openat(dir_fd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 		if (fd < 0 && errno != EEXIST)
 			return -errno;
 	}
@@ -371,30 +368,28 @@ static int table_create(const char *dir, const char *path) {
 	if (fchmod(fd, 0644) < 0 || ftruncate(fd, (off_t)FILE_SIZE) < 0 ||
 	    pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
 		r = errno ? -errno : -EIO;
-		(void)unlink(tmp); /* best effort: a stray private name is never opened */
+		(void)unlinkat(dir_fd, tmp,
+		               0); /* best effort: a stray private name is never opened */
 		return r;
 	}
-	r = link(tmp, path) < 0 ? -errno : 0;
-	(void)unlink(tmp); /* best effort, as above; the linked name is what counts */
+	r = linkat(dir_fd, tmp, dir_fd, BREAKER_FILE_NAME, 0) < 0 ? -errno : 0;
+	(void)unlinkat(dir_fd, tmp, 0); /* best effort, as above; the linked name is what counts */
 	if (r < 0)
 		return r;
 	return TAKE_FD(fd);
 }
 
-int breaker_table_open(const char *runtime_dir, struct breaker_table **ret) {
-	_cleanup_free_ char *path = NULL;
-
-	if (!runtime_dir || !ret)
+int breaker_table_open(int dir_fd, struct breaker_table **ret) {
+	if (dir_fd < 0 || !ret)
 		return -EINVAL;
-	if (asprintf(&path, "%s/%s", runtime_dir, BREAKER_FILE_NAME) < 0)
-		return -ENOMEM;
 
 	for (int attempt = 0; attempt < 4; attempt++) {
-		_cleanup_close_ int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+		_cleanup_close_ int fd =
+		        openat(dir_fd, BREAKER_FILE_NAME, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0 && errno != ENOENT)
 			return -errno;
 		if (fd < 0) {
-			fd = table_create(runtime_dir, path);
+			fd = table_create(dir_fd);
 			if (fd == -EEXIST)
 				continue; /* lost the race: open the winner's file */
 			if (fd < 0)
@@ -404,33 +399,73 @@ int breaker_table_open(const char *runtime_dir, struct breaker_table **ret) {
 		if (r < 0)
 			return r;
 		TAKE_FD(fd);
-		log_debug("breaker table %s mapped", path);
+		log_debug("breaker table mapped");
 		return 0;
 	}
 	return -EAGAIN;
 }
 
-int breaker_table_open_readonly(const char *runtime_dir, struct breaker_table **ret) {
-	_cleanup_free_ char *path = NULL;
+/* A report reads a copy, never the live file: a table that shrinks under a mapping would
+ * kill the reader with SIGBUS, and one that changes while it is read could show a name
+ * half rewritten. The copy is checked like a table we map, before any field is used. */
+int breaker_table_open_readonly(int dir_fd, uid_t dir_owner, struct breaker_table **ret) {
+	struct breaker_header expected;
+	struct stat st;
 
-	if (!runtime_dir || !ret)
+	if (dir_fd < 0 || !ret)
 		return -EINVAL;
-	if (asprintf(&path, "%s/%s", runtime_dir, BREAKER_FILE_NAME) < 0)
-		return -ENOMEM;
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO put in the table's place must not wedge the reader in open(). */
+	_cleanup_close_ int fd =
+	        openat(dir_fd, BREAKER_FILE_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	int r = table_map(fd, false, ret);
-	if (r < 0)
-		return r;
-	TAKE_FD(fd);
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EPROTO;
+	/* Only the tcpmap processes that own the directory, or root, write a table we believe. */
+	if ((st.st_uid != 0 && st.st_uid != dir_owner) || (st.st_mode & (S_IWGRP | S_IWOTH)))
+		return -EPERM;
+	if ((uint64_t)st.st_size != FILE_SIZE)
+		return -EPROTO;
+
+	_cleanup_free_ struct breaker_table *t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	_cleanup_free_ void *copy = malloc(FILE_SIZE);
+	if (!copy)
+		return -ENOMEM;
+	for (size_t off = 0; off < FILE_SIZE;) {
+		ssize_t n = pread(fd, (char *)copy + off, FILE_SIZE - off, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EPROTO; /* cut short while read */
+		off += (size_t)n;
+	}
+	header_expected(&expected);
+	if (memcmp(copy, &expected, sizeof(expected)) != 0)
+		return -EPROTO;
+
+	t->fd = -EBADF;
+	t->copy = true;
+	t->map = TAKE_PTR(copy);
+	t->map_size = FILE_SIZE;
+	t->entries = (struct breaker_entry *)((char *)t->map + ENTRIES_OFFSET);
+	t->groups = (struct breaker_group *)((char *)t->map + GROUPS_OFFSET);
+	t->slots = (struct breaker_slot *)((char *)t->map + SLOTS_OFFSET);
+	*ret = TAKE_PTR(t);
 	return 0;
 }
 
 struct breaker_table *breaker_table_close(struct breaker_table *t) {
 	if (!t)
 		return NULL;
-	if (t->map && t->map != MAP_FAILED)
+	if (t->copy)
+		free(t->map);
+	else if (t->map && t->map != MAP_FAILED)
 		(void)munmap(t->map, t->map_size); /* fails only for a range we never mapped */
 	safe_close(t->fd);
 	free(t);

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "model.h"
 #include "route.h"
@@ -21,19 +22,22 @@ struct breaker_table;
 /* A held slot; 0 means none. */
 typedef uint32_t breaker_slot_t;
 
-/* Open (creating if needed, mode 0644, owner-writable only) DIR/breakers. Returns 0,
- * -EPROTO when the file was made by an incompatible version (logged by the caller), or
- * another -errno. */
-int breaker_table_open(const char *runtime_dir, struct breaker_table **ret);
+/* Open (creating if needed, mode 0644, owner-writable only) `breakers` in the directory
+ * `dir_fd` (from rundir_open(), which checked who can change it). Returns 0, -EPROTO when
+ * the file was made by an incompatible version (logged by the caller), -EPERM when it is
+ * not ours alone to write, or another -errno. */
+int breaker_table_open(int dir_fd, struct breaker_table **ret);
 struct breaker_table *breaker_table_close(struct breaker_table *t); /* returns NULL */
 
 /* The layout version the file carries; a file of another version gives -EPROTO. */
 #define BREAKER_TABLE_VERSION 1u
 
-/* Map DIR/breakers read-only for a report: never creates it, never writes it. -ENOENT when
- * no tcpmap process has created it yet, -EPROTO when it is incompatible. Only the reading
- * functions below (and breaker_table_entry_stats) may be used on such a table. */
-int breaker_table_open_readonly(const char *runtime_dir, struct breaker_table **ret);
+/* Read `breakers` in `dir_fd` (from rundir_open_for_reading()) into private memory for a
+ * report: never creates it, never writes it, never maps it. -ENOENT when no tcpmap process
+ * has created it yet, -EPROTO when it is not a regular file or is incompatible, -EPERM
+ * when it belongs to neither root nor `dir_owner` or group or others can write it. Only
+ * the reading functions below (and breaker_table_entry_stats) may be used on it. */
+int breaker_table_open_readonly(int dir_fd, uid_t dir_owner, struct breaker_table **ret);
 
 /* Index of the entry for cluster key `cluster`, created on first use. -ENOSPC when full. */
 int breaker_table_entry(struct breaker_table *t, const char *cluster, uint32_t *ret);

@@ -20,6 +20,7 @@
 
 #include "breaker.h"
 #include "log.h"
+#include "rundir.h"
 #include "status.h"
 #include "util.h"
 
@@ -97,9 +98,23 @@ static int wait_child(struct fixture *f, pid_t pid, unsigned timeout_ms) {
 	return WEXITSTATUS(status);
 }
 
+/* The table in DIR, through the same checked directory fd tcpmapd and tcpmapctl use. */
+static int table_open_in(const char *dir, struct breaker_table **ret) {
+	_cleanup_close_ int fd = -EBADF;
+	int r = rundir_open(dir, false, &fd);
+	return r < 0 ? r : breaker_table_open(fd, ret);
+}
+
+static int status_print_in(const char *dir, FILE *out, bool json) {
+	_cleanup_close_ int fd = -EBADF;
+	uid_t owner;
+	int r = rundir_open_for_reading(dir, &fd, &owner);
+	return r < 0 ? r : status_print(fd, owner, out, json);
+}
+
 static struct breaker_table *open_table(struct fixture *f) {
 	struct breaker_table *t = NULL;
-	assert_int_equal(breaker_table_open(f->dir, &t), 0);
+	assert_int_equal(table_open_in(f->dir, &t), 0);
 	assert_non_null(t);
 	return t;
 }
@@ -175,7 +190,7 @@ static void test_concurrent_create(void **state) {
 		if (fork_child(f) == 0) {
 			struct breaker_table *t = NULL;
 			uint32_t e = UINT32_MAX;
-			int r = breaker_table_open(f->dir, &t);
+			int r = table_open_in(f->dir, &t);
 			if (r == 0)
 				r = breaker_table_entry(t, "shared-cluster", &e);
 			if (write(fds[1], &e, sizeof(e)) != sizeof(e))
@@ -225,19 +240,19 @@ static void test_version_mismatch(void **state) {
 	uint32_t version = 999;
 	memcpy(header + 8, &version, sizeof(version));
 	write_file(path, header, sizeof(header), 0644);
-	assert_int_equal(breaker_table_open(f->dir, &t), -EPROTO);
+	assert_int_equal(table_open_in(f->dir, &t), -EPROTO);
 	assert_null(t);
-	assert_int_equal(status_print(f->dir, stdout, false), -EPROTO);
+	assert_int_equal(status_print_in(f->dir, stdout, false), -EPROTO);
 
 	/* another magic */
 	memcpy(header, "NOTATABL", 8);
 	write_file(path, header, sizeof(header), 0644);
-	assert_int_equal(breaker_table_open(f->dir, &t), -EPROTO);
+	assert_int_equal(table_open_in(f->dir, &t), -EPROTO);
 
 	/* too short to hold a header (not something a crashed creator can leave: it links
 	 * only finished files) */
 	write_file(path, header, 10, 0644);
-	assert_int_equal(breaker_table_open(f->dir, &t), -EPROTO);
+	assert_int_equal(table_open_in(f->dir, &t), -EPROTO);
 
 	/* a valid table that others may write is refused */
 	assert_int_equal(unlink(path), 0);
@@ -245,17 +260,17 @@ static void test_version_mismatch(void **state) {
 	breaker_table_close(t);
 	t = NULL;
 	assert_int_equal(chmod(path, 0666), 0);
-	assert_int_equal(breaker_table_open(f->dir, &t), -EPERM);
+	assert_int_equal(table_open_in(f->dir, &t), -EPERM);
 	assert_int_equal(chmod(path, 0644), 0);
 
 	/* a valid table with its size changed is a layout mismatch */
 	assert_int_equal(truncate(path, 1 << 20), 0);
-	assert_int_equal(breaker_table_open(f->dir, &t), -EPROTO);
+	assert_int_equal(table_open_in(f->dir, &t), -EPROTO);
 
 	/* a symlink is never followed */
 	assert_int_equal(unlink(path), 0);
 	assert_int_equal(symlink("/dev/null", path), 0);
-	assert_int_equal(breaker_table_open(f->dir, &t), -ELOOP);
+	assert_int_equal(table_open_in(f->dir, &t), -ELOOP);
 	assert_int_equal(unlink(path), 0);
 }
 
@@ -355,7 +370,7 @@ static void test_hammer(void **state) {
 			/* each child maps the table itself, as a separate tcpmap process would */
 			struct breaker_table *ct = NULL;
 			safe_close(seen[1]); /* only the sampler's copy may keep child 0 waiting */
-			if (breaker_table_open(f->dir, &ct) < 0)
+			if (table_open_in(f->dir, &ct) < 0)
 				_exit(2);
 			for (int n = 0; n < HAMMER_ROUNDS; n++) {
 				breaker_slot_t slot;
@@ -437,7 +452,7 @@ static void test_sigkill_while_hammering(void **state) {
 		for (int i = 0; i < HAMMER_CHILDREN; i++) {
 			if (fork_child(f) == 0) {
 				struct breaker_table *ct = NULL;
-				if (breaker_table_open(f->dir, &ct) < 0)
+				if (table_open_in(f->dir, &ct) < 0)
 					_exit(2);
 				for (int n = 0; n < 5 * HAMMER_ROUNDS * HAMMER_CHILDREN; n++) {
 					if (breaker_table_admit(ct, e, &cb, &slot) < 0)
@@ -478,7 +493,7 @@ static pid_t spawn_holder(struct fixture *f, uint32_t entry, const struct circui
 	if (pid == 0) {
 		struct breaker_table *ct = NULL;
 		close(fds[0]);
-		if (breaker_table_open(f->dir, &ct) < 0)
+		if (table_open_in(f->dir, &ct) < 0)
 			_exit(2);
 		for (int i = 0; i < n; i++) {
 			breaker_slot_t slot;
@@ -577,7 +592,7 @@ static void test_adopt(void **state) {
 		struct breaker_table *ct = NULL;
 		close(to_child[1]);
 		close(to_parent[0]);
-		if (breaker_table_open(f->dir, &ct) < 0)
+		if (table_open_in(f->dir, &ct) < 0)
 			_exit(2);
 		c = (char)(breaker_table_adopt(ct, slot) == 0 ? 'y' : 'n');
 		if (write(to_parent[1], &c, 1) != 1 || read(to_child[0], &c, 1) != 1)
@@ -614,7 +629,7 @@ static void test_adopt(void **state) {
 		struct breaker_table *ct = NULL;
 		close(to_child[1]);
 		close(to_parent[0]);
-		if (breaker_table_open(f->dir, &ct) < 0)
+		if (table_open_in(f->dir, &ct) < 0)
 			_exit(2);
 		c = (char)(breaker_table_adopt(ct, slot) == 0 ? 'y' : 'n');
 		if (write(to_parent[1], &c, 1) != 1 || read(to_child[0], &c, 1) != 1)
@@ -656,7 +671,7 @@ static void test_wrr_pick_across_processes(void **state) {
 	for (int i = 0; i < WRR_CHILDREN; i++) {
 		if (fork_child(f) == 0) {
 			struct breaker_table *ct = NULL;
-			if (breaker_table_open(f->dir, &ct) < 0)
+			if (table_open_in(f->dir, &ct) < 0)
 				_exit(2);
 			for (int n = 0; n < WRR_PICKS; n++) {
 				int r = breaker_table_pick(ct, &g, NULL);
@@ -701,7 +716,7 @@ static char *dump_to_string(const char *dir, bool json, int *ret) {
 	size_t len = 0;
 	FILE *out = open_memstream(&buf, &len);
 	assert_non_null(out);
-	*ret = status_print(dir, out, json);
+	*ret = status_print_in(dir, out, json);
 	fclose(out);
 	return buf;
 }
