@@ -820,9 +820,9 @@ static struct mapping *find_mapping(const struct config *cfg, const char *name) 
 }
 
 /* One direction's pipe as the record describes it: conn_export() stores a pipe only while
- * it holds bytes, so a pipe must come with both ends of one pipe and hold exactly
- * `in_pipe` bytes. A pipe holding more than the record says would be pooled as empty and
- * carry this connection's bytes into the next one. */
+ * it holds bytes, so a pipe must come with both ends of one pipe, with in_pipe > 0, and
+ * hold exactly `in_pipe` bytes. A pipe holding more than the record says would be pooled as empty
+ * and carry this connection's bytes into the next one. */
 static const char *adopt_check_pipe(int rd, int wr, uint64_t in_pipe) {
 	struct stat rst, wst;
 	int queued;
@@ -831,6 +831,8 @@ static const char *adopt_check_pipe(int rd, int wr, uint64_t in_pipe) {
 		return in_pipe > 0 ? "a pipe with bytes in it is missing" : NULL;
 	if (rd < 0 || wr < 0)
 		return "a pipe came with one end only";
+	if (in_pipe == 0)
+		return "a pipe came with a record that says it is empty";
 	if (fstat(rd, &rst) < 0 || fstat(wr, &wst) < 0 || !S_ISFIFO(rst.st_mode) ||
 	    !S_ISFIFO(wst.st_mode) || rst.st_dev != wst.st_dev || rst.st_ino != wst.st_ino)
 		return "a pipe's fds are not the two ends of one pipe";

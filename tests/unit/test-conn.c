@@ -332,13 +332,24 @@ static void test_adopt_refuses_a_pipe_the_record_misdescribes(void **state) {
 	use_config(f, upstream_service(f, service, sizeof service), "");
 	int spy = adopt_fixture(&rec, fds, peers, 5, 0);
 	assert_string_equal(conn_adopt_check(&rec, fds),
-	                    "a pipe does not hold the bytes its record says");
+	                    "a pipe came with a record that says it is empty");
 	assert_true(conn_adopt(&f->env, &f->worker, &rec, fds) < 0);
 	for (int k = 0; k < _HANDOVER_FD_MAX; k++)
 		assert_int_equal(fds[k], -EBADF);
 	assert_int_equal(read(spy, buf, sizeof buf), 5);
 	assert_int_equal(read(spy, buf, sizeof buf), 0); /* write end closed: never pooled */
 	assert_true(run_until(f, no_conns, NULL));
+	close(spy);
+	close(peers[0]);
+	close(peers[1]);
+
+	/* a pipe holding more than its record says */
+	spy = adopt_fixture(&rec, fds, peers, 9, 5);
+	assert_string_equal(conn_adopt_check(&rec, fds),
+	                    "a pipe does not hold the bytes its record says");
+	assert_true(conn_adopt(&f->env, &f->worker, &rec, fds) < 0);
+	assert_int_equal(read(spy, buf, sizeof buf), 9);
+	assert_int_equal(read(spy, buf, sizeof buf), 0);
 	close(spy);
 	close(peers[0]);
 	close(peers[1]);
