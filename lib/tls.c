@@ -455,7 +455,7 @@ static int apply_context_settings(struct tls_loader *L, const struct tls_context
  * DER in the secure heap and the key's private numbers are secure BIGNUMs (OpenSSL 3).
  * Returns 0, -errno for the file (reported as such), or -EBADMSG with OpenSSL's error
  * queue set. */
-static int key_read_secure(SSL_CTX *ctx, const char *path, EVP_PKEY **ret) {
+static int key_read_secure(SSL_CTX *ctx, const char *path, EVP_PKEY **ret, struct stat *ret_st) {
 	struct stat st;
 	size_t got = 0;
 
@@ -469,6 +469,7 @@ static int key_read_secure(SSL_CTX *ctx, const char *path, EVP_PKEY **ret) {
 		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
 	if (st.st_size > KEY_FILE_MAX)
 		return -EFBIG;
+	*ret_st = st;
 	size_t size = (size_t)st.st_size + 1;
 	char *buf = OPENSSL_secure_malloc(size);
 	if (!buf)
@@ -493,6 +494,36 @@ static int key_read_secure(SSL_CTX *ctx, const char *path, EVP_PKEY **ret) {
 	return 0;
 }
 
+/* A key others can read is no longer private, and a directory others can write lets them
+ * swap the key (or the certificate) for their own: still served, but said. */
+static void warn_loose_key(struct tls_loader *L, const struct tls_context *t, const char *key,
+                           const struct stat *st) {
+	_cleanup_free_ char *dir = strdup(key);
+	struct stat dst;
+
+	if (st->st_mode & (S_IRGRP | S_IROTH))
+		context_warning(L, t,
+		                "private key %s can be read by group or others (mode %04o); make "
+		                "it 0600",
+		                key, (unsigned)(st->st_mode & 07777));
+	/* the key's directory, and above it the secrets (or credentials) directory */
+	for (int up = 0; dir && up < 2; up++) {
+		char *slash = strrchr(dir, '/');
+		if (!slash)
+			break;
+		*slash = '\0';
+		const char *d = slash == dir ? "/" : dir;
+		if (stat(d, &dst) == 0 && (dst.st_mode & (S_IWGRP | S_IWOTH)) &&
+		    !(dst.st_mode & S_ISVTX)) {
+			context_warning(L, t,
+			                "private key %s: directory %s can be written by group or "
+			                "others, who could replace the key",
+			                key, d);
+			break;
+		}
+	}
+}
+
 static int load_cert_and_key(struct tls_loader *L, const struct tls_context *t, SSL_CTX *ctx,
                              const struct tls_files *f) {
 	enum tls_field cert_field = t->secret ? TF_SECRET : TF_CERT_CHAIN_FILE,
@@ -509,7 +540,8 @@ static int load_cert_and_key(struct tls_loader *L, const struct tls_context *t, 
 	/* ctx_new set refuse_passphrase; it reports here whether a passphrase was wanted */
 	SSL_CTX_set_default_passwd_cb_userdata(ctx, &wants_passphrase);
 	EVP_PKEY *key = NULL;
-	int k = key_read_secure(ctx, f->key, &key);
+	struct stat kst;
+	int k = key_read_secure(ctx, f->key, &key, &kst);
 	SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
 	if (k < 0 && k != -EBADMSG) {
 		field_error(L, t, key_field, "cannot load private key %s: %s", f->key,
@@ -545,6 +577,7 @@ static int load_cert_and_key(struct tls_loader *L, const struct tls_context *t, 
 		            f->cert);
 		return -EINVAL;
 	}
+	warn_loose_key(L, t, f->key, &kst);
 	return 0;
 }
 
