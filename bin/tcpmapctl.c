@@ -6,6 +6,7 @@
 #include "log.h"
 #include "netaddr.h"
 #include "options.h"
+#include "pathtrust.h"
 #include "rundir.h"
 #include "textesc.h"
 #include "tls.h"
@@ -95,8 +96,34 @@ static void help(void) {
 /* Load and print every diagnostic; returns 0, or 1 when the config has errors. Only check
  * and apply read the TLS keys (`with_keys`): show, route and units describe routing, and the
  * users who run them should not need to read keys (tcpmapctl(1)). */
+/* Root must not follow another user's symlink to a file of their choice (pathtrust.h).
+ * Returns 0, or 1 after saying which path was refused. */
+static int paths_trusted(struct ctl *ctl, bool with_keys) {
+	char why[512];
+	int bad = 0;
+
+	if (geteuid() != 0)
+		return 0; /* a user reads only what they could read anyway */
+	for (size_t i = 0; i <= ctl->n_configs; i++) {
+		const char *p = i < ctl->n_configs ? ctl->configs[i] : ctl->secrets_dir;
+		if (i == ctl->n_configs && (!with_keys || !p))
+			break;
+		int r = pathtrust_check(p, why, sizeof why);
+		if (r == 0)
+			continue;
+		fputs("error: ", stderr);
+		textesc_fputs(r == -ELOOP ? why : p, stderr);
+		fprintf(stderr, ": %s\n",
+		        r == -ELOOP ? "root does not follow another user's symlink" : strerror(-r));
+		bad = 1;
+	}
+	return bad;
+}
+
 static int load(struct ctl *ctl, bool verbose, bool with_keys, struct config **ret) {
 	struct diag_list diags = {0};
+	if (paths_trusted(ctl, with_keys))
+		return 1;
 	int r = config_load(ctl->configs, ctl->n_configs, NULL, ret, &diags);
 	if (r >= 0 && with_keys) {
 		/* certificates and keys are part of a valid config: check them as tcpmapd would */
