@@ -7,6 +7,7 @@
 #include "log.h"
 #include "netaddr.h"
 #include "options.h"
+#include "pathtrust.h"
 #include "rundir.h"
 #include "textesc.h"
 #include "tls.h"
@@ -97,6 +98,30 @@ static void help(void) {
 	printf("\nSee tcpmapctl(1).\n");
 }
 
+/* Root must not follow another user's symlink to a file of their choice (pathtrust.h).
+ * Returns 0, or 1 after saying which path was refused. */
+static int paths_trusted(struct ctl *ctl, bool with_keys) {
+	char why[512];
+	int bad = 0;
+
+	if (geteuid() != 0)
+		return 0; /* a user reads only what they could read anyway */
+	for (size_t i = 0; i <= ctl->n_configs; i++) {
+		const char *p = i < ctl->n_configs ? ctl->configs[i] : ctl->secrets_dir;
+		if (i == ctl->n_configs && (!with_keys || !p))
+			break;
+		int r = pathtrust_check(p, why, sizeof why);
+		if (r == 0)
+			continue;
+		fputs("error: ", stderr);
+		textesc_fputs(r == -ELOOP ? why : p, stderr);
+		fprintf(stderr, ": %s\n",
+		        r == -ELOOP ? "root does not follow another user's symlink" : strerror(-r));
+		bad = 1;
+	}
+	return bad;
+}
+
 /* Load and print every diagnostic; returns 0, or 1 when the config has errors. Only check
  * and apply read the TLS keys (`with_keys`): show, route and units describe routing, and the
  * users who run them should not need to read keys (tcpmapctl(1)). */
@@ -104,6 +129,8 @@ static void help(void) {
 static int load_counted(struct ctl *ctl, bool verbose, bool with_keys, struct config **ret,
                         size_t summary[2]) {
 	struct diag_list diags = {0};
+	if (paths_trusted(ctl, with_keys))
+		return 1;
 	int r = config_load(ctl->configs, ctl->n_configs, NULL, ret, &diags);
 	if (r >= 0 && with_keys) {
 		/* certificates and keys are part of a valid config: check them as tcpmapd would */
@@ -218,7 +245,22 @@ static int cmd_status(struct ctl *ctl) {
 		}
 		dir = rundir;
 	}
-	int r = status_print(dir, stdout, ctl->json);
+	_cleanup_close_ int dir_fd = -EBADF;
+	uid_t owner;
+	int r = rundir_open_for_reading(dir, &dir_fd, &owner);
+	if (r < 0) {
+		fprintf(stderr, "tcpmapctl status: %s: %s\n", dir,
+		        rundir_refusal(r) ? rundir_refusal(r) : strerror(-r));
+		return 1;
+	}
+	r = status_print(dir_fd, owner, stdout, ctl->json);
+	if (r == -EPERM) {
+		fprintf(stderr,
+		        "tcpmapctl status: %s/breakers: not written by root or the directory's "
+		        "owner alone, not trusted\n",
+		        dir);
+		return 1;
+	}
 	if (r < 0) {
 		fprintf(stderr, "tcpmapctl status: %s/breakers: %s\n", dir, strerror(-r));
 		return 1;

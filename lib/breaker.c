@@ -171,7 +171,7 @@ _Static_assert(BREAKER_N_ENTRIES_MIN <= BREAKER_MAX_ENTRIES &&
  * capacity, so the chain stays short. */
 struct table_map {
 	struct table_map *older;
-	int fd;
+	int fd; /* -EBADF for a snapshot, whose map is malloc'ed */
 	void *map;
 	size_t map_size;
 	struct breaker_header hdr; /* the validated copy: bounds come from here, never the file */
@@ -184,10 +184,10 @@ struct table_map {
 };
 
 struct breaker_table {
-	char *dir;
-	char *path;
+	int dir_fd; /* the checked runtime directory (rundir.h): every name is relative to it */
 	bool writable;
-	struct table_map *cur;       /* atomic: the newest mapping followed */
+	bool copy;             /* a private snapshot for a report (open_readonly): never followed */
+	struct table_map *cur; /* atomic: the newest mapping followed */
 	pthread_mutex_t follow_lock; /* process-local: one thread follows or grows at a time */
 };
 
@@ -333,7 +333,9 @@ int breaker_table_capacity_needed(const struct config *c, struct breaker_capacit
 static void map_free(struct table_map *m) {
 	while (m) {
 		struct table_map *older = m->older;
-		if (m->map && m->map != MAP_FAILED)
+		if (m->fd < 0)
+			free(m->map); /* a snapshot (breaker_table_open_readonly) */
+		else if (m->map && m->map != MAP_FAILED)
 			(void)munmap(m->map, m->map_size); /* fails only for a range never mapped */
 		safe_close(m->fd);
 		free(m);
@@ -539,8 +541,8 @@ static int key_create_locked(const struct key_array *a, uint32_t hash, const cha
 /* Build a complete table under a private name in `dir`: the layout of `h`, and, when
  * `from` is given, every key, counter, slot and weight state of that (frozen) table at
  * the same indices. Returns the fd with *ret_tmp naming it; the caller links or renames. */
-static int table_build(const char *dir, const struct breaker_header *h,
-                       const struct table_map *from, char **ret_tmp) {
+static int table_build(int dir_fd, const struct breaker_header *h, const struct table_map *from,
+                       char **ret_tmp) {
 	_cleanup_free_ char *tmp = NULL;
 	_cleanup_close_ int fd = -EBADF;
 	int r;
@@ -550,12 +552,11 @@ static int table_build(const char *dir, const struct breaker_header *h,
 		if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
 			rnd = now_usec() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)attempt;
 		tmp = mfree(tmp);
-		if (asprintf(&tmp, "%s/.%s.%016llx", dir, BREAKER_FILE_NAME,
-		             (unsigned long long)rnd) < 0) {
+		if (asprintf(&tmp, ".%s.%016llx", BREAKER_FILE_NAME, (unsigned long long)rnd) < 0) {
 			tmp = NULL;
 			return -ENOMEM;
 		}
-		fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		fd = openat(dir_fd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd < 0 && errno != EEXIST)
 			return -errno;
 	}
@@ -565,7 +566,8 @@ static int table_build(const char *dir, const struct breaker_header *h,
 	/* The same mode whatever the umask: upstream addresses and byte counts are the owner's. */
 	if (fchmod(fd, 0600) < 0 || ftruncate(fd, (off_t)h->file_size) < 0) {
 		r = -errno;
-		(void)unlink(tmp); /* best effort: a stray private name is never opened */
+		(void)unlinkat(dir_fd, tmp,
+		               0); /* best effort: a stray private name is never opened */
 		return r;
 	}
 	/* Every page now, while a full runtime directory is still an error to report: a page of
@@ -573,13 +575,13 @@ static int table_build(const char *dir, const struct breaker_header *h,
 	 * touches it, in the middle of an admit. */
 	r = posix_fallocate(fd, 0, (off_t)h->file_size);
 	if (r != 0 && r != EOPNOTSUPP && r != EINVAL) {
-		(void)unlink(tmp);
+		(void)unlinkat(dir_fd, tmp, 0);
 		return -r;
 	}
 	char *base = mmap(NULL, h->file_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED) {
 		r = -errno;
-		(void)unlink(tmp);
+		(void)unlinkat(dir_fd, tmp, 0);
 		return r;
 	}
 	memcpy(base, h, sizeof(*h));
@@ -656,7 +658,7 @@ static int table_build(const char *dir, const struct breaker_header *h,
 	}
 	(void)munmap(base, h->file_size); /* mapped just above */
 	if (r < 0) {
-		(void)unlink(tmp);
+		(void)unlinkat(dir_fd, tmp, 0);
 		return r;
 	}
 	*ret_tmp = TAKE_PTR(tmp);
@@ -666,7 +668,8 @@ static int table_build(const char *dir, const struct breaker_header *h,
 /* The path names the file: when it no longer names the one we map, a grower replaced it. */
 static bool map_is_published(const struct breaker_table *t, const struct table_map *m) {
 	struct stat a, b;
-	if (stat(t->path, &a) < 0 || fstat(m->fd, &b) < 0)
+	if (fstatat(t->dir_fd, BREAKER_FILE_NAME, &a, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    fstat(m->fd, &b) < 0)
 		return false;
 	return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
@@ -694,7 +697,8 @@ static struct table_map *table_cur(struct breaker_table *t);
 static int table_follow_locked(struct breaker_table *t, struct table_map *stale) {
 	for (int attempt = 0; attempt < 64; attempt++) {
 		_cleanup_close_ int fd =
-		        open(t->path, (t->writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC);
+		        openat(t->dir_fd, BREAKER_FILE_NAME,
+		               (t->writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			return -errno;
 		struct table_map *m;
@@ -708,9 +712,8 @@ static int table_follow_locked(struct breaker_table *t, struct table_map *stale)
 		}
 		m->older = stale;
 		STORE(&t->cur, m);
-		log_debug(
-		        "breaker table %s: followed to a table of %u entries, %u groups, %u slots",
-		        t->path, m->hdr.n_entries, m->hdr.n_groups, m->hdr.n_slots);
+		log_debug("breaker table: followed to a table of %u entries, %u groups, %u slots",
+		          m->hdr.n_entries, m->hdr.n_groups, m->hdr.n_slots);
 		return 1;
 	}
 	return -EAGAIN;
@@ -738,9 +741,9 @@ int breaker_table_follow(struct breaker_table *t) {
  * refused (frozen or moved), so nothing is lost: the operation fails instead. */
 static struct table_map *table_cur(struct breaker_table *t) {
 	struct table_map *m = LOAD(&t->cur);
-	if (__builtin_expect(LOAD(&m->live->state) == TABLE_MOVED, 0)) {
+	if (__builtin_expect(LOAD(&m->live->state) == TABLE_MOVED, 0) && !t->copy) {
 		if (breaker_table_follow(t) < 0)
-			log_debug("breaker table %s: cannot follow a moved table", t->path);
+			log_debug("breaker table: cannot follow a moved table");
 		m = LOAD(&t->cur);
 	}
 	return m;
@@ -816,13 +819,12 @@ static int table_grow(struct breaker_table *t, struct table_map *m, uint32_t n_e
 				(void)pthread_mutex_unlock(l);
 		}
 
-		_cleanup_close_ int fd = table_build(t->dir, &h, m, &tmp);
+		_cleanup_close_ int fd = table_build(t->dir_fd, &h, m, &tmp);
 		r = fd;
 		if (fd >= 0) {
-			r = rename(tmp, t->path) < 0 ? -errno : 0;
-			if (r < 0)
-				(void)unlink(tmp); /* best effort: a stray private name is never
-				                      opened */
+			r = renameat(t->dir_fd, tmp, t->dir_fd, BREAKER_FILE_NAME) < 0 ? -errno : 0;
+			if (r < 0) /* best effort: a stray private name is never opened */
+				(void)unlinkat(t->dir_fd, tmp, 0);
 		}
 		/* Moved when published, else live again: the old table holds everything. */
 		STORE(&m->live->state, r >= 0 ? TABLE_MOVED : TABLE_LIVE);
@@ -831,8 +833,8 @@ static int table_grow(struct breaker_table *t, struct table_map *m, uint32_t n_e
 		STORE(&m->live->state, TABLE_LIVE);
 	(void)pthread_mutex_unlock(&m->live->grow_lock);
 	if (r >= 0) {
-		log_debug("breaker table %s: grown to %u entries, %u groups, %u slots", t->path,
-		          h.n_entries, h.n_groups, h.n_slots);
+		log_debug("breaker table: grown to %u entries, %u groups, %u slots", h.n_entries,
+		          h.n_groups, h.n_slots);
 		r = table_follow_locked(t, m);
 	}
 	(void)pthread_mutex_unlock(&t->follow_lock); /* held since above */
@@ -889,31 +891,44 @@ static int key_find_or_create(struct breaker_table *t, bool groups, const char *
 	}
 }
 
-static int table_open(const char *runtime_dir, bool writable, const struct breaker_capacity *want,
-                      struct breaker_table **ret) {
-	if (!runtime_dir || !ret)
-		return -EINVAL;
+static int table_new(int dir_fd, bool writable, struct breaker_table **ret) {
 	struct breaker_table *t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	t->writable = writable;
+	t->dir_fd = -EBADF;
 	int r = -pthread_mutex_init(&t->follow_lock, NULL);
 	if (r < 0) {
 		free(t);
 		return r;
 	}
-	if (!(t->dir = strdup(runtime_dir)) ||
-	    asprintf(&t->path, "%s/%s", runtime_dir, BREAKER_FILE_NAME) < 0) {
-		t->path = NULL;
+	/* our own copy of the directory fd: the caller may close theirs */
+	t->dir_fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 3);
+	if (t->dir_fd < 0) {
+		r = -errno;
 		breaker_table_close(t);
-		return -ENOMEM;
+		return r;
 	}
+	*ret = t;
+	return 0;
+}
+
+static int table_open(int dir_fd, bool writable, const struct breaker_capacity *want,
+                      struct breaker_table **ret) {
+	struct breaker_table *t;
+
+	if (dir_fd < 0 || !ret)
+		return -EINVAL;
+	int r = table_new(dir_fd, writable, &t);
+	if (r < 0)
+		return r;
 
 	struct breaker_capacity cap = {0};
 	r = breaker_table_capacity_for(want ? want : &cap, &cap, NULL);
 	for (int attempt = 0; r >= 0 && attempt < 4; attempt++) {
 		_cleanup_close_ int fd =
-		        open(t->path, (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC);
+		        openat(t->dir_fd, BREAKER_FILE_NAME,
+		               (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0 && (errno != ENOENT || !writable)) {
 			r = -errno;
 			break;
@@ -923,14 +938,15 @@ static int table_open(const char *runtime_dir, bool writable, const struct break
 			_cleanup_free_ char *tmp = NULL;
 
 			header_for(&h, cap.clusters, cap.groups, cap.slots);
-			fd = table_build(runtime_dir, &h, NULL, &tmp);
+			fd = table_build(t->dir_fd, &h, NULL, &tmp);
 			if (fd < 0) {
 				r = fd;
 				break;
 			}
-			r = link(tmp, t->path) < 0 ? -errno : 0;
-			(void)unlink(
-			        tmp); /* best effort, as above; the linked name is what counts */
+			r = linkat(t->dir_fd, tmp, t->dir_fd, BREAKER_FILE_NAME, 0) < 0 ? -errno
+			                                                                : 0;
+			/* best effort, as above; the linked name is what counts */
+			(void)unlinkat(t->dir_fd, tmp, 0);
 			if (r == -EEXIST) {
 				r = 0;
 				continue; /* lost the race: open the winner's file */
@@ -946,7 +962,7 @@ static int table_open(const char *runtime_dir, bool writable, const struct break
 		t->cur = m;
 		if (LOAD(&m->live->state) == TABLE_MOVED)
 			(void)breaker_table_follow(t); /* opened in the instant of a move */
-		log_debug("breaker table %s mapped", t->path);
+		log_debug("breaker table mapped");
 		if (want && writable)
 			r = breaker_table_reserve(t, want);
 		if (r < 0)
@@ -958,17 +974,92 @@ static int table_open(const char *runtime_dir, bool writable, const struct break
 	return r < 0 ? r : -EAGAIN;
 }
 
-int breaker_table_open(const char *runtime_dir, struct breaker_table **ret) {
-	return table_open(runtime_dir, true, NULL, ret);
+int breaker_table_open(int dir_fd, struct breaker_table **ret) {
+	return table_open(dir_fd, true, NULL, ret);
 }
 
-int breaker_table_open_sized(const char *runtime_dir, const struct breaker_capacity *want,
+int breaker_table_open_sized(int dir_fd, const struct breaker_capacity *want,
                              struct breaker_table **ret) {
-	return table_open(runtime_dir, true, want, ret);
+	return table_open(dir_fd, true, want, ret);
 }
 
-int breaker_table_open_readonly(const char *runtime_dir, struct breaker_table **ret) {
-	return table_open(runtime_dir, false, NULL, ret);
+/* A report reads a snapshot, never the live file: a table that shrinks under a mapping
+ * would kill the reader with SIGBUS, and one another user could write would show what they
+ * like. The copy is checked like a table we map, before any field is used. */
+int breaker_table_open_readonly(int dir_fd, uid_t dir_owner, struct breaker_table **ret) {
+	struct breaker_header found, expected;
+	struct stat st;
+
+	if (dir_fd < 0 || !ret)
+		return -EINVAL;
+	/* O_NONBLOCK: a FIFO put in the table's place must not wedge the reader in open(). */
+	_cleanup_close_ int fd =
+	        openat(dir_fd, BREAKER_FILE_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EPROTO;
+	/* Only the tcpmap processes that own the directory, or root, write a table we believe. */
+	if ((st.st_uid != 0 && st.st_uid != dir_owner) || (st.st_mode & (S_IWGRP | S_IWOTH)))
+		return -EPERM;
+	ssize_t n = pread(fd, &found, sizeof(found), 0);
+	if (n < 0)
+		return -errno;
+	if ((size_t)n != sizeof(found) || found.n_entries < BREAKER_N_ENTRIES_MIN ||
+	    found.n_entries > BREAKER_MAX_ENTRIES || found.n_groups < BREAKER_N_GROUPS_MIN ||
+	    found.n_groups > BREAKER_MAX_GROUPS || found.n_slots < BREAKER_N_SLOTS_MIN ||
+	    found.n_slots > BREAKER_MAX_SLOTS)
+		return -EPROTO;
+	header_for(&expected, found.n_entries, found.n_groups, found.n_slots);
+	if (memcmp(&found, &expected, sizeof(found)) != 0 ||
+	    (uint64_t)st.st_size != expected.file_size)
+		return -EPROTO;
+
+	_cleanup_free_ void *copy = malloc(expected.file_size);
+	if (!copy)
+		return -ENOMEM;
+	for (size_t off = 0; off < expected.file_size;) {
+		n = pread(fd, (char *)copy + off, expected.file_size - off, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EPROTO; /* cut short while read */
+		off += (size_t)n;
+	}
+	/* the header again, in the copy: the file may have changed between the two reads */
+	if (memcmp(copy, &expected, sizeof(expected)) != 0)
+		return -EPROTO;
+
+	struct breaker_table *t;
+	int r = table_new(dir_fd, false, &t);
+	if (r < 0)
+		return r;
+	struct table_map *m = calloc(1, sizeof(*m));
+	if (!m) {
+		breaker_table_close(t);
+		return -ENOMEM;
+	}
+	char *base = copy;
+	*m = (struct table_map){
+	        .fd = -EBADF,
+	        .map = TAKE_PTR(copy),
+	        .map_size = expected.file_size,
+	        .hdr = expected,
+	        .live = (struct breaker_live *)(base + BREAKER_LIVE_OFFSET),
+	        .entries = (struct breaker_entry *)(base + expected.entries_offset),
+	        .groups = (struct breaker_group *)(base + expected.groups_offset),
+	        .slots = (struct breaker_slot *)(base + expected.slots_offset),
+	        .entry_buckets = (uint32_t *)(base + expected.entry_buckets_offset),
+	        .group_buckets = (uint32_t *)(base + expected.group_buckets_offset),
+	};
+	t->copy = true;
+	t->cur = m;
+	*ret = t;
+	return 0;
 }
 
 int breaker_table_reserve(struct breaker_table *t, const struct breaker_capacity *want) {
@@ -1005,8 +1096,7 @@ struct breaker_table *breaker_table_close(struct breaker_table *t) {
 		return NULL;
 	map_free(t->cur);
 	(void)pthread_mutex_destroy(&t->follow_lock); /* nobody holds it at close */
-	free(t->path);
-	free(t->dir);
+	safe_close(t->dir_fd);
 	free(t);
 	return NULL;
 }

@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "model.h"
 #include "route.h"
@@ -47,13 +48,14 @@ int breaker_table_capacity_needed(const struct config *c, struct breaker_capacit
 int breaker_table_capacity_for(const struct breaker_capacity *want,
                                struct breaker_capacity *ret_capacity, uint64_t *ret_file_size);
 
-/* Open (creating if needed, mode 0600) DIR/breakers. Returns 0,
- * -EPROTO when the file was made by an incompatible version (logged by the caller), or
- * another -errno. */
-int breaker_table_open(const char *runtime_dir, struct breaker_table **ret);
+/* Open (creating if needed, mode 0600) `breakers` in the directory `dir_fd` (from
+ * rundir_open(), which checked who can change it; the table keeps its own copy of the fd).
+ * Returns 0, -EPROTO when the file was made by an incompatible version (logged by the
+ * caller), -EPERM when it is not ours alone to write, or another -errno. */
+int breaker_table_open(int dir_fd, struct breaker_table **ret);
 /* The same, with room for at least `want`: a new file is made that large, and an existing
  * smaller one is grown (see breaker_table_reserve). */
-int breaker_table_open_sized(const char *runtime_dir, const struct breaker_capacity *want,
+int breaker_table_open_sized(int dir_fd, const struct breaker_capacity *want,
                              struct breaker_table **ret);
 struct breaker_table *breaker_table_close(struct breaker_table *t); /* returns NULL */
 
@@ -74,10 +76,12 @@ int breaker_table_follow(struct breaker_table *t);
 /* The layout version the file carries; a file of another version gives -EPROTO. */
 #define BREAKER_TABLE_VERSION 2u
 
-/* Map DIR/breakers read-only for a report: never creates it, never writes it. -ENOENT when
- * no tcpmap process has created it yet, -EPROTO when it is incompatible. Only the reading
- * functions below (and breaker_table_entry_stats) may be used on such a table. */
-int breaker_table_open_readonly(const char *runtime_dir, struct breaker_table **ret);
+/* Read `breakers` in `dir_fd` (from rundir_open_for_reading()) into private memory for a
+ * report: never creates it, never writes it, never maps it. -ENOENT when no tcpmap process
+ * has created it yet, -EPROTO when it is not a regular file or is incompatible, -EPERM
+ * when it belongs to neither root nor `dir_owner` or group or others can write it. Only
+ * the reading functions below (and breaker_table_entry_stats) may be used on it. */
+int breaker_table_open_readonly(int dir_fd, uid_t dir_owner, struct breaker_table **ret);
 
 /* Index of the entry for cluster key `cluster`, created on first use (the table grows when
  * full). Constant time expected: a hash index at most half full. -ENOSPC only past the

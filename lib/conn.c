@@ -10,9 +10,11 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "log.h"
@@ -1007,10 +1009,80 @@ static struct mapping *find_mapping(const struct config *cfg, const char *name) 
 	return NULL;
 }
 
+/* One direction's pipe as the record describes it: conn_export() stores a pipe only while
+ * it holds bytes, so a pipe must come with both ends of one pipe, with in_pipe > 0, and
+ * hold exactly `in_pipe` bytes. A pipe holding more than the record says would be pooled as empty
+ * and carry this connection's bytes into the next one. */
+static const char *adopt_check_pipe(int rd, int wr, uint64_t in_pipe) {
+	struct stat rst, wst;
+	int queued;
+
+	if (rd < 0 && wr < 0)
+		return in_pipe > 0 ? "a pipe with bytes in it is missing" : NULL;
+	if (rd < 0 || wr < 0)
+		return "a pipe came with one end only";
+	if (in_pipe == 0)
+		return "a pipe came with a record that says it is empty";
+	if (fstat(rd, &rst) < 0 || fstat(wr, &wst) < 0 || !S_ISFIFO(rst.st_mode) ||
+	    !S_ISFIFO(wst.st_mode) || rst.st_dev != wst.st_dev || rst.st_ino != wst.st_ino)
+		return "a pipe's fds are not the two ends of one pipe";
+	if ((fcntl(rd, F_GETFL) & O_ACCMODE) != O_RDONLY ||
+	    (fcntl(wr, F_GETFL) & O_ACCMODE) != O_WRONLY)
+		return "a pipe's ends are swapped";
+	if (ioctl(rd, FIONREAD, &queued) < 0 || queued < 0 || (uint64_t)queued != in_pipe)
+		return "a pipe does not hold the bytes its record says";
+	return NULL;
+}
+
+static const char *adopt_check_socket(int fd) {
+	struct stat st;
+	int type;
+	socklen_t len = sizeof type;
+
+	if (fd < 0)
+		return "a socket is missing";
+	if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode) ||
+	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
+		return "a connection fd is not a stream socket";
+	return NULL;
+}
+
+const char *conn_adopt_check(const struct handover_record *r, const int fds[_HANDOVER_FD_MAX]) {
+	const char *why = adopt_check_socket(fds[HANDOVER_FD_CLIENT]);
+	if (!why)
+		why = adopt_check_socket(fds[HANDOVER_FD_UPSTREAM]);
+	if (!why)
+		why = adopt_check_pipe(fds[HANDOVER_FD_UP_READ], fds[HANDOVER_FD_UP_WRITE],
+		                       r->in_pipe_up);
+	if (!why)
+		why = adopt_check_pipe(fds[HANDOVER_FD_DOWN_READ], fds[HANDOVER_FD_DOWN_WRITE],
+		                       r->in_pipe_down);
+	return why;
+}
+
 int conn_adopt(struct conn_env *env, struct worker *w, const struct handover_record *r,
                int fds[_HANDOVER_FD_MAX]) {
 	struct relay_state rs;
 	int e;
+
+	/* The store is written only by our own service's main process, but everything read
+	 * back is checked before use: what the record says must be what the fds hold. */
+	const char *inconsistent = conn_adopt_check(r, fds);
+	if (inconsistent) {
+		/* Pipes are closed with whatever they hold, never pooled. Two real sockets still
+		 * go through conn_finish below, so the client's close is logged (adopt_failed). */
+		for (int k = HANDOVER_FD_UP_READ; k <= HANDOVER_FD_DOWN_WRITE; k++)
+			fds[k] = safe_close(fds[k]);
+		if (adopt_check_socket(fds[HANDOVER_FD_CLIENT]) ||
+		    adopt_check_socket(fds[HANDOVER_FD_UPSTREAM])) {
+			log_warning("connection c%s (mapping \"%s\") cannot be adopted: %s, "
+			            "closing it",
+			            r->id, r->mapping, inconsistent);
+			fds[HANDOVER_FD_CLIENT] = safe_close(fds[HANDOVER_FD_CLIENT]);
+			fds[HANDOVER_FD_UPSTREAM] = safe_close(fds[HANDOVER_FD_UPSTREAM]);
+			return -EBADMSG;
+		}
+	}
 
 	struct conn *c = conn_new(env, w, fds[HANDOVER_FD_CLIENT], fds[HANDOVER_FD_UPSTREAM],
 	                          true /* the fd store may still hold them */);
@@ -1035,13 +1107,14 @@ int conn_adopt(struct conn_env *env, struct worker *w, const struct handover_rec
 	c->connected = true;
 	c->mapping = find_mapping(c->config, r->mapping);
 
-	if (c->client_fd < 0 || c->upstream_fd < 0 || !c->mapping ||
+	if (inconsistent || c->client_fd < 0 || c->upstream_fd < 0 || !c->mapping ||
 	    (rs.up.in_pipe > 0 && (c->relay.up.pipe_r < 0 || c->relay.up.pipe_w < 0)) ||
 	    (rs.down.in_pipe > 0 && (c->relay.down.pipe_r < 0 || c->relay.down.pipe_w < 0))) {
 		log_warning("connection c%s (mapping \"%s\") cannot be adopted: %s, closing it",
 		            r->id, r->mapping,
-		            !c->mapping ? "the mapping is gone from the config"
-		                        : "fds are missing");
+		            inconsistent  ? inconsistent
+		            : !c->mapping ? "the mapping is gone from the config"
+		                          : "fds are missing");
 		/* its old slot is the dead process's: the reaper frees it */
 		conn_finish(c, CONN_RESULT_ADOPT_FAILED);
 		return -ENOENT;

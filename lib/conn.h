@@ -60,7 +60,12 @@ int conn_export(struct conn *c, struct handover_record *rec, int fds[_HANDOVER_F
  * copies keep its files open) and without releasing its breaker slot (the next process
  * owns it now). */
 void conn_forget_moved(struct conn *c);
-/* Take over a connection from a previous process. `fds` holds -EBADF where absent; this
+/* Do the fds match what the record says of them: two stream sockets, and for each
+ * direction either no pipe (and no byte in one) or both ends of one pipe holding exactly
+ * the record's in_pipe bytes? NULL when they do, else why not (for the log). */
+const char *conn_adopt_check(const struct handover_record *r, const int fds[_HANDOVER_FD_MAX]);
+/* Take over a connection from a previous process (refused, every fd closed, when
+ * conn_adopt_check() finds it inconsistent). `fds` holds -EBADF where absent; this
  * takes ownership of every fd in it, adopted or not. Returns 0 or -errno (logged). */
 int conn_adopt(struct conn_env *env, struct worker *w, const struct handover_record *r,
                int fds[_HANDOVER_FD_MAX]);

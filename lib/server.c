@@ -1060,25 +1060,22 @@ int server_run(const struct server_options *o) {
 			return log_error_errno(r, "$RUNTIME_DIRECTORY");
 	}
 	s.runtime_dir = o->runtime_dir ? o->runtime_dir : rundir;
-	/* 0700, as systemd's RuntimeDirectoryMode= in the units: run by hand as root too, the
-	 * table's upstream addresses and byte counts are no other user's business. */
-	if (mkdir(s.runtime_dir, 0700) < 0 && errno != EEXIST)
-		return log_error_errno(errno, "cannot create runtime directory %s", s.runtime_dir);
-	/* Another user who can replace files in it could hand us their breaker table. (It may
-	 * be a symlink: with DynamicUser= systemd links /run/tcpmap into /run/private.) */
-	struct stat dst;
-	if (stat(s.runtime_dir, &dst) < 0)
-		return log_error_errno(errno, "runtime directory %s", s.runtime_dir);
-	if (!S_ISDIR(dst.st_mode) ||
-	    ((dst.st_mode & (S_IWGRP | S_IWOTH)) && !(dst.st_mode & S_ISVTX)))
-		return log_error_errno(
-		        EPERM, "runtime directory %s is not a directory only its owner can write",
-		        s.runtime_dir);
+	/* Another user who can replace files in it could hand us their breaker table: open it
+	 * once, check it on the fd, and make the table relative to that fd (rundir.h). */
+	_cleanup_close_ int rundir_fd = -EBADF;
+	r = rundir_open(s.runtime_dir, true, &rundir_fd);
+	if (r < 0 && rundir_refusal(r))
+		return log_error_errno(r, "runtime directory %s %s", s.runtime_dir,
+		                       rundir_refusal(r));
+	if (r < 0)
+		return log_error_errno(r, "runtime directory %s", s.runtime_dir);
 	/* Keys live in this process's memory once loaded: no core dump, no ptrace by others of
 	 * the same uid (lib/tls.c also keeps OpenSSL's private key numbers in its locked
-	 * secure heap). */
+	 * secure heap). A core limit of 0 also holds when fs.suid_dumpable would allow one. */
 	(void)prctl(PR_SET_DUMPABLE, 0);
-	r = breaker_table_open(s.runtime_dir, &s.env.breakers);
+	(void)setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0});
+	r = breaker_table_open(rundir_fd, &s.env.breakers);
+	rundir_fd = safe_close(rundir_fd);
 	if (r == -EPROTO)
 		return log_error_errno(r,
 		                       "%s/breakers was made by an incompatible tcpmap version; "

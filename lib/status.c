@@ -7,6 +7,7 @@
 #include "status.h"
 
 #include "breaker.h"
+#include "textesc.h"
 #include "util.h"
 
 static void json_string(FILE *out, const char *s, size_t len) {
@@ -77,11 +78,21 @@ static void entry_row_cells(const struct breaker_entry_view *row,
 	}
 }
 
-/* Text output goes to a terminal: control bytes in a name must not move the columns. */
+/* Text output goes to a terminal: C0, DEL and C1 bytes in a name must neither move the
+ * columns nor drive the terminal, so every name is printed as textesc() writes it. */
+static int text_width(const char *s, size_t len) {
+	_cleanup_free_ char *e = textesc(s, len);
+	return e ? (int)strlen(e) : (int)len * 4;
+}
+
 static void text_cell(FILE *out, const char *s, size_t len, int width) {
-	for (size_t i = 0; i < len; i++)
-		fputc((uint8_t)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i], out);
-	for (int pad = width - (int)len; pad > 0; pad--)
+	_cleanup_free_ char *e = textesc(s, len);
+	if (!e) {
+		for (size_t i = 0; i < len; i++) /* out of memory: still nothing raw */
+			fputc((uint8_t)s[i] < 0x20 || (uint8_t)s[i] >= 0x7f ? '?' : s[i], out);
+	} else
+		fputs(e, out);
+	for (int pad = width - (e ? (int)strlen(e) : (int)len); pad > 0; pad--)
 		fputc(' ', out);
 }
 
@@ -142,7 +153,7 @@ static int print_entries(struct breaker_table *t, FILE *out, bool json) {
 	for (size_t i = 0; i < n; i++) {
 		char cells[N_NUMERIC_COLUMNS][24];
 		entry_row_cells(&rows[i], cells);
-		width[0] = MAX(width[0], (int)MIN(rows[i].cluster_len, 80u));
+		width[0] = MAX(width[0], MIN(text_width(rows[i].cluster, rows[i].cluster_len), 80));
 		for (int c = 0; c < N_NUMERIC_COLUMNS; c++)
 			width[c + 1] = MAX(width[c + 1], (int)strlen(cells[c]));
 	}
@@ -172,9 +183,10 @@ static void print_groups(struct breaker_table *t, FILE *out, bool json) {
 	else {
 		/* first pass: column widths */
 		for (pos = 0; breaker_table_next_group(t, &pos, &g);) {
-			key_width = MAX(key_width, (int)MIN(g.key_len, 80u));
+			key_width = MAX(key_width, MIN(text_width(g.key, g.key_len), 80));
 			for (uint32_t m = 0; m < g.n_mappings; m++)
-				name_width = MAX(name_width, (int)g.mappings[m].name_len);
+				name_width = MAX(name_width, text_width(g.mappings[m].name,
+				                                        g.mappings[m].name_len));
 		}
 		fprintf(out, "%-*s  %-*s  %6s  %10s\n", key_width, "GROUP", name_width, "MAPPING",
 		        "WEIGHT", "PICKS");
@@ -215,13 +227,13 @@ static void print_groups(struct breaker_table *t, FILE *out, bool json) {
 
 static void breaker_table_closep(struct breaker_table **t) { breaker_table_close(*t); }
 
-int status_print(const char *runtime_dir, FILE *out, bool json) {
+int status_print(int dir_fd, uid_t dir_owner, FILE *out, bool json) {
 	_cleanup_(breaker_table_closep) struct breaker_table *t = NULL;
 	int r;
 
-	if (!runtime_dir || !out)
+	if (dir_fd < 0 || !out)
 		return -EINVAL;
-	r = breaker_table_open_readonly(runtime_dir, &t);
+	r = breaker_table_open_readonly(dir_fd, dir_owner, &t);
 	if (r < 0)
 		return r;
 

@@ -6,8 +6,8 @@
  * loaded lazily').
  *
  * Everything is built once, when a config is loaded, so the connection path only calls
- * SSL_new(). This file must never log or print key material, and never read a private key
- * into our own memory: OpenSSL reads key files itself (SSL_CTX_use_PrivateKey_file). */
+ * SSL_new(). This file must never log or print key material, and never hold a private
+ * key's bytes outside OpenSSL's secure heap (key_read_secure). */
 #include "tls.h"
 
 #include <fcntl.h>
@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "route.h"
@@ -503,6 +504,86 @@ static int apply_context_settings(struct tls_loader *L, const struct tls_context
 	return ret;
 }
 
+/* Keys are at most a few KiB of PEM; the cap keeps one from filling the 256 KiB secure
+ * heap (tls_config_load) that every other key shares. */
+#define KEY_FILE_MAX (64 * 1024)
+
+/* Read a private key with its bytes only ever in OpenSSL's secure heap (locked, never in a
+ * core, wiped when freed): the file is read into OPENSSL_secure_malloc'ed memory, parsed
+ * from a memory BIO over it, and wiped at once. SSL_CTX_use_PrivateKey_file would read it
+ * through a stdio buffer in the ordinary heap, freed unwiped. The PEM decoder keeps its
+ * DER in the secure heap and the key's private numbers are secure BIGNUMs (OpenSSL 3).
+ * Returns 0, -errno for the file (reported as such), or -EBADMSG with OpenSSL's error
+ * queue set. */
+static int key_read_secure(SSL_CTX *ctx, const char *path, EVP_PKEY **ret, struct stat *ret_st) {
+	struct stat st;
+	size_t got = 0;
+
+	/* O_NONBLOCK: a FIFO in the key's place must not wedge a reload in open(). */
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+	if (st.st_size > KEY_FILE_MAX)
+		return -EFBIG;
+	*ret_st = st;
+	size_t size = (size_t)st.st_size + 1;
+	char *buf = OPENSSL_secure_malloc(size);
+	if (!buf)
+		return -ENOMEM;
+	while (got < size - 1) {
+		ssize_t n = read(fd, buf + got, size - 1 - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break; /* shrank while read: parse what is there, as a file read would */
+		got += (size_t)n;
+	}
+	BIO *bio = BIO_new_mem_buf(buf, (int)got);
+	EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, SSL_CTX_get_default_passwd_cb(ctx),
+	                                              SSL_CTX_get_default_passwd_cb_userdata(ctx))
+	                    : NULL;
+	BIO_free(bio);
+	OPENSSL_secure_clear_free(buf, size);
+	if (!key)
+		return -EBADMSG;
+	*ret = key;
+	return 0;
+}
+
+/* A key others can read is no longer private, and a directory others can write lets them
+ * swap the key (or the certificate) for their own: still served, but said. */
+static void warn_loose_key(struct tls_loader *L, const struct tls_context *t, const char *key,
+                           const struct stat *st) {
+	_cleanup_free_ char *dir = strdup(key);
+	struct stat dst;
+
+	if (st->st_mode & (S_IRGRP | S_IROTH))
+		context_warning(L, t,
+		                "private key %s can be read by group or others (mode %04o); make "
+		                "it 0600",
+		                key, (unsigned)(st->st_mode & 07777));
+	/* the key's directory, and above it the secrets (or credentials) directory */
+	for (int up = 0; dir && up < 2; up++) {
+		char *slash = strrchr(dir, '/');
+		if (!slash)
+			break;
+		*slash = '\0';
+		const char *d = slash == dir ? "/" : dir;
+		if (stat(d, &dst) == 0 && (dst.st_mode & (S_IWGRP | S_IWOTH)) &&
+		    !(dst.st_mode & S_ISVTX)) {
+			context_warning(L, t,
+			                "private key %s: directory %s can be written by group or "
+			                "others, who could replace the key",
+			                key, d);
+			break;
+		}
+	}
+}
+
 static int load_cert_and_key(struct tls_loader *L, const struct tls_context *t, SSL_CTX *ctx,
                              const struct tls_files *f) {
 	enum tls_field cert_field = t->secret ? TF_SECRET : TF_CERT_CHAIN_FILE,
@@ -518,8 +599,17 @@ static int load_cert_and_key(struct tls_loader *L, const struct tls_context *t, 
 	}
 	/* ctx_new set refuse_passphrase; it reports here whether a passphrase was wanted */
 	SSL_CTX_set_default_passwd_cb_userdata(ctx, &wants_passphrase);
-	r = SSL_CTX_use_PrivateKey_file(ctx, f->key, SSL_FILETYPE_PEM);
+	EVP_PKEY *key = NULL;
+	struct stat kst;
+	int k = key_read_secure(ctx, f->key, &key, &kst);
 	SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+	if (k < 0 && k != -EBADMSG) {
+		field_error(L, t, key_field, "cannot load private key %s: %s", f->key,
+		            strerror(-k));
+		return -EINVAL;
+	}
+	r = key ? SSL_CTX_use_PrivateKey(ctx, key) : 0;
+	EVP_PKEY_free(key); /* the context holds its own reference */
 	if (r != 1) {
 		/* OpenSSL refuses a key of the certificate's type that is not its pair here */
 		e = ERR_peek_last_error();
@@ -547,6 +637,7 @@ static int load_cert_and_key(struct tls_loader *L, const struct tls_context *t, 
 		            f->cert);
 		return -EINVAL;
 	}
+	warn_loose_key(L, t, f->key, &kst);
 	return 0;
 }
 

@@ -41,16 +41,22 @@ run_once() {
 	output=$(cat "$BATS_TEST_TMPDIR/out.log")
 }
 
-@test "a runtime directory others can write is refused; a sticky one is accepted" {
+@test "a runtime directory others can write is refused, sticky or not" {
 	chmod 0777 "$RD"
 	run_once "$RD"
 	echo "$output"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"runtime directory $RD is not a directory only its owner can write"* ]]
 	[ ! -e "$RD/breakers" ]
+	# sticky stops others removing our table, not creating its name before us (issue 26)
 	chmod 1777 "$RD"
 	run_once "$RD"
 	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"runtime directory $RD is not a directory only its owner can write"* ]]
+	[ ! -e "$RD/breakers" ]
+	chmod 0755 "$RD"
+	run_once "$RD"
 	[ "$status" -eq 0 ]
 	[ -f "$RD/breakers" ]
 }

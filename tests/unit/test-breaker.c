@@ -20,6 +20,7 @@
 
 #include "breaker.h"
 #include "log.h"
+#include "rundir.h"
 #include "status.h"
 #include "util.h"
 #include "weights.h"
@@ -98,9 +99,37 @@ static int wait_child(struct fixture *f, pid_t pid, unsigned timeout_ms) {
 	return WEXITSTATUS(status);
 }
 
+/* The table in DIR, through the same checked directory fd tcpmapd and tcpmapctl use. */
+static int table_open_in(const char *dir, struct breaker_table **ret) {
+	_cleanup_close_ int fd = -EBADF;
+	int r = rundir_open(dir, false, &fd);
+	return r < 0 ? r : breaker_table_open(fd, ret);
+}
+
+static int table_open_sized_in(const char *dir, const struct breaker_capacity *want,
+                               struct breaker_table **ret) {
+	_cleanup_close_ int fd = -EBADF;
+	int r = rundir_open(dir, false, &fd);
+	return r < 0 ? r : breaker_table_open_sized(fd, want, ret);
+}
+
+static int reader_open_in(const char *dir, struct breaker_table **ret) {
+	_cleanup_close_ int fd = -EBADF;
+	uid_t owner;
+	int r = rundir_open_for_reading(dir, &fd, &owner);
+	return r < 0 ? r : breaker_table_open_readonly(fd, owner, ret);
+}
+
+static int status_print_in(const char *dir, FILE *out, bool json) {
+	_cleanup_close_ int fd = -EBADF;
+	uid_t owner;
+	int r = rundir_open_for_reading(dir, &fd, &owner);
+	return r < 0 ? r : status_print(fd, owner, out, json);
+}
+
 static struct breaker_table *open_table(struct fixture *f) {
 	struct breaker_table *t = NULL;
-	assert_int_equal(breaker_table_open(f->dir, &t), 0);
+	assert_int_equal(table_open_in(f->dir, &t), 0);
 	assert_non_null(t);
 	return t;
 }
@@ -176,7 +205,7 @@ static void test_concurrent_create(void **state) {
 		if (fork_child(f) == 0) {
 			struct breaker_table *t = NULL;
 			uint32_t e = UINT32_MAX;
-			int r = breaker_table_open(f->dir, &t);
+			int r = table_open_in(f->dir, &t);
 			if (r == 0)
 				r = breaker_table_entry(t, "shared-cluster", &e);
 			if (write(fds[1], &e, sizeof(e)) != sizeof(e))
@@ -226,19 +255,19 @@ static void test_version_mismatch(void **state) {
 	uint32_t version = 999;
 	memcpy(header + 8, &version, sizeof(version));
 	write_file(path, header, sizeof(header), 0644);
-	assert_int_equal(breaker_table_open(f->dir, &t), -EPROTO);
+	assert_int_equal(table_open_in(f->dir, &t), -EPROTO);
 	assert_null(t);
-	assert_int_equal(status_print(f->dir, stdout, false), -EPROTO);
+	assert_int_equal(status_print_in(f->dir, stdout, false), -EPROTO);
 
 	/* another magic */
 	memcpy(header, "NOTATABL", 8);
 	write_file(path, header, sizeof(header), 0644);
-	assert_int_equal(breaker_table_open(f->dir, &t), -EPROTO);
+	assert_int_equal(table_open_in(f->dir, &t), -EPROTO);
 
 	/* too short to hold a header (not something a crashed creator can leave: it links
 	 * only finished files) */
 	write_file(path, header, 10, 0644);
-	assert_int_equal(breaker_table_open(f->dir, &t), -EPROTO);
+	assert_int_equal(table_open_in(f->dir, &t), -EPROTO);
 
 	/* a valid table that others may write is refused */
 	assert_int_equal(unlink(path), 0);
@@ -246,17 +275,17 @@ static void test_version_mismatch(void **state) {
 	breaker_table_close(t);
 	t = NULL;
 	assert_int_equal(chmod(path, 0666), 0);
-	assert_int_equal(breaker_table_open(f->dir, &t), -EPERM);
+	assert_int_equal(table_open_in(f->dir, &t), -EPERM);
 	assert_int_equal(chmod(path, 0644), 0);
 
 	/* a valid table with its size changed is a layout mismatch */
 	assert_int_equal(truncate(path, 1 << 20), 0);
-	assert_int_equal(breaker_table_open(f->dir, &t), -EPROTO);
+	assert_int_equal(table_open_in(f->dir, &t), -EPROTO);
 
 	/* a symlink is never followed */
 	assert_int_equal(unlink(path), 0);
 	assert_int_equal(symlink("/dev/null", path), 0);
-	assert_int_equal(breaker_table_open(f->dir, &t), -ELOOP);
+	assert_int_equal(table_open_in(f->dir, &t), -ELOOP);
 	assert_int_equal(unlink(path), 0);
 }
 
@@ -356,7 +385,7 @@ static void test_hammer(void **state) {
 			/* each child maps the table itself, as a separate tcpmap process would */
 			struct breaker_table *ct = NULL;
 			safe_close(seen[1]); /* only the sampler's copy may keep child 0 waiting */
-			if (breaker_table_open(f->dir, &ct) < 0)
+			if (table_open_in(f->dir, &ct) < 0)
 				_exit(2);
 			for (int n = 0; n < HAMMER_ROUNDS; n++) {
 				breaker_slot_t slot;
@@ -438,7 +467,7 @@ static void test_sigkill_while_hammering(void **state) {
 		for (int i = 0; i < HAMMER_CHILDREN; i++) {
 			if (fork_child(f) == 0) {
 				struct breaker_table *ct = NULL;
-				if (breaker_table_open(f->dir, &ct) < 0)
+				if (table_open_in(f->dir, &ct) < 0)
 					_exit(2);
 				for (int n = 0; n < 5 * HAMMER_ROUNDS * HAMMER_CHILDREN; n++) {
 					if (breaker_table_admit(ct, e, &cb, &slot) < 0)
@@ -479,7 +508,7 @@ static pid_t spawn_holder(struct fixture *f, uint32_t entry, const struct circui
 	if (pid == 0) {
 		struct breaker_table *ct = NULL;
 		close(fds[0]);
-		if (breaker_table_open(f->dir, &ct) < 0)
+		if (table_open_in(f->dir, &ct) < 0)
 			_exit(2);
 		for (int i = 0; i < n; i++) {
 			breaker_slot_t slot;
@@ -578,7 +607,7 @@ static void test_adopt(void **state) {
 		struct breaker_table *ct = NULL;
 		close(to_child[1]);
 		close(to_parent[0]);
-		if (breaker_table_open(f->dir, &ct) < 0)
+		if (table_open_in(f->dir, &ct) < 0)
 			_exit(2);
 		c = (char)(breaker_table_adopt(ct, slot) == 0 ? 'y' : 'n');
 		if (write(to_parent[1], &c, 1) != 1 || read(to_child[0], &c, 1) != 1)
@@ -615,7 +644,7 @@ static void test_adopt(void **state) {
 		struct breaker_table *ct = NULL;
 		close(to_child[1]);
 		close(to_parent[0]);
-		if (breaker_table_open(f->dir, &ct) < 0)
+		if (table_open_in(f->dir, &ct) < 0)
 			_exit(2);
 		c = (char)(breaker_table_adopt(ct, slot) == 0 ? 'y' : 'n');
 		if (write(to_parent[1], &c, 1) != 1 || read(to_child[0], &c, 1) != 1)
@@ -657,7 +686,7 @@ static void test_wrr_pick_across_processes(void **state) {
 	for (int i = 0; i < WRR_CHILDREN; i++) {
 		if (fork_child(f) == 0) {
 			struct breaker_table *ct = NULL;
-			if (breaker_table_open(f->dir, &ct) < 0)
+			if (table_open_in(f->dir, &ct) < 0)
 				_exit(2);
 			for (int n = 0; n < WRR_PICKS; n++) {
 				int r = breaker_table_pick(ct, &g, NULL);
@@ -740,7 +769,7 @@ static void test_grow_while_children_hold_slots(void **state) {
 			struct breaker_table *ct = NULL;
 			breaker_slot_t slot;
 			char c;
-			if (breaker_table_open(f->dir, &ct) < 0 ||
+			if (table_open_in(f->dir, &ct) < 0 ||
 			    breaker_table_admit(ct, e, &cb, &slot) < 0)
 				_exit(2);
 			if (write(held[1], &slot, sizeof(slot)) != sizeof(slot) ||
@@ -813,13 +842,19 @@ static void test_grow_while_children_hold_slots(void **state) {
 	assert_int_equal(s.bytes_in, 10 * GROW_HOLDERS);
 	assert_int_equal(s.max_connections, GROW_HOLDERS);
 
-	/* a reader opened now, and one opened before a further move, see every cluster */
+	/* a report reads a snapshot (breaker_table_open_readonly): one taken before a further
+	 * move keeps what it read, and one taken after it sees every cluster */
 	struct breaker_table *reader = NULL;
-	assert_int_equal(breaker_table_open_readonly(f->dir, &reader), 0);
+	assert_int_equal(reader_open_in(f->dir, &reader), 0);
 	create_entries(t, "more", 3000);
 	uint32_t pos = 0, n_seen = 0;
 	struct breaker_entry_view v;
 	while (breaker_table_next_entry(reader, &pos, &v))
+		n_seen++;
+	assert_int_equal(n_seen, 3001);
+	breaker_table_close(reader);
+	assert_int_equal(reader_open_in(f->dir, &reader), 0);
+	for (pos = 0, n_seen = 0; breaker_table_next_entry(reader, &pos, &v);)
 		n_seen++;
 	assert_int_equal(n_seen, 6001);
 	breaker_table_close(reader);
@@ -847,7 +882,7 @@ static void test_hammer_while_growing(void **state) {
 	for (int i = 0; i < HAMMER_CHILDREN; i++) {
 		if (fork_child(f) == 0) {
 			struct breaker_table *ct = NULL;
-			if (breaker_table_open(f->dir, &ct) < 0)
+			if (table_open_in(f->dir, &ct) < 0)
 				_exit(2);
 			for (int n = 0; n < GROW_HAMMER_ROUNDS; n++) {
 				breaker_slot_t slot;
@@ -922,7 +957,7 @@ static void test_open_sized(void **state) {
 	struct breaker_table *t = NULL;
 	struct breaker_capacity cap, want = {.clusters = 15000, .groups = 3000};
 
-	assert_int_equal(breaker_table_open_sized(f->dir, &want, &t), 0);
+	assert_int_equal(table_open_sized_in(f->dir, &want, &t), 0);
 	assert_int_equal(breaker_table_capacity(t, &cap), 0);
 	assert_true(cap.clusters >= 15000 && cap.groups >= 3000 && cap.slots >= 65536);
 	breaker_table_close(t);
@@ -935,7 +970,7 @@ static char *dump_to_string(const char *dir, bool json, int *ret) {
 	size_t len = 0;
 	FILE *out = open_memstream(&buf, &len);
 	assert_non_null(out);
-	*ret = status_print(dir, out, json);
+	*ret = status_print_in(dir, out, json);
 	fclose(out);
 	return buf;
 }

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "conn.h"
+#include "rundir.h"
 #include "log.h"
 #include "util.h"
 #include "worker.h"
@@ -36,9 +37,10 @@ static int setup(void **state) {
 	if (!f)
 		return -1;
 	snprintf(f->dir, sizeof f->dir, "/tmp/test-conn.XXXXXX");
-	if (!mkdtemp(f->dir) || breaker_table_open(f->dir, &f->env.breakers) < 0 ||
-	    sd_event_new(&f->event) < 0 || worker_init(&f->worker, 0) < 0 ||
-	    worker_attach(&f->worker, f->event) < 0)
+	_cleanup_close_ int dir_fd = -EBADF;
+	if (!mkdtemp(f->dir) || rundir_open(f->dir, false, &dir_fd) < 0 ||
+	    breaker_table_open(dir_fd, &f->env.breakers) < 0 || sd_event_new(&f->event) < 0 ||
+	    worker_init(&f->worker, 0) < 0 || worker_attach(&f->worker, f->event) < 0)
 		return -1;
 	pthread_mutex_init(&f->env.config_lock, NULL);
 
@@ -287,6 +289,105 @@ static void test_result_names(void **state) {
 		assert_string_not_equal(conn_result_name(i), "?");
 }
 
+/* A record for mapping "m" whose fds are two socketpair ends and an up pipe holding
+ * `queued` bytes while the record says `in_pipe_up`. Returns a dup of the pipe's read end. */
+static int adopt_fixture(struct handover_record *rec, int fds[_HANDOVER_FD_MAX], int peers[2],
+                         size_t queued, uint64_t in_pipe_up) {
+	int a[2], b[2], p[2];
+	*rec = (struct handover_record){.magic = HANDOVER_MAGIC,
+	                                .version = HANDOVER_VERSION,
+	                                .id = "1-1",
+	                                .mapping = "m",
+	                                .in_pipe_up = in_pipe_up,
+	                                .idle_remaining_ms = UINT64_MAX};
+	assert_int_equal(handover_record_validate(rec), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, a), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, b), 0);
+	assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+	if (queued)
+		assert_int_equal(write(p[1], "old connection's bytes", queued), (ssize_t)queued);
+	for (int k = 0; k < _HANDOVER_FD_MAX; k++)
+		fds[k] = -EBADF;
+	fds[HANDOVER_FD_CLIENT] = a[1];
+	fds[HANDOVER_FD_UPSTREAM] = b[1];
+	fds[HANDOVER_FD_UP_READ] = p[0];
+	fds[HANDOVER_FD_UP_WRITE] = p[1];
+	peers[0] = a[0];
+	peers[1] = b[0];
+	int spy = fcntl(p[0], F_DUPFD_CLOEXEC, 0);
+	assert_true(spy >= 0);
+	return spy;
+}
+
+/* Issue 26, finding 6: a record saying in_pipe_up=0 while its pipe held bytes put that
+ * pipe in the pool as empty, and the next connection's upstream got the old bytes. Now
+ * the pipe is closed (its write end gone: a reader sees the bytes, then end of file) and
+ * the connection is not adopted; a consistent record is adopted. */
+static void test_adopt_refuses_a_pipe_the_record_misdescribes(void **state) {
+	struct fixture *f = *state;
+	char service[64], buf[64];
+	struct handover_record rec;
+	int fds[_HANDOVER_FD_MAX], peers[2];
+
+	use_config(f, upstream_service(f, service, sizeof service), "");
+	int spy = adopt_fixture(&rec, fds, peers, 5, 0);
+	assert_string_equal(conn_adopt_check(&rec, fds),
+	                    "a pipe came with a record that says it is empty");
+	assert_true(conn_adopt(&f->env, &f->worker, &rec, fds) < 0);
+	for (int k = 0; k < _HANDOVER_FD_MAX; k++)
+		assert_int_equal(fds[k], -EBADF);
+	assert_int_equal(read(spy, buf, sizeof buf), 5);
+	assert_int_equal(read(spy, buf, sizeof buf), 0); /* write end closed: never pooled */
+	assert_true(run_until(f, no_conns, NULL));
+	close(spy);
+	close(peers[0]);
+	close(peers[1]);
+
+	/* a pipe holding more than its record says */
+	spy = adopt_fixture(&rec, fds, peers, 9, 5);
+	assert_string_equal(conn_adopt_check(&rec, fds),
+	                    "a pipe does not hold the bytes its record says");
+	assert_true(conn_adopt(&f->env, &f->worker, &rec, fds) < 0);
+	assert_int_equal(read(spy, buf, sizeof buf), 9);
+	assert_int_equal(read(spy, buf, sizeof buf), 0);
+	close(spy);
+	close(peers[0]);
+	close(peers[1]);
+
+	/* a regular file where a socket should be */
+	spy = adopt_fixture(&rec, fds, peers, 5, 5);
+	close(fds[HANDOVER_FD_CLIENT]);
+	fds[HANDOVER_FD_CLIENT] = open("/dev/null", O_RDWR | O_CLOEXEC);
+	assert_string_equal(conn_adopt_check(&rec, fds), "a connection fd is not a stream socket");
+	assert_true(conn_adopt(&f->env, &f->worker, &rec, fds) < 0);
+	assert_int_equal(read(spy, buf, sizeof buf), 5);
+	assert_int_equal(read(spy, buf, sizeof buf), 0);
+	close(spy);
+	close(peers[0]);
+	close(peers[1]);
+
+	/* swapped pipe ends */
+	spy = adopt_fixture(&rec, fds, peers, 5, 5);
+	int t = fds[HANDOVER_FD_UP_READ];
+	fds[HANDOVER_FD_UP_READ] = fds[HANDOVER_FD_UP_WRITE];
+	fds[HANDOVER_FD_UP_WRITE] = t;
+	assert_non_null(conn_adopt_check(&rec, fds));
+	assert_true(conn_adopt(&f->env, &f->worker, &rec, fds) < 0);
+	close(spy);
+	close(peers[0]);
+	close(peers[1]);
+
+	/* the record as conn_export() writes it is adopted */
+	spy = adopt_fixture(&rec, fds, peers, 5, 5);
+	assert_null(conn_adopt_check(&rec, fds));
+	assert_int_equal(conn_adopt(&f->env, &f->worker, &rec, fds), 0);
+	assert_int_equal(f->worker.n_conns, 1);
+	conn_close_all(&f->worker, CONN_RESULT_OK);
+	close(spy);
+	close(peers[0]);
+	close(peers[1]);
+}
+
 int main(void) {
 	log_set_max_level(LOG_WARNING);
 	const struct CMUnitTest tests[] = {
@@ -298,6 +399,8 @@ int main(void) {
 	        cmocka_unit_test_setup_teardown(test_no_listener, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_no_weight_is_not_a_connect_failure, setup,
 	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_adopt_refuses_a_pipe_the_record_misdescribes,
+	                                        setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
