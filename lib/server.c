@@ -40,6 +40,9 @@
 #define ACCEPT_TRIES 8
 #define ACCEPT_RETRY_USEC (100 * 1000)
 
+/* STATUS= after a close: at once, but at most this often (server.status_dirty) */
+#define STATUS_MIN_USEC (200 * 1000)
+
 /* How long a re-executing image waits for the new one to say it is ready before it takes
  * its connections back and goes on (a new image normally takes tens of ms). */
 #define REEXEC_READY_TIMEOUT_USEC (5 * 1000 * 1000)
@@ -94,7 +97,13 @@ struct server {
 	bool superseded;          /* a new image is the main process: drain, then exit */
 	atomic_bool drain_cut;    /* SIGTERM while superseded: close what still drains */
 	atomic_uint workers_done; /* superseded: the main loop ends when all are done */
-	int main_wake_fd;         /* eventfd: a worker finished */
+	int main_wake_fd;         /* eventfd: a worker finished, or went idle */
+	/* STATUS= soon after a worker goes idle, but at most every STATUS_MIN_USEC: a worker
+	 * wakes the main thread only when this was clear, so a stream of short connections
+	 * costs one atomic exchange each, not a wake-up and an sd_notify */
+	atomic_bool status_dirty;
+	uint64_t status_sent_usec;
+	sd_event_source *status_timer;
 };
 
 struct accept_watch {
@@ -197,6 +206,8 @@ static void notify(const char *state) {
 }
 
 static void notify_status(struct server *s) {
+	atomic_store(&s->status_dirty, false);
+	s->status_sent_usec = now_usec();
 	if (atomic_load(&notify_muted))
 		return;
 	struct config *c = server_config_get(s);
@@ -542,7 +553,7 @@ static void worker_exit_if_drained(struct server_worker *w) {
 static void worker_batch_end(struct worker *core) {
 	struct server_worker *w = container_of(core, struct server_worker, core);
 	bool has_conns = atomic_load(&w->core.n_conns) > 0;
-	if (w->had_conns && !has_conns) {
+	if (w->had_conns && !has_conns && !atomic_exchange(&w->server->status_dirty, true)) {
 		/* the tick would say it up to a second late: `systemctl status` right after a
 		 * client closed would still count it */
 		uint64_t one = 1;
@@ -848,7 +859,21 @@ static int on_worker_done(sd_event_source *src, int fd, uint32_t revents, void *
 	ssize_t _unused_ n = read(fd, &v, sizeof v);
 	if (s->superseded && atomic_load(&s->workers_done) >= s->n_workers)
 		return sd_event_exit(sd_event_source_get_event(src), 0);
-	notify_status(s); /* a worker went idle: its last close counts at once */
+	if (!atomic_load(&s->status_dirty))
+		return 0;
+	/* a worker went idle: its last close counts at once, or at the end of the interval */
+	uint64_t due = s->status_sent_usec + STATUS_MIN_USEC;
+	if (now_usec() >= due || !s->status_timer ||
+	    sd_event_source_set_time(s->status_timer, due) < 0 ||
+	    sd_event_source_set_enabled(s->status_timer, SD_EVENT_ONESHOT) < 0)
+		notify_status(s);
+	return 0;
+}
+
+static int on_status_due(sd_event_source *src, uint64_t usec, void *userdata) {
+	(void)src;
+	(void)usec;
+	notify_status(userdata);
 	return 0;
 }
 
@@ -1188,6 +1213,13 @@ int server_run(const struct server_options *o) {
 		                       : sd_event_add_io(s.event, NULL, s.main_wake_fd, EPOLLIN,
 		                                         on_worker_done, &s);
 	}
+	if (r >= 0 && s.main_wake_fd >= 0) {
+		/* armed by on_worker_done when a STATUS= is due sooner than the tick */
+		r = sd_event_add_time(s.event, &s.status_timer, CLOCK_MONOTONIC, UINT64_MAX, 10000,
+		                      on_status_due, &s);
+		if (r >= 0)
+			r = sd_event_source_set_enabled(s.status_timer, SD_EVENT_OFF);
+	}
 	if (r >= 0)
 		r = sd_event_add_time_relative(s.event, NULL, CLOCK_MONOTONIC, 1000000, 100000,
 		                               on_tick, &s);
@@ -1212,6 +1244,7 @@ finish:
 			safe_close(s.fds[i].fd);
 	free(s.fds);
 	s.event = sd_event_unref(s.event);
+	s.status_timer = sd_event_source_unref(s.status_timer);
 	safe_close(s.main_wake_fd);
 	config_unref(s.env.config);
 	breaker_table_close(s.env.breakers);
