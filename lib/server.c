@@ -1061,6 +1061,7 @@ static int run_threaded(struct server *s) {
 }
 
 int server_run(const struct server_options *o) {
+	reexec_remember_binary();
 	struct server s = {.opts = *o};
 	sigset_t mask;
 	int r, connected_fd = -EBADF;
