@@ -12,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 
 #include "server.h"
@@ -325,6 +326,38 @@ static void wake_workers(struct server *s) {
 		 * is then woken anyway */
 		ssize_t _unused_ n = write(s->workers[i].wake_fd, &one, sizeof one);
 	}
+}
+
+/* Relay processes (per_connection_process) are this process's children. Each logs its own
+ * connection; here they are reaped, and one that died by a signal (a crash, a kill -9) is
+ * logged, and its breaker slot reclaimed at once rather than at the next tick. waitid()
+ * over every child is safe: the only other child tcpmapd has, re-exec's middle process, is
+ * waited for on this same thread before this handler can run. */
+static int on_sigchld(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata) {
+	struct server *s = userdata;
+	bool died = false;
+	(void)src, (void)si;
+
+	for (;;) {
+		siginfo_t info = {};
+		if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG) < 0 || info.si_pid == 0)
+			break;
+		if (info.si_code == CLD_EXITED && info.si_status == 0)
+			continue;
+		char pid[16], how[32];
+		snprintf(pid, sizeof pid, "%d", (int)info.si_pid);
+		if (info.si_code == CLD_EXITED)
+			snprintf(how, sizeof how, "exit status %d", info.si_status);
+		else
+			snprintf(how, sizeof how, "signal %s", sigabbrev_np(info.si_status) ?: "?");
+		struct log_field f[] = {{"RELAY_PID", pid}, {"HOW", how}};
+		log_event(LOG_WARNING, TCPMAP_MID_LIFECYCLE, "relay_died", f, ELEMENTSOF(f),
+		          "relay process %s ended by %s: its connection is gone", pid, how);
+		died = true;
+	}
+	if (died)
+		(void)breaker_table_reap(s->env.breakers); /* best effort: the tick reaps too */
+	return 0;
 }
 
 static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata) {
@@ -1195,6 +1228,7 @@ int server_run(const struct server_options *o) {
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGUSR2);
+	sigaddset(&mask, SIGCHLD);
 	/* before any thread starts: they inherit it (fails only for a bad `how`) */
 	(void)pthread_sigmask(SIG_BLOCK, &mask, NULL);
 
@@ -1208,6 +1242,8 @@ int server_run(const struct server_options *o) {
 		r = sd_event_add_signal(s.event, NULL, SIGHUP, on_sighup, &s);
 	if (r >= 0)
 		r = sd_event_add_signal(s.event, NULL, SIGUSR2, on_sigusr2, &s);
+	if (r >= 0)
+		r = sd_event_add_signal(s.event, NULL, SIGCHLD, on_sigchld, &s);
 	if (r >= 0) {
 		s.main_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		r = s.main_wake_fd < 0 ? -errno
