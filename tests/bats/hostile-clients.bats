@@ -117,3 +117,29 @@ teardown() { common_teardown; }
 	# shed means closed or refused within the hold, never left waiting in the backlog
 	[ "$(get pending)" -eq 0 ]
 }
+
+@test "fd exhaustion with no reserve fd to take back: accepting pauses, then resumes" {
+	[ "${TCPMAP_SAN:-0}" = 0 ] || skip "an LD_PRELOAD shim cannot come before the sanitizer runtime"
+	ulimit -n 20000
+	local so=$BATS_TEST_TMPDIR/noreserve.so flag=$BATS_TEST_TMPDIR/no-reserve i
+	cc -shared -fPIC -o "$so" "$TCPMAP_ROOT/tests/lib/noreserve.c" -ldl
+	start_fault "$ECHO_UP" echo-many
+	write_mapping "$CONF" flood "$PORT" "127.0.0.1:$ECHO_UP"
+	TCPMAPD_WRAP=(prlimit --nofile=64:64 -- env LD_PRELOAD="$so" TCPMAP_TEST_NO_RESERVE="$flag")
+	TCPMAPD_ARGS=(--workers 1)
+	start_tcpmapd "$CONF"
+	served_ok "$PORT"
+	# from now on a spent reserve fd cannot be taken back: the next shortage pauses accepting
+	touch "$flag"
+	python3 "$FAULTS_PY" flood --port "$PORT" --conns 300 --hold 3 --max-seconds 6 \
+		>"$BATS_TEST_TMPDIR/flood.out" 2>&1 3>&-
+	cat "$BATS_TEST_TMPDIR/flood.out"
+	[ "$(log_count 'event=shed')" -ge 1 ]
+	# the flood is gone: the paused worker accepts again, and serves every new connection
+	for ((i = 0; i < 3; i++)); do
+		served_ok "$PORT"
+	done
+	pid_alive "$TCPMAPD_PID"
+	rm -f "$flag"
+	note "no reserve: $(sed -n 's/^served=//p' "$BATS_TEST_TMPDIR/flood.out") served, $(sed -n 's/^closed=//p' "$BATS_TEST_TMPDIR/flood.out") closed during the flood; accepting resumed after it"
+}
