@@ -117,3 +117,34 @@ teardown() { common_teardown; }
 	# shed means closed or refused within the hold, never left waiting in the backlog
 	[ "$(get pending)" -eq 0 ]
 }
+
+@test "out of fds with nothing to shed: accepting pauses, and resumes when fds come back" {
+	[ "${TCPMAP_SAN:-0}" = 0 ] || skip "an LD_PRELOAD shim cannot come before the sanitizer runtime"
+	local so=$BATS_TEST_TMPDIR/fdshortage.so flag=$BATS_TEST_TMPDIR/fd-shortage i cpid
+	cc -shared -fPIC -o "$so" "$TCPMAP_ROOT/tests/lib/fdshortage.c" -ldl
+	start_fault "$ECHO_UP" echo-many
+	write_mapping "$CONF" flood "$PORT" "127.0.0.1:$ECHO_UP"
+	TCPMAPD_WRAP=(env LD_PRELOAD="$so" TCPMAP_TEST_FD_SHORTAGE="$flag")
+	TCPMAPD_ARGS=(--workers 1)
+	start_tcpmapd "$CONF"
+	served_ok "$PORT"
+	# short of fds: accept() fails and the reserve fd cannot be taken back, so the worker
+	# pauses accepting; a client arriving meanwhile waits in the backlog
+	touch "$flag"
+	python3 "$CLIENT_PY" 127.0.0.1 "$PORT" --send 65536 --timeout 10 \
+		>"$BATS_TEST_TMPDIR/waiting.out" 2>&1 3>&- &
+	cpid=$!
+	record_pid "$cpid"
+	sleep 1
+	[ "$(log_count 'event=shed')" -ge 1 ]
+	# fds are back: the paused worker accepts again, the waiting client first
+	rm -f "$flag"
+	wait_pid_exit "$cpid" 150
+	cat "$BATS_TEST_TMPDIR/waiting.out"
+	[ "$(sed -n 's/^recv_bytes=//p' "$BATS_TEST_TMPDIR/waiting.out")" = 65536 ]
+	for ((i = 0; i < 3; i++)); do
+		served_ok "$PORT"
+	done
+	pid_alive "$TCPMAPD_PID"
+	note "paused while short of fds; the client that waited was served, then 3 more"
+}

@@ -113,7 +113,8 @@ struct hello_spec {
 	long sni_ext_adjust;      /* lie in the server_name extension length */
 	long extensions_adjust;   /* lie in the extensions block length */
 	bool duplicate_sni;
-	bool no_extensions; /* TLS 1.2 style hello that ends after compression methods */
+	bool two_host_names; /* a second host_name entry in the one server_name list */
+	bool no_extensions;  /* TLS 1.2 style hello that ends after compression methods */
 };
 
 static void put_server_name(struct bytes *b, const struct hello_spec *s) {
@@ -127,6 +128,12 @@ static void put_server_name(struct bytes *b, const struct hello_spec *s) {
 	name = open_vector(b, 2);
 	put_bytes(b, s->sni, n);
 	close_vector(b, name, 2, 0);
+	if (s->two_host_names) {
+		put_u8(b, 0);
+		name = open_vector(b, 2);
+		put_bytes(b, "b.example", 9);
+		close_vector(b, name, 2, 0);
+	}
 	close_vector(b, list, 2, s->sni_list_adjust);
 	close_vector(b, ext, 2, s->sni_ext_adjust);
 }
@@ -624,6 +631,8 @@ static void test_alerts(void **state) {
 	        /* an empty server_name extension: its 5 bytes read as the next extension */
 	        {{.sni = "", .sni_ext_adjust = -5}, SNI_ALERT_DECODE_ERROR},
 	        {{.sni = "a.example", .duplicate_sni = true}, SNI_ALERT_ILLEGAL_PARAMETER},
+	        /* RFC 6066: one host name a list; two would make the route a matter of choice */
+	        {{.sni = "a.example", .two_host_names = true}, SNI_ALERT_DECODE_ERROR},
 	        {{.sni = "a..example.com"}, SNI_ALERT_UNRECOGNIZED_NAME},
 	        {{.sni = "caf\xc3\xa9.example"}, SNI_ALERT_UNRECOGNIZED_NAME},
 	        {{.sni = "a.example", .extensions_adjust = 1}, SNI_ALERT_DECODE_ERROR},
