@@ -472,13 +472,18 @@ static void set_accepting(struct server_worker *w, bool on) {
 	}
 }
 
+static int open_reserve_fd(void) { return open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC); }
+
 static int on_accept_retry(sd_event_source *src, uint64_t usec, void *userdata) {
+	struct server_worker *w = userdata;
 	(void)src, (void)usec;
-	set_accepting(userdata, true);
+	/* the reserve could not be taken back while fds were short: try again now, or the next
+	 * shortage would find nothing to shed with */
+	if (w->reserve_fd < 0)
+		w->reserve_fd = open_reserve_fd();
+	set_accepting(w, true);
 	return 0;
 }
-
-static int open_reserve_fd(void) { return open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC); }
 
 /* Out of fds. A connection left in the backlog would hang until fds come back, so spend the
  * reserve fd to accept and close what is waiting (the client sees the close at once), as
