@@ -7,8 +7,8 @@ catch-all group to a real upstream (weight 100; the group's other mappings weigh
     genscale.py OUT.yaml --ports-file PORTS [--listeners N] [--per-group M]
                 [--extra K] [--relay INDEX=HOST:PORT ...]
 
---ports-file holds the listener ports, one a line; it is written (free ports found by
-binding port 0 on 127.0.0.1) when it does not exist, and reused when it does, so a reload
+--ports-file holds the listener ports, one a line; it is written (free ports of 3000-4999
+and 8000-8999, outside the ephemeral range) when it does not exist, and reused when it does, so a reload
 config keeps the listeners. --extra adds K more mappings to the host groups, in turn. It
 writes only OUT and the ports file, and binds nothing but 127.0.0.1 for an instant.
 """
@@ -17,17 +17,37 @@ import os
 import socket
 
 
-def free_ports(n):
-    socks, ports = [], []
+# Outside the kernel's ephemeral range (a client socket could take a port there between our
+# check and tcpmapd's bind) and outside the ranges the other suites pick from.
+CANDIDATES = list(range(3000, 5000)) + list(range(8000, 9000))
+
+
+def ephemeral():
     try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
+        lo, hi = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    except (OSError, ValueError):
+        lo, hi = 32768, 60999
+    return lo, hi
+
+
+def free_ports(n):
+    lo, hi = ephemeral()
+    ports = []
+    for p in CANDIDATES:
+        if len(ports) == n:
+            break
+        if lo <= p <= hi:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        finally:
             s.close()
+        ports.append(p)
+    if len(ports) < n:
+        raise SystemExit(f"genscale: only {len(ports)} free ports of {n} wanted")
     return ports
 
 
