@@ -18,22 +18,47 @@ static bool is_tchar(char c) {
 	       (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-/* Does the Accept: value ask for OpenMetrics? Any listed type of that name, unless its
- * q is 0. */
+static size_t trimmed(const char **p, size_t len) {
+	while (len > 0 && (**p == ' ' || **p == '\t'))
+		(*p)++, len--;
+	while (len > 0 && ((*p)[len - 1] == ' ' || (*p)[len - 1] == '\t'))
+		len--;
+	return len;
+}
+
+/* Is q=0 (or 0.0...) among the parameters `params` of one Accept: element? */
+static bool q_is_zero(const char *params, size_t len) {
+	while (len > 0) {
+		const char *semi = memchr(params, ';', len);
+		size_t n = semi ? (size_t)(semi - params) : len;
+		const char *param = params;
+		size_t plen = trimmed(&param, n);
+		if (plen >= 3 && (param[0] == 'q' || param[0] == 'Q') && param[1] == '=') {
+			size_t zeros = plen > 4 && param[3] == '.' ? strspn(param + 4, "0") : 0;
+			return param[2] == '0' &&
+			       (plen == 3 || (param[3] == '.' && 4 + zeros == plen));
+		}
+		params += semi ? n + 1 : n;
+		len -= semi ? n + 1 : n;
+	}
+	return false;
+}
+
+/* Does the Accept: value ask for OpenMetrics? An element of that media type, with any
+ * parameters, unless its q is 0. Preference among several types is not weighed: a
+ * scraper that lists OpenMetrics at all gets it, as Prometheus itself asks. */
 static bool accepts_openmetrics(const char *v, size_t len) {
 	static const char want[] = "application/openmetrics-text";
-	for (size_t i = 0; i + sizeof want - 1 <= len; i++) {
-		if (strncasecmp(v + i, want, sizeof want - 1) != 0)
-			continue;
-		size_t end = i;
-		while (end < len && v[end] != ',')
-			end++;
-		for (size_t k = i; k + 4 <= end; k++)
-			if (strncasecmp(v + k, "q=0", 3) == 0 &&
-			    (k + 3 == end || v[k + 3] == ' ' || v[k + 3] == ';' ||
-			     (v[k + 3] == '.' && strspn(v + k + 4, "0") >= end - k - 4)))
-				return false;
-		return true;
+	while (len > 0) {
+		const char *comma = memchr(v, ',', len);
+		size_t n = comma ? (size_t)(comma - v) : len;
+		const char *semi = memchr(v, ';', n);
+		const char *type = v;
+		size_t type_len = trimmed(&type, semi ? (size_t)(semi - v) : n);
+		if (type_len == sizeof want - 1 && strncasecmp(type, want, type_len) == 0)
+			return !semi || !q_is_zero(semi + 1, n - (size_t)(semi + 1 - v));
+		v += comma ? n + 1 : n;
+		len -= comma ? n + 1 : n;
 	}
 	return false;
 }
