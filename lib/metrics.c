@@ -40,20 +40,28 @@ static size_t utf8_len(const uint8_t *p, size_t avail) {
 
 void metrics_label_value(FILE *out, const char *s, size_t len) {
 	const uint8_t *p = (const uint8_t *)s;
+	size_t run = 0; /* bytes from p + i - run on that pass unchanged, written in one go */
 
 	for (size_t i = 0; i < len;) {
 		size_t n = utf8_len(p + i, len - i);
-		if (p[i] == '\\' || p[i] == '"')
-			fprintf(out, "\\%c", p[i]);
-		else if (p[i] == '\n')
-			fputs("\\n", out);
-		else if (n == 0 || p[i] == 0) {
-			fputs("\xef\xbf\xbd", out); /* U+FFFD: the formats are UTF-8 only */
-			n = 1;
-		} else
-			fwrite(p + i, 1, n, out);
-		i += n ? n : 1;
+		const char *subst =
+		        p[i] == '\\'   ? "\\\\"
+		        : p[i] == '"'  ? "\\\""
+		        : p[i] == '\n' ? "\\n"
+		        : n == 0 || p[i] == 0
+		                ? "\xef\xbf\xbd" /* U+FFFD: the formats are UTF-8 only */
+		                : NULL;
+		if (!subst) {
+			run += n;
+			i += n;
+			continue;
+		}
+		fwrite(p + i - run, 1, run, out);
+		run = 0;
+		fputs(subst, out);
+		i++;
 	}
+	fwrite(p + len - run, 1, run, out);
 }
 
 /* A family's header. OpenMetrics names a counter family without its `_total`. */
@@ -69,7 +77,7 @@ static void family(FILE *out, enum metrics_format f, const char *name, const cha
 
 /* What a cluster key says, for readable labels: "host:port|plain|ctx|limits" gives the
  * service "host:port" and TLS origination "plain" (configbuild.c makes the key). */
-static void cluster_labels(FILE *out, const struct breaker_entry_view *v) {
+static void cluster_labels_write(FILE *out, const struct breaker_entry_view *v) {
 	const char *bar = memchr(v->cluster, '|', v->cluster_len);
 	size_t service_len = bar ? (size_t)(bar - v->cluster) : v->cluster_len;
 	const char *tls = bar ? bar + 1 : "";
@@ -87,11 +95,18 @@ static void cluster_labels(FILE *out, const struct breaker_entry_view *v) {
 	fputc('"', out);
 }
 
-static void sample(FILE *out, const char *name, const struct breaker_entry_view *v,
-                   const char *extra, unsigned long long value) {
-	fprintf(out, "%s{", name);
-	cluster_labels(out, v);
-	fprintf(out, "%s} %llu\n", extra ? extra : "", value);
+/* A cluster's labels, escaped once for every sample of it (a scrape of 1000 clusters writes
+ * them some 40 000 times). */
+struct cluster_row {
+	struct breaker_entry_view view;
+	char *labels;
+};
+
+static void cluster_labels(FILE *out, const struct cluster_row *row) { fputs(row->labels, out); }
+
+static void sample(FILE *out, const char *name, const struct cluster_row *row, const char *extra,
+                   unsigned long long value) {
+	fprintf(out, "%s{%s%s} %llu\n", name, row->labels, extra ? extra : "", value);
 }
 
 /* Seconds from microseconds, exactly (no float rounding on a growing sum). */
@@ -112,9 +127,15 @@ static void bound_text(uint64_t usec, char buf[32]) {
 	}
 }
 
-static int entries_collect(struct breaker_table *t, struct breaker_entry_view **ret,
-                           size_t *ret_n) {
-	_cleanup_free_ struct breaker_entry_view *rows = NULL;
+static struct cluster_row *rows_free(struct cluster_row *rows, size_t n) {
+	for (size_t i = 0; rows && i < n; i++)
+		free(rows[i].labels);
+	free(rows);
+	return NULL;
+}
+
+static int entries_collect(struct breaker_table *t, struct cluster_row **ret, size_t *ret_n) {
+	struct cluster_row *rows = NULL;
 	size_t n = 0, allocated = 0;
 	uint32_t pos = 0;
 	struct breaker_entry_view v;
@@ -122,34 +143,46 @@ static int entries_collect(struct breaker_table *t, struct breaker_entry_view **
 	while (breaker_table_next_entry(t, &pos, &v)) {
 		if (n == allocated) {
 			size_t more = allocated ? allocated * 2 : 64;
-			struct breaker_entry_view *p = reallocarray(rows, more, sizeof(*rows));
-			if (!p)
+			struct cluster_row *p = reallocarray(rows, more, sizeof(*rows));
+			if (!p) {
+				rows_free(rows, n);
 				return -ENOMEM;
+			}
 			rows = p;
 			allocated = more;
 		}
-		rows[n++] = v;
+		size_t size = 0;
+		rows[n] = (struct cluster_row){.view = v};
+		FILE *mem = open_memstream(&rows[n].labels, &size);
+		if (mem)
+			cluster_labels_write(mem, &v);
+		if (!mem || fclose(mem) != 0) {
+			rows_free(rows, n + (mem != NULL));
+			return -ENOMEM;
+		}
+		n++;
 	}
-	*ret = TAKE_PTR(rows);
+	*ret = rows;
 	*ret_n = n;
 	return 0;
 }
 
-static void write_entries(FILE *out, enum metrics_format f, const struct breaker_entry_view *rows,
+static void write_entries(FILE *out, enum metrics_format f, const struct cluster_row *rows,
                           size_t n) {
 	family(out, f, "tcpmap_connections_active", "gauge",
 	       "Upstream connections of the cluster established now.");
 	for (size_t i = 0; i < n; i++)
-		sample(out, "tcpmap_connections_active", &rows[i], NULL, rows[i].stats.active);
+		sample(out, "tcpmap_connections_active", &rows[i], NULL, rows[i].view.stats.active);
 	family(out, f, "tcpmap_connections_pending", "gauge",
 	       "Upstream connections of the cluster being connected now.");
 	for (size_t i = 0; i < n; i++)
-		sample(out, "tcpmap_connections_pending", &rows[i], NULL, rows[i].stats.pending);
+		sample(out, "tcpmap_connections_pending", &rows[i], NULL,
+		       rows[i].view.stats.pending);
 	family(out, f, "tcpmap_connections_admitted_total", "counter",
 	       "Connections admitted by the cluster's circuit breaker.");
 	for (size_t i = 0; i < n; i++)
 		sample(out, "tcpmap_connections_admitted_total", &rows[i], NULL,
-		       rows[i].stats.total);
+		       rows[i].view.stats.total);
 
 	family(out, f, "tcpmap_connections_total", "counter",
 	       "Connections routed to the cluster that ended, by result (TCPMAP_RESULT= in "
@@ -159,7 +192,7 @@ static void write_entries(FILE *out, enum metrics_format f, const struct breaker
 			char extra[64];
 			snprintf(extra, sizeof extra, ",result=\"%s\"", conn_result_name(r));
 			sample(out, "tcpmap_connections_total", &rows[i], extra,
-			       rows[i].stats.results[r]);
+			       rows[i].view.stats.results[r]);
 		}
 
 	family(out, f, "tcpmap_upstream_sent_bytes_total", "counter",
@@ -167,41 +200,41 @@ static void write_entries(FILE *out, enum metrics_format f, const struct breaker
 	       "connection ends.");
 	for (size_t i = 0; i < n; i++)
 		sample(out, "tcpmap_upstream_sent_bytes_total", &rows[i], NULL,
-		       rows[i].stats.bytes_in);
+		       rows[i].view.stats.bytes_in);
 	family(out, f, "tcpmap_upstream_received_bytes_total", "counter",
 	       "Bytes relayed from the cluster's upstream to clients, counted when a "
 	       "connection ends.");
 	for (size_t i = 0; i < n; i++)
 		sample(out, "tcpmap_upstream_received_bytes_total", &rows[i], NULL,
-		       rows[i].stats.bytes_out);
+		       rows[i].view.stats.bytes_out);
 
 	family(out, f, "tcpmap_breaker_max_connections", "gauge",
 	       "The cluster's circuit breaker max_connections (absent: no limit).");
 	for (size_t i = 0; i < n; i++)
-		if (rows[i].stats.max_connections)
+		if (rows[i].view.stats.max_connections)
 			sample(out, "tcpmap_breaker_max_connections", &rows[i], NULL,
-			       rows[i].stats.max_connections);
+			       rows[i].view.stats.max_connections);
 	family(out, f, "tcpmap_breaker_max_pending_requests", "gauge",
 	       "The cluster's circuit breaker max_pending_requests (absent: no limit).");
 	for (size_t i = 0; i < n; i++)
-		if (rows[i].stats.max_pending_requests)
+		if (rows[i].view.stats.max_pending_requests)
 			sample(out, "tcpmap_breaker_max_pending_requests", &rows[i], NULL,
-			       rows[i].stats.max_pending_requests);
+			       rows[i].view.stats.max_pending_requests);
 	family(out, f, "tcpmap_breaker_overflows_total", "counter",
 	       "Connections refused because the cluster's circuit breaker was open.");
 	for (size_t i = 0; i < n; i++)
 		sample(out, "tcpmap_breaker_overflows_total", &rows[i], NULL,
-		       rows[i].stats.overflows);
+		       rows[i].view.stats.overflows);
 	family(out, f, "tcpmap_upstream_connect_failures_total", "counter",
 	       "Upstream connects of the cluster that failed or timed out.");
 	for (size_t i = 0; i < n; i++)
 		sample(out, "tcpmap_upstream_connect_failures_total", &rows[i], NULL,
-		       rows[i].stats.connect_failures);
+		       rows[i].view.stats.connect_failures);
 
 	family(out, f, "tcpmap_connection_duration_seconds", "histogram",
 	       "How long the cluster's connections lasted, from accept to close.");
 	for (size_t i = 0; i < n; i++) {
-		const struct breaker_entry_stats *s = &rows[i].stats;
+		const struct breaker_entry_stats *s = &rows[i].view.stats;
 		uint64_t cumulative = 0;
 		for (unsigned b = 0; b <= BREAKER_DURATION_BUCKETS; b++) {
 			char le[32], extra[48];
@@ -258,7 +291,7 @@ static void write_groups(struct breaker_table *t, FILE *out, enum metrics_format
 }
 
 int metrics_write(struct breaker_table *t, FILE *out, enum metrics_format f) {
-	_cleanup_free_ struct breaker_entry_view *rows = NULL;
+	struct cluster_row *rows = NULL;
 	uint64_t unrouted[BREAKER_RESULTS_MAX];
 	size_t n;
 
@@ -282,6 +315,7 @@ int metrics_write(struct breaker_table *t, FILE *out, enum metrics_format f) {
 	}
 	if (f == METRICS_FORMAT_OPENMETRICS)
 		fputs("# EOF\n", out);
+	rows_free(rows, n);
 	return ferror(out) ? -EIO : 0;
 }
 
