@@ -308,6 +308,20 @@ static int cmd_status(struct ctl *ctl) {
 	return r < 0 ? table_error("status", dir, r) : 0;
 }
 
+struct scrape {
+	int dir_fd;
+	uid_t owner;
+};
+
+/* The body of a scrape's 200 (lib/metrics_http.h). */
+static int scrape_body(void *userdata, bool openmetrics, FILE *out, const char **ret_content_type) {
+	struct scrape *s = userdata;
+	enum metrics_format f =
+	        openmetrics ? METRICS_FORMAT_OPENMETRICS : METRICS_FORMAT_PROMETHEUS;
+	*ret_content_type = metrics_content_type(f);
+	return metrics_print(s->dir_fd, s->owner, out, f);
+}
+
 static int cmd_metrics(struct ctl *ctl) {
 	char dir[4096];
 	_cleanup_close_ int dir_fd = -EBADF;
@@ -323,7 +337,8 @@ static int cmd_metrics(struct ctl *ctl) {
 		if (r < 0)
 			fprintf(stderr, "tcpmapctl metrics: %s: %s\n", dir,
 			        rundir_refusal(r) ? rundir_refusal(r) : strerror(-r));
-		r = metrics_http_serve(STDIN_FILENO, STDOUT_FILENO, dir_fd, owner);
+		struct scrape scrape = {.dir_fd = dir_fd, .owner = owner};
+		r = metrics_http_serve(STDIN_FILENO, STDOUT_FILENO, scrape_body, &scrape);
 		if (r < 0 && r != -EPIPE && r != -ECONNRESET)
 			fprintf(stderr, "tcpmapctl metrics: %s\n", strerror(-r));
 		return r < 0 ? 1 : 0;

@@ -93,7 +93,7 @@ static enum metrics_http_parse parse_request_line(const char *p, size_t len,
 
 enum metrics_http_parse metrics_http_parse(const char *buf, size_t len,
                                            struct metrics_http_request *ret) {
-	struct metrics_http_request req = {.format = METRICS_FORMAT_PROMETHEUS};
+	struct metrics_http_request req = {.openmetrics = false};
 	size_t pos = 0;
 	bool first = true;
 
@@ -135,7 +135,7 @@ enum metrics_http_parse metrics_http_parse(const char *buf, size_t len,
 				return METRICS_HTTP_BAD;
 		if (colon - line == 6 && strncasecmp(line, "Accept", 6) == 0 &&
 		    accepts_openmetrics(colon + 1, n - (size_t)(colon + 1 - line)))
-			req.format = METRICS_FORMAT_OPENMETRICS;
+			req.openmetrics = true;
 	}
 }
 
@@ -188,7 +188,7 @@ static int respond_text(int fd, int status, const char *reason, bool head_only) 
 	return respond(fd, status, reason, "text/plain; charset=utf-8", body, (size_t)n, head_only);
 }
 
-int metrics_http_serve(int in_fd, int out_fd, int dir_fd, uid_t dir_owner) {
+int metrics_http_serve(int in_fd, int out_fd, metrics_http_body_t body_writer, void *userdata) {
 	char buf[METRICS_HTTP_MAX];
 	size_t len = 0;
 	struct metrics_http_request req;
@@ -237,12 +237,13 @@ int metrics_http_serve(int in_fd, int out_fd, int dir_fd, uid_t dir_owner) {
 	FILE *mem = open_memstream(&body, &size);
 	if (!mem)
 		return -ENOMEM;
-	int r = metrics_print(dir_fd, dir_owner, mem, req.format);
+	const char *content_type = "text/plain; charset=utf-8";
+	int r = body_writer(userdata, req.openmetrics, mem, &content_type);
 	if (fclose(mem) != 0 && r >= 0)
 		r = -ENOMEM;
 	if (r < 0) {
 		(void)respond_text(out_fd, 503, "Service Unavailable", head_only);
 		return r;
 	}
-	return respond(out_fd, 200, "OK", metrics_content_type(req.format), body, size, head_only);
+	return respond(out_fd, 200, "OK", content_type, body, size, head_only);
 }

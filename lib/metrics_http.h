@@ -2,7 +2,7 @@
  * answer: GET (or HEAD) of /metrics, in the format the request's Accept: header asks for.
  *
  * The parser is pure: it takes the bytes received so far and never reads a socket.
- * Contract (checked by tests/unit/test-metrics-http.c and tests/fuzz/fuzz-metrics-http.c):
+ * Contract (checked by tests/unit/test-metrics.c and tests/fuzz/fuzz-metrics-http.c):
  *   - METRICS_HTTP_NEED_MORE while no line is complete and nothing seen is invalid: the same
  *     bytes with more after them may still parse;
  *   - METRICS_HTTP_BAD as soon as what is there can never be a valid request head (a bad
@@ -15,8 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-
-#include "metrics.h"
+#include <stdio.h>
 
 #define METRICS_HTTP_MAX 8192u          /* the largest request head read */
 #define METRICS_HTTP_TIMEOUT_MSEC 5000u /* for the whole head */
@@ -35,8 +34,8 @@ enum metrics_http_method {
 
 struct metrics_http_request {
 	enum metrics_http_method method;
-	bool metrics_path;          /* /metrics, with or without a query */
-	enum metrics_format format; /* from Accept: */
+	bool metrics_path; /* /metrics, with or without a query */
+	bool openmetrics;  /* Accept: lists application/openmetrics-text, q not 0 */
 };
 
 enum metrics_http_parse metrics_http_parse(const char *buf, size_t len,
@@ -45,9 +44,14 @@ enum metrics_http_parse metrics_http_parse(const char *buf, size_t len,
 /* The status line's code for a parsed request: 200, 404 or 405. */
 int metrics_http_status(const struct metrics_http_request *req);
 
+/* What a 200 answers with: the body written to `out` in OpenMetrics or not, and its
+ * Content-Type; 0 or -errno (then 503). This file knows nothing of what the body says. */
+typedef int (*metrics_http_body_t)(void *userdata, bool openmetrics, FILE *out,
+                                   const char **ret_content_type);
+
 /* Serve one request on `in_fd`/`out_fd` (a socket from systemd's Accept=yes, as stdin and
- * stdout): read the head within the bounds above, answer with the metrics of the table in
- * `dir_fd` (from rundir_open_for_reading(), owned by `dir_owner`), 404, 405, 400, or 503
- * when the table cannot be read. A client that sends nothing is closed on at the timeout
- * with no answer. Returns 0 once something was answered or the client gave up, or -errno. */
-int metrics_http_serve(int in_fd, int out_fd, int dir_fd, uid_t dir_owner);
+ * stdout): read the head within the bounds above, answer 200 with what `body` writes, 404,
+ * 405, 400, 431, or 503 when `body` fails. A client that sends nothing is let go at the
+ * timeout with no answer. Returns 0 once something was answered or the client gave up, or
+ * -errno (the body's error after its 503 was sent). */
+int metrics_http_serve(int in_fd, int out_fd, metrics_http_body_t body, void *userdata);

@@ -295,16 +295,16 @@ static void test_http_parse(void **state) {
 	check_request("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", METRICS_HTTP_DONE, &req);
 	assert_int_equal(req.method, METRICS_HTTP_GET);
 	assert_true(req.metrics_path);
-	assert_int_equal(req.format, METRICS_FORMAT_PROMETHEUS);
+	assert_false(req.openmetrics);
 	assert_int_equal(metrics_http_status(&req), 200);
 
 	check_request("GET /metrics?name[]=x HTTP/1.0\nAccept: application/openmetrics-text;"
 	              "version=1.0.0;q=0.5,text/plain;q=0.4\n\n",
 	              METRICS_HTTP_DONE, &req);
-	assert_int_equal(req.format, METRICS_FORMAT_OPENMETRICS);
+	assert_true(req.openmetrics);
 	check_request("GET /metrics HTTP/1.1\r\naccept: Application/OpenMetrics-Text; q=0\r\n\r\n",
 	              METRICS_HTTP_DONE, &req);
-	assert_int_equal(req.format, METRICS_FORMAT_PROMETHEUS);
+	assert_false(req.openmetrics);
 	check_request("HEAD /metrics HTTP/1.1\r\n\r\n", METRICS_HTTP_DONE, &req);
 	assert_int_equal(req.method, METRICS_HTTP_HEAD);
 	assert_int_equal(metrics_http_status(&req), 200);
