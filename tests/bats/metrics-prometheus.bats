@@ -204,7 +204,7 @@ overflow() { # K: K clients the open breaker refuses (closed at once, nothing re
 	echo "# prometheus: $((n + 1)) connections ok, $((k1 + k2)) overflows, $f connect failures, $((stream_sent + n * each)) bytes up, across a restart: increase() exact, resets() 0" >&3
 }
 
-@test "prometheus: the scrape endpoint answers 404, 405 and 400, and survives a silent client" {
+@test "prometheus: the scrape endpoint answers 404, 405 and 400, survives a silent client, and is hardened" {
 	local out
 	out=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$M/")
 	[ "$out" = 404 ]
@@ -228,6 +228,16 @@ print(len(d), round(time.monotonic() - t))' "$M")
 	[ "${out##* }" -le 7 ]
 	out=$(curl -s -H 'Accept: application/openmetrics-text; version=1.0.0' "http://127.0.0.1:$M/metrics" | tail -n 1)
 	[ "$out" = "# EOF" ]
+	# one scrape through systemd, socket to last byte (a hardened process started each time)
+	local times
+	times=$(for _ in 1 2 3 4 5; do curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$M/metrics"; done | sort -n | tr '\n' ' ')
+	echo "# scrape through tcpmap-metrics.socket, 5 times (s): $times" >&3
+	# hardened as well as the relays
+	local x
+	x=$(exposure "$UNITDIR/tcpmap-metrics@.service")
+	echo "# systemd-analyze security tcpmap-metrics@.service: $x" >&3
+	[[ "$x" =~ ^[0-9]+(\.[0-9]+)?$ ]]
+	awk -v x="$x" 'BEGIN { exit !(x + 0 <= 2.0) }'
 	# the table is the relay's: the scrapes never took the runtime directory away
 	sb systemctl is-active "tcpmap@$P.service"
 	[ "$(sb sh -c 'ls /run/tcpmap/breakers')" = /run/tcpmap/breakers ]
