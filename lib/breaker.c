@@ -117,6 +117,15 @@ struct breaker_live {
 	 * enum conn_result: they have no cluster entry to be counted in. Changed under
 	 * create_lock, which a grower holds for the copy. */
 	uint64_t unrouted_results[BREAKER_RESULTS_MAX];
+	/* Long-running processes and the config each runs (for the metrics), under create_lock
+	 * too: a record of a dead process is cleared by the next reaper or reused. */
+	struct breaker_process_record {
+		uint32_t pid; /* 0: free */
+		uint32_t reserved;
+		uint64_t starttime;
+		uint64_t generation;
+		uint64_t loaded_realtime_usec;
+	} processes[BREAKER_PROCESSES_MAX];
 };
 
 struct table_key {
@@ -677,6 +686,7 @@ static int table_build(int dir_fd, const struct breaker_header *h, const struct 
 		to.live->n_groups_used = n_groups;
 		memcpy(to.live->unrouted_results, from->live->unrouted_results,
 		       sizeof(to.live->unrouted_results));
+		memcpy(to.live->processes, from->live->processes, sizeof(to.live->processes));
 	}
 	(void)munmap(base, h->file_size); /* mapped just above */
 	if (r < 0) {
@@ -1345,11 +1355,14 @@ static int reclaim_stale(struct breaker_table *t, struct table_map *m, uint32_t 
 	return n;
 }
 
+static void processes_reap(struct breaker_table *t);
+
 int breaker_table_reap(struct breaker_table *t) {
 	if (!t)
 		return -EINVAL;
 	if (!t->writable)
 		return -EROFS;
+	processes_reap(t);
 	for (;;) {
 		/* table_cur follows a move, so an idle process lets go of an old table */
 		int r = reclaim_stale(t, table_cur(t), UINT32_MAX);
@@ -1811,4 +1824,97 @@ int breaker_table_unrouted_results(struct breaker_table *t, uint64_t ret[BREAKER
 	for (unsigned i = 0; i < BREAKER_RESULTS_MAX; i++)
 		ret[i] = LOAD_RELAXED(&m->live->unrouted_results[i]);
 	return 0;
+}
+
+/* ---- long-running processes and their configs ---- */
+
+/* Lock the table-wide create_lock on a live table, following moves; NULL on error. */
+static struct table_map *live_lock(struct breaker_table *t) {
+	for (;;) {
+		struct table_map *m = table_cur(t);
+		struct key_array ea = entry_keys(m);
+		if (create_lock(m, &ea) < 0)
+			return NULL;
+		if (LOAD(&m->live->state) == TABLE_LIVE)
+			return m;
+		create_unlock(m);
+		table_wait_settled(t, m);
+	}
+}
+
+int breaker_table_note_config(struct breaker_table *t, uint64_t generation) {
+	uint64_t st;
+	pid_t self = proclive_self(&st);
+	struct timespec ts;
+
+	if (!t || !t->writable)
+		return -EINVAL;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct table_map *m = live_lock(t);
+	if (!m)
+		return -EIO;
+	struct breaker_process_record *p = m->live->processes, *use = NULL;
+	/* ours, else a free one, else a dead process's, else the longest unchanged */
+	for (unsigned i = 0; !use && i < BREAKER_PROCESSES_MAX; i++)
+		if (p[i].pid == (uint32_t)self && p[i].starttime == st)
+			use = &p[i];
+	for (unsigned i = 0; !use && i < BREAKER_PROCESSES_MAX; i++)
+		if (p[i].pid == 0 || proclive_owner_is_stale(NULL, (pid_t)p[i].pid, p[i].starttime))
+			use = &p[i];
+	if (!use) {
+		use = &p[0];
+		for (unsigned i = 1; i < BREAKER_PROCESSES_MAX; i++)
+			if (p[i].loaded_realtime_usec < use->loaded_realtime_usec)
+				use = &p[i];
+	}
+	*use = (struct breaker_process_record){
+	        .pid = (uint32_t)self,
+	        .starttime = st,
+	        .generation = generation,
+	        .loaded_realtime_usec = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000,
+	};
+	create_unlock(m);
+	return 0;
+}
+
+static void processes_reap(struct breaker_table *t) {
+	struct table_map *m = table_cur(t);
+	bool any = false;
+
+	/* most seconds there is nothing to clear: look before taking the lock */
+	for (unsigned i = 0; i < BREAKER_PROCESSES_MAX; i++) {
+		uint32_t pid = LOAD_RELAXED(&m->live->processes[i].pid);
+		any = any || (pid != 0 && proclive_owner_is_stale(
+		                                  NULL, (pid_t)pid,
+		                                  LOAD_RELAXED(&m->live->processes[i].starttime)));
+	}
+	if (!any || !(m = live_lock(t)))
+		return;
+	for (unsigned i = 0; i < BREAKER_PROCESSES_MAX; i++) {
+		struct breaker_process_record *p = &m->live->processes[i];
+		if (p->pid != 0 && proclive_owner_is_stale(NULL, (pid_t)p->pid, p->starttime))
+			*p = (struct breaker_process_record){0};
+	}
+	create_unlock(m);
+}
+
+bool breaker_table_next_process(struct breaker_table *t, uint32_t *pos,
+                                struct breaker_process_view *ret) {
+	if (!t)
+		return false;
+	struct table_map *m = table_cur(t);
+	for (; *pos < BREAKER_PROCESSES_MAX; (*pos)++) {
+		const struct breaker_process_record *p = &m->live->processes[*pos];
+		uint32_t pid = LOAD_RELAXED(&p->pid);
+		if (pid == 0)
+			continue;
+		*ret = (struct breaker_process_view){
+		        .pid = (pid_t)pid,
+		        .generation = LOAD_RELAXED(&p->generation),
+		        .loaded_realtime_usec = LOAD_RELAXED(&p->loaded_realtime_usec),
+		};
+		(*pos)++;
+		return true;
+	}
+	return false;
 }

@@ -83,6 +83,8 @@ int breaker_table_follow(struct breaker_table *t);
  * Prometheus histogram's `le`, in seconds), and one more bucket above the last. */
 #define BREAKER_DURATION_BUCKETS 11u
 extern const uint64_t breaker_duration_bounds_usec[BREAKER_DURATION_BUCKETS];
+/* Long-running processes whose config the table records (breaker_table_note_config). */
+#define BREAKER_PROCESSES_MAX 32u
 /* The `entry` of a connection that ended before any mapping was chosen. */
 #define BREAKER_ENTRY_NONE UINT32_MAX
 
@@ -122,6 +124,10 @@ void breaker_table_release(struct breaker_table *t, breaker_slot_t slot, uint64_
  * handed over is counted by the process that adopted it, never at the hand-over). */
 void breaker_table_note_end(struct breaker_table *t, uint32_t entry, enum conn_result result,
                             uint64_t duration_usec);
+/* Record that this process now runs config generation `generation` (loaded now), for the
+ * metrics. For long-running processes (a process per connection would churn the few
+ * records): the record is cleared by the reaper once the process is gone. */
+int breaker_table_note_config(struct breaker_table *t, uint64_t generation);
 /* Count a failover in group `g` (a connection routed past an open circuit breaker). */
 void breaker_table_note_failover(struct breaker_table *t, const struct mapping_group *g);
 /* Re-own a slot under this process (after a hand-over from another process). */
@@ -177,6 +183,14 @@ struct breaker_entry_view {
 };
 bool breaker_table_next_entry(struct breaker_table *t, uint32_t *pos,
                               struct breaker_entry_view *ret);
+/* The recorded long-running processes, walked as next_entry walks entries. */
+struct breaker_process_view {
+	pid_t pid;
+	uint64_t generation;
+	uint64_t loaded_realtime_usec;
+};
+bool breaker_table_next_process(struct breaker_table *t, uint32_t *pos,
+                                struct breaker_process_view *ret);
 /* Connections that ended before reaching a mapping, by enum conn_result. */
 int breaker_table_unrouted_results(struct breaker_table *t, uint64_t ret[BREAKER_RESULTS_MAX]);
 

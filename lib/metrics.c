@@ -290,6 +290,27 @@ static void write_groups(struct breaker_table *t, FILE *out, enum metrics_format
 	}
 }
 
+/* Each long-running tcpmapd and the config it runs: a reload shows as a new generation and
+ * load time, a restart as a new pid. */
+static void write_processes(struct breaker_table *t, FILE *out, enum metrics_format f) {
+	struct breaker_process_view p;
+	uint32_t pos;
+
+	family(out, f, "tcpmap_config_generation", "gauge",
+	       "The config generation each long-running tcpmapd runs (1 at start, +1 per reload).");
+	for (pos = 0; breaker_table_next_process(t, &pos, &p);)
+		fprintf(out, "tcpmap_config_generation{pid=\"%d\",model=\"threaded\"} %llu\n",
+		        (int)p.pid, (unsigned long long)p.generation);
+	family(out, f, "tcpmap_config_load_timestamp_seconds", "gauge",
+	       "When each long-running tcpmapd loaded the config it runs (Unix time).");
+	for (pos = 0; breaker_table_next_process(t, &pos, &p);) {
+		fprintf(out, "tcpmap_config_load_timestamp_seconds{pid=\"%d\",model=\"threaded\"} ",
+		        (int)p.pid);
+		seconds(out, p.loaded_realtime_usec);
+		fputc('\n', out);
+	}
+}
+
 int metrics_write(struct breaker_table *t, FILE *out, enum metrics_format f) {
 	struct cluster_row *rows = NULL;
 	uint64_t unrouted[BREAKER_RESULTS_MAX];
@@ -304,6 +325,7 @@ int metrics_write(struct breaker_table *t, FILE *out, enum metrics_format f) {
 	       "The tcpmap version that wrote this; always 1.");
 	fprintf(out, "tcpmap_build_info{version=\"%s\",table_version=\"%u\"} 1\n", TCPMAP_VERSION,
 	        BREAKER_TABLE_VERSION);
+	write_processes(t, out, f);
 	write_entries(out, f, rows, n);
 	write_groups(t, out, f);
 	if (breaker_table_unrouted_results(t, unrouted) >= 0) {

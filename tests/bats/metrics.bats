@@ -88,6 +88,14 @@ sample() {
 	[ "$(sample "$text" tcpmap_connections_total "$dl" 'result="connect_failed"')" -eq 2 ]
 	[ "$(sample "$text" tcpmap_upstream_connect_failures_total "$dl")" -eq 2 ]
 	grep -q '^tcpmap_build_info{version="[^"]*".*} 1$' <<<"$text"
+	# the running tcpmapd and its config: generation 1, loaded a moment ago
+	[ "$(sample "$text" tcpmap_config_generation "pid=\"$TCPMAPD_PID\"")" = 1 ]
+	local loaded
+	loaded=$(sample "$text" tcpmap_config_load_timestamp_seconds "pid=\"$TCPMAPD_PID\"")
+	[ "${loaded%.*}" -le "$(date +%s)" ] && [ "${loaded%.*}" -ge $(($(date +%s) - 120)) ]
+	kill -HUP "$TCPMAPD_PID"
+	wait_for_log 'config reloaded' 1
+	[ "$(sample "$(metrics)" tcpmap_config_generation "pid=\"$TCPMAPD_PID\"")" = 2 ]
 
 	# promtool's lint has nothing to say
 	if command -v promtool >/dev/null; then

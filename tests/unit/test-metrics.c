@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -135,6 +136,8 @@ static void test_exposition(void **state) {
 	assert_true(breaker_table_pick(t, &g, NULL) >= 0);
 	breaker_table_note_failover(t, &g);
 	breaker_table_note_failover(t, &g);
+	assert_int_equal(breaker_table_note_config(t, 3), 0);
+	assert_int_equal(breaker_table_note_config(t, 4), 0); /* the same process: one record */
 
 	_cleanup_free_ char *text = exposition(f, METRICS_FORMAT_PROMETHEUS);
 	assert_lines_well_formed(text);
@@ -166,6 +169,10 @@ static void test_exposition(void **state) {
 	HAS("tcpmap_group_failovers_total{group=\"127.0.0.1|8443|-\"} 2\n");
 	HAS("tcpmap_group_picks_total{group=\"127.0.0.1|8443|-\",mapping=\"blue\"} 1\n");
 	HAS("tcpmap_unrouted_connections_total{result=\"unknown_sni\"} 1\n");
+	HAS("tcpmap_config_generation{pid=\"%d\",model=\"threaded\"} 4\n", (int)getpid());
+	HAS("tcpmap_config_load_timestamp_seconds{pid=\"%d\",model=\"threaded\"} ", (int)getpid());
+	assert_null(
+	        strstr(strstr(text, "tcpmap_config_generation{") + 1, "tcpmap_config_generation{"));
 	HAS("tcpmap_build_info{version=\"%s\",table_version=\"%u\"} 1\n", TCPMAP_VERSION,
 	    BREAKER_TABLE_VERSION);
 	/* a name from a config never ends a value or a line early */
@@ -236,6 +243,41 @@ static void test_counters_survive_growth(void **state) {
 	struct breaker_group_view gv;
 	assert_true(breaker_table_next_group(t, &pos, &gv));
 	assert_int_equal(gv.failovers, 1);
+	breaker_table_close(t);
+}
+
+static unsigned count_processes(struct breaker_table *t, pid_t pid) {
+	struct breaker_process_view p;
+	unsigned n = 0;
+	for (uint32_t pos = 0; breaker_table_next_process(t, &pos, &p);)
+		n += p.pid == pid;
+	return n;
+}
+
+/* A process's config record: one per process, kept across growth, cleared once it is gone. */
+static void test_process_records(void **state) {
+	struct fixture *f = *state;
+	struct breaker_table *t = open_table(f);
+	assert_int_equal(breaker_table_note_config(t, 1), 0);
+
+	pid_t child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		struct breaker_table *c = open_table(f);
+		_exit(breaker_table_note_config(c, 7) == 0 ? 0 : 1);
+	}
+	int status;
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(count_processes(t, child), 1);
+
+	struct breaker_capacity want = {.clusters = 5000, .groups = 10, .slots = 10};
+	assert_int_equal(breaker_table_reserve(t, &want), 0);
+	assert_int_equal(count_processes(t, child), 1);
+	assert_int_equal(count_processes(t, getpid()), 1);
+	assert_true(breaker_table_reap(t) >= 0); /* the child is gone: its record too */
+	assert_int_equal(count_processes(t, child), 0);
+	assert_int_equal(count_processes(t, getpid()), 1);
 	breaker_table_close(t);
 }
 
@@ -339,6 +381,7 @@ int main(void) {
 	        cmocka_unit_test(test_label_escaping),
 	        cmocka_unit_test_setup_teardown(test_exposition, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_counters_survive_growth, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_process_records, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_old_layout_refused, setup, teardown),
 	        cmocka_unit_test(test_http_parse),
 	};
