@@ -71,6 +71,13 @@ static void family(FILE *out, enum metrics_format f, const char *name, const cha
 	if (f == METRICS_FORMAT_OPENMETRICS && streq(type, "counter") && len > 6 &&
 	    streq(name + len - 6, "_total"))
 		len -= 6;
+	/* OpenMetrics has an info type (its family named without _info); 0.0.4 a gauge of 1 */
+	if (streq(type, "info")) {
+		if (f == METRICS_FORMAT_OPENMETRICS && len > 5 && streq(name + len - 5, "_info"))
+			len -= 5;
+		else
+			type = "gauge";
+	}
 	fprintf(out, "# HELP %.*s %s\n# TYPE %.*s %s\n", (int)len, name, help, (int)len, name,
 	        type);
 }
@@ -321,7 +328,7 @@ int metrics_write(struct breaker_table *t, FILE *out, enum metrics_format f) {
 	int r = entries_collect(t, &rows, &n);
 	if (r < 0)
 		return r;
-	family(out, f, "tcpmap_build_info", "gauge",
+	family(out, f, "tcpmap_build_info", "info",
 	       "The tcpmap version that wrote this; always 1.");
 	fprintf(out, "tcpmap_build_info{version=\"%s\",table_version=\"%u\"} 1\n", TCPMAP_VERSION,
 	        BREAKER_TABLE_VERSION);

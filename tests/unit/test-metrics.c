@@ -199,6 +199,8 @@ static void test_exposition(void **state) {
 	assert_non_null(strstr(om, "# TYPE tcpmap_upstream_sent_bytes counter\n"));
 	assert_non_null(strstr(om, "tcpmap_upstream_sent_bytes_total{"));
 	assert_null(strstr(om, "# TYPE tcpmap_connections_total"));
+	assert_non_null(strstr(om, "# TYPE tcpmap_build info\ntcpmap_build_info{"));
+	assert_non_null(strstr(text, "# TYPE tcpmap_build_info gauge\ntcpmap_build_info{"));
 	size_t n = strlen(om);
 	assert_true(n > 6 && streq(om + n - 6, "# EOF\n"));
 	assert_string_equal(metrics_content_type(METRICS_FORMAT_OPENMETRICS),
