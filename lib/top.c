@@ -184,8 +184,9 @@ static void human(double v, char buf[16]) {
 }
 
 /* The cluster key's service part ("host:port|plain|..." -> "host:port plain"), cut to
- * `width` columns with a "~" when longer. */
-static void name_cell(const char *name, int width, char *buf) {
+ * `width` bytes with a "~" when longer, never inside a UTF-8 sequence (a lone continuation
+ * byte could read as a C1 control). `buf` holds width + 1 bytes. */
+static void name_cell(const char *name, size_t width, char *buf) {
 	char tmp[256];
 	snprintf(tmp, sizeof tmp, "%s", name);
 	char *bar = strchr(tmp, '|');
@@ -195,11 +196,15 @@ static void name_cell(const char *name, int width, char *buf) {
 		if (bar2)
 			*bar2 = 0;
 	}
-	if ((int)strlen(tmp) > width) {
-		tmp[width - 1] = '~';
-		tmp[width] = 0;
+	size_t len = strlen(tmp);
+	if (len > width) {
+		len = width - 1;
+		while (len > 0 && ((unsigned char)tmp[len] & 0xc0) == 0x80)
+			len--;
+		tmp[len++] = '~';
 	}
-	snprintf(buf, (size_t)width + 1, "%s", tmp);
+	memcpy(buf, tmp, len);
+	buf[len] = 0;
 }
 
 #define NAME_WIDTH 30
