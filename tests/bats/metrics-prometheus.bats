@@ -194,6 +194,10 @@ overflow() { # K: K clients the open breaker refuses (closed at once, nothing re
 		echo "increase(${check% *}) = $got, sent $want"
 		[ "$got" = "$want" ]
 	done
+	# the new process and its config are listed under its own pid
+	local pid
+	pid=$(sb systemctl show -p MainPID --value "tcpmap@$P.service")
+	[ "$(query "tcpmap_config_generation{pid=\"$pid\",model=\"threaded\"}" "$t1")" = 1 ]
 	# no reset seen across the restart
 	[ "$(query "sum(resets(tcpmap_connections_total{$e}[${w}ms]))" "$t1")" = 0 ]
 	[ "$(query "sum(resets(tcpmap_upstream_sent_bytes_total{$e}[${w}ms]))" "$t1")" = 0 ]
