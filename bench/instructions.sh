@@ -34,9 +34,11 @@ run() { # BUILD CONNS
 	out=$WORK/cg.$RANDOM
 	printf -- '---\napiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata: {name: m}\nspec: {port: %s, address: 127.0.0.1, service: "127.0.0.1:%s"}\n' \
 		"$port" "$UP" >"$WORK/c.yaml"
-	mkdir -p "$WORK/run"
+	# a table of its own: two builds may not share a table layout
+	local run=$WORK/run.$RANDOM
+	mkdir -p "$run"
 	valgrind --tool=callgrind --callgrind-out-file="$out" "$build/tcpmapd" --config "$WORK/c.yaml" \
-		--runtime-dir "$WORK/run" --workers 1 --log-target stderr 2>"$WORK/tcpmapd.log" &
+		--runtime-dir "$run" --workers 1 --log-target stderr 2>"$WORK/tcpmapd.log" &
 	pid=$!
 	for _ in $(seq 300); do ss -Hltn "sport = :$port" | grep -q . && break; sleep 0.1; done
 	python3 - "$port" "$n" <<'EOF'
@@ -56,7 +58,10 @@ for _ in range(n):
     s.close()
     assert got == data, "echo mismatch"
 EOF
-	kill -TERM "$pid"
+	if ! kill -TERM "$pid" 2>/dev/null; then
+		echo "tcpmapd ended early; its log:" >&2
+		tail -5 "$WORK/tcpmapd.log" >&2
+	fi
 	wait "$pid" 2>/dev/null
 	sed -n 's/^summary: //p' "$out" | awk '{print $1}'
 }

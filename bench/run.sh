@@ -228,10 +228,12 @@ start_peer() {
 		socat "TCP-LISTEN:$listen,bind=127.0.0.1,reuseaddr,fork,backlog=1024" \
 			"TCP:127.0.0.1:$target" </dev/null >"$PEER_LOG" 2>&1 &
 		;;
-	tcpmap | tcpmap-inetd)
+	tcpmap | tcpmap-inetd | tcpmap-fork)
 		mkdir -p "$dir/run"
 		fill "$PEERS_DIR/tcpmap-$kind.yaml" "$dir/tcpmap.yaml" LISTEN="$listen" TARGET="$target"
-		if [ "$name" = tcpmap ]; then
+		# the third process model: the threaded dispatcher forks a relay per connection
+		[ "$name" = tcpmap-fork ] && echo "  per_connection_process: true" >>"$dir/tcpmap.yaml"
+		if [ "$name" != tcpmap-inetd ]; then
 			"$TCPMAPD" --config "$dir/tcpmap.yaml" --secrets-dir "$SECRETS" --runtime-dir "$dir/run" \
 				--log-target stderr --workers 2 </dev/null >"$PEER_LOG" 2>&1 &
 		else
@@ -506,7 +508,7 @@ start() {
 sed 's/^/bench: /' "$META" >&2
 
 START=$SECONDS
-TCP_PEERS="direct haproxy haproxy-splice nginx socket-proxyd socat tcpmap tcpmap-inetd"
+TCP_PEERS="direct haproxy haproxy-splice nginx socket-proxyd socat tcpmap tcpmap-fork tcpmap-inetd"
 TLS_PEERS="direct haproxy nginx $(has_stunnel && echo stunnel) tcpmap"
 IDLE_PEERS="direct haproxy haproxy-splice nginx socket-proxyd tcpmap"
 SNI_PEERS="direct haproxy nginx tcpmap"

@@ -1609,6 +1609,19 @@ int breaker_table_adopt(struct breaker_table *t, breaker_slot_t slot) {
 	}
 }
 
+size_t breaker_table_fds(struct breaker_table *t, int fds[2]) {
+	struct table_map *m = t ? LOAD(&t->cur) : NULL;
+	size_t n = 0;
+
+	if (!t)
+		return 0;
+	if (t->dir_fd >= 0)
+		fds[n++] = t->dir_fd;
+	if (m && m->fd >= 0)
+		fds[n++] = m->fd;
+	return n;
+}
+
 int breaker_table_entry_stats(struct breaker_table *t, uint32_t entry,
                               struct breaker_entry_stats *ret) {
 	if (!t || !ret)

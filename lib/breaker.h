@@ -132,6 +132,9 @@ int breaker_table_note_config(struct breaker_table *t, uint64_t generation);
 void breaker_table_note_failover(struct breaker_table *t, const struct mapping_group *g);
 /* Re-own a slot under this process (after a hand-over from another process). */
 int breaker_table_adopt(struct breaker_table *t, breaker_slot_t slot);
+/* The descriptors the table itself holds (its directory, its current file), for a process
+ * forked for one connection to keep while it closes the rest. Returns how many (0-2). */
+size_t breaker_table_fds(struct breaker_table *t, int fds[2]);
 
 /* Pick a mapping of `g` with weights_pick (weights.h), over the state kept in the table
  * under g->key, so the split is exact across processes. `eligible` as in weights_pick.

@@ -341,6 +341,32 @@ static void refuse_colliding_listeners(struct kinds_state *s) {
 		}
 }
 
+/* Settings that belong to the socket rather than to a route: one accept decides them before
+ * the SNI picks a group, so every mapping on the listener must say the same. The first
+ * mapping sets the listener's value; one that differs is an error naming both. */
+static void check_listener_settings(struct kinds_state *s, struct listener *l) {
+	const struct mapping *first = NULL;
+
+	for (size_t k = 0; k < l->n_groups; k++)
+		for (size_t i = 0; i < l->groups[k]->n_mappings; i++) {
+			const struct mapping *m = l->groups[k]->mappings[i];
+			if (!first) {
+				first = m;
+				l->per_connection_process = m->per_connection_process;
+				continue;
+			}
+			if (m->per_connection_process == first->per_connection_process)
+				continue;
+			mapping_diag(s, DIAG_ERROR, m,
+			             field_or_mapping_pos(s, m, MF_PER_CONNECTION_PROCESS),
+			             "per_connection_process: differs from mapping \"%s\" "
+			             "(%s:%u:%u) on the same listener (address %s, port %u); "
+			             "mappings that share a listener must agree on it",
+			             first->name, first->pos.file, first->pos.line,
+			             first->pos.column, l->address ?: "*", l->port);
+		}
+}
+
 static int build_listeners(struct kinds_state *s) {
 	struct config *c = s->config;
 	/* "address|port" -> listener, for the same reason as build_groups' index; the keys live
@@ -389,6 +415,7 @@ static int build_listeners(struct kinds_state *s) {
 		struct listener *l = c->listeners[i];
 		/* qsort is not stable, but hosts within a rank are unique, so order is total. */
 		qsort(l->groups, l->n_groups, sizeof(*l->groups), group_order);
+		check_listener_settings(s, l);
 	}
 	refuse_colliding_listeners(s);
 	return model_index_listeners(c);

@@ -16,11 +16,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "netaddr.h"
 #include "proxyproto.h"
 #include "relay.h"
+#include "relayfork.h"
 #include "resolve.h"
 #include "route.h"
 #include "sni.h"
@@ -154,8 +156,12 @@ static uint64_t bytes_out(const struct conn *c) {
 	return c->use_tls_relay ? c->tls_relay.down.bytes : c->relay.down.bytes;
 }
 
+/* In a process forked for one connection (per_connection_process): its pid, which its
+ * access-log entry names; 0 in every other process. */
+static pid_t relay_child_pid;
+
 static void log_close(struct conn *c) {
-	char client[NETADDR_TEXT_MAX], upstream[300], in[24], out[24], duration[24];
+	char client[NETADDR_TEXT_MAX], upstream[300], in[24], out[24], duration[24], pid[16];
 	uint64_t ms = (now_usec() - c->start_usec) / 1000;
 	bool ok = c->result == CONN_RESULT_OK || c->result == CONN_RESULT_IDLE_TIMEOUT;
 	const char *result = conn_result_name(c->result);
@@ -168,6 +174,7 @@ static void log_close(struct conn *c) {
 	snprintf(in, sizeof in, "%llu", (unsigned long long)bytes_in(c));
 	snprintf(out, sizeof out, "%llu", (unsigned long long)bytes_out(c));
 	snprintf(duration, sizeof duration, "%llu", (unsigned long long)ms);
+	snprintf(pid, sizeof pid, "%d", (int)relay_child_pid);
 
 	struct log_field f[] = {
 	        {"MAPPING", c->mapping ? c->mapping->name : NULL},
@@ -178,6 +185,8 @@ static void log_close(struct conn *c) {
 	        {"BYTES_OUT", out},
 	        {"DURATION_MS", duration},
 	        {"RESULT", result},
+	        /* journald has _PID; logfmt lines need it written */
+	        {"PID", relay_child_pid ? pid : NULL},
 	};
 	log_event(ok ? LOG_INFO : LOG_WARNING, TCPMAP_MID_CLOSE, "close", f, ELEMENTSOF(f),
 	          "%s %s -> %s: %s, %s bytes in, %s bytes out, %s ms",
@@ -342,8 +351,14 @@ static void conn_pump(struct conn *c, int mask) {
 		relay_trim(&c->relay);
 }
 
+static void conn_fork_relay(struct conn *c, int mask);
+
 /* `mask`: the directions that may have bytes waiting (PUMP_*). */
 static void start_relay(struct conn *c, int mask) {
+	if (c->listener && c->listener->per_connection_process && !relay_child_pid) {
+		conn_fork_relay(c, mask);
+		return;
+	}
 	c->state = CONN_RELAYING;
 	c->use_tls_relay = c->client_ssl || c->upstream_ssl;
 	if (c->use_tls_relay)
@@ -851,6 +866,134 @@ static void conn_on_deadline(struct conn *c, uint64_t usec) {
 
 static void on_deadline(struct worker_link *l, uint64_t usec) {
 	conn_on_deadline(conn_of(l), usec);
+}
+
+/* ---- a process of its own (per_connection_process) ----
+ *
+ * The dispatcher peeks, routes, admits, connects and runs any TLS handshake in its worker
+ * thread, as for every connection; then, where the relay would start, it forks. The child
+ * keeps this connection's two sockets and nothing of any other connection, takes over the
+ * breaker slot, and relays in a loop of its own until the connection ends; the parent
+ * forgets the connection (no slot release, no log: both are the child's). Forking after
+ * the connect keeps resolving and connect failures, the commonest refusals, in the
+ * dispatcher, at no process cost; the child so never needs the resolver thread, which
+ * fork() does not copy. */
+
+/* The child's loop ends once its connection has: after a batch (socket events) or any
+ * other dispatch (the idle deadline, SIGTERM). */
+static void child_check_done(struct worker *w) {
+	if (w->n_conns == 0) {
+		(void)sd_event_exit(w->event, 0);
+		poller_event_changed(&w->poller);
+	}
+}
+
+static int on_child_post(sd_event_source *src, void *userdata) {
+	(void)src;
+	child_check_done(userdata);
+	return 0;
+}
+
+static int on_child_drain_end(sd_event_source *src, uint64_t usec, void *userdata) {
+	(void)src, (void)usec;
+	conn_close_all(userdata, CONN_RESULT_DRAIN_TIMEOUT);
+	return 0;
+}
+
+/* systemd signals every process of the unit's cgroup on stop and restart. The connection
+ * cannot move to the next process (its isolation would not survive the fd store): it ends
+ * at once (`shutdown`), or, when the Module sets drain_timeout_ms, is given that long. */
+static int on_child_sigterm(sd_event_source *src, const struct signalfd_siginfo *si,
+                            void *userdata) {
+	struct worker *w = userdata;
+	struct conn *c = conn_of(w->conns);
+	uint32_t drain_ms = c && c->config->module.drain_timeout_configured
+	                            ? c->config->module.drain_timeout_ms
+	                            : 0;
+	(void)si;
+
+	(void)sd_event_source_set_enabled(src, SD_EVENT_OFF); /* a second one changes nothing */
+	if (drain_ms == 0 ||
+	    sd_event_add_time_relative(w->event, NULL, CLOCK_MONOTONIC, (uint64_t)drain_ms * 1000,
+	                               1000, on_child_drain_end, w) < 0)
+		conn_close_all(w, CONN_RESULT_SHUTDOWN);
+	return 0;
+}
+
+/* Runs in the child only, and never returns: the parent's stack below it (its worker's
+ * batch) must never run here. Everything it builds is new; of the parent's state it uses
+ * only this connection, the config it holds a reference to and the breaker table (shared
+ * memory, whose locks are process-shared and robust). */
+static _Noreturn void relay_child_run(struct conn *c, int mask, int fork_error) {
+	struct worker *w = calloc(1, sizeof *w);
+	int r;
+
+	relay_child_pid = getpid();
+	relay_pool_forget();
+	if (!w || fork_error < 0) {
+		/* cannot be isolated: end it here, with its slot and its log line */
+		conn_finish(c, CONN_RESULT_INTERNAL_ERROR);
+		_exit(1);
+	}
+	if (breaker_table_adopt(c->env->breakers, c->slot) < 0)
+		/* reaped as a dead owner's (it cannot be: the parent lives) or the table is
+		 * gone; the release at the end then finds nothing, and the count is right */
+		log_debug("relay process: breaker slot %llu not adopted",
+		          (unsigned long long)c->slot);
+	r = worker_init(w, 0);
+	if (r >= 0)
+		r = worker_attach(w, NULL);
+	if (r >= 0)
+		r = sd_event_add_signal(w->event, NULL, SIGTERM, on_child_sigterm, w);
+	if (r >= 0)
+		r = sd_event_add_signal(w->event, NULL, SIGINT, on_child_sigterm, w);
+	if (r >= 0)
+		r = sd_event_add_post(w->event, NULL, on_child_post, w);
+	c->worker = w;
+	worker_add(w, &c->link, on_deadline);
+	w->on_batch_end = child_check_done;
+	if (r >= 0)
+		r = poller_add(&w->poller, c->client_fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+		               &c->client_io);
+	if (r >= 0)
+		r = poller_add(&w->poller, c->upstream_fd,
+		               EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->upstream_io);
+	if (r < 0) {
+		log_warning_errno(r, "relay process: setting up its event loop");
+		conn_finish(c, CONN_RESULT_INTERNAL_ERROR);
+		_exit(1);
+	}
+	start_relay(c, mask);
+	if (w->n_conns > 0)
+		r = worker_run(w);
+	/* no exit(): the parent's atexit handlers (OpenSSL's among them) are not ours to run */
+	_exit(r < 0 ? 1 : 0);
+}
+
+static void conn_fork_relay(struct conn *c, int mask) {
+	struct worker *w = c->worker;
+	int keep[4] = {c->client_fd, c->upstream_fd};
+	size_t n_keep = 2 + breaker_table_fds(c->env->breakers, keep + 2);
+	pid_t pid;
+
+	/* before the fork: an epoll watches files, not fds, so the child's copies would
+	 * otherwise still wake this worker */
+	poller_remove(&w->poller, c->client_fd);
+	poller_remove(&w->poller, c->upstream_fd);
+	int r = relayfork_fork(keep, n_keep, &pid);
+	if (pid == 0)
+		relay_child_run(c, mask, r);
+	if (r < 0) {
+		/* no process to be had (EAGAIN: a pid or memory limit): refuse, as for a lack
+		 * of fds, rather than relay it without the isolation it was configured for */
+		log_warning_errno(r, "mapping \"%s\": cannot fork a relay process",
+		                  c->mapping->name);
+		conn_finish(c, CONN_RESULT_SHED);
+		return;
+	}
+	/* The child owns the connection now: its slot, its log line, its fds. */
+	c->slot = 0;
+	conn_free(c);
 }
 
 /* The one setup of a connection, accepted or adopted: `client_fd` and `upstream_fd` are

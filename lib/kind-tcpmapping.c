@@ -363,6 +363,12 @@ static int read_tls_passthrough(FIELD_ARGS) {
 	return 0;
 }
 
+static int read_per_connection_process(FIELD_ARGS) {
+	struct mapping *m = ((struct mapping_target *)target)->m;
+	(void)f;
+	return MIN(get_bool(o, def->key, value, &m->per_connection_process), 0);
+}
+
 /* Table order is the order the fields are read, and so the order of their diags. */
 static const struct field_def tcpmapping_fields[] = {
         [MF_PORT] = {"port", NULL, read_port, 0, 0},
@@ -379,6 +385,8 @@ static const struct field_def tcpmapping_fields[] = {
                                 FIELD_EXTENSION},
         [MF_PROXY_PROTOCOL] = {"proxy_protocol", NULL, read_proxy_protocol, 0, FIELD_EXTENSION},
         [MF_TLS_PASSTHROUGH] = {"tls_passthrough", NULL, read_tls_passthrough, 0, FIELD_EXTENSION},
+        [MF_PER_CONNECTION_PROCESS] = {"per_connection_process", NULL, read_per_connection_process,
+                                       0, FIELD_EXTENSION},
         /* Emissary's, meaningless to a single-host L4 proxy. */
         {"ambassador_id", NULL, NULL, 0, FIELD_NOT_USED},
         {"ambassadorId", NULL, NULL, 0, FIELD_NOT_USED},

@@ -109,6 +109,7 @@ struct mapping {
 	uint32_t connect_timeout_ms;
 	enum proxy_protocol proxy_protocol;
 	bool tls_passthrough;
+	bool per_connection_process; /* relay in a process of its own (a listener setting) */
 	char *cluster; /* key of the upstream cluster: service + tls + breakers, as Emissary */
 	struct mapping_group *group;
 	uint32_t breaker_entry; /* set by the server once, before the model is published */
@@ -138,6 +139,9 @@ struct listener {
 	size_t n_groups;
 	struct mapping_group *catch_all; /* host-less group, or NULL */
 	bool needs_sni;                  /* some group has a host */
+	/* every mapping says per_connection_process: each connection, once admitted and
+	 * connected, is relayed by a process forked for it alone */
+	bool per_connection_process;
 	/* the lookup by port (model_index_listeners): its key, and the other listeners on the
 	 * same port, addresses first and the wildcard last */
 	char port_key[6];

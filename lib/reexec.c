@@ -38,14 +38,32 @@ static int own_path(char *buf, size_t size) {
 	return 0;
 }
 
+/* The file at our path when we started. Not /proc/self/exe's own identity: under a wrapper
+ * (valgrind, an interpreter) that is the wrapper's binary, and every reload would re-exec. */
+static struct {
+	bool known;
+	dev_t dev;
+	ino_t ino;
+} started_from;
+
+void reexec_remember_binary(void) {
+	char path[4096];
+	struct stat st;
+
+	if (own_path(path, sizeof path) < 0 || stat(path, &st) < 0)
+		return; /* then a reload never re-executes: the safe side */
+	started_from.known = true;
+	started_from.dev = st.st_dev;
+	started_from.ino = st.st_ino;
+}
+
 bool reexec_binary_changed(void) {
 	char path[4096];
-	struct stat running, installed;
+	struct stat installed;
 
-	if (own_path(path, sizeof path) < 0 || stat("/proc/self/exe", &running) < 0 ||
-	    stat(path, &installed) < 0)
+	if (!started_from.known || own_path(path, sizeof path) < 0 || stat(path, &installed) < 0)
 		return false; /* nothing to compare: a config reload, as always */
-	return running.st_dev != installed.st_dev || running.st_ino != installed.st_ino;
+	return installed.st_dev != started_from.dev || installed.st_ino != started_from.ino;
 }
 
 /* The running image's argv, from /proc/self/cmdline: the new one runs with the same. */

@@ -13,8 +13,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* Has the file the running image was started from been replaced (another inode at that
- * path)? False when that cannot be told. */
+/* Note which file the binary's path names now, at start, for reexec_binary_changed(). */
+void reexec_remember_binary(void);
+/* Has the file at the running image's path been replaced since reexec_remember_binary()
+ * (another inode there)? False when that cannot be told. */
 bool reexec_binary_changed(void);
 
 /* Start the installed binary with this process's command line and environment, giving it

@@ -23,6 +23,8 @@ static __thread uint8_t copy_buf[RELAY_COPY_MAX];
 static __thread int pipe_pool[PIPE_POOL_MAX][2];
 static __thread int pipe_pool_n;
 
+void relay_pool_forget(void) { pipe_pool_n = 0; }
+
 /* Give the direction a pipe unless it has one: from the pool, else a new one. */
 static int direction_pipe(struct relay_direction *d) {
 	int p[2];

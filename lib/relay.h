@@ -67,5 +67,8 @@ void relay_export(const struct relay *r, struct relay_state *ret);
 void relay_import(struct relay *r, int client_fd, int upstream_fd, const struct relay_state *s);
 /* Close the pipes (not the sockets); a pipe with bytes in it is never reused. */
 void relay_release(struct relay *r);
+/* A process forked for one connection closed the pooled pipes it inherited with the rest
+ * of its parent's fds: forget their numbers, which the child's own fds will reuse. */
+void relay_pool_forget(void);
 /* Return a direction's pipe to the pool when it is empty, so idle connections hold none. */
 void relay_trim(struct relay *r);

@@ -12,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 
 #include "server.h"
@@ -39,6 +40,9 @@
 /* accept() attempts per listener event: retries after an aborted connection */
 #define ACCEPT_TRIES 8
 #define ACCEPT_RETRY_USEC (100 * 1000)
+
+/* STATUS= after a close: at once, but at most this often (server.status_dirty) */
+#define STATUS_MIN_USEC (200 * 1000)
 
 /* How long a re-executing image waits for the new one to say it is ready before it takes
  * its connections back and goes on (a new image normally takes tens of ms). */
@@ -94,7 +98,13 @@ struct server {
 	bool superseded;          /* a new image is the main process: drain, then exit */
 	atomic_bool drain_cut;    /* SIGTERM while superseded: close what still drains */
 	atomic_uint workers_done; /* superseded: the main loop ends when all are done */
-	int main_wake_fd;         /* eventfd: a worker finished */
+	int main_wake_fd;         /* eventfd: a worker finished, or went idle */
+	/* STATUS= soon after a worker goes idle, but at most every STATUS_MIN_USEC: a worker
+	 * wakes the main thread only when this was clear, so a stream of short connections
+	 * costs one atomic exchange each, not a wake-up and an sd_notify */
+	atomic_bool status_dirty;
+	uint64_t status_sent_usec;
+	sd_event_source *status_timer;
 };
 
 struct accept_watch {
@@ -197,6 +207,8 @@ static void notify(const char *state) {
 }
 
 static void notify_status(struct server *s) {
+	atomic_store(&s->status_dirty, false);
+	s->status_sent_usec = now_usec();
 	if (atomic_load(&notify_muted))
 		return;
 	struct config *c = server_config_get(s);
@@ -315,6 +327,38 @@ static void wake_workers(struct server *s) {
 		 * is then woken anyway */
 		ssize_t _unused_ n = write(s->workers[i].wake_fd, &one, sizeof one);
 	}
+}
+
+/* Relay processes (per_connection_process) are this process's children. Each logs its own
+ * connection; here they are reaped, and one that died by a signal (a crash, a kill -9) is
+ * logged, and its breaker slot reclaimed at once rather than at the next tick. waitid()
+ * over every child is safe: the only other child tcpmapd has, re-exec's middle process, is
+ * waited for on this same thread before this handler can run. */
+static int on_sigchld(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata) {
+	struct server *s = userdata;
+	bool died = false;
+	(void)src, (void)si;
+
+	for (;;) {
+		siginfo_t info = {};
+		if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG) < 0 || info.si_pid == 0)
+			break;
+		if (info.si_code == CLD_EXITED && info.si_status == 0)
+			continue;
+		char pid[16], how[32];
+		snprintf(pid, sizeof pid, "%d", (int)info.si_pid);
+		if (info.si_code == CLD_EXITED)
+			snprintf(how, sizeof how, "exit status %d", info.si_status);
+		else
+			snprintf(how, sizeof how, "signal %s", sigabbrev_np(info.si_status) ?: "?");
+		struct log_field f[] = {{"RELAY_PID", pid}, {"HOW", how}};
+		log_event(LOG_WARNING, TCPMAP_MID_LIFECYCLE, "relay_died", f, ELEMENTSOF(f),
+		          "relay process %s ended by %s: its connection is gone", pid, how);
+		died = true;
+	}
+	if (died)
+		(void)breaker_table_reap(s->env.breakers); /* best effort: the tick reaps too */
+	return 0;
 }
 
 static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata) {
@@ -543,7 +587,7 @@ static void worker_exit_if_drained(struct server_worker *w) {
 static void worker_batch_end(struct worker *core) {
 	struct server_worker *w = container_of(core, struct server_worker, core);
 	bool has_conns = atomic_load(&w->core.n_conns) > 0;
-	if (w->had_conns && !has_conns) {
+	if (w->had_conns && !has_conns && !atomic_exchange(&w->server->status_dirty, true)) {
 		/* the tick would say it up to a second late: `systemctl status` right after a
 		 * client closed would still count it */
 		uint64_t one = 1;
@@ -849,7 +893,21 @@ static int on_worker_done(sd_event_source *src, int fd, uint32_t revents, void *
 	ssize_t _unused_ n = read(fd, &v, sizeof v);
 	if (s->superseded && atomic_load(&s->workers_done) >= s->n_workers)
 		return sd_event_exit(sd_event_source_get_event(src), 0);
-	notify_status(s); /* a worker went idle: its last close counts at once */
+	if (!atomic_load(&s->status_dirty))
+		return 0;
+	/* a worker went idle: its last close counts at once, or at the end of the interval */
+	uint64_t due = s->status_sent_usec + STATUS_MIN_USEC;
+	if (now_usec() >= due || !s->status_timer ||
+	    sd_event_source_set_time(s->status_timer, due) < 0 ||
+	    sd_event_source_set_enabled(s->status_timer, SD_EVENT_ONESHOT) < 0)
+		notify_status(s);
+	return 0;
+}
+
+static int on_status_due(sd_event_source *src, uint64_t usec, void *userdata) {
+	(void)src;
+	(void)usec;
+	notify_status(userdata);
 	return 0;
 }
 
@@ -1037,6 +1095,7 @@ static int run_threaded(struct server *s) {
 }
 
 int server_run(const struct server_options *o) {
+	reexec_remember_binary();
 	struct server s = {.opts = *o};
 	sigset_t mask;
 	int r, connected_fd = -EBADF;
@@ -1172,6 +1231,7 @@ int server_run(const struct server_options *o) {
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGUSR2);
+	sigaddset(&mask, SIGCHLD);
 	/* before any thread starts: they inherit it (fails only for a bad `how`) */
 	(void)pthread_sigmask(SIG_BLOCK, &mask, NULL);
 
@@ -1185,11 +1245,20 @@ int server_run(const struct server_options *o) {
 		r = sd_event_add_signal(s.event, NULL, SIGHUP, on_sighup, &s);
 	if (r >= 0)
 		r = sd_event_add_signal(s.event, NULL, SIGUSR2, on_sigusr2, &s);
+	if (r >= 0)
+		r = sd_event_add_signal(s.event, NULL, SIGCHLD, on_sigchld, &s);
 	if (r >= 0) {
 		s.main_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		r = s.main_wake_fd < 0 ? -errno
 		                       : sd_event_add_io(s.event, NULL, s.main_wake_fd, EPOLLIN,
 		                                         on_worker_done, &s);
+	}
+	if (r >= 0 && s.main_wake_fd >= 0) {
+		/* armed by on_worker_done when a STATUS= is due sooner than the tick */
+		r = sd_event_add_time(s.event, &s.status_timer, CLOCK_MONOTONIC, UINT64_MAX, 10000,
+		                      on_status_due, &s);
+		if (r >= 0)
+			r = sd_event_source_set_enabled(s.status_timer, SD_EVENT_OFF);
 	}
 	if (r >= 0)
 		r = sd_event_add_time_relative(s.event, NULL, CLOCK_MONOTONIC, 1000000, 100000,
@@ -1215,6 +1284,7 @@ finish:
 			safe_close(s.fds[i].fd);
 	free(s.fds);
 	s.event = sd_event_unref(s.event);
+	s.status_timer = sd_event_source_unref(s.status_timer);
 	safe_close(s.main_wake_fd);
 	config_unref(s.env.config);
 	breaker_table_close(s.env.breakers);

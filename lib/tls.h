@@ -10,6 +10,7 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "tlsgate.h"
 #include "tlsrelay.h"
 
 /* tls.c, tlssession.c and tlsrelay.c are built twice: linked in (tcpmapctl, the tests) and as
@@ -75,6 +76,8 @@ int tls_client_session(const struct config *c, const struct mapping *m, int fd, 
  * tls_handshake_failure_reason()), -ECONNRESET when the peer closed mid-handshake, the
  * socket's -errno for an I/O error, -EIO otherwise. Callers test `< 0`. */
 int tls_handshake_step(SSL *ssl);
+/* Wipe the stack below the caller after a private-key operation (tlssession.c). */
+void tls_scrub_stack(void);
 void tls_session_free(SSL *ssl);
 
 /* Holding a terminating handshake until the upstream is ready (issue 24, items 18 and 19).
@@ -85,17 +88,8 @@ void tls_session_free(SSL *ssl);
  * (taking `upstream`'s ALPN choice when originating, NULL otherwise); with an alert it
  * refuses the hello with that fatal alert. It returns as tls_handshake_step() does. */
 #define TLS_HANDSHAKE_HELD 2
-int tls_server_hold(SSL *client);
 int tls_server_resume(SSL *client, SSL *upstream, int alert);
-/* Offer `upstream` the protocols the held `client` offered, those the client's TLSContext
- * also lists when it has alpn_protocols; unless the origination context names its own
- * alpn_protocols, which then stand. Returns 0 or -ENOMEM. */
-int tls_client_offer_alpn(SSL *upstream, SSL *client, const struct mapping *m);
-/* tls.c's server contexts call these (tlssession.c). */
-int tls_gate_client_hello(SSL *ssl, int *alert, void *arg);
-/* The upstream's ALPN choice for a held session that was resumed with one: 1 with *proto
- * and *len set, 0 when the upstream chose none, -1 when the session is not originating. */
-int tls_gate_alpn(SSL *ssl, const unsigned char **proto, unsigned char *len);
+/* tls_server_hold and tls_client_offer_alpn: tlsgate.h */
 
 /* Result names for the access log from a failed handshake's error queue (this thread's;
  * only peeked, the caller clears it): "unknown_ca", "no_certificate", "bad_certificate",

@@ -83,147 +83,51 @@ int tls_client_session(const struct config *c, const struct mapping *m, int fd, 
 	return session_new(tls_client_ctx(c, m), fd, m, ret);
 }
 
-/* ---- holding a terminating handshake for the upstream ---- */
-
-enum gate_state { GATE_OPEN, GATE_HOLD, GATE_REFUSE };
-
-/* Kept as the SSL's app data of a held session, freed with it (tls_session_free). */
-struct tls_gate {
-	enum gate_state state;
-	int alert;
-	bool originating; /* resumed with an upstream session: its ALPN answer decides */
-	unsigned char upstream_alpn[256]; /* length-prefixed; [0] == 0: none chosen */
-	unsigned char *client_alpn;       /* the client's protocol list, wire format */
-	size_t client_alpn_len;
-};
-
-int tls_server_hold(SSL *client) {
-	struct tls_gate *g = calloc(1, sizeof *g);
-
-	if (!g)
-		return -ENOMEM;
-	g->state = GATE_HOLD;
-	if (SSL_set_app_data(client, g) != 1) {
-		free(g);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
-static void gate_free(SSL *ssl) {
-	struct tls_gate *g = ssl ? SSL_get_app_data(ssl) : NULL;
-
-	if (!g)
-		return;
-	free(g->client_alpn);
-	free(g);
-	(void)SSL_set_app_data(ssl, NULL);
-}
-
-/* The client hello callback of every server context: hold, answer or refuse. */
-int tls_gate_client_hello(SSL *ssl, int *alert, void *arg) {
-	struct tls_gate *g = SSL_get_app_data(ssl);
-	const unsigned char *ext;
-	size_t len;
-	(void)arg;
-
-	if (!g || g->state == GATE_OPEN)
-		return SSL_CLIENT_HELLO_SUCCESS;
-	if (g->state == GATE_REFUSE) {
-		*alert = g->alert;
-		return SSL_CLIENT_HELLO_ERROR;
-	}
-	/* Keep the client's ALPN list for the upstream: RFC 7301 3.1, a 2-byte length and
-	 * then the list; a malformed one is OpenSSL's to refuse once the hello goes on. */
-	if (!g->client_alpn &&
-	    SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &ext,
-	                              &len) == 1 &&
-	    len > 2 && (size_t)(ext[0] << 8 | ext[1]) == len - 2) {
-		g->client_alpn = malloc(len - 2);
-		if (g->client_alpn) {
-			memcpy(g->client_alpn, ext + 2, len - 2);
-			g->client_alpn_len = len - 2;
-		}
-	}
-	return SSL_CLIENT_HELLO_RETRY;
-}
-
 int tls_server_resume(SSL *client, SSL *upstream, int alert) {
-	struct tls_gate *g = SSL_get_app_data(client);
-
-	if (!g)
-		return -EINVAL;
-	if (alert) {
-		g->state = GATE_REFUSE;
-		g->alert = alert;
-	} else {
-		const unsigned char *proto = NULL;
-		unsigned len = 0;
-
-		g->state = GATE_OPEN;
-		g->originating = upstream != NULL;
-		if (upstream)
-			SSL_get0_alpn_selected(upstream, &proto, &len);
-		g->upstream_alpn[0] = (unsigned char)(proto ? len : 0);
-		if (proto && len > 0 && len < sizeof g->upstream_alpn)
-			memcpy(g->upstream_alpn + 1, proto, len);
-	}
-	return tls_handshake_step(client);
+	int r = tls_gate_open(client, upstream, alert);
+	return r < 0 ? r : tls_handshake_step(client);
 }
 
-int tls_gate_alpn(SSL *ssl, const unsigned char **proto, unsigned char *len) {
-	struct tls_gate *g = SSL_get_app_data(ssl);
-
-	if (!g || !g->originating)
-		return -1;
-	*len = g->upstream_alpn[0];
-	*proto = g->upstream_alpn + 1;
-	return *len > 0;
+/* OpenSSL's vector big-number code leaves numbers of the key in the vector registers, and
+ * the next thing that saves them (the dynamic linker's lazy binding, a signal frame) writes
+ * them to the stack: a scan found the CRT coefficient there, in 64-byte register-sized
+ * pieces. Zero them; vzeroall clears ZMM0-15 whole, and 16-31 exist only with AVX-512. */
+static void clear_vector_registers(void) {
+#if defined(__x86_64__)
+	if (__builtin_cpu_supports("avx512f"))
+		__asm__ volatile(
+		        "vpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t"
+		        "vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\t"
+		        "vpxord %%zmm20, %%zmm20, %%zmm20\n\tvpxord %%zmm21, %%zmm21, %%zmm21\n\t"
+		        "vpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
+		        "vpxord %%zmm24, %%zmm24, %%zmm24\n\tvpxord %%zmm25, %%zmm25, %%zmm25\n\t"
+		        "vpxord %%zmm26, %%zmm26, %%zmm26\n\tvpxord %%zmm27, %%zmm27, %%zmm27\n\t"
+		        "vpxord %%zmm28, %%zmm28, %%zmm28\n\tvpxord %%zmm29, %%zmm29, %%zmm29\n\t"
+		        "vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31" ::
+		                : "memory");
+	if (__builtin_cpu_supports("avx"))
+		__asm__ volatile("vzeroall" ::
+		                         : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6",
+		                           "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
+		                           "xmm13", "xmm14", "xmm15");
+#endif
 }
 
-/* Is `proto` (length-prefixed) in the wire-format list? */
-static bool alpn_list_has(const unsigned char *list, size_t n, const unsigned char *proto) {
-	for (size_t i = 0; i < n && i + 1 + list[i] <= n; i += 1 + list[i])
-		if (list[i] == proto[0] && memcmp(list + i + 1, proto + 1, proto[0]) == 0)
-			return true;
-	return false;
-}
-
-int tls_client_offer_alpn(SSL *upstream, SSL *client, const struct mapping *m) {
-	struct tls_gate *g = client ? SSL_get_app_data(client) : NULL;
-	const struct tls_context *term = m && m->group ? m->group->termination_context : NULL;
-	unsigned char *offer;
-	size_t n = 0;
-
-	if (!g || !g->client_alpn_len)
-		return 0;
-	if (m->tls_context && m->tls_context->alpn_protocols && m->tls_context->alpn_protocols[0])
-		return 0; /* the origination context's own list, set on its SSL_CTX */
-	offer = malloc(g->client_alpn_len);
-	if (!offer)
-		return -ENOMEM;
-	for (size_t i = 0;
-	     i < g->client_alpn_len && i + 1 + g->client_alpn[i] <= g->client_alpn_len;
-	     i += 1 + g->client_alpn[i]) {
-		const unsigned char *proto = g->client_alpn + i;
-		bool allowed = !term || !term->alpn_protocols || !term->alpn_protocols[0];
-		for (char **a = term && !allowed ? term->alpn_protocols : NULL; a && *a; a++)
-			allowed = allowed ||
-			          (strlen(*a) == proto[0] && memcmp(*a, proto + 1, proto[0]) == 0);
-		if (!allowed || proto[0] == 0 || alpn_list_has(offer, n, proto))
-			continue;
-		memcpy(offer + n, proto, 1u + proto[0]);
-		n += 1u + proto[0];
-	}
-	int r = n > 0 && SSL_set_alpn_protos(upstream, offer, (unsigned)n) != 0 ? -ENOMEM : 0;
-	free(offer);
-	return r;
+/* ... and OpenSSL's frames below the caller keep numbers of the key too: wipe that much
+ * stack once a private-key operation is back. Deeper than OpenSSL's deepest signing path;
+ * a few microseconds against a handshake's milliseconds. */
+__attribute__((noinline)) void tls_scrub_stack(void) {
+	char buf[64 * 1024];
+	explicit_bzero(buf, sizeof buf);
+	__asm__ volatile("" : : "r"(buf) : "memory");
+	clear_vector_registers();
 }
 
 int tls_handshake_step(SSL *ssl) {
 	ERR_clear_error();
 	errno = 0;
 	int r = SSL_do_handshake(ssl);
+	tls_scrub_stack();
 	if (r == 1)
 		return 1;
 	int saved_errno = errno;
@@ -246,7 +150,7 @@ int tls_handshake_step(SSL *ssl) {
 }
 
 void tls_session_free(SSL *ssl) {
-	gate_free(ssl);
+	tls_gate_free(ssl);
 	SSL_free(ssl);
 }
 

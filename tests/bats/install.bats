@@ -43,7 +43,13 @@ teardown() { common_teardown; }
 	local conf=$DEST/etc/tcpmap/tcpmap.yaml
 	[ -f "$conf" ]
 	[ -z "$(grep -v '^#' "$conf" | grep -v '^[[:space:]]*$')" ]
+	# inert: check says it selects nothing (tcpmapctl(1)), and passes once uncommented
 	run "$DEST/usr/bin/tcpmapctl" check "$conf"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"selects no TCPMapping"* ]]
+	sed 's/^# //' "$conf" >"$BATS_TEST_TMPDIR/uncommented.yaml"
+	run "$DEST/usr/bin/tcpmapctl" check "$BATS_TEST_TMPDIR/uncommented.yaml"
 	echo "$output"
 	[ "$status" -eq 0 ]
 

@@ -105,7 +105,7 @@ deb_of() {
 	[ "$(sb systemctl is-active "tcpmap@127.0.0.1:$P.service")" = active ]
 }
 
-@test "package: an upgrade restarts tcpmap@ through the hand-over, and a stream running through it arrives intact" {
+@test "package: an upgrade re-executes tcpmap@ in place, and a stream running through it arrives intact" {
 	local svc=tcpmap@127.0.0.1:$P.service old new line
 	old=$(sb systemctl show -p MainPID --value "$svc")
 	[ "$old" -gt 0 ]
@@ -130,6 +130,9 @@ deb_of() {
 	done
 	run sb journalctl --no-pager -o cat -u "$svc" _PID="$new"
 	[[ "$output" == *"tcpmapd ${UPGRADE%-1} ready"* ]]
+	# the reload re-executed in place (no restart): the old image logged its reexec event
+	run sb journalctl --no-pager -o json -u "$svc" _PID="$old"
+	[[ "$output" == *'"TCPMAP_EVENT":"reexec"'* ]]
 }
 
 @test "package: purge removes what the package made, and nothing the administrator put there" {

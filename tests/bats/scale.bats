@@ -153,9 +153,10 @@ relays() {
 	done >"$cfg"
 	run "$TCPMAPCTL" check "$cfg"
 	[ "$status" -eq 0 ]
-	# its own mount namespace: the 7 MiB tmpfs is seen by this tcpmapd alone
+	# its own mount namespace: the 7 MiB tmpfs (0700, as a runtime directory must be) is seen
+	# by this tcpmapd alone
 	run timeout 60 unshare -m --propagation private sh -c \
-		'mount -t tmpfs -o size=7m tmpfs "$1" && exec "$2" --config "$3" --runtime-dir "$1" --log-target stderr --workers 1' \
+		'mount -t tmpfs -o size=7m,mode=0700 tmpfs "$1" && exec "$2" --config "$3" --runtime-dir "$1" --log-target stderr --workers 1' \
 		sh "$dir" "$TCPMAPD" "$cfg"
 	echo "$output" | grep -v 'level=warning' | tail -20
 	[ "$status" -eq 1 ]

@@ -249,8 +249,12 @@ teardown_file() {
 	[[ "$output" == *"AMBASSADOR_ID=edge"* ]]
 	sb systemctl enable --now tcpmap@2224.socket
 	roundtrip_to 127.0.0.1 2224 4000
-	run sb journalctl -u tcpmap@2224.service -o cat --no-pager
-	[[ "$output" == *"mapping=edge"* ]]
+	# the close entry's structured field (journald's MESSAGE has no logfmt keys)
+	run wait_close_event 'tcpmap@2224.service' 4000
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run sb journalctl -u tcpmap@2224.service -o json --no-pager
+	[[ "$output" == *'"TCPMAP_MAPPING":"edge"'* ]]
 	sb sh -c 'rm -f /etc/systemd/system/tcpmap@.service.d/ambassador-id.conf /etc/systemd/system.conf.d/ambassador-id.conf; systemctl daemon-reexec'
 	reset_units
 }

@@ -126,8 +126,7 @@ spec:
   port: {p['T']}
   address: 127.0.0.1
   host: orig.soak.test
-  tls: true
-  service: 127.0.0.1:{p['S']}""",
+  service: https://127.0.0.1:{p['S']}""",
         f"""apiVersion: getambassador.io/v2
 kind: TCPMapping
 metadata:

@@ -1,0 +1,20 @@
+/* relayfork.h — fork a process that is to own one connection and nothing else: the child
+ * keeps only the descriptors it is given (plus stdin, stdout, stderr and the journal's
+ * datagram socket) and closes every other one it inherited, whatever its O_CLOEXEC.
+ *
+ * It knows nothing of connections: conn.c says which fds are the connection's and builds
+ * the child's event loop. It must never run anything in the child that takes a lock another
+ * thread of the parent may have held at the fork: only system calls, and glibc's malloc
+ * and stdio, which fork() itself resets. */
+#pragma once
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Fork. In the parent: 0 with *ret_pid the child's pid, or -errno with *ret_pid -1 (no
+ * child). In the child:
+ * 0 with *ret_pid 0, every fd closed but 0-2, the `n_keep` of `keep` (-EBADF entries are
+ * skipped) and the journal's socket, PR_SET_NO_NEW_PRIVS set (inherited already under the
+ * unit; set again for a tcpmapd started by hand); or, when the fds could not be walked,
+ * -errno with *ret_pid 0: the child must then end the connection and exit. */
+int relayfork_fork(const int *keep, size_t n_keep, pid_t *ret_pid);

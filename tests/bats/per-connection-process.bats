@@ -1,0 +1,193 @@
+#!/usr/bin/env bats
+# per-connection-process.bats — `per_connection_process: true`: the threaded dispatcher
+# accepts, routes, admits and connects, then forks one relay process per connection.
+# Shown here: a kill -9 of one relay leaves 20 other checksummed streams intact; no two
+# connections share a PID (access-log pid=); a relay holds no fd of any other connection
+# (the test-only TCPMAP_TEST_FD_REPORT listing of its /proc/self/fd); breaker limits hold
+# across the relays; a relay SIGTERMed (as systemd's stop does to the whole cgroup) logs
+# `shutdown`; and mappings that share a listener must agree on the setting.
+
+load ../lib/common
+load ../lib/breakers
+
+STREAM_PY=$TCPMAP_ROOT/tests/lib/stream.py
+
+setup() {
+	breakers_setup
+	FD_REPORT=$BATS_TEST_TMPDIR/fd-report
+	mkdir -p "$FD_REPORT"
+	PORT=$(pick_port)
+	UP=$(pick_port)
+	CONF=$BATS_TEST_TMPDIR/fork.yaml
+}
+
+# Relays outlive nothing: each is stopped by PID before the clients and upstreams go.
+teardown() {
+	local pid
+	for pid in $(relay_pids); do
+		stop_pid "$pid" || true
+	done
+	breakers_teardown
+}
+
+# Live (non-zombie) relay processes of the tcpmapd under test.
+relay_pids() {
+	local pid
+	[ -n "${TCPMAPD_PID:-}" ] || return 0
+	for pid in $(pgrep -P "$TCPMAPD_PID" 2>/dev/null); do
+		[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] && echo "$pid"
+	done
+	return 0
+}
+
+# wait_relays N: bounded wait (5 s) until tcpmapd has exactly N live relay processes.
+wait_relays() {
+	local i n
+	for ((i = 0; i < 50; i++)); do
+		n=$(relay_pids | wc -l)
+		[ "$n" -eq "$1" ] && return 0
+		sleep 0.1
+	done
+	echo "tcpmapd $TCPMAPD_PID has $n relay processes, wanted $1" >&2
+	return 1
+}
+
+# start_forked [SPEC_LINE...]: an echo upstream and tcpmapd with one forking mapping.
+start_forked() {
+	start_upstream 127.0.0.1 "$UP" echo
+	write_mapping "$CONF" forked "$PORT" "127.0.0.1:$UP" "per_connection_process: true" "$@"
+	TCPMAP_TEST_FD_REPORT=$FD_REPORT start_tcpmapd "$CONF"
+}
+
+@test "per_connection_process: a kill -9 of one relay leaves 20 other checksummed streams intact" {
+	start_forked
+	local out=$BATS_TEST_TMPDIR/stream.out ready=$BATS_TEST_TMPDIR/ready stop=$BATS_TEST_TMPDIR/stop
+	python3 "$STREAM_PY" --port "$PORT" --connections 21 --rate 65536 --ready-file "$ready" \
+		--stop-file "$stop" --max-seconds 60 >"$out" 2>&1 3>&- </dev/null &
+	local stream=$!
+	record_pid "$stream"
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[ -e "$ready" ] && break
+		sleep 0.1
+	done
+	[ -e "$ready" ]
+	wait_relays 21
+	local victim
+	victim=$(relay_pids | head -n 1)
+	kill -9 "$victim"
+	wait_for_log "event=relay_died relay_pid=$victim how=\"?signal KILL"
+	wait_relays 20
+	sleep 1 # the 20 others keep streaming after the death
+	touch "$stop"
+	wait "$stream" || true
+	cat "$out"
+	grep -q '^connections=21 intact=20 ' "$out"
+	[ "$(grep -c 'intact=1' "$out")" -eq 20 ]
+	# every other relay logged its own ok close; the killed one logged nothing
+	wait_for_log 'event=close .*mapping=forked .*result=ok .*pid=' 20
+	[ "$(log_count "event=close .* pid=$victim ")" -eq 0 ]
+	# the dead relay's breaker slot came back: nothing is counted once all are gone
+	wait_counted "$PORT" "$UP" 0
+	note "relay $victim killed: 20 of 21 streams intact, its slot reclaimed"
+}
+
+@test "per_connection_process: no two connections share a PID, and none is tcpmapd's" {
+	start_forked
+	local n
+	for n in 1 2 3 4 5; do
+		run client 127.0.0.1 "$PORT" --send 100 --timeout 5
+		[ "$(kv recv_bytes)" -eq 100 ]
+	done
+	for n in 1 2 3 4 5; do hold_connection "$PORT" 20; done
+	wait_relays 5
+	stop_all_holds
+	wait_for_log 'event=close .*mapping=forked .*pid=' 10
+	local pids
+	pids=$(grep -E 'event=close .*mapping=forked' "$TCPMAPD_LOG" | sed -nE 's/.* pid=([0-9]+) .*/\1/p')
+	echo "$pids"
+	[ "$(wc -l <<<"$pids")" -eq 10 ]
+	[ "$(sort -u <<<"$pids" | wc -l)" -eq 10 ]
+	! grep -qx "$TCPMAPD_PID" <<<"$pids"
+	note "10 connections, 10 distinct relay PIDs"
+}
+
+@test "per_connection_process: a relay holds no fd of any other connection" {
+	start_forked
+	local n
+	for n in 1 2 3 4 5 6; do hold_connection "$PORT" 20; done
+	wait_relays 6
+	local f sockets=() bad=0
+	for f in "$FD_REPORT"/*; do
+		cat "$f"
+		# its client and its upstream socket, and no pipe, epoll, eventfd or listener
+		[ "$(grep -c 'socket:' "$f")" -eq 2 ] || bad=1
+		grep -qE 'pipe:|anon_inode' "$f" && bad=1
+		mapfile -t -O "${#sockets[@]}" sockets < <(sed -nE 's/.*(socket:\[[0-9]+\])/\1/p' "$f")
+	done
+	[ "$(ls "$FD_REPORT" | wc -l)" -eq 6 ]
+	[ "$bad" -eq 0 ]
+	# twelve sockets, no two relays sharing one
+	[ "${#sockets[@]}" -eq 12 ]
+	[ "$(printf '%s\n' "${sockets[@]}" | sort -u | wc -l)" -eq 12 ]
+	# and tcpmapd itself no longer holds them
+	for f in "${sockets[@]}"; do
+		! ls -l "/proc/$TCPMAPD_PID/fd" 2>/dev/null | grep -qF "$f"
+	done
+	stop_all_holds
+	note "6 relays: 2 sockets each, 12 distinct, none shared with tcpmapd or each other"
+}
+
+@test "per_connection_process: max_connections 3 holds across relays: of 6 clients, 3 refused" {
+	local lines
+	mapfile -t lines < <(breaker_lines max_connections 3)
+	start_forked "${lines[@]}"
+	local n
+	for n in 1 2 3; do hold_connection "$PORT" 20; done
+	wait_relays 3
+	wait_counted "$PORT" "$UP" 3
+	for n in 1 2 3; do
+		run client 127.0.0.1 "$PORT" --idle-ms 2000 --timeout 5
+		[[ "$(kv closed_by)" =~ ^(eof|reset)$ ]]
+		[ "$(kv recv_bytes)" -eq 0 ]
+	done
+	wait_for_log 'event=close .*result=breaker_overflow' 3
+	[ "$(established_to "$UP")" -eq 3 ]
+	wait_relays 3
+	[ "$(json_cluster "$(status_flat)" "127.0.0.1:$UP" overflows)" -eq 3 ]
+	stop_all_holds
+	wait_counted "$PORT" "$UP" 0
+	note "3 relays admitted, 3 clients refused by the shared table"
+}
+
+@test "per_connection_process: a relay told to stop ends its connection with shutdown" {
+	start_forked
+	hold_connection "$PORT" 20
+	wait_relays 1
+	local relay
+	relay=$(relay_pids)
+	kill -TERM "$relay"
+	wait_for_log "event=close .*result=shutdown pid=$relay "
+	wait_relays 0
+	wait_counted "$PORT" "$UP" 0
+	pid_alive "$TCPMAPD_PID"
+	note "SIGTERM to relay $relay: result=shutdown, logged by the relay itself"
+}
+
+@test "per_connection_process: mappings on one listener must agree, the error names both" {
+	write_mapping "$CONF" first "$PORT" "127.0.0.1:$UP" "host: a.example" "tls_passthrough: true" \
+		"per_connection_process: true"
+	write_mapping "$CONF" second "$PORT" "127.0.0.1:$UP" "host: b.example" "tls_passthrough: true"
+	run "$TCPMAPCTL" check "$CONF"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *'per_connection_process: differs from mapping "first"'* ]]
+	[[ "$output" == *second* ]]
+	# on other listeners, each decides for itself
+	: >"$CONF"
+	write_mapping "$CONF" first "$PORT" "127.0.0.1:$UP" "per_connection_process: true"
+	write_mapping "$CONF" second "$UP" "127.0.0.1:$PORT"
+	run "$TCPMAPCTL" check "$CONF"
+	echo "$output"
+	[ "$status" -eq 0 ]
+}
