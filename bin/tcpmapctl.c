@@ -1,7 +1,10 @@
 /* tcpmapctl — inspect tcpmap's config and live state. Argument parsing and wiring only. */
 
 #include "apply.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "status.h"
+#include "top.h"
 #include "config.h"
 #include "hostcheck.h"
 #include "log.h"
@@ -22,6 +25,11 @@ struct ctl {
 	const char *address;
 	const char *sni;
 	int port;
+	bool openmetrics;
+	bool http;
+	unsigned iterations;
+	unsigned delay_msec;
+	int sort;
 };
 
 enum {
@@ -35,6 +43,11 @@ enum {
 	OPT_ADDRESS,
 	OPT_SNI,
 	OPT_AMBASSADOR_ID,
+	OPT_OPENMETRICS,
+	OPT_HTTP,
+	OPT_ITERATIONS,
+	OPT_DELAY,
+	OPT_SORT,
 };
 
 static const struct option_row rows[] = {
@@ -57,6 +70,21 @@ static const struct option_row rows[] = {
          "A",
          "route: the local address it connects to"},
         {{"sni", required_argument, NULL, OPT_SNI}, "HOST", "route: the SNI host the client sends"},
+        {{"openmetrics", no_argument, NULL, OPT_OPENMETRICS},
+         NULL,
+         "metrics: OpenMetrics 1.0.0 rather than Prometheus text 0.0.4"},
+        {{"http", no_argument, NULL, OPT_HTTP},
+         NULL,
+         "metrics: answer one HTTP request on stdin/stdout (tcpmap-metrics@.service)"},
+        {{"iterations", required_argument, NULL, OPT_ITERATIONS},
+         "N",
+         "top: stop after N screens (default: until q)"},
+        {{"delay", required_argument, NULL, OPT_DELAY},
+         "S",
+         "top: seconds between refreshes (default 1, at least 0.1)"},
+        {{"sort", required_argument, NULL, OPT_SORT},
+         "KEY",
+         "top: sort by a(ctive), c(onn/s), b(ytes/s), e(rrors/s) or n(ame)"},
         {{"help", no_argument, NULL, OPT_HELP}, NULL, "show this help"},
         {{"version", no_argument, NULL, OPT_VERSION}, NULL, "show the version"},
 };
@@ -90,6 +118,10 @@ static void help(void) {
 	       "  route --port P [--address A] [--sni HOST]\n"
 	       "                         say which group and mapping a connection reaches\n"
 	       "  status [--json]        print the live breaker table\n"
+	       "  metrics [--openmetrics|--http]\n"
+	       "                         print the live table for Prometheus\n"
+	       "  top [--delay S] [--iterations N] [--sort KEY]\n"
+	       "                         a live table of clusters, refreshed every second\n"
 	       "  units                  print the socket units the generator makes for the "
 	       "config\n"
 	       "  apply                  check the config, then make systemd listen as it says\n\n"
@@ -235,37 +267,105 @@ static int cmd_route(struct ctl *ctl) {
 	return 0;
 }
 
-static int cmd_status(struct ctl *ctl) {
-	const char *dir = ctl->runtime_dir;
-	char rundir[4096];
-	if (!dir) {
-		if (rundir_default(rundir, sizeof rundir) < 0) {
-			fprintf(stderr, "tcpmapctl status: $RUNTIME_DIRECTORY is too long\n");
-			return 1;
-		}
-		dir = rundir;
+/* The runtime directory, opened for reading the table (status, metrics, top). Returns
+ * 0, or 1 after saying why not. */
+static int open_rundir(struct ctl *ctl, const char *cmd, char dir[static 4096], int *ret_fd,
+                       uid_t *ret_owner) {
+	if (ctl->runtime_dir)
+		snprintf(dir, 4096, "%s", ctl->runtime_dir);
+	else if (rundir_default(dir, 4096) < 0) {
+		fprintf(stderr, "tcpmapctl %s: $RUNTIME_DIRECTORY is too long\n", cmd);
+		return 1;
 	}
-	_cleanup_close_ int dir_fd = -EBADF;
-	uid_t owner;
-	int r = rundir_open_for_reading(dir, &dir_fd, &owner);
+	int r = rundir_open_for_reading(dir, ret_fd, ret_owner);
 	if (r < 0) {
-		fprintf(stderr, "tcpmapctl status: %s: %s\n", dir,
+		fprintf(stderr, "tcpmapctl %s: %s: %s\n", cmd, dir,
 		        rundir_refusal(r) ? rundir_refusal(r) : strerror(-r));
 		return 1;
 	}
-	r = status_print(dir_fd, owner, stdout, ctl->json);
-	if (r == -EPERM) {
-		fprintf(stderr,
-		        "tcpmapctl status: %s/breakers: not written by root or the directory's "
-		        "owner alone, not trusted\n",
-		        dir);
-		return 1;
-	}
-	if (r < 0) {
-		fprintf(stderr, "tcpmapctl status: %s/breakers: %s\n", dir, strerror(-r));
-		return 1;
-	}
 	return 0;
+}
+
+/* Say why the table could not be read; returns 1. */
+static int table_error(const char *cmd, const char *dir, int r) {
+	if (r == -EPERM)
+		fprintf(stderr,
+		        "tcpmapctl %s: %s/breakers: not written by root or the directory's "
+		        "owner alone, not trusted\n",
+		        cmd, dir);
+	else
+		fprintf(stderr, "tcpmapctl %s: %s/breakers: %s\n", cmd, dir, strerror(-r));
+	return 1;
+}
+
+static int cmd_status(struct ctl *ctl) {
+	char dir[4096];
+	_cleanup_close_ int dir_fd = -EBADF;
+	uid_t owner;
+	if (open_rundir(ctl, "status", dir, &dir_fd, &owner))
+		return 1;
+	int r = status_print(dir_fd, owner, stdout, ctl->json);
+	return r < 0 ? table_error("status", dir, r) : 0;
+}
+
+struct scrape {
+	int dir_fd;
+	uid_t owner;
+};
+
+/* The body of a scrape's 200 (lib/metrics_http.h). */
+static int scrape_body(void *userdata, bool openmetrics, FILE *out, const char **ret_content_type) {
+	struct scrape *s = userdata;
+	enum metrics_format f =
+	        openmetrics ? METRICS_FORMAT_OPENMETRICS : METRICS_FORMAT_PROMETHEUS;
+	*ret_content_type = metrics_content_type(f);
+	return metrics_print(s->dir_fd, s->owner, out, f);
+}
+
+static int cmd_metrics(struct ctl *ctl) {
+	char dir[4096];
+	_cleanup_close_ int dir_fd = -EBADF;
+	uid_t owner = 0;
+	int r;
+	if (ctl->http) {
+		/* A scrape: the answer, even an error, goes to the client; the journal gets why. */
+		if (ctl->runtime_dir)
+			snprintf(dir, sizeof dir, "%s", ctl->runtime_dir);
+		else if (rundir_default(dir, sizeof dir) < 0)
+			return 1;
+		r = rundir_open_for_reading(dir, &dir_fd, &owner);
+		if (r < 0)
+			fprintf(stderr, "tcpmapctl metrics: %s: %s\n", dir,
+			        rundir_refusal(r) ? rundir_refusal(r) : strerror(-r));
+		struct scrape scrape = {.dir_fd = dir_fd, .owner = owner};
+		r = metrics_http_serve(STDIN_FILENO, STDOUT_FILENO, scrape_body, &scrape);
+		if (r < 0 && r != -EPIPE && r != -ECONNRESET)
+			fprintf(stderr, "tcpmapctl metrics: %s\n", strerror(-r));
+		return r < 0 ? 1 : 0;
+	}
+	if (open_rundir(ctl, "metrics", dir, &dir_fd, &owner))
+		return 1;
+	r = metrics_print(dir_fd, owner, stdout,
+	                  ctl->openmetrics ? METRICS_FORMAT_OPENMETRICS
+	                                   : METRICS_FORMAT_PROMETHEUS);
+	if (r >= 0 && fflush(stdout) != 0)
+		r = -EIO;
+	return r < 0 ? table_error("metrics", dir, r) : 0;
+}
+
+static int cmd_top(struct ctl *ctl) {
+	char dir[4096];
+	_cleanup_close_ int dir_fd = -EBADF;
+	uid_t owner;
+	if (open_rundir(ctl, "top", dir, &dir_fd, &owner))
+		return 1;
+	struct top_options o = {
+	        .delay_msec = ctl->delay_msec ? ctl->delay_msec : 1000,
+	        .iterations = ctl->iterations,
+	        .sort = ctl->sort,
+	};
+	int r = top_run(dir_fd, owner, STDIN_FILENO, stdout, &o);
+	return r < 0 ? table_error("top", dir, r) : 0;
 }
 
 static void print_units(void *userdata, FILE *out) { unitgen_print(userdata, TCPMAP_UNITDIR, out); }
@@ -375,6 +475,38 @@ int main(int argc, char **argv) {
 				return 2;
 			}
 			break;
+		case OPT_OPENMETRICS:
+			ctl.openmetrics = true;
+			break;
+		case OPT_HTTP:
+			ctl.http = true;
+			break;
+		case OPT_ITERATIONS:
+			if (parse_uint(optarg, 1, 1000000000, &v) < 0) {
+				fprintf(stderr,
+				        "tcpmapctl: --iterations takes a positive number\n");
+				return 2;
+			}
+			ctl.iterations = (unsigned)v;
+			break;
+		case OPT_DELAY: {
+			char *end;
+			errno = 0;
+			double d = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !(d >= 0.1 && d <= 3600)) {
+				fprintf(stderr, "tcpmapctl: --delay takes 0.1 to 3600 seconds\n");
+				return 2;
+			}
+			ctl.delay_msec = (unsigned)(d * 1000 + 0.5);
+			break;
+		}
+		case OPT_SORT:
+			ctl.sort = optarg[0] && !optarg[1] ? top_sort_from_key(optarg[0]) : -EINVAL;
+			if (ctl.sort < 0) {
+				fprintf(stderr, "tcpmapctl: --sort takes a, c, b, e or n\n");
+				return 2;
+			}
+			break;
 		case OPT_HELP:
 			help();
 			return 0;
@@ -419,6 +551,10 @@ int main(int argc, char **argv) {
 		return cmd_route(&ctl);
 	if (streq(cmd, "status"))
 		return cmd_status(&ctl);
+	if (streq(cmd, "metrics"))
+		return cmd_metrics(&ctl);
+	if (streq(cmd, "top"))
+		return cmd_top(&ctl);
 	if (streq(cmd, "units"))
 		return cmd_units(&ctl);
 	if (streq(cmd, "apply"))

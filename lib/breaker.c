@@ -45,6 +45,10 @@
 #define BREAKER_MAX_GROUPS (1u << 20)
 #define BREAKER_MAX_SLOTS (1u << 26)
 
+const uint64_t breaker_duration_bounds_usec[BREAKER_DURATION_BUCKETS] = {
+        1000, 5000, 10000, 50000, 100000, 500000, 1000000, 5000000, 10000000, 60000000, 300000000,
+};
+
 /* Overflowing admits scan every slot for dead owners; at most this often per entry, so an
  * overload does not turn into a slot-scanning storm. The 1 s reaper covers the rest. */
 #define STALE_SCAN_INTERVAL_USEC 10000u
@@ -109,6 +113,19 @@ struct breaker_live {
 	uint32_t n_groups_used;      /* atomic */
 	pthread_mutex_t create_lock; /* adding a key; growing holds it too */
 	pthread_mutex_t grow_lock;   /* one grower at a time, across processes */
+	/* Connections that ended before a mapping was chosen (unknown SNI, not TLS, ...), by
+	 * enum conn_result: they have no cluster entry to be counted in. Changed under
+	 * create_lock, which a grower holds for the copy. */
+	uint64_t unrouted_results[BREAKER_RESULTS_MAX];
+	/* Long-running processes and the config each runs (for the metrics), under create_lock
+	 * too: a record of a dead process is cleared by the next reaper or reused. */
+	struct breaker_process_record {
+		uint32_t pid; /* 0: free */
+		uint32_t reserved;
+		uint64_t starttime;
+		uint64_t generation;
+		uint64_t loaded_realtime_usec;
+	} processes[BREAKER_PROCESSES_MAX];
 };
 
 struct table_key {
@@ -138,6 +155,12 @@ struct breaker_entry {
 	uint32_t max_connections;
 	uint32_t max_pending_requests;
 	uint32_t reserved;
+	/* For the metrics, counted once per connection at its real end (an adopted one by the
+	 * process that adopted it): ended connections by enum conn_result, and their durations
+	 * in BREAKER_DURATION_BOUNDS_USEC buckets (not cumulative; the last is over the top). */
+	uint64_t results[BREAKER_RESULTS_MAX];
+	uint64_t duration_buckets[BREAKER_DURATION_BUCKETS + 1];
+	uint64_t duration_sum_usec;
 } __attribute__((aligned(64)));
 
 struct breaker_group {
@@ -150,6 +173,7 @@ struct breaker_group {
 	int32_t current[ROUTE_MAX_GROUP_MAPPINGS];
 	uint64_t picks[ROUTE_MAX_GROUP_MAPPINGS];
 	char mapping_name[ROUTE_MAX_GROUP_MAPPINGS][BREAKER_MAPPING_NAME_MAX];
+	uint64_t failovers; /* never reset: a counter for the metrics, unlike picks */
 } __attribute__((aligned(64)));
 
 struct breaker_slot {
@@ -160,6 +184,7 @@ struct breaker_slot {
 _Static_assert(sizeof(struct breaker_header) <= BREAKER_LIVE_OFFSET, "layout half fits");
 _Static_assert(BREAKER_LIVE_OFFSET + sizeof(struct breaker_live) <= BREAKER_HEADER_SIZE,
                "live half fits");
+_Static_assert(_CONN_RESULT_MAX <= BREAKER_RESULTS_MAX, "every result has its counter");
 _Static_assert(BREAKER_MAX_ENTRIES < (1u << 24), "entry index fits the slot word");
 _Static_assert(BREAKER_N_ENTRIES_MIN <= BREAKER_MAX_ENTRIES &&
                        BREAKER_N_GROUPS_MIN <= BREAKER_MAX_GROUPS &&
@@ -616,7 +641,11 @@ static int table_build(int dir_fd, const struct breaker_header *h, const struct 
 			        .limits_set = src->limits_set,
 			        .max_connections = src->max_connections,
 			        .max_pending_requests = src->max_pending_requests,
+			        .duration_sum_usec = src->duration_sum_usec,
 			};
+			memcpy(dst->results, src->results, sizeof(dst->results));
+			memcpy(dst->duration_buckets, src->duration_buckets,
+			       sizeof(dst->duration_buckets));
 			/* a mutex is never copied: the old one may even be held */
 			r = mutex_init_robust(&dst->lock);
 			dst->key.len = MIN(dst->key.len, BREAKER_KEY_MAX - 1);
@@ -655,6 +684,9 @@ static int table_build(int dir_fd, const struct breaker_header *h, const struct 
 		}
 		to.live->n_entries_used = n_entries;
 		to.live->n_groups_used = n_groups;
+		memcpy(to.live->unrouted_results, from->live->unrouted_results,
+		       sizeof(to.live->unrouted_results));
+		memcpy(to.live->processes, from->live->processes, sizeof(to.live->processes));
 	}
 	(void)munmap(base, h->file_size); /* mapped just above */
 	if (r < 0) {
@@ -1323,11 +1355,14 @@ static int reclaim_stale(struct breaker_table *t, struct table_map *m, uint32_t 
 	return n;
 }
 
+static void processes_reap(struct breaker_table *t);
+
 int breaker_table_reap(struct breaker_table *t) {
 	if (!t)
 		return -EINVAL;
 	if (!t->writable)
 		return -EROFS;
+	processes_reap(t);
 	for (;;) {
 		/* table_cur follows a move, so an idle process lets go of an old table */
 		int r = reclaim_stale(t, table_cur(t), UINT32_MAX);
@@ -1490,6 +1525,51 @@ void breaker_table_release(struct breaker_table *t, breaker_slot_t slot, uint64_
 	entry_unlock(m, entry);
 }
 
+static unsigned duration_bucket(uint64_t usec) {
+	unsigned i = 0;
+	while (i < BREAKER_DURATION_BUCKETS && usec > breaker_duration_bounds_usec[i])
+		i++;
+	return i;
+}
+
+void breaker_table_note_end(struct breaker_table *t, uint32_t entry, enum conn_result result,
+                            uint64_t duration_usec) {
+	unsigned r_idx =
+	        (unsigned)result < BREAKER_RESULTS_MAX ? (unsigned)result : BREAKER_RESULTS_MAX - 1;
+	if (!t || !t->writable)
+		return;
+	for (;;) {
+		struct table_map *m = table_cur(t);
+		if (entry == BREAKER_ENTRY_NONE) {
+			/* rare (scanners, misdirected clients): the table-wide lock is enough */
+			struct key_array ea = entry_keys(m);
+			if (create_lock(m, &ea) < 0)
+				return;
+			if (LOAD(&m->live->state) != TABLE_LIVE) {
+				create_unlock(m);
+				table_wait_settled(t, m);
+				continue;
+			}
+			ADD(&m->live->unrouted_results[r_idx], 1);
+			create_unlock(m);
+			return;
+		}
+		struct breaker_entry *e = entry_get(m, entry);
+		if (!e)
+			return;
+		int r = entry_lock_live(t, m, entry);
+		if (r == -ESTALE)
+			continue;
+		if (r < 0)
+			return;
+		ADD(&e->results[r_idx], 1);
+		ADD(&e->duration_buckets[duration_bucket(duration_usec)], 1);
+		ADD(&e->duration_sum_usec, duration_usec);
+		entry_unlock(m, entry);
+		return;
+	}
+}
+
 int breaker_table_adopt(struct breaker_table *t, breaker_slot_t slot) {
 	uint64_t st;
 	pid_t self = proclive_self(&st);
@@ -1560,7 +1640,12 @@ int breaker_table_entry_stats(struct breaker_table *t, uint32_t entry,
 	        .connect_failures = LOAD_RELAXED(&e->connect_failures),
 	        .bytes_in = LOAD_RELAXED(&e->bytes_in),
 	        .bytes_out = LOAD_RELAXED(&e->bytes_out),
+	        .duration_sum_usec = LOAD_RELAXED(&e->duration_sum_usec),
 	};
+	for (unsigned i = 0; i < BREAKER_RESULTS_MAX; i++)
+		ret->results[i] = LOAD_RELAXED(&e->results[i]);
+	for (unsigned i = 0; i <= BREAKER_DURATION_BUCKETS; i++)
+		ret->duration_buckets[i] = LOAD_RELAXED(&e->duration_buckets[i]);
 	return 0;
 }
 
@@ -1662,6 +1747,36 @@ int breaker_table_pick(struct breaker_table *t, const struct mapping_group *g,
 	}
 }
 
+void breaker_table_note_failover(struct breaker_table *t, const struct mapping_group *g) {
+	uint32_t idx;
+
+	if (!t || !g || !g->key || !t->writable)
+		return;
+	for (;;) {
+		if (key_find_or_create(t, true, g->key, &idx) < 0)
+			return;
+		struct table_map *m = table_cur(t);
+		if (idx >= groups_used(m))
+			continue; /* as in breaker_table_pick */
+		struct breaker_group *grp = &m->groups[idx];
+		int r = pthread_mutex_lock(&grp->lock);
+		if (r == EOWNERDEAD) {
+			memset(grp->current, 0,
+			       sizeof(grp->current)); /* as in breaker_table_pick */
+			(void)pthread_mutex_consistent(&grp->lock);
+		} else if (r)
+			return;
+		if (LOAD(&m->live->state) != TABLE_LIVE) {
+			(void)pthread_mutex_unlock(&grp->lock); /* held since above */
+			table_wait_settled(t, m);
+			continue;
+		}
+		ADD(&grp->failovers, 1);
+		(void)pthread_mutex_unlock(&grp->lock); /* held since above */
+		return;
+	}
+}
+
 /* ---- reading for reports ---- */
 
 /* A key's name as stored, never past its buffer even in a damaged file. */
@@ -1701,6 +1816,7 @@ bool breaker_table_next_group(struct breaker_table *t, uint32_t *pos,
 		ret->key = grp->key.name;
 		ret->key_len = key_len_clamped(&grp->key);
 		ret->n_mappings = MIN(LOAD(&grp->n_mappings), ROUTE_MAX_GROUP_MAPPINGS);
+		ret->failovers = LOAD_RELAXED(&grp->failovers);
 		for (uint32_t i = 0; i < ret->n_mappings; i++) {
 			ret->mappings[i].name = grp->mapping_name[i];
 			ret->mappings[i].name_len =
@@ -1708,6 +1824,108 @@ bool breaker_table_next_group(struct breaker_table *t, uint32_t *pos,
 			ret->mappings[i].weight = LOAD_RELAXED(&grp->weight[i]);
 			ret->mappings[i].picks = LOAD_RELAXED(&grp->picks[i]);
 		}
+		(*pos)++;
+		return true;
+	}
+	return false;
+}
+
+int breaker_table_unrouted_results(struct breaker_table *t, uint64_t ret[BREAKER_RESULTS_MAX]) {
+	if (!t || !ret)
+		return -EINVAL;
+	struct table_map *m = table_cur(t);
+	for (unsigned i = 0; i < BREAKER_RESULTS_MAX; i++)
+		ret[i] = LOAD_RELAXED(&m->live->unrouted_results[i]);
+	return 0;
+}
+
+/* ---- long-running processes and their configs ---- */
+
+/* Lock the table-wide create_lock on a live table, following moves; NULL on error. */
+static struct table_map *live_lock(struct breaker_table *t) {
+	for (;;) {
+		struct table_map *m = table_cur(t);
+		struct key_array ea = entry_keys(m);
+		if (create_lock(m, &ea) < 0)
+			return NULL;
+		if (LOAD(&m->live->state) == TABLE_LIVE)
+			return m;
+		create_unlock(m);
+		table_wait_settled(t, m);
+	}
+}
+
+int breaker_table_note_config(struct breaker_table *t, uint64_t generation) {
+	uint64_t st;
+	pid_t self = proclive_self(&st);
+	struct timespec ts;
+
+	if (!t || !t->writable)
+		return -EINVAL;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct table_map *m = live_lock(t);
+	if (!m)
+		return -EIO;
+	struct breaker_process_record *p = m->live->processes, *use = NULL;
+	/* ours, else a free one, else a dead process's, else the longest unchanged */
+	for (unsigned i = 0; !use && i < BREAKER_PROCESSES_MAX; i++)
+		if (p[i].pid == (uint32_t)self && p[i].starttime == st)
+			use = &p[i];
+	for (unsigned i = 0; !use && i < BREAKER_PROCESSES_MAX; i++)
+		if (p[i].pid == 0 || proclive_owner_is_stale(NULL, (pid_t)p[i].pid, p[i].starttime))
+			use = &p[i];
+	if (!use) {
+		use = &p[0];
+		for (unsigned i = 1; i < BREAKER_PROCESSES_MAX; i++)
+			if (p[i].loaded_realtime_usec < use->loaded_realtime_usec)
+				use = &p[i];
+	}
+	*use = (struct breaker_process_record){
+	        .pid = (uint32_t)self,
+	        .starttime = st,
+	        .generation = generation,
+	        .loaded_realtime_usec = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000,
+	};
+	create_unlock(m);
+	return 0;
+}
+
+static void processes_reap(struct breaker_table *t) {
+	struct table_map *m = table_cur(t);
+	bool any = false;
+
+	/* most seconds there is nothing to clear: look before taking the lock */
+	for (unsigned i = 0; i < BREAKER_PROCESSES_MAX; i++) {
+		uint32_t pid = LOAD_RELAXED(&m->live->processes[i].pid);
+		any = any || (pid != 0 && proclive_owner_is_stale(
+		                                  NULL, (pid_t)pid,
+		                                  LOAD_RELAXED(&m->live->processes[i].starttime)));
+	}
+	if (!any || !(m = live_lock(t)))
+		return;
+	for (unsigned i = 0; i < BREAKER_PROCESSES_MAX; i++) {
+		struct breaker_process_record *p = &m->live->processes[i];
+		if (p->pid != 0 && proclive_owner_is_stale(NULL, (pid_t)p->pid, p->starttime))
+			*p = (struct breaker_process_record){0};
+	}
+	create_unlock(m);
+}
+
+bool breaker_table_next_process(struct breaker_table *t, uint32_t *pos,
+                                struct breaker_process_view *ret) {
+	if (!t)
+		return false;
+	struct table_map *m = table_cur(t);
+	for (; *pos < BREAKER_PROCESSES_MAX; (*pos)++) {
+		const struct breaker_process_record *p = &m->live->processes[*pos];
+		uint32_t pid = LOAD_RELAXED(&p->pid);
+		if (pid == 0)
+			continue;
+		*ret = (struct breaker_process_view){
+		        .pid = (pid_t)pid,
+		        .generation = LOAD_RELAXED(&p->generation),
+		        .loaded_realtime_usec = LOAD_RELAXED(&p->loaded_realtime_usec),
+		};
 		(*pos)++;
 		return true;
 	}

@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include "model.h"
+#include "result.h"
 #include "route.h"
 
 struct breaker_table;
@@ -74,7 +75,18 @@ int breaker_table_capacity(struct breaker_table *t, struct breaker_capacity *ret
 int breaker_table_follow(struct breaker_table *t);
 
 /* The layout version the file carries; a file of another version gives -EPROTO. */
-#define BREAKER_TABLE_VERSION 2u
+#define BREAKER_TABLE_VERSION 3u
+
+/* Room for a counter per enum conn_result, with space to grow without a new layout. */
+#define BREAKER_RESULTS_MAX 32u
+/* Connection durations are counted in buckets with these upper bounds (microseconds; the
+ * Prometheus histogram's `le`, in seconds), and one more bucket above the last. */
+#define BREAKER_DURATION_BUCKETS 11u
+extern const uint64_t breaker_duration_bounds_usec[BREAKER_DURATION_BUCKETS];
+/* Long-running processes whose config the table records (breaker_table_note_config). */
+#define BREAKER_PROCESSES_MAX 32u
+/* The `entry` of a connection that ended before any mapping was chosen. */
+#define BREAKER_ENTRY_NONE UINT32_MAX
 
 /* Read `breakers` in `dir_fd` (from rundir_open_for_reading()) into private memory for a
  * report: never creates it, never writes it, never maps it. -ENOENT when no tcpmap process
@@ -106,6 +118,18 @@ void breaker_table_connect_failed(struct breaker_table *t, breaker_slot_t slot);
 /* Free the slot and add the connection's byte counts to the entry. */
 void breaker_table_release(struct breaker_table *t, breaker_slot_t slot, uint64_t bytes_in,
                            uint64_t bytes_out);
+/* Count how a connection ended and how long it lasted, for the metrics: in `entry`, or, as
+ * BREAKER_ENTRY_NONE, in the table's own record of connections that reached no mapping.
+ * Called once per connection, at its real end, by whichever process ends it (a connection
+ * handed over is counted by the process that adopted it, never at the hand-over). */
+void breaker_table_note_end(struct breaker_table *t, uint32_t entry, enum conn_result result,
+                            uint64_t duration_usec);
+/* Record that this process now runs config generation `generation` (loaded now), for the
+ * metrics. For long-running processes (a process per connection would churn the few
+ * records): the record is cleared by the reaper once the process is gone. */
+int breaker_table_note_config(struct breaker_table *t, uint64_t generation);
+/* Count a failover in group `g` (a connection routed past an open circuit breaker). */
+void breaker_table_note_failover(struct breaker_table *t, const struct mapping_group *g);
 /* Re-own a slot under this process (after a hand-over from another process). */
 int breaker_table_adopt(struct breaker_table *t, breaker_slot_t slot);
 /* The descriptors the table itself holds (its directory, its current file), for a process
@@ -140,6 +164,9 @@ struct breaker_entry_stats {
 	uint64_t connect_failures;
 	uint64_t bytes_in;
 	uint64_t bytes_out;
+	uint64_t results[BREAKER_RESULTS_MAX]; /* ended connections by enum conn_result */
+	uint64_t duration_buckets[BREAKER_DURATION_BUCKETS + 1]; /* per bucket, not cumulative */
+	uint64_t duration_sum_usec;
 };
 int breaker_table_entry_stats(struct breaker_table *t, uint32_t entry,
                               struct breaker_entry_stats *ret);
@@ -159,11 +186,22 @@ struct breaker_entry_view {
 };
 bool breaker_table_next_entry(struct breaker_table *t, uint32_t *pos,
                               struct breaker_entry_view *ret);
+/* The recorded long-running processes, walked as next_entry walks entries. */
+struct breaker_process_view {
+	pid_t pid;
+	uint64_t generation;
+	uint64_t loaded_realtime_usec;
+};
+bool breaker_table_next_process(struct breaker_table *t, uint32_t *pos,
+                                struct breaker_process_view *ret);
+/* Connections that ended before reaching a mapping, by enum conn_result. */
+int breaker_table_unrouted_results(struct breaker_table *t, uint64_t ret[BREAKER_RESULTS_MAX]);
 
 struct breaker_group_view {
 	const char *key;
 	size_t key_len;
 	uint32_t n_mappings;
+	uint64_t failovers;
 	struct {
 		const char *name; /* truncated to 63 bytes in the table */
 		size_t name_len;

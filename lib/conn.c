@@ -254,6 +254,10 @@ static void conn_finish(struct conn *c, enum conn_result result) {
 		breaker_table_release(breakers, c->slot, bytes_in(c), bytes_out(c));
 		c->slot = 0;
 	}
+	/* once, here: a connection handed to the next process leaves by conn_forget_moved */
+	breaker_table_note_end(breakers,
+	                       c->mapping ? c->mapping->breaker_entry : BREAKER_ENTRY_NONE, result,
+	                       now_usec() - c->start_usec);
 	log_close(c);
 	conn_free(c);
 }
@@ -639,6 +643,7 @@ static void conn_choose_and_connect(struct conn *c) {
 	}
 	if (any_open && eligible[idx]) {
 		struct log_field f[] = {{"MAPPING", c->mapping->name}};
+		breaker_table_note_failover(breakers, g);
 		log_event(LOG_NOTICE, TCPMAP_MID_FAILOVER, "failover", f, ELEMENTSOF(f),
 		          "group %s: a circuit breaker is open, routing to \"%s\"", g->key,
 		          c->mapping->name);

@@ -302,6 +302,7 @@ static int on_sighup(sd_event_source *src, const struct signalfd_siginfo *si, vo
 	struct log_field f[] = {{"CONFIG_GENERATION", gen}, {"MAPPINGS", n}};
 	log_event(LOG_INFO, TCPMAP_MID_CONFIG, "config", f, ELEMENTSOF(f),
 	          "config reloaded: generation %s, %s mappings", gen, n);
+	(void)breaker_table_note_config(s->env.breakers, c->generation); /* for the metrics */
 	/* Only this process's own sockets are its business: other ports are other instances'
 	 * (tcpmap@PORT.socket each start their own tcpmapd), but a socket of ours that lost
 	 * its mapping resets every connection from now on. */
@@ -1225,6 +1226,8 @@ int server_run(const struct server_options *o) {
 	log_event(connected_fd >= 0 ? LOG_DEBUG : LOG_INFO, TCPMAP_MID_CONFIG, "config", f,
 	          ELEMENTSOF(f), "config loaded: generation %s, %zu mappings, %zu listeners", gen,
 	          s.env.config->n_mappings, s.env.config->n_listeners);
+	if (connected_fd < 0) /* the metrics list long-running processes only */
+		(void)breaker_table_note_config(s.env.breakers, s.env.config->generation);
 
 	/* splice has no MSG_NOSIGNAL: a vanished peer is EPIPE (fails only for a bad signal) */
 	(void)signal(SIGPIPE, SIG_IGN);

@@ -6,7 +6,7 @@ set -eu
 
 PACKAGES="build-essential pkg-config libsystemd-dev libssl-dev libyaml-dev libcmocka-dev
 bats clang clang-format libclang-rt-14-dev python3 python3-yaml openssl socat curl iproute2 util-linux systemd
-mandoc procps psmisc valgrind haproxy nginx-light
+mandoc procps psmisc valgrind haproxy nginx-light prometheus tmux
 debhelper dpkg-dev fakeroot lintian"
 # `deps.sh bench`: also the load generators and peers that only `make bench` uses.
 [ "${1:-}" = bench ] && PACKAGES="$PACKAGES iperf3 wrk stunnel4 libnginx-mod-stream"
@@ -21,7 +21,8 @@ if [ "$(id -u)" = 0 ]; then
 	echo "deps: installing:$missing" >&2
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	# haproxy and nginx are only test peers: keep their packaged services from starting.
+	# haproxy and nginx are only test peers, and prometheus (metrics-prometheus.bats) runs only
+	# as the test starts it: keep their packaged services from starting.
 	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
 	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 	apt-get install -y -qq --no-install-recommends $missing >/dev/null
