@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stddef.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -945,6 +946,51 @@ static int table_new(int dir_fd, bool writable, struct breaker_table **ret) {
 	return 0;
 }
 
+/* A table made by an older tcpmap (our magic, a lower layout version): what an upgrade
+ * finds in the runtime directory while the old image still drains. */
+static bool table_is_older(int fd) {
+	struct {
+		char magic[8];
+		uint32_t version;
+	} h;
+	return pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h) &&
+	       memcmp(h.magic, BREAKER_MAGIC, sizeof(h.magic)) == 0 &&
+	       h.version < BREAKER_TABLE_VERSION;
+}
+
+/* Put a new table of this layout in place of an older one. The older layout cannot be
+ * read, so counts start anew; processes still running the old version keep their mapping
+ * of the old file, so until they exit, limits are counted apart (an upgrade's window,
+ * tcpmapd(8)). Connections they hand over are counted anew when adopted (conn_adopt).
+ * Processes of this version that find the older file at once serialise on a lock file,
+ * so exactly one replaces it. */
+static int table_replace_older(struct breaker_table *t, const struct breaker_capacity *cap) {
+	_cleanup_close_ int lock = openat(t->dir_fd, "." BREAKER_FILE_NAME ".upgrade",
+	                                  O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int r;
+
+	if (lock < 0)
+		return -errno;
+	if (flock(lock, LOCK_EX) < 0)
+		return -errno;
+	_cleanup_close_ int fd =
+	        openat(t->dir_fd, BREAKER_FILE_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || !table_is_older(fd))
+		return 0; /* replaced (or removed) by another process meanwhile: open that */
+	struct breaker_header h;
+	_cleanup_free_ char *tmp = NULL;
+	header_for(&h, cap->clusters, cap->groups, cap->slots);
+	_cleanup_close_ int nfd = table_build(t->dir_fd, &h, NULL, &tmp);
+	if (nfd < 0)
+		return nfd;
+	r = renameat(t->dir_fd, tmp, t->dir_fd, BREAKER_FILE_NAME) < 0 ? -errno : 0;
+	if (r < 0)
+		(void)unlinkat(t->dir_fd, tmp, 0);
+	else
+		log_debug("breaker table: replaced a table of an older tcpmap");
+	return r; /* the lock goes with its fd */
+}
+
 static int table_open(int dir_fd, bool writable, const struct breaker_capacity *want,
                       struct breaker_table **ret) {
 	struct breaker_table *t;
@@ -988,6 +1034,11 @@ static int table_open(int dir_fd, bool writable, const struct breaker_capacity *
 		}
 		struct table_map *m;
 		r = map_file(fd, writable, &m);
+		if (r == -EPROTO && writable && table_is_older(fd)) {
+			r = table_replace_older(t, &cap);
+			if (r >= 0)
+				continue; /* open the table that replaced it */
+		}
 		if (r < 0)
 			break;
 		TAKE_FD(fd);
