@@ -407,6 +407,15 @@ static int refuse_passphrase(char *buf, int size, int rwflag, void *userdata) {
 
 #define TLS_READ_AHEAD (64 * 1024 + SSL3_RT_MAX_ENCRYPTED_OVERHEAD + SSL3_RT_HEADER_LENGTH)
 
+/* TLS 1.2 without a TLSContext's cipher_suites: forward secrecy and AEAD only, Mozilla's
+ * "intermediate" profile less its DHE suites (no DH parameters are configured). OpenSSL's
+ * own default also offers CBC suites (LUCKY13) and plain-RSA key exchange, which a scanner
+ * rightly flags on an internet-facing port; a TLSContext that lists cipher_suites gets
+ * exactly those. TLS 1.3's suites are OpenSSL's, all AEAD. */
+#define TLS12_DEFAULT_CIPHERS                                                                      \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:" \
+	"ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
 static SSL_CTX *ctx_new(const SSL_METHOD *method) {
 	SSL_CTX *ctx = SSL_CTX_new(method);
 
@@ -427,7 +436,8 @@ static SSL_CTX *ctx_new(const SSL_METHOD *method) {
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
 	                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_default_passwd_cb(ctx, refuse_passphrase);
-	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
+	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+	    !SSL_CTX_set_cipher_list(ctx, TLS12_DEFAULT_CIPHERS)) {
 		SSL_CTX_free(ctx);
 		return NULL;
 	}

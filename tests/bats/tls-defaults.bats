@@ -78,3 +78,65 @@ still_serves() {
 	note "s_client R: $(grep -m1 -oE '[^:]*(no renegotiation|alert)[^:]*' <<<"$output")"
 	still_serves
 }
+
+# s_client_to_host PORT HOST [OPTS...]: like s_client_run, to another port and SNI.
+s_client_to_host() {
+	local port=$1 host=$2
+	shift 2
+	run timeout 15 bash -c '{ sleep 0.5; echo hi; sleep 1; } |
+		openssl s_client -connect "127.0.0.1:$0" -servername "$1" "${@:2}" 2>&1' \
+		"$port" "$host" "$@"
+}
+
+@test "TLS 1.2 offers only forward-secret AEAD suites by default; CBC and RSA key exchange only when a TLSContext asks" {
+	local port2 conf2=$BATS_TEST_TMPDIR/ciphers.yaml
+	port2=$(pick_port)
+	# an RSA certificate too, so that RSA key exchange could be offered at all
+	mkdir -p "$SECRETS/rsacert"
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=rsa.test \
+		-addext "subjectAltName=DNS:rsa.test" -keyout "$SECRETS/rsacert/tls.key" \
+		-out "$SECRETS/rsacert/tls.crt" 2>/dev/null
+	write_tls_context_doc "$conf2" ecctx defcert tls.test
+	write_tls_context_doc "$conf2" rsactx rsacert rsa.test
+	write_mapping "$conf2" ec "$port2" "127.0.0.1:$ECHO_UP" "host: tls.test"
+	write_mapping "$conf2" rsa "$port2" "127.0.0.1:$ECHO_UP" "host: rsa.test"
+	start_tcpmapd "$conf2"
+	local c
+	# refused by default: CBC with ECDHE, and plain-RSA key exchange (GCM and CBC)
+	for c in ECDHE-ECDSA-AES128-SHA:tls.test AES256-GCM-SHA384:rsa.test AES128-SHA:rsa.test \
+		ECDHE-RSA-AES128-SHA:rsa.test; do
+		s_client_to_host "$port2" "${c#*:}" -tls1_2 -cipher "${c%%:*}"
+		[ "$status" -ne 0 ]
+		[[ "$output" != *"Cipher is ${c%%:*}"* ]]
+		note "default profile, TLS 1.2 ${c%%:*} to ${c#*:}: refused"
+	done
+	# the forward-secret AEAD suites are there, for either certificate
+	for c in ECDHE-ECDSA-AES128-GCM-SHA256:tls.test ECDHE-RSA-AES256-GCM-SHA384:rsa.test \
+		ECDHE-ECDSA-CHACHA20-POLY1305:tls.test; do
+		s_client_to_host "$port2" "${c#*:}" -tls1_2 -cipher "${c%%:*}"
+		[ "$status" -eq 0 ]
+		[[ "$output" == *"Cipher is ${c%%:*}"* ]]
+	done
+	# a TLSContext that lists cipher_suites gets exactly those, the old ones included
+	stop_pid "$TCPMAPD_PID"
+	: >"$conf2"
+	cat >>"$conf2" <<-DOC
+		---
+		apiVersion: getambassador.io/v2
+		kind: TLSContext
+		metadata:
+		  name: rsactx
+		spec:
+		  secret: rsacert
+		  hosts: [rsa.test]
+		  cipher_suites: [AES128-SHA, ECDHE-RSA-AES128-GCM-SHA256]
+	DOC
+	write_mapping "$conf2" rsa "$port2" "127.0.0.1:$ECHO_UP" "host: rsa.test"
+	start_tcpmapd "$conf2"
+	s_client_to_host "$port2" rsa.test -tls1_2 -cipher AES128-SHA
+	echo "$output" | tail -5
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"Cipher is AES128-SHA"* ]]
+	s_client_to_host "$port2" rsa.test -tls1_2 -cipher ECDHE-RSA-AES256-GCM-SHA384
+	[ "$status" -ne 0 ]
+}
