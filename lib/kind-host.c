@@ -109,25 +109,15 @@ static const struct field_table host_table = {
 
 int kind_host_read(struct kinds_state *s, struct yobject *o, const struct ynode *root,
                    const struct ynode *name, const struct ynode *spec) {
-	struct config *c = s->config;
 	struct tls_context *t;
 	struct fields f;
 	int r;
 
 	(void)name;
-	t = calloc(1, sizeof(*t));
-	if (!t)
-		return -ENOMEM;
-	t->name = strdup(o->name);
-	if (!t->name || model_push(&c->tls_contexts, &c->n_tls_contexts, t) < 0) {
-		free(t->name);
-		free(t);
-		return -ENOMEM;
-	}
-	/* the config owns it now */
+	r = kind_tlscontext_new(s, o, root, "host", &t);
+	if (r < 0)
+		return r;
 	t->from_host = true;
-	t->label = "host";
-	t->pos = ynode_pos(o->file, root);
 	r = fields_parse(o, &host_table, spec, &f, t);
 	if (r < 0)
 		return r;

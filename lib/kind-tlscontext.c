@@ -257,15 +257,11 @@ static void warn_shared_hosts(const struct config *c, struct yobject *o,
 		}
 }
 
-int kind_tlscontext_read(struct kinds_state *s, struct yobject *o, const struct ynode *root,
-                         const struct ynode *name, const struct ynode *spec) {
+int kind_tlscontext_new(struct kinds_state *s, struct yobject *o, const struct ynode *root,
+                        const char *label, struct tls_context **ret) {
 	struct config *c = s->config;
-	struct tls_context *t;
-	struct fields f;
-	int r;
+	struct tls_context *t = calloc(1, sizeof(*t));
 
-	(void)name;
-	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	t->name = strdup(o->name);
@@ -276,7 +272,22 @@ int kind_tlscontext_read(struct kinds_state *s, struct yobject *o, const struct 
 	}
 	/* the config owns it now */
 	t->pos = ynode_pos(o->file, root);
-	t->label = "tlscontext";
+	t->label = label;
+	*ret = t;
+	return 0;
+}
+
+int kind_tlscontext_read(struct kinds_state *s, struct yobject *o, const struct ynode *root,
+                         const struct ynode *name, const struct ynode *spec) {
+	struct config *c = s->config;
+	struct tls_context *t;
+	struct fields f;
+	int r;
+
+	(void)name;
+	r = kind_tlscontext_new(s, o, root, "tlscontext", &t);
+	if (r < 0)
+		return r;
 
 	r = fields_parse(o, &tlscontext_table, spec, &f, t);
 	if (r < 0)

@@ -89,5 +89,9 @@ kind_read_fn kind_module_read;
 kind_read_fn kind_host_read;
 /* The TLSContext fields of a Host's `tls` mapping, read into `t` (lib/kind-tlscontext.c).
  * Returns 0 (problems are diags) or -ENOMEM. */
+/* A new TLS context for document `o` (a TLSContext, or a Host's TLS), owned by the config,
+ * named after it and labelled `label` in diags. Returns 0 or -ENOMEM. */
+int kind_tlscontext_new(struct kinds_state *s, struct yobject *o, const struct ynode *root,
+                        const char *label, struct tls_context **ret);
 int kind_tlscontext_read_settings(struct yobject *o, const struct ynode *tls,
                                   struct tls_context *t);
