@@ -361,6 +361,33 @@ static void test_admit_release_limits(void **state) {
 	breaker_table_close(t);
 }
 
+/* `max_connections: 0` (Envoy's limit of zero): every admit overflows, even when idle */
+static void test_refuse_all(void **state) {
+	struct fixture *f = *state;
+	struct breaker_table *t = open_table(f);
+	struct circuit_breakers cb = {.set = true, .max_connections = 0, .refuse_all = true};
+	struct breaker_entry_stats s;
+	breaker_slot_t a;
+	uint32_t e;
+
+	assert_int_equal(breaker_table_entry(t, "refused", &e), 0);
+	assert_counts(t, e, 0, 0);
+	for (int i = 0; i < 3; i++) {
+		assert_false(breaker_table_would_admit(t, e, &cb));
+		assert_int_equal(breaker_table_admit(t, e, &cb, &a), -EBUSY);
+	}
+	assert_counts(t, e, 0, 0);
+	assert_int_equal(breaker_table_entry_stats(t, e, &s), 0);
+	assert_int_equal(s.total, 0);
+	assert_int_equal(s.overflows, 3);
+
+	/* an adopted connection (NULL limits) was admitted once already: still counted */
+	assert_int_equal(breaker_table_admit(t, e, NULL, &a), 0);
+	assert_counts(t, e, 0, 1);
+	breaker_table_release(t, a, 0, 0);
+	breaker_table_close(t);
+}
+
 #define HAMMER_CHILDREN 8
 #define HAMMER_ROUNDS 10000
 #define HAMMER_LIMIT 4
@@ -1059,6 +1086,7 @@ int main(void) {
 	        cmocka_unit_test_setup_teardown(test_concurrent_create, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_version_mismatch, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_admit_release_limits, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_refuse_all, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_hammer, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_sigkill_while_hammering, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_sigkill_reclaimed_by_admit, setup, teardown),
