@@ -63,7 +63,13 @@ struct server {
 
 	struct listen_fd *fds;
 	size_t n_fds;
-	struct handoff_store stored; /* from the fd store, until adopted */
+	/* The sockets came from systemd (a socket unit per port, each its own instance), not
+	 * bound here: load_config gives lib/tls only the listeners they serve. The local
+	 * address of an Accept=yes / inetd connection counts as one such socket. */
+	bool sockets_given;
+	struct sockaddr_storage connection_local;
+	socklen_t connection_local_len; /* 0: none */
+	struct handoff_store stored;    /* from the fd store, until adopted */
 
 	struct server_worker *workers;
 	unsigned n_workers;
@@ -139,6 +145,35 @@ static void log_diags(const struct diag_list *d, bool rejected) {
 	}
 }
 
+/* Mark the listeners none of this process's sockets serves: lib/tls loads no secret for
+ * them (another instance serves them, and may be the only one given their keys). */
+static void mark_listeners_served_elsewhere(const struct server *s, struct config *c) {
+	if (!s->sockets_given)
+		return; /* standalone: this process binds, and serves, every listener */
+	for (size_t i = 0; i < c->n_listeners; i++)
+		c->listeners[i]->served_elsewhere = true;
+	for (size_t i = 0; i < s->n_fds; i++) {
+		const struct listen_fd *lf = &s->fds[i];
+		struct listener *l =
+		        config_find_listener(c, (const struct sockaddr *)&lf->addr, lf->addr_len);
+		if (l)
+			l->served_elsewhere = false;
+		if (!lf->wildcard)
+			continue;
+		/* a socket on every address takes connections for any listener on its port */
+		uint16_t port = ntohs(((const struct sockaddr_in *)&lf->addr)->sin_port);
+		for (size_t j = 0; j < c->n_listeners; j++)
+			if (c->listeners[j]->port == port)
+				c->listeners[j]->served_elsewhere = false;
+	}
+	if (s->connection_local_len > 0) {
+		struct listener *l = config_find_listener(
+		        c, (const struct sockaddr *)&s->connection_local, s->connection_local_len);
+		if (l)
+			l->served_elsewhere = false;
+	}
+}
+
 /* Load the config and give every mapping its breaker entry. */
 static int load_config(struct server *s, struct config **ret) {
 	struct diag_list diags = {0};
@@ -150,6 +185,7 @@ static int load_config(struct server *s, struct config **ret) {
 		n_paths++;
 	r = config_load(s->opts.config_paths, n_paths, NULL, &c, &diags);
 	if (r >= 0) {
+		mark_listeners_served_elsewhere(s, c);
 		r = tls_config_load(c, s->opts.secrets_dir, &diags);
 		if (r < 0)
 			c = config_unref(c);
@@ -1085,12 +1121,8 @@ int server_run(const struct server_options *o) {
 		return log_error_errno(r, "cannot open the breaker table in %s", s.runtime_dir);
 
 	(void)memlimit_init(&s.memlimit); /* without a limit there is nothing to watch */
-	r = load_config(&s, &s.env.config);
-	if (r < 0) {
-		log_error("no valid configuration, exiting");
-		goto finish;
-	}
-	/* Where do the sockets come from? */
+	/* Where do the sockets come from? Known before the config loads: only the secrets
+	 * of the listeners these sockets serve are this process's to load. */
 	if (o->inetd)
 		connected_fd = STDIN_FILENO;
 	else {
@@ -1145,12 +1177,24 @@ int server_run(const struct server_options *o) {
 			            "sockets");
 			connected_fd = safe_close(connected_fd);
 		}
-		if (s.n_fds == 0 && connected_fd < 0) {
-			own_fds = true;
-			r = bind_listeners(&s);
-			if (r < 0)
-				goto finish;
-		}
+		own_fds = s.n_fds == 0 && connected_fd < 0;
+	}
+	s.sockets_given = !own_fds;
+	if (connected_fd >= 0) {
+		s.connection_local_len = sizeof s.connection_local;
+		if (getsockname(connected_fd, (struct sockaddr *)&s.connection_local,
+		                &s.connection_local_len) < 0)
+			s.sockets_given = false; /* not a socket (a test's pipe): load everything */
+	}
+	r = load_config(&s, &s.env.config);
+	if (r < 0) {
+		log_error("no valid configuration, exiting");
+		goto finish;
+	}
+	if (own_fds) {
+		r = bind_listeners(&s);
+		if (r < 0)
+			goto finish;
 	}
 
 	/* A process per connection loads the config once per connection: that is no news, and
