@@ -185,8 +185,10 @@ static int cmd_check(struct ctl *ctl) {
 		counts[1] += host.warnings;
 		r = host.errors ? 1 : 0;
 	}
-	fprintf(stderr, "%zu error%s, %zu warning%s\n", counts[0], counts[0] == 1 ? "" : "s",
-	        counts[1], counts[1] == 1 ? "" : "s");
+	/* the diagnostics went to stderr; the verdict is the command's output (tcpmapctl(1)) */
+	fflush(stderr);
+	printf("%zu error%s, %zu warning%s\n", counts[0], counts[0] == 1 ? "" : "s", counts[1],
+	       counts[1] == 1 ? "" : "s");
 	if (r == 0) {
 		/* every path: a user who gave three wants to see that three were read */
 		for (size_t i = 0; i < ctl->n_configs; i++) {
