@@ -84,6 +84,11 @@ struct server {
 	 * limit and taken again below MEM_SHED_STOP: the OOM killer would take every live one. */
 	struct memlimit memlimit;
 	atomic_bool mem_shedding;
+	/* A burst can outrun the tick: while there is a limit, every MEM_CHECK_ACCEPTS accepts
+	 * the worker that gets there reads the usage too. The lock guards `memlimit`. */
+	pthread_mutex_t memlimit_lock;
+	atomic_bool mem_limited;
+	atomic_uint accepts_since_mem_check;
 
 	sd_event *event; /* main thread's loop: signals, notify, reaping */
 	bool threaded;   /* run_threaded(): workers of our own, listening sockets */
@@ -389,10 +394,15 @@ static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, v
 #define MEM_SHED_START 900
 #define MEM_SHED_STOP 850
 
-static void check_memory(struct server *s) {
+#define MEM_CHECK_ACCEPTS 32
+
+/* With s->memlimit_lock held. */
+static void check_memory_locked(struct server *s) {
 	uint64_t current, max;
 
-	if (memlimit_read(&s->memlimit, &current, &max) < 0 || max == 0)
+	bool limited = memlimit_read(&s->memlimit, &current, &max) >= 0 && max > 0;
+	atomic_store(&s->mem_limited, limited);
+	if (!limited)
 		return;
 	uint64_t permille = current * 1000 / max;
 	bool was = atomic_load(&s->mem_shedding);
@@ -409,6 +419,25 @@ static void check_memory(struct server *s) {
 		         " bytes: accepting new connections again",
 		         current, max);
 	}
+}
+
+static void check_memory(struct server *s) {
+	pthread_mutex_lock(&s->memlimit_lock);
+	check_memory_locked(s);
+	pthread_mutex_unlock(&s->memlimit_lock);
+}
+
+/* From the accept path: cheap unless a limit is set, and never waits for the lock. */
+static void check_memory_after_accept(struct server *s) {
+	if (!atomic_load_explicit(&s->mem_limited, memory_order_relaxed) ||
+	    atomic_fetch_add_explicit(&s->accepts_since_mem_check, 1, memory_order_relaxed) %
+	                    MEM_CHECK_ACCEPTS !=
+	            MEM_CHECK_ACCEPTS - 1)
+		return;
+	if (pthread_mutex_trylock(&s->memlimit_lock) != 0)
+		return;
+	check_memory_locked(s);
+	pthread_mutex_unlock(&s->memlimit_lock);
 }
 
 static int on_tick(sd_event_source *src, uint64_t usec, void *userdata) {
@@ -540,6 +569,7 @@ static void on_accept(struct poller_handle *h, uint32_t revents) {
 				log_warning_errno(errno, "accept");
 			return;
 		}
+		check_memory_after_accept(w->server);
 		if (atomic_load(&w->server->mem_shedding)) {
 			/* closed at once: the client sees it, and no memory is spent on it */
 			safe_close(cfd);
@@ -1078,6 +1108,7 @@ int server_run(const struct server_options *o) {
 	bool own_fds = false;
 
 	(void)pthread_mutex_init(&s.env.config_lock, NULL); /* cannot fail without attributes */
+	(void)pthread_mutex_init(&s.memlimit_lock, NULL);
 	(void)pthread_mutex_init(&s.reexec_lock, NULL);
 	(void)pthread_cond_init(&s.reexec_cond, NULL);
 	s.main_wake_fd = -EBADF;
@@ -1121,6 +1152,7 @@ int server_run(const struct server_options *o) {
 		return log_error_errno(r, "cannot open the breaker table in %s", s.runtime_dir);
 
 	(void)memlimit_init(&s.memlimit); /* without a limit there is nothing to watch */
+	check_memory(&s);
 	/* Where do the sockets come from? Known before the config loads: only the secrets
 	 * of the listeners these sockets serve are this process's to load. */
 	if (o->inetd)
@@ -1260,5 +1292,6 @@ finish:
 	config_unref(s.env.config);
 	breaker_table_close(s.env.breakers);
 	pthread_mutex_destroy(&s.env.config_lock);
+	pthread_mutex_destroy(&s.memlimit_lock);
 	return r;
 }
