@@ -237,6 +237,34 @@ static int cmd_route(struct ctl *ctl) {
 	return 0;
 }
 
+/* Why status found no table, with what to do about it: the usual cases are a service that
+ * never ran, a user the table is kept from, and a --runtime-dir that is not the services'. */
+static void status_error(const char *dir, const char *file, int r) {
+	const char *why = NULL, *hint = NULL;
+
+	fprintf(stderr, "tcpmapctl status: ");
+	textesc_fputs(dir, stderr);
+	fprintf(stderr, "%s: ", file ? file : "");
+	if (r == -ENOENT) {
+		why = file ? "no breaker table" : "no such directory";
+		hint = "no tcpmap service has run yet (the table appears when tcpmapd first runs), "
+		       "or --runtime-dir is not the services' directory (" RUNDIR_DEFAULT ")";
+	} else if (r == -EACCES && access(dir, R_OK | X_OK) < 0 && errno == EACCES) {
+		why = "permission denied";
+		hint = "run as root or as the tcpmap user (the table's upstreams and counts are "
+		       "theirs alone)";
+	} else if (r == -EACCES && file) {
+		why = "permission denied";
+		hint = "run as root or as the tcpmap user";
+	} else if (r == -EPERM && file)
+		why = "not written by root or the directory's owner alone, not trusted";
+	else if (r == -EPROTO)
+		why = "not a breaker table of this tcpmap version";
+	else if (!file && rundir_refusal(r))
+		why = rundir_refusal(r);
+	fprintf(stderr, "%s%s%s\n", why ? why : strerror(-r), hint ? ": " : "", hint ? hint : "");
+}
+
 static int cmd_status(struct ctl *ctl) {
 	const char *dir = ctl->runtime_dir;
 	char rundir[4096];
@@ -251,20 +279,12 @@ static int cmd_status(struct ctl *ctl) {
 	uid_t owner;
 	int r = rundir_open_for_reading(dir, &dir_fd, &owner);
 	if (r < 0) {
-		fprintf(stderr, "tcpmapctl status: %s: %s\n", dir,
-		        rundir_refusal(r) ? rundir_refusal(r) : strerror(-r));
+		status_error(dir, NULL, r);
 		return 1;
 	}
 	r = status_print(dir_fd, owner, stdout, ctl->json);
-	if (r == -EPERM) {
-		fprintf(stderr,
-		        "tcpmapctl status: %s/breakers: not written by root or the directory's "
-		        "owner alone, not trusted\n",
-		        dir);
-		return 1;
-	}
 	if (r < 0) {
-		fprintf(stderr, "tcpmapctl status: %s/breakers: %s\n", dir, strerror(-r));
+		status_error(dir, "/breakers", r);
 		return 1;
 	}
 	return 0;
