@@ -92,7 +92,9 @@ static void help(void) {
 	       "  status [--json]        print the live breaker table\n"
 	       "  units                  print the socket units the generator makes for the "
 	       "config\n"
-	       "  apply                  check the config, then make systemd listen as it says\n\n"
+	       "  apply                  check the config, then make systemd listen as it says\n"
+	       "  reload [UNIT]...       check the config, reload the running tcpmap@ services,\n"
+	       "                         and exit 1 if any of them rejected it\n\n"
 	       "Options:\n");
 	options_print_help(rows, ELEMENTSOF(rows), 22, stdout);
 	printf("\nSee tcpmapctl(1).\n");
@@ -320,6 +322,23 @@ static int cmd_apply(struct ctl *ctl) {
 	return apply_config(&(struct apply_options){.enable = true}, stdout) < 0 ? 1 : 0;
 }
 
+/* `reload [UNIT...]`: what `systemctl reload` cannot say, whether each service took the
+ * config (tcpmapctl(1)). */
+static int cmd_reload(struct ctl *ctl, const char *const *units, size_t n_units) {
+	_cleanup_(config_unrefp) struct config *c = NULL;
+	/* the whole check first, keys included: a config with errors is not sent anywhere */
+	if (load(ctl, false, true, &c) != 0) {
+		fprintf(stderr, "tcpmapctl reload: the config has errors; nothing was reloaded\n");
+		return 1;
+	}
+	if (!(ctl->n_configs == 1 && streq(ctl->configs[0], TCPMAP_SYSCONFDIR "/tcpmap")))
+		fprintf(stderr,
+		        "tcpmapctl reload: note: the services read %s, not the --config given\n",
+		        TCPMAP_SYSCONFDIR "/tcpmap");
+	fflush(stderr);
+	return apply_reload(units, n_units, stdout) < 0 ? 1 : 0;
+}
+
 /* An IP literal, bracketed or not, as config_find_listener_by_name reads it. */
 static bool is_address_argument(const char *s) {
 	size_t len = strlen(s);
@@ -413,6 +432,14 @@ int main(int argc, char **argv) {
 		return 2;
 	}
 	const char *cmd = argv[optind++];
+	/* `reload UNIT...`: the services to reload (default: every running tcpmap@ one) */
+	const char *const *units = NULL;
+	size_t n_units = 0;
+	if (streq(cmd, "reload")) {
+		units = (const char *const *)argv + optind;
+		n_units = (size_t)(argc - optind);
+		optind = argc;
+	}
 	/* `check PATH...`: the paths given replace --config (tcpmapctl(1)) */
 	if (streq(cmd, "check"))
 		for (; optind < argc; optind++) {
@@ -445,6 +472,8 @@ int main(int argc, char **argv) {
 		return cmd_units(&ctl);
 	if (streq(cmd, "apply"))
 		return cmd_apply(&ctl);
+	if (streq(cmd, "reload"))
+		return cmd_reload(&ctl, units, n_units);
 	fputs("tcpmapctl: unknown command \"", stderr);
 	textesc_fputs(cmd, stderr);
 	fputs("\"\nTry 'tcpmapctl --help'.\n", stderr);

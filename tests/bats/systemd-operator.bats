@@ -310,3 +310,52 @@ measure() {
 	mem_cgroup_remove
 	reset_units
 }
+
+@test "systemd-operator: tcpmapctl reload checks first, reloads every running instance, and exits 1 when one rejected the config" {
+	reset_units
+	local a b out
+	a=$(pick_port) && b=$(pick_port "$a")
+	{ mapping "$a"; mapping "$b"; } | put_conf
+	sb systemctl start "tcpmap@$a.socket" "tcpmap@$b.socket"
+	sb systemctl start "tcpmap@$a.service" "tcpmap@$b.service"
+	run sb tcpmapctl reload
+	echo "$output"
+	[ "$status" -eq 0 ]
+	grep -Eq "^reloaded: tcpmap@$a.service: config generation 2$" <<<"$output"
+	grep -Eq "^reloaded: tcpmap@$b.service: config generation 2$" <<<"$output"
+
+	# a config with errors is not sent to anyone
+	{ mapping "$a" "weight: 150"; mapping "$b"; } | put_conf
+	run sb tcpmapctl reload
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"nothing was reloaded"* ]]
+	[[ "$(sb systemctl show -p StatusText --value "tcpmap@$a.service")" == *"config generation 2" ]]
+
+	# a config check passes as root, but A's dynamic user cannot read its secret (no
+	# credential): A rejects it, where `systemctl reload` would have said nothing; B, which
+	# does not serve that listener, takes it
+	sb sh -c 'umask 022; mkdir -p /etc/tcpmap/secrets && umask 077 && mkdir -p /etc/tcpmap/secrets/rk &&
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+			-subj /CN=rk.example -keyout /etc/tcpmap/secrets/rk/tls.key -out /etc/tcpmap/secrets/rk/tls.crt' 2>/dev/null
+	{
+		printf -- '---\napiVersion: getambassador.io/v3alpha1\nkind: TLSContext\nmetadata:\n  name: rk\nspec:\n  hosts: [rk.example]\n  secret: rk\n'
+		mapping "$a" "host: rk.example"
+		mapping "$b"
+	} | put_conf
+	sb tcpmapctl check
+	run sb systemctl reload "tcpmap@$a.service"
+	[ "$status" -eq 0 ] # what tcpmapctl reload is for
+	run sb tcpmapctl reload
+	echo "$output"
+	[ "$status" -eq 1 ]
+	grep -Eq "^rejected: tcpmap@$a.service keeps config generation 2 " <<<"$output"
+	grep -Eq "^reloaded: tcpmap@$b.service: config generation 3$" <<<"$output"
+	# only the units named
+	run sb tcpmapctl reload "tcpmap@$b.service"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(grep -c . <<<"$output")" -eq 1 ]
+	sb rm -rf /etc/tcpmap/secrets/rk
+	reset_units
+}
