@@ -124,7 +124,9 @@ static void help(void) {
 	       "                         a live table of clusters, refreshed every second\n"
 	       "  units                  print the socket units the generator makes for the "
 	       "config\n"
-	       "  apply                  check the config, then make systemd listen as it says\n\n"
+	       "  apply                  check the config, then make systemd listen as it says\n"
+	       "  reload [UNIT]...       check the config, reload the running tcpmap@ services,\n"
+	       "                         and exit 1 if any of them rejected it\n\n"
 	       "Options:\n");
 	options_print_help(rows, ELEMENTSOF(rows), 22, stdout);
 	printf("\nSee tcpmapctl(1).\n");
@@ -217,8 +219,10 @@ static int cmd_check(struct ctl *ctl) {
 		counts[1] += host.warnings;
 		r = host.errors ? 1 : 0;
 	}
-	fprintf(stderr, "%zu error%s, %zu warning%s\n", counts[0], counts[0] == 1 ? "" : "s",
-	        counts[1], counts[1] == 1 ? "" : "s");
+	/* the diagnostics went to stderr; the verdict is the command's output (tcpmapctl(1)) */
+	fflush(stderr);
+	printf("%zu error%s, %zu warning%s\n", counts[0], counts[0] == 1 ? "" : "s", counts[1],
+	       counts[1] == 1 ? "" : "s");
 	if (r == 0) {
 		/* every path: a user who gave three wants to see that three were read */
 		for (size_t i = 0; i < ctl->n_configs; i++) {
@@ -267,6 +271,36 @@ static int cmd_route(struct ctl *ctl) {
 	return 0;
 }
 
+/* Why the table could not be read, with what to do about it: the usual cases are a service
+ * that never ran, a user the table is kept from, and a --runtime-dir that is not the
+ * services'. `file` is NULL for the directory itself. */
+static int table_error(const char *cmd, const char *dir, const char *file, int r) {
+	const char *why = NULL, *hint = NULL;
+
+	fprintf(stderr, "tcpmapctl %s: ", cmd);
+	textesc_fputs(dir, stderr);
+	fprintf(stderr, "%s: ", file ? file : "");
+	if (r == -ENOENT) {
+		why = file ? "no breaker table" : "no such directory";
+		hint = "no tcpmap service has run yet (the table appears when tcpmapd first runs), "
+		       "or --runtime-dir is not the services' directory (" RUNDIR_DEFAULT ")";
+	} else if (r == -EACCES && access(dir, R_OK | X_OK) < 0 && errno == EACCES) {
+		why = "permission denied";
+		hint = "run as root or as the tcpmap user (the table's upstreams and counts are "
+		       "theirs alone)";
+	} else if (r == -EACCES && file) {
+		why = "permission denied";
+		hint = "run as root or as the tcpmap user";
+	} else if (r == -EPERM && file)
+		why = "not written by root or the directory's owner alone, not trusted";
+	else if (r == -EPROTO)
+		why = "not a breaker table of this tcpmap version";
+	else if (!file && rundir_refusal(r))
+		why = rundir_refusal(r);
+	fprintf(stderr, "%s%s%s\n", why ? why : strerror(-r), hint ? ": " : "", hint ? hint : "");
+	return 1;
+}
+
 /* The runtime directory, opened for reading the table (status, metrics, top). Returns
  * 0, or 1 after saying why not. */
 static int open_rundir(struct ctl *ctl, const char *cmd, char dir[static 4096], int *ret_fd,
@@ -278,24 +312,7 @@ static int open_rundir(struct ctl *ctl, const char *cmd, char dir[static 4096], 
 		return 1;
 	}
 	int r = rundir_open_for_reading(dir, ret_fd, ret_owner);
-	if (r < 0) {
-		fprintf(stderr, "tcpmapctl %s: %s: %s\n", cmd, dir,
-		        rundir_refusal(r) ? rundir_refusal(r) : strerror(-r));
-		return 1;
-	}
-	return 0;
-}
-
-/* Say why the table could not be read; returns 1. */
-static int table_error(const char *cmd, const char *dir, int r) {
-	if (r == -EPERM)
-		fprintf(stderr,
-		        "tcpmapctl %s: %s/breakers: not written by root or the directory's "
-		        "owner alone, not trusted\n",
-		        cmd, dir);
-	else
-		fprintf(stderr, "tcpmapctl %s: %s/breakers: %s\n", cmd, dir, strerror(-r));
-	return 1;
+	return r < 0 ? table_error(cmd, dir, NULL, r) : 0;
 }
 
 static int cmd_status(struct ctl *ctl) {
@@ -305,7 +322,7 @@ static int cmd_status(struct ctl *ctl) {
 	if (open_rundir(ctl, "status", dir, &dir_fd, &owner))
 		return 1;
 	int r = status_print(dir_fd, owner, stdout, ctl->json);
-	return r < 0 ? table_error("status", dir, r) : 0;
+	return r < 0 ? table_error("status", dir, "/breakers", r) : 0;
 }
 
 struct scrape {
@@ -350,7 +367,7 @@ static int cmd_metrics(struct ctl *ctl) {
 	                                   : METRICS_FORMAT_PROMETHEUS);
 	if (r >= 0 && fflush(stdout) != 0)
 		r = -EIO;
-	return r < 0 ? table_error("metrics", dir, r) : 0;
+	return r < 0 ? table_error("metrics", dir, "/breakers", r) : 0;
 }
 
 static int cmd_top(struct ctl *ctl) {
@@ -365,7 +382,7 @@ static int cmd_top(struct ctl *ctl) {
 	        .sort = ctl->sort,
 	};
 	int r = top_run(dir_fd, owner, STDIN_FILENO, stdout, &o);
-	return r < 0 ? table_error("top", dir, r) : 0;
+	return r < 0 ? table_error("top", dir, "/breakers", r) : 0;
 }
 
 static void print_units(void *userdata, FILE *out) { unitgen_print(userdata, TCPMAP_UNITDIR, out); }
@@ -396,6 +413,23 @@ static int cmd_apply(struct ctl *ctl) {
 		fprintf(stderr, "tcpmapctl apply: note: systemd reads %s, not the --config given\n",
 		        TCPMAP_SYSCONFDIR "/tcpmap");
 	return apply_config(&(struct apply_options){.enable = true}, stdout) < 0 ? 1 : 0;
+}
+
+/* `reload [UNIT...]`: what `systemctl reload` cannot say, whether each service took the
+ * config (tcpmapctl(1)). */
+static int cmd_reload(struct ctl *ctl, const char *const *units, size_t n_units) {
+	_cleanup_(config_unrefp) struct config *c = NULL;
+	/* the whole check first, keys included: a config with errors is not sent anywhere */
+	if (load(ctl, false, true, &c) != 0) {
+		fprintf(stderr, "tcpmapctl reload: the config has errors; nothing was reloaded\n");
+		return 1;
+	}
+	if (!(ctl->n_configs == 1 && streq(ctl->configs[0], TCPMAP_SYSCONFDIR "/tcpmap")))
+		fprintf(stderr,
+		        "tcpmapctl reload: note: the services read %s, not the --config given\n",
+		        TCPMAP_SYSCONFDIR "/tcpmap");
+	fflush(stderr);
+	return apply_reload(units, n_units, stdout) < 0 ? 1 : 0;
 }
 
 /* An IP literal, bracketed or not, as config_find_listener_by_name reads it. */
@@ -523,6 +557,14 @@ int main(int argc, char **argv) {
 		return 2;
 	}
 	const char *cmd = argv[optind++];
+	/* `reload UNIT...`: the services to reload (default: every running tcpmap@ one) */
+	const char *const *units = NULL;
+	size_t n_units = 0;
+	if (streq(cmd, "reload")) {
+		units = (const char *const *)argv + optind;
+		n_units = (size_t)(argc - optind);
+		optind = argc;
+	}
 	/* `check PATH...`: the paths given replace --config (tcpmapctl(1)) */
 	if (streq(cmd, "check"))
 		for (; optind < argc; optind++) {
@@ -559,6 +601,8 @@ int main(int argc, char **argv) {
 		return cmd_units(&ctl);
 	if (streq(cmd, "apply"))
 		return cmd_apply(&ctl);
+	if (streq(cmd, "reload"))
+		return cmd_reload(&ctl, units, n_units);
 	fputs("tcpmapctl: unknown command \"", stderr);
 	textesc_fputs(cmd, stderr);
 	fputs("\"\nTry 'tcpmapctl --help'.\n", stderr);

@@ -2,9 +2,12 @@
 #include "apply.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include "log.h"
 #include "unitgen.h"
 #include "util.h"
 
@@ -168,5 +171,192 @@ int apply_config(const struct apply_options *o, FILE *out) {
 		failed = r;
 	fprintf(out, "%zu listeners in the config, %zu opened, %zu closed%s\n", n_after, started,
 	        stopped, failed ? "; some steps failed (see above)" : "");
+	return failed;
+}
+
+/* ---- reload ---------------------------------------------------------------------------- */
+
+/* Run `argv` (argv[0] found in $PATH) and keep what it prints on stdout (stderr is
+ * inherited), up to size - 1 bytes. 0 when it exited 0, else -EIO or -errno. */
+static int capture(const char *const *argv, char *buf, size_t size) {
+	posix_spawn_file_actions_t fa;
+	int pipefd[2], status;
+	size_t got = 0;
+	pid_t pid;
+
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return -errno;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDOUT_FILENO);
+	int r = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	safe_close(pipefd[1]);
+	if (r != 0) {
+		safe_close(pipefd[0]);
+		return -r;
+	}
+	for (;;) {
+		char sink[4096];
+		bool full = got + 1 >= size;
+		ssize_t n = read(pipefd[0], full ? sink : buf + got,
+		                 full ? sizeof sink : size - 1 - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (!full)
+			got += (size_t)n;
+	}
+	buf[got] = '\0';
+	safe_close(pipefd[0]);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+}
+
+struct service_state {
+	unsigned long long main_pid;
+	unsigned long long generation; /* 0: STATUS= names none yet */
+};
+
+static int service_state(const char *unit, struct service_state *ret) {
+	char out[2048];
+	int r = capture((const char *[]){"systemctl", "show", "-p", "MainPID", "-p", "StatusText",
+	                                 "--", unit, NULL},
+	                out, sizeof out);
+	if (r < 0)
+		return r;
+	*ret = (struct service_state){0};
+	const char *p = strstr(out, "MainPID=");
+	if (p)
+		ret->main_pid = strtoull(p + 8, NULL, 10);
+	/* lib/server.c's STATUS=: "... config generation N[; ...]" */
+	p = strstr(out, "config generation ");
+	if (p)
+		ret->generation = strtoull(p + 18, NULL, 10);
+	return 0;
+}
+
+/* The cursor of the unit's newest journal entry ("" when none). A cursor of an entry the
+ * later query matches too: journalctl 252 skips the first match after a cursor of an
+ * entry the match does not cover. */
+static void journal_cursor(const char *unit, char *ret, size_t size) {
+	char out[4096];
+	ret[0] = '\0';
+	if (capture((const char *[]){"journalctl", "--no-pager", "-q", "-n", "1", "--show-cursor",
+	                             "-o", "cat", "-u", unit, NULL},
+	            out, sizeof out) < 0)
+		return;
+	const char *p = strstr(out, "-- cursor: ");
+	if (p)
+		snprintf(ret, size, "%.*s", (int)strcspn(p + 11, "\n"), p + 11);
+}
+
+/* Did the unit log a rejected config after `cursor`? */
+static bool journal_rejected(const char *unit, const char *cursor) {
+	static char out[1 << 20];
+	char after[600];
+	if (!cursor[0])
+		return false;
+	snprintf(after, sizeof after, "--after-cursor=%s", cursor);
+	if (capture((const char *[]){"journalctl", "--no-pager", "-q", "-o", "json", after, "-u",
+	                             unit, NULL},
+	            out, sizeof out) < 0)
+		return false;
+	return strstr(out, "\"MESSAGE_ID\":\"" TCPMAP_MID_CONFIG_REJECTED "\"") != NULL;
+}
+
+/* The running tcpmap@ services (not the per-connection tcpmap-inetd@ ones, whose every
+ * process reads the config anew). */
+static int list_running(FILE *out, char ***ret, size_t *n_ret) {
+	_cleanup_(strv_freep) char **v = NULL;
+	size_t n = 0;
+	char line[1024];
+
+	FILE *p = popen("systemctl list-units --plain --no-legend --type=service --state=running "
+	                "'tcpmap@*.service'",
+	                "re");
+	if (!p)
+		return -errno;
+	while (fgets(line, sizeof line, p)) {
+		char *name = strtok(line, " \t\n");
+		char *s = name ? strdup(name) : NULL;
+		if (!name)
+			continue;
+		if (!s || strv_push(&v, &n, s) < 0) {
+			free(s);
+			pclose(p);
+			return -ENOMEM;
+		}
+	}
+	if (pclose(p) != 0) {
+		fprintf(out, "tcpmapctl reload: failed: systemctl list-units\n");
+		return -EIO;
+	}
+	*ret = TAKE_PTR(v);
+	*n_ret = n;
+	return 0;
+}
+
+#define RELOAD_WAIT_USEC (10 * 1000000ULL)
+#define RELOAD_POLL_USEC (100 * 1000ULL)
+
+static int reload_one(const char *unit, FILE *out) {
+	struct service_state before, now;
+	char cursor[512];
+	int r;
+
+	r = service_state(unit, &before);
+	if (r < 0 || before.main_pid == 0) {
+		fprintf(out, "not running: %s\n", unit);
+		return -ESRCH;
+	}
+	journal_cursor(unit, cursor, sizeof cursor);
+	r = systemctl(out, (const char *[]){"reload", "--", unit, NULL});
+	if (r < 0)
+		return r;
+	for (uint64_t waited = 0; waited < RELOAD_WAIT_USEC; waited += RELOAD_POLL_USEC) {
+		if (service_state(unit, &now) >= 0 && now.generation > 0 &&
+		    (now.generation > before.generation || now.main_pid != before.main_pid)) {
+			fprintf(out, "reloaded: %s: config generation %llu\n", unit,
+			        now.generation);
+			return 0;
+		}
+		if (journal_rejected(unit, cursor)) {
+			fprintf(out,
+			        "rejected: %s keeps config generation %llu (journalctl -u %s "
+			        "MESSAGE_ID=%s says why)\n",
+			        unit, before.generation, unit, TCPMAP_MID_CONFIG_REJECTED);
+			return -EINVAL;
+		}
+		(void)usleep(RELOAD_POLL_USEC);
+	}
+	fprintf(out, "no answer: %s did not report a new config generation within %llu s\n", unit,
+	        RELOAD_WAIT_USEC / 1000000);
+	return -EINVAL;
+}
+
+int apply_reload(const char *const *units, size_t n_units, FILE *out) {
+	_cleanup_(strv_freep) char **running = NULL;
+	size_t n_running = 0;
+	int r, failed = 0;
+
+	if (n_units == 0) {
+		r = list_running(out, &running, &n_running);
+		if (r < 0)
+			return r;
+		if (n_running == 0) {
+			fprintf(out, "no tcpmap@ service is running: nothing to reload\n");
+			return 0;
+		}
+		units = (const char *const *)running;
+		n_units = n_running;
+	}
+	for (size_t i = 0; i < n_units; i++) {
+		r = reload_one(units[i], out);
+		if (r < 0 && !failed)
+			failed = r == -ESRCH ? -EINVAL : r;
+	}
 	return failed;
 }

@@ -22,3 +22,12 @@ struct apply_options {
 /* Returns 0, or -errno / a positive systemctl exit status as a negative number when a step
  * failed (each failure is reported on `out` with the command that failed). */
 int apply_config(const struct apply_options *o, FILE *out);
+
+/* `tcpmapctl reload`: reload each of `units` (NULL or none: every running tcpmap@ service)
+ * and wait (at most 10 s each) for its answer, since `systemctl reload` returns 0 as soon
+ * as the signal is sent, whatever tcpmapd makes of the config. A service took the config
+ * when its STATUS= names a later config generation (or a new main process, after a
+ * re-exec); it rejected it when it logged TCPMAP_MID_CONFIG_REJECTED since. One line per
+ * unit on `out`. Returns 0, or -EINVAL when any rejected the config or did not answer, or
+ * another -errno. */
+int apply_reload(const char *const *units, size_t n_units, FILE *out);

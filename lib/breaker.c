@@ -1255,6 +1255,9 @@ static int entry_lock_live(struct breaker_table *t, struct table_map *m, uint32_
 static bool counts_admit(uint64_t c, const struct circuit_breakers *cb) {
 	if (!cb)
 		return true;
+	/* a written `max_connections: 0` is a limit of zero, as in Envoy: nothing is admitted */
+	if (cb->refuse_all)
+		return false;
 	uint64_t all = (uint64_t)counts_active(c) + counts_pending(c);
 	if (cb->max_connections && all >= cb->max_connections)
 		return false;
@@ -1467,7 +1470,8 @@ static int admit_on(struct breaker_table *t, struct table_map *m, uint32_t entry
 			*ret = idx + 1;
 			return 0;
 		}
-		if (attempt > 0 || !stale_scan_due(e)) {
+		/* with a limit of zero no reclaimed slot could ever let this one in */
+		if (attempt > 0 || cb->refuse_all || !stale_scan_due(e)) {
 			ADD(&e->overflows, 1);
 			entry_unlock(m, entry);
 			r = -EBUSY;

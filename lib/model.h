@@ -147,7 +147,16 @@ struct listener {
 	char port_key[6];
 	bool wildcard;
 	struct listener *next_on_port;
+	/* Set by tcpmapd before lib/tls loads the model: no socket of this process serves
+	 * this listener (another socket unit's instance does), so its TLSContexts' secrets,
+	 * which only that instance may be given (LoadCredential=), are not this process's to
+	 * load. Never set by tcpmapctl: `check` loads every secret. */
+	bool served_elsewhere;
 };
+/* Does this process serve the listener (see served_elsewhere)? */
+static inline bool listener_served_here(const struct listener *l) {
+	return !l || !l->served_elsewhere;
+}
 
 struct module_config {
 	bool enable_ipv4;                         /* default true */

@@ -67,7 +67,13 @@ struct server {
 
 	struct listen_fd *fds;
 	size_t n_fds;
-	struct handoff_store stored; /* from the fd store, until adopted */
+	/* The sockets came from systemd (a socket unit per port, each its own instance), not
+	 * bound here: load_config gives lib/tls only the listeners they serve. The local
+	 * address of an Accept=yes / inetd connection counts as one such socket. */
+	bool sockets_given;
+	struct sockaddr_storage connection_local;
+	socklen_t connection_local_len; /* 0: none */
+	struct handoff_store stored;    /* from the fd store, until adopted */
 
 	struct server_worker *workers;
 	unsigned n_workers;
@@ -82,6 +88,11 @@ struct server {
 	 * limit and taken again below MEM_SHED_STOP: the OOM killer would take every live one. */
 	struct memlimit memlimit;
 	atomic_bool mem_shedding;
+	/* A burst can outrun the tick: while there is a limit, every MEM_CHECK_ACCEPTS accepts
+	 * the worker that gets there reads the usage too. The lock guards `memlimit`. */
+	pthread_mutex_t memlimit_lock;
+	atomic_bool mem_limited;
+	atomic_uint accepts_since_mem_check;
 
 	sd_event *event; /* main thread's loop: signals, notify, reaping */
 	bool threaded;   /* run_threaded(): workers of our own, listening sockets */
@@ -149,6 +160,35 @@ static void log_diags(const struct diag_list *d, bool rejected) {
 	}
 }
 
+/* Mark the listeners none of this process's sockets serves: lib/tls loads no secret for
+ * them (another instance serves them, and may be the only one given their keys). */
+static void mark_listeners_served_elsewhere(const struct server *s, struct config *c) {
+	if (!s->sockets_given)
+		return; /* standalone: this process binds, and serves, every listener */
+	for (size_t i = 0; i < c->n_listeners; i++)
+		c->listeners[i]->served_elsewhere = true;
+	for (size_t i = 0; i < s->n_fds; i++) {
+		const struct listen_fd *lf = &s->fds[i];
+		struct listener *l =
+		        config_find_listener(c, (const struct sockaddr *)&lf->addr, lf->addr_len);
+		if (l)
+			l->served_elsewhere = false;
+		if (!lf->wildcard)
+			continue;
+		/* a socket on every address takes connections for any listener on its port */
+		uint16_t port = ntohs(((const struct sockaddr_in *)&lf->addr)->sin_port);
+		for (size_t j = 0; j < c->n_listeners; j++)
+			if (c->listeners[j]->port == port)
+				c->listeners[j]->served_elsewhere = false;
+	}
+	if (s->connection_local_len > 0) {
+		struct listener *l = config_find_listener(
+		        c, (const struct sockaddr *)&s->connection_local, s->connection_local_len);
+		if (l)
+			l->served_elsewhere = false;
+	}
+}
+
 /* Load the config and give every mapping its breaker entry. */
 static int load_config(struct server *s, struct config **ret) {
 	struct diag_list diags = {0};
@@ -160,6 +200,7 @@ static int load_config(struct server *s, struct config **ret) {
 		n_paths++;
 	r = config_load(s->opts.config_paths, n_paths, NULL, &c, &diags);
 	if (r >= 0) {
+		mark_listeners_served_elsewhere(s, c);
 		r = tls_config_load(c, s->opts.secrets_dir, &diags);
 		if (r < 0)
 			c = config_unref(c);
@@ -398,10 +439,15 @@ static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, v
 #define MEM_SHED_START 900
 #define MEM_SHED_STOP 850
 
-static void check_memory(struct server *s) {
+#define MEM_CHECK_ACCEPTS 32
+
+/* With s->memlimit_lock held. */
+static void check_memory_locked(struct server *s) {
 	uint64_t current, max;
 
-	if (memlimit_read(&s->memlimit, &current, &max) < 0 || max == 0)
+	bool limited = memlimit_read(&s->memlimit, &current, &max) >= 0 && max > 0;
+	atomic_store(&s->mem_limited, limited);
+	if (!limited)
 		return;
 	uint64_t permille = current * 1000 / max;
 	bool was = atomic_load(&s->mem_shedding);
@@ -418,6 +464,25 @@ static void check_memory(struct server *s) {
 		         " bytes: accepting new connections again",
 		         current, max);
 	}
+}
+
+static void check_memory(struct server *s) {
+	pthread_mutex_lock(&s->memlimit_lock);
+	check_memory_locked(s);
+	pthread_mutex_unlock(&s->memlimit_lock);
+}
+
+/* From the accept path: cheap unless a limit is set, and never waits for the lock. */
+static void check_memory_after_accept(struct server *s) {
+	if (!atomic_load_explicit(&s->mem_limited, memory_order_relaxed) ||
+	    atomic_fetch_add_explicit(&s->accepts_since_mem_check, 1, memory_order_relaxed) %
+	                    MEM_CHECK_ACCEPTS !=
+	            MEM_CHECK_ACCEPTS - 1)
+		return;
+	if (pthread_mutex_trylock(&s->memlimit_lock) != 0)
+		return;
+	check_memory_locked(s);
+	pthread_mutex_unlock(&s->memlimit_lock);
 }
 
 static int on_tick(sd_event_source *src, uint64_t usec, void *userdata) {
@@ -554,6 +619,7 @@ static void on_accept(struct poller_handle *h, uint32_t revents) {
 				log_warning_errno(errno, "accept");
 			return;
 		}
+		check_memory_after_accept(w->server);
 		if (atomic_load(&w->server->mem_shedding)) {
 			/* closed at once: the client sees it, and no memory is spent on it */
 			safe_close(cfd);
@@ -1107,6 +1173,7 @@ int server_run(const struct server_options *o) {
 	bool own_fds = false;
 
 	(void)pthread_mutex_init(&s.env.config_lock, NULL); /* cannot fail without attributes */
+	(void)pthread_mutex_init(&s.memlimit_lock, NULL);
 	(void)pthread_mutex_init(&s.reexec_lock, NULL);
 	(void)pthread_cond_init(&s.reexec_cond, NULL);
 	s.main_wake_fd = -EBADF;
@@ -1150,12 +1217,9 @@ int server_run(const struct server_options *o) {
 		return log_error_errno(r, "cannot open the breaker table in %s", s.runtime_dir);
 
 	(void)memlimit_init(&s.memlimit); /* without a limit there is nothing to watch */
-	r = load_config(&s, &s.env.config);
-	if (r < 0) {
-		log_error("no valid configuration, exiting");
-		goto finish;
-	}
-	/* Where do the sockets come from? */
+	check_memory(&s);
+	/* Where do the sockets come from? Known before the config loads: only the secrets
+	 * of the listeners these sockets serve are this process's to load. */
 	if (o->inetd)
 		connected_fd = STDIN_FILENO;
 	else {
@@ -1210,12 +1274,24 @@ int server_run(const struct server_options *o) {
 			            "sockets");
 			connected_fd = safe_close(connected_fd);
 		}
-		if (s.n_fds == 0 && connected_fd < 0) {
-			own_fds = true;
-			r = bind_listeners(&s);
-			if (r < 0)
-				goto finish;
-		}
+		own_fds = s.n_fds == 0 && connected_fd < 0;
+	}
+	s.sockets_given = !own_fds;
+	if (connected_fd >= 0) {
+		s.connection_local_len = sizeof s.connection_local;
+		if (getsockname(connected_fd, (struct sockaddr *)&s.connection_local,
+		                &s.connection_local_len) < 0)
+			s.sockets_given = false; /* not a socket (a test's pipe): load everything */
+	}
+	r = load_config(&s, &s.env.config);
+	if (r < 0) {
+		log_error("no valid configuration, exiting");
+		goto finish;
+	}
+	if (own_fds) {
+		r = bind_listeners(&s);
+		if (r < 0)
+			goto finish;
 	}
 
 	/* A process per connection loads the config once per connection: that is no news, and
@@ -1294,5 +1370,6 @@ finish:
 	config_unref(s.env.config);
 	breaker_table_close(s.env.breakers);
 	pthread_mutex_destroy(&s.env.config_lock);
+	pthread_mutex_destroy(&s.memlimit_lock);
 	return r;
 }

@@ -51,6 +51,7 @@ struct tls_context_state {
 	struct tls_files files; /* paths only; kept while loading, so lookups run once */
 	bool broken;            /* an error was reported; build nothing more from it */
 	bool reported_no_cert;
+	bool served_elsewhere; /* only listeners of another process use it: nothing loaded */
 };
 
 struct tls_runtime {
@@ -869,7 +870,8 @@ static int assign_termination(struct tls_loader *L) {
 		struct tls_context_state *s;
 
 		g->termination_context = NULL;
-		if (!g->host || g->n_mappings == 0 || group_is_passthrough(g))
+		if (!g->host || g->n_mappings == 0 || group_is_passthrough(g) ||
+		    !listener_served_here(g->listener))
 			continue;
 		t = model_tlscontext_for_host(c, g->host);
 		if (!t) {
@@ -906,7 +908,7 @@ static int assign_origination(struct tls_loader *L) {
 		struct mapping *m = c->mappings[i];
 		struct tls_context_state *s;
 
-		if (m->index >= rt->n_mappings)
+		if (m->index >= rt->n_mappings || !listener_served_here(m->group->listener))
 			continue;
 		if (m->tls == TLS_ORIGINATE_PLAIN) {
 			/* `tls: true`: no certificate offered, and nothing to verify with. */
@@ -965,8 +967,40 @@ static void tls_runtime_release(struct config *c) {
 	c->tls_runtime_free = NULL;
 }
 
+/* With listeners served elsewhere (tcpmapd under socket units, one instance per port),
+ * mark the contexts only those listeners use: their secrets may be given to the other
+ * instance alone (a per-instance LoadCredential=), and a port must never go down for want
+ * of another port's secret (issue 23, defect 2). */
+static void mark_contexts_served_elsewhere(struct config *c, struct tls_runtime *rt) {
+	bool filtered = false;
+	for (size_t i = 0; i < c->n_listeners; i++)
+		filtered = filtered || c->listeners[i]->served_elsewhere;
+	if (!filtered)
+		return;
+	for (size_t i = 0; i < rt->n_contexts; i++)
+		rt->contexts[i].served_elsewhere = true;
+	for (size_t i = 0; i < c->n_groups; i++) {
+		struct mapping_group *g = c->groups[i];
+		if (!listener_served_here(g->listener))
+			continue;
+		if (g->host && !group_is_passthrough(g)) {
+			struct tls_context *t = model_tlscontext_for_host(c, g->host);
+			if (t && t->runtime)
+				((struct tls_context_state *)t->runtime)->served_elsewhere = false;
+		}
+		for (size_t j = 0; j < g->n_mappings; j++) {
+			struct tls_context *t = g->mappings[j]->tls_context;
+			if (g->mappings[j]->tls == TLS_ORIGINATE_CONTEXT && t && t->runtime)
+				((struct tls_context_state *)t->runtime)->served_elsewhere = false;
+		}
+	}
+}
+
 static int load_context(struct tls_loader *L, struct tls_context_state *s) {
 	int r;
+
+	if (s->served_elsewhere)
+		return 0;
 
 	r = build_alpn(L, s);
 	if (r >= 0)
@@ -1074,6 +1108,7 @@ int tls_config_load(struct config *c, const char *secrets_dir, struct diag_list 
 		c->tls_contexts[i]->runtime = &rt->contexts[i];
 	}
 
+	mark_contexts_served_elsewhere(c, rt);
 	for (size_t i = 0; i < rt->n_contexts; i++) {
 		r = load_context(&L, &rt->contexts[i]);
 		if (r == -ENOMEM)

@@ -30,8 +30,33 @@ struct tls_abi {
 	}
 extern const struct tls_abi tcpmap_tls_abi;
 
-/* Whether a config needs any of this: a TLSContext, or a mapping originating TLS. */
+/* Whether a mapping group of a listener this process serves terminates TLS (it has a
+ * `host` and is not tls_passthrough) or one of its mappings originates TLS. */
+static inline bool tls_group_served_needs_tls(const struct mapping_group *g) {
+	if (!listener_served_here(g->listener))
+		return false;
+	bool passthrough = false;
+	for (size_t i = 0; i < g->n_mappings; i++) {
+		if (g->mappings[i]->tls != TLS_ORIGINATE_NONE)
+			return true;
+		passthrough = passthrough || g->mappings[i]->tls_passthrough;
+	}
+	return g->host && g->n_mappings > 0 && !passthrough;
+}
+
+/* Whether a config needs any of this: a TLSContext, or a mapping originating TLS. When
+ * some listeners are served elsewhere (listener.served_elsewhere), only what the served
+ * ones use counts: a cleartext instance then never maps OpenSSL. */
 static inline bool tls_config_needed(const struct config *c) {
+	bool filtered = false;
+	for (size_t i = 0; i < c->n_listeners; i++)
+		filtered = filtered || c->listeners[i]->served_elsewhere;
+	if (filtered) {
+		for (size_t i = 0; i < c->n_groups; i++)
+			if (tls_group_served_needs_tls(c->groups[i]))
+				return true;
+		return false;
+	}
 	if (c->n_tls_contexts > 0)
 		return true;
 	for (size_t i = 0; i < c->n_mappings; i++)
@@ -52,7 +77,9 @@ static inline bool tls_config_needed(const struct config *c) {
  * Secrets NAME are looked up as $CREDENTIALS_DIRECTORY/NAME.crt + NAME.key, then
  * SECRETS_DIR/NAME/tls.crt + tls.key; cert_chain_file / private_key_file are used as given.
  * Errors go to diags as "FILE:LINE:COL: tlscontext \"NAME\": secret: ..." naming the paths
- * tried; returns 0 or -EINVAL. On success sets c->tls_runtime and c->tls_runtime_free. */
+ * tried; returns 0 or -EINVAL. On success sets c->tls_runtime and c->tls_runtime_free.
+ * Listeners marked served_elsewhere (model.h) are left out: their groups terminate nothing
+ * here, their mappings originate nothing, and a context only they use is not loaded. */
 int tls_config_load(struct config *c, const char *secrets_dir, struct diag_list *diags);
 
 /* The terminating SSL_CTX of a group (NULL when the group does not terminate). */

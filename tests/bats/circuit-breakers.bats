@@ -74,6 +74,34 @@ assert_refused_fast() {
 	note "threaded: third connection closed in $refused_ms ms, never upstream; a new one admitted after a close"
 }
 
+@test "threaded: max_connections 0 refuses every connection with breaker_overflow, as Envoy does" {
+	local port up conf=$BATS_TEST_TMPDIR/zero.yaml lines i
+	port=$(pick_port)
+	up=$(pick_port)
+	start_upstream 127.0.0.1 "$up" hold
+	mapfile -t lines < <(breaker_lines max_connections 0)
+	write_mapping "$conf" zero "$port" "127.0.0.1:$up" "${lines[@]}"
+	run "$TCPMAPCTL" check --config "$conf"
+	echo "$output"
+	[[ "$output" == *"max_connections: 0 refuses every connection"* ]]
+	start_tcpmapd "$conf"
+
+	# no connection is held open anywhere: the limit itself is zero
+	for i in 1 2 3; do
+		run client 127.0.0.1 "$port" --idle-ms 3000 --timeout 5
+		assert_refused_fast "$output"
+	done
+	wait_for_log 'event=overflow .*mapping=zero'
+	wait_for_log 'event=close .*mapping=zero .*result=breaker_overflow' 3
+	[ "$(log_count 'event=close .*mapping=zero .*result=breaker_overflow')" -eq 3 ]
+	[ "$(log_count 'event=close .*mapping=zero .*result=ok')" -eq 0 ]
+	[ "$(established_to "$up")" -eq 0 ]
+	[ "$(report_lines "$up")" -eq 0 ]
+	[ "$(json_cluster "$(status_flat)" "127.0.0.1:$up" total)" -eq 0 ]
+	[ "$(json_cluster "$(status_flat)" "127.0.0.1:$up" overflows)" -eq 3 ]
+	note "max_connections 0: three idle-time connections all refused, none upstream"
+}
+
 @test "per-connection: max_connections 2 holds across tcpmapd processes" {
 	local port up conf=$BATS_TEST_TMPDIR/accept.yaml
 	accept_two_held "$conf"

@@ -200,3 +200,68 @@ check_picks() {
 	check_status
 	note "per-connection: $SENDS connections ($SENT_SUM bytes in, $RECV_SUM out), $REFUSED overflows, 2 connect failures, all in separate processes: status agrees"
 }
+
+@test "status names clusters by service and TLS, groups by address:port[/host]; --json keeps the raw keys" {
+	make_status_config
+	# one more cluster: the same upstream, originating TLS (v2's `tls: true`), refusing all;
+	# and a group that routes by SNI
+	local tls_port sni_port lines
+	tls_port=$(pick_port)
+	sni_port=$(pick_port)
+	mapfile -t lines < <(breaker_lines max_connections 0)
+	write_mapping "$CONF" zero "$tls_port" "127.0.0.1:$UP_HOLD" "tls: true" "${lines[@]}"
+	write_mapping "$CONF" named "$sni_port" "127.0.0.1:$UP_LEFT" "host: named.example" "tls_passthrough: true"
+	start_tcpmapd "$CONF"
+	# groups enter the table at their first pick
+	run client 127.0.0.1 "$LIMIT_PORT" --idle-ms 200 --timeout 5
+	timeout 2 openssl s_client -connect "127.0.0.1:$sni_port" -servername named.example </dev/null >/dev/null 2>&1 || true
+	wait_for_log 'event=close .*mapping=named'
+	local text json
+	text=$(status_text)
+	echo "$text"
+	json=$("$TCPMAPCTL" status --runtime-dir "$RUN_DIR" --json)
+	echo "$json"
+	# text: no internal key anywhere, a SERVICE and a TLS column
+	[[ "$text" != *"|"* ]]
+	head -1 <<<"$text" | grep -Eq '^SERVICE +TLS +ACTIVE +PENDING +MAX_CONN'
+	grep -Eq "^127\.0\.0\.1:$UP_HOLD +plain +0 +0 +1 " <<<"$text"
+	# max_connections 0 reads as a limit of 0, not as "-" (no limit)
+	grep -Eq "^127\.0\.0\.1:$UP_HOLD +tls +0 +0 +0 " <<<"$text"
+	grep -Eq "^127\.0\.0\.1:$LIMIT_PORT +limited +" <<<"$text"
+	grep -Eq "^127\.0\.0\.1:$sni_port/named\.example +named +" <<<"$text"
+	# JSON: the raw key (as "cluster" and "key"), and the readable parts
+	python3 - "$json" "$UP_HOLD" "$LIMIT_PORT" "$sni_port" <<'PY'
+import json, sys
+doc, up, limit_port, sni_port = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+svc = f"127.0.0.1:{up}"
+mine = sorted((c["service"], c["tls"], c["key"]) for c in doc["clusters"] if c["service"] == svc)
+assert mine == [(svc, "plain", f"{svc}|plain|-|1|0"), (svc, "tls", f"{svc}|tls|-|refuse-0|0")], mine
+assert all(c["cluster"] == c["key"] for c in doc["clusters"])
+groups = {g["key"]: g["name"] for g in doc["groups"]}
+assert groups[f"127.0.0.1|{limit_port}|*"] == f"127.0.0.1:{limit_port}", groups
+assert groups[f"127.0.0.1|{sni_port}|named.example"] == f"127.0.0.1:{sni_port}/named.example", groups
+PY
+}
+
+@test "status errors say what to do: no service yet, wrong --runtime-dir, permission denied" {
+	run "$TCPMAPCTL" status --runtime-dir "$BATS_TEST_TMPDIR/nothing-here"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"nothing-here: no such directory: no tcpmap service has run yet (the table appears when tcpmapd first runs), or --runtime-dir is not the services' directory (/run/tcpmap)"* ]]
+	mkdir -m 0700 "$BATS_TEST_TMPDIR/empty"
+	run "$TCPMAPCTL" status --runtime-dir "$BATS_TEST_TMPDIR/empty"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"empty/breakers: no breaker table: no tcpmap service has run yet"* ]]
+	# a table kept from this user (the services' directory is 0700, theirs)
+	make_status_config
+	start_tcpmapd "$CONF"
+	chmod 0711 "$BATS_TEST_TMPDIR"
+	command -v setpriv >/dev/null || skip "no setpriv"
+	setpriv --reuid=nobody --regid=nogroup --clear-groups test -x "$TCPMAPCTL" ||
+		skip "tcpmapctl is not executable by nobody here"
+	run setpriv --reuid=nobody --regid=nogroup --clear-groups "$TCPMAPCTL" status --runtime-dir "$RUN_DIR"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"permission denied: run as root or as the tcpmap user"* ]]
+}

@@ -215,12 +215,16 @@ setup_file() {
 	make_pki
 
 	sd_start
-	# The secret where tcpmapd looks for it by default, readable by the dynamic user. (Handing
-	# it in with LoadCredential= failed here with EACCES on the credential file; that belongs
-	# to the credentials work, not to the restarts this file is about.)
-	sb sh -c 'umask 022; mkdir -p /etc/tcpmap/secrets/restartsecret'
-	sb sh -c 'umask 022; cat >/etc/tcpmap/secrets/restartsecret/tls.crt' <"$PKI/server.crt"
-	sb sh -c 'umask 022; cat >/etc/tcpmap/secrets/restartsecret/tls.key' <"$PKI/server.key"
+	# The secret root-only, handed in with LoadCredential= to the TLS port's instance alone,
+	# as tcpmap-units(7) says. (This once failed with EACCES: not on the credential, which the
+	# service reads fine, but in the cleartext ports' instances, which read every secret of
+	# the config then and were given none. An instance now loads only its listeners' secrets.)
+	sb sh -c 'umask 022; mkdir -p /etc/tcpmap && umask 077 && mkdir -p /etc/tcpmap/secrets/restartsecret'
+	sb sh -c 'umask 077; cat >/etc/tcpmap/secrets/restartsecret/tls.crt' <"$PKI/server.crt"
+	sb sh -c 'umask 077; cat >/etc/tcpmap/secrets/restartsecret/tls.key' <"$PKI/server.key"
+	sb sh -c "mkdir -p '/etc/systemd/system/tcpmap@$T.service.d' &&
+		printf '[Service]\nLoadCredential=restartsecret.crt:/etc/tcpmap/secrets/restartsecret/tls.crt\nLoadCredential=restartsecret.key:/etc/tcpmap/secrets/restartsecret/tls.key\n' \
+			>'/etc/systemd/system/tcpmap@$T.service.d/creds.conf'"
 	sb sh -c 'umask 022; mkdir -p /etc/tcpmap; cat >/etc/tcpmap/tcpmap.yaml' <<-EOF
 		---
 		apiVersion: getambassador.io/v3alpha1

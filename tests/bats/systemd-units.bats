@@ -258,3 +258,54 @@ teardown_file() {
 	sb sh -c 'rm -f /etc/systemd/system/tcpmap@.service.d/ambassador-id.conf /etc/systemd/system.conf.d/ambassador-id.conf; systemctl daemon-reexec'
 	reset_units
 }
+
+@test "systemd-units: tcpmap-units(7)'s credentials recipe: the secret only for port 443, a cleartext port beside it still runs" {
+	reset_units
+	wait_port_free 443 || skip "port 443 is in use on this host"
+	local b recipe work=/tmp/creds-recipe
+	b=$(pick_port 443)
+	recipe=$(man_recipe tcpmap-units.7 credentials)
+	echo "$recipe"
+	[ -n "$recipe" ]
+	# site.crt and site.key in the directory the operator runs the recipe from
+	sb sh -c "rm -rf $work /etc/tcpmap/secrets/supersecret; mkdir -p $work && cd $work &&
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+			-subj /CN=creds.example -addext subjectAltName=DNS:creds.example \
+			-keyout site.key -out site.crt" 2>/dev/null
+	sb cat "$work/site.crt" >"$BATS_FILE_TMPDIR/creds.crt"
+	# one config for both instances: TLS on 443 with the secret, cleartext on port B
+	printf -- '---\napiVersion: getambassador.io/v3alpha1\nkind: TLSContext\nmetadata:\n  name: creds\nspec:\n  hosts: [creds.example]\n  secret: supersecret\n---\napiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata:\n  name: tls443\nspec:\n  port: 443\n  host: creds.example\n  service: 127.0.0.1:%s\n---\napiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata:\n  name: clear%s\nspec:\n  port: %s\n  service: 127.0.0.1:%s\n' \
+		"$UP" "$b" "$b" "$UP" | sb sh -c "umask 022; mkdir -p /etc/tcpmap; cat >$CONF"
+	run sb sh -exc "cd $work; $recipe"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# the key stays root-only; only tcpmap@443.service gets it
+	[ "$(sb stat -c '%a %U' /etc/tcpmap/secrets/supersecret)" = "700 root" ]
+	sb tcpmapctl check
+	sb systemctl enable --now "tcpmap@$b.socket"
+	# start both services now (Type=notify: they return once READY=1 or failed)
+	sb systemctl start tcpmap@443.service
+	sb systemctl start "tcpmap@$b.service"
+	[ "$(sb systemctl is-active tcpmap@443.service)" = active ]
+	[ "$(sb systemctl is-active "tcpmap@$b.service")" = active ]
+	# the echo upstream never closes: s_client ends when its input does, a second after
+	# the line went out
+	run bash -c 'set -o pipefail; (echo hello-creds-443; sleep 1) | timeout 10 openssl s_client \
+		-connect 127.0.0.1:443 -servername creds.example -CAfile "$1" -verify_return_error \
+		-verify_hostname creds.example' _ "$BATS_FILE_TMPDIR/creds.crt"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"Verify return code: 0 (ok)"* ]]
+	[[ "$output" == *"hello-creds-443"* ]]
+	relay_roundtrip "$b" 3000
+	# the cleartext port's instance logged no error (before: it failed on the key it could
+	# not read, hit the start limit, and its port stayed refused)
+	run sb journalctl --no-pager -q -p err -u "tcpmap@$b.service"
+	echo "$output"
+	[ -z "$output" ]
+	run sb systemctl show -p NRestarts --value "tcpmap@$b.service"
+	[ "$output" = 0 ]
+	sb sh -c "rm -rf /etc/systemd/system/tcpmap@443.service.d $work /etc/tcpmap/secrets/supersecret; systemctl daemon-reload"
+	reset_units
+	wait_port_free 443
+}

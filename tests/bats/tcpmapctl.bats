@@ -144,3 +144,27 @@ mapping() { # mapping FILE NAME PORT [LINE...]
 		! LC_ALL=C grep -q $'\x1b' <<<"$output"
 	done
 }
+
+@test "check: diagnostics on stderr, the count and the OK line on stdout, as tcpmapctl(1) shows" {
+	mapping "$D/a.yaml" a 20001
+	local out err
+	out=$("$TCPMAPCTL" check "$D/a.yaml" 2>"$D/err")
+	err=$(cat "$D/err")
+	echo "stdout: $out"
+	echo "stderr: $err"
+	[ "$out" = "0 errors, 0 warnings
+$D/a.yaml: 1 mappings, 1 listeners, 0 TLS contexts: OK" ]
+	[ -z "$err" ]
+	echo "  weight: 150" >>"$D/a.yaml"
+	echo "  colour: red" >>"$D/a.yaml"
+	local st=0
+	out=$("$TCPMAPCTL" check "$D/a.yaml" 2>"$D/err") || st=$?
+	err=$(cat "$D/err")
+	echo "stdout: $out"
+	echo "stderr: $err"
+	[ "$st" -eq 1 ]
+	[ "$out" = "1 error, 1 warning" ]
+	[[ "$err" == *"error: $D/a.yaml:"*"weight: 150 is over 100"* ]]
+	[[ "$err" == *"warning: $D/a.yaml:"*"colour"* ]]
+	[[ "$err" != *"1 error, 1 warning"* ]]
+}

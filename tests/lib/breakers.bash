@@ -241,12 +241,12 @@ json_picks() {
 }
 
 # text_cluster TEXT SERVICE COLUMN: a column (ACTIVE, TOTAL, BYTES_IN, ...) of the text
-# form's row for SERVICE, found by the header's column names.
+# form's first row for SERVICE (host:port), found by the header's column names.
 text_cluster() {
-	awk -v svc="$2|" -v col="$3" '
-		$1 == "CLUSTER" { for (i = 1; i <= NF; i++) idx[$i] = i; next }
+	awk -v svc="$2" -v col="$3" '
+		$1 == "SERVICE" { for (i = 1; i <= NF; i++) idx[$i] = i; next }
 		$1 == "GROUP" { exit }
-		(col in idx) && index($1, svc) == 1 { print $(idx[col]); exit }
+		(col in idx) && $1 == svc { print $(idx[col]); exit }
 	' <<<"$1"
 }
 

@@ -383,6 +383,33 @@ static void test_admit_release_limits(void **state) {
 	breaker_table_close(t);
 }
 
+/* `max_connections: 0` (Envoy's limit of zero): every admit overflows, even when idle */
+static void test_refuse_all(void **state) {
+	struct fixture *f = *state;
+	struct breaker_table *t = open_table(f);
+	struct circuit_breakers cb = {.set = true, .max_connections = 0, .refuse_all = true};
+	struct breaker_entry_stats s;
+	breaker_slot_t a;
+	uint32_t e;
+
+	assert_int_equal(breaker_table_entry(t, "refused", &e), 0);
+	assert_counts(t, e, 0, 0);
+	for (int i = 0; i < 3; i++) {
+		assert_false(breaker_table_would_admit(t, e, &cb));
+		assert_int_equal(breaker_table_admit(t, e, &cb, &a), -EBUSY);
+	}
+	assert_counts(t, e, 0, 0);
+	assert_int_equal(breaker_table_entry_stats(t, e, &s), 0);
+	assert_int_equal(s.total, 0);
+	assert_int_equal(s.overflows, 3);
+
+	/* an adopted connection (NULL limits) was admitted once already: still counted */
+	assert_int_equal(breaker_table_admit(t, e, NULL, &a), 0);
+	assert_counts(t, e, 0, 1);
+	breaker_table_release(t, a, 0, 0);
+	breaker_table_close(t);
+}
+
 #define HAMMER_CHILDREN 8
 #define HAMMER_ROUNDS 10000
 #define HAMMER_LIMIT 4
@@ -1009,10 +1036,13 @@ static void test_dump(void **state) {
 	struct mapping_group g = {
 	        .key = (char *)"127.0.0.1|8443|a.example.com", .mappings = ms, .n_mappings = 2};
 	breaker_slot_t a, b;
-	uint32_t e, odd;
+	uint32_t e, odd, named;
 	int r;
 
 	assert_int_equal(breaker_table_entry(t, "upstream.example:443|tls|7|3", &e), 0);
+	/* a key as lib/configbuild.c makes it: shown as its service and TLS mode */
+	assert_int_equal(breaker_table_entry(t, "[::1]:8443|tls-context|ctx|refuse-0|0", &named),
+	                 0);
 	assert_int_equal(breaker_table_entry(t, "we\"ird\\na\tme\xff", &odd), 0);
 	/* well-formed UTF-8 passes through; a surrogate and an overlong form do not */
 	assert_int_equal(breaker_table_entry(t, "caf\xc3\xa9-\xed\xa0\x80-\xe0\x80\xaf", &odd), 0);
@@ -1027,9 +1057,14 @@ static void test_dump(void **state) {
 	_cleanup_free_ char *text = dump_to_string(f->dir, false, &r);
 	assert_int_equal(r, 0);
 	print_message("%s", text);
-	assert_non_null(strstr(text, "CLUSTER"));
+	assert_non_null(strstr(text, "SERVICE"));
+	/* a key not of configbuild's form is shown whole */
 	assert_non_null(strstr(text, "upstream.example:443|tls|7|3"));
-	assert_non_null(strstr(text, "127.0.0.1|8443|a.example.com"));
+	const char *row = strstr(text, "\n[::1]:8443 ");
+	assert_non_null(row);
+	assert_true(strstr(row, "tls:ctx") < strchr(row + 1, '\n'));
+	assert_null(strstr(text, "refuse-"));
+	assert_non_null(strstr(text, "127.0.0.1:8443/a.example.com"));
 	assert_non_null(strstr(text, "green"));
 	assert_non_null(strstr(text, "5678"));
 	/* aligned: every cluster line as long as the header line */
@@ -1038,12 +1073,24 @@ static void test_dump(void **state) {
 
 	_cleanup_free_ char *json = dump_to_string(f->dir, true, &r);
 	assert_int_equal(r, 0);
-	print_message("%s", json);
+	/* cmocka prints at most 1 KiB a message: one line per cluster */
+	for (const char *p = json; *p;) {
+		const char *end = strstr(p, "},{");
+		size_t n = end ? (size_t)(end - p) + 2 : strlen(p);
+		print_message("%.*s\n", (int)MIN(n, 900u), p);
+		p += n;
+	}
 	assert_non_null(strstr(json,
 	                       "\"cluster\":\"upstream.example:443|tls|7|3\","
+	                       "\"key\":\"upstream.example:443|tls|7|3\","
+	                       "\"service\":\"upstream.example:443|tls|7|3\",\"tls\":\"?\","
 	                       "\"active\":1,\"pending\":0,\"max_connections\":7,"
 	                       "\"max_pending_requests\":3,\"total\":2,\"overflows\":0,"
 	                       "\"connect_failures\":0,\"bytes_in\":1234,\"bytes_out\":5678}"));
+	assert_non_null(strstr(json, "\"key\":\"[::1]:8443|tls-context|ctx|refuse-0|0\","
+	                             "\"service\":\"[::1]:8443\",\"tls\":\"tls:ctx\""));
+	assert_non_null(strstr(json, "{\"key\":\"127.0.0.1|8443|a.example.com\","
+	                             "\"name\":\"127.0.0.1:8443/a.example.com\""));
 	assert_non_null(strstr(json, "{\"name\":\"blue\",\"weight\":10,\"picks\":1}"));
 	assert_non_null(strstr(json, "{\"name\":\"green\",\"weight\":90,\"picks\":9}"));
 	assert_non_null(strstr(json, "we\\\"ird\\\\na\\u0009me\\ufffd"));
@@ -1056,7 +1103,7 @@ static void test_dump(void **state) {
 	if (system("command -v python3 >/dev/null 2>&1") == 0) {
 		snprintf(cmd, sizeof(cmd),
 		         "python3 -c 'import json,sys; d=json.load(sys.stdin); "
-		         "assert len(d[\"clusters\"])==3 and len(d[\"groups\"])==1' < %s",
+		         "assert len(d[\"clusters\"])==4 and len(d[\"groups\"])==1' < %s",
 		         path);
 		assert_int_equal(system(cmd), 0);
 	}
@@ -1081,6 +1128,7 @@ int main(void) {
 	        cmocka_unit_test_setup_teardown(test_concurrent_create, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_version_mismatch, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_admit_release_limits, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_refuse_all, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_hammer, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_sigkill_while_hammering, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_sigkill_reclaimed_by_admit, setup, teardown),

@@ -462,6 +462,57 @@ static void test_missing_secret_without_credentials(void **state) {
 	loaded_free(&l);
 }
 
+/* issue 23 defect 2: a process serves some listeners only (one socket unit's instance);
+ * a missing secret of a listener served elsewhere is not its error. `check` marks
+ * nothing, and so checks every secret. */
+static void test_secrets_of_listeners_served_elsewhere(void **state) {
+	(void)state;
+	static const char yaml[] = "apiVersion: getambassador.io/v2\n"
+	                           "kind: TCPMapping\n"
+	                           "metadata:\n"
+	                           "  name: clear\n"
+	                           "spec:\n"
+	                           "  port: 2223\n"
+	                           "  service: upstream:9999\n"
+	                           "---\n";
+	_cleanup_free_ char *both = NULL;
+	assert_true(asprintf(&both, "%s%s", yaml, yaml_missing_secret) > 0);
+	struct loaded l = {};
+
+	/* everything marked served (check, standalone): the missing secret is an error */
+	assert_int_equal(
+	        config_load_buffer("t.yaml", both, strlen(both), NULL, &l.config, &l.diags), 0);
+	l.r = tls_config_load(l.config, secrets_dir, &l.diags);
+	assert_error(&l, "secret \"nosuch\": not found");
+	loaded_free(&l);
+
+	/* port 2222's listener served by another process: nothing to load, no TLS at all */
+	l = (struct loaded){};
+	assert_int_equal(
+	        config_load_buffer("t.yaml", both, strlen(both), NULL, &l.config, &l.diags), 0);
+	for (size_t i = 0; i < l.config->n_listeners; i++)
+		l.config->listeners[i]->served_elsewhere = l.config->listeners[i]->port == 2222;
+	assert_false(tls_config_needed(l.config));
+	l.r = tls_config_load(l.config, secrets_dir, &l.diags);
+	if (l.r != 0)
+		print_diags(&l.diags);
+	assert_int_equal(l.r, 0);
+	assert_int_equal(l.diags.n_errors, 0);
+	assert_null(group_by_host(l.config, "my-host-1")->termination_context);
+	loaded_free(&l);
+
+	/* the other way round: this process serves 2222, so its secret is needed */
+	l = (struct loaded){};
+	assert_int_equal(
+	        config_load_buffer("t.yaml", both, strlen(both), NULL, &l.config, &l.diags), 0);
+	for (size_t i = 0; i < l.config->n_listeners; i++)
+		l.config->listeners[i]->served_elsewhere = l.config->listeners[i]->port != 2222;
+	assert_true(tls_config_needed(l.config));
+	l.r = tls_config_load(l.config, secrets_dir, &l.diags);
+	assert_error(&l, "secret \"nosuch\": not found");
+	loaded_free(&l);
+}
+
 static void test_mismatched_key(void **state) {
 	(void)state;
 	_cleanup_(loaded_free) struct loaded l = load_yaml("apiVersion: getambassador.io/v2\n"
@@ -1238,6 +1289,7 @@ int main(void) {
 	        cmocka_unit_test(test_upstream_sni_never_an_address),
 	        cmocka_unit_test(test_missing_secret),
 	        cmocka_unit_test(test_missing_secret_without_credentials),
+	        cmocka_unit_test(test_secrets_of_listeners_served_elsewhere),
 	        cmocka_unit_test(test_mismatched_key),
 	        cmocka_unit_test(test_cert_chain_file),
 	        cmocka_unit_test(test_passphrase_key_and_field_positions),
