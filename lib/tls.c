@@ -20,6 +20,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "keywipe.h"
 #include "route.h"
 #include "util.h"
 
@@ -1017,50 +1018,6 @@ static int load_context(struct tls_loader *L, struct tls_context_state *s) {
 	return r;
 }
 
-/* OpenSSL decodes a key through temporaries of its ordinary heap (the PEM's DER, the
- * decoder's buffers) and frees them without wiping: a scan of the process's memory found
- * the key's DER there long after loading. So every block OpenSSL frees is wiped first. It
- * can only be set before OpenSSL's first allocation; when it is too late (a program that
- * used OpenSSL before loading a config) it is a no-op, and keys are as protected as
- * OpenSSL's own secure heap makes them. */
-static void *wipe_malloc(size_t n, const char *file, int line) {
-	(void)file;
-	(void)line;
-	return malloc(n);
-}
-
-static void wipe_free(void *p, const char *file, int line) {
-	(void)file;
-	(void)line;
-	if (p) {
-		explicit_bzero(p, malloc_usable_size(p));
-		free(p);
-	}
-}
-
-/* A moved block must not leave its old copy behind: allocate, copy, wipe, free. */
-static void *wipe_realloc(void *p, size_t n, const char *file, int line) {
-	if (!p)
-		return malloc(n);
-	size_t old = malloc_usable_size(p);
-	if (n <= old)
-		return p; /* shrinking in place keeps every byte ours */
-	void *q = malloc(n);
-	if (!q)
-		return NULL;
-	memcpy(q, p, old);
-	wipe_free(p, file, line);
-	return q;
-}
-
-static void wipe_on_free(void) {
-	static bool tried;
-	if (!tried) {
-		tried = true;
-		(void)CRYPTO_set_mem_functions(wipe_malloc, wipe_realloc, wipe_free);
-	}
-}
-
 int tls_config_load(struct config *c, const char *secrets_dir, struct diag_list *diags) {
 	struct tls_loader L = {
 	        .config = c,
@@ -1082,7 +1039,7 @@ int tls_config_load(struct config *c, const char *secrets_dir, struct diag_list 
 	/* Keys live in this process's memory once loaded: OpenSSL keeps their numbers in its
 	 * locked secure heap (best effort: it needs mlock), and what it frees of the rest is
 	 * wiped first (wipe_free). */
-	wipe_on_free();
+	keywipe_on_free();
 	if (!CRYPTO_secure_malloc_initialized())
 		(void)CRYPTO_secure_malloc_init(256 * 1024, 64);
 	if (creds && *creds)
@@ -1122,7 +1079,7 @@ int tls_config_load(struct config *c, const char *secrets_dir, struct diag_list 
 		goto fail;
 
 	ERR_clear_error();
-	tls_scrub_stack(); /* what decoding and checking the keys left there */
+	keywipe_stack(); /* what decoding and checking the keys left there */
 	for (size_t i = 0; i < rt->n_contexts; i++)
 		tls_files_done(&rt->contexts[i].files);
 	if (L.out_of_memory) {

@@ -103,8 +103,6 @@ int tls_client_session(const struct config *c, const struct mapping *m, int fd, 
  * tls_handshake_failure_reason()), -ECONNRESET when the peer closed mid-handshake, the
  * socket's -errno for an I/O error, -EIO otherwise. Callers test `< 0`. */
 int tls_handshake_step(SSL *ssl);
-/* Wipe the stack below the caller after a private-key operation (tlssession.c). */
-void tls_scrub_stack(void);
 void tls_session_free(SSL *ssl);
 
 /* Holding a terminating handshake until the upstream is ready (issue 24, items 18 and 19).

@@ -10,6 +10,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "keywipe.h"
 #include "netaddr.h"
 #include "util.h"
 
@@ -88,46 +89,11 @@ int tls_server_resume(SSL *client, SSL *upstream, int alert) {
 	return r < 0 ? r : tls_handshake_step(client);
 }
 
-/* OpenSSL's vector big-number code leaves numbers of the key in the vector registers, and
- * the next thing that saves them (the dynamic linker's lazy binding, a signal frame) writes
- * them to the stack: a scan found the CRT coefficient there, in 64-byte register-sized
- * pieces. Zero them; vzeroall clears ZMM0-15 whole, and 16-31 exist only with AVX-512. */
-static void clear_vector_registers(void) {
-#if defined(__x86_64__)
-	if (__builtin_cpu_supports("avx512f"))
-		__asm__ volatile(
-		        "vpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t"
-		        "vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\t"
-		        "vpxord %%zmm20, %%zmm20, %%zmm20\n\tvpxord %%zmm21, %%zmm21, %%zmm21\n\t"
-		        "vpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
-		        "vpxord %%zmm24, %%zmm24, %%zmm24\n\tvpxord %%zmm25, %%zmm25, %%zmm25\n\t"
-		        "vpxord %%zmm26, %%zmm26, %%zmm26\n\tvpxord %%zmm27, %%zmm27, %%zmm27\n\t"
-		        "vpxord %%zmm28, %%zmm28, %%zmm28\n\tvpxord %%zmm29, %%zmm29, %%zmm29\n\t"
-		        "vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31" ::
-		                : "memory");
-	if (__builtin_cpu_supports("avx"))
-		__asm__ volatile("vzeroall" ::
-		                         : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6",
-		                           "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
-		                           "xmm13", "xmm14", "xmm15");
-#endif
-}
-
-/* ... and OpenSSL's frames below the caller keep numbers of the key too: wipe that much
- * stack once a private-key operation is back. Deeper than OpenSSL's deepest signing path;
- * a few microseconds against a handshake's milliseconds. */
-__attribute__((noinline)) void tls_scrub_stack(void) {
-	char buf[64 * 1024];
-	explicit_bzero(buf, sizeof buf);
-	__asm__ volatile("" : : "r"(buf) : "memory");
-	clear_vector_registers();
-}
-
 int tls_handshake_step(SSL *ssl) {
 	ERR_clear_error();
 	errno = 0;
 	int r = SSL_do_handshake(ssl);
-	tls_scrub_stack();
+	keywipe_stack();
 	if (r == 1)
 		return 1;
 	int saved_errno = errno;
