@@ -81,9 +81,10 @@ relays() {
 	relays "${lport[500]}"
 	relays "${lport[999]}"
 
-	run "$TCPMAPCTL" status --runtime-dir "$RUN_DIR"
+	# every cluster listed: the JSON's raw keys, one per cluster
+	run "$TCPMAPCTL" status --json --runtime-dir "$RUN_DIR"
 	[ "$status" -eq 0 ]
-	[ "$(grep -c '|plain|' <<<"$output")" -eq 10000 ]
+	[ "$(grep -o '"key":"[^"]*|plain|' <<<"$output" | wc -l)" -eq 10000 ]
 
 	# 20 long streams over the three relaying listeners, then the reload under them
 	local d=$BATS_TEST_TMPDIR spid=() n
@@ -120,8 +121,9 @@ relays() {
 
 	relays "${lport[0]}"
 	relays "${lport[999]}"
-	run "$TCPMAPCTL" status --runtime-dir "$RUN_DIR"
-	[ "$(grep -c '|plain|' <<<"$output")" -eq 15000 ]
+	run "$TCPMAPCTL" status --json --runtime-dir "$RUN_DIR"
+	[ "$status" -eq 0 ]
+	[ "$(grep -o '"key":"[^"]*|plain|' <<<"$output" | wc -l)" -eq 15000 ]
 
 	sleep 1
 	touch "$d/stream.stop"
