@@ -357,3 +357,16 @@ sd_recorded_gone() {
 	done
 	return "$leftover"
 }
+
+# sd_setup_installed: a setup_file for a file that needs only `make install` in a started
+# sandbox and one echo upstream on $UP (no config is written).
+sd_setup_installed() {
+	sd_require || return 0
+	sd_choose_build
+	export UP
+	UP=$(pick_port)
+	: >"$BATS_FILE_TMPDIR/pids"
+	start_echo "$UP"
+	sd_start
+	sd_install
+}
