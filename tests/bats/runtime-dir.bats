@@ -8,10 +8,7 @@ load ../lib/runonce
 setup() {
 	common_setup
 	[ "$(id -u)" = 0 ] || skip "needs root to give the table to another user"
-	PORT=$(pick_port)
-	UP=$(pick_port)
-	CONF=$BATS_TEST_TMPDIR/tcpmap.yaml
-	write_mapping "$CONF" m "$PORT" "127.0.0.1:$UP"
+	runonce_mapping
 	RD=$BATS_TEST_TMPDIR/rt
 	mkdir -p "$RD"
 	chmod 0755 "$RD"

@@ -14,10 +14,7 @@ load ../lib/runonce
 setup() {
 	common_setup
 	[ "$(id -u)" = 0 ] || skip "needs root to act as root and as nobody"
-	PORT=$(pick_port)
-	UP=$(pick_port)
-	CONF=$BATS_TEST_TMPDIR/tcpmap.yaml
-	write_mapping "$CONF" m "$PORT" "127.0.0.1:$UP"
+	runonce_mapping
 	# a sticky world-writable directory nobody can use, as /tmp
 	PUB=$(mktemp -d /tmp/tcpmap-security.XXXXXX)
 	chmod 1777 "$PUB"
