@@ -41,14 +41,10 @@ relay_pids() {
 }
 
 # wait_relays N: bounded wait (5 s) until tcpmapd has exactly N live relay processes.
+relay_count() { relay_pids | wc -l; }
 wait_relays() {
-	local i n
-	for ((i = 0; i < 50; i++)); do
-		n=$(relay_pids | wc -l)
-		[ "$n" -eq "$1" ] && return 0
-		sleep 0.1
-	done
-	echo "tcpmapd $TCPMAPD_PID has $n relay processes, wanted $1" >&2
+	wait_count -eq "$1" 50 relay_count && return 0
+	echo "tcpmapd $TCPMAPD_PID has $WAIT_COUNT_LAST relay processes, wanted $1" >&2
 	return 1
 }
 

@@ -3,43 +3,18 @@
 # directory others can write, a table owned by someone else, or one hard-linked elsewhere.
 
 load ../lib/common
+load ../lib/runonce
 
 setup() {
 	common_setup
 	[ "$(id -u)" = 0 ] || skip "needs root to give the table to another user"
-	PORT=$(pick_port)
-	UP=$(pick_port)
-	CONF=$BATS_TEST_TMPDIR/tcpmap.yaml
-	write_mapping "$CONF" m "$PORT" "127.0.0.1:$UP"
+	runonce_mapping
 	RD=$BATS_TEST_TMPDIR/rt
 	mkdir -p "$RD"
 	chmod 0755 "$RD"
 }
 
 teardown() { common_teardown; }
-
-# run_once DIR: tcpmapd on DIR, stopped as soon as it listens; status is 0 when it came up,
-# else its exit status; output is its log.
-run_once() {
-	"$TCPMAPD" --config "$CONF" --runtime-dir "$1" --log-target stderr --workers 1 \
-		>"$BATS_TEST_TMPDIR/out.log" 2>&1 3>&- &
-	local pid=$!
-	record_pid "$pid"
-	local i
-	for ((i = 0; i < 30; i++)); do
-		pid_alive "$pid" || break
-		port_listening "$PORT" && break
-		sleep 0.1
-	done
-	if pid_alive "$pid"; then
-		stop_pid "$pid"
-		status=0
-	else
-		status=0
-		wait "$pid" || status=$?
-	fi
-	output=$(cat "$BATS_TEST_TMPDIR/out.log")
-}
 
 @test "a runtime directory others can write is refused, sticky or not" {
 	chmod 0777 "$RD"

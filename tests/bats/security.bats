@@ -9,14 +9,12 @@
 # /tmp (for `nobody`, who cannot enter the test's own 0700 temp dir) is removed in teardown.
 
 load ../lib/common
+load ../lib/runonce
 
 setup() {
 	common_setup
 	[ "$(id -u)" = 0 ] || skip "needs root to act as root and as nobody"
-	PORT=$(pick_port)
-	UP=$(pick_port)
-	CONF=$BATS_TEST_TMPDIR/tcpmap.yaml
-	write_mapping "$CONF" m "$PORT" "127.0.0.1:$UP"
+	runonce_mapping
 	# a sticky world-writable directory nobody can use, as /tmp
 	PUB=$(mktemp -d /tmp/tcpmap-security.XXXXXX)
 	chmod 1777 "$PUB"
@@ -32,27 +30,20 @@ teardown() {
 
 as_nobody() { runuser -u nobody -- "$@"; }
 
-# run_once DIR: tcpmapd on DIR, stopped as soon as it listens; status 0 when it came up,
-# else its exit status; output is its log.
-run_once() {
-	"$TCPMAPD" --config "$CONF" --runtime-dir "$1" --log-target stderr --workers 1 \
-		>"$BATS_TEST_TMPDIR/out.log" 2>&1 3>&- &
-	local pid=$!
-	record_pid "$pid"
-	local i
-	for ((i = 0; i < 30; i++)); do
-		pid_alive "$pid" || break
-		port_listening "$PORT" && break
-		sleep 0.1
-	done
-	if pid_alive "$pid"; then
-		stop_pid "$pid"
-		status=0
-	else
-		status=0
-		wait "$pid" || status=$?
-	fi
-	output=$(cat "$BATS_TEST_TMPDIR/out.log")
+# write_tls_mapping SECRET: $CONF holds a TLSContext for k.example with SECRET and a mapping
+# that terminates k.example on $PORT towards the upstream $UP.
+write_tls_mapping() {
+	cat >"$CONF" <<-EOF
+		---
+		apiVersion: getambassador.io/v2
+		kind: TLSContext
+		metadata:
+		  name: ctx
+		spec:
+		  hosts: [k.example]
+		  secret: $1
+	EOF
+	write_mapping "$CONF" k "$PORT" "127.0.0.1:$UP" "host: k.example"
 }
 
 # a real table in DIR (root-owned), made by a tcpmapd that is then stopped
@@ -192,17 +183,7 @@ make_table() {
 	mkdir -p "$sec/rsa"
 	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=k.example \
 		-keyout "$sec/rsa/tls.key" -out "$sec/rsa/tls.crt" 2>/dev/null
-	cat >"$CONF" <<-EOF
-		---
-		apiVersion: getambassador.io/v2
-		kind: TLSContext
-		metadata:
-		  name: ctx
-		spec:
-		  hosts: [k.example]
-		  secret: rsa
-	EOF
-	write_mapping "$CONF" k "$PORT" "127.0.0.1:$UP" "host: k.example"
+	write_tls_mapping rsa
 	start_upstream 127.0.0.1 "$UP" echo
 	TCPMAPD_ARGS=(--secrets-dir "$sec")
 	start_tcpmapd "$CONF"
@@ -247,17 +228,7 @@ make_table() {
 	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
 		-keyout "$sec/s/tls.key" -out "$sec/s/tls.crt" -subj /CN=k.example 2>/dev/null
 	chmod 0600 "$sec/s/tls.key"
-	cat >"$CONF" <<-EOF
-		---
-		apiVersion: getambassador.io/v2
-		kind: TLSContext
-		metadata:
-		  name: ctx
-		spec:
-		  hosts: [k.example]
-		  secret: s
-	EOF
-	write_mapping "$CONF" k "$PORT" "127.0.0.1:$UP" "host: k.example"
+	write_tls_mapping s
 	as_nobody ln -s "$sec" "$PUB/nob/secrets"
 	run "$TCPMAPCTL" check --config "$CONF" --secrets-dir "$PUB/nob/secrets"
 	echo "$output"

@@ -51,16 +51,7 @@ import json, sys
 print(sum(c["active"] for c in json.load(sys.stdin)["clusters"]))'
 }
 
-setup_file() {
-	sd_require || return 0
-	sd_choose_build
-	export UP
-	UP=$(pick_port)
-	: >"$BATS_FILE_TMPDIR/pids"
-	start_echo "$UP"
-	sd_start
-	sd_install
-}
+setup_file() { sd_setup_installed; }
 
 setup() { sd_skip_unavailable; }
 

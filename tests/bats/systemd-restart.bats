@@ -38,7 +38,6 @@ pick_quiet_port() {
 svc_clear() { echo "tcpmap@$P.service"; }
 svc_tls() { echo "tcpmap@$T.service"; }
 
-main_pid() { sb systemctl show -p MainPID --value "$1"; }
 fdstore_count() { sb systemctl show -p NFileDescriptorStore --value "$1"; }
 
 # wait_fdstore UNIT N: bounded wait (5 s) until UNIT's fd store holds N fds.
@@ -62,15 +61,7 @@ setup() {
 }
 
 # A test that failed half-way may leave its streams running: stop them by PID.
-teardown() {
-	local f pid
-	for f in "$BATS_TEST_TMPDIR"/*.pid; do
-		[ -e "$f" ] || continue
-		pid=$(cat "$f")
-		stream_running "$pid" && kill "$pid" 2>/dev/null
-	done
-	return 0
-}
+teardown() { sd_stop_test_pids; }
 
 # restart UNIT: `systemctl restart`, and a new main process that is up. Prints its PID.
 restart() {
@@ -86,17 +77,6 @@ restart() {
 }
 
 # ---- the journal --------------------------------------------------------------------
-
-# events UNIT: one line per tcpmapd event of UNIT, "PID EVENT RESULT MESSAGE_ID".
-events() {
-	sb journalctl --no-pager -o json -u "$1" | python3 -c '
-import json, sys
-for line in sys.stdin:
-    e = json.loads(line)
-    if "TCPMAP_EVENT" in e:
-        print(e.get("_PID"), e["TCPMAP_EVENT"], e.get("TCPMAP_RESULT", "-"), e.get("MESSAGE_ID", "-"))
-'
-}
 
 # count_events EVENTS PID EVENT [MESSAGE_ID]: how many lines of EVENTS match.
 count_events() {
@@ -186,20 +166,6 @@ wait_counted_everywhere() {
 
 # ---- setup --------------------------------------------------------------------------
 
-make_pki() {
-	local d=$BATS_FILE_TMPDIR/pki
-	mkdir -p "$d"
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-		-keyout "$d/ca.key" -out "$d/ca.crt" -days 2 -subj "/CN=tcpmap-restart-ca" 2>/dev/null
-	printf 'subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
-		"$TLS_NAME" >"$d/server.ext"
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-		-keyout "$d/server.key" -out "$d/server.csr" -subj "/CN=$TLS_NAME" 2>/dev/null
-	openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
-		-CAcreateserial -days 2 -out "$d/server.crt" -extfile "$d/server.ext" 2>/dev/null
-}
-
-
 setup_file() {
 	sd_require || return 0
 	sd_choose_build
@@ -212,7 +178,7 @@ setup_file() {
 	UP2=$(pick_quiet_port "$P" "$T" "$L" "$UP")
 	start_echo "$UP"
 	start_echo "$UP2"
-	make_pki
+	sd_make_server_pki "$PKI" tcpmap-restart-ca "$TLS_NAME"
 
 	sd_start
 	# The secret root-only, handed in with LoadCredential= to the TLS port's instance alone,
@@ -289,7 +255,7 @@ setup_file() {
 }
 
 teardown_file() {
-	local pid leftover=0
+	local leftover=0
 	sd_stop
 	sd_kill_recorded
 	# Nothing of the sandbox may outlive the file: no state, no listener, no process.
@@ -297,16 +263,7 @@ teardown_file() {
 	for p in ${P:-} ${T:-} ${L:-}; do
 		wait_port_free "$p" || { echo "port $p still listening" >&2; leftover=1; }
 	done
-	if [ -f "$BATS_FILE_TMPDIR/pids" ]; then
-		for pid in $(cat "$BATS_FILE_TMPDIR/pids"); do
-			for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-			if kill -0 "$pid" 2>/dev/null; then
-				echo "process $pid still running" >&2
-				kill -KILL "$pid" 2>/dev/null
-				leftover=1
-			fi
-		done
-	fi
+	sd_recorded_gone || leftover=1
 	return "$leftover"
 }
 

@@ -34,17 +34,8 @@ reset_units() {
 	sb systemctl reset-failed 'tcpmap*' || true
 }
 
-setup_file() {
-	sd_require || return 0
-	sd_choose_build
-	export UP
-	UP=$(pick_port)
-	: >"$BATS_FILE_TMPDIR/pids"
-	start_echo "$UP"
-	sd_start
-	# No config before the install: `make install` writes its commented-out example.
-	sd_install
-}
+# No config before the install: `make install` writes its commented-out example.
+setup_file() { sd_setup_installed; }
 
 setup() { sd_skip_unavailable; }
 

@@ -22,18 +22,6 @@ TLSIDLE_PY=$ROOT/tests/lib/tlsidle.py
 N=20
 
 svc() { echo "tcpmap@$P.service"; }
-main_pid() { sb systemctl show -p MainPID --value "$1"; }
-
-# events UNIT: one line per tcpmapd event of UNIT, "PID EVENT RESULT MESSAGE_ID".
-events() {
-	sb journalctl --no-pager -o json -u "$1" | python3 -c '
-import json, sys
-for line in sys.stdin:
-    e = json.loads(line)
-    if "TCPMAP_EVENT" in e:
-        print(e.get("_PID"), e["TCPMAP_EVENT"], e.get("TCPMAP_RESULT", "-"), e.get("MESSAGE_ID", "-"))
-'
-}
 
 # count_events PID EVENT [RESULT]: how many such events the journal has (waits up to 10 s for
 # at least $4 of them when given).
@@ -127,15 +115,7 @@ setup() {
 	sb systemctl start "tcpmap@$P.socket" "$(svc)"
 }
 
-teardown() {
-	local f pid
-	for f in "$BATS_TEST_TMPDIR"/*.pid; do
-		[ -e "$f" ] || continue
-		pid=$(cat "$f")
-		stream_running "$pid" && kill "$pid" 2>/dev/null
-	done
-	return 0
-}
+teardown() { sd_stop_test_pids; }
 
 setup_file() {
 	sd_require || return 0
@@ -147,24 +127,13 @@ setup_file() {
 	UP2=$(pick_port "$P" "$UP")
 	start_echo "$UP"
 	start_echo "$UP2"
-	local d=$PKI
-	mkdir -p "$d"
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-		-keyout "$d/ca.key" -out "$d/ca.crt" -days 2 -subj "/CN=tcpmap-upgrade-ca" 2>/dev/null
-	printf 'subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
-		"$TLS_NAME" >"$d/server.ext"
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-		-keyout "$d/server.key" -out "$d/server.csr" -subj "/CN=$TLS_NAME" 2>/dev/null
-	openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
-		-CAcreateserial -days 2 -out "$d/server.crt" -extfile "$d/server.ext" 2>/dev/null
+	sd_make_server_pki "$PKI" tcpmap-upgrade-ca "$TLS_NAME"
 	# the second build, as a package upgrade brings
 	make -C "$ROOT" -s SAN=0 BUILD="$UPGRADE_BUILD" VERSION="$UPGRADE_VERSION" \
 		"$UPGRADE_BUILD/tcpmapd" "$UPGRADE_BUILD/tcpmap-tls.so" >&2
 
 	sd_start
-	sb sh -c 'umask 022; mkdir -p /etc/tcpmap/secrets/upgradesecret'
-	sb sh -c 'umask 022; cat >/etc/tcpmap/secrets/upgradesecret/tls.crt' <"$PKI/server.crt"
-	sb sh -c 'umask 022; cat >/etc/tcpmap/secrets/upgradesecret/tls.key' <"$PKI/server.key"
+	sd_install_secret upgradesecret
 	# No drain_timeout_ms: the defaults are what is tested.
 	sb sh -c 'umask 022; mkdir -p /etc/tcpmap; cat >/etc/tcpmap/tcpmap.yaml' <<-EOF
 		---
@@ -203,21 +172,12 @@ setup_file() {
 }
 
 teardown_file() {
-	local pid leftover=0
+	local leftover=0
 	sd_stop
 	sd_kill_recorded
 	[ ! -e "$BATS_FILE_TMPDIR/sandbox" ] || { echo "sandbox state left behind" >&2; leftover=1; }
 	[ -z "${P:-}" ] || wait_port_free "$P" || { echo "port $P still listening" >&2; leftover=1; }
-	if [ -f "$BATS_FILE_TMPDIR/pids" ]; then
-		for pid in $(cat "$BATS_FILE_TMPDIR/pids"); do
-			for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-			if kill -0 "$pid" 2>/dev/null; then
-				echo "process $pid still running" >&2
-				kill -KILL "$pid" 2>/dev/null
-				leftover=1
-			fi
-		done
-	fi
+	sd_recorded_gone || leftover=1
 	return "$leftover"
 }
 

@@ -72,14 +72,10 @@ activate_children() {
 }
 
 # wait_activate_children PID N: bounded wait (5 s) until PID has exactly N live children.
+activate_child_count() { activate_children "$1" | wc -l; }
 wait_activate_children() {
-	local i n
-	for ((i = 0; i < 50; i++)); do
-		n=$(activate_children "$1" | wc -l)
-		[ "$n" -eq "$2" ] && return 0
-		sleep 0.1
-	done
-	echo "socket-activate $1 has $n live children, wanted $2" >&2
+	wait_count -eq "$2" 50 activate_child_count "$1" && return 0
+	echo "socket-activate $1 has $WAIT_COUNT_LAST live children, wanted $2" >&2
 	return 1
 }
 
@@ -135,13 +131,8 @@ established_to() {
 
 # wait_established PORT N: bounded wait (5 s) until exactly N connections are up on PORT.
 wait_established() {
-	local i n
-	for ((i = 0; i < 50; i++)); do
-		n=$(established_to "$1")
-		[ "$n" -eq "$2" ] && return 0
-		sleep 0.1
-	done
-	echo "port $1: $n established connections, wanted $2" >&2
+	wait_count -eq "$2" 50 established_to "$1" && return 0
+	echo "port $1: $WAIT_COUNT_LAST established connections, wanted $2" >&2
 	return 1
 }
 

@@ -102,6 +102,20 @@ stop_all_pids() {
 	: >"$PIDS_FILE"
 }
 
+# wait_count OP N TENTHS CMD...: bounded wait (TENTHS x 0.1 s) until the number CMD prints
+# compares OP (-eq, -le, ...) to N. WAIT_COUNT_LAST holds the number it printed last, for the
+# caller's message when it fails.
+wait_count() {
+	local op=$1 want=$2 tenths=$3 i
+	shift 3
+	for ((i = 0; i < tenths; i++)); do
+		WAIT_COUNT_LAST=$("$@")
+		[ "$WAIT_COUNT_LAST" "$op" "$want" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 # ---- a network namespace of the test's own ---------------------------------------------
 
 # netns_enter: from here on this test's upstreams, tcpmapd, clients and port checks run in a

@@ -133,13 +133,8 @@ fd_count() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 # wait_fds_at_most PID MAX TENTHS: bounded wait until PID has at most MAX fds open; fails
 # with the count it saw last.
 wait_fds_at_most() {
-	local i n
-	for ((i = 0; i < $3; i++)); do
-		n=$(fd_count "$1")
-		[ "$n" -le "$2" ] && return 0
-		sleep 0.1
-	done
-	echo "pid $1 still has $n fds open, wanted at most $2" >&2
+	wait_count -le "$2" "$3" fd_count "$1" && return 0
+	echo "pid $1 still has $WAIT_COUNT_LAST fds open, wanted at most $2" >&2
 	return 1
 }
 

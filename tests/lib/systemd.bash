@@ -290,3 +290,83 @@ stream_running() {
 
 # field LINE KEY: KEY's value in a stream.py line.
 field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
+
+# ---- pieces the restart and upgrade files share -------------------------------------
+
+# main_pid UNIT: its MainPID, 0 when it runs none.
+main_pid() { sb systemctl show -p MainPID --value "$1"; }
+
+# events UNIT: one line per tcpmapd event of UNIT, "PID EVENT RESULT MESSAGE_ID".
+events() {
+	sb journalctl --no-pager -o json -u "$1" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    e = json.loads(line)
+    if "TCPMAP_EVENT" in e:
+        print(e.get("_PID"), e["TCPMAP_EVENT"], e.get("TCPMAP_RESULT", "-"), e.get("MESSAGE_ID", "-"))
+'
+}
+
+# sd_make_server_pki DIR CA_CN NAME: a CA (DIR/ca.crt) and a serverAuth certificate for NAME
+# that it signed (DIR/server.crt, DIR/server.key).
+sd_make_server_pki() {
+	local d=$1
+	mkdir -p "$d"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$d/ca.key" -out "$d/ca.crt" -days 2 -subj "/CN=$2" 2>/dev/null
+	printf 'subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
+		"$3" >"$d/server.ext"
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$d/server.key" -out "$d/server.csr" -subj "/CN=$3" 2>/dev/null
+	openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
+		-CAcreateserial -days 2 -out "$d/server.crt" -extfile "$d/server.ext" 2>/dev/null
+}
+
+# sd_install_secret NAME: $PKI/server.crt and .key as the sandbox's secret NAME, where
+# tcpmapd looks for it by default, readable by the dynamic user.
+sd_install_secret() {
+	sb sh -c "umask 022; mkdir -p /etc/tcpmap/secrets/$1"
+	sb sh -c "umask 022; cat >/etc/tcpmap/secrets/$1/tls.crt" <"$PKI/server.crt"
+	sb sh -c "umask 022; cat >/etc/tcpmap/secrets/$1/tls.key" <"$PKI/server.key"
+}
+
+# sd_stop_test_pids: a test's teardown; what a test that failed half-way left running
+# ($BATS_TEST_TMPDIR/*.pid) is stopped by PID.
+sd_stop_test_pids() {
+	local f pid
+	for f in "$BATS_TEST_TMPDIR"/*.pid; do
+		[ -e "$f" ] || continue
+		pid=$(cat "$f")
+		stream_running "$pid" && kill "$pid" 2>/dev/null
+	done
+	return 0
+}
+
+# sd_recorded_gone: after sd_kill_recorded, fails (and kills it) when a recorded process
+# still runs 3 s later.
+sd_recorded_gone() {
+	local pid leftover=0
+	[ -f "$BATS_FILE_TMPDIR/pids" ] || return 0
+	for pid in $(cat "$BATS_FILE_TMPDIR/pids"); do
+		for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		if kill -0 "$pid" 2>/dev/null; then
+			echo "process $pid still running" >&2
+			kill -KILL "$pid" 2>/dev/null
+			leftover=1
+		fi
+	done
+	return "$leftover"
+}
+
+# sd_setup_installed: a setup_file for a file that needs only `make install` in a started
+# sandbox and one echo upstream on $UP (no config is written).
+sd_setup_installed() {
+	sd_require || return 0
+	sd_choose_build
+	export UP
+	UP=$(pick_port)
+	: >"$BATS_FILE_TMPDIR/pids"
+	start_echo "$UP"
+	sd_start
+	sd_install
+}

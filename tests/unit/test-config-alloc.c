@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "helpers-config.h"
 #include "util.h"
 
 /* ---- the failing allocator ------------------------------------------------------------ */
@@ -158,18 +159,6 @@ static const char mappings[] =
 	"  enable_ipv4: &yes true\n"
 	"  enable_ipv6: *yes\n"
 	"  proxy_protocol: v2\n";
-
-struct loaded {
-	int r;
-	struct config *config;
-	struct diag_list diags;
-};
-
-static void loaded_free(struct loaded *l) {
-	config_unref(l->config);
-	diag_list_free(&l->diags);
-	*l = (struct loaded){};
-}
 
 /* The model as text, without the generation number, which every load changes. */
 static char *describe(const struct config *c) {

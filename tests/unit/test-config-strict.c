@@ -17,87 +17,9 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "helpers-config.h"
 #include "textesc.h"
 #include "util.h"
-
-struct loaded {
-	int r;
-	struct config *config;
-	struct diag_list diags;
-};
-
-static void loaded_free(struct loaded *l) {
-	config_unref(l->config);
-	diag_list_free(&l->diags);
-}
-
-static void print_diags(const struct diag_list *d) {
-	for (size_t i = 0; i < d->n; i++)
-		print_message("# diag[%d] %s\n", d->items[i].level, d->items[i].message);
-}
-
-static struct loaded load(const char *yaml) {
-	struct loaded l = {};
-	l.r = config_load_buffer("t.yaml", yaml, strlen(yaml), NULL, &l.config, &l.diags);
-	return l;
-}
-
-static const struct diag *find_diag(const struct diag_list *d, enum diag_level level, unsigned line,
-				    const char *needle) {
-	for (size_t i = 0; i < d->n; i++)
-		if (d->items[i].level == level && (line == 0 || d->items[i].line == line) &&
-		    strstr(d->items[i].message, needle))
-			return &d->items[i];
-	return NULL;
-}
-
-static void assert_diag(const struct loaded *l, enum diag_level level, unsigned line,
-			const char *needle) {
-	if (!find_diag(&l->diags, level, line, needle)) {
-		print_message("# wanted level %d line %u: %s\n", level, line, needle);
-		print_diags(&l->diags);
-		fail();
-	}
-}
-
-static void assert_no_diag(const struct loaded *l, const char *needle) {
-	for (size_t i = 0; i < l->diags.n; i++)
-		if (strstr(l->diags.items[i].message, needle)) {
-			print_diags(&l->diags);
-			fail_msg("unexpected diag: %s", needle);
-		}
-}
-
-static void assert_error(const struct loaded *l, unsigned line, const char *needle) {
-	if (l->r != -EINVAL) {
-		print_diags(&l->diags);
-		assert_int_equal(l->r, -EINVAL);
-	}
-	assert_null(l->config);
-	assert_diag(l, DIAG_ERROR, line, needle);
-}
-
-static void assert_ok(const struct loaded *l) {
-	if (l->r != 0)
-		print_diags(&l->diags);
-	assert_int_equal(l->r, 0);
-	assert_non_null(l->config);
-}
-
-static struct mapping *find_mapping(const struct config *c, const char *name) {
-	for (size_t i = 0; i < c->n_mappings; i++)
-		if (streq(c->mappings[i]->name, name))
-			return c->mappings[i];
-	fail_msg("no mapping %s", name);
-	return NULL;
-}
-
-#define HEAD(name)                                                                                 \
-	"apiVersion: getambassador.io/v2\n"                                                        \
-	"kind: TCPMapping\n"                                                                       \
-	"metadata:\n"                                                                              \
-	"  name: " name "\n"                                                                       \
-	"spec:\n"
 
 /* ---- item 2: merge keys ----------------------------------------------------------------- */
 

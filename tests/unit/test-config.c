@@ -18,86 +18,13 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "helpers-config.h"
 #include "route.h"
 #include "util.h"
 
 #ifndef EXAMPLES_DIR
 #define EXAMPLES_DIR "conf/examples"
 #endif
-
-struct loaded {
-	int r;
-	struct config *config;
-	struct diag_list diags;
-};
-
-static void loaded_free(struct loaded *l) {
-	config_unref(l->config);
-	diag_list_free(&l->diags);
-}
-
-static void print_diags(const struct diag_list *d) {
-	for (size_t i = 0; i < d->n; i++)
-		print_message("# diag[%d] %s\n", d->items[i].level, d->items[i].message);
-}
-
-static struct loaded load_opts(const char *yaml, const struct config_options *opts) {
-	struct loaded l = {};
-	l.r = config_load_buffer("t.yaml", yaml, strlen(yaml), opts, &l.config, &l.diags);
-	return l;
-}
-
-static struct loaded load(const char *yaml) { return load_opts(yaml, NULL); }
-
-/* The diag at `level` on `line` whose message contains `needle`, or NULL. */
-static const struct diag *find_diag(const struct diag_list *d, enum diag_level level, unsigned line,
-				    const char *needle) {
-	for (size_t i = 0; i < d->n; i++)
-		if (d->items[i].level == level && d->items[i].line == line &&
-		    strstr(d->items[i].message, needle))
-			return &d->items[i];
-	return NULL;
-}
-
-static void assert_diag(const struct loaded *l, enum diag_level level, unsigned line,
-			const char *needle) {
-	if (!find_diag(&l->diags, level, line, needle)) {
-		print_message("# wanted level %d line %u: %s\n", level, line, needle);
-		print_diags(&l->diags);
-		fail();
-	}
-}
-
-static void assert_error(const struct loaded *l, unsigned line, const char *needle) {
-	if (l->r != -EINVAL) {
-		print_diags(&l->diags);
-		assert_int_equal(l->r, -EINVAL);
-	}
-	assert_null(l->config);
-	assert_diag(l, DIAG_ERROR, line, needle);
-}
-
-static void assert_ok(const struct loaded *l) {
-	if (l->r != 0)
-		print_diags(&l->diags);
-	assert_int_equal(l->r, 0);
-	assert_non_null(l->config);
-}
-
-static struct mapping *find_mapping(const struct config *c, const char *name) {
-	for (size_t i = 0; i < c->n_mappings; i++)
-		if (streq(c->mappings[i]->name, name))
-			return c->mappings[i];
-	fail_msg("no mapping %s", name);
-	return NULL;
-}
-
-#define HEAD(name)                                                                                 \
-	"apiVersion: getambassador.io/v2\n"                                                        \
-	"kind: TCPMapping\n"                                                                       \
-	"metadata:\n"                                                                              \
-	"  name: " name "\n"                                                                       \
-	"spec:\n"
 
 /* ---- validation errors, each with its line -------------------------------------------- */
 
