@@ -201,7 +201,7 @@ deb:
 	if [ -n "$(DEB_VERSION)" ]; then { printf 'tcpmap (%s) unstable; urgency=medium\n\n  * Rebuilt as %s.\n\n -- %s  %s\n\n' \
 		"$(DEB_VERSION)" "$(DEB_VERSION)" "$$(sed -n 's/^Maintainer: //p' debian/control)" "$$(date -R)"; \
 		cat debian/changelog; } > $(DEB_DIR)/src/debian/changelog; fi
-	cd $(DEB_DIR)/src && dpkg-buildpackage -us -uc -b >../build.log 2>&1 || \
+	cd $(DEB_DIR)/src && DEB_BUILD_OPTIONS="parallel=$$(nproc) $$DEB_BUILD_OPTIONS" dpkg-buildpackage -us -uc -b >../build.log 2>&1 || \
 		{ tail -30 ../build.log; exit 1; }
 	lintian --fail-on error $(DEB_DIR)/tcpmap_*.deb
 	@ls $(DEB_DIR)/*.deb
