@@ -48,6 +48,9 @@ relays() {
 }
 
 @test "10 000 mappings over 1 000 listeners run; a reload to 15 000 grows the table under 20 streams" {
+	# scale, not memory safety: under ASan the reload of 15 000 outlasts this test's bounds,
+	# and the growth path itself runs under ASan in test-breaker and the test below
+	[ "${TCPMAP_SAN:-0}" != 1 ] || skip "the plain run measures scale; ASan multiplies every step"
 	local conf=$BATS_TEST_TMPDIR/scale.yaml ports=$BATS_TEST_TMPDIR/listener-ports
 	local up=() p i
 	for i in 0 1 2; do

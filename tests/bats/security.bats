@@ -179,6 +179,9 @@ make_table() {
 
 @test "finding 5: after handshakes the RSA key's PEM, DER and d are found only in the secure heap" {
 	python3 -c 'import cryptography' 2>/dev/null || skip "python3-cryptography missing"
+	# ASan's shadow memory is terabytes of mapping that cannot be read whole, and its
+	# allocator is not the one a real tcpmapd runs with: the plain run scans the real thing
+	[ "${TCPMAP_SAN:-0}" != 1 ] || skip "the plain run scans the memory of the real allocator"
 	local sec=$BATS_TEST_TMPDIR/secrets
 	mkdir -p "$sec/rsa"
 	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=k.example \
