@@ -206,63 +206,22 @@ static int find_secret_pair(struct tls_loader *L, const struct tls_context *t, c
 	return -EINVAL;
 }
 
-/* A CA secret: in the secrets directory, its ca.crt if present (Kubernetes convention),
- * else its tls.crt; as a credential, NAME.crt. No key is needed. */
-static int find_secret_ca(struct tls_loader *L, const struct tls_context *t, const char *name,
-                          char **ret) {
+/* A secret that is one file: as a credential NAME`cred_suffix`, else in the secrets
+ * directory NAME/`keys[0]`, NAME/`keys[1]`, ... in turn. `field` names it in diags. */
+static int find_secret_file(struct tls_loader *L, const struct tls_context *t, enum tls_field field,
+                            const char *what, const char *name, const char *cred_suffix,
+                            const char *const *keys, size_t n_keys, char **ret) {
 	_cleanup_(strv_freep) char **tried = NULL;
 	_cleanup_free_ char *tried_text = NULL;
 	size_t n_tried = 0;
 
-	for (int place = 0; place < 3; place++) {
-		_cleanup_free_ char *path = NULL;
-		int r;
-
-		if (place == 0 && !L->credentials_dir)
-			continue;
-		r = place == 0   ? asprintf(&path, "%s/%s.crt", L->credentials_dir, name)
-		    : place == 1 ? asprintf(&path, "%s/%s/ca.crt", L->secrets_dir, name)
-		                 : asprintf(&path, "%s/%s/tls.crt", L->secrets_dir, name);
-		if (r < 0)
-			return -ENOMEM;
-		r = probe_file(path);
-		if (r == -ENOENT || r == -ENOTDIR) {
-			if (strv_push(&tried, &n_tried, TAKE_PTR(path)) < 0)
-				return -ENOMEM;
-			continue;
-		}
-		if (r < 0) {
-			field_error(L, t, TF_CA_SECRET, "ca_secret \"%s\": cannot read %s: %s",
-			            name, path, strerror(-r));
-			return -EINVAL;
-		}
-		*ret = TAKE_PTR(path);
-		return 0;
-	}
-
-	tried_text = strv_join(tried, ", ");
-	if (!tried_text)
-		return -ENOMEM;
-	field_error(L, t, TF_CA_SECRET, "ca_secret \"%s\": not found; tried %s", name, tried_text);
-	return -EINVAL;
-}
-
-/* A CRL secret: as a credential NAME.crl; in the secrets directory its crl.pem (the key
- * Emissary's CRL secrets use), else ca.crl, else tls.crl. */
-static int find_secret_crl(struct tls_loader *L, const struct tls_context *t, const char *name,
-                           char **ret) {
-	static const char *const keys[] = {"crl.pem", "ca.crl", "tls.crl"};
-	_cleanup_(strv_freep) char **tried = NULL;
-	_cleanup_free_ char *tried_text = NULL;
-	size_t n_tried = 0;
-
-	for (int place = -1; place < (int)ELEMENTSOF(keys); place++) {
+	for (int place = -1; place < (int)n_keys; place++) {
 		_cleanup_free_ char *path = NULL;
 		int r;
 
 		if (place < 0 && !L->credentials_dir)
 			continue;
-		r = place < 0 ? asprintf(&path, "%s/%s.crl", L->credentials_dir, name)
+		r = place < 0 ? asprintf(&path, "%s/%s%s", L->credentials_dir, name, cred_suffix)
 		              : asprintf(&path, "%s/%s/%s", L->secrets_dir, name, keys[place]);
 		if (r < 0)
 			return -ENOMEM;
@@ -273,8 +232,8 @@ static int find_secret_crl(struct tls_loader *L, const struct tls_context *t, co
 			continue;
 		}
 		if (r < 0) {
-			field_error(L, t, TF_CRL_SECRET, "crl_secret \"%s\": cannot read %s: %s",
-			            name, path, strerror(-r));
+			field_error(L, t, field, "%s \"%s\": cannot read %s: %s", what, name, path,
+			            strerror(-r));
 			return -EINVAL;
 		}
 		*ret = TAKE_PTR(path);
@@ -283,9 +242,26 @@ static int find_secret_crl(struct tls_loader *L, const struct tls_context *t, co
 	tried_text = strv_join(tried, ", ");
 	if (!tried_text)
 		return -ENOMEM;
-	field_error(L, t, TF_CRL_SECRET, "crl_secret \"%s\": not found; tried %s", name,
-	            tried_text);
+	field_error(L, t, field, "%s \"%s\": not found; tried %s", what, name, tried_text);
 	return -EINVAL;
+}
+
+/* A CA secret: as a credential, NAME.crt; in the secrets directory, its ca.crt if present
+ * (Kubernetes convention), else its tls.crt. No key is needed. */
+static int find_secret_ca(struct tls_loader *L, const struct tls_context *t, const char *name,
+                          char **ret) {
+	static const char *const keys[] = {"ca.crt", "tls.crt"};
+	return find_secret_file(L, t, TF_CA_SECRET, "ca_secret", name, ".crt", keys,
+	                        ELEMENTSOF(keys), ret);
+}
+
+/* A CRL secret: as a credential NAME.crl; in the secrets directory its crl.pem (the key
+ * Emissary's CRL secrets use), else ca.crl, else tls.crl. */
+static int find_secret_crl(struct tls_loader *L, const struct tls_context *t, const char *name,
+                           char **ret) {
+	static const char *const keys[] = {"crl.pem", "ca.crl", "tls.crl"};
+	return find_secret_file(L, t, TF_CRL_SECRET, "crl_secret", name, ".crl", keys,
+	                        ELEMENTSOF(keys), ret);
 }
 
 static int check_given_file(struct tls_loader *L, const struct tls_context *t, enum tls_field field,
