@@ -8,6 +8,8 @@
  * a scrape never shows a reset that did not happen. */
 #include "metrics.h"
 
+#include <stddef.h>
+
 #include "breaker.h"
 #include "result.h"
 #include "util.h"
@@ -174,22 +176,68 @@ static int entries_collect(struct breaker_table *t, struct cluster_row **ret, si
 	return 0;
 }
 
+/* One number per cluster, read from its stats: the families that differ only in name, type,
+ * help and field. `no_limit_is_zero`: absent when 0 (a limit that is not set). */
+struct cluster_family {
+	const char *name, *type, *help;
+	size_t offset;
+	bool is32, no_limit_is_zero;
+};
+
+#define STAT(field) offsetof(struct breaker_entry_stats, field)
+#define STAT32(field) STAT(field), true
+#define STAT64(field) STAT(field), false
+
+static const struct cluster_family families_before_results[] = {
+        {"tcpmap_connections_active", "gauge",
+         "Upstream connections of the cluster established now.", STAT32(active), false},
+        {"tcpmap_connections_pending", "gauge",
+         "Upstream connections of the cluster being connected now.", STAT32(pending), false},
+        {"tcpmap_connections_admitted_total", "counter",
+         "Connections admitted by the cluster's circuit breaker.", STAT64(total), false},
+};
+
+static const struct cluster_family families_after_results[] = {
+        {"tcpmap_upstream_sent_bytes_total", "counter",
+         "Bytes relayed from clients to the cluster's upstream, counted when a "
+         "connection ends.",
+         STAT64(bytes_in), false},
+        {"tcpmap_upstream_received_bytes_total", "counter",
+         "Bytes relayed from the cluster's upstream to clients, counted when a "
+         "connection ends.",
+         STAT64(bytes_out), false},
+        {"tcpmap_breaker_max_connections", "gauge",
+         "The cluster's circuit breaker max_connections (absent: no limit).",
+         STAT32(max_connections), true},
+        {"tcpmap_breaker_max_pending_requests", "gauge",
+         "The cluster's circuit breaker max_pending_requests (absent: no limit).",
+         STAT32(max_pending_requests), true},
+        {"tcpmap_breaker_overflows_total", "counter",
+         "Connections refused because the cluster's circuit breaker was open.", STAT64(overflows),
+         false},
+        {"tcpmap_upstream_connect_failures_total", "counter",
+         "Upstream connects of the cluster that failed or timed out.", STAT64(connect_failures),
+         false},
+};
+
+static void write_cluster_families(FILE *out, enum metrics_format f,
+                                   const struct cluster_family *fam, size_t n_fam,
+                                   const struct cluster_row *rows, size_t n) {
+	for (size_t k = 0; k < n_fam; k++) {
+		family(out, f, fam[k].name, fam[k].type, fam[k].help);
+		for (size_t i = 0; i < n; i++) {
+			const char *p = (const char *)&rows[i].view.stats + fam[k].offset;
+			uint64_t v = fam[k].is32 ? *(const uint32_t *)p : *(const uint64_t *)p;
+			if (v || !fam[k].no_limit_is_zero)
+				sample(out, fam[k].name, &rows[i], NULL, v);
+		}
+	}
+}
+
 static void write_entries(FILE *out, enum metrics_format f, const struct cluster_row *rows,
                           size_t n) {
-	family(out, f, "tcpmap_connections_active", "gauge",
-	       "Upstream connections of the cluster established now.");
-	for (size_t i = 0; i < n; i++)
-		sample(out, "tcpmap_connections_active", &rows[i], NULL, rows[i].view.stats.active);
-	family(out, f, "tcpmap_connections_pending", "gauge",
-	       "Upstream connections of the cluster being connected now.");
-	for (size_t i = 0; i < n; i++)
-		sample(out, "tcpmap_connections_pending", &rows[i], NULL,
-		       rows[i].view.stats.pending);
-	family(out, f, "tcpmap_connections_admitted_total", "counter",
-	       "Connections admitted by the cluster's circuit breaker.");
-	for (size_t i = 0; i < n; i++)
-		sample(out, "tcpmap_connections_admitted_total", &rows[i], NULL,
-		       rows[i].view.stats.total);
+	write_cluster_families(out, f, families_before_results, ELEMENTSOF(families_before_results),
+	                       rows, n);
 
 	family(out, f, "tcpmap_connections_total", "counter",
 	       "Connections routed to the cluster that ended, by result (TCPMAP_RESULT= in "
@@ -202,41 +250,8 @@ static void write_entries(FILE *out, enum metrics_format f, const struct cluster
 			       rows[i].view.stats.results[r]);
 		}
 
-	family(out, f, "tcpmap_upstream_sent_bytes_total", "counter",
-	       "Bytes relayed from clients to the cluster's upstream, counted when a "
-	       "connection ends.");
-	for (size_t i = 0; i < n; i++)
-		sample(out, "tcpmap_upstream_sent_bytes_total", &rows[i], NULL,
-		       rows[i].view.stats.bytes_in);
-	family(out, f, "tcpmap_upstream_received_bytes_total", "counter",
-	       "Bytes relayed from the cluster's upstream to clients, counted when a "
-	       "connection ends.");
-	for (size_t i = 0; i < n; i++)
-		sample(out, "tcpmap_upstream_received_bytes_total", &rows[i], NULL,
-		       rows[i].view.stats.bytes_out);
-
-	family(out, f, "tcpmap_breaker_max_connections", "gauge",
-	       "The cluster's circuit breaker max_connections (absent: no limit).");
-	for (size_t i = 0; i < n; i++)
-		if (rows[i].view.stats.max_connections)
-			sample(out, "tcpmap_breaker_max_connections", &rows[i], NULL,
-			       rows[i].view.stats.max_connections);
-	family(out, f, "tcpmap_breaker_max_pending_requests", "gauge",
-	       "The cluster's circuit breaker max_pending_requests (absent: no limit).");
-	for (size_t i = 0; i < n; i++)
-		if (rows[i].view.stats.max_pending_requests)
-			sample(out, "tcpmap_breaker_max_pending_requests", &rows[i], NULL,
-			       rows[i].view.stats.max_pending_requests);
-	family(out, f, "tcpmap_breaker_overflows_total", "counter",
-	       "Connections refused because the cluster's circuit breaker was open.");
-	for (size_t i = 0; i < n; i++)
-		sample(out, "tcpmap_breaker_overflows_total", &rows[i], NULL,
-		       rows[i].view.stats.overflows);
-	family(out, f, "tcpmap_upstream_connect_failures_total", "counter",
-	       "Upstream connects of the cluster that failed or timed out.");
-	for (size_t i = 0; i < n; i++)
-		sample(out, "tcpmap_upstream_connect_failures_total", &rows[i], NULL,
-		       rows[i].view.stats.connect_failures);
+	write_cluster_families(out, f, families_after_results, ELEMENTSOF(families_after_results),
+	                       rows, n);
 
 	family(out, f, "tcpmap_connection_duration_seconds", "histogram",
 	       "How long the cluster's connections lasted, from accept to close.");
