@@ -104,7 +104,7 @@ for suite in $SUITES; do
 		dir=tests/bats; [ "$suite" = runner ] && dir=tests/runner
 		out=$LOG/$suite.tap
 		start=$SECONDS
-		timeout -k 10 "$BATS_TIMEOUT" bats --tap "$dir" 2>&1 | tee "$out"
+		timeout -k 10 "$BATS_TIMEOUT" bats --tap --timing "$dir" 2>&1 | tee "$out"
 		rc=${PIPESTATUS[0]}
 		count_tap "$out"
 		check_tap_run "$suite" "$out" "$rc" "$BATS_TIMEOUT" $((SECONDS - start))
