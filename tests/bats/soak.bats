@@ -31,16 +31,6 @@ teardown_file() {
 	run timeout -k 10 150 env SOAK_SECONDS=60 SOAK_OUT="$out" "$ROOT/tests/soak/soak.sh" "$(basename "$SB_BUILD")"
 	echo "$output"
 	[ "$status" -ne 77 ] || skip "soak.sh: ${lines[-1]}"
-	if [ "$status" -ne 0 ]; then
-		# One seeded run in 60 s is a sample, not the soak (make soak is): once in five CI
-		# runs an inetd connection made during the broken-config fault was not counted as
-		# exposed to it (an open harness question, see the closing note of that session).
-		# Its violations are printed above; a second seed must then pass on its own.
-		echo "# first soak run failed (violations above); running a second seed" >&3
-		rm -rf "$out"
-		run timeout -k 10 150 env SOAK_SECONDS=60 SOAK_OUT="$out" "$ROOT/tests/soak/soak.sh" "$(basename "$SB_BUILD")"
-		echo "$output"
-	fi
 	[ "$status" -eq 0 ]
 	[ "${lines[-1]}" = OK ]
 	# the run did inject faults and moved every kind of connection
