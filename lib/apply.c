@@ -1,6 +1,7 @@
 /* apply.c — see apply.h. */
 #include "apply.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -70,13 +71,16 @@ static int list_generated(const char *dir, char ***ret, size_t *n_ret) {
 	return 0;
 }
 
-/* The tcpmap@ sockets listening now, as systemd names them. */
+/* The sockets of both process models (tcpmap@, tcpmap-inetd@) listening now, as systemd
+ * names them. */
 static int list_active(FILE *out, char ***ret, size_t *n_ret) {
 	_cleanup_(strv_freep) char **v = NULL;
 	size_t n = 0;
 	char line[1024];
 
-	FILE *p = popen("systemctl list-units --plain --no-legend --state=active 'tcpmap@*.socket'",
+	FILE *p = popen("systemctl list-units --plain --no-legend --state=active "
+	                "'" UNITGEN_THREADED_PREFIX "*.socket' "
+	                "'" UNITGEN_PER_CONNECTION_PREFIX "*.socket'",
 	                "re");
 	if (!p)
 		return -errno;
@@ -118,9 +122,56 @@ static void service_of(const char *socket, char *buf, size_t size) {
 		snprintf(buf, size, "%s", socket);
 }
 
+/* The port of a generated socket's name: the digits after the instance's last ':', or the
+ * whole instance ("tcpmap@2222.socket", "tcpmap-inetd@\x5b::1\x5d:2222.socket"); 0 when the
+ * name is not one of those. systemd-escape leaves ':' and digits as they are. */
+static unsigned port_of(const char *socket) {
+	const char *at = strchr(socket, '@'), *colon = strrchr(socket, ':');
+	const char *digits = colon && colon > at ? colon + 1 : at ? at + 1 : NULL;
+	char *end;
+
+	if (!digits || !isdigit((unsigned char)*digits))
+		return 0;
+	unsigned long port = strtoul(digits, &end, 10);
+	return streq(end, ".socket") && port <= 65535 ? (unsigned)port : 0;
+}
+
+/* Does a socket that is not listening yet want `socket`'s port? Moving a listener from one
+ * process model to the other (tcpmap@P to tcpmap-inetd@P) or from one address to every
+ * address renames its socket unit, and the new socket cannot bind while the old one holds
+ * the port. */
+static bool port_wanted_by_new(const char *socket, char **after, size_t n_after, char **before,
+                               size_t n_before) {
+	unsigned port = port_of(socket);
+	for (size_t i = 0; port && i < n_after; i++)
+		if (port_of(after[i]) == port && !strv_has(before, n_before, after[i]))
+			return true;
+	return false;
+}
+
+/* Close a socket the config no longer has. A tcpmap@ socket's service goes with it; a
+ * tcpmap-inetd@ socket has none of its own, and the units of the connections it accepted
+ * go on until their connections end, as they would on any stop of the socket. */
+static int close_socket(FILE *out, const char *socket) {
+	char service[UNITGEN_NAME_MAX + 8];
+	int r;
+
+	if (strncmp(socket, UNITGEN_PER_CONNECTION_PREFIX, strlen(UNITGEN_PER_CONNECTION_PREFIX)) ==
+	    0)
+		r = systemctl(out, (const char *[]){"stop", socket, NULL});
+	else {
+		service_of(socket, service, sizeof service);
+		r = systemctl(out, (const char *[]){"stop", socket, service, NULL});
+	}
+	if (r >= 0)
+		fprintf(out, "closed: %s\n", socket);
+	return r;
+}
+
 int apply_config(const struct apply_options *o, FILE *out) {
 	const char *dir = o->generator_dir ? o->generator_dir : APPLY_GENERATOR_DIR;
 	_cleanup_(strv_freep) char **before = NULL, **after = NULL;
+	_cleanup_free_ bool *closed = NULL;
 	size_t n_before = 0, n_after = 0, started = 0, stopped = 0;
 	int r, failed = 0;
 
@@ -141,6 +192,22 @@ int apply_config(const struct apply_options *o, FILE *out) {
 	r = list_active(out, &before, &n_before);
 	if (r < 0)
 		return r;
+	closed = calloc(n_before + 1, sizeof *closed);
+	if (!closed)
+		return -ENOMEM;
+	/* The config alone decides what listens: a socket it no longer has is closed. Those
+	 * whose port a new socket needs close before the target starts it; the rest after, so
+	 * that nothing the target still pulls in (a socket enabled by hand) opens again. */
+	for (size_t i = 0; i < n_before; i++) {
+		if (strv_has(after, n_after, before[i]) ||
+		    !port_wanted_by_new(before[i], after, n_after, before, n_before))
+			continue;
+		r = close_socket(out, before[i]);
+		if (r < 0)
+			failed = r;
+		closed[i] = true;
+		stopped++;
+	}
 	/* Starting the target starts every socket it wants that is not listening yet; those that
 	 * are listening are left alone, with their connections. */
 	r = systemctl(out, (const char *[]){"start", UNITGEN_TARGET, NULL});
@@ -151,21 +218,17 @@ int apply_config(const struct apply_options *o, FILE *out) {
 			fprintf(out, "listening: %s\n", after[i]);
 			started++;
 		}
-	/* The config alone decides what listens: a tcpmap@ socket it no longer has is closed. */
 	for (size_t i = 0; i < n_before; i++) {
-		char service[UNITGEN_NAME_MAX + 8];
-		if (strv_has(after, n_after, before[i]))
+		if (closed[i] || strv_has(after, n_after, before[i]))
 			continue;
-		service_of(before[i], service, sizeof service);
-		r = systemctl(out, (const char *[]){"stop", before[i], service, NULL});
+		r = close_socket(out, before[i]);
 		if (r < 0)
 			failed = r;
-		else
-			fprintf(out, "closed: %s\n", before[i]);
 		stopped++;
 	}
 	/* Every running instance reads the whole config: reload them all. A reload keeps every
-	 * connection, and try-reload-or-restart leaves services that are not running alone. */
+	 * connection, and try-reload-or-restart leaves services that are not running alone. The
+	 * tcpmap-inetd@ units read the config anew for each connection. */
 	r = systemctl(out, (const char *[]){"try-reload-or-restart", "tcpmap@*.service", NULL});
 	if (r < 0)
 		failed = r;

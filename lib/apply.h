@@ -3,7 +3,8 @@
  * The config has been checked by the caller. This enables tcpmap.target (the generator's
  * switch), reruns the generator (daemon-reload), starts
  * tcpmap.target (so the sockets of new listeners listen), stops the sockets and services of
- * listeners that are gone, and reloads the running services, whose connections stay: a
+ * listeners that are gone (first, where a listener moved between tcpmap@ and tcpmap-inetd@
+ * and the new socket needs the port), and reloads the running services, whose connections stay: a
  * reload re-reads the config without closing anything. It talks to systemd by running
  * systemctl, as an operator would, and changes nothing else. */
 #pragma once

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include "netaddr.h"
@@ -344,6 +345,23 @@ static void refuse_colliding_listeners(struct kinds_state *s) {
 /* Settings that belong to the socket rather than to a route: one accept decides them before
  * the SNI picks a group, so every mapping on the listener must say the same. The first
  * mapping sets the listener's value; one that differs is an error naming both. */
+static const struct listener_setting {
+	enum mapping_field field;
+	const char *name;
+	size_t in_mapping, in_listener; /* offsets of the bools */
+} listener_settings[] = {
+        {MF_PER_CONNECTION_PROCESS, "per_connection_process",
+         offsetof(struct mapping, per_connection_process),
+         offsetof(struct listener, per_connection_process)},
+        {MF_PER_CONNECTION_UNIT, "per_connection_unit",
+         offsetof(struct mapping, per_connection_unit),
+         offsetof(struct listener, per_connection_unit)},
+};
+
+static bool mapping_setting(const struct mapping *m, const struct listener_setting *set) {
+	return *(const bool *)((const char *)m + set->in_mapping);
+}
+
 static void check_listener_settings(struct kinds_state *s, struct listener *l) {
 	const struct mapping *first = NULL;
 
@@ -352,18 +370,23 @@ static void check_listener_settings(struct kinds_state *s, struct listener *l) {
 			const struct mapping *m = l->groups[k]->mappings[i];
 			if (!first) {
 				first = m;
-				l->per_connection_process = m->per_connection_process;
+				for (size_t j = 0; j < ELEMENTSOF(listener_settings); j++)
+					*(bool *)((char *)l + listener_settings[j].in_listener) =
+					        mapping_setting(m, &listener_settings[j]);
 				continue;
 			}
-			if (m->per_connection_process == first->per_connection_process)
-				continue;
-			mapping_diag(s, DIAG_ERROR, m,
-			             field_or_mapping_pos(s, m, MF_PER_CONNECTION_PROCESS),
-			             "per_connection_process: differs from mapping \"%s\" "
-			             "(%s:%u:%u) on the same listener (address %s, port %u); "
-			             "mappings that share a listener must agree on it",
-			             first->name, first->pos.file, first->pos.line,
-			             first->pos.column, l->address ?: "*", l->port);
+			for (size_t j = 0; j < ELEMENTSOF(listener_settings); j++) {
+				const struct listener_setting *set = &listener_settings[j];
+				if (mapping_setting(m, set) == mapping_setting(first, set))
+					continue;
+				mapping_diag(
+				        s, DIAG_ERROR, m, field_or_mapping_pos(s, m, set->field),
+				        "%s: differs from mapping \"%s\" (%s:%u:%u) on the same "
+				        "listener (address %s, port %u); mappings that share a "
+				        "listener must agree on it",
+				        set->name, first->name, first->pos.file, first->pos.line,
+				        first->pos.column, l->address ?: "*", l->port);
+			}
 		}
 }
 

@@ -369,6 +369,21 @@ static int read_per_connection_process(FIELD_ARGS) {
 	return MIN(get_bool(o, def->key, value, &m->per_connection_process), 0);
 }
 
+/* Read after per_connection_process: a connection that is already a unit of its own, in a
+ * process of its own, has nothing to gain from a second process. */
+static int read_per_connection_unit(FIELD_ARGS) {
+	struct mapping *m = ((struct mapping_target *)target)->m;
+	int r = get_bool(o, def->key, value, &m->per_connection_unit);
+
+	(void)f;
+	if (r > 0 && m->per_connection_unit && m->per_connection_process)
+		yobject_diag(o, DIAG_ERROR, value,
+		             "per_connection_unit: cannot be combined with per_connection_process "
+		             "(each connection already has a process of its own, in its own "
+		             "tcpmap-inetd@ unit); choose one");
+	return MIN(r, 0);
+}
+
 /* Table order is the order the fields are read, and so the order of their diags. */
 static const struct field_def tcpmapping_fields[] = {
         [MF_PORT] = {"port", NULL, read_port, 0, 0},
@@ -387,6 +402,8 @@ static const struct field_def tcpmapping_fields[] = {
         [MF_TLS_PASSTHROUGH] = {"tls_passthrough", NULL, read_tls_passthrough, 0, FIELD_EXTENSION},
         [MF_PER_CONNECTION_PROCESS] = {"per_connection_process", NULL, read_per_connection_process,
                                        0, FIELD_EXTENSION},
+        [MF_PER_CONNECTION_UNIT] = {"per_connection_unit", NULL, read_per_connection_unit, 0,
+                                    FIELD_EXTENSION},
         /* Emissary's, meaningless to a single-host L4 proxy. */
         {"ambassador_id", NULL, NULL, 0, FIELD_NOT_USED},
         {"ambassadorId", NULL, NULL, 0, FIELD_NOT_USED},

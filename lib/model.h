@@ -110,6 +110,7 @@ struct mapping {
 	enum proxy_protocol proxy_protocol;
 	bool tls_passthrough;
 	bool per_connection_process; /* relay in a process of its own (a listener setting) */
+	bool per_connection_unit;    /* tcpmap-inetd@ serves the listener (a listener setting) */
 	char *cluster; /* key of the upstream cluster: service + tls + breakers, as Emissary */
 	struct mapping_group *group;
 	uint32_t breaker_entry; /* set by the server once, before the model is published */
@@ -142,6 +143,10 @@ struct listener {
 	/* every mapping says per_connection_process: each connection, once admitted and
 	 * connected, is relayed by a process forked for it alone */
 	bool per_connection_process;
+	/* every mapping says per_connection_unit: the listener's socket unit is
+	 * tcpmap-inetd@.socket (Accept=yes), so systemd accepts and starts one tcpmapd, in a
+	 * unit of its own, per connection; tcpmap@.socket is the one otherwise (lib/unitgen.c) */
+	bool per_connection_unit;
 	/* the lookup by port (model_index_listeners): its key, and the other listeners on the
 	 * same port, addresses first and the wildcard last */
 	char port_key[6];

@@ -81,8 +81,12 @@ int unitgen_plan(const struct config *c, struct unitgen_plan *ret) {
 			unitgen_plan_free(&p);
 			return r;
 		}
-		snprintf(u->template, sizeof u->template, "tcpmap@.socket");
-		int n = snprintf(u->name, sizeof u->name, "tcpmap@%s.socket", escaped);
+		/* the listener's process model picks the template, and nothing else differs */
+		u->per_connection = l->per_connection_unit;
+		const char *prefix =
+		        u->per_connection ? UNITGEN_PER_CONNECTION_PREFIX : UNITGEN_THREADED_PREFIX;
+		snprintf(u->template, sizeof u->template, "%s.socket", prefix);
+		int n = snprintf(u->name, sizeof u->name, "%s%s.socket", prefix, escaped);
 		if (n < 0 || (size_t)n >= sizeof u->name) {
 			unitgen_plan_free(&p);
 			return -ENAMETOOLONG;
@@ -157,8 +161,9 @@ int unitgen_write(const struct unitgen_plan *p, const char *dir, const char *uni
 void unitgen_print(const struct unitgen_plan *p, const char *unitdir, FILE *out) {
 	for (size_t i = 0; i < p->n_units; i++) {
 		const struct unitgen_unit *u = &p->units[i];
-		fprintf(out, "%s.wants/%s -> %s/%s\t# listens on %s\n", UNITGEN_TARGET, u->name,
-		        unitdir, u->template, u->instance);
+		fprintf(out, "%s.wants/%s -> %s/%s\t# listens on %s%s\n", UNITGEN_TARGET, u->name,
+		        unitdir, u->template, u->instance,
+		        u->per_connection ? ", a unit per connection (per_connection_unit)" : "");
 		if (u->dropin) {
 			fprintf(out, "%s.d/%s:\n", u->name, UNITGEN_DROPIN_NAME);
 			for (const char *s = u->dropin; *s;) {

@@ -1,7 +1,9 @@
 /* unitgen.h — which systemd socket units a config's listeners need, and writing them where
  * systemd's generator protocol says (systemd.generator(7)).
  *
- * The plan is pure: a listener becomes one instance of tcpmap@.socket, named after its
+ * The plan is pure: a listener becomes one instance of its process model's socket template,
+ * tcpmap@.socket (Accept=no, one threaded tcpmapd) or, with `per_connection_unit: true`,
+ * tcpmap-inetd@.socket (Accept=yes, a tcpmapd unit per connection), named after its
  * `[address:]port` escaped as systemd-escape escapes it, linked into tcpmap.target.wants/,
  * with a drop-in only where the template's defaults do not fit the address. The same plan is
  * written by tcpmap-generator(8) and printed by `tcpmapctl units`, so what an operator reviews
@@ -18,12 +20,17 @@
 #define UNITGEN_NAME_MAX 256
 #define UNITGEN_DROPIN_NAME "50-tcpmap-generator.conf"
 #define UNITGEN_TARGET "tcpmap.target"
+/* The two socket templates, one per process model; their instances are all the generator
+ * ever links (and all `tcpmapctl apply` ever closes). */
+#define UNITGEN_THREADED_PREFIX "tcpmap@"
+#define UNITGEN_PER_CONNECTION_PREFIX "tcpmap-inetd@"
 
 struct unitgen_unit {
 	char name[UNITGEN_NAME_MAX];     /* "tcpmap@127.0.0.1:2222.socket" */
 	char template[UNITGEN_NAME_MAX]; /* "tcpmap@.socket": what the wants/ link points at */
 	char instance[UNITGEN_NAME_MAX]; /* unescaped: "[::1]:2222" */
 	const char *dropin;              /* [Socket] settings for this address, or NULL */
+	bool per_connection;             /* tcpmap-inetd@ (Accept=yes), not tcpmap@ */
 };
 
 struct unitgen_plan {

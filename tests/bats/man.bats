@@ -209,7 +209,7 @@ has_word() {
 	for f in TCPMapping TLSContext Module getambassador.io/v2 getambassador.io/v3alpha1 ambassador_id \
 		port service address host tls weight idle_timeout_ms enable_ipv4 enable_ipv6 \
 		circuit_breakers priority max_connections max_pending_requests max_requests max_retries \
-		connect_timeout_ms proxy_protocol tls_passthrough \
+		connect_timeout_ms proxy_protocol tls_passthrough per_connection_process per_connection_unit \
 		hosts secret cert_chain_file private_key_file ca_secret cacert_chain_file cert_required \
 		min_tls_version max_tls_version cipher_suites ecdh_curves alpn_protocols sni \
 		config.enable_ipv4 config.enable_ipv6 config.circuit_breakers config.preread_timeout_ms \

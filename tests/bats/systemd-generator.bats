@@ -136,3 +136,137 @@ teardown_file() {
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"3 listeners in the config, 0 opened, 0 closed"* ]]
 }
+
+# write_models THREADED_PORT... -- PER_CONNECTION_PORT...: a v2 mapping (the extension's
+# document version) to the echo upstream per port, every address; those after "--" say
+# per_connection_unit: true.
+write_models() {
+	local port unit=
+	for port in "$@"; do
+		[ "$port" = -- ] && { unit=1; continue; }
+		printf -- '---\napiVersion: getambassador.io/v2\nkind: TCPMapping\nmetadata:\n  name: m%s\nspec:\n  port: %s\n  service: 127.0.0.1:%s\n' \
+			"$port" "$port" "$UP"
+		[ -z "$unit" ] || printf '  per_connection_unit: true\n'
+	done | sb sh -c "umask 022; cat >$CONF"
+}
+
+# close_mappings UNITGLOB CURSOR: "UNIT MAPPING BYTES_IN" of each close event after CURSOR.
+close_mappings() {
+	journal_after "$2" | python3 -c '
+import fnmatch, json, sys
+for line in sys.stdin:
+    e = json.loads(line)
+    if e.get("TCPMAP_EVENT") == "close" and fnmatch.fnmatch(e.get("_SYSTEMD_UNIT", ""), sys.argv[1]):
+        print(e.get("_SYSTEMD_UNIT"), e.get("TCPMAP_MAPPING"), e.get("TCPMAP_BYTES_IN"))
+' "$1"
+}
+
+# warnings_of UNIT CURSOR: the messages UNIT logged at warning or worse after CURSOR.
+warnings_of() {
+	journal_after "$2" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    e = json.loads(line)
+    if e.get("_SYSTEMD_UNIT") == sys.argv[1] and int(e.get("PRIORITY", 6)) <= 4:
+        print(e.get("MESSAGE"))
+' "$1"
+}
+
+# wait_close UNITGLOB CURSOR BYTES_IN: the close event with BYTES_IN, within 5 s.
+wait_close() {
+	local ev
+	for _ in $(seq 50); do
+		ev=$(close_mappings "$1" "$2" | awk -v n="$3" '$3 == n' | tail -1)
+		[ -n "$ev" ] && { echo "$ev"; return 0; }
+		sleep 0.1
+	done
+	echo "no close event of $1 with TCPMAP_BYTES_IN=$3" >&2
+	return 1
+}
+
+@test "generator: per_connection_unit picks tcpmap-inetd@ per listener, and an apply moves a port between the models" {
+	local Q1 Q2 cursor ev1 ev2 ev
+	Q1=$(pick_port "$UP" "$P1" "$P2" "$P3" "$P4")
+	Q2=$(pick_port "$UP" "$P1" "$P2" "$P3" "$P4" "$Q1")
+	write_models "$Q1" -- "$Q2"
+	run sb tcpmapctl units
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"tcpmap.target.wants/tcpmap@$Q1.socket -> "*"/tcpmap@.socket"* ]]
+	[[ "$output" == *"tcpmap.target.wants/tcpmap-inetd@$Q2.socket -> "*"/tcpmap-inetd@.socket"*"a unit per connection"* ]]
+	cursor=$(journal_cursor)
+	run sb tcpmapctl apply
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"listening: tcpmap@$Q1.socket"* ]]
+	[[ "$output" == *"listening: tcpmap-inetd@$Q2.socket"* ]]
+	[[ "$output" == *"2 listeners in the config, 2 opened"* ]]
+	run sb systemctl list-sockets --no-legend --plain 'tcpmap*'
+	echo "$output"
+	[ "$(awk '{print $1, $2}' <<<"$output" | sort)" = "$(printf '[::]:%s tcpmap-inetd@%s.socket\n[::]:%s tcpmap@%s.socket' "$Q2" "$Q2" "$Q1" "$Q1" | sort)" ]
+	[ "$(sb systemctl show -p Accept --value "tcpmap-inetd@$Q2.socket")" = yes ]
+	[ "$(sb systemctl show -p Accept --value "tcpmap@$Q1.socket")" = no ]
+	relay_roundtrip "$Q1" 4001
+	relay_roundtrip "$Q2" 4002
+	roundtrip_to ::1 "$Q2" 4003
+	# the threaded port in its one service; each connection of the other in a unit of its own,
+	# which routed its own listener's mapping
+	ev=$(wait_close 'tcpmap@*' "$cursor" 4001)
+	[ "$ev" = "tcpmap@$Q1.service m$Q1 4001" ]
+	ev1=$(wait_close 'tcpmap-inetd@*' "$cursor" 4002)
+	ev2=$(wait_close 'tcpmap-inetd@*' "$cursor" 4003)
+	echo "$ev1 / $ev2"
+	[[ "$ev1" == "tcpmap-inetd@"*"-127.0.0.1:$Q2-127.0.0.1:"*".service m$Q2 4002" ]]
+	[[ "$ev2" == "tcpmap-inetd@"*":$Q2-"*".service m$Q2 4003" ]]
+	[ "${ev1%% *}" != "${ev2%% *}" ]
+	# the threaded service knows Q2 is served elsewhere and says nothing of it
+	run warnings_of "tcpmap@$Q1.service" "$cursor"
+	echo "$output"
+	[[ "$output" != *"$Q2"* ]]
+
+	# flip Q2 to the threaded model: its inetd socket closes first, then tcpmap@Q2 binds
+	write_models "$Q1" "$Q2"
+	cursor=$(journal_cursor)
+	run sb tcpmapctl apply
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"closed: tcpmap-inetd@$Q2.socket"* ]]
+	[[ "$output" == *"listening: tcpmap@$Q2.socket"* ]]
+	[[ "$output" == *"2 listeners in the config, 1 opened, 1 closed"* ]]
+	[[ "$output" != *failed* ]]
+	run sb systemctl list-sockets --no-legend --plain 'tcpmap*'
+	echo "$output"
+	[ "$(awk '{print $2}' <<<"$output" | sort)" = "$(printf 'tcpmap@%s.socket\ntcpmap@%s.socket' "$Q1" "$Q2" | sort)" ]
+	[ "$(sb systemctl is-active "tcpmap-inetd@$Q2.socket")" != active ]
+	relay_roundtrip "$Q2" 4004
+	ev=$(wait_close 'tcpmap@*' "$cursor" 4004)
+	[ "$ev" = "tcpmap@$Q2.service m$Q2 4004" ]
+	relay_roundtrip "$Q1" 4005
+
+	# and back: the running tcpmap@Q2 socket and service close before tcpmap-inetd@Q2 binds
+	write_models "$Q1" -- "$Q2"
+	cursor=$(journal_cursor)
+	run sb tcpmapctl apply
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"closed: tcpmap@$Q2.socket"* ]]
+	[[ "$output" == *"listening: tcpmap-inetd@$Q2.socket"* ]]
+	[[ "$output" != *failed* ]]
+	[ "$(sb systemctl is-active "tcpmap@$Q2.service")" != active ]
+	relay_roundtrip "$Q2" 4006
+	ev=$(wait_close 'tcpmap-inetd@*' "$cursor" 4006)
+	[[ "$ev" == "tcpmap-inetd@"*":$Q2-"*".service m$Q2 4006" ]]
+	relay_roundtrip "$Q1" 4007
+}
+
+@test "generator: mappings of one listener that disagree on per_connection_unit change nothing" {
+	local before
+	before=$(sb systemctl list-sockets --no-legend --plain 'tcpmap*' | awk '{print $2}' | sort)
+	sb sh -c "printf -- '---\napiVersion: getambassador.io/v2\nkind: TCPMapping\nmetadata: {name: other}\nspec: {port: $P1, service: 127.0.0.1:$UP, per_connection_unit: true}\n---\napiVersion: getambassador.io/v2\nkind: TCPMapping\nmetadata: {name: again}\nspec: {port: $P1, service: 127.0.0.1:$UP}\n' >>$CONF"
+	run sb tcpmapctl apply
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"per_connection_unit: differs from mapping \"other\""* ]]
+	[[ "$output" == *"nothing was changed"* ]]
+	[ "$(sb systemctl list-sockets --no-legend --plain 'tcpmap*' | awk '{print $2}' | sort)" = "$before" ]
+}

@@ -646,6 +646,48 @@ static void test_tls_passthrough(void **state) {
 	loaded_free(&l);
 }
 
+/* per_connection_unit picks the listener's socket unit (tcpmap-inetd@, lib/unitgen.c): a
+ * setting of the listener, as per_connection_process is, and exclusive with it. */
+static void test_per_connection_unit(void **state) {
+	(void)state;
+	struct loaded l = load(HEAD("a") "  port: 22\n  service: a:22\n  per_connection_unit: true\n---\n"
+			       HEAD("b") "  port: 22\n  service: b:22\n  per_connection_unit: true\n---\n"
+			       HEAD("c") "  port: 23\n  service: c:23\n");
+	assert_ok(&l);
+	assert_int_equal(l.diags.n_warnings, 0);
+	assert_true(find_mapping(l.config, "a")->per_connection_unit);
+	assert_true(find_mapping(l.config, "a")->group->listener->per_connection_unit);
+	assert_false(find_mapping(l.config, "c")->group->listener->per_connection_unit);
+	assert_false(find_mapping(l.config, "a")->group->listener->per_connection_process);
+	loaded_free(&l);
+
+	/* mappings that share the listener must agree; the error names the first */
+	l = load(HEAD("a") "  port: 22\n  service: a:22\n  per_connection_unit: true\n---\n"
+		 HEAD("b") "  port: 22\n  service: b:22\n  per_connection_unit: false\n");
+	assert_error(&l, 17, "per_connection_unit: differs from mapping \"a\" (t.yaml:1:1) on the same listener (address *, port 22)");
+	loaded_free(&l);
+	/* left out is false, and the error points at the mapping */
+	l = load(HEAD("a") "  port: 22\n  service: a:22\n  per_connection_unit: true\n---\n"
+		 HEAD("b") "  port: 22\n  service: b:22\n  host: b.example\n  tls_passthrough: true\n");
+	assert_error(&l, 0, "per_connection_unit: differs from mapping ");
+	loaded_free(&l);
+
+	/* a unit per connection is a process per connection already */
+	l = load(HEAD("a") "  port: 22\n  service: a:22\n  per_connection_process: true\n  per_connection_unit: true\n");
+	assert_error(&l, 9, "per_connection_unit: cannot be combined with per_connection_process");
+	loaded_free(&l);
+	l = load(HEAD("a") "  port: 22\n  service: a:22\n  per_connection_unit: yes please\n");
+	assert_error(&l, 8, "per_connection_unit: must be true or false");
+	loaded_free(&l);
+
+	/* a tcpmap extension: Kubernetes prunes it from a v3alpha1 document */
+	l = load("apiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata:\n"
+		 "  name: a\nspec:\n  port: 1\n  service: a:1\n  per_connection_unit: true\n");
+	assert_ok(&l);
+	assert_diag(&l, DIAG_WARNING, 8, "per_connection_unit: tcpmap extension in a getambassador.io/v3alpha1");
+	loaded_free(&l);
+}
+
 static void test_tlscontext_fields(void **state) {
 	(void)state;
 	struct loaded l = load("apiVersion: getambassador.io/v2\nkind: TLSContext\nmetadata:\n  name: full\n"
@@ -1035,6 +1077,7 @@ int main(void) {
 		cmocka_unit_test(test_listener_addresses),
 		cmocka_unit_test(test_host_invalid),
 		cmocka_unit_test(test_tls_passthrough),
+		cmocka_unit_test(test_per_connection_unit),
 		cmocka_unit_test(test_tlscontext_fields),
 		cmocka_unit_test(test_group_limit),
 		cmocka_unit_test(test_directory_order),

@@ -150,11 +150,82 @@ static void test_write(void **state) {
 	assert_int_equal(system(cmd), 0);
 }
 
+/* A per_connection_unit listener is a tcpmap-inetd@ instance, named, linked and given its
+ * drop-in exactly as a tcpmap@ one; the other listeners stay tcpmap@. */
+static void test_plan_per_connection(void **state) {
+	_cleanup_(config_unrefp) struct config *c =
+	        load("apiVersion: getambassador.io/v2\n"
+	             "kind: TCPMapping\n"
+	             "metadata: {name: a}\n"
+	             "spec: {port: 2201, address: 127.0.0.1, service: up:1}\n"
+	             "---\n"
+	             "apiVersion: getambassador.io/v2\n"
+	             "kind: TCPMapping\n"
+	             "metadata: {name: b}\n"
+	             "spec: {port: 2202, address: '::', service: up:1, per_connection_unit: true}\n"
+	             "---\n"
+	             "apiVersion: getambassador.io/v2\n"
+	             "kind: TCPMapping\n"
+	             "metadata: {name: c}\n"
+	             "spec: {port: 2203, service: up:1, per_connection_unit: true}\n");
+	struct unitgen_plan p = {0};
+	char dir[] = "/tmp/test-unitgen-XXXXXX", path[PATH_MAX], target[PATH_MAX];
+	(void)state;
+
+	assert_int_equal(unitgen_plan(c, &p), 0);
+	assert_int_equal(p.n_units, 3);
+	const struct unitgen_unit *a = find(&p, "tcpmap@127.0.0.1:2201.socket");
+	const struct unitgen_unit *b = find(&p, "tcpmap-inetd@\\x5b::\\x5d:2202.socket");
+	const struct unitgen_unit *cu = find(&p, "tcpmap-inetd@2203.socket");
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(cu);
+	assert_false(a->per_connection);
+	assert_true(b->per_connection);
+	assert_string_equal(a->template, "tcpmap@.socket");
+	assert_string_equal(b->template, "tcpmap-inetd@.socket");
+	assert_string_equal(b->instance, "[::]:2202");
+	assert_non_null(b->dropin);
+	assert_non_null(strstr(b->dropin, "BindIPv6Only=ipv6-only"));
+	assert_null(cu->dropin);
+
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(unitgen_write(&p, dir, "/lib/systemd/system"), 0);
+	snprintf(path, sizeof path, "%s/tcpmap.target.wants/tcpmap-inetd@2203.socket", dir);
+	ssize_t n = readlink(path, target, sizeof target - 1);
+	assert_true(n > 0);
+	target[n] = '\0';
+	assert_string_equal(target, "/lib/systemd/system/tcpmap-inetd@.socket");
+	snprintf(path, sizeof path, "%s/tcpmap-inetd@\\x5b::\\x5d:2202.socket.d/%s", dir,
+	         UNITGEN_DROPIN_NAME);
+	assert_int_equal(access(path, F_OK), 0);
+
+	/* the review says which model each listener has */
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	unitgen_print(&p, "/lib/systemd/system", out);
+	fclose(out);
+	assert_non_null(strstr(buf, "tcpmap.target.wants/tcpmap-inetd@2203.socket -> "
+	                            "/lib/systemd/system/tcpmap-inetd@.socket\t# listens on 2203, "
+	                            "a unit per connection (per_connection_unit)\n"));
+	assert_non_null(strstr(buf, "tcpmap.target.wants/tcpmap@127.0.0.1:2201.socket -> "
+	                            "/lib/systemd/system/tcpmap@.socket\t# listens on "
+	                            "127.0.0.1:2201\n"));
+	free(buf);
+
+	unitgen_plan_free(&p);
+	char cmd[PATH_MAX + 16];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_escape),
 	        cmocka_unit_test(test_plan),
 	        cmocka_unit_test(test_write),
+	        cmocka_unit_test(test_plan_per_connection),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
