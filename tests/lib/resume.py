@@ -2,8 +2,8 @@
 """resume.py — TLS session resumption across tcpmapd processes, from one client process
 (an ssl.SSLSession cannot leave the process that got it).
 
-Connects to 127.0.0.1:PORT with SNI, reads the upstream's banner (which also takes the TLS
-1.3 tickets sent before it), prints `first reused=0|1 version=...`, then, for each further
+Connects to 127.0.0.1:PORT with SNI, reads the upstream's banner, or with --send the echo
+of a line it sends (either way it also takes the TLS 1.3 tickets sent before them), prints `first reused=0|1 version=...`, then, for each further
 round, waits for ROUND_FILE.N to exist (the test swaps tcpmapd meanwhile), reads the port
 to use from it, connects again offering the session it holds and prints
 `round N reused=0|1 version=...`. After a full handshake it keeps the new session. Every
@@ -16,9 +16,11 @@ import sys
 import time
 
 
-def connect(ctx, port, sni, session):
+def connect(ctx, port, sni, session, send):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         with ctx.wrap_socket(raw, server_hostname=sni, session=session) as s:
+            if send:
+                s.sendall(send.encode() + b"\n")
             data = b""
             while b"\n" not in data and len(data) < 4096:
                 chunk = s.recv(4096)
@@ -37,12 +39,13 @@ def main():
     p.add_argument("--round-file", required=True, help="prefix of the files that start rounds")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--max-wait", type=float, default=30)
+    p.add_argument("--send", default="", help="a line to send (an echo upstream)")
     a = p.parse_args()
 
     ctx = ssl.create_default_context(cafile=a.ca)
     version = ssl.TLSVersion.TLSv1_2 if a.tls == "1.2" else ssl.TLSVersion.TLSv1_3
     ctx.minimum_version = ctx.maximum_version = version
-    session, reused, ver, data = connect(ctx, a.port, a.sni, None)
+    session, reused, ver, data = connect(ctx, a.port, a.sni, None, a.send)
     print(f"first reused={int(reused)} version={ver} ticket={int(bool(session and session.has_ticket))} banner={data.strip().decode(errors='replace')}", flush=True)
     for n in range(1, a.rounds + 1):
         path = f"{a.round_file}.{n}"
@@ -55,7 +58,7 @@ def main():
         time.sleep(0.05)  # the writer wrote the port before it renamed the file in
         with open(path) as f:
             port = int(f.read().strip() or a.port)
-        new, reused, ver, data = connect(ctx, port, a.sni, session)
+        new, reused, ver, data = connect(ctx, port, a.sni, session, a.send)
         print(f"round {n} reused={int(reused)} version={ver} banner={data.strip().decode(errors='replace')}", flush=True)
         if new is not None:
             session = new
