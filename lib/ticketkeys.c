@@ -64,7 +64,8 @@ struct keys_map {
 };
 
 struct ticket_keys {
-	int dir_fd; /* the checked runtime directory: every name is relative to it */
+	int dir_fd;   /* the checked runtime directory: every name is relative to it */
+	pid_t opener; /* a forked relay closed dir_fd (relayfork.c): it keeps its mapping */
 	int64_t clock_offset;
 	struct keys_map *cur;        /* atomic: the newest file mapped */
 	int64_t checked_at;          /* atomic: when the name was last compared with `cur` */
@@ -234,6 +235,7 @@ int ticketkeys_open(int dir_fd, struct ticket_keys **ret) {
 		return -ENOMEM;
 	(void)pthread_mutex_init(&t->follow_lock, NULL); /* cannot fail without attributes */
 	t->clock_offset = clock_offset_from_env();
+	t->opener = getpid();
 	t->dir_fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 3);
 	int r = t->dir_fd < 0 ? -errno : open_file(t->dir_fd, &t->cur);
 	if (r < 0) {
@@ -274,6 +276,10 @@ static struct keys_file *current_file(struct ticket_keys *t, int64_t now) {
 	struct keys_map *cur = __atomic_load_n(&t->cur, __ATOMIC_ACQUIRE);
 
 	if (now - checked < TICKETKEYS_FOLLOW_SEC && now >= checked)
+		return cur->file;
+	/* a relay process lives for one connection, and its copy of dir_fd is gone (the fd
+	 * number may even name another file now): it stays with what it inherited */
+	if (getpid() != t->opener)
 		return cur->file;
 	if (pthread_mutex_trylock(&t->follow_lock) != 0)
 		return cur->file;

@@ -13,7 +13,8 @@
  * Knows nothing of OpenSSL (lib/tlsticket.c turns these keys into ticket encryption). Key
  * bytes never leave the mapping except into a caller's buffer, are never logged, and the
  * mapping is kept out of core files and (as far as RLIMIT_MEMLOCK allows) out of swap.
- * Thread-safe; a fork keeps a usable handle. */
+ * Thread-safe. A forked child keeps using the mapping it inherited, but never follows a
+ * removed file (a relay process closes the directory fd; it lives for one connection). */
 #pragma once
 
 #include <stdbool.h>

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -209,6 +210,32 @@ static void test_removed_file_is_followed(void **state) {
 	ticketkeys_close(t);
 }
 
+/* A forked relay closes the directory fd it inherited: it keeps the keys it mapped and never
+ * follows, while its parent does. */
+static void test_forked_child_keeps_its_mapping(void **state) {
+	struct fixture *f = *state;
+	struct ticket_keys *t = NULL;
+	struct ticket_key old, k;
+
+	assert_int_equal(ticketkeys_open(f->dir_fd, &t), 0);
+	int64_t now = ticketkeys_now(t);
+	assert_int_equal(ticketkeys_issue(t, now, &old), 0);
+	assert_int_equal(unlinkat(f->dir_fd, TICKETKEYS_FILE_NAME, 0), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct ticket_key mine;
+		int r = ticketkeys_find(t, old.name, now + TICKETKEYS_FOLLOW_SEC, &mine);
+		bool made = faccessat(f->dir_fd, TICKETKEYS_FILE_NAME, F_OK, 0) == 0;
+		_exit(r == 1 && !made ? 0 : 1);
+	}
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(ticketkeys_find(t, old.name, now + TICKETKEYS_FOLLOW_SEC, &k), -ENOENT);
+	ticketkeys_close(t);
+}
+
 static void write_file(struct fixture *f, mode_t mode, size_t size) {
 	int fd = openat(f->dir_fd, TICKETKEYS_FILE_NAME, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 	                0600);
@@ -266,6 +293,8 @@ int main(void) {
 	        cmocka_unit_test_setup_teardown(test_clock_went_back, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_shared_between_handles, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_removed_file_is_followed, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_forked_child_keeps_its_mapping, setup,
+	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_refuses_foreign_files, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_clock_offset_env, setup, teardown),
 	};
