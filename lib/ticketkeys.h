@@ -3,7 +3,7 @@
  * another tcpmap-inetd@ instance. One small file ($RUNTIME_DIRECTORY/tls-ticket-keys, on
  * tmpfs) mapped MAP_SHARED by each of them.
  *
- * The schedule (tcpmapd(8), SESSION TICKETS): a new key every TICKETKEYS_ROTATE_SEC; tickets
+ * The schedule (tcpmapd(8), "Session tickets"): a new key every TICKETKEYS_ROTATE_SEC; tickets
  * are issued with the newest key only; a key is accepted until TICKETKEYS_LIFE_SEC after it
  * was made, and a ticket under an older or unknown key gets a full handshake. Rotation is
  * done by whichever process first needs the newest key once it is due, under the table's
