@@ -41,7 +41,7 @@ LDFLAGS += $(SANFLAGS)
 LDLIBS += $(PKG_LIBS) -lpthread
 
 LIB_SRCS := $(sort $(wildcard lib/*.c))
-TLS_SRCS := lib/tls.c lib/tlssession.c lib/tlsgate.c lib/tlsrelay.c lib/keywipe.c
+TLS_SRCS := lib/tls.c lib/tlssession.c lib/tlsgate.c lib/tlsrelay.c lib/tlsticket.c lib/keywipe.c
 LOADER_SRCS := lib/tlsload.c
 CORE_SRCS := $(filter-out $(TLS_SRCS) $(LOADER_SRCS),$(LIB_SRCS))
 CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)
@@ -81,6 +81,7 @@ $(BUILD)/libtcpmap-tls.a: $(TLS_OBJS)
 # The few core functions lib/tls.c calls are exported from tcpmapd for the module.
 TLS_IMPORTS := diag_vadd,netaddr_is_literal,route_host_matches,strv_push,strv_free
 TLS_IMPORTS := $(TLS_IMPORTS),model_tlscontext_for_host,model_tlscontext_covers
+TLS_IMPORTS := $(TLS_IMPORTS),ticketkeys_now,ticketkeys_issue,ticketkeys_find
 $(BUILD)/tcpmap-tls.so: $(TLS_PIC_OBJS)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(TLS_LIBS) -lpthread
 

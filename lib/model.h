@@ -178,6 +178,8 @@ struct module_config {
 	char *ambassador_id;               /* ours; default "default" */
 };
 
+struct ticket_keys; /* ticketkeys.h */
+
 struct config {
 	int refcount; /* atomic */
 	uint64_t generation;
@@ -197,6 +199,10 @@ struct config {
 	 * model is freed (model.c knows nothing of OpenSSL). */
 	void *tls_runtime;
 	void (*tls_runtime_free)(struct config *c);
+	/* The host's shared session-ticket keys (ticketkeys.h), not owned: set by tcpmapd
+	 * before lib/tls loads the model, and outliving it. NULL (tcpmapctl, the tests, a
+	 * table that could not be opened): OpenSSL's own keys, good in this process only. */
+	struct ticket_keys *ticket_keys;
 };
 
 struct config *config_ref(struct config *c);

@@ -27,6 +27,7 @@
 #include "poller.h"
 #include "reexec.h"
 #include "rundir.h"
+#include "ticketkeys.h"
 #include "tls.h"
 #include "unitjob.h"
 #include "worker.h"
@@ -64,6 +65,8 @@ struct server {
 
 	/* what connections get: the breaker table, the current config, the counters */
 	struct conn_env env;
+	/* the host's shared TLS session-ticket keys; NULL when they could not be opened */
+	struct ticket_keys *ticket_keys;
 
 	struct listen_fd *fds;
 	size_t n_fds;
@@ -189,6 +192,28 @@ static void mark_listeners_served_elsewhere(const struct server *s, struct confi
 	}
 }
 
+/* The shared session-ticket keys: without them tickets still work, but only in the
+ * process that issued them (OpenSSL's own keys), so a failure is a warning. */
+static void open_ticket_keys(struct server *s, int rundir_fd) {
+	int r = ticketkeys_open(rundir_fd, &s->ticket_keys);
+	if (r == -EPERM)
+		log_warning(
+		        "%s/" TICKETKEYS_FILE_NAME " is not this user's alone (mode 0600, one "
+		        "link); TLS session tickets resume only in the process that issued them",
+		        s->runtime_dir);
+	else if (r == -EPROTO)
+		log_warning("%s/" TICKETKEYS_FILE_NAME
+		            " was made by an incompatible tcpmap version; "
+		            "TLS session tickets resume only in the process that issued them until "
+		            "it is removed",
+		            s->runtime_dir);
+	else if (r < 0)
+		log_warning_errno(r,
+		                  "cannot open %s/" TICKETKEYS_FILE_NAME "; TLS session tickets "
+		                  "resume only in the process that issued them",
+		                  s->runtime_dir);
+}
+
 /* Load the config and give every mapping its breaker entry. */
 static int load_config(struct server *s, struct config **ret) {
 	struct diag_list diags = {0};
@@ -201,6 +226,7 @@ static int load_config(struct server *s, struct config **ret) {
 	r = config_load(s->opts.config_paths, n_paths, NULL, &c, &diags);
 	if (r >= 0) {
 		mark_listeners_served_elsewhere(s, c);
+		c->ticket_keys = s->ticket_keys;
 		r = tls_config_load(c, s->opts.secrets_dir, &diags);
 		if (r < 0)
 			c = config_unref(c);
@@ -1207,6 +1233,8 @@ int server_run(const struct server_options *o) {
 	(void)prctl(PR_SET_DUMPABLE, 0);
 	(void)setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0});
 	r = breaker_table_open(rundir_fd, &s.env.breakers);
+	if (r >= 0)
+		open_ticket_keys(&s, rundir_fd);
 	rundir_fd = safe_close(rundir_fd);
 	if (r == -EPROTO)
 		return log_error_errno(r,
@@ -1368,6 +1396,8 @@ finish:
 	s.status_timer = sd_event_source_unref(s.status_timer);
 	safe_close(s.main_wake_fd);
 	config_unref(s.env.config);
+	/* after the config: its server contexts seal tickets with these keys */
+	s.ticket_keys = ticketkeys_close(s.ticket_keys);
 	breaker_table_close(s.env.breakers);
 	pthread_mutex_destroy(&s.env.config_lock);
 	pthread_mutex_destroy(&s.memlimit_lock);

@@ -22,6 +22,7 @@
 
 #include "keywipe.h"
 #include "route.h"
+#include "tlsticket.h"
 #include "util.h"
 
 /* The same default as the binaries' --secrets-dir, under the configured sysconfdir. */
@@ -755,8 +756,11 @@ static int build_server_ctx(struct tls_loader *L, struct tls_context_state *s,
 		return -ENOMEM;
 	s->server = ctx;
 
-	/* Tickets stay on (OpenSSL's default) so returning clients resume cheaply. */
+	/* Tickets stay on (OpenSSL's default) so returning clients resume cheaply; under the
+	 * host's shared keys when tcpmapd has them, so they resume in any of its processes. */
 	SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+	if (L->config->ticket_keys && tls_ticket_keys_use(ctx, L->config->ticket_keys) < 0)
+		return -ENOMEM;
 	/* Resumption with client verification needs an id context; the name is stable. */
 	/* fails only for an id over SSL_MAX_SID_CTX_LENGTH, which MIN rules out */
 	(void)SSL_CTX_set_session_id_context(ctx, (const unsigned char *)t->name,

@@ -439,6 +439,50 @@ teardown_file() {
 	wait_events "$svc" "$new" close 1
 }
 
+# resume_start NAME TLS: tests/lib/resume.py against the TLS port, holding its session until
+# resume_round NAME lets it connect again; waits for its first (full) handshake.
+resume_start() {
+	local d=$BATS_TEST_TMPDIR pid
+	python3 "$ROOT/tests/lib/resume.py" --port "$T" --sni "$TLS_NAME" --ca "$PKI/ca.crt" \
+		--tls "$2" --send "hello-$1" --round-file "$d/$1.round" >"$d/$1.out" 2>&1 3>&- </dev/null &
+	pid=$!
+	echo "$pid" >"$d/$1.pid"
+	echo "$pid" >>"$BATS_FILE_TMPDIR/pids"
+	for _ in $(seq 100); do
+		grep -q '^first ' "$d/$1.out" && break
+		sleep 0.1
+	done
+	grep "^first reused=0 .*ticket=1 banner=hello-$1" "$d/$1.out" || { cat "$d/$1.out" >&2; return 1; }
+}
+
+resume_round() {
+	local d=$BATS_TEST_TMPDIR
+	echo "$T" >"$d/$1.round.tmp" && mv "$d/$1.round.tmp" "$d/$1.round.1"
+	for _ in $(seq 100); do
+		grep -q '^round 1 ' "$d/$1.out" && break
+		sleep 0.1
+	done
+	grep '^round 1 ' "$d/$1.out"
+}
+
+@test "restart: a TLS session ticket issued before systemctl restart resumes after it (TLS 1.3 and 1.2)" {
+	local svc keys
+	svc=$(svc_tls)
+	resume_start r13 1.3
+	resume_start r12 1.2
+	restart "$svc" >/dev/null
+	run resume_round r13
+	echo "$output"
+	[ "$output" = "round 1 reused=1 version=TLSv1.3 banner=hello-r13" ]
+	run resume_round r12
+	echo "$output"
+	[ "$output" = "round 1 reused=1 version=TLSv1.2 banner=hello-r12" ]
+	# the keys are in the preserved runtime directory, the service user's alone
+	keys=$(sb stat -L -c '%a %U' /run/tcpmap/tls-ticket-keys)
+	echo "tls-ticket-keys: $keys"
+	[ "${keys%% *}" = 600 ]
+}
+
 @test "restart: systemctl stop leaves no stored fds, and the next start adopts nothing" {
 	local svc old new
 	svc=$(svc_clear)
