@@ -53,6 +53,7 @@ static struct resolve_request *resolver_head, *resolver_tail;
 /* being looked up by thread i, until queued as done */
 static struct resolve_request *resolver_inflight[RESOLVER_THREADS_MAX];
 static unsigned resolver_threads, resolver_idle;
+static unsigned resolver_queued; /* requests in the queue, taken or not by a woken thread */
 static uint64_t resolver_next_token = 1;
 static struct cache_entry cache[RESOLVE_CACHE_SIZE];
 
@@ -183,6 +184,7 @@ static struct resolve_request *take_next(void) {
 		if (resolver_tail == req)
 			resolver_tail = prev;
 		req->next = NULL;
+		resolver_queued--;
 		return req;
 	}
 	return NULL;
@@ -301,15 +303,16 @@ void resolve_queue_dispatch(struct resolve_queue *q) {
 	}
 }
 
-/* With resolver_lock held, for a request just queued: start another thread when none is
- * idle and the pool has room. Fails only when no thread runs at all, since then nothing
- * would ever take the request. */
+/* With resolver_lock held, before a request is queued: start another thread unless an
+ * idle one is left over for it once every request already queued has had one (an idle
+ * thread counts as idle until it wakes and takes something), and the pool has room. Fails
+ * only when no thread runs at all, since then nothing would ever take the request. */
 static int ensure_thread(void) {
 	pthread_t t;
 	pthread_attr_t attr;
 	int r;
 
-	if (resolver_idle > 0 || resolver_threads >= RESOLVER_THREADS_MAX)
+	if (resolver_idle > resolver_queued || resolver_threads >= RESOLVER_THREADS_MAX)
 		return 0;
 	r = pthread_attr_init(&attr);
 	if (r == 0) {
@@ -374,6 +377,7 @@ int resolve_start(struct resolve_queue *q, const char *host, uint16_t port, bool
 	else
 		resolver_head = req;
 	resolver_tail = req;
+	resolver_queued++;
 	/* every idle thread looks: the first in line may skip it for a name in flight */
 	pthread_cond_broadcast(&resolver_cond);
 	pthread_mutex_unlock(&resolver_lock);

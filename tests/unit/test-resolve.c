@@ -1,6 +1,7 @@
 /* test-resolve.c — the resolver pool against a getaddrinfo() of the test's own (the
  * Makefile links this binary alone with -Wl,--wrap=getaddrinfo): a name whose DNS server
- * never answers holds one thread, and a prompt name asked after it is answered at once;
+ * never answers holds one thread, and a prompt name asked after it is answered at once,
+ * even when asked before an idle thread woke for the slow one;
  * many requests for the one slow name never take more than one thread; the pool stays
  * bounded; a cancelled lookup never calls back; a numeric host never reaches a thread. */
 #include <netdb.h>
@@ -89,6 +90,35 @@ static void wait_blocked(unsigned n) {
 	assert_int_equal(blocked_now(), n);
 }
 
+/* First in the process: one thread, idle. Two names asked back to back, the slow one first,
+ * before that thread has woken for either: the second must not be left to it. */
+static void test_back_to_back_with_one_idle_thread(void **state) {
+	(void)state;
+	struct resolve_queue *q;
+	int fd;
+	uint64_t tok;
+	struct answer warm = {0}, slow = {0}, fast = {0};
+
+	gate_set(false);
+	assert_int_equal(resolve_queue_new(&q, &fd), 0);
+	assert_int_equal(resolve_start(q, "warm.test", 80, true, false, on_answer, &warm, &tok), 0);
+	assert_true(wait_answer(q, &warm, 2000) >= 0);
+	assert_int_equal(resolve_threads_running(), 1);
+	(void)usleep(20000); /* the thread is back waiting */
+	assert_int_equal(
+	        resolve_start(q, "slow-first.test", 80, true, false, on_answer, &slow, &tok), 0);
+	assert_int_equal(resolve_start(q, "second.test", 80, true, false, on_answer, &fast, &tok),
+	                 0);
+	long ms = wait_answer(q, &fast, 2000);
+	printf("# with one idle thread, a name asked right after a slow one: answered in %ld ms, "
+	       "%u threads\n",
+	       ms, resolve_threads_running());
+	assert_true(ms >= 0 && ms < 1000);
+	gate_set(true);
+	assert_true(wait_answer(q, &slow, 3000) >= 0);
+	resolve_queue_free(q);
+}
+
 static void test_prompt_name_not_behind_slow_ones(void **state) {
 	(void)state;
 	struct resolve_queue *q;
@@ -172,6 +202,7 @@ static void test_pool_is_bounded_and_cancel_is_silent(void **state) {
 
 int main(void) {
 	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_back_to_back_with_one_idle_thread),
 	        cmocka_unit_test(test_prompt_name_not_behind_slow_ones),
 	        cmocka_unit_test(test_pool_is_bounded_and_cancel_is_silent),
 	};
