@@ -129,14 +129,9 @@ static int on_resolver(sd_event_source *src, int fd, uint32_t revents, void *use
  * progress for good, as a worker stuck in a bug would. Documented in tcpmapd(8) as a test
  * hook; it can only make this process fail. */
 static void test_stall_hook(struct worker *w) {
-	static const char *path;
-	static bool looked;
+	const char *path = getenv("TCPMAP_TEST_STALL_WORKER"); /* nothing here calls setenv() */
 	char want[16] = "";
 
-	if (!looked) {
-		path = getenv("TCPMAP_TEST_STALL_WORKER");
-		looked = true; /* racy between workers, but each reads the same value */
-	}
 	if (!path || !*path)
 		return;
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
