@@ -106,6 +106,8 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(TESTLIB_OBJS) $(BUILD)/libtcpmap-tls
 # its hooks. Only this binary is linked so.
 ALLOC_HOOKED := malloc calloc realloc strdup strndup asprintf vasprintf
 $(BUILD)/tests/test-config-alloc: TEST_LDFLAGS = $(foreach f,$(ALLOC_HOOKED),-Wl,--wrap=$(f))
+# This one answers name lookups itself, slowly when the test says so.
+$(BUILD)/tests/test-resolve: TEST_LDFLAGS = -Wl,--wrap=getaddrinfo
 
 # The main job: tcpmapd in the foreground on conf/tcpmap.yaml with a demo upstream beside it.
 run: deps all

@@ -1,5 +1,7 @@
-/* resolve.c — see resolve.h. One process-wide resolver thread and a small positive cache.
- * It never calls back on a thread other than the queue owner's. */
+/* resolve.c — see resolve.h. A small process-wide pool of resolver threads and a small
+ * positive cache. It never calls back on a thread other than the queue owner's, and never
+ * lets one name hold more than one thread: a DNS server that answers one name slowly (or
+ * never) costs that name one thread, and every other name goes on being looked up. */
 #include "resolve.h"
 
 #include <netdb.h>
@@ -13,6 +15,10 @@
 /* Same order of magnitude as Envoy's default DNS refresh for STRICT_DNS clusters (5 s). */
 #define RESOLVE_CACHE_MS 5000
 #define RESOLVE_CACHE_SIZE 64
+/* Threads are started on demand, when a lookup is queued and none is idle. Bounded: each
+ * one waits out glibc's own timeouts (resolv.conf's timeout x attempts) on a silent server,
+ * so this many silent names at once still make the next name wait. */
+#define RESOLVER_THREADS_MAX 4
 
 struct resolve_request {
 	struct resolve_request *next;
@@ -44,8 +50,10 @@ struct cache_entry {
 static pthread_mutex_t resolver_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t resolver_cond = PTHREAD_COND_INITIALIZER;
 static struct resolve_request *resolver_head, *resolver_tail;
-static struct resolve_request *resolver_current; /* being looked up, until queued as done */
-static bool resolver_started;
+/* being looked up by thread i, until queued as done */
+static struct resolve_request *resolver_inflight[RESOLVER_THREADS_MAX];
+static unsigned resolver_threads, resolver_idle;
+static unsigned resolver_queued; /* requests in the queue, taken or not by a woken thread */
 static uint64_t resolver_next_token = 1;
 static struct cache_entry cache[RESOLVE_CACHE_SIZE];
 
@@ -155,34 +163,78 @@ static void cache_store(const struct resolve_request *req) {
 	c->expires_ms = now_ms() + RESOLVE_CACHE_MS;
 }
 
+static bool same_lookup(const struct resolve_request *a, const struct resolve_request *b) {
+	return a->port == b->port && a->v4 == b->v4 && a->v6 == b->v6 && streq(a->host, b->host);
+}
+
+/* With resolver_lock held: the first queued request whose name no thread is looking up,
+ * taken off the queue; NULL when there is none. A request for a name already in flight
+ * waits in the queue, then finds the answer in the cache or asks again itself. */
+static struct resolve_request *take_next(void) {
+	struct resolve_request **pp = &resolver_head, *prev = NULL;
+
+	for (; *pp; prev = *pp, pp = &(*pp)->next) {
+		struct resolve_request *req = *pp;
+		bool busy = false;
+		for (unsigned i = 0; i < resolver_threads && !busy; i++)
+			busy = resolver_inflight[i] && same_lookup(resolver_inflight[i], req);
+		if (busy)
+			continue;
+		*pp = req->next;
+		if (resolver_tail == req)
+			resolver_tail = prev;
+		req->next = NULL;
+		resolver_queued--;
+		return req;
+	}
+	return NULL;
+}
+
 static void *resolver_thread(void *arg) {
-	(void)arg;
+	unsigned slot = (unsigned)(uintptr_t)arg;
+
 	for (;;) {
+		struct resolve_request *req;
+
 		pthread_mutex_lock(&resolver_lock);
-		while (!resolver_head)
+		resolver_idle++;
+		while (!(req = take_next()))
 			pthread_cond_wait(&resolver_cond, &resolver_lock);
-		struct resolve_request *req = resolver_head;
-		resolver_head = req->next;
-		if (!resolver_head)
-			resolver_tail = NULL;
-		resolver_current = req;
+		resolver_idle--;
+		resolver_inflight[slot] = req;
 		pthread_mutex_unlock(&resolver_lock);
 
-		lookup(req);
+		bool cached = cache_lookup(req->host, req->port, req->v4, req->v6, &req->result);
+		if (!cached)
+			lookup(req);
 
 		pthread_mutex_lock(&resolver_lock);
-		cache_store(req);
+		if (!cached)
+			cache_store(req);
 		struct resolve_queue *q = req->queue;
 		pthread_mutex_lock(&q->lock);
 		req->next = q->done;
 		q->done = req;
 		pthread_mutex_unlock(&q->lock);
-		resolver_current = NULL;
+		resolver_inflight[slot] = NULL;
+		/* a request for the same name may have waited for this one */
+		pthread_cond_broadcast(&resolver_cond);
 		pthread_mutex_unlock(&resolver_lock);
 		uint64_t one = 1;
 		ssize_t _unused_ w = write(q->efd, &one, sizeof one);
 	}
 	return NULL;
+}
+
+/* With resolver_lock held: true when a request of `q` is queued or being looked up. */
+static bool queue_has_pending(const struct resolve_queue *q) {
+	for (struct resolve_request *r = resolver_head; r; r = r->next)
+		if (r->queue == q)
+			return true;
+	for (unsigned i = 0; i < resolver_threads; i++)
+		if (resolver_inflight[i] && resolver_inflight[i]->queue == q)
+			return true;
+	return false;
 }
 
 int resolve_queue_new(struct resolve_queue **ret, int *ret_fd) {
@@ -213,13 +265,8 @@ void resolve_queue_free(struct resolve_queue *q) {
 	 * them instead, bounded by the resolver's own timeouts. */
 	bool busy = true;
 	for (int i = 0; i < 500 && busy; i++) {
-		busy = false;
 		pthread_mutex_lock(&resolver_lock);
-		for (struct resolve_request *r = resolver_head; r; r = r->next)
-			if (r->queue == q)
-				busy = true;
-		if (resolver_current && resolver_current->queue == q)
-			busy = true;
+		busy = queue_has_pending(q);
 		pthread_mutex_unlock(&resolver_lock);
 		pthread_mutex_lock(&q->lock);
 		busy = busy || q->done != NULL;
@@ -256,23 +303,37 @@ void resolve_queue_dispatch(struct resolve_queue *q) {
 	}
 }
 
+/* With resolver_lock held, before a request is queued: start another thread unless an
+ * idle one is left over for it once every request already queued has had one (an idle
+ * thread counts as idle until it wakes and takes something), and the pool has room. Fails
+ * only when no thread runs at all, since then nothing would ever take the request. */
 static int ensure_thread(void) {
 	pthread_t t;
 	pthread_attr_t attr;
 	int r;
 
-	if (resolver_started)
+	if (resolver_idle > resolver_queued || resolver_threads >= RESOLVER_THREADS_MAX)
 		return 0;
 	r = pthread_attr_init(&attr);
-	if (r)
-		return -r;
-	/* fails only for a value other than the two detach states */
-	(void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	r = -pthread_create(&t, &attr, resolver_thread, NULL);
-	(void)pthread_attr_destroy(&attr); /* never fails for an initialised attr */
-	if (r == 0)
-		resolver_started = true;
-	return r;
+	if (r == 0) {
+		/* fails only for a value other than the two detach states */
+		(void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		r = pthread_create(&t, &attr, resolver_thread, (void *)(uintptr_t)resolver_threads);
+		(void)pthread_attr_destroy(&attr); /* never fails for an initialised attr */
+	}
+	if (r == 0) {
+		resolver_threads++;
+		return 0;
+	}
+	/* the threads already running take it in their turn */
+	return resolver_threads > 0 ? 0 : -r;
+}
+
+unsigned resolve_threads_running(void) {
+	pthread_mutex_lock(&resolver_lock);
+	unsigned n = resolver_threads;
+	pthread_mutex_unlock(&resolver_lock);
+	return n;
 }
 
 int resolve_start(struct resolve_queue *q, const char *host, uint16_t port, bool enable_ipv4,
@@ -316,7 +377,9 @@ int resolve_start(struct resolve_queue *q, const char *host, uint16_t port, bool
 	else
 		resolver_head = req;
 	resolver_tail = req;
-	pthread_cond_signal(&resolver_cond);
+	resolver_queued++;
+	/* every idle thread looks: the first in line may skip it for a name in flight */
+	pthread_cond_broadcast(&resolver_cond);
 	pthread_mutex_unlock(&resolver_lock);
 	return 0;
 }
@@ -329,8 +392,9 @@ void resolve_cancel(struct resolve_queue *q, uint64_t token) {
 	for (struct resolve_request *r = resolver_head; r; r = r->next)
 		if (r->token == token)
 			r->cancelled = true;
-	if (resolver_current && resolver_current->token == token)
-		resolver_current->cancelled = true;
+	for (unsigned i = 0; i < resolver_threads; i++)
+		if (resolver_inflight[i] && resolver_inflight[i]->token == token)
+			resolver_inflight[i]->cancelled = true;
 	pthread_mutex_unlock(&resolver_lock);
 	pthread_mutex_lock(&q->lock);
 	for (struct resolve_request *r = q->done; r; r = r->next)

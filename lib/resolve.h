@@ -1,9 +1,10 @@
 /* resolve.h — upstream name resolution off the event loop, with a short cache.
  *
- * Numeric addresses resolve at once. Names go to one resolver thread (getaddrinfo may
- * block for seconds on a slow DNS server; a worker's event loop must never wait on it)
- * and the answer comes back through the caller's callback on the caller's own thread,
- * signalled through an eventfd that the caller polls. */
+ * Numeric addresses resolve at once. Names go to a small pool of resolver threads
+ * (getaddrinfo may block for seconds on a slow DNS server; a worker's event loop must never
+ * wait on it, nor should a prompt name wait behind a slow one) and the answer comes back
+ * through the caller's callback on the caller's own thread, signalled through an eventfd
+ * that the caller polls. One name is looked up by at most one thread at a time. */
 #pragma once
 
 #include <stdbool.h>
@@ -46,3 +47,5 @@ int resolve_start(struct resolve_queue *q, const char *host, uint16_t port, bool
                   bool enable_ipv6, resolve_callback_t callback, void *userdata,
                   uint64_t *ret_token);
 void resolve_cancel(struct resolve_queue *q, uint64_t token);
+/* Resolver threads started so far (for tests: the pool is bounded). */
+unsigned resolve_threads_running(void);

@@ -119,6 +119,12 @@ struct server {
 	atomic_bool status_dirty;
 	uint64_t status_sent_usec;
 	sd_event_source *status_timer;
+
+	/* WatchdogSec=: the main loop pings only while every worker's loop beats too
+	 * (watchdog_check). 0: no watchdog. */
+	uint64_t watchdog_usec;
+	uint64_t watchdog_checked_usec; /* the previous check */
+	bool watchdog_tripped;          /* a worker is stuck: no more pings, ever */
 };
 
 struct accept_watch {
@@ -865,6 +871,10 @@ static int server_worker_init(struct server_worker *w, struct server *s, unsigne
 		return r;
 	if (w->wake_fd < 0)
 		return -errno;
+	/* a thread's own loop beats for the watchdog; a shared one is the main loop, which
+	 * pings only when it turns anyway. Eight beats per interval: a late one is no alarm. */
+	if (!event)
+		w->core.heartbeat_interval_usec = s->watchdog_usec / 8;
 	return worker_attach_all(w, event);
 }
 
@@ -896,6 +906,8 @@ static void *worker_main(void *arg) {
 	}
 	if (r < 0)
 		log_error_errno(r, "worker %u: event loop failed", w->core.index);
+	/* its loop is over: nothing to beat for, and nothing the watchdog should wait on */
+	atomic_store(&w->core.heartbeat_usec, WORKER_HEARTBEAT_NONE);
 	atomic_fetch_add(&w->server->workers_done, 1);
 	uint64_t one = 1;
 	ssize_t _unused_ n = write(w->server->main_wake_fd, &one, sizeof one); /* as wake_fd */
@@ -1142,6 +1154,65 @@ static int run_inetd(struct server *s, int fd) {
 	return r < 0 ? r : 0;
 }
 
+/* ---- the watchdog ---- */
+
+/* A worker is stuck when its loop has not beaten for half of WatchdogSec=: systemd would
+ * otherwise go on hearing from the main loop while that worker's connections hang. */
+static void watchdog_trip(struct server *s, unsigned index, uint64_t age_usec) {
+	char worker[16], stuck_ms[24];
+	snprintf(worker, sizeof worker, "%u", index);
+	snprintf(stuck_ms, sizeof stuck_ms, "%llu", (unsigned long long)(age_usec / 1000));
+	struct log_field f[] = {{"WORKER", worker}, {"STUCK_MS", stuck_ms}};
+	log_event(LOG_ERR, TCPMAP_MID_LIFECYCLE, "worker_stuck", f, ELEMENTSOF(f),
+	          "worker %s made no progress for %s ms: no more watchdog pings, systemd will "
+	          "restart tcpmapd",
+	          worker, stuck_ms);
+	s->watchdog_tripped = true;
+	notify("STATUS=a worker is stuck; waiting for the watchdog to restart tcpmapd");
+	/* The process will be killed (WatchdogSignal=): hand what the other workers splice to
+	 * the fd store now, as a restart would, so the new process adopts it. The stuck worker
+	 * never looks; its connections end with the process. Without a store the others go on
+	 * serving until the kill. */
+	if (!handoff_available() || !s->fds)
+		return;
+	s->handover = true;
+	atomic_store(&s->stopping, true);
+	wake_workers(s);
+}
+
+static int on_watchdog(sd_event_source *src, uint64_t usec, void *userdata) {
+	struct server *s = userdata;
+	uint64_t now = now_usec(), limit = s->watchdog_usec / 2;
+	/* The main loop itself was held up (a re-exec waits for its workers): their
+	 * heartbeats are as late as it was, through no fault of theirs. Judge next time. */
+	bool judge = now - s->watchdog_checked_usec <= limit;
+
+	s->watchdog_checked_usec = now;
+	/* the old image of a re-exec is no longer the service's main process */
+	if (s->superseded || s->watchdog_tripped)
+		return 0;
+	for (unsigned i = 0; judge && i < s->n_workers; i++) {
+		uint64_t age = worker_heartbeat_age(&s->workers[i].core, now);
+		if (age > limit) {
+			watchdog_trip(s, i, age);
+			return 0;
+		}
+	}
+	notify("WATCHDOG=1");
+	int r = sd_event_source_set_time(src, usec + s->watchdog_usec / 4);
+	if (r < 0)
+		return r;
+	return sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+}
+
+/* Ping systemd's watchdog from the main loop, four times per WatchdogSec=, while every
+ * worker beats. Without WatchdogSec= nothing is added. */
+static int watchdog_start(struct server *s) {
+	s->watchdog_checked_usec = now_usec();
+	return sd_event_add_time_relative(s->event, NULL, CLOCK_MONOTONIC, s->watchdog_usec / 4,
+	                                  s->watchdog_usec / 40, on_watchdog, s);
+}
+
 static int run_threaded(struct server *s) {
 	unsigned n = workers_wanted(s);
 	int r;
@@ -1376,9 +1447,20 @@ int server_run(const struct server_options *o) {
 		log_error_errno(r, "setting up the main event loop");
 		goto finish;
 	}
-	/* only under a unit with WatchdogSec=; without one this is a no-op, and failing to
-	 * enable it leaves a watchdog systemd then enforces itself */
-	(void)sd_event_set_watchdog(s.event, true);
+	/* Only under a unit with WatchdogSec=. With worker threads the ping also needs every
+	 * worker's heartbeat (watchdog_start); one connection on stdin shares the main loop,
+	 * whose own ping sd-event does. Failing to set either leaves a watchdog systemd then
+	 * enforces itself. */
+	uint64_t watchdog_usec = 0;
+	if (sd_watchdog_enabled(false, &watchdog_usec) > 0 && connected_fd < 0) {
+		s.watchdog_usec = watchdog_usec;
+		r = watchdog_start(&s);
+		if (r < 0) {
+			log_error_errno(r, "setting up the watchdog");
+			goto finish;
+		}
+	} else
+		(void)sd_event_set_watchdog(s.event, true);
 
 	if (connected_fd >= 0)
 		r = run_inetd(&s, connected_fd);

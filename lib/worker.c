@@ -3,11 +3,13 @@
  * function pointers their owners set, and never free a connection during a poller batch. */
 #include "worker.h"
 
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "util.h"
@@ -120,10 +122,62 @@ static int on_resolver(sd_event_source *src, int fd, uint32_t revents, void *use
 	return 0;
 }
 
+/* TEST ONLY (tests/bats/systemd-watchdog.bats): with TCPMAP_TEST_STALL_WORKER naming a
+ * file, the heartbeat looks for it; when it holds this worker's index, "idle" (and the
+ * worker has no connection) or "busy" (and it has one), the worker removes the file (so
+ * that one worker, once, takes it, and the restarted service does not) and stops making
+ * progress for good, as a worker stuck in a bug would. Documented in tcpmapd(8) as a test
+ * hook; it can only make this process fail. */
+static void test_stall_hook(struct worker *w) {
+	const char *path = getenv("TCPMAP_TEST_STALL_WORKER"); /* nothing here calls setenv() */
+	char want[16] = "";
+
+	if (!path || !*path)
+		return;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, want, sizeof want - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	want[strcspn(want, " \n")] = 0;
+	char index[16];
+	snprintf(index, sizeof index, "%u", w->index);
+	bool busy = atomic_load(&w->n_conns) > 0;
+	if (!streq(want, index) && !(streq(want, "idle") && !busy) &&
+	    !(streq(want, "busy") && busy))
+		return;
+	if (unlink(path) < 0)
+		return; /* another worker took it */
+	log_warning("test hook TCPMAP_TEST_STALL_WORKER: worker %u (%s connections) stops here",
+	            w->index, busy ? "with" : "without");
+	for (;;)
+		(void)sleep(3600);
+}
+
+static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata) {
+	struct worker *w = userdata;
+
+	atomic_store(&w->heartbeat_usec, now_usec());
+	test_stall_hook(w);
+	int r = sd_event_source_set_time(src, usec + w->heartbeat_interval_usec);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+	poller_event_changed(&w->poller);
+	return r;
+}
+
+uint64_t worker_heartbeat_age(const struct worker *w, uint64_t now) {
+	uint64_t beat = atomic_load(&w->heartbeat_usec);
+	return beat == WORKER_HEARTBEAT_NONE || beat >= now ? 0 : now - beat;
+}
+
 int worker_init(struct worker *w, unsigned index) {
 	w->index = index;
 	w->poller.fd = -EBADF; /* worker_detach() may run before worker_attach() did */
 	w->resolver_fd = -EBADF;
+	atomic_store(&w->heartbeat_usec, WORKER_HEARTBEAT_NONE);
 	return resolve_queue_new(&w->resolver, &w->resolver_fd);
 }
 
@@ -155,11 +209,21 @@ int worker_attach(struct worker *w, sd_event *event) {
 	r = sd_event_add_io(w->event, &w->resolver_source, w->resolver_fd, EPOLLIN, on_resolver, w);
 	if (r < 0)
 		return r;
+	if (w->heartbeat_interval_usec > 0) {
+		r = sd_event_add_time_relative(w->event, &w->heartbeat_timer, CLOCK_MONOTONIC,
+		                               w->heartbeat_interval_usec,
+		                               w->heartbeat_interval_usec / 10, on_heartbeat, w);
+		if (r < 0)
+			return r;
+		atomic_store(&w->heartbeat_usec, now_usec());
+	}
 	w->conns_peak = 0;
 	return 0;
 }
 
 void worker_detach(struct worker *w) {
+	atomic_store(&w->heartbeat_usec, WORKER_HEARTBEAT_NONE);
+	w->heartbeat_timer = sd_event_source_disable_unref(w->heartbeat_timer);
 	w->deadline_timer = sd_event_source_disable_unref(w->deadline_timer);
 	deadline_heap_free(&w->deadlines);
 	poller_done(&w->poller);

@@ -50,7 +50,16 @@ struct worker {
 	/* Set by the owner of the worker: runs after each poller batch, once the graveyard is
 	 * empty (a draining server checks there whether it is done). */
 	void (*on_batch_end)(struct worker *w);
+	/* The watchdog's view of this loop: with heartbeat_interval_usec set before
+	 * worker_attach(), a timer on the worker's own loop stores the time in heartbeat_usec
+	 * at that interval, so a loop that stops turning stops it. Read by the main thread;
+	 * WORKER_HEARTBEAT_NONE while no loop is attached (it is then not expected to beat). */
+	uint64_t heartbeat_interval_usec;
+	atomic_uint_fast64_t heartbeat_usec;
+	sd_event_source *heartbeat_timer;
 };
+
+#define WORKER_HEARTBEAT_NONE UINT64_MAX
 
 /* The worker's lasting parts: its resolver queue. Returns 0 or -errno; worker_done() is
  * safe after a failure. */
@@ -60,6 +69,8 @@ void worker_done(struct worker *w);
  * or NULL for a loop of its own, driven by its poller and run with worker_run(). Adds the
  * deadline timer and the resolver's source. Returns 0 or -errno. */
 int worker_attach(struct worker *w, sd_event *event);
+/* How long the worker's loop has not beaten at `now` (0 when it is not expected to). */
+uint64_t worker_heartbeat_age(const struct worker *w, uint64_t now);
 /* Drop the event loop and every source on it (a worker rebuilds its loop after a load
  * peak, so that sd-event's queues shrink back). Connections must be gone. */
 void worker_detach(struct worker *w);

@@ -137,6 +137,40 @@ static void test_release_in_batch_waits_for_its_end(void **state) {
 	sd_event_unref(e);
 }
 
+/* The watchdog's view: a loop that turns beats at its interval; one that does not ages;
+ * a detached one is not expected to beat at all. */
+static void test_heartbeat(void **state) {
+	sd_event *e;
+	struct worker w = {0};
+	(void)state;
+
+	assert_int_equal(sd_event_new(&e), 0);
+	assert_int_equal(worker_init(&w, 3), 0);
+	assert_int_equal(worker_heartbeat_age(&w, now_usec()), 0); /* not attached */
+	w.heartbeat_interval_usec = 20 * 1000;
+	assert_int_equal(worker_attach(&w, e), 0);
+	uint64_t first = atomic_load(&w.heartbeat_usec);
+	assert_true(first != WORKER_HEARTBEAT_NONE);
+
+	/* turning: the beat moves on, never older than a few intervals (a busy machine) */
+	run_for(e, 200 * 1000);
+	uint64_t now = now_usec();
+	assert_true(atomic_load(&w.heartbeat_usec) > first);
+	uint64_t age_running = worker_heartbeat_age(&w, now);
+	assert_true(age_running < 150 * 1000);
+	/* not turning: the age grows with the time the loop stands still */
+	(void)usleep(100 * 1000);
+	assert_true(worker_heartbeat_age(&w, now_usec()) >= 100 * 1000);
+	print_message("# heartbeat every 20 ms: age %llu us while turning, over 100 ms when not\n",
+	              (unsigned long long)age_running);
+
+	worker_detach(&w);
+	assert_int_equal(atomic_load(&w.heartbeat_usec), WORKER_HEARTBEAT_NONE);
+	assert_int_equal(worker_heartbeat_age(&w, now_usec()), 0);
+	worker_done(&w);
+	sd_event_unref(e);
+}
+
 static void test_exhaustion_errors(void **state) {
 	(void)state;
 	assert_true(worker_err_is_exhaustion(EMFILE));
@@ -151,6 +185,7 @@ int main(void) {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_deadlines_fire_in_order),
 	        cmocka_unit_test(test_release_in_batch_waits_for_its_end),
+	        cmocka_unit_test(test_heartbeat),
 	        cmocka_unit_test(test_exhaustion_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
