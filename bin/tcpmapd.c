@@ -1,5 +1,8 @@
 /* tcpmapd — the dispatcher. Only option parsing and wiring; the work is in lib/server.c. */
 
+#include <string.h>
+
+#include "conn.h"
 #include "log.h"
 #include "options.h"
 #include "server.h"
@@ -62,6 +65,13 @@ int main(int argc, char **argv) {
 	enum log_target target = LOG_TARGET_AUTO;
 	int c;
 
+	if (argc == 4 && strcmp(argv[1], RELAYSPAWN_ARG) == 0) {
+		/* tcpmapd's own relay spawner (relayspawn.h), never started by hand */
+		if (log_target_from_string(argv[2], &target) < 0)
+			return 2;
+		log_setup(target, "tcpmapd");
+		return relayspawn_main(argv[3], conn_relay_spawned) < 0 ? 1 : 0;
+	}
 	options_to_getopt(rows, ELEMENTSOF(rows), longopts);
 
 	while ((c = getopt_long(argc, argv, "c:hV", longopts, NULL)) >= 0) {

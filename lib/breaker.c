@@ -1629,7 +1629,11 @@ int breaker_table_adopt(struct breaker_table *t, breaker_slot_t slot) {
 	uint64_t st;
 	pid_t self = proclive_self(&st);
 
-	if (!t || !t->writable || slot == 0)
+	return breaker_table_give(t, slot, self, st);
+}
+
+int breaker_table_give(struct breaker_table *t, breaker_slot_t slot, pid_t self, uint64_t st) {
+	if (self <= 0 || !t || !t->writable || slot == 0)
 		return -EINVAL;
 	for (;;) {
 		/* The handle was made by a process that may have followed a move before us:

@@ -132,6 +132,10 @@ int breaker_table_note_config(struct breaker_table *t, uint64_t generation);
 void breaker_table_note_failover(struct breaker_table *t, const struct mapping_group *g);
 /* Re-own a slot under this process (after a hand-over from another process). */
 int breaker_table_adopt(struct breaker_table *t, breaker_slot_t slot);
+/* Make process `pid` (started at `starttime`, 0 = unknown) a slot's owner: a connection on
+ * its way to a process that has not adopted it yet (relayspawn.h) is reclaimed by the reaper
+ * should that process die with it undelivered, rather than held by a live sender forever. */
+int breaker_table_give(struct breaker_table *t, breaker_slot_t slot, pid_t pid, uint64_t starttime);
 /* The descriptors the table itself holds (its directory, its current file), for a process
  * forked for one connection to keep while it closes the rest. Returns how many (0-2). */
 size_t breaker_table_fds(struct breaker_table *t, int fds[2]);

@@ -100,6 +100,8 @@ struct conn {
 	/* The client's handshake waits at its hello until the upstream is ready
 	 * (tls_server_hold): a failure can still be told with an alert. */
 	bool client_held;
+	/* in a spawner's relay, which has no config: the Module's drain_timeout_ms (0: none) */
+	uint32_t spawned_drain_ms;
 	union {
 		struct relay relay;         /* !use_tls_relay */
 		struct tls_relay tls_relay; /* use_tls_relay */
@@ -907,7 +909,9 @@ static int on_child_sigterm(sd_event_source *src, const struct signalfd_siginfo 
                             void *userdata) {
 	struct worker *w = userdata;
 	struct conn *c = conn_of(w->conns);
-	uint32_t drain_ms = c && c->config->module.drain_timeout_configured
+	uint32_t drain_ms = !c           ? 0
+	                    : !c->config ? c->spawned_drain_ms
+	                    : c->config->module.drain_timeout_configured
 	                            ? c->config->module.drain_timeout_ms
 	                            : 0;
 	(void)si;
@@ -970,6 +974,37 @@ static _Noreturn void relay_child_run(struct conn *c, int mask, int fork_error) 
 	_exit(r < 0 ? 1 : 0);
 }
 
+/* Hand the connection to the relay spawner: 0 when a relay of its has it now. Only a
+ * spliced one: a TLS session lives in this process's memory, and cannot travel. */
+static int conn_send_to_spawner(struct conn *c, int mask) {
+	struct relay_order o = {
+	        .magic = RELAY_ORDER_MAGIC,
+	        .mask = (uint32_t)mask,
+	        .slot = c->slot,
+	        .breaker_entry = c->mapping->breaker_entry,
+	        .idle_timeout_ms = c->mapping->idle_timeout_ms,
+	        .drain_timeout_ms = c->config->module.drain_timeout_configured
+	                                    ? c->config->module.drain_timeout_ms
+	                                    : 0,
+	        .start_usec = c->start_usec,
+	};
+
+	if (!c->env->spawner || c->client_ssl || c->upstream_ssl)
+		return -ENOTCONN;
+	if (strlen(c->mapping->name) >= sizeof o.mapping ||
+	    strlen(c->mapping->service) >= sizeof o.service ||
+	    (c->sni && strlen(c->sni) >= sizeof o.sni))
+		return -ENAMETOOLONG; /* never a log line with a truncated name: fork it here */
+	strcpy(o.mapping, c->mapping->name);
+	strcpy(o.service, c->mapping->service);
+	strcpy(o.sni, c->sni ? c->sni : "");
+	memcpy(&o.client_addr, &c->client_addr, c->client_addr_len);
+	o.client_addr_len = c->client_addr_len;
+	memcpy(&o.upstream_addr, &c->upstream_addr, c->upstream_addr_len);
+	o.upstream_addr_len = c->upstream_addr_len;
+	return relayspawn_send(c->env->spawner, c->env->breakers, &o, c->client_fd, c->upstream_fd);
+}
+
 static void conn_fork_relay(struct conn *c, int mask) {
 	struct worker *w = c->worker;
 	int keep[4] = {c->client_fd, c->upstream_fd};
@@ -980,6 +1015,13 @@ static void conn_fork_relay(struct conn *c, int mask) {
 	 * otherwise still wake this worker */
 	poller_remove(&w->poller, c->client_fd);
 	poller_remove(&w->poller, c->upstream_fd);
+	if (conn_send_to_spawner(c, mask) == 0) {
+		/* the spawner's relay owns it now: its slot, its log line, its fds */
+		c->slot = 0;
+		conn_free(c);
+		return;
+	}
+	/* No spawner (TLS, or it is down): fork this process, as the spawner would. */
 	int r = relayfork_fork(keep, n_keep, &pid);
 	if (pid == 0)
 		relay_child_run(c, mask, r);
@@ -994,6 +1036,48 @@ static void conn_fork_relay(struct conn *c, int mask) {
 	/* The child owns the connection now: its slot, its log line, its fds. */
 	c->slot = 0;
 	conn_free(c);
+}
+
+_Noreturn void conn_relay_spawned(struct breaker_table *t, const struct relay_order *o,
+                                  int client_fd, int upstream_fd) {
+	static struct conn_env env; /* this process's: one connection, no config */
+	struct conn *c = calloc(1, sizeof *c);
+	struct mapping *m = calloc(1, sizeof *m);
+	int keep[4] = {client_fd, upstream_fd};
+	size_t n_keep = 2 + breaker_table_fds(t, keep + 2);
+	int r = relayfork_isolate(keep, n_keep);
+
+	if (r < 0 || !c || !m || !(m->name = strdup(o->mapping)) ||
+	    !(m->service = strdup(o->service))) {
+		/* the spawner logs the exit; the slot, ours, is reaped once we are gone */
+		(void)breaker_table_adopt(t, o->slot);
+		_exit(1);
+	}
+	env.breakers = t;
+	/* the relay's whole view of its mapping: what the log line, the idle deadline and
+	 * the breaker table ask of it */
+	m->idle_timeout_ms = o->idle_timeout_ms;
+	m->breaker_entry = o->breaker_entry;
+	c->env = &env;
+	c->mapping = m;
+	c->client_io.dispatch = on_client_io;
+	c->upstream_io.dispatch = on_upstream_io;
+	c->client_fd = client_fd;
+	c->upstream_fd = upstream_fd;
+	relay_init(&c->relay, -EBADF, -EBADF);
+	c->start_usec = o->start_usec;
+	c->result = CONN_RESULT_OK;
+	c->connected = true;
+	c->slot = o->slot;
+	c->spawned_drain_ms = o->drain_timeout_ms;
+	c->client_addr_len = sockaddr_ip_set(
+	        &c->client_addr, (const struct sockaddr *)&o->client_addr, o->client_addr_len);
+	c->upstream_addr_len =
+	        sockaddr_ip_set(&c->upstream_addr, (const struct sockaddr *)&o->upstream_addr,
+	                        o->upstream_addr_len);
+	c->sni = o->sni[0] ? strdup(o->sni) : NULL; /* out of memory: no SNI in the log */
+	atomic_fetch_add(&env.n_active, 1);
+	relay_child_run(c, (int)o->mask, r);
 }
 
 /* The one setup of a connection, accepted or adopted: `client_fd` and `upstream_fd` are

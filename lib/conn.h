@@ -15,6 +15,7 @@
 #include "breaker.h"
 #include "config.h"
 #include "handover.h"
+#include "relayspawn.h"
 #include "result.h"
 #include "worker.h"
 
@@ -25,6 +26,9 @@ struct conn_env {
 	struct config *config;         /* current; take it with conn_env_config() */
 	atomic_uint_fast64_t n_active; /* live connections, for STATUS= */
 	atomic_uint_fast64_t n_total;  /* connections since start */
+	/* per_connection_process relays come from here (NULL, or the spawner is down: tcpmapd
+	 * forks them itself) */
+	struct relayspawn *spawner;
 };
 
 /* A new reference to the current config (any thread). */
@@ -69,3 +73,8 @@ const char *conn_adopt_check(const struct handover_record *r, const int fds[_HAN
  * takes ownership of every fd in it, adopted or not. Returns 0 or -errno (logged). */
 int conn_adopt(struct conn_env *env, struct worker *w, const struct handover_record *r,
                int fds[_HANDOVER_FD_MAX]);
+
+/* In a relay spawner's child (relayspawn.h): relay the connection `o` describes, on its
+ * two sockets, in this process; log its end with this process's pid, and exit. */
+_Noreturn void conn_relay_spawned(struct breaker_table *t, const struct relay_order *o,
+                                  int client_fd, int upstream_fd);

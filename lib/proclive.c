@@ -79,6 +79,15 @@ pid_t proclive_self(uint64_t *ret_starttime) {
 	return pid;
 }
 
+uint64_t proclive_starttime(pid_t pid) {
+	char state;
+	uint64_t st = 0;
+
+	if (pid <= 0 || proc_stat_read(pid, &state, &st) < 0)
+		return 0;
+	return st;
+}
+
 static struct proclive_probe probe(pid_t pid) {
 	struct proclive_probe p = {.pid = pid};
 	char state;

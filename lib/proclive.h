@@ -13,6 +13,8 @@
  * Read once per process and cached: glibc does not cache getpid(), and every admit and
  * release asks. A child of fork() reads its own again, never its parent's. Thread-safe. */
 pid_t proclive_self(uint64_t *ret_starttime);
+/* Another process's start time, 0 when /proc cannot tell. */
+uint64_t proclive_starttime(pid_t pid);
 
 /* A pass over many slots owned by a few processes asks about the same pids again and
  * again: a cache (zero-initialised, one per pass) makes that a few /proc reads. */

@@ -96,6 +96,17 @@ static void report_fds(void) {
 	close(out);
 }
 
+int relayfork_isolate(const int *keep, size_t n_keep) {
+	int r = close_all_but(keep, n_keep);
+	if (r < 0)
+		return r; /* no /proc: the child must end its connection, isolated or not */
+	/* `ps` tells relays from the dispatcher and the spawner (the tests find them so) */
+	(void)prctl(PR_SET_NAME, RELAYFORK_COMM);
+	(void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); /* fails only on an old kernel */
+	report_fds();
+	return 0;
+}
+
 int relayfork_fork(const int *keep, size_t n_keep, pid_t *ret_pid) {
 	pid_t pid = fork();
 
@@ -104,10 +115,5 @@ int relayfork_fork(const int *keep, size_t n_keep, pid_t *ret_pid) {
 		return -errno;
 	if (pid > 0)
 		return 0;
-	int r = close_all_but(keep, n_keep);
-	if (r < 0)
-		return r; /* no /proc: the child must end its connection, isolated or not */
-	(void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); /* fails only on an old kernel */
-	report_fds();
-	return 0;
+	return relayfork_isolate(keep, n_keep);
 }

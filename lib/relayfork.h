@@ -18,3 +18,11 @@
  * unit; set again for a tcpmapd started by hand); or, when the fds could not be walked,
  * -errno with *ret_pid 0: the child must then end the connection and exit. */
 int relayfork_fork(const int *keep, size_t n_keep, pid_t *ret_pid);
+
+/* The command name (comm) of every relay process, forked here or by the spawner. */
+#define RELAYFORK_COMM "tcpmap-relay"
+
+/* In a process that is to own one connection (forked here, or a spawner's child that took
+ * one, relayspawn.h): close every fd but `keep` as above, name it RELAYFORK_COMM and set
+ * PR_SET_NO_NEW_PRIVS. 0 or -errno (the fds could not be walked). */
+int relayfork_isolate(const int *keep, size_t n_keep);

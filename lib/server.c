@@ -26,6 +26,7 @@
 #include "netaddr.h"
 #include "poller.h"
 #include "reexec.h"
+#include "relayspawn.h"
 #include "rundir.h"
 #include "ticketkeys.h"
 #include "tls.h"
@@ -402,6 +403,20 @@ static void wake_workers(struct server *s) {
 	}
 }
 
+/* The relay spawner runs while the config has a per_connection_process listener (it is
+ * started at most once a second: a reload that adds one, or its death, is seen at the next
+ * tick at the latest). Main thread only. */
+static void tend_spawner(struct server *s) {
+	if (!s->env.spawner)
+		return;
+	for (size_t i = 0; i < s->env.config->n_listeners; i++)
+		if (s->env.config->listeners[i]->per_connection_process) {
+			(void)relayspawn_start(
+			        s->env.spawner); /* logged; tcpmapd forks meanwhile */
+			return;
+		}
+}
+
 /* Relay processes (per_connection_process) are this process's children. Each logs its own
  * connection; here they are reaped, and one that died by a signal (a crash, a kill -9) is
  * logged, and its breaker slot reclaimed at once rather than at the next tick. waitid()
@@ -416,14 +431,18 @@ static int on_sigchld(sd_event_source *src, const struct signalfd_siginfo *si, v
 		siginfo_t info = {};
 		if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG) < 0 || info.si_pid == 0)
 			break;
-		if (info.si_code == CLD_EXITED && info.si_status == 0)
-			continue;
 		char pid[16], how[32];
 		snprintf(pid, sizeof pid, "%d", (int)info.si_pid);
 		if (info.si_code == CLD_EXITED)
 			snprintf(how, sizeof how, "exit status %d", info.si_status);
 		else
 			snprintf(how, sizeof how, "signal %s", sigabbrev_np(info.si_status) ?: "?");
+		if (relayspawn_exited(s->env.spawner, info.si_pid, how)) {
+			tend_spawner(s);
+			continue;
+		}
+		if (info.si_code == CLD_EXITED && info.si_status == 0)
+			continue;
 		struct log_field f[] = {{"RELAY_PID", pid}, {"HOW", how}};
 		log_event(LOG_WARNING, TCPMAP_MID_LIFECYCLE, "relay_died", f, ELEMENTSOF(f),
 		          "relay process %s ended by %s: its connection is gone", pid, how);
@@ -524,6 +543,7 @@ static int on_tick(sd_event_source *src, uint64_t usec, void *userdata) {
 
 	/* a dead process's slots are freed at the next tick after a failure: nothing to do */
 	(void)breaker_table_reap(s->env.breakers);
+	tend_spawner(s);
 	notify_status(s);
 	for (unsigned i = 0; i < s->n_workers; i++) {
 		struct server_worker *w = &s->workers[i];
@@ -1226,6 +1246,11 @@ static int run_threaded(struct server *s) {
 			return log_error_errno(r, "worker %u", i);
 	}
 	s->threaded = true;
+	/* before any worker runs: they read the pointer without a lock */
+	r = relayspawn_new(s->runtime_dir, &s->env.spawner);
+	if (r < 0)
+		return log_error_errno(r, "relay spawner");
+	tend_spawner(s);
 	s->n_workers = n; /* adoption spreads over all of them */
 	handoff_adopt_all(&s->stored, &s->env, next_worker, &(struct worker_turn){.server = s});
 	s->n_workers = 0;
@@ -1258,6 +1283,8 @@ static int run_threaded(struct server *s) {
 		server_worker_done(&s->workers[i]);
 	free(s->workers);
 	s->workers = NULL;
+	relayspawn_free(s->env.spawner);
+	s->env.spawner = NULL;
 	log_event(LOG_INFO, TCPMAP_MID_LIFECYCLE, "stop", NULL, 0, "tcpmapd stopped");
 	return r < 0 ? r : 0;
 }

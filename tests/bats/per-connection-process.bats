@@ -30,11 +30,17 @@ teardown() {
 	breakers_teardown
 }
 
-# Live (non-zombie) relay processes of the tcpmapd under test.
-relay_pids() {
-	local pid
+# Live (non-zombie) relay processes of the tcpmapd under test: its children and its relay
+# spawner's (tcpmap-spawner) named tcpmap-relay; the spawner's standby children are not.
+spawner_pids() {
 	[ -n "${TCPMAPD_PID:-}" ] || return 0
-	for pid in $(pgrep -P "$TCPMAPD_PID" 2>/dev/null); do
+	pgrep -P "$TCPMAPD_PID" -x tcpmap-spawner 2>/dev/null || true
+}
+relay_pids() {
+	local pid parents
+	[ -n "${TCPMAPD_PID:-}" ] || return 0
+	parents=$(echo "$TCPMAPD_PID" $(spawner_pids) | tr ' ' ,)
+	for pid in $(pgrep -P "$parents" -x tcpmap-relay 2>/dev/null); do
 		[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] && echo "$pid"
 	done
 	return 0
@@ -168,6 +174,53 @@ start_forked() {
 	wait_counted "$PORT" "$UP" 0
 	pid_alive "$TCPMAPD_PID"
 	note "SIGTERM to relay $relay: result=shutdown, logged by the relay itself"
+}
+
+@test "per_connection_process: relays are the relay spawner's children, not forks of tcpmapd" {
+	start_forked
+	wait_for_log 'event=relay_spawner_started'
+	local spawner n pid
+	spawner=$(spawner_pids)
+	[ -n "$spawner" ]
+	for n in 1 2 3; do hold_connection "$PORT" 20; done
+	wait_relays 3
+	for pid in $(relay_pids); do
+		[ "$(awk '{print $4}' "/proc/$pid/stat")" = "$spawner" ]
+	done
+	# tcpmapd forked none of them: its one child is the spawner
+	[ "$(pgrep -P "$TCPMAPD_PID" | tr '\n' ' ')" = "$spawner " ]
+	stop_all_holds
+	wait_relays 0
+	wait_counted "$PORT" "$UP" 0
+	note "3 relays, each a child of spawner $spawner"
+}
+
+@test "per_connection_process: a kill -9 of the relay spawner ends no connection, and it comes back" {
+	start_forked
+	wait_for_log 'event=relay_spawner_started'
+	local spawner relay again
+	spawner=$(spawner_pids)
+	hold_connection "$PORT" 30
+	wait_relays 1
+	relay=$(relay_pids)
+	kill -9 "$spawner"
+	wait_for_log "event=relay_spawner_died spawner_pid=$spawner how=\"?signal KILL"
+	# its relay goes on (now init's child: stopped here by PID), and tcpmapd still serves
+	pid_alive "$relay"
+	run client 127.0.0.1 "$PORT" --send 100 --timeout 5
+	[ "$(kv recv_bytes)" -eq 100 ]
+	wait_for_log 'event=relay_spawner_started' 2
+	again=$(spawner_pids)
+	[ -n "$again" ] && [ "$again" != "$spawner" ]
+	run client 127.0.0.1 "$PORT" --send 100 --timeout 5
+	[ "$(kv recv_bytes)" -eq 100 ]
+	pid_alive "$relay"
+	stop_all_holds
+	wait_pid_exit "$relay" 50
+	wait_for_log 'event=close .*mapping=forked .*result=ok .*pid=' 3
+	[ "$(log_count "event=close .*result=ok pid=$relay ")" -eq 1 ]
+	wait_counted "$PORT" "$UP" 0
+	note "spawner $spawner killed: relay $relay went on, spawner $again took over"
 }
 
 @test "per_connection_process: mappings on one listener must agree, the error names both" {

@@ -1,0 +1,351 @@
+/* relayspawn.c — the relay spawner and the dispatcher's channel to it; see relayspawn.h.
+ * The spawner must never hold a connection's fd itself, and the dispatcher must never wait
+ * for it. */
+#include "relayspawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "proclive.h"
+#include "rundir.h"
+#include "util.h"
+
+/* Children forked and waiting for a connection: two take a burst of two workers' sends
+ * while the spawner forks their replacements. */
+#define STANDBY 2
+/* A spawner that dies at once is not restarted in a loop. */
+#define RESTART_MIN_USEC (1000 * 1000)
+/* After a failed fork (EAGAIN: a pid or memory limit), try again this much later. */
+#define FORK_RETRY_MS 100
+
+/* The channel's number in the spawner. */
+#define CHANNEL_FD 3
+
+extern char **environ;
+
+struct relayspawn {
+	pthread_mutex_t lock; /* guards fd, pid, starttime: workers send, the main thread swaps */
+	int fd;
+	pid_t pid; /* 0: none runs */
+	uint64_t starttime;
+	uint64_t started_usec;
+	char *runtime_dir;
+};
+
+int relayspawn_new(const char *runtime_dir, struct relayspawn **ret) {
+	struct relayspawn *s = calloc(1, sizeof *s);
+
+	if (!s || !(s->runtime_dir = strdup(runtime_dir))) {
+		free(s);
+		return -ENOMEM;
+	}
+	(void)pthread_mutex_init(&s->lock, NULL); /* cannot fail without attributes */
+	s->fd = -EBADF;
+	*ret = s;
+	return 0;
+}
+
+void relayspawn_free(struct relayspawn *s) {
+	if (!s)
+		return;
+	if (s->pid > 0)
+		(void)kill(s->pid, SIGTERM); /* it also ends when the channel closes */
+	safe_close(s->fd);
+	free(s->runtime_dir);
+	free(s);
+}
+
+int relayspawn_start(struct relayspawn *s) {
+	int sv[2];
+	pid_t pid;
+
+	if (s->pid > 0 || (s->started_usec && now_usec() - s->started_usec < RESTART_MIN_USEC))
+		return 0;
+	s->started_usec = now_usec();
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return log_warning_errno(errno, "relay spawner: socketpair");
+	if (sv[1] == CHANNEL_FD) {
+		/* dup2 onto itself would keep O_CLOEXEC */
+		int moved = fcntl(sv[1], F_DUPFD_CLOEXEC, CHANNEL_FD + 1);
+		safe_close(sv[1]);
+		sv[1] = moved;
+	}
+	const char *target = log_target_to_string(log_get_target());
+	char *argv[] = {"tcpmapd", RELAYSPAWN_ARG, (char *)target, s->runtime_dir, NULL};
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none;
+	sigemptyset(&none);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&attr);
+	int r = sv[1] < 0 ? errno : posix_spawn_file_actions_adddup2(&fa, sv[1], CHANNEL_FD);
+	if (r == 0)
+		r = posix_spawnattr_setsigmask(&attr, &none);
+	if (r == 0)
+		r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+	if (r == 0) /* the running image, not a replaced file: the same struct relay_order */
+		r = posix_spawn(&pid, "/proc/self/exe", &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	safe_close(sv[1]);
+	if (r != 0) {
+		safe_close(sv[0]);
+		return log_warning_errno(r, "relay spawner: cannot start it");
+	}
+	uint64_t st = proclive_starttime(pid);
+	pthread_mutex_lock(&s->lock);
+	s->fd = sv[0];
+	s->pid = pid;
+	s->starttime = st;
+	pthread_mutex_unlock(&s->lock);
+
+	char p[16];
+	snprintf(p, sizeof p, "%d", (int)pid);
+	struct log_field f[] = {{"SPAWNER_PID", p}};
+	log_event(LOG_INFO, TCPMAP_MID_LIFECYCLE, "relay_spawner_started", f, ELEMENTSOF(f),
+	          "relay spawner %s started", p);
+	return 1;
+}
+
+bool relayspawn_exited(struct relayspawn *s, pid_t pid, const char *how) {
+	if (!s || pid <= 0 || pid != s->pid)
+		return false;
+	pthread_mutex_lock(&s->lock);
+	s->fd = safe_close(s->fd);
+	s->pid = 0;
+	pthread_mutex_unlock(&s->lock);
+
+	char p[16];
+	snprintf(p, sizeof p, "%d", (int)pid);
+	struct log_field f[] = {{"SPAWNER_PID", p}, {"HOW", how}};
+	log_event(LOG_WARNING, TCPMAP_MID_LIFECYCLE, "relay_spawner_died", f, ELEMENTSOF(f),
+	          "relay spawner %s ended by %s: relay processes are forked by tcpmapd itself "
+	          "until it is restarted",
+	          p, how);
+	return true;
+}
+
+int relayspawn_send(struct relayspawn *s, struct breaker_table *t, const struct relay_order *o,
+                    int client_fd, int upstream_fd) {
+	union {
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr align;
+	} control = {};
+	struct iovec iov = {.iov_base = (void *)o, .iov_len = sizeof *o};
+	struct msghdr msg = {.msg_iov = &iov,
+	                     .msg_iovlen = 1,
+	                     .msg_control = control.buf,
+	                     .msg_controllen = sizeof control.buf};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	int fds[2] = {client_fd, upstream_fd}, r = 0;
+
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof fds);
+	memcpy(CMSG_DATA(cm), fds, sizeof fds);
+
+	pthread_mutex_lock(&s->lock);
+	if (s->fd < 0)
+		r = -ENOTCONN;
+	else if (o->slot && breaker_table_give(t, o->slot, s->pid, s->starttime) < 0)
+		r = -ESTALE; /* reclaimed meanwhile: let the caller's own path say so */
+	else if (sendmsg(s->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		r = -errno;
+		if (o->slot)
+			(void)breaker_table_adopt(t, o->slot); /* ours again: it never left */
+	}
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+/* ---- the spawner ---- */
+
+struct spawner {
+	struct breaker_table *breakers;
+	relayspawn_relay_fn relay;
+	int signal_fd;
+	int taken[2]; /* a child that took a connection writes its pid here */
+	pid_t standby[STANDBY];
+	size_t n_standby;
+	pid_t self;
+};
+
+static void forget_standby(struct spawner *z, pid_t pid) {
+	for (size_t i = 0; i < z->n_standby; i++)
+		if (z->standby[i] == pid) {
+			z->standby[i] = z->standby[--z->n_standby];
+			return;
+		}
+}
+
+static bool receive_order(int chan, struct relay_order *o, int fds[2]) {
+	union {
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = {.iov_base = o, .iov_len = sizeof *o};
+
+	for (;;) {
+		struct msghdr msg = {.msg_iov = &iov,
+		                     .msg_iovlen = 1,
+		                     .msg_control = control.buf,
+		                     .msg_controllen = sizeof control.buf};
+		ssize_t n = recvmsg(chan, &msg, MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false; /* the dispatcher is gone */
+		int got = 0;
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+				got = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+				memcpy(fds, CMSG_DATA(cm), MIN(got, 2) * sizeof(int));
+			}
+		if (n == sizeof *o && got == 2 && o->magic == RELAY_ORDER_MAGIC &&
+		    !(msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+			o->mapping[sizeof o->mapping - 1] = 0;
+			o->service[sizeof o->service - 1] = 0;
+			o->sni[sizeof o->sni - 1] = 0;
+			return true;
+		}
+		for (int i = 0; i < MIN(got, 2); i++)
+			safe_close(fds[i]);
+		log_warning("relay spawner: a malformed order, ignored");
+	}
+}
+
+/* A standby child: wait for one connection, then be its relay. */
+static _Noreturn void standby_run(struct spawner *z) {
+	struct relay_order o;
+	int fds[2];
+
+	safe_close(z->signal_fd);
+	safe_close(z->taken[0]);
+	/* a standby dies with the spawner; a relay, once it has its connection, does not */
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != z->self)
+		_exit(0);
+	if (!receive_order(CHANNEL_FD, &o, fds))
+		_exit(0);
+	(void)prctl(PR_SET_PDEATHSIG, 0);
+	pid_t self = getpid();
+	ssize_t _unused_ n = write(z->taken[1], &self, sizeof self);
+	safe_close(z->taken[1]);
+	safe_close(CHANNEL_FD);
+	z->relay(z->breakers, &o, fds[0], fds[1]);
+	_exit(1);
+}
+
+static int fork_standby(struct spawner *z) {
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -errno;
+	if (pid == 0)
+		standby_run(z);
+	z->standby[z->n_standby++] = pid;
+	return 0;
+}
+
+static void reap(struct spawner *z) {
+	bool died = false;
+
+	for (;;) {
+		siginfo_t info = {};
+		if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG) < 0 || info.si_pid == 0)
+			break;
+		forget_standby(z, info.si_pid);
+		if (info.si_code == CLD_EXITED && info.si_status == 0)
+			continue;
+		char pid[16], how[32];
+		snprintf(pid, sizeof pid, "%d", (int)info.si_pid);
+		if (info.si_code == CLD_EXITED)
+			snprintf(how, sizeof how, "exit status %d", info.si_status);
+		else
+			snprintf(how, sizeof how, "signal %s", sigabbrev_np(info.si_status) ?: "?");
+		struct log_field f[] = {{"RELAY_PID", pid}, {"HOW", how}};
+		log_event(LOG_WARNING, TCPMAP_MID_LIFECYCLE, "relay_died", f, ELEMENTSOF(f),
+		          "relay process %s ended by %s: its connection is gone", pid, how);
+		died = true;
+	}
+	if (died)
+		(void)breaker_table_reap(z->breakers); /* best effort: tcpmapd's tick reaps too */
+}
+
+int relayspawn_main(const char *runtime_dir, relayspawn_relay_fn relay) {
+	struct spawner z = {.relay = relay, .signal_fd = -EBADF, .self = getpid()};
+	sigset_t mask;
+	int r, dir_fd = -EBADF;
+
+	/* nothing of the dispatcher but the channel: whatever else lacked O_CLOEXEC */
+	(void)close_range(CHANNEL_FD + 1, ~0U, 0);
+	(void)prctl(PR_SET_NAME, "tcpmap-spawner");
+	(void)prctl(PR_SET_PDEATHSIG, SIGTERM); /* the channel's hang-up says it too */
+	(void)signal(SIGPIPE, SIG_IGN);
+	r = rundir_open(runtime_dir, true, &dir_fd);
+	if (r >= 0)
+		r = breaker_table_open(dir_fd, &z.breakers);
+	safe_close(dir_fd);
+	if (r < 0)
+		return log_error_errno(r, "relay spawner: breaker table in %s", runtime_dir);
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	/* blocked in the relays too: their loops take SIGTERM and SIGINT by signalfd */
+	(void)sigprocmask(SIG_BLOCK, &mask, NULL);
+	z.signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (z.signal_fd < 0 || pipe2(z.taken, O_CLOEXEC | O_NONBLOCK) < 0)
+		return log_error_errno(errno, "relay spawner: setting up");
+
+	for (;;) {
+		int timeout = -1;
+		while (z.n_standby < STANDBY)
+			if ((r = fork_standby(&z)) < 0) {
+				log_warning_errno(r, "relay spawner: cannot fork");
+				timeout = FORK_RETRY_MS;
+				break;
+			}
+		struct pollfd p[] = {{.fd = CHANNEL_FD, .events = 0},
+		                     {.fd = z.signal_fd, .events = POLLIN},
+		                     {.fd = z.taken[0], .events = POLLIN}};
+		if (poll(p, ELEMENTSOF(p), timeout) < 0 && errno != EINTR)
+			break;
+		if (p[0].revents & (POLLHUP | POLLERR))
+			break; /* tcpmapd is gone */
+		if (p[2].revents & POLLIN) {
+			pid_t taken[64];
+			ssize_t n;
+			while ((n = read(z.taken[0], taken, sizeof taken)) > 0)
+				for (size_t i = 0; i < (size_t)n / sizeof *taken; i++)
+					forget_standby(&z, taken[i]);
+		}
+		if (p[1].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			bool stop = false;
+			while (read(z.signal_fd, &si, sizeof si) == sizeof si)
+				if (si.ssi_signo != SIGCHLD)
+					stop = true;
+			reap(&z);
+			if (stop)
+				break;
+		}
+	}
+	/* the relays go on: each ends its own connection (systemd signals them on a stop) */
+	for (size_t i = 0; i < z.n_standby; i++)
+		(void)kill(z.standby[i], SIGKILL);
+	return 0;
+}
