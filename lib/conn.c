@@ -1043,12 +1043,10 @@ _Noreturn void conn_relay_spawned(struct breaker_table *t, const struct relay_or
 	static struct conn_env env; /* this process's: one connection, no config */
 	struct conn *c = calloc(1, sizeof *c);
 	struct mapping *m = calloc(1, sizeof *m);
-	int keep[4] = {client_fd, upstream_fd};
-	size_t n_keep = 2 + breaker_table_fds(t, keep + 2);
-	int r = relayfork_isolate(keep, n_keep);
-
-	if (r < 0 || !c || !m || !(m->name = strdup(o->mapping)) ||
-	    !(m->service = strdup(o->service))) {
+	/* No walk over /proc/self/fd: the spawner never held a connection, and the standby
+	 * closed the spawner's own fds; what is left is 0-2, the table's, the journal's. */
+	relayfork_mark();
+	if (!c || !m || !(m->name = strdup(o->mapping)) || !(m->service = strdup(o->service))) {
 		/* the spawner logs the exit; the slot, ours, is reaped once we are gone */
 		(void)breaker_table_adopt(t, o->slot);
 		_exit(1);
@@ -1077,7 +1075,7 @@ _Noreturn void conn_relay_spawned(struct breaker_table *t, const struct relay_or
 	                        o->upstream_addr_len);
 	c->sni = o->sni[0] ? strdup(o->sni) : NULL; /* out of memory: no SNI in the log */
 	atomic_fetch_add(&env.n_active, 1);
-	relay_child_run(c, (int)o->mask, r);
+	relay_child_run(c, (int)o->mask, 0);
 }
 
 /* The one setup of a connection, accepted or adopted: `client_fd` and `upstream_fd` are

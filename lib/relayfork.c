@@ -96,14 +96,18 @@ static void report_fds(void) {
 	close(out);
 }
 
-int relayfork_isolate(const int *keep, size_t n_keep) {
-	int r = close_all_but(keep, n_keep);
-	if (r < 0)
-		return r; /* no /proc: the child must end its connection, isolated or not */
+void relayfork_mark(void) {
 	/* `ps` tells relays from the dispatcher and the spawner (the tests find them so) */
 	(void)prctl(PR_SET_NAME, RELAYFORK_COMM);
 	(void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); /* fails only on an old kernel */
 	report_fds();
+}
+
+int relayfork_isolate(const int *keep, size_t n_keep) {
+	int r = close_all_but(keep, n_keep);
+	if (r < 0)
+		return r; /* no /proc: the child must end its connection, isolated or not */
+	relayfork_mark();
 	return 0;
 }
 

@@ -22,7 +22,10 @@ int relayfork_fork(const int *keep, size_t n_keep, pid_t *ret_pid);
 /* The command name (comm) of every relay process, forked here or by the spawner. */
 #define RELAYFORK_COMM "tcpmap-relay"
 
-/* In a process that is to own one connection (forked here, or a spawner's child that took
- * one, relayspawn.h): close every fd but `keep` as above, name it RELAYFORK_COMM and set
- * PR_SET_NO_NEW_PRIVS. 0 or -errno (the fds could not be walked). */
+/* In a process that is to own one connection, forked from a process that holds other
+ * connections: close every fd but `keep` as above, then relayfork_mark(). 0 or -errno (the
+ * fds could not be walked). */
 int relayfork_isolate(const int *keep, size_t n_keep);
+/* Name the process RELAYFORK_COMM and set PR_SET_NO_NEW_PRIVS: alone in a spawner's relay
+ * (relayspawn.h), whose every fd is known, none another connection's. */
+void relayfork_mark(void);

@@ -237,6 +237,8 @@ static _Noreturn void standby_run(struct spawner *z) {
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != z->self)
 		_exit(0);
+	uint64_t starttime;
+	(void)proclive_self(&starttime); /* read and cached now, not once it has a connection */
 	if (!receive_order(CHANNEL_FD, &o, fds))
 		_exit(0);
 	(void)prctl(PR_SET_PDEATHSIG, 0);
