@@ -95,8 +95,22 @@ int relayspawn_start(struct relayspawn *s) {
 		r = posix_spawnattr_setsigmask(&attr, &none);
 	if (r == 0)
 		r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+	/* Every symbol bound once, in the spawner: lazily, each relay would look up again the
+	 * functions of the relay path the spawner never called, and fault in a copy of the
+	 * GOT page it writes them to. */
+	size_t n_env = 0;
+	while (environ[n_env])
+		n_env++;
+	char **envp = r == 0 ? calloc(n_env + 2, sizeof *envp) : NULL;
+	if (r == 0 && !envp)
+		r = ENOMEM;
+	if (r == 0) {
+		envp[0] = (char *)"LD_BIND_NOW=1";
+		memcpy(envp + 1, environ, n_env * sizeof *envp);
+	}
 	if (r == 0) /* the running image, not a replaced file: the same struct relay_order */
-		r = posix_spawn(&pid, "/proc/self/exe", &fa, &attr, argv, environ);
+		r = posix_spawn(&pid, "/proc/self/exe", &fa, &attr, argv, envp);
+	free(envp);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	safe_close(sv[1]);
@@ -293,6 +307,7 @@ int relayspawn_main(const char *runtime_dir, relayspawn_relay_fn relay) {
 
 	/* nothing of the dispatcher but the channel: whatever else lacked O_CLOEXEC */
 	(void)close_range(CHANNEL_FD + 1, ~0U, 0);
+	(void)unsetenv("LD_BIND_NOW"); /* done its work at start; a relay's environment is ours */
 	(void)prctl(PR_SET_NAME, "tcpmap-spawner");
 	(void)prctl(PR_SET_PDEATHSIG, SIGTERM); /* the channel's hang-up says it too */
 	(void)signal(SIGPIPE, SIG_IGN);
