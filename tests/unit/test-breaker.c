@@ -20,6 +20,7 @@
 
 #include "breaker.h"
 #include "log.h"
+#include "proclive.h"
 #include "rundir.h"
 #include "status.h"
 #include "util.h"
@@ -715,6 +716,51 @@ static void test_adopt(void **state) {
 	breaker_table_close(t);
 }
 
+/* A slot given to another process (the relay spawner, on its way to a relay) is that
+ * process's: the giver's release is ignored, its death frees it, and taking it back
+ * (breaker_table_adopt) works while it lives. */
+static void test_give(void **state) {
+	struct fixture *f = *state;
+	struct breaker_table *t = open_table(f);
+	struct circuit_breakers none = {0};
+	breaker_slot_t slot;
+	uint32_t e;
+	int to_child[2];
+	char c;
+
+	assert_int_equal(breaker_table_entry(t, "given", &e), 0);
+	assert_int_equal(breaker_table_admit(t, e, &none, &slot), 0);
+	breaker_table_connected(t, slot);
+	assert_int_equal(pipe(to_child), 0);
+	pid_t pid = fork_child(f);
+	if (pid == 0) {
+		close(to_child[1]);
+		_exit(read(to_child[0], &c, 1) == 1 ? 0 : 3);
+	}
+	close(to_child[0]);
+	assert_int_equal(breaker_table_give(t, slot, pid, proclive_starttime(pid)), 0);
+	assert_int_equal(breaker_table_give(t, slot, 0, 0), -EINVAL);
+	breaker_table_release(t, slot, 0, 0); /* not ours any more: ignored */
+	assert_counts(t, e, 1, 0);
+	assert_int_equal(breaker_table_reap(t), 0); /* its owner lives */
+
+	/* a send that failed: the giver takes it back, and its release counts again */
+	assert_int_equal(breaker_table_adopt(t, slot), 0);
+	breaker_table_release(t, slot, 0, 0);
+	assert_counts(t, e, 0, 0);
+
+	/* given, and the owner dies with it undelivered: reaped */
+	assert_int_equal(breaker_table_admit(t, e, &none, &slot), 0);
+	assert_int_equal(breaker_table_give(t, slot, pid, proclive_starttime(pid)), 0);
+	assert_int_equal(write(to_child[1], "q", 1), 1);
+	assert_int_equal(wait_child(f, pid, 10000), 0);
+	close(to_child[1]);
+	assert_counts(t, e, 0, 1);
+	assert_int_equal(breaker_table_reap(t), 1);
+	assert_counts(t, e, 0, 0);
+	breaker_table_close(t);
+}
+
 #define WRR_CHILDREN 4
 #define WRR_PICKS 250
 
@@ -1134,6 +1180,7 @@ int main(void) {
 	        cmocka_unit_test_setup_teardown(test_sigkill_reclaimed_by_admit, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_sigkill_reclaimed_by_reap, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_give, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_wrr_pick_across_processes, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_grow_while_children_hold_slots, setup,
 	                                        teardown),
