@@ -95,3 +95,23 @@ mapping() {
 	[[ "$output" == *"CN = passthrough-upstream"* ]] || [[ "$output" == *"CN=passthrough-upstream"* ]]
 	wait_for_log 'event=close .*mapping=pass .*sni=pass.example.net .*result=ok'
 }
+
+# The other per-connection model: the threaded tcpmapd with per_connection_process. A TLS
+# session it terminates cannot go to its relay spawner, so tcpmapd forks that relay itself.
+@test "per_connection_process: TLS terminated by tcpmapd is relayed by a process of its own" {
+	UP=$(pick_port)
+	start_upstream 127.0.0.1 "$UP" banner forked-tls-banner
+	write_tls_context "$CONF" my-context supersecret "hosts: [my-host-1]"
+	mapping term "host: my-host-1" "service: 127.0.0.1:$UP" "per_connection_process: true"
+	TCPMAPD_ARGS=(--secrets-dir "$SECRETS_DIR")
+	start_tcpmapd "$CONF"
+	s_client_to "$PORT" my-host-1 -verify_return_error -verify_hostname my-host-1
+	[ "$status" -eq 0 ]
+	[[ "$output" == *forked-tls-banner* ]]
+	wait_for_log 'event=close .*mapping=term .*sni=my-host-1 .*result=ok pid=[0-9]+ '
+	local pid
+	pid=$(sed -nE 's/.*event=close .*mapping=term .* pid=([0-9]+) .*/\1/p' "$TCPMAPD_LOG")
+	[ -n "$pid" ] && [ "$pid" != "$TCPMAPD_PID" ]
+	[ "$(log_count 'event=relay_died')" -eq 0 ]
+	note "TLS terminated, relayed by process $pid, forked by tcpmapd $TCPMAPD_PID"
+}
