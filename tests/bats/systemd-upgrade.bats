@@ -116,6 +116,9 @@ teardown_file() {
 	echo "reload with $N idle TLS + $N streams: new connections answered in $output"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *" failed=0" ]]
+	# Nobody accepts only for the hand-over (6-22 ms measured, tcpmapd(8) RE-EXEC), but a
+	# probe on a loaded two-CPU machine takes up to 540 ms without any reload
+	# (before_max_ms): the bound is what such a machine holds, the figure is printed.
 	[ "$(probe_max_ms "$output")" -lt 1000 ]
 	mark_stream streams
 	# The new image is the main process, and it is the upgraded build.
