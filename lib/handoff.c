@@ -227,7 +227,9 @@ void handoff_adopt_all(struct handoff_store *s, struct conn_env *env,
 			            s->fds[i].name);
 			s->fds[i].fd = safe_close(s->fds[i].fd);
 		}
-		int r = sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", s->fds[i].name);
+		int r = s->not_in_fdstore
+		                ? 0
+		                : sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", s->fds[i].name);
 		if (r < 0)
 			log_debug("removing %s from the fd store: %s", s->fds[i].name,
 			          strerror(-r));

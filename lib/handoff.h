@@ -35,6 +35,9 @@ struct handoff_stored;
 struct handoff_store {
 	struct handoff_stored *fds;
 	size_t n;
+	/* they came from an old image, not systemd's store: nothing to remove there (which
+	 * would cost a message per fd while nobody accepts) */
+	bool not_in_fdstore;
 };
 
 /* As handoff_worker(), but into `to` (under `lock`, shared by the workers): duplicates of

@@ -955,16 +955,39 @@ static void reexec_finish(struct server *s, int outcome) {
 	pthread_mutex_unlock(&s->reexec_lock);
 }
 
-/* Start the installed binary as the new image with our listening sockets and every spliced
- * connection, while the workers wait; then this image drains what it kept (TLS) and exits.
- * If the new image does not get ready, take the connections back and go on. */
+static int reexec_failed(struct server *s, int r) {
+	log_event(LOG_ERR, TCPMAP_MID_LIFECYCLE, "reexec_failed", NULL, 0,
+	          "re-exec failed, this image goes on: %s", strerror(-r));
+	notify("READY=1");
+	notify_status(s);
+	return 0;
+}
+
+/* Start the installed binary as the new image with our listening sockets, and go on
+ * accepting while it loads (reexec.h); then hand it every spliced connection, while the
+ * workers wait, and once it is ready drain what is left (TLS) and exit. If the new image
+ * does not get ready, take the connections back and go on. */
 static int server_reexec(struct server *s, const char *why) {
-	pid_t pid = 0;
-	int r = -ENOMEM;
+	struct reexec_child child;
+	int r;
 
 	notify("RELOADING=1");
-	log_info("re-executing (%s): handing the sockets and spliced connections to a new image",
-	         why);
+	log_info("re-executing (%s): starting a new image, accepting until it has loaded", why);
+	{
+		_cleanup_free_ int *listen = calloc(s->n_fds ? s->n_fds : 1, sizeof *listen);
+		_cleanup_free_ const char **names = calloc(s->n_fds ? s->n_fds : 1, sizeof *names);
+		if (!listen || !names)
+			return reexec_failed(s, -ENOMEM);
+		for (size_t i = 0; i < s->n_fds; i++) {
+			listen[i] = s->fds[i].fd;
+			names[i] = REEXEC_LISTEN_NAME;
+		}
+		r = reexec_spawn(listen, names, s->n_fds, REEXEC_READY_TIMEOUT_USEC, &child);
+		if (r < 0)
+			return reexec_failed(s, r);
+	}
+
+	/* From here until the new image is ready nobody accepts: only the hand-over itself. */
 	pthread_mutex_lock(&s->reexec_lock);
 	s->reexec_exported = 0;
 	s->reexec_outcome = 0;
@@ -976,30 +999,27 @@ static int server_reexec(struct server *s, const char *why) {
 		pthread_cond_wait(&s->reexec_cond, &s->reexec_lock);
 	pthread_mutex_unlock(&s->reexec_lock);
 
-	size_t n_conn_fds = handoff_store_size(&s->reexec_fds), n = s->n_fds + n_conn_fds;
+	size_t n = handoff_store_size(&s->reexec_fds);
 	_cleanup_free_ int *fds = calloc(n ? n : 1, sizeof *fds);
 	_cleanup_free_ const char **names = calloc(n ? n : 1, sizeof *names);
+	r = -ENOMEM;
 	if (fds && names) {
-		for (size_t i = 0; i < s->n_fds; i++) {
-			fds[i] = s->fds[i].fd;
-			names[i] = REEXEC_LISTEN_NAME;
-		}
-		for (size_t i = 0; i < n_conn_fds; i++)
-			fds[s->n_fds + i] =
-			        handoff_store_get(&s->reexec_fds, i, &names[s->n_fds + i]);
-		r = reexec_spawn(fds, names, n, REEXEC_READY_TIMEOUT_USEC, &pid);
+		for (size_t i = 0; i < n; i++)
+			fds[i] = handoff_store_get(&s->reexec_fds, i, &names[i]);
+		r = reexec_send(&child, fds, names, n);
+		if (r >= 0)
+			r = reexec_wait_ready(&child, REEXEC_READY_TIMEOUT_USEC);
 	}
 	if (r < 0) {
+		/* gone for sure first, so no connection is relayed by two images */
+		reexec_child_stop(&child);
 		/* the workers wait, so their connections can be put back from here */
 		handoff_adopt_all(&s->reexec_fds, &s->env, next_worker,
 		                  &(struct worker_turn){.server = s});
 		reexec_finish(s, -1);
-		log_event(LOG_ERR, TCPMAP_MID_LIFECYCLE, "reexec_failed", NULL, 0,
-		          "re-exec failed, this image goes on: %s", strerror(-r));
-		notify("READY=1");
-		notify_status(s);
-		return 0;
+		return reexec_failed(s, r);
 	}
+	reexec_child_close(&child);
 	/* the new image has its own copies */
 	handoff_store_clear(&s->reexec_fds);
 	s->superseded = true;
@@ -1007,7 +1027,7 @@ static int server_reexec(struct server *s, const char *why) {
 	atomic_store(&s->stopping, true);
 	reexec_finish(s, 1);
 	char new_pid[24];
-	snprintf(new_pid, sizeof new_pid, "%d", (int)pid);
+	snprintf(new_pid, sizeof new_pid, "%d", (int)child.pid);
 	struct log_field f[] = {{"NEW_PID", new_pid}};
 	log_event(LOG_INFO, TCPMAP_MID_LIFECYCLE, "reexec", f, ELEMENTSOF(f),
 	          "superseded by pid %s; draining what could not move", new_pid);
@@ -1233,6 +1253,13 @@ static int watchdog_start(struct server *s) {
 	                                  s->watchdog_usec / 40, on_watchdog, s);
 }
 
+/* reexec_receive()'s hand-over fds: into the store, as systemd's would be. */
+static int store_received_fd(void *userdata, int fd, const char *name) {
+	if (!handoff_is_stored_name(name))
+		return -EINVAL;
+	return handoff_store_add(userdata, fd, name);
+}
+
 static int run_threaded(struct server *s) {
 	unsigned n = workers_wanted(s);
 	int r;
@@ -1251,6 +1278,12 @@ static int run_threaded(struct server *s) {
 	if (r < 0)
 		return log_error_errno(r, "relay spawner");
 	tend_spawner(s);
+	/* Started by a re-exec: the old image accepted while this one loaded; it stops now and
+	 * passes its spliced connections, which are adopted before this one accepts. */
+	if (reexec_started_by_old_image()) {
+		(void)reexec_receive(store_received_fd, &s->stored, REEXEC_READY_TIMEOUT_USEC);
+		s->stored.not_in_fdstore = true;
+	}
 	s->n_workers = n; /* adoption spreads over all of them */
 	handoff_adopt_all(&s->stored, &s->env, next_worker, &(struct worker_turn){.server = s});
 	s->n_workers = 0;
@@ -1301,6 +1334,7 @@ int server_run(const struct server_options *o) {
 	(void)pthread_mutex_init(&s.reexec_lock, NULL);
 	(void)pthread_cond_init(&s.reexec_cond, NULL);
 	s.main_wake_fd = -EBADF;
+	s.reexec_fds.not_in_fdstore = true; /* duplicates for a new image, never stored */
 	reexec_protect_ready_fd();
 	/* Two sockets and up to two pipes per connection: take every fd the hard limit allows,
 	 * as systemd itself does for its services' soft limit. */

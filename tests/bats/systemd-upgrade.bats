@@ -18,94 +18,17 @@ VERSION=$(sed -n 's/^VERSION := //p' "$ROOT/Makefile")
 UPGRADE_VERSION=$VERSION-upgrade
 UPGRADE_BUILD=build-upgrade
 TLS_NAME=upgrade.example.test
-TLSIDLE_PY=$ROOT/tests/lib/tlsidle.py
 N=20
 
 svc() { echo "tcpmap@$P.service"; }
 
-# count_events PID EVENT [RESULT]: how many such events the journal has (waits up to 10 s for
-# at least $4 of them when given).
-count_events() {
-	events "$(svc)" | awk -v pid="$1" -v ev="$2" -v res="${3:-}" '
-		$1 == pid && $2 == ev && (res == "" || $3 == res) { n++ }
-		END { print n + 0 }'
-}
-wait_events() { # PID EVENT RESULT N
-	local n=
-	for _ in $(seq 50); do
-		n=$(count_events "$1" "$2" "$3")
-		[ "$n" -ge "$4" ] && return 0
-		sleep 0.2
-	done
-	echo "$n '$2' ($3) events from PID $1, wanted $4; the journal's tail:" >&2
-	sb journalctl --no-pager -n 60 -u "$(svc)" >&2
-	return 1
-}
+# count_events PID EVENT [RESULT], wait_events PID EVENT RESULT N: this unit's events
+# (tests/lib/systemd.bash).
+count_events() { unit_event_count "$(svc)" "$@"; }
+wait_events() { wait_unit_events "$(svc)" "$@"; }
 
-# probe_during CMD...: run CMD (a systemctl action) in the background and, from the moment it
-# starts, connect to the cleartext mapping every 20 ms for 1.5 s: each probe's time from its
-# connect() to its echoed bytes. Prints "max_ms=M probes=K failed=F", the figure this file
-# reports. Fails when CMD fails.
-probe_during() {
-	local pid rc
-	"$@" &
-	pid=$!
-	python3 - "$P" <<'EOF'
-import socket, sys, time
-port, worst, n, failed = int(sys.argv[1]), 0.0, 0, 0
-end = time.monotonic() + 1.5
-while time.monotonic() < end:
-    t = time.monotonic()
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        s.sendall(b"probe")
-        got = b""
-        while len(got) < 5:
-            b = s.recv(5)
-            if not b:
-                break
-            got += b
-        s.close()
-        if got != b"probe":
-            failed += 1
-    except OSError:
-        failed += 1
-    worst = max(worst, (time.monotonic() - t) * 1000)
-    n += 1
-    time.sleep(0.02)
-print("max_ms=%.1f probes=%d failed=%d" % (worst, n, failed))
-EOF
-	wait "$pid"
-	rc=$?
-	return "$rc"
-}
-
-start_tls_idle() { # NAME [CONNECTIONS]
-	local d=$BATS_TEST_TMPDIR
-	python3 "$TLSIDLE_PY" --port "$P" --sni "$TLS_NAME" --cafile "$PKI/ca.crt" \
-		--connections "${2:-$N}" --ready-file "$d/$1.ready" --check-file "$d/$1.check" \
-		--max-seconds 120 >"$d/$1.out" 2>&1 3>&- &
-	echo $! >"$d/$1.pid"
-	echo $! >>"$BATS_FILE_TMPDIR/pids"
-	for _ in $(seq 200); do
-		[ -e "$d/$1.ready" ] && return 0
-		sleep 0.1
-	done
-	cat "$d/$1.out" >&2
-	return 1
-}
-
-# check_tls_idle NAME: have every idle TLS connection report; prints the report.
-check_tls_idle() {
-	local d=$BATS_TEST_TMPDIR pid
-	pid=$(cat "$d/$1.pid")
-	touch "$d/$1.check"
-	for _ in $(seq 300); do
-		stream_running "$pid" || break
-		sleep 0.1
-	done
-	cat "$d/$1.out"
-}
+# start_tls_idle_here NAME [CONNECTIONS]: idle TLS connections to the TLS mapping.
+start_tls_idle_here() { start_tls_idle "$1" "$P" "$TLS_NAME" "$PKI/ca.crt" "${2:-$N}"; }
 
 setup() {
 	sd_skip_unavailable
@@ -184,16 +107,19 @@ teardown_file() {
 @test "upgrade: systemctl reload after replacing the binary re-executes it; new connections, streams and TLS connections go on" {
 	local old new line report t0 t1
 	old=$(main_pid "$(svc)")
-	start_tls_idle tls
-	start_tls_idle later 5
+	start_tls_idle_here tls
+	start_tls_idle_here later 5
 	start_stream streams --port "$P" --connections "$N" --rate 32768 --max-seconds 120
 	sb install -m755 "$ROOT/$UPGRADE_BUILD/tcpmapd" /usr/sbin/tcpmapd
 	sb install -m644 "$ROOT/$UPGRADE_BUILD/tcpmap-tls.so" /usr/lib/tcpmap/tcpmap-tls.so
-	run probe_during sb systemctl reload "$(svc)"
+	run probe_during "$P" sb systemctl reload "$(svc)"
 	echo "reload with $N idle TLS + $N streams: new connections answered in $output"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *" failed=0" ]]
-	[ "$(sed -n 's/^max_ms=\([0-9]*\).*/\1/p' <<<"$output")" -lt 1000 ]
+	# Nobody accepts only for the hand-over (6-22 ms measured, tcpmapd(8) RE-EXEC), but a
+	# probe on a loaded two-CPU machine takes up to 540 ms without any reload
+	# (before_max_ms): the bound is what such a machine holds, the figure is printed.
+	[ "$(probe_max_ms "$output")" -lt 1000 ]
 	mark_stream streams
 	# The new image is the main process, and it is the upgraded build.
 	new=$(main_pid "$(svc)")
@@ -204,16 +130,18 @@ teardown_file() {
 	run sb journalctl --no-pager -o cat -u "$(svc)" _PID="$new" TCPMAP_EVENT=ready
 	echo "$output"
 	[[ "$output" == "tcpmapd $UPGRADE_VERSION ready"* ]]
-	# One handover and one adopt per spliced connection; the old image drains its TLS ones.
+	# One handover and one adopt per spliced connection (each stream's, and a probe's that
+	# was relaying when the old image stopped accepting); the old image drains its TLS ones.
 	wait_events "$old" handover - "$N"
 	wait_events "$new" adopt - "$N"
-	[ "$(count_events "$old" handover)" -eq "$N" ]
-	[ "$(count_events "$new" adopt)" -eq "$N" ]
 	[ "$(count_events "$old" reexec)" -eq 1 ]
 	sleep 1
 	finish_stream_ok streams
 	[ "$(grep -c '^conn=.* intact=1 ' <<<"$output")" -eq "$N" ]
 	[ "$(grep -c '^conn=.* recv_after_mark=0 ' <<<"$output")" -eq 0 ]
+	run moved_once "$(svc)" "$old" "$new" "$output"
+	echo "$output"
+	[ "$status" -eq 0 ]
 	# Every TLS connection still works, served by the old image's drain.
 	report=$(check_tls_idle tls)
 	echo "$report"
@@ -234,15 +162,15 @@ teardown_file() {
 @test "upgrade: systemctl restart with idle TLS connections and streams open answers new connections at once" {
 	local old new report t0 t1
 	old=$(main_pid "$(svc)")
-	start_tls_idle tls
+	start_tls_idle_here tls
 	start_stream streams --port "$P" --connections "$N" --rate 32768 --max-seconds 120
 	t0=$(date +%s.%N)
-	run probe_during sb systemctl restart "$(svc)"
+	run probe_during "$P" sb systemctl restart "$(svc)"
 	t1=$(date +%s.%N)
 	echo "restart with $N idle TLS + $N streams: new connections answered in $output; systemctl restart took $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s (with the 1.5 s of probing)"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *" failed=0" ]]
-	[ "$(sed -n 's/^max_ms=\([0-9]*\).*/\1/p' <<<"$output")" -lt 1000 ]
+	[ "$(probe_max_ms "$output")" -lt 1000 ]
 	mark_stream streams
 	new=$(main_pid "$(svc)")
 	[ "$new" != "$old" ] && [ "$new" != 0 ]
@@ -257,4 +185,7 @@ teardown_file() {
 	finish_stream_ok streams
 	[ "$(grep -c '^conn=.* intact=1 ' <<<"$output")" -eq "$N" ]
 	[ "$(grep -c '^conn=.* recv_after_mark=0 ' <<<"$output")" -eq 0 ]
+	run moved_once "$(svc)" "$old" "$new" "$output"
+	echo "$output"
+	[ "$status" -eq 0 ]
 }

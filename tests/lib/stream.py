@@ -36,6 +36,8 @@ class Conn:
     def __init__(self, index, sock, seed):
         self.index = index
         self.sock = sock
+        host, port = sock.getsockname()[:2]
+        self.client = f"{host}:{port}"  # as tcpmapd's journal names the client
         self.rng = random.Random(seed)
         self.sent_hash = hashlib.sha256()
         self.recv_hash = hashlib.sha256()
@@ -75,7 +77,7 @@ class Conn:
             f"sent_sha256={self.sent_hash.hexdigest()}", f"recv_bytes={self.recv}",
             f"recv_sha256={self.recv_hash.hexdigest()}", f"recv_after_mark={after}",
             f"closed_by={self.closed_by}", f"closed_at={self.closed_at:.3f}",
-            f"intact={int(intact)}", f"error={self.error or '-'}",
+            f"intact={int(intact)}", f"error={self.error or '-'}", f"client={self.client}",
         ]
         return " ".join(fields), intact
 

@@ -307,6 +307,119 @@ for line in sys.stdin:
 '
 }
 
+# event_field UNIT PID EVENT FIELD: FIELD (as log_event names it, e.g. CONNECTION) of each
+# such tcpmapd event in UNIT's journal, one a line.
+event_field() {
+	sb journalctl --no-pager -o json -u "$1" _PID="$2" TCPMAP_EVENT="$3" |
+		python3 -c '
+import json, sys
+for line in sys.stdin:
+    print(json.loads(line).get("TCPMAP_" + sys.argv[1], "-"))
+' "$4"
+}
+
+# moved_once UNIT OLD NEW STREAM_REPORT: the hand-over contract of a restart or re-exec from
+# PID OLD to PID NEW: every connection OLD logged `handover` for, NEW logged `adopt` for, each
+# once, and every connection of STREAM_REPORT (tests/lib/stream.py's output, its client=
+# fields) was among them, once. Probes running meanwhile may have moved too.
+moved_once() {
+	local handed adopted clients c
+	handed=$(event_field "$1" "$2" handover CONNECTION | sort)
+	adopted=$(event_field "$1" "$3" adopt CONNECTION | sort)
+	echo "$(wc -l <<<"$handed") handed over by $2, $(wc -l <<<"$adopted") adopted by $3"
+	[ "$handed" = "$adopted" ] || { echo "handed over: $handed"; echo "adopted: $adopted"; return 1; }
+	[ -z "$(uniq -d <<<"$handed")" ] || { echo "moved twice: $(uniq -d <<<"$handed")"; return 1; }
+	clients=$(event_field "$1" "$2" handover CLIENT)
+	for c in $(sed -n 's/^conn=.* client=\([^ ]*\).*/\1/p' <<<"$4"); do
+		[ "$(grep -cx "$c" <<<"$clients")" -eq 1 ] || { echo "stream client $c handed over $(grep -cx "$c" <<<"$clients") times"; return 1; }
+	done
+}
+
+# unit_event_count UNIT PID EVENT [RESULT]: how many such tcpmapd events UNIT's journal has.
+unit_event_count() {
+	events "$1" | awk -v pid="$2" -v ev="$3" -v res="${4:-}" '
+		$1 == pid && $2 == ev && (res == "" || $3 == res) { n++ }
+		END { print n + 0 }'
+}
+
+# wait_unit_events UNIT PID EVENT RESULT N: bounded wait (10 s) until UNIT's journal holds at
+# least N such events (RESULT - for any); journald may lag behind the service a little.
+wait_unit_events() {
+	local n=
+	for _ in $(seq 50); do
+		n=$(unit_event_count "$1" "$2" "$3" "$4")
+		[ "$n" -ge "$5" ] && return 0
+		sleep 0.2
+	done
+	echo "$n '$3' ($4) events from PID $2, wanted $5; the journal's tail:" >&2
+	sb journalctl --no-pager -n 60 -u "$1" >&2
+	return 1
+}
+
+# probe_during PORT CMD...: run CMD while tests/lib/probe.py probes an echoing mapping on
+# 127.0.0.1:PORT back to back, from before CMD starts until after it ended (at least 1.5 s),
+# each probe timed from its connect() to its echoed bytes. Prints CMD's output, then last
+# "max_ms=M worst_at_ms=W p50_ms=X before_max_ms=B probes=K failed=F" (see probe.py), the
+# figure the upgrade suites report; every probe is in $BATS_TEST_TMPDIR/probe/trace. Fails
+# when CMD or the prober fails.
+probe_during() {
+	local port=$1 d pid rc
+	shift
+	d=$BATS_TEST_TMPDIR/probe
+	rm -rf "$d" && mkdir "$d" || return 1
+	python3 "$ROOT/tests/lib/probe.py" --port "$port" --control-dir "$d" >"$d/out" 2>&1 3>&- &
+	pid=$!
+	echo "$pid" >>"$BATS_FILE_TMPDIR/pids"
+	for _ in $(seq 200); do
+		[ -e "$d/ready" ] && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	[ -e "$d/ready" ] || { kill "$pid" 2>/dev/null; cat "$d/out"; return 1; }
+	touch "$d/started"
+	"$@"
+	rc=$?
+	touch "$d/done"
+	wait "$pid" || rc=1
+	cat "$d/out"
+	return "$rc"
+}
+
+# probe_max_ms OUTPUT: the whole milliseconds of probe_during's max_ms.
+probe_max_ms() { sed -n 's/^max_ms=\([0-9]*\).*/\1/p' <<<"$1"; }
+
+# ---- idle TLS connections (tests/lib/tlsidle.py) ------------------------------------
+
+# start_tls_idle NAME PORT SNI CAFILE N: N idle TLS connections to 127.0.0.1:PORT, for at most
+# 120 s; waits (bounded, 20 s) until all are up. Its files are $BATS_TEST_TMPDIR/NAME.*.
+start_tls_idle() {
+	local d=$BATS_TEST_TMPDIR
+	python3 "$ROOT/tests/lib/tlsidle.py" --port "$2" --sni "$3" --cafile "$4" \
+		--connections "$5" --ready-file "$d/$1.ready" --check-file "$d/$1.check" \
+		--max-seconds 120 >"$d/$1.out" 2>&1 3>&- &
+	echo $! >"$d/$1.pid"
+	echo $! >>"$BATS_FILE_TMPDIR/pids"
+	for _ in $(seq 200); do
+		[ -e "$d/$1.ready" ] && return 0
+		sleep 0.1
+	done
+	cat "$d/$1.out" >&2
+	return 1
+}
+
+# check_tls_idle NAME: have every idle TLS connection report; prints the report, whose last
+# line is "alive=N".
+check_tls_idle() {
+	local d=$BATS_TEST_TMPDIR pid
+	pid=$(cat "$d/$1.pid")
+	touch "$d/$1.check"
+	for _ in $(seq 300); do
+		stream_running "$pid" || break
+		sleep 0.1
+	done
+	cat "$d/$1.out"
+}
+
 # sd_make_server_pki DIR CA_CN NAME: a CA (DIR/ca.crt) and a serverAuth certificate for NAME
 # that it signed (DIR/server.crt, DIR/server.key).
 sd_make_server_pki() {
