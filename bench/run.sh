@@ -9,7 +9,7 @@
 # not judged, and it is not part of `make check`.
 #
 # Usage: bench/run.sh BUILD_DIR
-#   BENCH_QUICK=1              ~2-minute smoke run (shorter workloads, 1000 idle connections)
+#   BENCH_QUICK=1              ~3-minute smoke run (shorter workloads, 1000 idle connections)
 #   BENCH_ONLY=bulk,connrate   a subset of: bulk connrate tls resume idle sni start
 #   BENCH_PEERS=tcpmap,haproxy a subset of peers (direct is always kept for the ratios)
 #   BENCH_IDLE_N=5000          idle connections held per peer

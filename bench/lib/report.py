@@ -90,8 +90,9 @@ def print_rounds(path, workload):
         return
     if not vals:
         return
+    order = list(OrderedDict.fromkeys(m for m, _ in vals))  # the metrics as first recorded
     print("rounds:")
-    for (m, p), vs in sorted(vals.items(), key=lambda kv: kv[0][0]):
+    for (m, p), vs in sorted(vals.items(), key=lambda kv: order.index(kv[0][0])):
         print("  %-16s %-22s %s" % (p, m, " ".join(fmt(v) for v in vs)))
 
 
