@@ -36,8 +36,9 @@ PROXYD=/lib/systemd/systemd-socket-proxyd
 QUICK=${BENCH_QUICK:-0}
 ONLY=${BENCH_ONLY:-bulk,connrate,tls,resume,idle,sni,start}
 PEERS_ONLY=${BENCH_PEERS:-}
-# connrate, tls, resume, sni and start run in ROUNDS rounds (bulk, the longest, in BULK_ROUNDS), the
-# peers in a rotated order each round, and report each metric's median over the rounds: this
+# connrate, tls, resume, sni and start run in ROUNDS rounds (bulk, the longest, in
+# BULK_ROUNDS), the peers in a rotated order each round, and report each metric's median over
+# the rounds (resume's resumed_pct_*: the lowest round's): this
 # machine's speed drifts (bench/README.md), a peer always measured last would carry the drift
 # at the end alone, and one bulk stream's speed hangs on where the scheduler puts its three
 # processes.
@@ -206,8 +207,8 @@ for p in "$UP_IPERF" "$UP_SINK" "$UP_ECHO"; do wait_listening "$p" || die "an up
 PEER_PID=""
 PEER_LOG=""
 
-# start_peer NAME KIND LISTEN TARGET: KIND is tcp, tls, resume or sni. Sets PEER_PID (the process
-# whose tree is measured and stopped). "direct" starts nothing: LISTEN is TARGET.
+# start_peer NAME KIND LISTEN TARGET: KIND is tcp, tls, resume or sni. Sets PEER_PID (the
+# process whose tree is measured and stopped). "direct" starts nothing: LISTEN is TARGET.
 start_peer() {
 	local name=$1 kind=$2 listen=$3 target=$4 dir
 	dir=$WORK/$name-$kind-$listen
