@@ -9,11 +9,12 @@
 # not judged, and it is not part of `make check`.
 #
 # Usage: bench/run.sh BUILD_DIR
-#   BENCH_QUICK=1              ~2-minute smoke run (shorter workloads, 1000 idle connections)
-#   BENCH_ONLY=bulk,connrate   a subset of: bulk connrate tls idle sni start
+#   BENCH_QUICK=1              ~3-minute smoke run (shorter workloads, 1000 idle connections)
+#   BENCH_ONLY=bulk,connrate   a subset of: bulk connrate tls resume idle sni start
 #   BENCH_PEERS=tcpmap,haproxy a subset of peers (direct is always kept for the ratios)
 #   BENCH_IDLE_N=5000          idle connections held per peer
-#   BENCH_ROUNDS=5             rounds of connrate, tls, sni and start
+#   BENCH_ROUNDS=5             rounds of connrate, tls, resume, sni and start
+#   BENCH_RESUME_TLS="1.3 1.2" the TLS versions of resume, each a run of its own per round
 #   BENCH_BULK_ROUNDS=3        rounds of bulk
 set -uo pipefail
 
@@ -33,10 +34,11 @@ PROXYD=/lib/systemd/systemd-socket-proxyd
 [ -x "$PROXYD" ] || PROXYD=/usr/lib/systemd/systemd-socket-proxyd
 
 QUICK=${BENCH_QUICK:-0}
-ONLY=${BENCH_ONLY:-bulk,connrate,tls,idle,sni,start}
+ONLY=${BENCH_ONLY:-bulk,connrate,tls,resume,idle,sni,start}
 PEERS_ONLY=${BENCH_PEERS:-}
-# connrate, tls, sni and start run in ROUNDS rounds (bulk, the longest, in BULK_ROUNDS), the
-# peers in a rotated order each round, and report each metric's median over the rounds: this
+# connrate, tls, resume, sni and start run in ROUNDS rounds (bulk, the longest, in
+# BULK_ROUNDS), the peers in a rotated order each round, and report each metric's median over
+# the rounds (resume's resumed_pct_*: the lowest round's): this
 # machine's speed drifts (bench/README.md), a peer always measured last would carry the drift
 # at the end alone, and one bulk stream's speed hangs on where the scheduler puts its three
 # processes.
@@ -48,6 +50,7 @@ else
 	BULK_ROUNDS=3
 fi
 ROUNDS=${BENCH_ROUNDS:-$ROUNDS}
+RESUME_TLS=${BENCH_RESUME_TLS:-1.3 1.2}
 BULK_ROUNDS=${BENCH_BULK_ROUNDS:-$BULK_ROUNDS}
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -132,7 +135,9 @@ result() {
 	printf '  %-9s %-16s %-22s %12s %s\n' "$@" >&2
 }
 
-# medians WORKLOAD: each (peer, metric) of WORKLOAD in the rounds' TSV, its median to the TSV.
+# medians WORKLOAD: each (peer, metric) of WORKLOAD in the rounds' TSV, its median to the TSV;
+# for resumed_pct_* the lowest round's, so a round that did not resume is never hidden by the
+# others (report.py flags the peer).
 medians() {
 	python3 - "$1" "$ROUNDS_TSV" >>"$TSV" <<'EOF'
 import statistics, sys
@@ -146,7 +151,8 @@ with open(path) as f:
             vals.setdefault((p, m), []).append(float(v))
             units[(p, m)] = u
 for (p, m), vs in vals.items():
-    print("%s\t%s\t%s\t%s\t%s" % (w, p, m, round(statistics.median(vs), 2), units[(p, m)]))
+    v = min(vs) if m.startswith("resumed_pct") else statistics.median(vs)
+    print("%s\t%s\t%s\t%s\t%s" % (w, p, m, round(v, 2), units[(p, m)]))
 EOF
 }
 
@@ -161,6 +167,16 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 	-subj /CN=bench.local -addext subjectAltName=DNS:bench.local \
 	-keyout "$KEY" -out "$CRT" 2>/dev/null || die "openssl could not make the certificate"
 cat "$CRT" "$KEY" >"$PEM"
+
+# The resume workload's ticket keys, one set per run, each peer's in its own format:
+# haproxy three base64 lines of 80 bytes (AES-256; it wants at least three), nginx 80 raw
+# bytes, stunnel a hex AES key and a hex HMAC key. tcpmapd makes its own in --runtime-dir.
+TICKETS=$WORK/tickets
+mkdir -p "$TICKETS"
+for i in 1 2 3; do openssl rand 80 | base64 -w0 && echo; done >"$TICKETS/haproxy.keys"
+openssl rand 80 >"$TICKETS/nginx.key"
+TICKET_AES=$(openssl rand -hex 32) TICKET_MAC=$(openssl rand -hex 32)
+chmod 600 "$TICKETS"/*
 
 UP_HTTP=$(pick_port) UP_HTTPS=$(pick_port)
 mkdir -p "$WORK/upstream"
@@ -191,8 +207,8 @@ for p in "$UP_IPERF" "$UP_SINK" "$UP_ECHO"; do wait_listening "$p" || die "an up
 PEER_PID=""
 PEER_LOG=""
 
-# start_peer NAME KIND LISTEN TARGET: KIND is tcp, tls or sni. Sets PEER_PID (the process
-# whose tree is measured and stopped). "direct" starts nothing: LISTEN is TARGET.
+# start_peer NAME KIND LISTEN TARGET: KIND is tcp, tls, resume or sni. Sets PEER_PID (the
+# process whose tree is measured and stopped). "direct" starts nothing: LISTEN is TARGET.
 start_peer() {
 	local name=$1 kind=$2 listen=$3 target=$4 dir
 	dir=$WORK/$name-$kind-$listen
@@ -205,19 +221,21 @@ start_peer() {
 		local splice=""
 		[ "$name" = haproxy-splice ] && splice="option splice-auto"
 		fill "$PEERS_DIR/haproxy-$kind.cfg" "$dir/haproxy.cfg" LISTEN="$listen" \
-			TARGET="$target" PEM="$PEM" SPLICE="$splice"
+			TARGET="$target" PEM="$PEM" SPLICE="$splice" TICKETS="$TICKETS/haproxy.keys"
 		haproxy -db -f "$dir/haproxy.cfg" </dev/null >"$PEER_LOG" 2>&1 &
 		;;
 	nginx)
 		local tmpl=stream
 		[ "$kind" != tcp ] && tmpl=$kind
 		fill "$PEERS_DIR/nginx-$tmpl.conf" "$dir/nginx.conf" LISTEN="$listen" \
-			TARGET="$target" CRT="$CRT" KEY="$KEY" DIR="$dir"
+			TARGET="$target" CRT="$CRT" KEY="$KEY" DIR="$dir" TICKETS="$TICKETS/nginx.key"
 		nginx -p "$dir" -c "$dir/nginx.conf" -e stderr -g 'daemon off;' </dev/null >"$PEER_LOG" 2>&1 &
 		;;
 	stunnel)
-		fill "$PEERS_DIR/stunnel.conf" "$dir/stunnel.conf" LISTEN="$listen" TARGET="$target" \
-			CRT="$CRT" KEY="$KEY" DIR="$dir"
+		local conf=$PEERS_DIR/stunnel-$kind.conf
+		[ -f "$conf" ] || conf=$PEERS_DIR/stunnel.conf
+		fill "$conf" "$dir/stunnel.conf" LISTEN="$listen" TARGET="$target" \
+			CRT="$CRT" KEY="$KEY" DIR="$dir" TICKET_AES="$TICKET_AES" TICKET_MAC="$TICKET_MAC"
 		stunnel "$dir/stunnel.conf" </dev/null >"$PEER_LOG" 2>&1 &
 		;;
 	socket-proxyd)
@@ -447,6 +465,48 @@ idle() {
 
 sni() { handshakes sni "$1" "$UP_HTTPS" || true; }
 
+# resume PEER: TLS termination as in tls, but with session tickets under keys set in the
+# peer's config (peers/*-resume.*; tcpmapd's own shared keys). For each version in
+# RESUME_TLS (first 1.3 or 1.2 alternately by round), on the same peer process:
+# `benchtool.py tls-resume`, 2 loops, each one full handshake and then new TCP connections
+# resuming with the ticket, a small request and answer each. Records hs/s, CPU per handshake
+# and the share of handshakes that did resume: a run below 99 % is noted here and flagged in
+# the table (report.py), never counted as if it had resumed.
+resume() {
+	local peer=$1 port versions=() v tag c0 c1 rate ok resumed err pct
+	echo "== resume: $peer" >&2
+	if [ "$peer" = direct ]; then
+		port=$UP_HTTPS
+	else
+		port=$(pick_port)
+		start_peer "$peer" resume "$port" "$UP_HTTP" || return 0
+	fi
+	read -ra versions <<<"$RESUME_TLS"
+	if ((r % 2)); then # the round's number, from the main loop
+		local reversed=()
+		for v in "${versions[@]}"; do reversed=("$v" "${reversed[@]}"); done
+		versions=("${reversed[@]}")
+	fi
+	for v in "${versions[@]}"; do
+		tag=tls${v/./}
+		rate=0 ok=0 resumed=0 err=0
+		c0=$(peer_cpu_ticks)
+		read -r rate ok resumed err < <(timeout $((T_TLS + 30)) python3 "$TOOL" tls-resume \
+			--port "$port" --tls "$v" --seconds "$T_TLS" --loops 2)
+		c1=$(peer_cpu_ticks)
+		[ "${err:-0}" != 0 ] && note "resume through $peer (TLS $v): $err failed handshakes or requests"
+		pct=0
+		[ "${ok:-0}" -gt 0 ] && pct=$(calc "round(${resumed:-0} * 100 / $ok, 1)")
+		python3 -c "import sys; sys.exit(0 if $pct >= 99 else 1)" ||
+			note "resume through $peer (TLS $v): only $pct % of ${ok:-0} handshakes resumed"
+		result resume "$peer" "hs_per_s_$tag" "${rate:-0}" hs/s
+		result resume "$peer" "resumed_pct_$tag" "$pct" %
+		[ "$peer" != direct ] && [ "${ok:-0}" -gt 0 ] &&
+			result resume "$peer" "cpu_us_per_hs_$tag" "$(calc "round(($c1 - $c0) * 1e6 / $CLK_TCK / $ok, 1)")" us
+	done
+	stop_peer
+}
+
 # The two no-ops, built on their first round.
 build_noop() {
 	printf 'int main(void) { return 0; }\n' >"$WORK/noop.c"
@@ -510,22 +570,24 @@ sed 's/^/bench: /' "$META" >&2
 START=$SECONDS
 TCP_PEERS="direct haproxy haproxy-splice nginx socket-proxyd socat tcpmap tcpmap-fork tcpmap-inetd"
 TLS_PEERS="direct haproxy nginx $(has_stunnel && echo stunnel) tcpmap"
+RESUME_PEERS=$TLS_PEERS
 IDLE_PEERS="direct haproxy haproxy-splice nginx socket-proxyd tcpmap"
 SNI_PEERS="direct haproxy nginx tcpmap"
 START_PEERS="noop-static noop-libs tcpmapd-version tcpmapd-inetd"
 
-for w in bulk connrate tls idle sni start; do
+for w in bulk connrate tls resume idle sni start; do
 	want $w || continue
 	case $w in
 	bulk | connrate) list=$TCP_PEERS ;;
 	tls) list=$TLS_PEERS ;;
+	resume) list=$RESUME_PEERS ;;
 	idle) list=$IDLE_PEERS ;;
 	sni) list=$SNI_PEERS ;;
 	start) list=$START_PEERS ;;
 	esac
 	rounds=1
 	case $w in
-	connrate | tls | sni | start) rounds=$ROUNDS ;;
+	connrate | tls | resume | sni | start) rounds=$ROUNDS ;;
 	bulk) rounds=$BULK_ROUNDS ;;
 	esac
 	[ "$rounds" -gt 1 ] && IN_ROUNDS=1
@@ -549,4 +611,4 @@ for w in bulk connrate tls idle sni start; do
 done
 
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg); bench took $((SECONDS - START)) s" >>"$META"
-python3 "$HERE/lib/report.py" "$TSV" "$META" | tee "$OUT/report.txt"
+python3 "$HERE/lib/report.py" "$TSV" "$META" "$ROUNDS_TSV" | tee "$OUT/report.txt"

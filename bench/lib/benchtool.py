@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """benchtool.py — the bench's own clients and servers, for what iperf3 and wrk cannot do:
-TLS handshake loops with SNI, TLS bulk upload, a discard sink, an echo server that holds
+TLS handshake loops with SNI (full, or resumed with a session ticket), TLS bulk upload, a discard sink, an echo server that holds
 thousands of idle connections, and the idle-connection client.
 
 Every subcommand is bounded in time (or, for the servers, stopped by PID by run.sh), and
@@ -27,12 +27,48 @@ def http_request(host):
     return (head + "p" * pad + tail).encode()
 
 
-def client_context():
+TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def client_context(version=None):
+    """TLS 1.3 or newer; with VERSION ("1.2" or "1.3"), exactly that one."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    if version:
+        ctx.minimum_version = ctx.maximum_version = TLS_VERSIONS[version]
     return ctx
+
+
+def small_request(host, path):
+    return ("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host)).encode()
+
+
+def one_exchange(ctx, port, sni, req, session=None):
+    """One TCP connection and one TLS handshake (offering SESSION when given), REQ sent and
+    the answer read to the upstream's close. Returns (bytes answered, resumed, the session
+    to offer next: the newest ticket the server sent, or SESSION when it sent none)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        # As browsers and curl do: otherwise the request, written right after the client's
+        # Finished, waits for the server's delayed ACK of it (40 ms) and the loop measures
+        # Nagle's algorithm instead of the handshake.
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with ctx.wrap_socket(raw, server_hostname=sni, session=session) as s:
+            s.sendall(req)
+            got = 0
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                got += len(b)
+            # Read after the answer, so a TLS 1.3 NewSessionTicket (sent after the
+            # handshake) has been processed.
+            newest = s.session
+            resumed = s.session_reused
+    if newest is None or not newest.has_ticket:
+        newest = session
+    return got, resumed, newest
 
 
 def hs_loop(port, sni, deadline, out_fd):
@@ -86,6 +122,70 @@ def cmd_tls_hs(a):
             ok += int(o)
             err += int(e)
     print("%.1f %d %d" % (ok / elapsed, ok, err))
+
+
+def resume_loop(port, sni, version, path, start, deadline, out_fd):
+    """One full handshake to get a ticket, then, from START to DEADLINE, handshakes that
+    offer it: each a new TCP connection, a small request, the small answer, the close. Each
+    offers the newest ticket the server sent (RFC 8446 C.4: a TLS 1.3 client should not reuse
+    one), so a server that issues a fresh ticket on every resumption pays for it, as it would
+    with a real client. Counts handshakes answered and, of those, the resumed ones."""
+    ctx = client_context(version)
+    req = small_request(sni, path)
+    ok = resumed = err = 0
+    session = None
+    try:
+        _, _, session = one_exchange(ctx, port, sni, req)
+    except (OSError, ssl.SSLError) as e:
+        print("tls-resume: the first handshake failed: %s" % e, file=sys.stderr)
+    if session is None:
+        print("tls-resume: no session ticket from the first handshake", file=sys.stderr)
+        os.write(out_fd, b"0 0 1\n")
+        return
+    delay = start - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+    while time.monotonic() < deadline:
+        try:
+            got, was_resumed, session = one_exchange(ctx, port, sni, req, session)
+            if got > 0:
+                ok += 1
+                resumed += was_resumed
+            else:
+                err += 1
+        except (OSError, ssl.SSLError):
+            err += 1
+    os.write(out_fd, ("%d %d %d\n" % (ok, resumed, err)).encode())
+
+
+def cmd_tls_resume(a):
+    """Prints "handshakes/s answered resumed failed" over --seconds, after each loop's first
+    full handshake (not counted; a short settling time is left for it before the clock)."""
+    start = time.monotonic() + a.settle
+    deadline = start + a.seconds
+    r, w = os.pipe()
+    pids = []
+    for _ in range(a.loops):
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                resume_loop(a.port, a.sni, a.tls, a.path, start, deadline, w)
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    os.close(w)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    elapsed = max(time.monotonic(), deadline) - start
+    ok = resumed = err = 0
+    with os.fdopen(r) as f:
+        for line in f:
+            o, s, e = line.split()
+            ok += int(o)
+            resumed += int(s)
+            err += int(e)
+    print("%.1f %d %d %d" % (ok / elapsed, ok, resumed, err))
 
 
 def cmd_tls_bulk(a):
@@ -237,6 +337,15 @@ def main():
     s.add_argument("--seconds", type=float, default=5)
     s.add_argument("--loops", type=int, default=2)
     s.set_defaults(fn=cmd_tls_hs)
+    s = sub.add_parser("tls-resume")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--sni", default="bench.local")
+    s.add_argument("--tls", choices=sorted(TLS_VERSIONS), default="1.3")
+    s.add_argument("--path", default="/r")
+    s.add_argument("--seconds", type=float, default=5)
+    s.add_argument("--settle", type=float, default=0.5)
+    s.add_argument("--loops", type=int, default=2)
+    s.set_defaults(fn=cmd_tls_resume)
     s = sub.add_parser("tls-bulk")
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--sni", default="bench.local")

@@ -1,14 +1,22 @@
 #!/usr/bin/env python3
 """report.py — turns bench/out/results.tsv into the table `make bench` prints: each value,
-its ratio to direct loopback and to the best peer, and issue 6's targets as met or missed.
+its ratio to direct loopback and to the best peer, and issue 6's targets as met or missed;
+given bench/out/rounds.tsv too, the resume workload's values round by round.
 
-It only reads the TSV; it never decides anything about a run it did not see (a metric a
-peer did not produce is shown as "-", and a target without its inputs as "n/a")."""
+It only reads the TSVs; it never decides anything about a run it did not see (a metric a
+peer did not produce is shown as "-", and a target without its inputs as "n/a"). A resume
+run whose handshakes did not resume is flagged on every row it produced, and never chosen
+as the best peer: its rate is not one of resumed handshakes."""
 
+import re
 import sys
 from collections import OrderedDict
 
-HIGHER_BETTER = ("gbit", "conn_per_s", "hs_per_s", "held")  # substrings of metric names
+HIGHER_BETTER = ("gbit", "conn_per_s", "hs_per_s", "held", "resumed_pct")  # substrings of metric names
+# Below this share of resumed handshakes (resumed_pct_*, the lowest round's), a resume run
+# measured something else: bench/README.md, "resume".
+RESUMED_PCT_MIN = 99.0
+ROUND_DETAIL = ("resume",)  # workloads whose rounds are printed under their table
 # Peers that tcpmap is compared against; direct is the ceiling, not a peer, and tcpmap's
 # own per-connection mode is compared with socat only.
 SELF = ("tcpmap", "tcpmap-inetd")
@@ -33,8 +41,25 @@ def load(path):
     return rows, units
 
 
-def best_peer(vals, metric, exclude=SELF + ("direct",)):
-    cands = {p: v for p, v in vals.items() if p not in exclude and v > 0}
+def resume_flags(rows):
+    """{(workload, peer, suffix): resumed %} for each resume run below RESUMED_PCT_MIN; the
+    suffix (_tls13, _tls12) names the metrics of that run."""
+    flags = {}
+    for (w, m), vals in rows.items():
+        if m.startswith("resumed_pct"):
+            for p, v in vals.items():
+                if v < RESUMED_PCT_MIN:
+                    flags[(w, p, m[len("resumed_pct"):])] = v
+    return flags
+
+
+def flag_of(flags, w, p, m):
+    sfx = re.search(r"_tls1[0-9]$", m)
+    return flags.get((w, p, sfx.group(0) if sfx else ""))
+
+
+def best_peer(vals, metric, exclude=SELF + ("direct",), unfit=()):
+    cands = {p: v for p, v in vals.items() if p not in exclude and p not in unfit and v > 0}
     if not cands:
         return None, None
     pick = max if higher_better(metric) else min
@@ -52,9 +77,30 @@ def fmt(v):
     return "%.2f" % v
 
 
+def print_rounds(path, workload):
+    """Each (peer, metric) of WORKLOAD, its value in each round, in the order run."""
+    vals = OrderedDict()
+    try:
+        with open(path) as f:
+            for line in f:
+                w, p, m, v, _ = line.rstrip("\n").split("\t")
+                if w == workload:
+                    vals.setdefault((m, p), []).append(float(v))
+    except OSError:
+        return
+    if not vals:
+        return
+    order = list(OrderedDict.fromkeys(m for m, _ in vals))  # the metrics as first recorded
+    print("rounds:")
+    for (m, p), vs in sorted(vals.items(), key=lambda kv: order.index(kv[0][0])):
+        print("  %-16s %-22s %s" % (p, m, " ".join(fmt(v) for v in vs)))
+
+
 def main():
     tsv, meta = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None
+    rounds = sys.argv[3] if len(sys.argv) > 3 else None
     rows, units = load(tsv)
+    flags = resume_flags(rows)
     if meta:
         with open(meta) as f:
             print(f.read().rstrip())
@@ -63,21 +109,36 @@ def main():
     print("(haproxy, haproxy-splice, nginx, socket-proxyd, socat, stunnel) for that metric.")
     print("For time, CPU and memory metrics lower is better, so x best < 1 is a win there.")
     workload = None
+
+    def end_workload():
+        if workload in ROUND_DETAIL and rounds:
+            print_rounds(rounds, workload)
+
     for (w, m), vals in rows.items():
         if w != workload:
+            end_workload()
             workload = w
             print("\n## %s" % w)
             print("%-16s %-22s %12s %-7s %9s %9s" % ("peer", "metric", "value", "unit", "x direct", "x best"))
-        direct = vals.get("direct")
-        bp, bv = best_peer(vals, m)
+        unfit = [p for p in vals if flag_of(flags, w, p, m) is not None]
+        direct = vals.get("direct") if "direct" not in unfit else None
+        bp, bv = best_peer(vals, m, unfit=unfit)
         for p, v in vals.items():
             xd = v / direct if direct else None
             xb = v / bv if bv else None
             mark = " *" if p == bp else ""
+            low = flag_of(flags, w, p, m)
+            if low is not None:
+                mark += "  ! only %s %% resumed" % fmt(low)
             print("%-16s %-22s %12s %-7s %9s %9s%s" % (p, m, fmt(v), units[(w, m)],
                                                     fmt(xd) if p != "direct" else "",
                                                     fmt(xb), mark))
+    end_workload()
     print("\n(* = the best peer for that metric)")
+    if flags:
+        print("(! = fewer than %.0f %% of that run's handshakes resumed in its worst round: its"
+              % RESUMED_PCT_MIN)
+        print(" rates are not of resumed handshakes, and it is never the best peer)")
     targets(rows)
 
 
