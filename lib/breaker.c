@@ -259,22 +259,6 @@ static void sleep_a_little(unsigned i) {
 		(void)nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
 }
 
-static int mutex_init_robust(pthread_mutex_t *m) {
-	pthread_mutexattr_t attr;
-	int r;
-
-	r = pthread_mutexattr_init(&attr);
-	if (r)
-		return -r;
-	r = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-	if (!r)
-		r = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-	if (!r)
-		r = pthread_mutex_init(m, &attr);
-	(void)pthread_mutexattr_destroy(&attr); /* never fails for an initialised attr */
-	return -r;
-}
-
 /* ---- layout ---- */
 
 static uint32_t roundup_pow2(uint64_t n) {
@@ -552,7 +536,7 @@ static int key_create_locked(const struct key_array *a, uint32_t hash, const cha
 	memcpy(k->name, name, len);
 	k->len = (uint32_t)len;
 	k->hash = hash;
-	int r = mutex_init_robust((pthread_mutex_t *)((char *)k + a->lock_offset));
+	int r = mutex_init_shared_robust((pthread_mutex_t *)((char *)k + a->lock_offset));
 	if (r < 0)
 		return r;
 	STORE(&a->buckets[bucket], idx + 1);
@@ -620,9 +604,9 @@ static int table_build(int dir_fd, const struct breaker_header *h, const struct 
 	        .entry_buckets = (uint32_t *)(base + h->entry_buckets_offset),
 	        .group_buckets = (uint32_t *)(base + h->group_buckets_offset),
 	};
-	r = mutex_init_robust(&to.live->create_lock);
+	r = mutex_init_shared_robust(&to.live->create_lock);
 	if (r >= 0)
-		r = mutex_init_robust(&to.live->grow_lock);
+		r = mutex_init_shared_robust(&to.live->grow_lock);
 	if (r >= 0 && from) {
 		struct key_array ea = entry_keys(&to), ga = group_keys(&to);
 		uint32_t n_entries = entries_used(from), n_groups = groups_used(from);
@@ -648,7 +632,7 @@ static int table_build(int dir_fd, const struct breaker_header *h, const struct 
 			memcpy(dst->duration_buckets, src->duration_buckets,
 			       sizeof(dst->duration_buckets));
 			/* a mutex is never copied: the old one may even be held */
-			r = mutex_init_robust(&dst->lock);
+			r = mutex_init_shared_robust(&dst->lock);
 			dst->key.len = MIN(dst->key.len, BREAKER_KEY_MAX - 1);
 			if (r >= 0 && key_probe(&ea, dst->key.hash, dst->key.name, dst->key.len,
 			                        &found, &bucket) == PROBE_ABSENT)
@@ -661,7 +645,7 @@ static int table_build(int dir_fd, const struct breaker_header *h, const struct 
 			uint32_t found, bucket;
 
 			memcpy(dst, src, sizeof(*dst));
-			r = mutex_init_robust(&dst->lock);
+			r = mutex_init_shared_robust(&dst->lock);
 			dst->key.len = MIN(dst->key.len, BREAKER_KEY_MAX - 1);
 			if (r >= 0 && key_probe(&ga, dst->key.hash, dst->key.name, dst->key.len,
 			                        &found, &bucket) == PROBE_ABSENT)

@@ -287,10 +287,7 @@ static void reap(struct spawner *z) {
 			continue;
 		char pid[16], how[32];
 		snprintf(pid, sizeof pid, "%d", (int)info.si_pid);
-		if (info.si_code == CLD_EXITED)
-			snprintf(how, sizeof how, "exit status %d", info.si_status);
-		else
-			snprintf(how, sizeof how, "signal %s", sigabbrev_np(info.si_status) ?: "?");
+		describe_child_exit(info.si_code, info.si_status, how, sizeof how);
 		struct log_field f[] = {{"RELAY_PID", pid}, {"HOW", how}};
 		log_event(LOG_WARNING, TCPMAP_MID_LIFECYCLE, "relay_died", f, ELEMENTSOF(f),
 		          "relay process %s ended by %s: its connection is gone", pid, how);

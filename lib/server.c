@@ -433,10 +433,7 @@ static int on_sigchld(sd_event_source *src, const struct signalfd_siginfo *si, v
 			break;
 		char pid[16], how[32];
 		snprintf(pid, sizeof pid, "%d", (int)info.si_pid);
-		if (info.si_code == CLD_EXITED)
-			snprintf(how, sizeof how, "exit status %d", info.si_status);
-		else
-			snprintf(how, sizeof how, "signal %s", sigabbrev_np(info.si_status) ?: "?");
+		describe_child_exit(info.si_code, info.si_status, how, sizeof how);
 		if (relayspawn_exited(s->env.spawner, info.si_pid, how)) {
 			tend_spawner(s);
 			continue;

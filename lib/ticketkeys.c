@@ -84,21 +84,6 @@ static void header_expected(struct keys_header *h) {
 	memcpy(h->magic, KEYS_MAGIC, sizeof h->magic);
 }
 
-static int mutex_init_robust(pthread_mutex_t *m) {
-	pthread_mutexattr_t attr;
-	int r = pthread_mutexattr_init(&attr);
-
-	if (r)
-		return -r;
-	r = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-	if (!r)
-		r = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-	if (!r)
-		r = pthread_mutex_init(m, &attr);
-	(void)pthread_mutexattr_destroy(&attr); /* never fails for an initialised attr */
-	return -r;
-}
-
 static int random_fill(void *buf, size_t n) {
 	for (size_t done = 0; done < n;) {
 		ssize_t k = getrandom((char *)buf + done, n - done, 0);
@@ -145,7 +130,7 @@ static int build_file(int dir_fd, char ret_tmp[static 64]) {
 		r = map_keys(fd, &f);
 	if (r >= 0) {
 		header_expected(&f->hdr);
-		r = mutex_init_robust(&f->lock);
+		r = mutex_init_shared_robust(&f->lock);
 	}
 	unmap_keys(f);
 	if (r < 0) {

@@ -2,6 +2,8 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <pthread.h>
+#include <signal.h>
 #include <time.h>
 
 uint64_t now_usec(void) {
@@ -50,4 +52,26 @@ int strv_push(char ***v, size_t *n, char *s) {
 	nv[*n] = NULL;
 	*v = nv;
 	return 0;
+}
+
+int mutex_init_shared_robust(void *mutex) {
+	pthread_mutexattr_t attr;
+	int r = pthread_mutexattr_init(&attr);
+
+	if (r)
+		return -r;
+	r = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+	if (!r)
+		r = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+	if (!r)
+		r = pthread_mutex_init(mutex, &attr);
+	(void)pthread_mutexattr_destroy(&attr); /* never fails for an initialised attr */
+	return -r;
+}
+
+void describe_child_exit(int code, int status, char *buf, size_t size) {
+	if (code == CLD_EXITED)
+		snprintf(buf, size, "exit status %d", status);
+	else
+		snprintf(buf, size, "signal %s", sigabbrev_np(status) ?: "?");
 }

@@ -84,3 +84,11 @@ uint64_t now_usec(void);
 /* Parse a decimal unsigned integer in [min, max]; the whole string must be digits.
  * Returns 0, -EINVAL (not a number) or -ERANGE. */
 int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
+
+/* A mutex that lives in a shared mapping and survives its holder's death (the next locker
+ * gets EOWNERDEAD instead of waiting forever). Returns 0 or a negative errno. */
+int mutex_init_shared_robust(void *mutex);
+
+/* How a child ended (waitid's si_code and si_status), for a log line: "exit status N" or
+ * "signal NAME". */
+void describe_child_exit(int code, int status, char *buf, size_t size);
