@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
 # reload.bats — SIGHUP reloads the config: a broken config is rejected with its line
-# number and the old one keeps serving; a good one takes over for new connections.
+# number and the old one keeps serving; a good one takes over for new connections. SIGUSR2, the
+# re-exec for people without systemd (tcpmapd(8)), moves a live connection to the new image.
 
 load ../lib/common
 
@@ -92,4 +93,49 @@ teardown() { common_teardown; }
 	wait_for_report "$up_a"
 	[ "$(report_kv "$up_a" recv_bytes)" -eq "$(kv sent_bytes)" ]
 	note "live connection kept its upstream across SIGHUP ($(kv sent_bytes) bytes dripped)"
+}
+
+@test "SIGUSR2 without systemd re-executes in place: a live connection moves to the new image intact, which then serves" {
+	local port up conf=$BATS_TEST_TMPDIR/reload.yaml new i client_addr
+	port=$(pick_port)
+	up=$(pick_port)
+	start_upstream 127.0.0.1 "$up" echo
+	write_mapping "$conf" reexec "$port" "127.0.0.1:$up"
+	start_tcpmapd "$conf"
+	# a connection that drips a byte every 100 ms for 2 s across the re-exec
+	client 127.0.0.1 "$port" --idle-ms 2000 --drip-ms 100 --timeout 10 >"$BATS_TEST_TMPDIR/live.out" &
+	local live=$!
+	record_pid "$live"
+	for ((i = 0; i < 50; i++)); do
+		[ -n "$(ss -Htn state established "dport = :$up")" ] && break
+		sleep 0.1
+	done
+	[ -n "$(ss -Htn state established "dport = :$up")" ]
+	# tcpmapd(8): "For running tcpmapd without systemd: kill -USR2 PID."
+	kill -USR2 "$TCPMAPD_PID"
+	wait_for_log 'event=reexec new_pid='
+	new=$(sed -n 's/.*event=reexec new_pid=\([0-9]*\).*/\1/p' "$TCPMAPD_LOG" | head -n 1)
+	# the new image is the caller's to stop now: teardown stops it by PID
+	record_pid "$new"
+	[ "$new" != "$TCPMAPD_PID" ]
+	pid_alive "$new"
+	grep -q 'event=handover mapping=reexec' "$TCPMAPD_LOG"
+	grep -q 'event=adopt mapping=reexec' "$TCPMAPD_LOG"
+	# the old image had nothing left to drain, so it is gone
+	wait_pid_exit "$TCPMAPD_PID" 50
+	# the new image accepts
+	run client 127.0.0.1 "$port" --send 4096 --timeout 10
+	echo "$output"
+	[ "$(kv recv_bytes)" -eq 4096 ]
+	# the live connection went on through the new image with every byte echoed
+	wait_pid_exit "$live" 50
+	run cat "$BATS_TEST_TMPDIR/live.out"
+	echo "$output"
+	[ "$(kv closed_by)" = open ]
+	# the echo of the last drip may land after the client stopped reading
+	[ "$(kv recv_bytes)" -ge $(($(kv sent_bytes) - 1)) ]
+	# the new image relayed it to the end: its close entry counts every byte sent
+	client_addr=$(sed -n 's/.*event=handover mapping=reexec client=\([^ ]*\) .*/\1/p' "$TCPMAPD_LOG")
+	wait_for_log "event=close mapping=reexec client=$client_addr .* bytes_in=$(kv sent_bytes) .*result=ok"
+	note "SIGUSR2: pid $TCPMAPD_PID -> $new; the live connection ($(kv sent_bytes) bytes dripped) was handed over and echoed intact"
 }
