@@ -41,12 +41,9 @@ int worker_set_deadline(struct worker *w, struct worker_link *l, uint64_t usec) 
 	return r;
 }
 
-static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
-	struct worker *w = userdata;
+void worker_run_deadlines(struct worker *w, uint64_t usec) {
 	struct deadline_item *first;
-	(void)src;
 
-	w->timer_armed_at = DEADLINE_NONE; /* a oneshot source is off once it fired */
 	/* bounded: each round removes the item or moves it past `usec` */
 	while ((first = deadline_peek(&w->deadlines)) && first->when <= usec) {
 		struct worker_link *l = container_of(first, struct worker_link, deadline);
@@ -54,6 +51,14 @@ static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
 		w->on_deadline(l, usec);
 	}
 	arm_timer(w);
+}
+
+static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+	struct worker *w = userdata;
+	(void)src;
+
+	w->timer_armed_at = DEADLINE_NONE; /* a oneshot source is off once it fired */
+	worker_run_deadlines(w, usec);
 	return 0;
 }
 

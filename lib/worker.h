@@ -87,6 +87,11 @@ void worker_release(struct worker *w, struct worker_link *l);
  * -ENOMEM (the connection then has no deadline). */
 int worker_set_deadline(struct worker *w, struct worker_link *l, uint64_t usec);
 
+/* Call back every connection whose deadline is at or before `usec`, as the worker's timer
+ * does when it fires (outside any poller batch). The timer is its only caller in tcpmapd;
+ * the connection fuzz harness calls it to pass time without waiting for it. */
+void worker_run_deadlines(struct worker *w, uint64_t usec);
+
 /* Inside a batch, the time it started: one clock read serves every event in it. (Inline:
  * every socket event asks.) */
 static inline uint64_t worker_now(const struct worker *w) {

@@ -1,7 +1,7 @@
 /* test-worker.c — the worker without any connection code: links counted in and out with
  * their peak, deadlines fired through the one timer in order and only once due, a deadline
- * moved later firing at its new time, and a link released during a poller batch kept
- * until the batch ends (the graveyard), then freed. */
+ * moved later firing at its new time, deadlines run by hand for a given time, and a link
+ * released during a poller batch kept until the batch ends (the graveyard), then freed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -171,6 +171,41 @@ static void test_heartbeat(void **state) {
 	sd_event_unref(e);
 }
 
+/* Time passed by hand (the connection fuzz harness): only what is due at the given time
+ * runs, in order, each once; the rest keeps its place. */
+static void test_run_deadlines_by_hand(void **state) {
+	sd_event *e;
+	struct worker w = {0};
+	(void)state;
+
+	n_fired = 0;
+	assert_int_equal(sd_event_new(&e), 0);
+	assert_int_equal(worker_init(&w, 2), 0);
+	assert_int_equal(worker_attach(&w, e), 0);
+	struct item *a = item_new(&w, 1), *b = item_new(&w, 2);
+	uint64_t now = now_usec(), hour = 3600ull * 1000 * 1000;
+	assert_int_equal(worker_set_deadline(&w, &a->link, now + 2 * hour), 0);
+	assert_int_equal(worker_set_deadline(&w, &b->link, now + hour), 0);
+
+	worker_run_deadlines(&w, now);
+	assert_int_equal(n_fired, 0);
+	worker_run_deadlines(&w, now + hour);
+	assert_int_equal(n_fired, 1);
+	assert_int_equal(fired[0], 2);
+	assert_true(fired_at[0] == now + hour);
+	worker_run_deadlines(&w, now + 3 * hour);
+	assert_int_equal(n_fired, 2);
+	assert_int_equal(fired[1], 1);
+	worker_run_deadlines(&w, now + 4 * hour); /* each fires once: they left the heap */
+	assert_int_equal(n_fired, 2);
+
+	worker_release(&w, &a->link);
+	worker_release(&w, &b->link);
+	worker_detach(&w);
+	worker_done(&w);
+	sd_event_unref(e);
+}
+
 static void test_exhaustion_errors(void **state) {
 	(void)state;
 	assert_true(worker_err_is_exhaustion(EMFILE));
@@ -186,6 +221,7 @@ int main(void) {
 	        cmocka_unit_test(test_deadlines_fire_in_order),
 	        cmocka_unit_test(test_release_in_batch_waits_for_its_end),
 	        cmocka_unit_test(test_heartbeat),
+	        cmocka_unit_test(test_run_deadlines_by_hand),
 	        cmocka_unit_test(test_exhaustion_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
