@@ -73,6 +73,8 @@ printf 'workload\tpeer\tmetric\tvalue\tunit\n' >"$TSV"
 # ---- processes: everything started here is recorded and stopped by PID ------------------
 
 ALL_PIDS=()
+# shellcheck source=../tests/lib/pids.bash
+. "$ROOT/tests/lib/pids.bash"
 children_of() { pgrep -P "$1" 2>/dev/null || true; }
 
 # alive PID: running and not a zombie waiting for us to reap it.
@@ -86,7 +88,8 @@ alive() {
 # (per-connection children, nginx workers).
 stop_tree() {
 	local pid=$1 c i
-	alive "$pid" || { wait "$pid" 2>/dev/null; return 0; }
+	# gone, or its PID reused by a process of another session (tests/lib/pids.bash)
+	pid_ours "$pid" && alive "$pid" || { wait "$pid" 2>/dev/null; return 0; }
 	kill -TERM "$pid" 2>/dev/null
 	for ((i = 0; i < 30; i++)); do
 		alive "$pid" || break

@@ -9,6 +9,8 @@ TCPMAP_ROOT=${TCPMAP_ROOT:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)}
 TCPMAPD=${TCPMAPD:-$TCPMAP_ROOT/build/tcpmapd}
 TESTLIB=$TCPMAP_ROOT/tests/lib
 UPSTREAM_PY=$TESTLIB/upstream.py
+# shellcheck source=pids.bash
+. "$TESTLIB/pids.bash"
 CLIENT_PY=$TESTLIB/client.py
 
 # Our share of the port space; other suites use other ranges, all outside the kernel's
@@ -80,6 +82,12 @@ stop_pid() {
 	local pid=$1
 	STOP_STATUS=127
 	[ -n "$pid" ] || return 0
+	# exited long ago, its PID maybe another's now (pids.bash)
+	if ! pid_ours "$pid"; then
+		wait "$pid" 2>/dev/null
+		STOP_STATUS=$?
+		return 0
+	fi
 	if pid_alive "$pid"; then
 		kill -TERM "$pid" 2>/dev/null
 		if ! wait_pid_exit "$pid" 30; then

@@ -10,6 +10,8 @@
 # SD_PORT_SPAN) before pick_port to keep out of the other suites' ports.
 
 ROOT=${TCPMAP_ROOT:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)}
+# shellcheck source=pids.bash
+. "$ROOT/tests/lib/pids.bash"
 SANDBOX=$ROOT/tests/lib/sandbox.sh
 MID_CLOSE=$(sed -n 's/^#define TCPMAP_MID_CLOSE "\([0-9a-f]*\)"$/\1/p' "$ROOT/lib/log.h")
 # Below the kernel's ephemeral range (32768-60999): systemd-operations takes 31500-32699,
@@ -224,8 +226,9 @@ sd_kill_recorded() {
 	local pid
 	[ -f "$BATS_FILE_TMPDIR/pids" ] || return 0
 	for pid in $(tac "$BATS_FILE_TMPDIR/pids"); do
-		kill "$pid" 2>/dev/null || true
+		pid_ours "$pid" && kill "$pid" 2>/dev/null
 	done
+	return 0
 }
 
 # ---- streams ------------------------------------------------------------------------
@@ -461,8 +464,8 @@ sd_recorded_gone() {
 	local pid leftover=0
 	[ -f "$BATS_FILE_TMPDIR/pids" ] || return 0
 	for pid in $(cat "$BATS_FILE_TMPDIR/pids"); do
-		for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		if kill -0 "$pid" 2>/dev/null; then
+		for _ in $(seq 30); do pid_ours "$pid" || break; sleep 0.1; done
+		if pid_ours "$pid"; then
 			echo "process $pid still running" >&2
 			kill -KILL "$pid" 2>/dev/null
 			leftover=1
