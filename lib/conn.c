@@ -765,6 +765,12 @@ static void conn_preread(struct conn *c) {
 	}
 	switch (sni_parse(buf, (size_t)n, &hello)) {
 	case SNI_NEED_MORE:
+		/* The client has shut its side: the rest of the hello can never come, and
+		 * waiting for the preread timeout would only hold the connection. */
+		if (c->client_hup) {
+			conn_finish(c, CONN_RESULT_BAD_HELLO);
+			return;
+		}
 		preread_wait_for(c, hello.need_bytes);
 		return;
 	case SNI_FOUND:

@@ -279,6 +279,33 @@ static void test_no_weight_is_not_a_connect_failure(void **state) {
 	assert_int_equal(s.total, 0);
 }
 
+/* A ClientHello cut short by the client's FIN can never complete: the connection ends at
+ * once as bad_hello instead of holding its place until the preread timeout (5 s). */
+static void test_truncated_hello_then_fin_ends_at_once(void **state) {
+	struct fixture *f = *state;
+	char service[64];
+	int r;
+	/* a handshake record that announces 128 bytes, and 2 of them */
+	static const uint8_t partial[] = {0x16, 0x03, 0x01, 0x00, 0x80, 0x01, 0x00};
+
+	use_config(f, upstream_service(f, service, sizeof service),
+	           "  host: a.example.com\n  tls_passthrough: true\n");
+	_cleanup_close_ int client = start_client(f, LISTEN_PORT, &r);
+	assert_int_equal(r, 0);
+	assert_int_equal(write(client, partial, sizeof partial), (ssize_t)sizeof partial);
+	assert_int_equal(shutdown(client, SHUT_WR), 0);
+	uint64_t t0 = now_usec();
+	assert_true(run_until(f, no_conns, NULL)); /* at most 2 s: well before the 5 s timeout */
+	print_message("# truncated hello then FIN: closed after %llu us\n",
+	              (unsigned long long)(now_usec() - t0));
+	/* closed with the hello unread, so the client may see a reset rather than a FIN */
+	char byte;
+	ssize_t n = read(client, &byte, 1);
+	assert_true(n == 0 || (n < 0 && errno == ECONNRESET));
+	struct accepted up = {.fd = -EBADF};
+	assert_false(upstream_accepted(f, &up)); /* no upstream was ever contacted */
+}
+
 static void test_result_names(void **state) {
 	(void)state;
 	assert_string_equal(conn_result_name(CONN_RESULT_OK), "ok");
@@ -397,6 +424,8 @@ int main(void) {
 	        cmocka_unit_test_setup_teardown(test_refused_upstream_is_a_connect_failure, setup,
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_no_listener, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_truncated_hello_then_fin_ends_at_once, setup,
+	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_no_weight_is_not_a_connect_failure, setup,
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_adopt_refuses_a_pipe_the_record_misdescribes,
