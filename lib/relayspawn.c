@@ -297,8 +297,18 @@ static void reap(struct spawner *z) {
 		(void)breaker_table_reap(z->breakers); /* best effort: tcpmapd's tick reaps too */
 }
 
+/* What the spawner holds, released on its way out (a sanitizer build checks for leaks). */
+static void spawner_done(struct spawner *z) {
+	breaker_table_close(z->breakers);
+	z->breakers = NULL;
+	z->signal_fd = safe_close(z->signal_fd);
+	z->taken[0] = safe_close(z->taken[0]);
+	z->taken[1] = safe_close(z->taken[1]);
+}
+
 int relayspawn_main(const char *runtime_dir, relayspawn_relay_fn relay) {
-	struct spawner z = {.relay = relay, .signal_fd = -EBADF, .self = getpid()};
+	struct spawner z = {
+	        .relay = relay, .signal_fd = -EBADF, .taken = {-EBADF, -EBADF}, .self = getpid()};
 	sigset_t mask;
 	int r, dir_fd = -EBADF;
 
@@ -322,8 +332,11 @@ int relayspawn_main(const char *runtime_dir, relayspawn_relay_fn relay) {
 	/* blocked in the relays too: their loops take SIGTERM and SIGINT by signalfd */
 	(void)sigprocmask(SIG_BLOCK, &mask, NULL);
 	z.signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (z.signal_fd < 0 || pipe2(z.taken, O_CLOEXEC | O_NONBLOCK) < 0)
-		return log_error_errno(errno, "relay spawner: setting up");
+	if (z.signal_fd < 0 || pipe2(z.taken, O_CLOEXEC | O_NONBLOCK) < 0) {
+		r = log_error_errno(errno, "relay spawner: setting up");
+		spawner_done(&z);
+		return r;
+	}
 
 	for (;;) {
 		int timeout = -1;
@@ -361,5 +374,6 @@ int relayspawn_main(const char *runtime_dir, relayspawn_relay_fn relay) {
 	/* the relays go on: each ends its own connection (systemd signals them on a stop) */
 	for (size_t i = 0; i < z.n_standby; i++)
 		(void)kill(z.standby[i], SIGKILL);
+	spawner_done(&z);
 	return 0;
 }
