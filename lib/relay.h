@@ -19,10 +19,13 @@ struct relay_direction {
 	int from, to;
 	int pipe_r, pipe_w; /* -EBADF until the first byte needs them */
 	uint64_t in_pipe;   /* bytes read from `from` not yet written to `to` */
-	uint64_t bytes;     /* bytes delivered to `to` */
-	bool eof;           /* read 0 from `from` */
-	bool shut;          /* shutdown(to, SHUT_WR) done */
-	bool splicing;      /* a read filled the copy buffer: splice until `from` drains */
+	/* What the pipe holds at most (F_GETPIPE_SZ), 0 while unknown: a full pipe is not
+	 * spliced into, since the call could only say EAGAIN. */
+	uint32_t pipe_size;
+	uint64_t bytes; /* bytes delivered to `to` */
+	bool eof;       /* read 0 from `from` */
+	bool shut;      /* shutdown(to, SHUT_WR) done */
+	bool splicing;  /* a read filled the copy buffer: splice until `from` drains */
 	/* Set by an edge-triggered caller while no hang-up has been seen on `from`: a read
 	 * that returns less than asked has then drained it, because anything arriving later
 	 * raises a new event, and the pump skips the read that could only say EAGAIN. A FIN
