@@ -67,6 +67,9 @@ struct conn {
 	/* An event has shown a hang-up (FIN, reset, error) on the socket. Until then a short
 	 * read drains it (relay.h, short_read_drains). */
 	bool client_hup, upstream_hup;
+	/* While relaying, the socket is watched without EPOLLIN: the pipe its bytes go to is
+	 * full (relay_direction_full). */
+	bool client_in_paused, upstream_in_paused;
 
 	/* Only IPv4 and IPv6 reach here: a sockaddr_in6 holds either, in a fifth of a
 	 * sockaddr_storage. Idle connections are what a proxy holds most of. */
@@ -319,6 +322,19 @@ static int pump_mask(const struct conn *c, uint32_t revents, bool client_side) {
 	return mask;
 }
 
+/* Watch a relaying socket for input only while the pipe it feeds has room. A full pipe
+ * waits for its destination's EPOLLOUT; meanwhile every segment the sender adds would wake
+ * the worker for a pump that cannot read. Re-adding EPOLLIN reports input already waiting
+ * (poller_modify), so no edge is lost. On failure the mask stays as it was: the cost is
+ * wake-ups, never a stall. */
+static void watch_input(struct conn *c, int fd, struct poller_handle *h, bool *paused, bool pause) {
+	if (*paused == pause || fd < 0)
+		return;
+	uint32_t events = EPOLLOUT | EPOLLRDHUP | EPOLLET | (pause ? 0 : EPOLLIN);
+	if (poller_modify(&c->worker->poller, fd, events, h) == 0)
+		*paused = pause;
+}
+
 static void conn_pump(struct conn *c, int mask) {
 	if (mask == 0)
 		return;
@@ -349,8 +365,13 @@ static void conn_pump(struct conn *c, int mask) {
 		conn_finish(c, CONN_RESULT_OK);
 		return;
 	}
-	if (!c->use_tls_relay)
+	if (!c->use_tls_relay) {
 		relay_trim(&c->relay);
+		watch_input(c, c->client_fd, &c->client_io, &c->client_in_paused,
+		            relay_direction_full(&c->relay.up));
+		watch_input(c, c->upstream_fd, &c->upstream_io, &c->upstream_in_paused,
+		            relay_direction_full(&c->relay.down));
+	}
 }
 
 static void conn_fork_relay(struct conn *c, int mask);

@@ -119,6 +119,10 @@ static bool direction_pipe_full(const struct relay_direction *d) {
 	return d->pipe_size > 0 && d->in_pipe >= d->pipe_size;
 }
 
+bool relay_direction_full(const struct relay_direction *d) {
+	return !d->eof && direction_pipe_full(d);
+}
+
 /* Read from `from` into the pipe. Returns the bytes read, 0 at EOF, or -errno. */
 static ssize_t direction_splice_in(struct relay_direction *d) {
 	int e = direction_pipe(d);

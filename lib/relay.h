@@ -68,6 +68,11 @@ void relay_export(const struct relay *r, struct relay_state *ret);
 /* Set up a relay between two sockets from a previous process's state, taking ownership of
  * the pipe ends in it. */
 void relay_import(struct relay *r, int client_fd, int upstream_fd, const struct relay_state *s);
+/* The direction's pipe is full: reading its source can wait until the pipe drains, which
+ * only the destination turning writable can make happen. An edge-triggered caller may stop
+ * watching the source for input meanwhile: each byte the sender adds would otherwise wake
+ * it for nothing. */
+bool relay_direction_full(const struct relay_direction *d);
 /* Close the pipes (not the sockets); a pipe with bytes in it is never reused. */
 void relay_release(struct relay *r);
 /* A process forked for one connection closed the pooled pipes it inherited with the rest
