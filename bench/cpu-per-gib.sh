@@ -109,12 +109,18 @@ sample() {
 	echo "$a $b $v $n"
 }
 
-# transfer PEER DIR: moves GIB GiB; prints the bytes received
+# transfer PEER DIR: moves GIB GiB; prints the bytes received. `iperf3 -s` serves one test
+# at a time and may still be closing the last one ("the server is busy"): a few tries.
 transfer() {
-	local flag=""
+	local flag="" try bytes
 	[ "$2" = rev ] && flag=-R
-	iperf3 -c 127.0.0.1 -p "${PORT[$1]}" -n "${GIB}G" $flag -J 2>/dev/null |
-		python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bytes"])'
+	for try in 1 2 3; do
+		bytes=$(iperf3 -c 127.0.0.1 -p "${PORT[$1]}" -n "${GIB}G" $flag -J 2>/dev/null |
+			python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bytes"])' \
+				2>/dev/null) && { echo "$bytes"; return 0; }
+		sleep 1
+	done
+	die "iperf3 through $1 ($2) failed 3 times"
 }
 
 ROWS=$WORK/rows.tsv
