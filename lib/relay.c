@@ -128,6 +128,8 @@ static ssize_t direction_splice_in(struct relay_direction *d) {
 	int e = direction_pipe(d);
 	if (e < 0)
 		return e;
+	if (direction_pipe_full(d))
+		return -EAGAIN; /* a splice of 0 bytes would say 0, which reads as EOF */
 	size_t room = d->pipe_size > 0 ? d->pipe_size - d->in_pipe : RELAY_PIPE_SIZE;
 	ssize_t n = splice(d->from, NULL, d->pipe_w, NULL, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	if (n > 0)
