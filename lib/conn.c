@@ -324,14 +324,16 @@ static int pump_mask(const struct conn *c, uint32_t revents, bool client_side) {
 
 enum { WATCH_NO_IN = 1 << 0, WATCH_NO_OUT = 1 << 1 };
 
-static void rewatch(struct conn *c, int fd, struct poller_handle *h, uint8_t *unwatched,
-                    uint8_t want) {
+static int rewatch(struct conn *c, int fd, struct poller_handle *h, uint8_t *unwatched,
+                   uint8_t want) {
 	if (*unwatched == want || fd < 0)
-		return;
+		return 0;
 	uint32_t events = EPOLLRDHUP | EPOLLET | (want & WATCH_NO_IN ? 0 : EPOLLIN) |
 	                  (want & WATCH_NO_OUT ? 0 : EPOLLOUT);
-	if (poller_modify(&c->worker->poller, fd, events, h) == 0)
+	int r = poller_modify(&c->worker->poller, fd, events, h);
+	if (r == 0)
 		*unwatched = want;
+	return r;
 }
 
 /* A cleartext relay's sockets are watched, as socket-proxyd's are, only for what can make
@@ -344,8 +346,8 @@ static void rewatch(struct conn *c, int fd, struct poller_handle *h, uint8_t *un
  *   pipe (`idle_out`, PUMP_* of that direction), until it has bytes waiting again: send
  *   space freed after the pipe was emptied by another event is news to no one.
  * An event added back that is already pending is reported at once (poller_modify), so no
- * edge is lost. A failed change leaves the mask as it was: the cost is wake-ups, never a
- * stall. */
+ * edge is lost. Changing a registered socket's mask fails only on a bug; should it, the
+ * connection ends rather than wait for an event nobody asked for. */
 static void relay_rewatch(struct conn *c, int idle_out) {
 	const struct relay_direction *up = &c->relay.up, *down = &c->relay.down;
 	bool client_no_out = down->in_pipe == 0 &&
@@ -353,11 +355,18 @@ static void relay_rewatch(struct conn *c, int idle_out) {
 	bool upstream_no_out = up->in_pipe == 0 &&
 	                       ((c->upstream_unwatched & WATCH_NO_OUT) || (idle_out & PUMP_UP));
 
-	rewatch(c, c->client_fd, &c->client_io, &c->client_unwatched,
-	        (relay_direction_full(up) ? WATCH_NO_IN : 0) | (client_no_out ? WATCH_NO_OUT : 0));
-	rewatch(c, c->upstream_fd, &c->upstream_io, &c->upstream_unwatched,
-	        (relay_direction_full(down) ? WATCH_NO_IN : 0) |
-	                (upstream_no_out ? WATCH_NO_OUT : 0));
+	int r = rewatch(c, c->client_fd, &c->client_io, &c->client_unwatched,
+	                (relay_direction_full(up) ? WATCH_NO_IN : 0) |
+	                        (client_no_out ? WATCH_NO_OUT : 0));
+	if (r >= 0)
+		r = rewatch(c, c->upstream_fd, &c->upstream_io, &c->upstream_unwatched,
+		            (relay_direction_full(down) ? WATCH_NO_IN : 0) |
+		                    (upstream_no_out ? WATCH_NO_OUT : 0));
+	if (r < 0) {
+		log_warning_errno(r, "changing the events a relayed connection is watched for");
+		c->relay_broken = true;
+		conn_finish(c, CONN_RESULT_INTERNAL_ERROR);
+	}
 }
 
 /* `idle_out`: see relay_rewatch(). */
