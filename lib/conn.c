@@ -67,6 +67,9 @@ struct conn {
 	/* An event has shown a hang-up (FIN, reset, error) on the socket. Until then a short
 	 * read drains it (relay.h, short_read_drains). */
 	bool client_hup, upstream_hup;
+	/* While relaying: the events the socket is not watched for (WATCH_NO_*), see
+	 * relay_rewatch(); 0 is the whole mask every socket is added with. */
+	uint8_t client_unwatched, upstream_unwatched;
 
 	/* Only IPv4 and IPv6 reach here: a sockaddr_in6 holds either, in a fifth of a
 	 * sockaddr_storage. Idle connections are what a proxy holds most of. */
@@ -319,9 +322,60 @@ static int pump_mask(const struct conn *c, uint32_t revents, bool client_side) {
 	return mask;
 }
 
-static void conn_pump(struct conn *c, int mask) {
-	if (mask == 0)
+enum { WATCH_NO_IN = 1 << 0, WATCH_NO_OUT = 1 << 1 };
+
+static int rewatch(struct conn *c, int fd, struct poller_handle *h, uint8_t *unwatched,
+                   uint8_t want) {
+	if (*unwatched == want || fd < 0)
+		return 0;
+	uint32_t events = EPOLLRDHUP | EPOLLET | (want & WATCH_NO_IN ? 0 : EPOLLIN) |
+	                  (want & WATCH_NO_OUT ? 0 : EPOLLOUT);
+	int r = poller_modify(&c->worker->poller, fd, events, h);
+	if (r == 0)
+		*unwatched = want;
+	return r;
+}
+
+/* A cleartext relay's sockets are watched, as socket-proxyd's are, only for what can make
+ * a pump move bytes; every other edge would wake the worker for a pump that finds nothing
+ * to do (bench/RESULTS.md, 2026-12-06):
+ * - no EPOLLIN while the pipe the socket feeds is full (relay_direction_full): the pipe
+ *   waits for its destination's EPOLLOUT, and each segment the sender adds meanwhile would
+ *   be a wake-up;
+ * - no EPOLLOUT once one came while the direction writing to the socket had nothing in its
+ *   pipe (`idle_out`, PUMP_* of that direction), until it has bytes waiting again: send
+ *   space freed after the pipe was emptied by another event is news to no one.
+ * An event added back that is already pending is reported at once (poller_modify), so no
+ * edge is lost. Changing a registered socket's mask fails only on a bug; should it, the
+ * connection ends rather than wait for an event nobody asked for. */
+static void relay_rewatch(struct conn *c, int idle_out) {
+	const struct relay_direction *up = &c->relay.up, *down = &c->relay.down;
+	bool client_no_out = down->in_pipe == 0 &&
+	                     ((c->client_unwatched & WATCH_NO_OUT) || (idle_out & PUMP_DOWN));
+	bool upstream_no_out = up->in_pipe == 0 &&
+	                       ((c->upstream_unwatched & WATCH_NO_OUT) || (idle_out & PUMP_UP));
+
+	int r = rewatch(c, c->client_fd, &c->client_io, &c->client_unwatched,
+	                (relay_direction_full(up) ? WATCH_NO_IN : 0) |
+	                        (client_no_out ? WATCH_NO_OUT : 0));
+	if (r >= 0)
+		r = rewatch(c, c->upstream_fd, &c->upstream_io, &c->upstream_unwatched,
+		            (relay_direction_full(down) ? WATCH_NO_IN : 0) |
+		                    (upstream_no_out ? WATCH_NO_OUT : 0));
+	if (r < 0) {
+		log_warning_errno(r, "changing the events a relayed connection is watched for");
+		c->relay_broken = true;
+		conn_finish(c, CONN_RESULT_INTERNAL_ERROR);
+	}
+}
+
+/* `idle_out`: see relay_rewatch(). */
+static void conn_pump(struct conn *c, int mask, int idle_out) {
+	if (mask == 0) {
+		if (!c->use_tls_relay)
+			relay_rewatch(c, idle_out);
 		return;
+	}
 	if (!c->use_tls_relay) {
 		c->relay.up.short_read_drains = !c->client_hup;
 		c->relay.down.short_read_drains = !c->upstream_hup;
@@ -349,8 +403,21 @@ static void conn_pump(struct conn *c, int mask) {
 		conn_finish(c, CONN_RESULT_OK);
 		return;
 	}
-	if (!c->use_tls_relay)
+	if (!c->use_tls_relay) {
 		relay_trim(&c->relay);
+		relay_rewatch(c, idle_out);
+	}
+}
+
+/* An event on a relaying socket. */
+static void relay_event(struct conn *c, uint32_t revents, bool client_side) {
+	int idle_out = 0;
+	if (!c->use_tls_relay && (revents & EPOLLOUT)) {
+		int writes = client_side ? PUMP_DOWN : PUMP_UP;
+		if ((writes == PUMP_UP ? &c->relay.up : &c->relay.down)->in_pipe == 0)
+			idle_out = writes;
+	}
+	conn_pump(c, pump_mask(c, revents, client_side), idle_out);
 }
 
 static void conn_fork_relay(struct conn *c, int mask);
@@ -378,7 +445,7 @@ static void start_relay(struct conn *c, int mask) {
 		conn_finish(c, CONN_RESULT_OK);
 		return;
 	}
-	conn_pump(c, mask);
+	conn_pump(c, mask, 0);
 }
 
 /* ---- TLS handshakes ---- */
@@ -521,7 +588,7 @@ static void on_upstream_io(struct poller_handle *h, uint32_t revents) {
 		continue_upstream_handshake(c);
 		break;
 	case CONN_RELAYING:
-		conn_pump(c, pump_mask(c, revents, false));
+		relay_event(c, revents, false);
 		break;
 	default:
 		break;
@@ -838,7 +905,7 @@ static void on_client_io(struct poller_handle *h, uint32_t revents) {
 		continue_client_handshake(c);
 		break;
 	case CONN_RELAYING:
-		conn_pump(c, pump_mask(c, revents, true));
+		relay_event(c, revents, true);
 		break;
 	default:
 		break; /* bytes wait in the socket until the relay starts; or it is dead */

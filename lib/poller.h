@@ -53,6 +53,9 @@ void poller_done(struct poller *p);
 
 /* Watch `fd` for `events` (EPOLL* flags, edge-triggered if EPOLLET is among them). */
 int poller_add(struct poller *p, int fd, uint32_t events, struct poller_handle *h);
+/* Change the events `fd` is watched for. Edge-triggered: an event the new mask adds that
+ * is already pending is reported, so nothing is lost by having left it out for a while. */
+int poller_modify(struct poller *p, int fd, uint32_t events, struct poller_handle *h);
 /* Stop watching `fd`. Needed only when the file stays open elsewhere after we close our
  * descriptor (a copy sent to the fd store, a socket inherited as stdin and stdout). */
 void poller_remove(struct poller *p, int fd);

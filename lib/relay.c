@@ -20,10 +20,19 @@ static __thread uint8_t copy_buf[RELAY_COPY_MAX];
 
 /* Empty pipes kept per thread for reuse: an idle connection then holds no pipe at all. */
 #define PIPE_POOL_MAX 64
-static __thread int pipe_pool[PIPE_POOL_MAX][2];
+static __thread struct pooled_pipe {
+	int rd, wr;
+	uint32_t size;
+} pipe_pool[PIPE_POOL_MAX];
 static __thread int pipe_pool_n;
 
 void relay_pool_forget(void) { pipe_pool_n = 0; }
+
+/* The pipe's capacity, or 0 when it cannot be told (then every splice into it is tried). */
+static uint32_t pipe_size_of(int fd) {
+	int n = fcntl(fd, F_GETPIPE_SZ);
+	return n > 0 ? (uint32_t)n : 0;
+}
 
 /* Give the direction a pipe unless it has one: from the pool, else a new one. */
 static int direction_pipe(struct relay_direction *d) {
@@ -33,33 +42,37 @@ static int direction_pipe(struct relay_direction *d) {
 		return 0;
 	if (pipe_pool_n > 0) {
 		pipe_pool_n--;
-		d->pipe_r = pipe_pool[pipe_pool_n][0];
-		d->pipe_w = pipe_pool[pipe_pool_n][1];
+		d->pipe_r = pipe_pool[pipe_pool_n].rd;
+		d->pipe_w = pipe_pool[pipe_pool_n].wr;
+		d->pipe_size = pipe_pool[pipe_pool_n].size;
 		return 0;
 	}
 	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
 		return -errno;
-	(void)fcntl(p[1], F_SETPIPE_SZ,
-	            RELAY_PIPE_SIZE); /* best effort: pipe-max-size may cap it */
+	/* best effort: pipe-max-size or the user's pipe quota may leave it smaller; the call
+	 * says what the pipe got */
+	int size = fcntl(p[1], F_SETPIPE_SZ, RELAY_PIPE_SIZE);
 	d->pipe_r = p[0];
 	d->pipe_w = p[1];
+	d->pipe_size = size > 0 ? (uint32_t)size : pipe_size_of(p[1]);
 	return 0;
 }
 
 /* Only an empty pipe may go back to the pool: a pooled pipe must never carry one
  * connection's bytes into another. */
-static void pipe_put(int *rd, int *wr, bool empty) {
-	if (*rd < 0)
+static void pipe_put(struct relay_direction *d, bool empty) {
+	if (d->pipe_r < 0)
 		return;
 	if (empty && pipe_pool_n < PIPE_POOL_MAX) {
-		pipe_pool[pipe_pool_n][0] = *rd;
-		pipe_pool[pipe_pool_n][1] = *wr;
+		pipe_pool[pipe_pool_n] = (struct pooled_pipe){
+		        .rd = d->pipe_r, .wr = d->pipe_w, .size = d->pipe_size};
 		pipe_pool_n++;
 	} else {
-		safe_close(*rd);
-		safe_close(*wr);
+		safe_close(d->pipe_r);
+		safe_close(d->pipe_w);
 	}
-	*rd = *wr = -EBADF;
+	d->pipe_r = d->pipe_w = -EBADF;
+	d->pipe_size = 0;
 }
 
 static void direction_init(struct relay_direction *d, int from, int to) {
@@ -101,13 +114,24 @@ static ssize_t direction_copy(struct relay_direction *d) {
 	return n;
 }
 
+/* The pipe holds all it can: a splice into it could only say EAGAIN. */
+static bool direction_pipe_full(const struct relay_direction *d) {
+	return d->pipe_size > 0 && d->in_pipe >= d->pipe_size;
+}
+
+bool relay_direction_full(const struct relay_direction *d) {
+	return !d->eof && direction_pipe_full(d);
+}
+
 /* Read from `from` into the pipe. Returns the bytes read, 0 at EOF, or -errno. */
 static ssize_t direction_splice_in(struct relay_direction *d) {
 	int e = direction_pipe(d);
 	if (e < 0)
 		return e;
-	ssize_t n = splice(d->from, NULL, d->pipe_w, NULL, RELAY_PIPE_SIZE,
-	                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (direction_pipe_full(d))
+		return -EAGAIN; /* a splice of 0 bytes would say 0, which reads as EOF */
+	size_t room = d->pipe_size > 0 ? d->pipe_size - d->in_pipe : RELAY_PIPE_SIZE;
+	ssize_t n = splice(d->from, NULL, d->pipe_w, NULL, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	if (n > 0)
 		d->in_pipe += (uint64_t)n;
 	return n < 0 ? -errno : n;
@@ -123,7 +147,7 @@ static int direction_pump(struct relay_direction *d, bool last) {
 	for (;;) {
 		bool moved = false;
 
-		if (!d->eof && !drained) {
+		if (!d->eof && !drained && !direction_pipe_full(d)) {
 			bool copy = !d->splicing && d->in_pipe == 0;
 			ssize_t n = copy ? direction_copy(d) : direction_splice_in(d);
 			if (n > 0) {
@@ -138,8 +162,10 @@ static int direction_pump(struct relay_direction *d, bool last) {
 				d->eof = true;
 				moved = true;
 			} else if (is_soft_error((int)-n)) {
-				/* drained: small messages go back to the copy */
-				if (d->splicing && spliced < RELAY_COPY_MAX)
+				/* drained: small messages go back to the copy. Only an empty pipe
+				 * says so for sure: a pipe holding bytes may have run out of slots
+				 * (each holds a page or less) before its size in bytes. */
+				if (d->splicing && spliced < RELAY_COPY_MAX && d->in_pipe == 0)
 					d->splicing = false;
 			} else
 				return (int)n;
@@ -166,7 +192,7 @@ static int direction_pump(struct relay_direction *d, bool last) {
 		if (!last && shutdown(d->to, SHUT_WR) < 0 && errno != ENOTCONN)
 			return -errno;
 		d->shut = true;
-		pipe_put(&d->pipe_r, &d->pipe_w, true);
+		pipe_put(d, true);
 		flags |= RELAY_PROGRESS;
 	}
 	return flags;
@@ -189,14 +215,14 @@ int relay_pump(struct relay *r) { return relay_pump_some(r, true, true); }
 
 void relay_trim(struct relay *r) {
 	if (r->up.in_pipe == 0)
-		pipe_put(&r->up.pipe_r, &r->up.pipe_w, true);
+		pipe_put(&r->up, true);
 	if (r->down.in_pipe == 0)
-		pipe_put(&r->down.pipe_r, &r->down.pipe_w, true);
+		pipe_put(&r->down, true);
 }
 
 void relay_release(struct relay *r) {
-	pipe_put(&r->up.pipe_r, &r->up.pipe_w, r->up.in_pipe == 0);
-	pipe_put(&r->down.pipe_r, &r->down.pipe_w, r->down.in_pipe == 0);
+	pipe_put(&r->up, r->up.in_pipe == 0);
+	pipe_put(&r->down, r->down.in_pipe == 0);
 }
 
 static void direction_export(const struct relay_direction *d, struct relay_direction_state *s) {
@@ -220,6 +246,7 @@ static void direction_import(struct relay_direction *d, const struct relay_direc
 	d->in_pipe = s->in_pipe;
 	d->pipe_r = s->pipe_r;
 	d->pipe_w = s->pipe_w;
+	d->pipe_size = d->pipe_r >= 0 ? pipe_size_of(d->pipe_r) : 0;
 	d->eof = s->eof;
 	d->shut = s->shut;
 }

@@ -19,10 +19,13 @@ struct relay_direction {
 	int from, to;
 	int pipe_r, pipe_w; /* -EBADF until the first byte needs them */
 	uint64_t in_pipe;   /* bytes read from `from` not yet written to `to` */
-	uint64_t bytes;     /* bytes delivered to `to` */
-	bool eof;           /* read 0 from `from` */
-	bool shut;          /* shutdown(to, SHUT_WR) done */
-	bool splicing;      /* a read filled the copy buffer: splice until `from` drains */
+	/* What the pipe holds at most (F_GETPIPE_SZ), 0 while unknown: a full pipe is not
+	 * spliced into, since the call could only say EAGAIN. */
+	uint32_t pipe_size;
+	uint64_t bytes; /* bytes delivered to `to` */
+	bool eof;       /* read 0 from `from` */
+	bool shut;      /* shutdown(to, SHUT_WR) done */
+	bool splicing;  /* a read filled the copy buffer: splice until `from` drains */
 	/* Set by an edge-triggered caller while no hang-up has been seen on `from`: a read
 	 * that returns less than asked has then drained it, because anything arriving later
 	 * raises a new event, and the pump skips the read that could only say EAGAIN. A FIN
@@ -65,6 +68,11 @@ void relay_export(const struct relay *r, struct relay_state *ret);
 /* Set up a relay between two sockets from a previous process's state, taking ownership of
  * the pipe ends in it. */
 void relay_import(struct relay *r, int client_fd, int upstream_fd, const struct relay_state *s);
+/* The direction's pipe is full: reading its source can wait until the pipe drains, which
+ * only the destination turning writable can make happen. An edge-triggered caller may stop
+ * watching the source for input meanwhile: each byte the sender adds would otherwise wake
+ * it for nothing. */
+bool relay_direction_full(const struct relay_direction *d);
 /* Close the pipes (not the sockets); a pipe with bytes in it is never reused. */
 void relay_release(struct relay *r);
 /* A process forked for one connection closed the pooled pipes it inherited with the rest

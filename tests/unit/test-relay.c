@@ -322,12 +322,72 @@ static void test_last_fin_comes_from_close(void **state) {
 	safe_close(p.upstream);
 }
 
+/* Bulk into an upstream that does not read: the pipe fills to no more than its size, and
+ * neither a full pipe nor an EAGAIN while it holds bytes turns splicing off (issue 19: that
+ * EAGAIN was taken for a drained client, and the next bytes went by copy). Once the upstream
+ * reads, every byte arrives in order. */
+static void test_full_pipe_keeps_splicing(void **state) {
+	(void)state;
+	struct pair p;
+	static uint8_t out[4 << 20], in[1 << 20];
+	size_t written = 0, got = 0;
+
+	tcp_pair(&p.client, &p.cfd);
+	tcp_pair(&p.ufd, &p.upstream);
+	/* small fixed buffers toward the upstream, so its side fills long before `out` ends */
+	int small = 64 * 1024;
+	assert_int_equal(setsockopt(p.ufd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+	assert_int_equal(setsockopt(p.upstream, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+	relay_init(&p.r, p.cfd, p.ufd);
+	for (size_t k = 0; k < sizeof out; k++)
+		out[k] = stream_byte(k);
+
+	for (int i = 0; i < 200; i++, usleep(1000)) {
+		ssize_t n = write(p.client, out + written, sizeof out - written);
+		if (n > 0)
+			written += (size_t)n;
+		assert_true(relay_pump(&p.r) >= 0);
+		if (p.r.up.splicing) {
+			assert_true(p.r.up.pipe_size > 0);
+			assert_true(p.r.up.in_pipe <= p.r.up.pipe_size);
+			assert_true(relay_direction_full(&p.r.up) ==
+			            (p.r.up.in_pipe >= p.r.up.pipe_size));
+		}
+		if (n <= 0 && p.r.up.in_pipe > 0)
+			break; /* the client's socket, the pipe and the upstream's side full */
+	}
+	assert_true(p.r.up.in_pipe > 0);
+	assert_true(relay_pump(&p.r) >= 0); /* nothing can move: EAGAIN with bytes in the pipe */
+	assert_true(p.r.up.splicing);
+
+	for (int i = 0; i < 20000 && got < sizeof out; i++) {
+		ssize_t n = write(p.client, out + written, sizeof out - written);
+		if (n > 0)
+			written += (size_t)n;
+		assert_true(relay_pump(&p.r) >= 0);
+		size_t m = drain(p.upstream, in, sizeof in);
+		for (size_t k = 0; k < m; k++, got++)
+			if (in[k] != stream_byte(got))
+				fail_msg("byte %zu differs", got);
+		if (m == 0)
+			usleep(100);
+	}
+	assert_int_equal(got, sizeof out);
+	assert_int_equal(p.r.up.bytes, sizeof out);
+	relay_release(&p.r);
+	safe_close(p.client);
+	safe_close(p.cfd);
+	safe_close(p.ufd);
+	safe_close(p.upstream);
+}
+
 int main(void) {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_pooled_pipes_never_mix),
 	        cmocka_unit_test(test_full_pipe_is_not_pooled),
 	        cmocka_unit_test(test_fin_after_the_bytes),
 	        cmocka_unit_test(test_last_fin_comes_from_close),
+	        cmocka_unit_test(test_full_pipe_keeps_splicing),
 	        cmocka_unit_test(test_small_messages_take_no_pipe),
 	        cmocka_unit_test(test_unsent_copy_waits_in_the_pipe),
 	        cmocka_unit_test(test_short_read_ends_reading_until_a_hangup_is_seen),
