@@ -1256,17 +1256,44 @@ void conn_close_all(struct worker *w, enum conn_result result) {
 
 /* ---- hand-over across restarts: what the connection says of itself ---- */
 
+/* Accepted, not relaying yet, and nothing of the client's consumed: the hello is only
+ * peeked at and no TLS is terminated, so the next process can start it over from the client
+ * socket alone (HANDOVER_UNSTARTED). Without this a restart would close every connection
+ * caught between its accept and its first relayed byte. */
+static bool conn_unstarted(const struct conn *c) {
+	return !c->client_ssl && (c->state == CONN_PREREAD || c->state == CONN_RESOLVING ||
+	                          c->state == CONN_CONNECTING);
+}
+
 int conn_export(struct conn *c, struct handover_record *rec, int fds[_HANDOVER_FD_MAX]) {
 	static atomic_uint_fast64_t counter;
 	struct relay_state rs;
+	bool unstarted = conn_unstarted(c);
 
-	if (c->state != CONN_RELAYING || c->use_tls_relay)
+	if (!unstarted && (c->state != CONN_RELAYING || c->use_tls_relay))
 		return -EBUSY;
 
 	*rec = (struct handover_record){.magic = HANDOVER_MAGIC, .version = HANDOVER_VERSION};
 	snprintf(rec->id, sizeof rec->id, "%d-%llu", (int)getpid(),
 	         (unsigned long long)atomic_fetch_add(&counter, 1));
-	snprintf(rec->mapping, sizeof rec->mapping, "%s", c->mapping->name);
+	snprintf(rec->mapping, sizeof rec->mapping, "%s", c->mapping ? c->mapping->name : "");
+	if (unstarted) {
+		rec->flags = HANDOVER_UNSTARTED;
+		rec->started_realtime_ms =
+		        (uint64_t)time(NULL) * 1000 - (now_usec() - c->start_usec) / 1000;
+		memcpy(&rec->client_addr, &c->client_addr, c->client_addr_len);
+		rec->client_addr_len = c->client_addr_len;
+		memcpy(&rec->local_addr, &c->local_addr, c->local_addr_len);
+		rec->local_addr_len = c->local_addr_len;
+		/* a hello waited for raised it; the next process peeks afresh from 1 */
+		if (c->rcvlowat > 1)
+			(void)setsockopt(c->client_fd, SOL_SOCKET, SO_RCVLOWAT, &(int){1},
+			                 sizeof(int));
+		for (int k = 0; k < _HANDOVER_FD_MAX; k++)
+			fds[k] = -EBADF;
+		fds[HANDOVER_FD_CLIENT] = c->client_fd;
+		return 0;
+	}
 	snprintf(rec->sni, sizeof rec->sni, "%s", c->sni ? c->sni : "");
 	rec->slot = c->slot;
 	relay_export(&c->relay, &rs);
@@ -1299,7 +1326,11 @@ int conn_export(struct conn *c, struct handover_record *rec, int fds[_HANDOVER_F
 void conn_forget_moved(struct conn *c) {
 	/* The slot now belongs to the next process; our copies of the fds just close (a pipe
 	 * with bytes in it is closed, never pooled), and their files live on in the store,
-	 * whose copies keep them registered with our epoll unless removed. */
+	 * whose copies keep them registered with our epoll unless removed. An unstarted
+	 * connection's slot, if it was admitted already, is given back: the next process
+	 * admits it anew, and its upstream connect, if one was under way, is abandoned. */
+	if (c->slot && conn_unstarted(c))
+		breaker_table_release(c->env->breakers, c->slot, 0, 0);
 	c->slot = 0;
 	c->fds_shared = true;
 	conn_free(c);
@@ -1363,10 +1394,40 @@ const char *conn_adopt_check(const struct handover_record *r, const int fds[_HAN
 	return why;
 }
 
+/* An unstarted connection (HANDOVER_UNSTARTED) starts over as if just accepted. */
+static int conn_adopt_unstarted(struct conn_env *env, struct worker *w,
+                                const struct handover_record *r, int fds[_HANDOVER_FD_MAX]) {
+	int client = TAKE_FD(fds[HANDOVER_FD_CLIENT]);
+	for (int k = 0; k < _HANDOVER_FD_MAX; k++)
+		fds[k] = safe_close(fds[k]);
+	const char *why = client < 0 ? "its socket is missing" : adopt_check_socket(client);
+	if (why) {
+		log_warning("connection c%s cannot be adopted: %s, closing it", r->id, why);
+		safe_close(client);
+		return -EBADMSG;
+	}
+	char addr[NETADDR_TEXT_MAX];
+	netaddr_format((const struct sockaddr *)&r->client_addr, addr, sizeof addr);
+	struct log_field f[] = {{"MAPPING", r->mapping[0] ? r->mapping : "-"},
+	                        {"CLIENT", addr},
+	                        {"CONNECTION", r->id}};
+	log_event(LOG_INFO, TCPMAP_MID_ADOPT, "adopt", f, ELEMENTSOF(f),
+	          "%s: adopted c%s from the previous process before it started; starting it over",
+	          addr, r->id);
+	/* not CONN_START_PRIVATE: the fd store may still hold the socket */
+	return conn_start(env, w, client, (const struct sockaddr *)&r->local_addr,
+	                  r->local_addr_len,
+	                  r->client_addr_len ? (const struct sockaddr *)&r->client_addr : NULL,
+	                  r->client_addr_len, 0);
+}
+
 int conn_adopt(struct conn_env *env, struct worker *w, const struct handover_record *r,
                int fds[_HANDOVER_FD_MAX]) {
 	struct relay_state rs;
 	int e;
+
+	if (r->flags & HANDOVER_UNSTARTED)
+		return conn_adopt_unstarted(env, w, r, fds);
 
 	/* The store is written only by our own service's main process, but everything read
 	 * back is checked before use: what the record says must be what the fds hold. */

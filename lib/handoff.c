@@ -96,13 +96,14 @@ static int handoff_conn(const struct handoff_sink *sink, struct conn *c, int sta
 	netaddr_format((const struct sockaddr *)&rec.client_addr, client, sizeof client);
 	snprintf(in, sizeof in, "%llu", (unsigned long long)rec.bytes_in);
 	snprintf(out, sizeof out, "%llu", (unsigned long long)rec.bytes_out);
-	struct log_field f[] = {{"MAPPING", rec.mapping},
+	const char *mapping = rec.mapping[0] ? rec.mapping : "-"; /* not routed yet */
+	struct log_field f[] = {{"MAPPING", mapping},
 	                        {"CLIENT", client},
 	                        {"CONNECTION", rec.id},
 	                        {"BYTES_IN", in},
 	                        {"BYTES_OUT", out}};
 	log_event(LOG_INFO, TCPMAP_MID_ADOPT, "handover", f, ELEMENTSOF(f),
-	          "%s %s: handed to %s as c%s", rec.mapping, client,
+	          "%s %s: handed to %s as c%s", mapping, client,
 	          sink->direct ? "the new image" : "the fd store", rec.id);
 	conn_forget_moved(c);
 	return 0;

@@ -64,7 +64,18 @@ int handover_record_validate(const struct handover_record *r) {
 	if (!terminated(r->id, sizeof r->id) || !terminated(r->mapping, sizeof r->mapping) ||
 	    !terminated(r->sni, sizeof r->sni))
 		return -EINVAL;
-	if (!id_is_valid(r->id, strlen(r->id)) || r->mapping[0] == '\0')
+	if (!id_is_valid(r->id, strlen(r->id)))
+		return -EINVAL;
+	if (r->flags & HANDOVER_UNSTARTED) {
+		/* routed or not (the mapping may be empty), but nothing moved yet */
+		if (r->flags != HANDOVER_UNSTARTED || r->slot != 0 || r->bytes_in || r->bytes_out ||
+		    r->in_pipe_up || r->in_pipe_down ||
+		    r->client_addr_len > sizeof r->client_addr ||
+		    r->local_addr_len > sizeof r->local_addr || r->local_addr_len == 0)
+			return -EINVAL;
+		return 0;
+	}
+	if (r->mapping[0] == '\0')
 		return -EINVAL;
 	if (r->client_addr_len > sizeof r->client_addr ||
 	    r->local_addr_len > sizeof r->local_addr ||

@@ -49,6 +49,10 @@ enum {
 	HANDOVER_UP_SHUT = 1 << 1,
 	HANDOVER_DOWN_EOF = 1 << 2,
 	HANDOVER_DOWN_SHUT = 1 << 3,
+	/* Accepted but not yet relaying, nothing read from the client (the hello is only
+	 * peeked at) and no TLS: the next process starts it over from the client's socket
+	 * alone, as if it had just accepted it. Only the client fd travels; no slot, no bytes. */
+	HANDOVER_UNSTARTED = 1 << 4,
 };
 
 /* The FDNAME for one of a connection's fds: "c<id>.client", "c<id>.upr", ... */

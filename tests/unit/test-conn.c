@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "conn.h"
+#include "handover.h"
 #include "rundir.h"
 #include "log.h"
 #include "util.h"
@@ -306,6 +307,68 @@ static void test_truncated_hello_then_fin_ends_at_once(void **state) {
 	assert_false(upstream_accepted(f, &up)); /* no upstream was ever contacted */
 }
 
+/* A restart catches a connection between its accept and its first relayed byte: it moves
+ * as "unstarted" (only the client's socket, its slot given back) and the next process
+ * starts it over, so the client's bytes still reach an upstream and the counts stay exact. */
+static void test_unstarted_connection_moves_and_starts_over(void **state) {
+	struct fixture *f = *state;
+	char service[64];
+	struct handover_record rec;
+	int fds[_HANDOVER_FD_MAX], r;
+
+	use_config(f, upstream_service(f, service, sizeof service), "");
+	_cleanup_close_ int client = start_client(f, LISTEN_PORT, &r);
+	assert_int_equal(r, 0);
+	/* still connecting upstream: nothing of the client's has been read */
+	struct conn *c = conn_of(f->worker.conns);
+	assert_int_equal(conn_export(c, &rec, fds), 0);
+	assert_int_equal(rec.flags, HANDOVER_UNSTARTED);
+	assert_int_equal(handover_record_validate(&rec), 0);
+	assert_int_equal(rec.slot, 0);
+	/* an unstarted record that says it moved something is refused */
+	struct handover_record bad = rec;
+	bad.flags |= HANDOVER_UP_EOF;
+	assert_int_equal(handover_record_validate(&bad), -EINVAL);
+	bad = rec;
+	bad.bytes_in = 1;
+	assert_int_equal(handover_record_validate(&bad), -EINVAL);
+	bad = rec;
+	bad.slot = 7;
+	assert_int_equal(handover_record_validate(&bad), -EINVAL);
+	for (int k = 0; k < _HANDOVER_FD_MAX; k++)
+		assert_true(k == HANDOVER_FD_CLIENT ? fds[k] >= 0 : fds[k] < 0);
+	/* the fd store keeps its own copy while this process lets go of the connection */
+	fds[HANDOVER_FD_CLIENT] = fcntl(fds[HANDOVER_FD_CLIENT], F_DUPFD_CLOEXEC, 3);
+	assert_true(fds[HANDOVER_FD_CLIENT] >= 0);
+	assert_int_equal(stats(f).active + stats(f).pending, 1);
+	conn_forget_moved(c);
+	assert_int_equal(f->worker.n_conns, 0);
+	assert_int_equal(stats(f).active + stats(f).pending, 0); /* the slot came back */
+
+	/* the next process */
+	assert_int_equal(conn_adopt(&f->env, &f->worker, &rec, fds), 0);
+	assert_int_equal(fds[HANDOVER_FD_CLIENT], -EBADF);
+	assert_int_equal(f->worker.n_conns, 1);
+	struct accepted first = {.fd = -EBADF}, up = {.fd = -EBADF};
+	assert_true(run_until(f, upstream_accepted, &first)); /* the abandoned connect, maybe */
+	assert_int_equal(write(client, "hello", 5), 5);
+	struct reading at_upstream = {.fd = first.fd, .want = 5};
+	if (!run_until(f, has_read, &at_upstream)) {
+		/* the first accepted was the abandoned one: the bytes go to the next */
+		assert_true(run_until(f, upstream_accepted, &up));
+		at_upstream = (struct reading){.fd = up.fd, .want = 5};
+		assert_true(run_until(f, has_read, &at_upstream));
+	}
+	assert_memory_equal(at_upstream.buf, "hello", 5);
+	client = safe_close(client);
+	safe_close(first.fd);
+	safe_close(up.fd);
+	assert_true(run_until(f, no_conns, NULL));
+	struct breaker_entry_stats s = stats(f);
+	assert_int_equal(s.active + s.pending, 0);
+	assert_int_equal(s.bytes_in, 5);
+}
+
 static void test_result_names(void **state) {
 	(void)state;
 	assert_string_equal(conn_result_name(CONN_RESULT_OK), "ok");
@@ -426,6 +489,8 @@ int main(void) {
 	        cmocka_unit_test_setup_teardown(test_no_listener, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_truncated_hello_then_fin_ends_at_once, setup,
 	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_unstarted_connection_moves_and_starts_over,
+	                                        setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_no_weight_is_not_a_connect_failure, setup,
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_adopt_refuses_a_pipe_the_record_misdescribes,
