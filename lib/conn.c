@@ -23,6 +23,7 @@
 #include "proxyproto.h"
 #include "relay.h"
 #include "relayfork.h"
+#include "relaywatch.h"
 #include "resolve.h"
 #include "route.h"
 #include "sni.h"
@@ -297,71 +298,19 @@ static void log_upstream_handshake_failure(struct conn *c, const char *reason) {
 
 /* ---- relaying ---- */
 
-enum { PUMP_UP = 1 << 0, PUMP_DOWN = 1 << 1, PUMP_BOTH = PUMP_UP | PUMP_DOWN };
-
-/* Events that show the peer hung up or failed; with EPOLLIN, that the socket has something
- * for a read to find. */
-#define EPOLL_HANGUP (EPOLLRDHUP | EPOLLHUP | EPOLLERR)
-#define EPOLL_READABLE (EPOLLIN | EPOLL_HANGUP)
-
-/* Which directions an event on the client (or upstream) socket concerns: the one reading
- * from it when it is readable, and the one writing to it when it is writable. A writable
- * socket matters only to a direction with bytes waiting in its pipe: one with none has
- * read its source to the end, and that source's own event will say when there is more.
- * Without this, each ACK that frees send space would cost a read that can only say EAGAIN. */
-static int pump_mask(const struct conn *c, uint32_t revents, bool client_side) {
-	if (revents & (EPOLLERR | EPOLLHUP))
-		return PUMP_BOTH;
-	int reads = client_side ? PUMP_UP : PUMP_DOWN, writes = client_side ? PUMP_DOWN : PUMP_UP;
-	int mask = revents & EPOLL_READABLE ? reads : 0; /* ERR and HUP returned above */
-	if (revents & EPOLLOUT) {
-		const struct relay_direction *d = writes == PUMP_UP ? &c->relay.up : &c->relay.down;
-		if (c->use_tls_relay || d->in_pipe > 0)
-			mask |= writes;
-	}
-	return mask;
-}
-
-enum { WATCH_NO_IN = 1 << 0, WATCH_NO_OUT = 1 << 1 };
-
-static int rewatch(struct conn *c, int fd, struct poller_handle *h, uint8_t *unwatched,
-                   uint8_t want) {
-	if (*unwatched == want || fd < 0)
-		return 0;
-	uint32_t events = EPOLLRDHUP | EPOLLET | (want & WATCH_NO_IN ? 0 : EPOLLIN) |
-	                  (want & WATCH_NO_OUT ? 0 : EPOLLOUT);
-	int r = poller_modify(&c->worker->poller, fd, events, h);
-	if (r == 0)
-		*unwatched = want;
-	return r;
-}
-
-/* A cleartext relay's sockets are watched, as socket-proxyd's are, only for what can make
- * a pump move bytes; every other edge would wake the worker for a pump that finds nothing
- * to do (bench/RESULTS.md, 2026-12-06):
- * - no EPOLLIN while the pipe the socket feeds is full (relay_direction_full): the pipe
- *   waits for its destination's EPOLLOUT, and each segment the sender adds meanwhile would
- *   be a wake-up;
- * - no EPOLLOUT once one came while the direction writing to the socket had nothing in its
- *   pipe (`idle_out`, PUMP_* of that direction), until it has bytes waiting again: send
- *   space freed after the pipe was emptied by another event is news to no one.
- * An event added back that is already pending is reported at once (poller_modify), so no
- * edge is lost. Changing a registered socket's mask fails only on a bug; should it, the
- * connection ends rather than wait for an event nobody asked for. */
+/* Watch the cleartext relay's sockets only for what can move bytes now (relaywatch.h).
+ * Changing a registered socket's mask fails only on a bug; should it, the connection ends
+ * rather than wait for an event nobody asked for. `idle_out`: relaywatch_idle_out(). */
 static void relay_rewatch(struct conn *c, int idle_out) {
-	const struct relay_direction *up = &c->relay.up, *down = &c->relay.down;
-	bool client_no_out = down->in_pipe == 0 &&
-	                     ((c->client_unwatched & WATCH_NO_OUT) || (idle_out & PUMP_DOWN));
-	bool upstream_no_out = up->in_pipe == 0 &&
-	                       ((c->upstream_unwatched & WATCH_NO_OUT) || (idle_out & PUMP_UP));
+	uint8_t client_want, upstream_want;
 
-	int r = rewatch(c, c->client_fd, &c->client_io, &c->client_unwatched,
-	                (relay_direction_full(up) ? WATCH_NO_IN : 0) |
-	                        (client_no_out ? WATCH_NO_OUT : 0));
+	relaywatch_wanted(&c->relay, idle_out, c->client_unwatched, c->upstream_unwatched,
+	                  &client_want, &upstream_want);
+	int r = relaywatch_set(&c->worker->poller, c->client_fd, &c->client_io,
+	                       &c->client_unwatched, client_want);
 	if (r >= 0)
-		r = rewatch(c, c->upstream_fd, &c->upstream_io, &c->upstream_unwatched,
-		            (relay_direction_full(down) ? WATCH_NO_IN : 0) |
-		                    (upstream_no_out ? WATCH_NO_OUT : 0));
+		r = relaywatch_set(&c->worker->poller, c->upstream_fd, &c->upstream_io,
+		                   &c->upstream_unwatched, upstream_want);
 	if (r < 0) {
 		log_warning_errno(r, "changing the events a relayed connection is watched for");
 		c->relay_broken = true;
@@ -411,13 +360,9 @@ static void conn_pump(struct conn *c, int mask, int idle_out) {
 
 /* An event on a relaying socket. */
 static void relay_event(struct conn *c, uint32_t revents, bool client_side) {
-	int idle_out = 0;
-	if (!c->use_tls_relay && (revents & EPOLLOUT)) {
-		int writes = client_side ? PUMP_DOWN : PUMP_UP;
-		if ((writes == PUMP_UP ? &c->relay.up : &c->relay.down)->in_pipe == 0)
-			idle_out = writes;
-	}
-	conn_pump(c, pump_mask(c, revents, client_side), idle_out);
+	int idle_out = c->use_tls_relay ? 0 : relaywatch_idle_out(&c->relay, revents, client_side);
+	conn_pump(c, relaywatch_pump_mask(&c->relay, c->use_tls_relay, revents, client_side),
+	          idle_out);
 }
 
 static void conn_fork_relay(struct conn *c, int mask);

@@ -1,11 +1,11 @@
-/* server.c — the process around the connections: where sockets come from, worker threads,
- * signals, reload, sd_notify. Must never close a listening socket it was given by systemd
- * (systemd owns it) and never let one bad config replace a good one. */
+/* server.c — the process around the connections: which sockets it serves (listeners.c
+ * gathers them), worker threads, signals, reload, sd_notify. Must never close a listening
+ * socket it was given by systemd (systemd owns it) and never let one bad config replace a
+ * good one. */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <malloc.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -21,6 +21,7 @@
 #include "config.h"
 #include "conn.h"
 #include "handoff.h"
+#include "listeners.h"
 #include "log.h"
 #include "memlimit.h"
 #include "netaddr.h"
@@ -52,14 +53,6 @@
 /* The name the listening sockets get in the new image's $LISTEN_FDNAMES. */
 #define REEXEC_LISTEN_NAME "tcpmap-listen"
 
-struct listen_fd {
-	int fd;
-	struct sockaddr_storage addr;
-	socklen_t addr_len;
-	bool wildcard; /* bound to 0.0.0.0 or ::: the accepted socket's address selects */
-	bool nodelay;  /* TCP_NODELAY set here, so accepted sockets have it already */
-};
-
 struct server {
 	struct server_options opts;
 	const char *runtime_dir;
@@ -69,8 +62,7 @@ struct server {
 	/* the host's shared TLS session-ticket keys; NULL when they could not be opened */
 	struct ticket_keys *ticket_keys;
 
-	struct listen_fd *fds;
-	size_t n_fds;
+	struct listeners listening;
 	/* The sockets came from systemd (a socket unit per port, each its own instance), not
 	 * bound here: load_config gives lib/tls only the listeners they serve. The local
 	 * address of an Accept=yes / inetd connection counts as one such socket. */
@@ -131,7 +123,7 @@ struct server {
 struct accept_watch {
 	struct poller_handle io;
 	struct server_worker *worker;
-	size_t index; /* in server.fds */
+	size_t index; /* in server.listening.fds */
 	bool on;      /* registered with the poller */
 };
 
@@ -177,8 +169,8 @@ static void mark_listeners_served_elsewhere(const struct server *s, struct confi
 		return; /* standalone: this process binds, and serves, every listener */
 	for (size_t i = 0; i < c->n_listeners; i++)
 		c->listeners[i]->served_elsewhere = true;
-	for (size_t i = 0; i < s->n_fds; i++) {
-		const struct listen_fd *lf = &s->fds[i];
+	for (size_t i = 0; i < s->listening.n; i++) {
+		const struct listen_fd *lf = &s->listening.fds[i];
 		struct listener *l =
 		        config_find_listener(c, (const struct sockaddr *)&lf->addr, lf->addr_len);
 		if (l)
@@ -318,11 +310,11 @@ static bool socket_is_mapped(const struct config *c, const struct listen_fd *lf)
 
 static size_t warn_unmapped_sockets(struct server *s, const struct config *c) {
 	size_t n = 0;
-	for (size_t i = 0; i < s->n_fds; i++) {
+	for (size_t i = 0; i < s->listening.n; i++) {
 		char a[NETADDR_TEXT_MAX];
-		if (socket_is_mapped(c, &s->fds[i]))
+		if (socket_is_mapped(c, &s->listening.fds[i]))
 			continue;
-		netaddr_format((const struct sockaddr *)&s->fds[i].addr, a, sizeof a);
+		netaddr_format((const struct sockaddr *)&s->listening.fds[i].addr, a, sizeof a);
 		log_warning(
 		        "socket %s has no mapping in config generation %llu: its connections "
 		        "will be closed (no_listener); add a mapping for it, or stop its socket "
@@ -463,7 +455,7 @@ static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, v
 	}
 
 	notify("STOPPING=1");
-	s->handover = handoff_available() && s->n_workers > 0 && s->fds != NULL;
+	s->handover = handoff_available() && s->n_workers > 0 && s->listening.fds != NULL;
 	/* systemd empties the fd store on a stop: what went there would vanish without a
 	 * close entry, its bytes uncounted and its breaker slot held. Only a restart (a new
 	 * process reads the store) is worth a hand-over; when systemd cannot say, hand over
@@ -572,9 +564,9 @@ static int on_tick(sd_event_source *src, uint64_t usec, void *userdata) {
 /* Every worker watches every listening socket, with EPOLLEXCLUSIVE: a new connection wakes
  * one worker, not all of them. */
 static void set_accepting(struct server_worker *w, bool on) {
-	for (size_t i = 0; i < w->server->n_fds; i++) {
+	for (size_t i = 0; i < w->server->listening.n; i++) {
 		struct accept_watch *a = &w->accepts[i];
-		const struct listen_fd *lf = &w->server->fds[i];
+		const struct listen_fd *lf = &w->server->listening.fds[i];
 		if (a->on == on)
 			continue;
 		if (on)
@@ -643,7 +635,7 @@ static void shed(struct server_worker *w, int listen_fd, int err) {
 static void on_accept(struct poller_handle *h, uint32_t revents) {
 	struct accept_watch *a = container_of(h, struct accept_watch, io);
 	struct server_worker *w = a->worker;
-	const struct listen_fd *lf = &w->server->fds[a->index];
+	const struct listen_fd *lf = &w->server->listening.fds[a->index];
 	int fd = lf->fd;
 	(void)revents;
 
@@ -852,14 +844,14 @@ static int worker_attach_all(struct server_worker *w, sd_event *event) {
 	r = sd_event_add_io(w->core.event, &w->wake_source, w->wake_fd, EPOLLIN, on_wake, w);
 	if (r < 0)
 		return r;
-	w->accepts = calloc(s->n_fds ? s->n_fds : 1, sizeof *w->accepts);
+	w->accepts = calloc(s->listening.n ? s->listening.n : 1, sizeof *w->accepts);
 	if (!w->accepts)
 		return -ENOMEM;
-	for (size_t i = 0; i < s->n_fds; i++)
+	for (size_t i = 0; i < s->listening.n; i++)
 		w->accepts[i] =
 		        (struct accept_watch){.io.dispatch = on_accept, .worker = w, .index = i};
 	set_accepting(w, true);
-	for (size_t i = 0; i < s->n_fds; i++)
+	for (size_t i = 0; i < s->listening.n; i++)
 		if (!w->accepts[i].on)
 			return -ENOMEM; /* what epoll_ctl() fails with here */
 	w->core.conns_peak = 0;
@@ -971,15 +963,17 @@ static int server_reexec(struct server *s, const char *why) {
 	notify("RELOADING=1");
 	log_info("re-executing (%s): starting a new image, accepting until it has loaded", why);
 	{
-		_cleanup_free_ int *listen = calloc(s->n_fds ? s->n_fds : 1, sizeof *listen);
-		_cleanup_free_ const char **names = calloc(s->n_fds ? s->n_fds : 1, sizeof *names);
+		_cleanup_free_ int *listen =
+		        calloc(s->listening.n ? s->listening.n : 1, sizeof *listen);
+		_cleanup_free_ const char **names =
+		        calloc(s->listening.n ? s->listening.n : 1, sizeof *names);
 		if (!listen || !names)
 			return reexec_failed(s, -ENOMEM);
-		for (size_t i = 0; i < s->n_fds; i++) {
-			listen[i] = s->fds[i].fd;
+		for (size_t i = 0; i < s->listening.n; i++) {
+			listen[i] = s->listening.fds[i].fd;
 			names[i] = REEXEC_LISTEN_NAME;
 		}
-		r = reexec_spawn(listen, names, s->n_fds, REEXEC_READY_TIMEOUT_USEC, &child);
+		r = reexec_spawn(listen, names, s->listening.n, REEXEC_READY_TIMEOUT_USEC, &child);
 		if (r < 0)
 			return reexec_failed(s, r);
 	}
@@ -1057,107 +1051,7 @@ static int on_status_due(sd_event_source *src, uint64_t usec, void *userdata) {
 	return 0;
 }
 
-/* ---- where the sockets come from ---- */
-
-static bool sockaddr_is_wildcard(const struct sockaddr_storage *ss) {
-	if (ss->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-	if (ss->ss_family == AF_INET6)
-		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
-	return false;
-}
-
-static int add_listen_fd(struct server *s, int fd) {
-	struct listen_fd *lf;
-	struct listen_fd *n = realloc(s->fds, (s->n_fds + 1) * sizeof *s->fds);
-	if (!n)
-		return -ENOMEM;
-	s->fds = n;
-	lf = &s->fds[s->n_fds++];
-	*lf = (struct listen_fd){.fd = fd};
-	lf->addr_len = sizeof lf->addr;
-	if (getsockname(fd, (struct sockaddr *)&lf->addr, &lf->addr_len) < 0)
-		return -errno;
-	lf->wildcard = sockaddr_is_wildcard(&lf->addr);
-	/* accepted sockets inherit TCP_NODELAY from their listener: one call here instead of
-	 * one per connection */
-	static const int one = 1;
-	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0)
-		lf->nodelay = true;
-	int fl = fcntl(fd, F_GETFL);
-	if (fl >= 0 && !(fl & O_NONBLOCK))
-		(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-	return 0;
-}
-
-static unsigned workers_wanted(const struct server *s) {
-	if (s->opts.workers > 0)
-		return s->opts.workers;
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	return cpus > 0 ? (unsigned)cpus : 1;
-}
-
-/* Binding ourselves, one socket per listener serves every worker, as systemd's do: each
- * worker watches it with EPOLLEXCLUSIVE, so a connection wakes one of them, and whichever
- * is free takes it. (Per-worker SO_REUSEPORT sockets pin a connection to one worker when
- * its SYN arrives, and it waits there while that worker is busy: a worse p99 under load.) */
-static int bind_one(const struct sockaddr *sa, socklen_t len, int v6only, int *ret) {
-	static const int one = 1;
-
-	_cleanup_close_ int fd =
-	        socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (sa->sa_family == AF_INET6 &&
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0)
-		return -errno;
-	if (bind(fd, sa, len) < 0)
-		return -errno;
-	*ret = TAKE_FD(fd);
-	return 0;
-}
-
-static int bind_listeners(struct server *s) {
-	for (size_t i = 0; i < s->env.config->n_listeners; i++) {
-		struct listener *l = s->env.config->listeners[i];
-		const struct sockaddr *sa = (const struct sockaddr *)&l->sockaddr;
-		char where[80];
-		int fd = -EBADF, r;
-
-		snprintf(where, sizeof where, "%s:%u", l->address ? l->address : "*", l->port);
-		/* No address is IPv4 and IPv6 on one socket; an explicit "::" is IPv6 only (as
-		 * tcpmapctl units writes it for systemd). Where IPv6 is off, every address is
-		 * every IPv4 address. */
-		r = bind_one(sa, l->sockaddr_len, l->address ? 1 : 0, &fd);
-		if (!l->address && (r == -EAFNOSUPPORT || r == -EADDRNOTAVAIL)) {
-			struct sockaddr_in any4 = {.sin_family = AF_INET,
-			                           .sin_port = htons(l->port),
-			                           .sin_addr.s_addr = htonl(INADDR_ANY)};
-			log_info("%s: no IPv6 here (%s), listening on IPv4 only", where,
-			         strerror(-r));
-			r = bind_one((const struct sockaddr *)&any4, sizeof any4, 0, &fd);
-		}
-		if (r < 0)
-			return log_error_errno(r, "cannot listen on %s", where);
-		if (listen(fd, 4096) < 0) {
-			r = -errno;
-			safe_close(fd);
-			return log_error_errno(r, "listen on %s", where);
-		}
-		r = add_listen_fd(s, fd); /* s->fds holds it now, failed or not: closed at exit */
-		if (r < 0)
-			return r;
-		log_info("listening on %s", where);
-	}
-	return 0;
-}
-
-static bool is_listening(int fd) {
-	int v = 0;
-	socklen_t len = sizeof v;
-	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v;
-}
+/* ---- one connection, on stdin or from an Accept=yes socket ---- */
 
 static int run_inetd(struct server *s, int fd) {
 	struct server_worker w = {0};
@@ -1210,7 +1104,7 @@ static void watchdog_trip(struct server *s, unsigned index, uint64_t age_usec) {
 	 * the fd store now, as a restart would, so the new process adopts it. The stuck worker
 	 * never looks; its connections end with the process. Without a store the others go on
 	 * serving until the kill. */
-	if (!handoff_available() || !s->fds)
+	if (!handoff_available() || !s->listening.fds)
 		return;
 	s->handover = true;
 	atomic_store(&s->stopping, true);
@@ -1257,6 +1151,13 @@ static int store_received_fd(void *userdata, int fd, const char *name) {
 	return handoff_store_add(userdata, fd, name);
 }
 
+static unsigned workers_wanted(const struct server *s) {
+	if (s->opts.workers > 0)
+		return s->opts.workers;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	return cpus > 0 ? (unsigned)cpus : 1;
+}
+
 static int run_threaded(struct server *s) {
 	unsigned n = workers_wanted(s);
 	int r;
@@ -1296,7 +1197,7 @@ static int run_threaded(struct server *s) {
 	struct log_field f[] = {{"CONFIG_GENERATION", gen}};
 	log_event(LOG_INFO, TCPMAP_MID_LIFECYCLE, "ready", f, ELEMENTSOF(f),
 	          "tcpmapd %s ready: %zu sockets, %u workers, %zu mappings", TCPMAP_VERSION,
-	          s->n_fds, n, s->env.config->n_mappings);
+	          s->listening.n, n, s->env.config->n_mappings);
 	if (reexec_started_by_old_image())
 		reexec_announce_ready(); /* MAINPID= and READY=1, then the old image drains */
 	else
@@ -1380,58 +1281,10 @@ int server_run(const struct server_options *o) {
 	if (o->inetd)
 		connected_fd = STDIN_FILENO;
 	else {
-		char **names = NULL;
-		/* LISTEN_FDNAMES is colon-separated, so a socket unit named after an address
-		 * (tcpmap@127.0.0.1:2222.socket) makes it unparseable: fall back to no names,
-		 * which only costs adopting stored connections. */
-		int n = sd_listen_fds_with_names(0, &names);
-		if (n == -EINVAL) {
-			names = NULL;
-			n = sd_listen_fds(0);
-		}
-		unsetenv("LISTEN_PID");
-		unsetenv("LISTEN_FDS");
-		unsetenv("LISTEN_FDNAMES");
-		if (n < 0) {
-			r = log_error_errno(n, "reading LISTEN_FDS");
+		r = listeners_take_systemd(&s.listening, &s.stored, &connected_fd);
+		if (r < 0)
 			goto finish;
-		}
-		for (int i = 0; i < n; i++) {
-			int fd = SD_LISTEN_FDS_START + i;
-			const char *name = names && names[i] ? names[i] : "";
-
-			if (handoff_is_stored_name(name)) {
-				r = handoff_store_add(&s.stored, fd, name);
-				if (r < 0) {
-					safe_close(fd);
-					log_warning_errno(r, "stored fd %s", name);
-				}
-			} else if (!is_listening(fd)) {
-				if (connected_fd < 0)
-					connected_fd = fd; /* Accept=yes: the one connection */
-				else {
-					log_warning("fd %d (%s) from systemd is not a listening "
-					            "socket, ignoring",
-					            fd, name);
-					safe_close(fd);
-				}
-			} else {
-				r = add_listen_fd(&s, fd);
-				if (r < 0) {
-					log_error_errno(r, "fd %d from systemd", fd);
-					goto finish;
-				}
-			}
-		}
-		for (int i = 0; names && i < n; i++)
-			free(names[i]);
-		free(names);
-		if (connected_fd >= 0 && s.n_fds > 0) {
-			log_warning("got listening sockets and a connection; serving the listening "
-			            "sockets");
-			connected_fd = safe_close(connected_fd);
-		}
-		own_fds = s.n_fds == 0 && connected_fd < 0;
+		own_fds = s.listening.n == 0 && connected_fd < 0;
 	}
 	s.sockets_given = !own_fds;
 	if (connected_fd >= 0) {
@@ -1446,7 +1299,7 @@ int server_run(const struct server_options *o) {
 		goto finish;
 	}
 	if (own_fds) {
-		r = bind_listeners(&s);
+		r = listeners_bind(&s.listening, s.env.config);
 		if (r < 0)
 			goto finish;
 	}
@@ -1528,10 +1381,7 @@ int server_run(const struct server_options *o) {
 	}
 
 finish:
-	if (own_fds)
-		for (size_t i = 0; i < s.n_fds; i++)
-			safe_close(s.fds[i].fd);
-	free(s.fds);
+	listeners_done(&s.listening, own_fds);
 	s.event = sd_event_unref(s.event);
 	s.status_timer = sd_event_source_unref(s.status_timer);
 	safe_close(s.main_wake_fd);
