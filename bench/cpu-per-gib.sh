@@ -53,17 +53,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-pick_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_listening() {
-	local i
-	for ((i = 0; i < 100; i++)); do
-		[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
+# shellcheck source=lib/ports.sh
+. "$HERE/lib/ports.sh"
 
 UP=$(pick_port)
 iperf3 -s -p "$UP" -B 127.0.0.1 </dev/null >"$WORK/iperf3.log" 2>&1 &

@@ -1222,14 +1222,14 @@ int conn_export(struct conn *c, struct handover_record *rec, int fds[_HANDOVER_F
 	snprintf(rec->id, sizeof rec->id, "%d-%llu", (int)getpid(),
 	         (unsigned long long)atomic_fetch_add(&counter, 1));
 	snprintf(rec->mapping, sizeof rec->mapping, "%s", c->mapping ? c->mapping->name : "");
+	rec->started_realtime_ms =
+	        (uint64_t)time(NULL) * 1000 - (now_usec() - c->start_usec) / 1000;
+	memcpy(&rec->client_addr, &c->client_addr, c->client_addr_len);
+	rec->client_addr_len = c->client_addr_len;
+	memcpy(&rec->local_addr, &c->local_addr, c->local_addr_len);
+	rec->local_addr_len = c->local_addr_len;
 	if (unstarted) {
 		rec->flags = HANDOVER_UNSTARTED;
-		rec->started_realtime_ms =
-		        (uint64_t)time(NULL) * 1000 - (now_usec() - c->start_usec) / 1000;
-		memcpy(&rec->client_addr, &c->client_addr, c->client_addr_len);
-		rec->client_addr_len = c->client_addr_len;
-		memcpy(&rec->local_addr, &c->local_addr, c->local_addr_len);
-		rec->local_addr_len = c->local_addr_len;
 		/* a hello waited for raised it; the next process peeks afresh from 1 */
 		if (c->rcvlowat > 1)
 			(void)setsockopt(c->client_fd, SOL_SOCKET, SO_RCVLOWAT, &(int){1},
@@ -1250,12 +1250,6 @@ int conn_export(struct conn *c, struct handover_record *rec, int fds[_HANDOVER_F
 		rec->idle_remaining_ms = deadline > now ? (deadline - now) / 1000 : 0;
 	} else
 		rec->idle_remaining_ms = UINT64_MAX;
-	rec->started_realtime_ms =
-	        (uint64_t)time(NULL) * 1000 - (now_usec() - c->start_usec) / 1000;
-	memcpy(&rec->client_addr, &c->client_addr, c->client_addr_len);
-	rec->client_addr_len = c->client_addr_len;
-	memcpy(&rec->local_addr, &c->local_addr, c->local_addr_len);
-	rec->local_addr_len = c->local_addr_len;
 	memcpy(&rec->upstream_addr, &c->upstream_addr, c->upstream_addr_len);
 	rec->upstream_addr_len = c->upstream_addr_len;
 
