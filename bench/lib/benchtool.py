@@ -45,6 +45,16 @@ def small_request(host, path):
     return ("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host)).encode()
 
 
+def read_to_close(s):
+    """Every byte the server sends until it closes; returns how many."""
+    got = 0
+    while True:
+        b = s.recv(65536)
+        if not b:
+            return got
+        got += len(b)
+
+
 def one_exchange(ctx, port, sni, req, session=None):
     """One TCP connection and one TLS handshake (offering SESSION when given), REQ sent and
     the answer read to the upstream's close. Returns (bytes answered, resumed, the session
@@ -56,12 +66,7 @@ def one_exchange(ctx, port, sni, req, session=None):
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with ctx.wrap_socket(raw, server_hostname=sni, session=session) as s:
             s.sendall(req)
-            got = 0
-            while True:
-                b = s.recv(65536)
-                if not b:
-                    break
-                got += len(b)
+            got = read_to_close(s)
             # Read after the answer, so a TLS 1.3 NewSessionTicket (sent after the
             # handshake) has been processed.
             newest = s.session
@@ -82,12 +87,7 @@ def hs_loop(port, sni, deadline, out_fd):
                 # A fresh SSLSocket without a session: every handshake is a full one.
                 with ctx.wrap_socket(raw, server_hostname=sni) as s:
                     s.sendall(req)
-                    got = 0
-                    while True:
-                        b = s.recv(65536)
-                        if not b:
-                            break
-                        got += len(b)
+                    got = read_to_close(s)
                     if got >= REQUEST_PAD:
                         ok += 1
                     else:
