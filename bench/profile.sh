@@ -35,33 +35,26 @@ cleanup() {
 	done
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_listening() {
-	local i
-	for ((i = 0; i < 300; i++)); do
-		[ -n "$(ss -Hltn "sport = :$1")" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
+# shellcheck source=lib/ports.sh
+. "$HERE/lib/ports.sh"
 fill() { sed -e "s|@LISTEN@|$2|g" -e "s|@TARGET@|$3|g" "$HERE/peers/tcpmap-$1.yaml" >"$W/tcpmap.yaml"; }
 CG=(valgrind --tool=callgrind --callgrind-out-file="$W/callgrind.out.%p")
 
-ECHO=$(port)
+ECHO=$(pick_port)
 python3 "$TOOL" echo --port "$ECHO" </dev/null >/dev/null 2>&1 &
 PIDS+=($!)
-wait_listening "$ECHO"
+wait_listening "$ECHO" 300
 
 case $WHAT in
 inetd)
-	P=$(port)
+	P=$(pick_port)
 	fill tcp "$P" "$ECHO"
 	# socat hands the accepted socket to one tcpmapd as stdin, as inetd would.
 	socat "TCP-LISTEN:$P,bind=127.0.0.1,reuseaddr" \
 		"EXEC:${CG[*]} $TCPMAPD --config $W/tcpmap.yaml --runtime-dir $W/run --log-target stderr --inetd,nofork" \
 		</dev/null >"$W/log" 2>&1 &
 	PIDS+=($!)
-	wait_listening "$P"
+	wait_listening "$P" 300
 	python3 -c '
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60)
@@ -69,7 +62,7 @@ s.sendall(b"x"); assert s.recv(1) == b"x"; s.close()' "$P"
 	wait "${PIDS[-1]}"
 	;;
 tls | connrate)
-	P=$(port)
+	P=$(pick_port)
 	if [ "$WHAT" = tls ]; then
 		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
 			-subj /CN=bench.local -addext subjectAltName=DNS:bench.local \
@@ -81,7 +74,7 @@ tls | connrate)
 	"${CG[@]}" "$TCPMAPD" --config "$W/tcpmap.yaml" --secrets-dir "$W/secrets" --runtime-dir "$W/run" \
 		--log-target stderr --workers 1 </dev/null >"$W/log" 2>&1 &
 	PIDS+=($!)
-	wait_listening "$P"
+	wait_listening "$P" 300
 	python3 - "$P" "$N" "$WHAT" <<'EOF'
 import socket, ssl, sys
 port, n, what = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]

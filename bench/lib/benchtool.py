@@ -97,30 +97,36 @@ def hs_loop(port, sni, deadline, out_fd):
     os.write(out_fd, ("%d %d\n" % (ok, err)).encode())
 
 
-def cmd_tls_hs(a):
-    deadline = time.monotonic() + a.seconds
-    start = time.monotonic()
+def run_loops(n, loop, *args):
+    """Run `loop(*args, out_fd)` in n forked processes at once; each writes one line of
+    integers to out_fd. Returns the columns summed over the processes."""
     r, w = os.pipe()
     pids = []
-    for _ in range(a.loops):
+    for _ in range(n):
         pid = os.fork()
         if pid == 0:
             os.close(r)
             try:
-                hs_loop(a.port, a.sni, deadline, w)
+                loop(*args, w)
             finally:
                 os._exit(0)
         pids.append(pid)
     os.close(w)
     for pid in pids:
         os.waitpid(pid, 0)
-    elapsed = time.monotonic() - start
-    ok = err = 0
+    sums = None
     with os.fdopen(r) as f:
         for line in f:
-            o, e = line.split()
-            ok += int(o)
-            err += int(e)
+            cols = [int(x) for x in line.split()]
+            sums = cols if sums is None else [a + b for a, b in zip(sums, cols)]
+    return sums
+
+
+def cmd_tls_hs(a):
+    deadline = time.monotonic() + a.seconds
+    start = time.monotonic()
+    ok, err = run_loops(a.loops, hs_loop, a.port, a.sni, deadline)
+    elapsed = time.monotonic() - start
     print("%.1f %d %d" % (ok / elapsed, ok, err))
 
 
@@ -163,28 +169,9 @@ def cmd_tls_resume(a):
     full handshake (not counted; a short settling time is left for it before the clock)."""
     start = time.monotonic() + a.settle
     deadline = start + a.seconds
-    r, w = os.pipe()
-    pids = []
-    for _ in range(a.loops):
-        pid = os.fork()
-        if pid == 0:
-            os.close(r)
-            try:
-                resume_loop(a.port, a.sni, a.tls, a.path, start, deadline, w)
-            finally:
-                os._exit(0)
-        pids.append(pid)
-    os.close(w)
-    for pid in pids:
-        os.waitpid(pid, 0)
+    ok, resumed, err = run_loops(a.loops, resume_loop, a.port, a.sni, a.tls, a.path, start,
+                                 deadline)
     elapsed = max(time.monotonic(), deadline) - start
-    ok = resumed = err = 0
-    with os.fdopen(r) as f:
-        for line in f:
-            o, s, e = line.split()
-            ok += int(o)
-            resumed += int(s)
-            err += int(e)
     print("%.1f %d %d %d" % (ok / elapsed, ok, resumed, err))
 
 
