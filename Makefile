@@ -199,7 +199,7 @@ DEB_VERSION ?=
 deb:
 	./scripts/deps.sh
 	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/src
-	tar -c --exclude=./build --exclude=./build-san --exclude=./build-fuzz --exclude=./.git \
+	tar -c --exclude='./build' --exclude='./build-*' --exclude=./.git \
 		--exclude=./bench/out . | tar -x -C $(DEB_DIR)/src
 	if [ -n "$(DEB_VERSION)" ]; then { printf 'tcpmap (%s) unstable; urgency=medium\n\n  * Rebuilt as %s.\n\n -- %s  %s\n\n' \
 		"$(DEB_VERSION)" "$(DEB_VERSION)" "$$(sed -n 's/^Maintainer: //p' debian/control)" "$$(date -R)"; \

@@ -14,6 +14,7 @@ SUITES=${*:-format unit bats runner fuzz}
 # overridable so tests/runner can cut a run short and hide a tool
 BATS_TIMEOUT=${TCPMAP_BATS_TIMEOUT:-1500}
 UNIT_TIMEOUT=${TCPMAP_UNIT_TIMEOUT:-300}
+BATS_JOBS=${TCPMAP_BATS_JOBS:-2} # bats files run at once; 1 runs them one after another
 CLANG_FORMAT=${TCPMAP_CLANG_FORMAT:-clang-format}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 2
@@ -104,7 +105,19 @@ for suite in $SUITES; do
 		dir=tests/bats; [ "$suite" = runner ] && dir=tests/runner
 		out=$LOG/$suite.tap
 		start=$SECONDS
-		timeout -k 10 "$BATS_TIMEOUT" bats --tap --timing "$dir" 2>&1 | tee "$out"
+		# Two files at a time when GNU parallel is there (bats needs it for --jobs): most
+		# tests wait on sockets, timers and systemd rather than compute, so a second file
+		# fills the idle core. Tests inside a file stay in order: they share its sandbox.
+		# Every file keeps a port range and build directories of its own for this.
+		jobs=()
+		if [ "$suite" = bats ] && [ "$BATS_JOBS" -gt 1 ]; then
+			if command -v parallel >/dev/null; then
+				jobs=(--jobs "$BATS_JOBS" --no-parallelize-within-files)
+			else
+				echo "# bats: GNU parallel is not installed; the files run one at a time"
+			fi
+		fi
+		timeout -k 10 "$BATS_TIMEOUT" bats --tap --timing "${jobs[@]}" "$dir" 2>&1 | tee "$out"
 		rc=${PIPESTATUS[0]}
 		count_tap "$out"
 		check_tap_run "$suite" "$out" "$rc" "$BATS_TIMEOUT" $((SECONDS - start))

@@ -15,7 +15,8 @@ SD_PORT_SPAN=1000
 MID_ADOPT=$(sed -n 's/^#define TCPMAP_MID_ADOPT "\([0-9a-f]*\)"$/\1/p' "$ROOT/lib/log.h")
 VERSION=$(sed -n 's/^VERSION := //p' "$ROOT/Makefile")
 UPGRADE_VERSION=$VERSION-upgrade
-UPGRADE_BUILD=build-upgrade
+# not systemd-upgrade.bats's directory: the two files may run at once (tests/run.sh)
+UPGRADE_BUILD=build-upgrade-restart
 TLS_NAME=restart.example.test
 
 # pick_quiet_port [TAKEN...]: a port of our range, outside the kernel's ephemeral range, that
