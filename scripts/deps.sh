@@ -6,7 +6,7 @@ set -eu
 
 PACKAGES="build-essential pkg-config libsystemd-dev libssl-dev libyaml-dev libcmocka-dev
 bats clang clang-format libclang-rt-14-dev python3 python3-yaml openssl socat curl iproute2 util-linux systemd
-mandoc procps psmisc parallel valgrind haproxy nginx-light prometheus tmux
+mandoc procps psmisc parallel valgrind gdb haproxy nginx-light prometheus tmux
 debhelper dpkg-dev fakeroot lintian"
 # `deps.sh bench`: also the load generators and peers that only `make bench` uses.
 [ "${1:-}" = bench ] && PACKAGES="$PACKAGES iperf3 wrk stunnel4 libnginx-mod-stream"
