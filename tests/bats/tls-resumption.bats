@@ -242,8 +242,10 @@ kill_and_reap() {
 
 	TCPMAPD_WRAP=("${wrap[@]}")
 	start_with_tickets_used
-	# what tcpmapd started under, and what it made of it
-	grep -q '^Max core file size *0 ' "/proc/$TCPMAPD_PID/limits"
+	# what tcpmapd made of the unlimited core size it started under (asserted last: the
+	# core itself is what counts)
+	local core_limit
+	core_limit=$(grep '^Max core file size' "/proc/$TCPMAPD_PID/limits")
 	kill_and_reap "$TCPMAPD_PID" "$sig"
 	echo "tcpmapd exit status $KILLED_STATUS" >&2
 	[ "$KILLED_STATUS" -eq $((128 + signo)) ]
@@ -252,6 +254,7 @@ kill_and_reap() {
 		echo "tcpmapd left a core: $output" >&2
 		return 1
 	}
+	[[ "$core_limit" =~ ^Max\ core\ file\ size\ +0\ +0\  ]]
 	note "control: sleep left a core ($control_core); tcpmapd died by SIG$sig (status $KILLED_STATUS) and left none"
 }
 
@@ -269,6 +272,9 @@ gcore_of() {
 
 @test "resumption: a gcore of a live tcpmapd holds its heap but no ticket key; the keys mapping is dd" {
 	command -v gdb >/dev/null || skip "gdb not installed"
+	# measured: gcore of the sanitizer build reads ASan's shadow for over 20 s (timed out)
+	[ "${TCPMAP_SAN:-0}" = 1 ] &&
+		skip "gcore of the ASan build reads its terabytes of shadow: too slow; the plain run tests this"
 	start_with_tickets_used
 	local keys=$RUN_DIR/tls-ticket-keys
 	# the kernel leaves the keys out of any core: VmFlags of their mapping say dd. Found by
