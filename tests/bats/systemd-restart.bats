@@ -79,27 +79,6 @@ restart() {
 
 # ---- the journal --------------------------------------------------------------------
 
-# count_events EVENTS PID EVENT [MESSAGE_ID]: how many lines of EVENTS match.
-count_events() {
-	awk -v pid="$2" -v ev="$3" -v mid="${4:-}" '
-		$1 == pid && $2 == ev && (mid == "" || $4 == mid) { n++ }
-		END { print n + 0 }' <<<"$1"
-}
-
-# wait_events UNIT PID EVENT N [MESSAGE_ID]: bounded wait (10 s) until the journal holds N
-# such events (journald may lag behind the service a little).
-wait_events() {
-	local n=
-	for _ in $(seq 50); do
-		n=$(count_events "$(events "$1")" "$2" "$3" "${5:-}")
-		[ "$n" -ge "$4" ] && return 0
-		sleep 0.2
-	done
-	echo "$1: $n '$3' events from PID $2 in the journal, wanted $4; its tail:" >&2
-	sb journalctl --no-pager -n 40 -u "$1" >&2
-	return 1
-}
-
 # ready_line UNIT PID: the MESSAGE of PID's "ready" event.
 ready_line() {
 	sb journalctl --no-pager -o cat -u "$1" _PID="$2" TCPMAP_EVENT=ready
@@ -285,8 +264,8 @@ teardown_file() {
 	[ "$(field "$line" sent_sha256)" = "$(field "$line" recv_sha256)" ]
 	# It went on relaying through the new process, not just drained.
 	[ "$(field "$line" recv_after_mark)" -gt 0 ]
-	wait_events "$svc" "$old" handover 1
-	wait_events "$svc" "$new" adopt 1 "$MID_ADOPT"
+	wait_unit_events "$svc" "$old" handover "" 1
+	wait_unit_events "$svc" "$new" adopt "" 1 "$MID_ADOPT"
 	# The new process removed what it adopted from the store.
 	wait_fdstore "$svc" 0
 }
@@ -322,10 +301,10 @@ teardown_file() {
 	run ready_line "$svc" "$down"
 	echo "downgraded ($down): $output"
 	[[ "$output" == "tcpmapd $VERSION ready"* ]]
-	wait_events "$svc" "$old" handover 1
-	wait_events "$svc" "$up" adopt 1 "$MID_ADOPT"
-	wait_events "$svc" "$up" handover 1
-	wait_events "$svc" "$down" adopt 1 "$MID_ADOPT"
+	wait_unit_events "$svc" "$old" handover "" 1
+	wait_unit_events "$svc" "$up" adopt "" 1 "$MID_ADOPT"
+	wait_unit_events "$svc" "$up" handover "" 1
+	wait_unit_events "$svc" "$down" adopt "" 1 "$MID_ADOPT"
 	wait_fdstore "$svc" 0
 }
 
@@ -358,14 +337,14 @@ teardown_file() {
 	[ "$(grep -c '^conn=.* recv_after_mark=0 ' <<<"$output")" -eq 0 ]
 	grep -q '^connections=100 intact=100 ' <<<"$output"
 	# Every process handed all 100 on, and every successor adopted all 100.
-	wait_events "$svc" "${pids[10]}" adopt 100 "$MID_ADOPT"
+	wait_unit_events "$svc" "${pids[10]}" adopt "" 100 "$MID_ADOPT"
 	ev=$(events "$svc")
 	for i in $(seq 10); do
 		prev=${pids[i - 1]}
 		pid=${pids[i]}
-		echo "restart $i: $prev handed over $(count_events "$ev" "$prev" handover), $pid adopted $(count_events "$ev" "$pid" adopt "$MID_ADOPT")"
-		[ "$(count_events "$ev" "$prev" handover)" -eq 100 ]
-		[ "$(count_events "$ev" "$pid" adopt "$MID_ADOPT")" -eq 100 ]
+		echo "restart $i: $prev handed over $(count_event_lines "$ev" "$prev" handover), $pid adopted $(count_event_lines "$ev" "$pid" adopt "" "$MID_ADOPT")"
+		[ "$(count_event_lines "$ev" "$prev" handover)" -eq 100 ]
+		[ "$(count_event_lines "$ev" "$pid" adopt "" "$MID_ADOPT")" -eq 100 ]
 	done
 	echo "breaker active with the 100 open, after the restarts: $active"
 	[ "$active" = 100 ]
@@ -428,8 +407,8 @@ teardown_file() {
 	# Not handed over: it ended in the old process, with the result logged.
 	ev=$(events "$svc")
 	echo "$ev" | awk -v pid="$old" '$1 == pid'
-	[ "$(count_events "$ev" "$old" handover)" -eq 0 ]
-	[ "$(count_events "$ev" "$new" adopt)" -eq 0 ]
+	[ "$(count_event_lines "$ev" "$old" handover)" -eq 0 ]
+	[ "$(count_event_lines "$ev" "$new" adopt)" -eq 0 ]
 	awk -v pid="$old" '$1 == pid && $2 == "close" && $3 == "drain_timeout"' <<<"$ev" | grep -q .
 	# A new TLS connection goes through the new process.
 	run python3 "$STREAM_PY" --port "$T" --tls --sni "$TLS_NAME" --cafile "$PKI/ca.crt" \
@@ -437,7 +416,7 @@ teardown_file() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "${lines[-1]}" = OK ]
-	wait_events "$svc" "$new" close 1
+	wait_unit_events "$svc" "$new" close "" 1
 }
 
 # resume_start NAME TLS: tests/lib/resume.py against the TLS port, holding its session until
@@ -508,7 +487,7 @@ resume_round() {
 	[ "$new" != 0 ]
 	[ "$new" != "$old" ]
 	[ "$(fdstore_count "$svc")" = 0 ]
-	[ "$(count_events "$(events "$svc")" "$new" adopt)" -eq 0 ]
+	[ "$(count_event_lines "$(events "$svc")" "$new" adopt)" -eq 0 ]
 	wait_breaker_active 0
 	# And a stop of everything leaves nothing stored anywhere.
 	sb systemctl stop "tcpmap@$P.socket" "tcpmap@$T.socket"

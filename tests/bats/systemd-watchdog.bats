@@ -54,21 +54,6 @@ teardown_file() {
 	sd_kill_recorded
 }
 
-# wd_events PID EVENT: how many EVENT entries PID logged (events() is one line per entry).
-wd_events() { events "$SVC" | awk -v pid="$1" -v ev="$2" '$1 == pid && $2 == ev { n++ } END { print n + 0 }'; }
-
-# wait_wd_events PID EVENT N: bounded wait (10 s; journald may lag) for N such entries.
-wait_wd_events() {
-	local n=
-	for _ in $(seq 50); do
-		n=$(wd_events "$1" "$2")
-		[ "$n" -ge "$3" ] && return 0
-		sleep 0.2
-	done
-	echo "$SVC: $n '$2' events from PID $1, wanted $3" >&2
-	return 1
-}
-
 # unit_messages CURSOR: "PID MESSAGE" of every journal entry of $SVC after CURSOR, systemd's
 # own about the unit included; tcpmapd's structured fields follow as KEY=VALUE.
 unit_messages() {
@@ -129,8 +114,8 @@ check_watchdog_journal() {
 	# more than half of WatchdogSec=2s, and not much more (the check runs every 0.5 s)
 	[ "$stuck" -gt 1000 ] && [ "$stuck" -lt 2000 ]
 	# the healthy worker handed the stream over, and the new process adopted it
-	wait_wd_events "$OLD" handover 1
-	wait_wd_events "$NEW" adopt 1
+	wait_unit_events "$SVC" "$OLD" handover "" 1
+	wait_unit_events "$SVC" "$NEW" adopt "" 1
 	mark_stream wd
 	sleep 1
 	finish_stream_ok wd
@@ -154,7 +139,7 @@ check_watchdog_journal() {
 	line=$(grep '^conn=0 ' <<<"$output")
 	# nobody could hand it over: the stuck thread holds it, and the kill closes it
 	[[ "$(field "$line" closed_by)" =~ ^(eof|reset)$ ]]
-	[ "$(wd_events "$OLD" handover)" -eq 0 ]
+	[ "$(unit_event_count "$SVC" "$OLD" handover)" -eq 0 ]
 	relay_roundtrip "$P" 100000
 	echo "# stream on the stuck worker: closed_by=$(field "$line" closed_by) after $(field "$line" recv_bytes) bytes; restart in ${RESTART_MS} ms; a new connection works" >&3
 }

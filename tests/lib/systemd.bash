@@ -338,19 +338,25 @@ moved_once() {
 	done
 }
 
-# unit_event_count UNIT PID EVENT [RESULT]: how many such tcpmapd events UNIT's journal has.
-unit_event_count() {
-	events "$1" | awk -v pid="$2" -v ev="$3" -v res="${4:-}" '
-		$1 == pid && $2 == ev && (res == "" || $3 == res) { n++ }
-		END { print n + 0 }'
+# count_event_lines EVENTS PID EVENT [RESULT [MESSAGE_ID]]: how many lines of EVENTS (the
+# output of `events`, read once for several counts) are EVENT from PID. RESULT "-" matches
+# events without a result; empty or absent matches any, and so does an absent MESSAGE_ID.
+count_event_lines() {
+	awk -v pid="$2" -v ev="$3" -v res="${4:-}" -v mid="${5:-}" '
+		$1 == pid && $2 == ev && (res == "" || $3 == res) && (mid == "" || $4 == mid) { n++ }
+		END { print n + 0 }' <<<"$1"
 }
 
-# wait_unit_events UNIT PID EVENT RESULT N: bounded wait (10 s) until UNIT's journal holds at
-# least N such events (RESULT - for any); journald may lag behind the service a little.
+# unit_event_count UNIT PID EVENT [RESULT [MESSAGE_ID]]: how many such tcpmapd events UNIT's
+# journal has.
+unit_event_count() { count_event_lines "$(events "$1")" "${@:2}"; }
+
+# wait_unit_events UNIT PID EVENT RESULT N [MESSAGE_ID]: bounded wait (10 s) until UNIT's
+# journal holds at least N such events; journald may lag behind the service a little.
 wait_unit_events() {
 	local n=
 	for _ in $(seq 50); do
-		n=$(unit_event_count "$1" "$2" "$3" "$4")
+		n=$(unit_event_count "$1" "$2" "$3" "$4" "${6:-}")
 		[ "$n" -ge "$5" ] && return 0
 		sleep 0.2
 	done
