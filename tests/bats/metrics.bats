@@ -167,20 +167,22 @@ http() { printf "$1" | "$TCPMAPCTL" metrics --http --runtime-dir "$RUN_DIR"; }
 	TMUX_SOCKET=$BATS_TEST_TMPDIR/tmux.sock
 	tmux -S "$TMUX_SOCKET" new-session -d -x 80 -y 24 \
 		"'$TCPMAPCTL' top --runtime-dir '$RUN_DIR' --sort c; echo top-exited=\$?; sleep 30"
-	# traffic for about 4 s: short connections, one after another
-	local end=$((SECONDS + 4)) sent=0
+	# short connections, one after another, until the screen shows them moving (at most
+	# 15 s: on a loaded machine a client may take a second to start, and the screen shows
+	# rates over its last interval)
+	local end=$((SECONDS + 15)) sent=0 screen row conns=0 in=0 out=0
 	while [ "$SECONDS" -lt "$end" ]; do
 		client 127.0.0.1 "$ECHO_PORT" --send 20000 --timeout 5 >/dev/null
 		sent=$((sent + 1))
+		screen=$(tmux -S "$TMUX_SOCKET" capture-pane -p)
+		row=$(grep "^127.0.0.1:$UP plain" <<<"$screen") || continue
+		read -r _ _ _ _ conns in out _ <<<"$row"
+		[ "$sent" -ge 3 ] && [ "$conns" != 0 ] && [ "$in" != 0 ] && [ "$out" != 0 ] && break
 	done
-	local screen row
-	screen=$(tmux -S "$TMUX_SOCKET" capture-pane -p)
 	echo "$screen"
-	note "top under tmux, $sent connections of 20000 bytes in ~4 s:"
+	note "top under tmux, $sent connections of 20000 bytes:"
 	while IFS= read -r row; do note "  $row"; done <<<"$screen"
-	row=$(grep "^127.0.0.1:$UP plain" <<<"$screen")
 	# CONN/S, IN B/S and OUT B/S are moving (not 0)
-	read -r _ _ _ _ conns in out _ <<<"$row"
 	[ "$conns" != 0 ]
 	[ "$in" != 0 ]
 	[ "$out" != 0 ]
