@@ -9,7 +9,7 @@ bats clang clang-format libclang-rt-14-dev python3 python3-yaml openssl socat cu
 mandoc procps psmisc parallel valgrind gdb haproxy nginx-light prometheus tmux
 debhelper dpkg-dev fakeroot lintian"
 # `deps.sh bench`: also the load generators and peers that only `make bench` uses.
-[ "${1:-}" = bench ] && PACKAGES="$PACKAGES iperf3 wrk stunnel4 libnginx-mod-stream"
+[ "${1:-}" = bench ] && PACKAGES="$PACKAGES iperf3 wrk stunnel4 libnginx-mod-stream liburing-dev"
 
 missing=""
 for p in $PACKAGES; do
