@@ -20,6 +20,8 @@ ROUND_DETAIL = ("resume",)  # workloads whose rounds are printed under their tab
 # Peers that tcpmap is compared against; direct is the ceiling, not a peer, and tcpmap's
 # own per-connection mode is compared with socat only.
 SELF = ("tcpmap", "tcpmap-inetd")
+# Measuring devices, not peers: issue 19's io_uring prototype in its two modes (bench/uring).
+PROTOTYPES = ("uring-epoll", "uring-ring")
 
 
 def higher_better(metric):
@@ -58,7 +60,7 @@ def flag_of(flags, w, p, m):
     return flags.get((w, p, sfx.group(0) if sfx else ""))
 
 
-def best_peer(vals, metric, exclude=SELF + ("direct",), unfit=()):
+def best_peer(vals, metric, exclude=SELF + PROTOTYPES + ("direct",), unfit=()):
     cands = {p: v for p, v in vals.items() if p not in exclude and p not in unfit and v > 0}
     if not cands:
         return None, None
@@ -154,7 +156,7 @@ def targets(rows):
         state = "n/a" if ok is None else ("MET" if ok else "MISSED")
         out.append((name, state, detail))
 
-    def ratio_target(name, w, m, want, peer="tcpmap", exclude=SELF + ("direct",)):
+    def ratio_target(name, w, m, want, peer="tcpmap", exclude=SELF + PROTOTYPES + ("direct",)):
         vals = rows.get((w, m), {})
         v = vals.get(peer)
         bp, bv = best_peer(vals, m, exclude)
