@@ -12,7 +12,8 @@
 #   BENCH_QUICK=1              ~3-minute smoke run (shorter workloads, 1000 idle connections)
 #   BENCH_ONLY=bulk,connrate   a subset of: bulk connrate tls resume idle sni start
 #   BENCH_PEERS=tcpmap,haproxy a subset of peers (direct is always kept for the ratios);
-#                              uring-epoll and uring-ring (bulk and connrate) only when named
+#                              uring-epoll, uring-ring, uring-epoll-copy and uring-ring-copy
+#                              (bulk and connrate) only when named
 #   BENCH_IDLE_N=5000          idle connections held per peer
 #   BENCH_ROUNDS=5             rounds of connrate, tls, resume, sni and start
 #   BENCH_RESUME_TLS="1.3 1.2" the TLS versions of resume, each a run of its own per round
@@ -239,16 +240,17 @@ start_peer() {
 		socat "TCP-LISTEN:$listen,bind=127.0.0.1,reuseaddr,fork,backlog=1024" \
 			"TCP:127.0.0.1:$target" </dev/null >"$PEER_LOG" 2>&1 &
 		;;
-	uring-epoll | uring-ring)
+	uring-epoll | uring-ring | uring-epoll-copy | uring-ring-copy)
 		# issue 19's measuring device (bench/uring/README.md), built on first use
 		local relay=$OUT/uring/uring-relay
 		if ! make -s -C "$HERE/uring" OUT="$OUT/uring" >"$dir/build.log" 2>&1; then
 			note "$name: bench/uring does not build (liburing-dev missing? scripts/deps.sh bench): skipped"
 			return 1
 		fi
-		local mode=epoll
-		[ "$name" = uring-ring ] && mode=uring
-		"$relay" --mode "$mode" --workers 2 "$listen" "$target" </dev/null >"$PEER_LOG" 2>&1 &
+		local args=(--mode epoll)
+		case $name in uring-ring*) args=(--mode uring) ;; esac
+		case $name in *-copy) args+=(--copy) ;; esac
+		"$relay" "${args[@]}" --workers 2 "$listen" "$target" </dev/null >"$PEER_LOG" 2>&1 &
 		;;
 	tcpmap | tcpmap-inetd | tcpmap-fork)
 		mkdir -p "$dir/run"
@@ -575,7 +577,7 @@ sed 's/^/bench: /' "$META" >&2
 
 START=$SECONDS
 TCP_PEERS="direct haproxy haproxy-splice nginx socket-proxyd socat tcpmap tcpmap-fork tcpmap-inetd"
-BULK_CONN_PEERS="$TCP_PEERS uring-epoll uring-ring"
+BULK_CONN_PEERS="$TCP_PEERS uring-epoll uring-ring uring-epoll-copy uring-ring-copy"
 TLS_PEERS="direct haproxy nginx $(has_stunnel && echo stunnel) tcpmap"
 RESUME_PEERS=$TLS_PEERS
 IDLE_PEERS="direct haproxy haproxy-splice nginx socket-proxyd tcpmap"

@@ -21,7 +21,7 @@ ROUND_DETAIL = ("resume",)  # workloads whose rounds are printed under their tab
 # own per-connection mode is compared with socat only.
 SELF = ("tcpmap", "tcpmap-inetd")
 # Measuring devices, not peers: issue 19's io_uring prototype in its two modes (bench/uring).
-PROTOTYPES = ("uring-epoll", "uring-ring")
+PROTOTYPES = ("uring-epoll", "uring-ring", "uring-epoll-copy", "uring-ring-copy")
 
 
 def higher_better(metric):

@@ -25,6 +25,10 @@
 /* as lib/relay.c: 256 KiB pipes, empty ones pooled per thread */
 #define PIPE_SIZE (256 * 1024)
 #define PIPE_POOL_MAX 64
+/* --copy: recv and send through a buffer per direction instead of splice through a pipe */
+#define COPY_BUF 65536
+
+static bool copy_mode;
 
 static int listen_fd = -1;
 static struct sockaddr_in target;
@@ -39,6 +43,8 @@ static void die(const char *what) {
 struct direction {
 	int from, to;
 	int pipe_r, pipe_w;
+	uint8_t *buf;   /* --copy: in place of the pipe; in_pipe bytes from buf + off */
+	size_t off;
 	size_t in_pipe;
 	bool eof, shut;
 	int pending; /* uring: ring ops of this direction in flight */
@@ -58,8 +64,17 @@ static __thread struct {
 } pipe_pool[PIPE_POOL_MAX];
 static __thread int pipe_pool_n;
 
+static __thread uint8_t *buf_pool[PIPE_POOL_MAX];
+static __thread int buf_pool_n;
+
 static int direction_pipe(struct direction *d) {
 	int p[2];
+	if (copy_mode) {
+		if (d->buf)
+			return 0;
+		d->buf = buf_pool_n > 0 ? buf_pool[--buf_pool_n] : malloc(COPY_BUF);
+		return d->buf ? 0 : -ENOMEM;
+	}
 	if (d->pipe_r >= 0)
 		return 0;
 	if (pipe_pool_n > 0) {
@@ -78,6 +93,13 @@ static int direction_pipe(struct direction *d) {
 
 /* only an empty pipe goes back to the pool */
 static void direction_pipe_put(struct direction *d) {
+	if (d->buf) {
+		if (buf_pool_n < PIPE_POOL_MAX)
+			buf_pool[buf_pool_n++] = d->buf;
+		else
+			free(d->buf);
+		d->buf = NULL;
+	}
 	if (d->pipe_r < 0)
 		return;
 	if (d->in_pipe == 0 && pipe_pool_n < PIPE_POOL_MAX) {
@@ -129,8 +151,10 @@ static int direction_read_done(struct direction *d, ssize_t n) {
 }
 
 static int direction_write_done(struct direction *d, ssize_t n) {
-	if (n > 0)
+	if (n > 0) {
 		d->in_pipe -= (size_t)n;
+		d->off = d->in_pipe > 0 ? d->off + (size_t)n : 0;
+	}
 	else if (n < 0 && n != -EAGAIN && n != -EINTR)
 		return (int)n;
 	return 0;
@@ -173,15 +197,21 @@ static void epoll_pump_direction(struct direction *d, struct direction *other, b
 				*failed = true;
 				return;
 			}
-			n = splice(d->from, NULL, d->pipe_w, NULL, PIPE_SIZE - d->in_pipe,
-			           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (copy_mode)
+				n = recv(d->from, d->buf, COPY_BUF, MSG_DONTWAIT);
+			else
+				n = splice(d->from, NULL, d->pipe_w, NULL, PIPE_SIZE - d->in_pipe,
+				           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 			r = direction_read_done(d, n < 0 ? -errno : n);
 			if (r == 0 && n < 0)
 				return; /* wait for the next edge */
 			break;
 		case STEP_WRITE:
-			n = splice(d->pipe_r, NULL, d->to, NULL, d->in_pipe,
-			           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (copy_mode)
+				n = send(d->to, d->buf + d->off, d->in_pipe, MSG_DONTWAIT | MSG_NOSIGNAL);
+			else
+				n = splice(d->pipe_r, NULL, d->to, NULL, d->in_pipe,
+				           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 			r = direction_write_done(d, n < 0 ? -errno : n);
 			if (r == 0 && n < 0)
 				return;
@@ -305,8 +335,8 @@ enum op {
 	OP_CONNECT,
 	OP_CANCEL,
 	OP_POLL,      /* + direction bit */
-	OP_SPLICE_IN  /* ... */,
-	OP_SPLICE_OUT,
+	OP_SPLICE_IN, /* or the recv of --copy */
+	OP_SPLICE_OUT, /* or the send of --copy */
 	OP_SHUTDOWN,
 	OP_IGNORE,
 };
@@ -356,6 +386,15 @@ static void uring_direction_go(struct io_uring *ring, struct conn *c, struct dir
 			c->failed = true;
 			return;
 		}
+		if (copy_mode) {
+			/* recv waits for data inside the ring (its internal poll), inline, not in
+			 * io-wq; the send needs the length, so it goes in the next submission */
+			s = sqe_get(ring);
+			io_uring_prep_recv(s, d->from, d->buf, COPY_BUF, 0);
+			sqe_tag(s, c, OP_SPLICE_IN | dirbit);
+			d->pending = 1;
+			break;
+		}
 		s = sqe_get(ring);
 		io_uring_prep_poll_add(s, d->from, POLLIN | POLLRDHUP);
 		sqe_tag(s, c, OP_POLL | dirbit);
@@ -372,6 +411,13 @@ static void uring_direction_go(struct io_uring *ring, struct conn *c, struct dir
 		d->pending = 3;
 		break;
 	case STEP_WRITE:
+		if (copy_mode) {
+			s = sqe_get(ring);
+			io_uring_prep_send(s, d->to, d->buf + d->off, d->in_pipe, MSG_NOSIGNAL);
+			sqe_tag(s, c, OP_SPLICE_OUT | dirbit);
+			d->pending = 1;
+			break;
+		}
 		s = sqe_get(ring);
 		io_uring_prep_poll_add(s, d->to, POLLOUT);
 		sqe_tag(s, c, OP_POLL | dirbit);
@@ -544,7 +590,7 @@ static void *uring_worker(void *arg) {
 /* ---- main ---------------------------------------------------------------------------------- */
 
 static void usage(void) {
-	fprintf(stderr, "usage: uring-relay --mode epoll|uring [--link] [--workers N] "
+	fprintf(stderr, "usage: uring-relay --mode epoll|uring [--link] [--copy] [--workers N] "
 	                "LISTEN_PORT TARGET_PORT\n"
 	                "  relays 127.0.0.1:LISTEN_PORT to 127.0.0.1:TARGET_PORT until SIGTERM\n");
 	exit(2);
@@ -561,6 +607,8 @@ int main(int argc, char **argv) {
 			workers = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--link"))
 			link_connect = true;
+		else if (!strcmp(argv[i], "--copy"))
+			copy_mode = true;
 		else
 			usage();
 	}
