@@ -43,7 +43,7 @@ static void die(const char *what) {
 struct direction {
 	int from, to;
 	int pipe_r, pipe_w;
-	uint8_t *buf;   /* --copy: in place of the pipe; in_pipe bytes from buf + off */
+	uint8_t *buf; /* --copy: in place of the pipe; in_pipe bytes from buf + off */
 	size_t off;
 	size_t in_pipe;
 	bool eof, shut;
@@ -53,15 +53,13 @@ struct direction {
 struct conn {
 	int client_fd, upstream_fd;
 	bool connected, failed, cancelled;
-	bool closed;         /* epoll: closed in this batch, freed after it */
+	bool closed; /* epoll: closed in this batch, freed after it */
 	struct conn *next_closed;
 	int pending; /* uring: ring ops of the connection (connect, cancels) in flight */
 	struct direction up, down;
 } __attribute__((aligned(16)));
 
-static __thread struct {
-	int r, w;
-} pipe_pool[PIPE_POOL_MAX];
+static __thread struct { int r, w; } pipe_pool[PIPE_POOL_MAX];
 static __thread int pipe_pool_n;
 
 static __thread uint8_t *buf_pool[PIPE_POOL_MAX];
@@ -118,8 +116,10 @@ static struct conn *conn_new(int client_fd, int upstream_fd) {
 	if (!c)
 		return NULL;
 	*c = (struct conn){.client_fd = client_fd, .upstream_fd = upstream_fd};
-	c->up = (struct direction){.from = client_fd, .to = upstream_fd, .pipe_r = -1, .pipe_w = -1};
-	c->down = (struct direction){.from = upstream_fd, .to = client_fd, .pipe_r = -1, .pipe_w = -1};
+	c->up = (struct direction){
+	        .from = client_fd, .to = upstream_fd, .pipe_r = -1, .pipe_w = -1};
+	c->down = (struct direction){
+	        .from = upstream_fd, .to = client_fd, .pipe_r = -1, .pipe_w = -1};
 	return c;
 }
 
@@ -154,8 +154,7 @@ static int direction_write_done(struct direction *d, ssize_t n) {
 	if (n > 0) {
 		d->in_pipe -= (size_t)n;
 		d->off = d->in_pipe > 0 ? d->off + (size_t)n : 0;
-	}
-	else if (n < 0 && n != -EAGAIN && n != -EINTR)
+	} else if (n < 0 && n != -EAGAIN && n != -EINTR)
 		return (int)n;
 	return 0;
 }
@@ -208,7 +207,8 @@ static void epoll_pump_direction(struct direction *d, struct direction *other, b
 			break;
 		case STEP_WRITE:
 			if (copy_mode)
-				n = send(d->to, d->buf + d->off, d->in_pipe, MSG_DONTWAIT | MSG_NOSIGNAL);
+				n = send(d->to, d->buf + d->off, d->in_pipe,
+				         MSG_DONTWAIT | MSG_NOSIGNAL);
 			else
 				n = splice(d->pipe_r, NULL, d->to, NULL, d->in_pipe,
 				           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -217,7 +217,8 @@ static void epoll_pump_direction(struct direction *d, struct direction *other, b
 				return;
 			break;
 		case STEP_SHUT:
-			if (direction_shut(d, other) && shutdown(d->to, SHUT_WR) < 0 && errno != ENOTCONN)
+			if (direction_shut(d, other) && shutdown(d->to, SHUT_WR) < 0 &&
+			    errno != ENOTCONN)
 				r = -errno;
 			break;
 		case STEP_DONE:
@@ -334,8 +335,8 @@ enum op {
 	OP_ACCEPT = 0,
 	OP_CONNECT,
 	OP_CANCEL,
-	OP_POLL,      /* + direction bit */
-	OP_SPLICE_IN, /* or the recv of --copy */
+	OP_POLL,       /* + direction bit */
+	OP_SPLICE_IN,  /* or the recv of --copy */
 	OP_SPLICE_OUT, /* or the send of --copy */
 	OP_SHUTDOWN,
 	OP_IGNORE,
