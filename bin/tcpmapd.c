@@ -5,6 +5,7 @@
 #include "conn.h"
 #include "log.h"
 #include "options.h"
+#include "relayproc.h"
 #include "server.h"
 
 enum {
@@ -70,7 +71,7 @@ int main(int argc, char **argv) {
 		if (log_target_from_string(argv[2], &target) < 0)
 			return 2;
 		log_setup(target, "tcpmapd");
-		return relayspawn_main(argv[3], conn_relay_spawned) < 0 ? 1 : 0;
+		return relayspawn_main(argv[3], relayproc_run) < 0 ? 1 : 0;
 	}
 	options_to_getopt(rows, ELEMENTSOF(rows), longopts);
 

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "log.h"
 #include "netaddr.h"
 #include "proxyproto.h"
@@ -104,8 +105,6 @@ struct conn {
 	/* The client's handshake waits at its hello until the upstream is ready
 	 * (tls_server_hold): a failure can still be told with an alert. */
 	bool client_held;
-	/* in a spawner's relay, which has no config: the Module's drain_timeout_ms (0: none) */
-	uint32_t spawned_drain_ms;
 	union {
 		struct relay relay;         /* !use_tls_relay */
 		struct tls_relay tls_relay; /* use_tls_relay */
@@ -167,36 +166,19 @@ static uint64_t bytes_out(const struct conn *c) {
 static pid_t relay_child_pid;
 
 static void log_close(struct conn *c) {
-	char client[NETADDR_TEXT_MAX], upstream[300], in[24], out[24], duration[24], pid[16];
-	uint64_t ms = (now_usec() - c->start_usec) / 1000;
-	bool ok = c->result == CONN_RESULT_OK || c->result == CONN_RESULT_IDLE_TIMEOUT;
-	const char *result = conn_result_name(c->result);
-
-	netaddr_format(&c->client_addr.sa, client, sizeof client);
-	if (c->upstream_addr_len > 0)
-		netaddr_format(&c->upstream_addr.sa, upstream, sizeof upstream);
-	else
-		snprintf(upstream, sizeof upstream, "%s", c->mapping ? c->mapping->service : "-");
-	snprintf(in, sizeof in, "%llu", (unsigned long long)bytes_in(c));
-	snprintf(out, sizeof out, "%llu", (unsigned long long)bytes_out(c));
-	snprintf(duration, sizeof duration, "%llu", (unsigned long long)ms);
-	snprintf(pid, sizeof pid, "%d", (int)relay_child_pid);
-
-	struct log_field f[] = {
-	        {"MAPPING", c->mapping ? c->mapping->name : NULL},
-	        {"CLIENT", client},
-	        {"SNI", c->sni},
-	        {"UPSTREAM", upstream},
-	        {"BYTES_IN", in},
-	        {"BYTES_OUT", out},
-	        {"DURATION_MS", duration},
-	        {"RESULT", result},
-	        /* journald has _PID; logfmt lines need it written */
-	        {"PID", relay_child_pid ? pid : NULL},
+	struct accesslog_entry e = {
+	        .mapping = c->mapping ? c->mapping->name : NULL,
+	        .client = &c->client_addr.sa,
+	        .sni = c->sni,
+	        .upstream = c->upstream_addr_len > 0 ? &c->upstream_addr.sa : NULL,
+	        .service = c->mapping ? c->mapping->service : NULL,
+	        .bytes_in = bytes_in(c),
+	        .bytes_out = bytes_out(c),
+	        .duration_ms = (now_usec() - c->start_usec) / 1000,
+	        .result = c->result,
+	        .pid = relay_child_pid,
 	};
-	log_event(ok ? LOG_INFO : LOG_WARNING, TCPMAP_MID_CLOSE, "close", f, ELEMENTSOF(f),
-	          "%s %s -> %s: %s, %s bytes in, %s bytes out, %s ms",
-	          c->mapping ? c->mapping->name : "-", client, upstream, result, in, out, duration);
+	accesslog_close(&e);
 }
 
 static void conn_free(struct conn *c) {
@@ -927,9 +909,7 @@ static int on_child_sigterm(sd_event_source *src, const struct signalfd_siginfo 
                             void *userdata) {
 	struct worker *w = userdata;
 	struct conn *c = conn_of(w->conns);
-	uint32_t drain_ms = !c           ? 0
-	                    : !c->config ? c->spawned_drain_ms
-	                    : c->config->module.drain_timeout_configured
+	uint32_t drain_ms = c && c->config->module.drain_timeout_configured
 	                            ? c->config->module.drain_timeout_ms
 	                            : 0;
 	(void)si;
@@ -1054,46 +1034,6 @@ static void conn_fork_relay(struct conn *c, int mask) {
 	/* The child owns the connection now: its slot, its log line, its fds. */
 	c->slot = 0;
 	conn_free(c);
-}
-
-_Noreturn void conn_relay_spawned(struct breaker_table *t, const struct relay_order *o,
-                                  int client_fd, int upstream_fd) {
-	static struct conn_env env; /* this process's: one connection, no config */
-	struct conn *c = calloc(1, sizeof *c);
-	struct mapping *m = calloc(1, sizeof *m);
-	/* No walk over /proc/self/fd: the spawner never held a connection, and the standby
-	 * closed the spawner's own fds; what is left is 0-2, the table's, the journal's. */
-	relayfork_mark();
-	if (!c || !m || !(m->name = strdup(o->mapping)) || !(m->service = strdup(o->service))) {
-		/* the spawner logs the exit; the slot, ours, is reaped once we are gone */
-		(void)breaker_table_adopt(t, o->slot);
-		_exit(1);
-	}
-	env.breakers = t;
-	/* the relay's whole view of its mapping: what the log line, the idle deadline and
-	 * the breaker table ask of it */
-	m->idle_timeout_ms = o->idle_timeout_ms;
-	m->breaker_entry = o->breaker_entry;
-	c->env = &env;
-	c->mapping = m;
-	c->client_io.dispatch = on_client_io;
-	c->upstream_io.dispatch = on_upstream_io;
-	c->client_fd = client_fd;
-	c->upstream_fd = upstream_fd;
-	relay_init(&c->relay, -EBADF, -EBADF);
-	c->start_usec = o->start_usec;
-	c->result = CONN_RESULT_OK;
-	c->connected = true;
-	c->slot = o->slot;
-	c->spawned_drain_ms = o->drain_timeout_ms;
-	c->client_addr_len = sockaddr_ip_set(
-	        &c->client_addr, (const struct sockaddr *)&o->client_addr, o->client_addr_len);
-	c->upstream_addr_len =
-	        sockaddr_ip_set(&c->upstream_addr, (const struct sockaddr *)&o->upstream_addr,
-	                        o->upstream_addr_len);
-	c->sni = o->sni[0] ? strdup(o->sni) : NULL; /* out of memory: no SNI in the log */
-	atomic_fetch_add(&env.n_active, 1);
-	relay_child_run(c, (int)o->mask, 0);
 }
 
 /* The one setup of a connection, accepted or adopted: `client_fd` and `upstream_fd` are

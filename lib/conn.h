@@ -73,8 +73,3 @@ const char *conn_adopt_check(const struct handover_record *r, const int fds[_HAN
  * takes ownership of every fd in it, adopted or not. Returns 0 or -errno (logged). */
 int conn_adopt(struct conn_env *env, struct worker *w, const struct handover_record *r,
                int fds[_HANDOVER_FD_MAX]);
-
-/* In a relay spawner's child (relayspawn.h): relay the connection `o` describes, on its
- * two sockets, in this process; log its end with this process's pid, and exit. */
-_Noreturn void conn_relay_spawned(struct breaker_table *t, const struct relay_order *o,
-                                  int client_fd, int upstream_fd);

@@ -52,13 +52,16 @@ void relaywatch_wanted(const struct relay *r, int idle_out, uint8_t client_unwat
 	                (upstream_no_out ? WATCH_NO_OUT : 0);
 }
 
+uint32_t relaywatch_events(uint8_t unwatched) {
+	return EPOLLRDHUP | EPOLLET | (unwatched & WATCH_NO_IN ? 0 : EPOLLIN) |
+	       (unwatched & WATCH_NO_OUT ? 0 : EPOLLOUT);
+}
+
 int relaywatch_set(struct poller *p, int fd, struct poller_handle *h, uint8_t *unwatched,
                    uint8_t want) {
 	if (*unwatched == want || fd < 0)
 		return 0;
-	uint32_t events = EPOLLRDHUP | EPOLLET | (want & WATCH_NO_IN ? 0 : EPOLLIN) |
-	                  (want & WATCH_NO_OUT ? 0 : EPOLLOUT);
-	int r = poller_modify(p, fd, events, h);
+	int r = poller_modify(p, fd, relaywatch_events(want), h);
 	if (r == 0)
 		*unwatched = want;
 	return r;

@@ -39,6 +39,9 @@ int relaywatch_idle_out(const struct relay *r, uint32_t revents, bool client_sid
 void relaywatch_wanted(const struct relay *r, int idle_out, uint8_t client_unwatched,
                        uint8_t upstream_unwatched, uint8_t *ret_client, uint8_t *ret_upstream);
 
+/* The epoll events (edge-triggered) of a socket not watched for `unwatched` (WATCH_NO_*). */
+uint32_t relaywatch_events(uint8_t unwatched);
+
 /* Watch `fd` (registered with `h`) for everything but `want` (WATCH_NO_*), when that is not
  * what *unwatched says already, and record it there. A closed side (fd < 0) is left alone.
  * Returns 0 or -errno (poller_modify's: only on a bug). */
