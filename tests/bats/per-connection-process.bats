@@ -176,6 +176,51 @@ start_forked() {
 	note "SIGTERM to relay $relay: result=shutdown, logged by the relay itself"
 }
 
+@test "per_connection_process: a spawned relay closes a silent connection after idle_timeout_ms" {
+	start_forked 'idle_timeout_ms: "500"'
+	wait_for_log 'event=relay_spawner_started'
+	run client 127.0.0.1 "$PORT" --idle-ms 3000 --timeout 10
+	echo "$output"
+	[ "$(kv closed_by)" = eof ] || [ "$(kv closed_by)" = reset ]
+	local t
+	t=$(kv eof_ms)
+	[ "$t" -ge 400 ]
+	[ "$t" -le 1500 ]
+	wait_for_log 'event=close .*mapping=forked .*result=idle_timeout pid='
+	wait_counted "$PORT" "$UP" 0
+	note "idle_timeout_ms 500 in a spawned relay: closed after $t ms"
+}
+
+@test "per_connection_process: a relay told to stop with drain_timeout_ms drains, then ends with drain_timeout" {
+	start_upstream 127.0.0.1 "$UP" echo
+	cat >"$CONF" <<-EOF
+		---
+		apiVersion: getambassador.io/v3alpha1
+		kind: Module
+		metadata:
+		  name: ambassador
+		spec:
+		  config:
+		    drain_timeout_ms: 1000
+	EOF
+	write_mapping "$CONF" forked "$PORT" "127.0.0.1:$UP" "per_connection_process: true"
+	start_tcpmapd "$CONF"
+	wait_for_log 'event=relay_spawner_started'
+	hold_connection "$PORT" 20
+	wait_relays 1
+	local relay
+	relay=$(relay_pids)
+	kill -TERM "$relay"
+	sleep 0.5
+	# still draining: alive, nothing logged yet
+	pid_alive "$relay"
+	[ "$(log_count "event=close .* pid=$relay ")" -eq 0 ]
+	wait_for_log "event=close .*result=drain_timeout pid=$relay "
+	wait_relays 0
+	wait_counted "$PORT" "$UP" 0
+	note "SIGTERM to relay $relay with drain_timeout_ms 1000: result=drain_timeout"
+}
+
 @test "per_connection_process: relays are the relay spawner's children, not forks of tcpmapd" {
 	start_forked
 	wait_for_log 'event=relay_spawner_started'
