@@ -5,7 +5,8 @@
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <systemd/sd-journal.h>
+
+#include "journal.h"
 
 static enum log_target log_target = LOG_TARGET_STDERR;
 static int log_max_level = LOG_INFO;
@@ -108,7 +109,7 @@ static void line_put_value(struct line *l, const char *v) {
 	line_putc(l, '"');
 }
 
-/* One "KEY=value" segment of the buffer, as an iovec for sd_journal_sendv. */
+/* One "KEY=value" segment of the buffer, as an iovec for journal_send. */
 static void journal_field(struct line *l, struct iovec *iov, size_t *n, const char *key,
                           const char *key_suffix, const char *value) {
 	size_t start = l->len;
@@ -167,7 +168,7 @@ static void emit(int priority, const char *message_id, const char *event,
 			if (fields[i].value)
 				journal_field(&l, iov, &n, "TCPMAP_", fields[i].key,
 				              fields[i].value);
-		if (sd_journal_sendv(iov, (int)n) >= 0)
+		if (journal_send(iov, n) >= 0)
 			return;
 		/* journal gone: fall through to stderr rather than lose the line */
 	}

@@ -23,7 +23,7 @@ static bool is_kept(int fd, const int *keep, size_t n_keep) {
 	return false;
 }
 
-/* libsystemd's journal socket: an AF_UNIX datagram socket it opened once and caches by
+/* the journal's socket (journal.c): an AF_UNIX datagram socket opened once and cached by
  * number. Closing it would leave the child's access-log entry going to whatever fd next
  * takes that number. No connection is ever a datagram socket, so keeping every AF_UNIX
  * datagram socket keeps nothing of another connection. */

@@ -12,8 +12,9 @@
  * other connection's fds) and asks the spawner for a replacement. The spawner itself never
  * receives a connection; it forks, reaps, logs a relay that died, and reclaims its slot.
  *
- * It knows nothing of connections: conn.c fills the order, and relayproc.c runs it in the relay. It
- * must never block the sender (a full socket is an error, and the caller forks directly). */
+ * It knows nothing of connections: conn.c fills the order, and relayproc.c runs it in the
+ * relay. It must never block the sender (a full socket is an error, and the caller forks
+ * directly). */
 #pragma once
 
 #include <stdbool.h>
