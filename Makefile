@@ -47,7 +47,8 @@ CORE_SRCS := $(filter-out $(TLS_SRCS) $(LOADER_SRCS),$(LIB_SRCS))
 CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)
 TLS_OBJS := $(TLS_SRCS:%.c=$(BUILD)/%.o)
 TLS_PIC_OBJS := $(TLS_SRCS:%.c=$(BUILD)/pic/%.o)
-BINS := $(BUILD)/tcpmapd $(BUILD)/tcpmapctl $(BUILD)/tcpmap-tls.so $(BUILD)/tcpmap-generator
+BINS := $(BUILD)/tcpmapd $(BUILD)/tcpmapctl $(BUILD)/tcpmap-tls.so $(BUILD)/tcpmap-generator \
+	$(BUILD)/tcpmap-spawner
 UNIT_SRCS := $(sort $(wildcard tests/unit/test-*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TESTLIB_SRCS := $(sort $(wildcard tests/unit/helpers-*.c))
@@ -88,6 +89,13 @@ $(BUILD)/tcpmap-tls.so: $(TLS_PIC_OBJS)
 $(BUILD)/tcpmapd: $(BUILD)/bin/tcpmapd.o $(BUILD)/lib/tlsload.o $(BUILD)/libtcpmap.a | $(BUILD)/tcpmap-tls.so
 	$(CC) $(LDFLAGS) -Wl,--export-dynamic-symbol=$(subst $(comma),$(comma)--export-dynamic-symbol=,$(TLS_IMPORTS)) \
 		-o $@ $(filter %.o %.a,$^) $(CORE_LIBS) -lpthread
+
+# The relay spawner (bin/tcpmap-spawner.c): libc alone, statically, so that each relay it
+# forks copies a few pages, not libsystemd's and libyaml's (issue 20). The archive gives it
+# only the objects it calls. A sanitizer build links it dynamically: ASan has no -static.
+SPAWNER_STATIC := $(if $(filter 1,$(SAN)),,-static)
+$(BUILD)/tcpmap-spawner: $(BUILD)/bin/tcpmap-spawner.o $(BUILD)/libtcpmap.a
+	$(CC) $(LDFLAGS) $(SPAWNER_STATIC) -o $@ $^ -lpthread
 
 # On the boot path: the config loader alone, no OpenSSL (bin/tcpmap-generator.c).
 $(BUILD)/tcpmap-generator: $(BUILD)/bin/tcpmap-generator.o $(BUILD)/libtcpmap.a
@@ -175,6 +183,7 @@ install: all
 	install -m 0755 $(BUILD)/tcpmap-generator $(DESTDIR)$(GENERATORDIR)/tcpmap-generator
 	install -d $(DESTDIR)$(TLSMODDIR)
 	install -m 0644 $(BUILD)/tcpmap-tls.so $(DESTDIR)$(TLSMODDIR)/tcpmap-tls.so
+	install -m 0755 $(BUILD)/tcpmap-spawner $(DESTDIR)$(TLSMODDIR)/tcpmap-spawner
 	for u in units/*.socket units/*.service units/*.target; do [ -e "$$u" ] || continue; \
 		sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 		"$$u" > $(DESTDIR)$(UNITDIR)/$$(basename $$u); chmod 0644 $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
@@ -211,6 +220,7 @@ deb:
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/tcpmapd $(DESTDIR)$(BINDIR)/tcpmapctl $(DESTDIR)$(TLSMODDIR)/tcpmap-tls.so \
+		$(DESTDIR)$(TLSMODDIR)/tcpmap-spawner \
 		$(DESTDIR)$(GENERATORDIR)/tcpmap-generator
 	-rmdir $(DESTDIR)$(TLSMODDIR) 2>/dev/null
 	for u in units/*.socket units/*.service units/*.target; do [ -e "$$u" ] || continue; \

@@ -66,12 +66,13 @@ int main(int argc, char **argv) {
 	enum log_target target = LOG_TARGET_AUTO;
 	int c;
 
-	if (argc == 4 && strcmp(argv[1], RELAYSPAWN_ARG) == 0) {
-		/* tcpmapd's own relay spawner (relayspawn.h), never started by hand */
+	if (argc == 5 && strcmp(argv[1], RELAYSPAWN_ARG) == 0) {
+		/* tcpmapd's own relay spawner where its helper is missing (relayspawn.h), never
+		 * started by hand */
 		if (log_target_from_string(argv[2], &target) < 0)
 			return 2;
 		log_setup(target, "tcpmapd");
-		return relayspawn_main(argv[3], relayproc_run) < 0 ? 1 : 0;
+		return relayspawn_main(argv[3], argv[4], relayproc_run) < 0 ? 1 : 0;
 	}
 	options_to_getopt(rows, ELEMENTSOF(rows), longopts);
 

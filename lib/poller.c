@@ -111,11 +111,6 @@ int poller_add(struct poller *p, int fd, uint32_t events, struct poller_handle *
 	return epoll_ctl(p->fd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
-int poller_modify(struct poller *p, int fd, uint32_t events, struct poller_handle *h) {
-	struct epoll_event ev = {.events = events, .data.ptr = h};
-	return epoll_ctl(p->fd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
-}
-
 void poller_remove(struct poller *p, int fd) {
 	if (fd >= 0)
 		(void)epoll_ctl(p->fd, EPOLL_CTL_DEL, fd, NULL);

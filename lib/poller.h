@@ -14,8 +14,10 @@
  * ends (poller_in_batch() says whether one is running; on_batch_end runs after each). */
 #pragma once
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 #include <systemd/sd-event.h>
 
 struct poller_handle {
@@ -54,8 +56,14 @@ void poller_done(struct poller *p);
 /* Watch `fd` for `events` (EPOLL* flags, edge-triggered if EPOLLET is among them). */
 int poller_add(struct poller *p, int fd, uint32_t events, struct poller_handle *h);
 /* Change the events `fd` is watched for. Edge-triggered: an event the new mask adds that
- * is already pending is reported, so nothing is lost by having left it out for a while. */
-int poller_modify(struct poller *p, int fd, uint32_t events, struct poller_handle *h);
+ * is already pending is reported, so nothing is lost by having left it out for a while.
+ * Inline: relaywatch.c calls it, and the relay helper (bin/tcpmap-relay.c), linked with
+ * libc alone, must not pull in the rest of the poller and sd-event with it. */
+static inline int poller_modify(struct poller *p, int fd, uint32_t events,
+                                struct poller_handle *h) {
+	struct epoll_event ev = {.events = events, .data.ptr = h};
+	return epoll_ctl(p->fd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
+}
 /* Stop watching `fd`. Needed only when the file stays open elsewhere after we close our
  * descriptor (a copy sent to the fd store, a socket inherited as stdin and stdout). */
 void poller_remove(struct poller *p, int fd);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -17,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "journal.h"
 #include "log.h"
 #include "proclive.h"
 #include "rundir.h"
@@ -42,7 +44,38 @@ struct relayspawn {
 	uint64_t starttime;
 	uint64_t started_usec;
 	char *runtime_dir;
+	/* The helper died at once (another build's, say, refusing our order's layout): run
+	 * tcpmapd's own image as the spawner from then on. */
+	bool helper_failed;
+	bool running_helper;
 };
+
+/* The spawner's executable: the small static helper, looked for as tcpmapd's TLS module
+ * is (tlsload.c), beside tcpmapd's executable (a build tree), then in ../lib/tcpmap/
+ * (`make install`); else tcpmapd's own running image with --relay-spawner. Returns true
+ * when `path` is the helper. */
+static bool spawner_path(const struct relayspawn *s, char *path, size_t size) {
+	char exe[PATH_MAX];
+	ssize_t n = s->helper_failed ? -1 : readlink("/proc/self/exe", exe, sizeof exe - 1);
+
+	if (n > 0) {
+		exe[n] = '\0';
+		char *slash = strrchr(exe, '/');
+		if (slash)
+			*slash = '\0';
+		for (int i = 0; i < 2; i++) {
+			snprintf(path, size,
+			         i == 0 ? "%s/" RELAYSPAWN_HELPER
+			                : "%s/../lib/tcpmap/" RELAYSPAWN_HELPER,
+			         exe);
+			if (access(path, X_OK) == 0)
+				return true;
+		}
+	}
+	/* the running image, not a replaced file: the same struct relay_order */
+	snprintf(path, size, "/proc/self/exe");
+	return false;
+}
 
 int relayspawn_new(const char *runtime_dir, struct relayspawn **ret) {
 	struct relayspawn *s = calloc(1, sizeof *s);
@@ -83,7 +116,15 @@ int relayspawn_start(struct relayspawn *s) {
 		sv[1] = moved;
 	}
 	const char *target = log_target_to_string(log_get_target());
-	char *argv[] = {"tcpmapd", RELAYSPAWN_ARG, (char *)target, s->runtime_dir, NULL};
+	char path[PATH_MAX + 64], abi[64];
+	bool helper = spawner_path(s, path, sizeof path);
+	relayspawn_abi(abi, sizeof abi);
+	char *argv[] = {helper ? RELAYSPAWN_HELPER : "tcpmapd",
+	                RELAYSPAWN_ARG,
+	                (char *)target,
+	                s->runtime_dir,
+	                abi,
+	                NULL};
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t none;
@@ -97,7 +138,7 @@ int relayspawn_start(struct relayspawn *s) {
 		r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
 	/* Every symbol bound once, in the spawner: lazily, each relay would look up again the
 	 * functions of the relay path the spawner never called, and fault in a copy of the
-	 * GOT page it writes them to. */
+	 * GOT page it writes them to. (The static helper has none to bind.) */
 	size_t n_env = 0;
 	while (environ[n_env])
 		n_env++;
@@ -108,8 +149,8 @@ int relayspawn_start(struct relayspawn *s) {
 		envp[0] = (char *)"LD_BIND_NOW=1";
 		memcpy(envp + 1, environ, n_env * sizeof *envp);
 	}
-	if (r == 0) /* the running image, not a replaced file: the same struct relay_order */
-		r = posix_spawn(&pid, "/proc/self/exe", &fa, &attr, argv, envp);
+	if (r == 0)
+		r = posix_spawn(&pid, path, &fa, &attr, argv, envp);
 	free(envp);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
@@ -123,6 +164,7 @@ int relayspawn_start(struct relayspawn *s) {
 	s->fd = sv[0];
 	s->pid = pid;
 	s->starttime = st;
+	s->running_helper = helper;
 	pthread_mutex_unlock(&s->lock);
 
 	char p[16];
@@ -140,6 +182,8 @@ bool relayspawn_exited(struct relayspawn *s, pid_t pid, const char *how) {
 	s->fd = safe_close(s->fd);
 	s->pid = 0;
 	pthread_mutex_unlock(&s->lock);
+	if (s->running_helper && now_usec() - s->started_usec < RESTART_MIN_USEC)
+		s->helper_failed = true;
 
 	char p[16];
 	snprintf(p, sizeof p, "%d", (int)pid);
@@ -306,16 +350,27 @@ static void spawner_done(struct spawner *z) {
 	z->taken[1] = safe_close(z->taken[1]);
 }
 
-int relayspawn_main(const char *runtime_dir, relayspawn_relay_fn relay) {
+void relayspawn_abi(char *buf, size_t size) {
+	snprintf(buf, size, "%s/%zu/%x", TCPMAP_VERSION, sizeof(struct relay_order),
+	         RELAY_ORDER_MAGIC);
+}
+
+int relayspawn_main(const char *runtime_dir, const char *abi, relayspawn_relay_fn relay) {
 	struct spawner z = {
 	        .relay = relay, .signal_fd = -EBADF, .taken = {-EBADF, -EBADF}, .self = getpid()};
 	sigset_t mask;
 	int r, dir_fd = -EBADF;
+	char own[64];
+
+	relayspawn_abi(own, sizeof own);
+	if (!streq(abi, own))
+		return log_error_errno(EPROTO, "relay spawner: built as %s, tcpmapd sends %s", own,
+		                       abi);
 
 	/* nothing of the dispatcher but the channel: whatever else lacked O_CLOEXEC */
 	(void)close_range(CHANNEL_FD + 1, ~0U, 0);
 	(void)unsetenv("LD_BIND_NOW"); /* done its work at start; a relay's environment is ours */
-	(void)prctl(PR_SET_NAME, "tcpmap-spawner");
+	(void)prctl(PR_SET_NAME, RELAYSPAWN_COMM);
 	(void)prctl(PR_SET_PDEATHSIG, SIGTERM); /* the channel's hang-up says it too */
 	(void)signal(SIGPIPE, SIG_IGN);
 	r = rundir_open(runtime_dir, true, &dir_fd);
@@ -332,6 +387,8 @@ int relayspawn_main(const char *runtime_dir, relayspawn_relay_fn relay) {
 	/* blocked in the relays too: their loops take SIGTERM and SIGINT by signalfd */
 	(void)sigprocmask(SIG_BLOCK, &mask, NULL);
 	z.signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (log_get_target() == LOG_TARGET_JOURNAL)
+		(void)journal_open(); /* once, for every relay: each inherits it */
 	if (z.signal_fd < 0 || pipe2(z.taken, O_CLOEXEC | O_NONBLOCK) < 0) {
 		r = log_error_errno(errno, "relay spawner: setting up");
 		spawner_done(&z);

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -62,9 +63,20 @@ bool relayspawn_exited(struct relayspawn *s, pid_t pid, const char *how);
 int relayspawn_send(struct relayspawn *s, struct breaker_table *t, const struct relay_order *o,
                     int client_fd, int upstream_fd);
 
-/* The spawner's side: `tcpmapd --relay-spawner LOG_TARGET RUNTIME_DIR`, with the channel
- * as fd 3. `relay` runs a received connection in a waiting child and must not return. */
+/* The spawner's side: `tcpmap-spawner --relay-spawner LOG_TARGET RUNTIME_DIR ABI` (or
+ * `tcpmapd --relay-spawner ...` where the helper is missing), with the channel as fd 3.
+ * The helper (bin/tcpmap-spawner.c) is a static executable of libc and the few objects a
+ * relay needs: each fork of it copies a few pages, where a fork of tcpmapd's image copied
+ * those of libsystemd, libyaml and their libraries (issue 20). `relay` runs a received
+ * connection in a waiting child and must not return. A spawner of another build (`abi`
+ * differs from relayspawn_abi()'s) refuses to start: its struct relay_order may not be
+ * ours, and tcpmapd then runs its own image. */
 #define RELAYSPAWN_ARG "--relay-spawner"
+#define RELAYSPAWN_HELPER "tcpmap-spawner"
+/* The spawner's command name (`ps`, and the tests find it so), also the helper's own. */
+#define RELAYSPAWN_COMM "tcpmap-spawner"
 typedef void (*relayspawn_relay_fn)(struct breaker_table *t, const struct relay_order *o,
                                     int client_fd, int upstream_fd);
-int relayspawn_main(const char *runtime_dir, relayspawn_relay_fn relay);
+/* This build's version and struct relay_order layout, as text. */
+void relayspawn_abi(char *buf, size_t size);
+int relayspawn_main(const char *runtime_dir, const char *abi, relayspawn_relay_fn relay);
