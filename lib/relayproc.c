@@ -10,6 +10,7 @@
 
 #include "accesslog.h"
 #include "log.h"
+#include "proclive.h"
 #include "relay.h"
 #include "relayfork.h"
 #include "relaywatch.h"
@@ -42,7 +43,7 @@ static void relayproc_end(struct relayproc *p, enum conn_result result) {
 static void relayproc_finish(struct relayproc *p) {
 	const struct relay_order *o = p->order;
 	uint64_t in = p->relay.up.bytes, out = p->relay.down.bytes;
-	uint64_t duration_usec = now_usec() - o->start_usec;
+	uint64_t duration_usec = now_usec() - o->start_usec, starttime;
 
 	if (o->slot)
 		breaker_table_release(p->breakers, o->slot, in, out);
@@ -58,7 +59,7 @@ static void relayproc_finish(struct relayproc *p) {
 	        .bytes_out = out,
 	        .duration_ms = duration_usec / 1000,
 	        .result = p->result,
-	        .pid = getpid(),
+	        .pid = proclive_self(&starttime), /* cached by the standby: no system call */
 	};
 	accesslog_close(&e);
 }

@@ -296,11 +296,12 @@ static _Noreturn void standby_run(struct spawner *z) {
 	if (getppid() != z->self)
 		_exit(0);
 	uint64_t starttime;
-	(void)proclive_self(&starttime); /* read and cached now, not once it has a connection */
+	/* read and cached now, not once it has a connection; the relay asks it again, for
+	 * its log line and its slot, at no system call */
+	pid_t self = proclive_self(&starttime);
 	if (!receive_order(CHANNEL_FD, &o, fds))
 		_exit(0);
 	(void)prctl(PR_SET_PDEATHSIG, 0);
-	pid_t self = getpid();
 	ssize_t _unused_ n = write(z->taken[1], &self, sizeof self);
 	safe_close(z->taken[1]);
 	safe_close(CHANNEL_FD);
@@ -373,6 +374,8 @@ int relayspawn_main(const char *runtime_dir, const char *abi, relayspawn_relay_f
 	(void)prctl(PR_SET_NAME, RELAYSPAWN_COMM);
 	(void)prctl(PR_SET_PDEATHSIG, SIGTERM); /* the channel's hang-up says it too */
 	(void)signal(SIGPIPE, SIG_IGN);
+	uint64_t starttime;
+	(void)proclive_self(&starttime); /* its once-only setup done here, not in each child */
 	r = rundir_open(runtime_dir, true, &dir_fd);
 	if (r >= 0)
 		r = breaker_table_open(dir_fd, &z.breakers);
