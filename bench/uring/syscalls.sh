@@ -96,47 +96,47 @@ for name, v in rows:
 PY
 }
 
+# perf_start PEER WORKLOAD UPSTREAM_PORT: start PEER in front of UPSTREAM_PORT and perf stat
+# on it; sets PORT, PID and PERF_PID.
+perf_start() {
+	PORT=$(pick_port)
+	PID=$(start "$1" "$PORT" "$3")
+	PIDS+=("$PID")
+	wait_listening "$PORT" || die "$1 did not start"
+	sleep 0.3
+	perf stat -x, -o "$WORK/perf.$1.$2" -p "$PID" "${EVENTS[@]}" >/dev/null 2>&1 &
+	PERF_PID=$!
+	sleep 0.5
+}
+
+# perf_stop PEER WORKLOAD UNITS: end perf, add its counts per UNITS to the table, stop PEER.
+perf_stop() {
+	sleep 0.3
+	kill -INT "$PERF_PID"
+	wait "$PERF_PID"
+	count "$1" "$2" "$PID" "$3" "$WORK/perf.$1.$2" >>"$WORK/counts.tsv"
+}
+
 printf 'peer\tworkload\tcounter\tper_unit\n' >"$WORK/counts.tsv"
 for ((r = 0; r < ROUNDS; r++)); do
 	for peer in $PEERS; do
 		# connrate: per connection, wrk as in run.sh
-		port=$(pick_port)
-		pid=$(start "$peer" "$port" "$UP_HTTP")
-		PIDS+=("$pid")
-		wait_listening "$port" || die "$peer did not start"
-		sleep 0.3
-		perf stat -x, -o "$WORK/perf.$peer.conn" -p "$pid" "${EVENTS[@]}" >/dev/null 2>&1 &
-		perf_pid=$!
-		sleep 0.5
-		out=$(wrk -t2 -c50 -d3s -H 'Connection: close' "http://127.0.0.1:$port/" 2>&1)
-		sleep 0.3
-		kill -INT "$perf_pid"
-		wait "$perf_pid"
+		perf_start "$peer" conn "$UP_HTTP"
+		out=$(wrk -t2 -c50 -d3s -H 'Connection: close' "http://127.0.0.1:$PORT/" 2>&1)
 		reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-		count "$peer" conn "$pid" "${reqs:-1}" "$WORK/perf.$peer.conn" >>"$WORK/counts.tsv"
+		perf_stop "$peer" conn "${reqs:-1}"
 		echo "round $((r + 1)) $peer: $reqs connections, $(awk '/^Requests/ {print $2}' <<<"$out") conn/s (under perf)" >&2
-		kill "$pid"
-		wait "$pid" 2>/dev/null
+		kill "$PID"
+		wait "$PID" 2>/dev/null
 
 		# bulk: per GiB, 2 GiB forward
-		port=$(pick_port)
-		pid=$(start "$peer" "$port" "$UP_IPERF")
-		PIDS+=("$pid")
-		wait_listening "$port" || die "$peer did not start"
-		sleep 0.3
-		perf stat -x, -o "$WORK/perf.$peer.bulk" -p "$pid" "${EVENTS[@]}" >/dev/null 2>&1 &
-		perf_pid=$!
-		sleep 0.5
-		bytes=$(iperf3 -c 127.0.0.1 -p "$port" -n 2G -J 2>/dev/null |
+		perf_start "$peer" bulk "$UP_IPERF"
+		bytes=$(iperf3 -c 127.0.0.1 -p "$PORT" -n 2G -J 2>/dev/null |
 			python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bytes"])')
-		sleep 0.3
-		kill -INT "$perf_pid"
-		wait "$perf_pid"
-		count "$peer" bulk "$pid" "$(python3 -c "print(${bytes:-0} / 2**30 or 1)")" \
-			"$WORK/perf.$peer.bulk" >>"$WORK/counts.tsv"
-		echo "round $((r + 1)) $peer: threads at the end of bulk: $(awk '/^Threads/ {print $2}' /proc/$pid/status)" >&2
-		kill "$pid"
-		wait "$pid" 2>/dev/null
+		perf_stop "$peer" bulk "$(python3 -c "print(${bytes:-0} / 2**30 or 1)")"
+		echo "round $((r + 1)) $peer: threads at the end of bulk: $(awk '/^Threads/ {print $2}' /proc/$PID/status)" >&2
+		kill "$PID"
+		wait "$PID" 2>/dev/null
 	done
 done
 

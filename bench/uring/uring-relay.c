@@ -183,6 +183,25 @@ static void conn_free(struct conn *c) {
 	free(c);
 }
 
+/* An accepted client's connection with its upstream socket, connecting at once when
+ * `connect_now` (the epoll mode; the ring connects as an operation of its own). NULL, with
+ * both sockets closed, when any step fails. */
+static struct conn *conn_for_client(int cfd, bool connect_now) {
+	int ufd = upstream_socket();
+	struct conn *c = NULL;
+
+	if (ufd >= 0 &&
+	    (!connect_now || connect(ufd, (struct sockaddr *)&target, sizeof target) == 0 ||
+	     errno == EINPROGRESS))
+		c = conn_new(cfd, ufd);
+	if (!c) {
+		close(cfd);
+		if (ufd >= 0)
+			close(ufd);
+	}
+	return c;
+}
+
 /* ---- --mode epoll: tcpmapd's pattern ---------------------------------------------------- */
 
 /* epoll data: the listener is NULL; a connection's two fds are told apart by the low bit */
@@ -271,28 +290,15 @@ static void epoll_accept(int ep) {
 	int cfd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (cfd < 0)
 		return;
-	int ufd = upstream_socket();
-	if (ufd < 0) {
-		close(cfd);
+	struct conn *c = conn_for_client(cfd, true);
+	if (!c)
 		return;
-	}
-	if (connect(ufd, (struct sockaddr *)&target, sizeof target) < 0 && errno != EINPROGRESS) {
-		close(cfd);
-		close(ufd);
-		return;
-	}
-	struct conn *c = conn_new(cfd, ufd);
-	if (!c) {
-		close(cfd);
-		close(ufd);
-		return;
-	}
 	struct epoll_event e = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
 	e.data.u64 = (uintptr_t)c;
-	if (epoll_ctl(ep, EPOLL_CTL_ADD, cfd, &e) < 0)
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, c->client_fd, &e) < 0)
 		goto fail;
 	e.data.u64 = (uintptr_t)c | 1;
-	if (epoll_ctl(ep, EPOLL_CTL_ADD, ufd, &e) < 0)
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, c->upstream_fd, &e) < 0)
 		goto fail;
 	return;
 fail:
@@ -477,19 +483,11 @@ static void uring_conn_advance(struct io_uring *ring, struct conn *c) {
 }
 
 static void uring_on_accept(struct io_uring *ring, int cfd) {
-	int ufd = upstream_socket();
-	if (ufd < 0) {
-		close(cfd);
+	struct conn *c = conn_for_client(cfd, false);
+	if (!c)
 		return;
-	}
-	struct conn *c = conn_new(cfd, ufd);
-	if (!c) {
-		close(cfd);
-		close(ufd);
-		return;
-	}
 	struct io_uring_sqe *s = sqe_get(ring);
-	io_uring_prep_connect(s, ufd, (struct sockaddr *)&target, sizeof target);
+	io_uring_prep_connect(s, c->upstream_fd, (struct sockaddr *)&target, sizeof target);
 	sqe_tag(s, c, OP_CONNECT);
 	c->pending = 1;
 	if (link_connect) {

@@ -13,26 +13,26 @@
 
 #define FIELD(s) ((struct iovec){.iov_base = (void *)(s), .iov_len = sizeof(s) - 1})
 
+/* The entry FIELDS format to: exactly WANT (a literal, its NULs included). */
+#define assert_entry(fields, want)                                                                 \
+	assert_entry_is(fields, ELEMENTSOF(fields), want, sizeof(want) - 1)
+static void assert_entry_is(const struct iovec *f, size_t n_fields, const char *want, size_t len) {
+	char buf[128];
+	ssize_t n = journal_entry_format(f, n_fields, buf, sizeof buf);
+	assert_int_equal(n, len);
+	assert_memory_equal(buf, want, len);
+}
+
 static void test_plain_fields(void **state) {
 	struct iovec f[] = {FIELD("MESSAGE=hello"), FIELD("PRIORITY=6"), FIELD("TCPMAP_SNI=")};
-	char buf[128];
 	(void)state;
-
-	ssize_t n = journal_entry_format(f, ELEMENTSOF(f), buf, sizeof buf);
-	const char want[] = "MESSAGE=hello\nPRIORITY=6\nTCPMAP_SNI=\n";
-	assert_int_equal(n, sizeof want - 1);
-	assert_memory_equal(buf, want, sizeof want - 1);
+	assert_entry(f, "MESSAGE=hello\nPRIORITY=6\nTCPMAP_SNI=\n");
 }
 
 static void test_newline_is_binary(void **state) {
 	struct iovec f[] = {FIELD("MESSAGE=a\nb"), FIELD("X=y")};
-	char buf[128];
 	(void)state;
-
-	ssize_t n = journal_entry_format(f, ELEMENTSOF(f), buf, sizeof buf);
-	const char want[] = "MESSAGE\n\x03\0\0\0\0\0\0\0a\nb\nX=y\n";
-	assert_int_equal(n, sizeof want - 1);
-	assert_memory_equal(buf, want, sizeof want - 1);
+	assert_entry(f, "MESSAGE\n\x03\0\0\0\0\0\0\0a\nb\nX=y\n");
 }
 
 static void test_refusals(void **state) {
