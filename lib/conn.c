@@ -342,6 +342,8 @@ static void conn_pump(struct conn *c, int mask, int idle_out) {
 
 /* An event on a relaying socket. */
 static void relay_event(struct conn *c, uint32_t revents, bool client_side) {
+	if (c->use_tls_relay && (revents & EPOLL_READABLE))
+		tls_relay_readable(&c->tls_relay, client_side);
 	int idle_out = c->use_tls_relay ? 0 : relaywatch_idle_out(&c->relay, revents, client_side);
 	conn_pump(c, relaywatch_pump_mask(&c->relay, c->use_tls_relay, revents, client_side),
 	          idle_out);

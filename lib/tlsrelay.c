@@ -44,6 +44,10 @@ void tls_relay_init(struct tls_relay *r, int client_fd, SSL *client_ssl, int ups
 }
 
 static enum io end_read(struct tls_end *e, uint8_t *buf, size_t size, size_t *ret) {
+	/* about half the reads of a short connection were this: a read just after one that
+	 * found the socket empty, in the same pump or before the next event (issue 19) */
+	if (e->drained)
+		return IO_BLOCKED;
 	if (!e->ssl) {
 		ssize_t n = recv(e->fd, buf, size, 0);
 		if (n > 0) {
@@ -52,13 +56,23 @@ static enum io end_read(struct tls_end *e, uint8_t *buf, size_t size, size_t *re
 		}
 		if (n == 0)
 			return IO_EOF;
+		if (errno == EAGAIN)
+			e->drained = true;
 		return errno == EAGAIN || errno == EINTR ? IO_BLOCKED : IO_ERROR;
 	}
 	ERR_clear_error();
+	errno = 0;
 	if (SSL_read_ex(e->ssl, buf, size, ret) == 1)
 		return IO_OK;
+	int read_errno = errno;
 	switch (SSL_get_error(e->ssl, 0)) {
 	case SSL_ERROR_WANT_READ:
+		/* only the socket's own EAGAIN: OpenSSL holds no whole record then, and the
+		 * bytes that complete one come with an edge. A read blocked on a write
+		 * (WANT_WRITE) is retried on the next pump, as before. */
+		if (read_errno == EAGAIN)
+			e->drained = true;
+		return IO_BLOCKED;
 	case SSL_ERROR_WANT_WRITE:
 		return IO_BLOCKED;
 	case SSL_ERROR_ZERO_RETURN:

@@ -23,6 +23,10 @@ struct tls_end {
 	/* The peer's close_notify came: OpenSSL reads a bare FIN as one too
 	 * (SSL_OP_IGNORE_UNEXPECTED_EOF), so only its alert record tells them apart. */
 	bool close_notify_seen;
+	/* The last read found the socket empty (EAGAIN) and no readable event came since:
+	 * the sockets are edge-triggered, so new bytes, a FIN or an error will say so, and
+	 * until then another read can only fail again. Cleared by tls_relay_readable(). */
+	bool drained;
 };
 
 struct tls_direction {
@@ -48,6 +52,11 @@ void tls_relay_init(struct tls_relay *r, int client_fd, SSL *client_ssl, int ups
                     SSL *upstream_ssl);
 /* Returns RELAY_* flags (relay.h) or -errno on a hard error of either side. */
 int tls_relay_pump(struct tls_relay *r);
+/* An event said the client's (or the upstream's) socket may be readable: the next pump
+ * reads it again. Call it before tls_relay_pump() for every readable or hangup event. */
+static inline void tls_relay_readable(struct tls_relay *r, bool client_side) {
+	(client_side ? &r->client : &r->upstream)->drained = false;
+}
 /* Free buffers (not the SSL objects or sockets). */
 void tls_relay_release(struct tls_relay *r);
 /* tcpmapd ends the connection itself (idle timeout, drain, stop): send close_notify on every
