@@ -41,7 +41,7 @@ LDFLAGS += $(SANFLAGS)
 LDLIBS += $(PKG_LIBS) -lpthread
 
 LIB_SRCS := $(sort $(wildcard lib/*.c))
-TLS_SRCS := lib/tls.c lib/tlssession.c lib/tlsgate.c lib/tlsrelay.c lib/tlsticket.c lib/keywipe.c
+TLS_SRCS := lib/tls.c lib/tlssession.c lib/tlsflight.c lib/tlsgate.c lib/tlsrelay.c lib/tlsticket.c lib/keywipe.c
 LOADER_SRCS := lib/tlsload.c
 CORE_SRCS := $(filter-out $(TLS_SRCS) $(LOADER_SRCS),$(LIB_SRCS))
 CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)

@@ -11,6 +11,7 @@
 #include <openssl/x509v3.h>
 
 #include "keywipe.h"
+#include "tlsflight.h"
 #include "netaddr.h"
 #include "util.h"
 
@@ -64,7 +65,9 @@ static int session_new(SSL_CTX *ctx, int fd, const struct mapping *m, SSL **ret)
 	if (!ctx)
 		return 0;
 	SSL *ssl = SSL_new(ctx);
-	if (!ssl || SSL_set_fd(ssl, fd) != 1 || (m && tls_client_prepare(ssl, m) < 0)) {
+	/* a server's steps write the most: its flight, then its tickets (tlsflight.c) */
+	if (!ssl || (m ? SSL_set_fd(ssl, fd) != 1 : tls_flight_attach(ssl, fd) < 0) ||
+	    (m && tls_client_prepare(ssl, m) < 0)) {
 		SSL_free(ssl);
 		return -ENOMEM;
 	}
@@ -90,19 +93,33 @@ int tls_server_resume(SSL *client, SSL *upstream, int alert) {
 }
 
 int tls_handshake_step(SSL *ssl) {
+	/* what the last step could not send goes before anything this one writes */
+	int sent = tls_flight_send(ssl);
+	if (sent == -EAGAIN)
+		return 0;
+	if (sent < 0)
+		return sent;
+	tls_flight_hold(ssl);
 	ERR_clear_error();
 	errno = 0;
 	int r = SSL_do_handshake(ssl);
 	keywipe_stack();
-	if (r == 1)
-		return 1;
 	int saved_errno = errno;
-	switch (SSL_get_error(ssl, r)) {
+	int err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl, r);
+	sent = tls_flight_send(ssl);
+	switch (err) {
+	case SSL_ERROR_NONE:
+		/* done only once its last bytes are out: until then the socket's next
+		 * writable edge brings another step, and the relay never sees them */
+		if (sent < 0)
+			return sent == -EAGAIN ? 0 : sent;
+		tls_flight_detach(ssl);
+		return 1;
 	case SSL_ERROR_WANT_READ:
 	case SSL_ERROR_WANT_WRITE:
-		return 0;
+		return sent == -EAGAIN ? 0 : sent;
 	case SSL_ERROR_WANT_CLIENT_HELLO_CB:
-		return TLS_HANDSHAKE_HELD;
+		return sent < 0 && sent != -EAGAIN ? sent : TLS_HANDSHAKE_HELD;
 	case SSL_ERROR_SSL:
 		return -EPROTO; /* the reason stays in the error queue */
 	case SSL_ERROR_SYSCALL:
