@@ -71,6 +71,10 @@ static int session_new(SSL_CTX *ctx, int fd, const struct mapping *m, SSL **ret)
 		SSL_free(ssl);
 		return -ENOMEM;
 	}
+	/* Within a step a buffer freed as soon as it runs empty is allocated again at once,
+	 * and every free wipes it (keywipe.c): buffers are given back at the end of each
+	 * step instead (tls_handshake_step), and as they run empty once it is done. */
+	SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
 	if (m)
 		SSL_set_connect_state(ssl);
 	else
@@ -107,6 +111,10 @@ int tls_handshake_step(SSL *ssl) {
 	int saved_errno = errno;
 	int err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl, r);
 	sent = tls_flight_send(ssl);
+	if (r == 1)
+		SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+	/* a waiting handshake holds no buffer: what RELEASE_BUFFERS did after each use */
+	(void)SSL_free_buffers(ssl);
 	switch (err) {
 	case SSL_ERROR_NONE:
 		/* done only once its last bytes are out: until then the socket's next
