@@ -343,7 +343,8 @@ static void conn_pump(struct conn *c, int mask, int idle_out) {
 /* An event on a relaying socket. */
 static void relay_event(struct conn *c, uint32_t revents, bool client_side) {
 	if (c->use_tls_relay && (revents & EPOLL_READABLE))
-		tls_relay_readable(&c->tls_relay, client_side);
+		tls_relay_readable(&c->tls_relay, client_side,
+		                   client_side ? c->client_hup : c->upstream_hup);
 	int idle_out = c->use_tls_relay ? 0 : relaywatch_idle_out(&c->relay, revents, client_side);
 	conn_pump(c, relaywatch_pump_mask(&c->relay, c->use_tls_relay, revents, client_side),
 	          idle_out);
@@ -359,10 +360,13 @@ static void start_relay(struct conn *c, int mask) {
 	}
 	c->state = CONN_RELAYING;
 	c->use_tls_relay = c->client_ssl || c->upstream_ssl;
-	if (c->use_tls_relay)
+	if (c->use_tls_relay) {
 		tls_relay_init(&c->tls_relay, c->client_fd, c->client_ssl, c->upstream_fd,
 		               c->upstream_ssl);
-	else
+		/* a hangup seen during the handshake had its edge then */
+		tls_relay_readable(&c->tls_relay, true, c->client_hup);
+		tls_relay_readable(&c->tls_relay, false, c->upstream_hup);
+	} else
 		relay_init(&c->relay, c->client_fd, c->upstream_fd);
 	c->last_activity_usec = event_now(c);
 

@@ -25,6 +25,20 @@ static void watch_alerts(int write_p, int version, int content_type, const void 
 		e->close_notify_seen = true;
 }
 
+/* Note whether OpenSSL's last read of the socket came back short: it asks for all the room
+ * its read-ahead buffer has, so a short read emptied the socket. */
+static long watch_reads(BIO *b, int oper, const char *argp, size_t len, int argi, long argl,
+                        int ret, size_t *processed) {
+	struct tls_end *e = (struct tls_end *)BIO_get_callback_arg(b);
+	(void)argp;
+	(void)argi;
+	(void)argl;
+
+	if (oper == (BIO_CB_READ | BIO_CB_RETURN) && ret > 0 && processed)
+		e->last_read_short = *processed < len;
+	return ret;
+}
+
 void tls_relay_init(struct tls_relay *r, int client_fd, SSL *client_ssl, int upstream_fd,
                     SSL *upstream_ssl) {
 	*r = (struct tls_relay){
@@ -36,6 +50,9 @@ void tls_relay_init(struct tls_relay *r, int client_fd, SSL *client_ssl, int ups
 		if (ends[i]->ssl) {
 			SSL_set_msg_callback(ends[i]->ssl, watch_alerts);
 			SSL_set_msg_callback_arg(ends[i]->ssl, ends[i]);
+			BIO *rbio = SSL_get_rbio(ends[i]->ssl);
+			BIO_set_callback_ex(rbio, watch_reads);
+			BIO_set_callback_arg(rbio, (char *)ends[i]);
 		}
 	r->up.from = &r->client;
 	r->up.to = &r->upstream;
@@ -51,6 +68,9 @@ static enum io end_read(struct tls_end *e, uint8_t *buf, size_t size, size_t *re
 	if (!e->ssl) {
 		ssize_t n = recv(e->fd, buf, size, 0);
 		if (n > 0) {
+			/* a stream socket's short read took all it had */
+			if ((size_t)n < size && !e->hup_seen)
+				e->drained = true;
 			*ret = (size_t)n;
 			return IO_OK;
 		}
@@ -62,8 +82,13 @@ static enum io end_read(struct tls_end *e, uint8_t *buf, size_t size, size_t *re
 	}
 	ERR_clear_error();
 	errno = 0;
-	if (SSL_read_ex(e->ssl, buf, size, ret) == 1)
+	if (SSL_read_ex(e->ssl, buf, size, ret) == 1) {
+		/* the socket was emptied (by this read or one since the last event) and OpenSSL
+		 * holds no byte of another record: the next read could only find it empty */
+		if (e->last_read_short && !e->hup_seen && !SSL_has_pending(e->ssl))
+			e->drained = true;
 		return IO_OK;
+	}
 	int read_errno = errno;
 	switch (SSL_get_error(e->ssl, 0)) {
 	case SSL_ERROR_WANT_READ:

@@ -27,6 +27,12 @@ struct tls_end {
 	 * the sockets are edge-triggered, so new bytes, a FIN or an error will say so, and
 	 * until then another read can only fail again. Cleared by tls_relay_readable(). */
 	bool drained;
+	/* The socket reported a hangup: a short read no longer means it is empty, since the
+	 * FIN that follows the bytes has had its edge already. */
+	bool hup_seen;
+	/* OpenSSL's last read of the socket since the last readable event got less than it
+	 * asked for */
+	bool last_read_short;
 };
 
 struct tls_direction {
@@ -53,9 +59,14 @@ void tls_relay_init(struct tls_relay *r, int client_fd, SSL *client_ssl, int ups
 /* Returns RELAY_* flags (relay.h) or -errno on a hard error of either side. */
 int tls_relay_pump(struct tls_relay *r);
 /* An event said the client's (or the upstream's) socket may be readable: the next pump
- * reads it again. Call it before tls_relay_pump() for every readable or hangup event. */
-static inline void tls_relay_readable(struct tls_relay *r, bool client_side) {
-	(client_side ? &r->client : &r->upstream)->drained = false;
+ * reads it again. Call it before tls_relay_pump() for every readable or hangup event, and
+ * once for each side after tls_relay_init(); `hup`: that socket has ever reported a hangup. */
+static inline void tls_relay_readable(struct tls_relay *r, bool client_side, bool hup) {
+	struct tls_end *e = client_side ? &r->client : &r->upstream;
+
+	e->drained = false;
+	e->last_read_short = false;
+	e->hup_seen = hup;
 }
 /* Free buffers (not the SSL objects or sockets). */
 void tls_relay_release(struct tls_relay *r);
