@@ -25,8 +25,13 @@ static void watch_alerts(int write_p, int version, int content_type, const void 
 		e->close_notify_seen = true;
 }
 
-/* Note whether OpenSSL's last read of the socket came back short: it asks for all the room
- * its read-ahead buffer has, so a short read emptied the socket. */
+/* A short read empties a stream socket, but only a small one says the peer has paused:
+ * behind a big one more is usually on its way, and a read finds it sooner than a trip
+ * through epoll_wait (bench/RESULTS.md, 2026-12-06: TLS handshake). One record's worth. */
+#define SMALL_READ (16 * 1024)
+
+/* Note whether OpenSSL's last read of the socket came back short and small: it asks for
+ * all the room its read-ahead buffer has, so a short read emptied the socket. */
 static long watch_reads(BIO *b, int oper, const char *argp, size_t len, int argi, long argl,
                         int ret, size_t *processed) {
 	struct tls_end *e = (struct tls_end *)BIO_get_callback_arg(b);
@@ -35,7 +40,7 @@ static long watch_reads(BIO *b, int oper, const char *argp, size_t len, int argi
 	(void)argl;
 
 	if (oper == (BIO_CB_READ | BIO_CB_RETURN) && ret > 0 && processed)
-		e->last_read_short = *processed < len;
+		e->last_read_short = *processed < len && *processed < SMALL_READ;
 	return ret;
 }
 
@@ -69,7 +74,7 @@ static enum io end_read(struct tls_end *e, uint8_t *buf, size_t size, size_t *re
 		ssize_t n = recv(e->fd, buf, size, 0);
 		if (n > 0) {
 			/* a stream socket's short read took all it had */
-			if ((size_t)n < size && !e->hup_seen)
+			if ((size_t)n < size && n < SMALL_READ && !e->hup_seen)
 				e->drained = true;
 			*ret = (size_t)n;
 			return IO_OK;
