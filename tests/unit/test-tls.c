@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "tls.h"
+#include "tlsflight.h"
 #include "util.h"
 
 static char tmpdir[] = "/tmp/tcpmap-test-tls-XXXXXX";
@@ -1022,6 +1023,87 @@ static void test_handshake_step_returns(void **state) {
 	SSL_free(server);
 }
 
+/* Fill `fd`'s way to its peer until the socket says EAGAIN; returns the bytes sent. */
+static size_t fill_socket(int fd) {
+	static const char junk[4096];
+	size_t total = 0;
+	ssize_t n;
+
+	while ((n = send(fd, junk, sizeof junk, MSG_DONTWAIT)) > 0)
+		total += (size_t)n;
+	assert_true(n < 0 && errno == EAGAIN);
+	return total;
+}
+
+static void drain_socket(int fd, size_t len) {
+	char buf[4096];
+
+	while (len > 0) {
+		ssize_t n = recv(fd, buf, MIN(len, sizeof buf), MSG_DONTWAIT);
+		assert_true(n > 0);
+		len -= (size_t)n;
+	}
+}
+
+/* The flight BIO (tlsflight.c) over a socket that takes nothing: what a step wrote waits
+ * for the next step, and the handshake is not done before its last bytes (the tickets)
+ * are out; after it the session writes the socket directly and the stream is intact. */
+static void test_flight_over_a_full_socket(void **state) {
+	(void)state;
+	_cleanup_(loaded_free) struct loaded l = load_settings("");
+	SSL_CTX *client_ctx;
+	SSL *server, *client;
+	int sv[2];
+	char buf[16];
+	size_t got = 0;
+
+	assert_ok(&l);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	client_ctx = test_client_ctx(false, NULL, 0);
+	server = SSL_new(server_ctx_of(&l));
+	assert_int_equal(tls_flight_attach(server, sv[0]), 0);
+	SSL_set_accept_state(server);
+	client = SSL_new(client_ctx);
+	assert_int_equal(SSL_set_fd(client, sv[1]), 1);
+	assert_int_equal(SSL_set_tlsext_host_name(client, "my-host-1"), 1);
+	SSL_set_connect_state(client);
+
+	assert_int_equal(SSL_do_handshake(client), -1); /* hello sent */
+	size_t junk = fill_socket(sv[0]);
+	/* the flight cannot go: kept, and the step waits */
+	assert_int_equal(tls_handshake_step(server), 0);
+	assert_int_equal(tls_handshake_step(server), 0);
+	drain_socket(sv[1], junk);
+	assert_int_equal(tls_handshake_step(server), 0); /* flight out, waiting for Finished */
+	assert_int_equal(SSL_do_handshake(client), 1);   /* Finished sent */
+
+	junk = fill_socket(sv[0]);
+	/* done on OpenSSL's side, but the tickets wait: not done for the caller */
+	assert_int_equal(tls_handshake_step(server), 0);
+	assert_true(SSL_is_init_finished(server));
+	drain_socket(sv[1], junk);
+	assert_int_equal(tls_handshake_step(server), 1);
+	/* the flight BIO is gone: the session writes the socket itself */
+	assert_int_equal(BIO_method_type(SSL_get_wbio(server)), BIO_TYPE_SOCKET);
+	assert_ptr_equal(SSL_get_wbio(server), SSL_get_rbio(server));
+
+	/* both ways intact, the tickets read on the way */
+	assert_int_equal(SSL_write(client, "ping", 4), 4);
+	assert_int_equal(SSL_read(server, buf, sizeof buf), 4);
+	assert_memory_equal(buf, "ping", 4);
+	assert_int_equal(SSL_write(server, "pong", 4), 4);
+	assert_int_equal(SSL_read_ex(client, buf, sizeof buf, &got), 1);
+	assert_int_equal(got, 4);
+	assert_memory_equal(buf, "pong", 4);
+	assert_true(SSL_SESSION_is_resumable(SSL_get0_session(client)));
+
+	SSL_free(server);
+	SSL_free(client);
+	SSL_CTX_free(client_ctx);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 /* ---- a terminating handshake held for the upstream (tls_server_hold) ---- */
 
 static int pick_http11(SSL *ssl, const unsigned char **out, unsigned char *outlen,
@@ -1284,6 +1366,7 @@ static void test_reload_replaces_runtime(void **state) {
 int main(void) {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_example_terminate),
+	        cmocka_unit_test(test_flight_over_a_full_socket),
 	        cmocka_unit_test(test_example_terminate_originate),
 	        cmocka_unit_test(test_example_originate),
 	        cmocka_unit_test(test_upstream_sni_never_an_address),
