@@ -117,6 +117,9 @@ for suite in $SUITES; do
 				echo "# bats: GNU parallel is not installed; the files run one at a time"
 			fi
 		fi
+		# the ports the files have picked, so two never pick one (tests/lib/ports.bash)
+		export TCPMAP_PORT_CLAIMS=$LOG/$suite-port-claims
+		rm -rf "$TCPMAP_PORT_CLAIMS" && mkdir -p "$TCPMAP_PORT_CLAIMS"
 		timeout -k 10 "$BATS_TIMEOUT" bats --tap --timing "${jobs[@]}" "$dir" 2>&1 | tee "$out"
 		rc=${PIPESTATUS[0]}
 		count_tap "$out"

@@ -19,20 +19,6 @@ UPGRADE_VERSION=$VERSION-upgrade
 UPGRADE_BUILD=build-upgrade-restart
 TLS_NAME=restart.example.test
 
-# pick_quiet_port [TAKEN...]: a port of our range, outside the kernel's ephemeral range, that
-# no socket uses in any state: a port nothing listens on may still be the local end of some
-# connection, and binding it would fail.
-pick_quiet_port() {
-	local p
-	for _ in $(seq 200); do
-		p=$((SD_PORT_MIN + (RANDOM % SD_PORT_SPAN)))
-		case " $* " in *" $p "*) continue ;; esac
-		port_ephemeral "$p" && continue
-		[ -z "$(ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null)" ] && { echo "$p"; return 0; }
-	done
-	return 1
-}
-
 # ---- the two services ---------------------------------------------------------------
 
 # tcpmap@PORT, moved to loopback only by a drop-in (see setup_file).
@@ -151,11 +137,11 @@ setup_file() {
 	sd_choose_build
 	: >"$BATS_FILE_TMPDIR/pids"
 	export P T L UP UP2 PKI=$BATS_FILE_TMPDIR/pki
-	P=$(pick_quiet_port)
-	T=$(pick_quiet_port "$P")
-	L=$(pick_quiet_port "$P" "$T")
-	UP=$(pick_quiet_port "$P" "$T" "$L")
-	UP2=$(pick_quiet_port "$P" "$T" "$L" "$UP")
+	P=$(pick_port)
+	T=$(pick_port "$P")
+	L=$(pick_port "$P" "$T")
+	UP=$(pick_port "$P" "$T" "$L")
+	UP2=$(pick_port "$P" "$T" "$L" "$UP")
 	start_echo "$UP"
 	start_echo "$UP2"
 	sd_make_server_pki "$PKI" tcpmap-restart-ca "$TLS_NAME"

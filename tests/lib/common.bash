@@ -11,6 +11,8 @@ TESTLIB=$TCPMAP_ROOT/tests/lib
 UPSTREAM_PY=$TESTLIB/upstream.py
 # shellcheck source=pids.bash
 . "$TESTLIB/pids.bash"
+# shellcheck source=ports.bash
+. "$TESTLIB/ports.bash"
 CLIENT_PY=$TESTLIB/client.py
 
 # Our share of the port space; other suites use other ranges, all outside the kernel's
@@ -148,19 +150,13 @@ netns_enter() {
 
 # ---- ports --------------------------------------------------------------------------
 
-# port_ephemeral PORT: PORT lies in the range the kernel hands out to client sockets.
-port_ephemeral() {
-	local lo hi
-	read -r lo hi </proc/sys/net/ipv4/ip_local_port_range || return 1
-	[ "$1" -ge "$lo" ] && [ "$1" -le "$hi" ]
-}
-
 port_listening() { # PORT [ADDRESS]
 	[ -n "$("${NETNS_WRAP[@]}" ss -Hltn "sport = :$1" 2>/dev/null)" ]
 }
 
 # pick_port: a random port in our range that nothing listens on, nothing holds in any
-# state, and this test has not handed out already.
+# state, this test has not handed out already and no other file running beside it has
+# (port_claim).
 pick_port() {
 	local p i
 	for ((i = 0; i < 200; i++)); do
@@ -168,6 +164,7 @@ pick_port() {
 		grep -qx "$p" "$PORTS_FILE" 2>/dev/null && continue
 		port_ephemeral "$p" && continue
 		[ -n "$(ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null)" ] && continue
+		port_claim "$p" || continue
 		echo "$p" >>"$PORTS_FILE"
 		echo "$p"
 		return 0

@@ -12,6 +12,8 @@
 ROOT=${TCPMAP_ROOT:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)}
 # shellcheck source=pids.bash
 . "$ROOT/tests/lib/pids.bash"
+# shellcheck source=ports.bash
+. "$ROOT/tests/lib/ports.bash"
 SANDBOX=$ROOT/tests/lib/sandbox.sh
 MID_CLOSE=$(sed -n 's/^#define TCPMAP_MID_CLOSE "\([0-9a-f]*\)"$/\1/p' "$ROOT/lib/log.h")
 # Below the kernel's ephemeral range (32768-60999): systemd-operations takes 31500-32699,
@@ -29,13 +31,6 @@ wait_port_free() {
 	port_is_free "$1"
 }
 
-# port_ephemeral PORT: PORT lies in the range the kernel hands out to client sockets.
-port_ephemeral() {
-	local lo hi
-	read -r lo hi </proc/sys/net/ipv4/ip_local_port_range || return 1
-	[ "$1" -ge "$lo" ] && [ "$1" -le "$hi" ]
-}
-
 pick_port() { # print a free port in the suite's range that is not in "$*"; bounded tries
 	local p
 	for _ in $(seq 200); do
@@ -43,8 +38,9 @@ pick_port() { # print a free port in the suite's range that is not in "$*"; boun
 		case " $* " in *" $p "*) continue ;; esac
 		port_ephemeral "$p" && continue
 		# Nothing may use it at all, not only no listener: a client's socket bound to it
-		# explicitly would make the bind fail too.
-		[ -z "$(ss -Htan "sport = :$p")" ] && { echo "$p"; return 0; }
+		# explicitly, or a connection to it still in TIME_WAIT, would make the bind fail too.
+		[ -z "$(ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null)" ] && port_claim "$p" &&
+			{ echo "$p"; return 0; }
 	done
 	return 1
 }
@@ -86,10 +82,11 @@ for line in sys.stdin:
 '
 }
 
-# Wait (at most 5 s) until UNITGLOB has a close event with BYTES_IN bytes, and print it.
+# Wait (at most 15 s: a loaded machine's journald has been seen 5 s behind a short-lived
+# unit) until UNITGLOB has a close event with BYTES_IN bytes, and print it.
 wait_close_event() { # UNITGLOB BYTES_IN
 	local ev
-	for _ in $(seq 50); do
+	for _ in $(seq 150); do
 		ev=$(close_events "$1" | awk -v n="$2" '$3 == n' | tail -1)
 		[ -n "$ev" ] && { echo "$ev"; return 0; }
 		sleep 0.1
