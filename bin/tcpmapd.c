@@ -146,5 +146,8 @@ int main(int argc, char **argv) {
 	o.config_paths = configs;
 
 	log_setup(target, "tcpmapd");
-	return server_run(&o) < 0 ? 1 : 0;
+	int r = server_run(&o);
+	/* the last entries (an Accept=yes process's close, the "stopped" line) keep their unit */
+	log_flush();
+	return r < 0 ? 1 : 0;
 }

@@ -937,6 +937,7 @@ static _Noreturn void relay_child_run(struct conn *c, int mask, int fork_error) 
 	int r;
 
 	relay_child_pid = getpid();
+	log_own_journal_socket(); /* for log_flush() at the end: this relay's entries only */
 	relay_pool_forget();
 	if (!w || fork_error < 0) {
 		/* cannot be isolated: end it here, with its slot and its log line */
@@ -974,6 +975,7 @@ static _Noreturn void relay_child_run(struct conn *c, int mask, int fork_error) 
 	start_relay(c, mask);
 	if (w->n_conns > 0)
 		r = worker_run(w);
+	log_flush(); /* the close entry, with its unit, before tcpmapd reaps this process */
 	/* no exit(): the parent's atexit handlers (OpenSSL's among them) are not ours to run */
 	_exit(r < 0 ? 1 : 0);
 }

@@ -6,7 +6,10 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -54,8 +57,9 @@ ssize_t journal_entry_format(const struct iovec *fields, size_t n, char *buf, si
 #define JOURNAL_SNDBUF (8 * 1024 * 1024)
 
 /* The socket, opened once: a thread that loses the race closes its own. */
+static atomic_int shared = -1;
+
 int journal_open(void) {
-	static atomic_int shared = -1;
 	int fd = atomic_load(&shared);
 
 	if (fd >= 0)
@@ -87,4 +91,36 @@ int journal_send(const struct iovec *fields, size_t n) {
 	           sizeof addr) < 0)
 		return -errno;
 	return 0;
+}
+
+int journal_open_own(void) {
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int old = atomic_exchange(&shared, fd);
+	if (old >= 0)
+		close(old); /* this process's copy only: the parent keeps its own */
+	return fd;
+}
+
+/* Until journald reads a datagram it stays charged to the sending socket, so SIOCOUTQ
+ * falling to 0 says every entry sent on it (by this process, or by another one sharing the
+ * socket) has been read. journald then reads the sender's cgroup from /proc/PID: the grace
+ * covers that step, which must happen before the sender is reaped. */
+#define JOURNAL_READ_GRACE_NS (5 * 1000 * 1000)
+
+void journal_wait_taken(unsigned max_ms) {
+	static const struct timespec ms = {.tv_nsec = 1000 * 1000},
+	                             grace = {.tv_nsec = JOURNAL_READ_GRACE_NS};
+	int fd = atomic_load(&shared), queued = 0;
+
+	if (fd < 0)
+		return; /* nothing was ever sent */
+	for (unsigned i = 0; i < max_ms; i++) {
+		if (ioctl(fd, SIOCOUTQ, &queued) < 0 || queued == 0)
+			break;
+		(void)nanosleep(&ms, NULL);
+	}
+	if (queued == 0)
+		(void)nanosleep(&grace, NULL);
 }

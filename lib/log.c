@@ -58,6 +58,20 @@ void log_setup(enum log_target target, const char *ident) {
 
 enum log_target log_get_target(void) { return log_target; }
 void log_set_max_level(int priority) { log_max_level = priority; }
+
+/* Bounded: a relay waits here after its connection is over, and a journald far behind must
+ * not keep thousands of finished relays alive. Past it an entry may lose its unit. */
+#define LOG_FLUSH_MAX_MS 250
+
+void log_flush(void) {
+	if (log_target == LOG_TARGET_JOURNAL)
+		journal_wait_taken(LOG_FLUSH_MAX_MS);
+}
+
+void log_own_journal_socket(void) {
+	if (log_target == LOG_TARGET_JOURNAL)
+		(void)journal_open_own(); /* failed: the inherited one still works */
+}
 int log_get_max_level(void) { return log_max_level; }
 
 static const char *level_name(int priority) {

@@ -35,6 +35,13 @@ const char *log_target_to_string(enum log_target t);
 void log_setup(enum log_target target, const char *ident);
 enum log_target log_get_target(void);
 void log_set_max_level(int priority);
+/* Before the process exits: with the journal as the target, wait (a second at most) until
+ * journald has read what was sent, so that the last entries keep their unit (journal.h,
+ * journal_wait_taken). Nothing to do for stderr. */
+void log_flush(void);
+/* In a forked child that logs and exits (a relay): its own journal socket, so that its
+ * log_flush() waits for its own entries only, not for its siblings'. */
+void log_own_journal_socket(void);
 int log_get_max_level(void);
 
 /* Plain message. Returns 0 so callers can `return log_msg(...)` where that reads well. */

@@ -185,6 +185,7 @@ _Noreturn void relayproc_run(struct breaker_table *t, const struct relay_order *
 
 	/* first: the test hook's fd report is to see the connection's fds alone */
 	relayfork_mark();
+	log_own_journal_socket(); /* for log_flush() at the end: this relay's entries only */
 	if (o->slot && breaker_table_adopt(t, o->slot) < 0)
 		/* reaped meanwhile (the table is gone?): the release at the end then finds
 		 * nothing, and the count is right */
@@ -217,6 +218,7 @@ _Noreturn void relayproc_run(struct breaker_table *t, const struct relay_order *
 		}
 	}
 	relayproc_finish(&p);
+	log_flush(); /* the close entry, with its unit, before the spawner reaps this process */
 	/* the sockets' close sends the last FIN (relay.h); the rest goes with the process */
 	_exit(0);
 }

@@ -13,11 +13,12 @@ setup_file() {
 	sd_require || return 0
 	sd_choose_build
 
-	export P Q I UP
+	export P Q I F UP
 	P=$(pick_port)
 	Q=$(pick_port "$P")
 	I=$(pick_port "$P" "$Q")
-	UP=$(pick_port "$P" "$Q" "$I")
+	F=$(pick_port "$P" "$Q" "$I")
+	UP=$(pick_port "$P" "$Q" "$I" "$F")
 
 	# The upstream: an echo server on the host's loopback, outside the sandbox. It gives up
 	# by itself after 10 minutes in case teardown never comes.
@@ -74,6 +75,15 @@ metadata:
 spec:
   port: $I
   service: 127.0.0.1:$UP
+---
+apiVersion: getambassador.io/v2
+kind: TCPMapping
+metadata:
+  name: sandbox-forked
+spec:
+  port: $F
+  service: 127.0.0.1:$UP
+  per_connection_process: true
 EOF
 	sd_install
 }
@@ -102,6 +112,8 @@ move_socket_to_q() {
 	# The service Requires= its socket, so this stops it too and its copy of port P closes.
 	sb systemctl restart "tcpmap@$P.socket"
 }
+
+teardown() { sd_stop_test_pids; }
 
 teardown_file() {
 	sd_stop
@@ -194,6 +206,78 @@ teardown_file() {
 	[ "$(echo "$output" | awk '$3 ~ /^200[123]$/ { print $1 }' | sort -u | wc -l)" -eq 3 ]
 	[ "$(echo "$output" | awk '$3 ~ /^200[123]$/ { print $2 }' | sort -u | wc -l)" -eq 3 ]
 	echo "$output" | awk '$3 ~ /^200[123]$/' | grep -q "tcpmap-inetd@[0-9]*-127.0.0.1:$I-127.0.0.1:[0-9]*.service"
+}
+
+@test "systemd: per_connection_process under tcpmap@: each relay is a child of the installed static spawner, in the unit's cgroup and journal" {
+	local svc="tcpmap@$F.service" main spawner relay pid unit result held=$BATS_TEST_TMPDIR/held
+	sb systemctl enable --now "tcpmap@$F.socket"
+	relay_roundtrip "$F" 3001
+	# one connection held open (echoed once, then idle until the file $held.stop appears, 20 s
+	# at most), so its relay can be looked at
+	python3 - "$F" "$held" 3>&- <<'PY' &
+import os, socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(b"held\n")
+assert s.recv(16) == b"held\n"
+open(sys.argv[2] + ".ready", "w").close()
+end = time.monotonic() + 20
+while time.monotonic() < end and not os.path.exists(sys.argv[2] + ".stop"):
+    time.sleep(0.1)
+s.close()
+PY
+	echo $! >"$BATS_TEST_TMPDIR/held.pid"
+	for _ in $(seq 100); do [ -e "$held.ready" ] && break; sleep 0.1; done
+	[ -e "$held.ready" ]
+	main=$(sb systemctl show -p MainPID --value "$svc")
+	spawner=$(sb pgrep -P "$main" -x tcpmap-spawner)
+	relay=$(sb pgrep -P "$spawner" -x tcpmap-relay | head -1)
+	echo "main $main, spawner $spawner ($(sb readlink "/proc/$spawner/exe")), relay $relay"
+	# the spawner is the installed static executable, not tcpmapd's image again
+	[ "$(sb readlink "/proc/$spawner/exe")" = /usr/lib/tcpmap/tcpmap-spawner ]
+	! sb grep -q 'libc\.so' "/proc/$spawner/maps"
+	# the relay runs in the service's sandbox and cgroup, as the dynamic user
+	[ -n "$relay" ]
+	sb grep -q "/system-tcpmap.slice/tcpmap@$F.service" "/proc/$relay/cgroup"
+	[ "$(sb stat -c %u "/proc/$relay")" = "$(sb stat -c %u "/proc/$main")" ]
+	[ "$(sb stat -c %u "/proc/$relay")" != 0 ]
+	touch "$held.stop"
+	# each connection's close entry comes from its relay, under the unit
+	run wait_close_event 'tcpmap@*' 3001
+	echo "$output"
+	[ "$status" -eq 0 ]
+	read -r pid unit _ _ result _ <<<"$output"
+	[ "$unit" = "$svc" ] && [ "$result" = ok ] && [ "$pid" != "$main" ]
+	run wait_close_event 'tcpmap@*' 5
+	echo "$output"
+	[ "$status" -eq 0 ]
+	read -r pid unit _ _ result _ <<<"$output"
+	[ "$unit" = "$svc" ] && [ "$result" = ok ] && [ "$pid" = "$relay" ]
+	# 100 more, back to back: each relay exits the moment its connection is over, and
+	# journalctl -u must still find every one's entry (log_flush: journald reads the
+	# sender's unit from /proc, gone once the spawner reaps it)
+	python3 - "$F" <<'PY'
+import socket, sys
+for _ in range(100):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+    s.sendall(b"1234567")
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    while len(got) < 8:
+        b = s.recv(16)
+        if not b:
+            break
+        got += b
+    assert got == b"1234567", got
+    s.close()
+PY
+	local n=0
+	for _ in $(seq 100); do
+		n=$(close_events "$svc" | awk '$3 == 7' | wc -l)
+		[ "$n" -ge 100 ] && break
+		sleep 0.2
+	done
+	echo "# per_connection_process under $svc: spawner $spawner is /usr/lib/tcpmap/tcpmap-spawner (static), relay $relay logged its close under the unit; $n of 100 quick connections' entries under journalctl -u" >&3
+	[ "$n" -eq 100 ]
 }
 
 @test "systemd: tcpmap.target stops every tcpmap socket and enable --now tcpmap.target brings them back" {
