@@ -1270,6 +1270,8 @@ static const char *adopt_check_socket(int fd) {
 
 const char *conn_adopt_check(const struct handover_record *r, const int fds[_HANDOVER_FD_MAX]) {
 	const char *why = adopt_check_socket(fds[HANDOVER_FD_CLIENT]);
+	if (why || (r->flags & HANDOVER_UNSTARTED))
+		return why; /* an unstarted record holds the client's socket alone */
 	if (!why)
 		why = adopt_check_socket(fds[HANDOVER_FD_UPSTREAM]);
 	if (!why)

@@ -66,7 +66,9 @@ int conn_export(struct conn *c, struct handover_record *rec, int fds[_HANDOVER_F
 void conn_forget_moved(struct conn *c);
 /* Do the fds match what the record says of them: two stream sockets, and for each
  * direction either no pipe (and no byte in one) or both ends of one pipe holding exactly
- * the record's in_pipe bytes? NULL when they do, else why not (for the log). */
+ * the record's in_pipe bytes? For an unstarted record (HANDOVER_UNSTARTED), the client's
+ * stream socket alone: the rest is never used, only closed. NULL when they match, else
+ * why not (for the log). */
 const char *conn_adopt_check(const struct handover_record *r, const int fds[_HANDOVER_FD_MAX]);
 /* Take over a connection from a previous process (refused, every fd closed, when
  * conn_adopt_check() finds it inconsistent). `fds` holds -EBADF where absent; this
