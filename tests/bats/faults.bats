@@ -124,6 +124,51 @@ print(h.hexdigest())")
 	after_fault
 }
 
+# wedge_reset SIDE: SIDE (client or upstream) fills every buffer toward a peer that reads
+# nothing, then resets; that peer goes on reading nothing for 3 s. tcpmapd then has no
+# byte it can move: only the reset can end the connection, at once, with its close logged
+# and its breaker slot given back; the wedged peer then reads everything up to its end.
+wedge_reset() {
+	local side=$1 rf=$BATS_TEST_TMPDIR/wedge.ready out=$BATS_TEST_TMPDIR/wedge.out i
+	start_with_fault
+	python3 "$FAULTS_PY" wedge-reset --port "$FPORT" --upstream-port "$FAULT_UP" \
+		--reset "$side" --hold 3 --ready-file "$rf" --max-seconds 60 >"$out" 2>&1 3>&- &
+	local pid=$!
+	record_pid "$pid"
+	for ((i = 0; i < 300; i++)); do
+		[ -e "$rf" ] || ! pid_alive "$pid" && break
+		sleep 0.1
+	done
+	[ -e "$rf" ]
+	# at most 2 s after the reset, while the wedged peer still reads nothing
+	for ((i = 0; i < 20; i++)); do
+		[ "$(log_count 'event=close mapping=fault ')" -ge 1 ] && break
+		sleep 0.1
+	done
+	cat "$TCPMAPD_LOG"
+	[ "$(log_count 'event=close mapping=fault ')" -eq 1 ]
+	local active
+	active=$("$TCPMAPCTL" status --runtime-dir "$RUN_DIR" --json | python3 -c "
+import json, sys
+print(sum(c['active'] for c in json.load(sys.stdin)['clusters'] if c['service'] == '127.0.0.1:$FAULT_UP'))")
+	[ "$active" = 0 ]
+	wait_pid_exit "$pid" 150
+	cat "$out"
+	output=$(cat "$out")
+	[ "$(kv closed_by)" = eof ] || [ "$(kv closed_by)" = reset ]
+	[ "$(kv recv_bytes)" -le "$(kv sent_bytes)" ]
+	note "$side reset behind full pipes: closed and logged within 2 s, slot released; the wedged peer got $(kv recv_bytes) of $(kv sent_bytes) bytes, then $(kv closed_by)"
+	after_fault
+}
+
+@test "client resets while the upstream reads nothing: the connection ends at once" {
+	wedge_reset client
+}
+
+@test "upstream resets while the client reads nothing: the connection ends at once" {
+	wedge_reset upstream
+}
+
 @test "client vanishes without FIN (SIGSTOPped): idle_timeout_ms 1000 reaps it" {
 	start_upstream 127.0.0.1 "$FAULT_UP" hold
 	start_with_fault "idle_timeout_ms: 1000"

@@ -222,6 +222,52 @@ def mode_rst_client(args):
     out(sent_bytes=sent)
 
 
+def mode_wedge_reset(args):
+    """Both peers of one relayed connection: listen as the upstream on --upstream-port,
+    connect as the client to --port. The --reset side (client or upstream) writes while
+    the other one reads nothing, until both sockets and tcpmapd's pipe between them are
+    full, then resets (SO_LINGER 0). The wedged side still reads nothing for --hold
+    seconds (tcpmapd can then move no byte toward it: only the reset itself can end the
+    connection), then reads to its end. Writes --ready-file at the reset."""
+    ls = listener(args.host, args.upstream_port, backlog=4)
+    client = socket.create_connection((args.host, args.port), timeout=5)
+    ls.settimeout(5)
+    upstream, _ = ls.accept()
+    ls.close()
+    writer, wedged = (client, upstream) if args.reset == "client" else (upstream, client)
+    writer.setblocking(False)
+    sent, blocked_since, chunk = 0, None, b"w" * 65536
+    deadline = now() + args.max_seconds / 2
+    # full once no write went through for half a second: every buffer on the way is
+    while now() < deadline and (blocked_since is None or now() - blocked_since < 0.5):
+        try:
+            sent += writer.send(chunk)
+            blocked_since = None
+        except BlockingIOError:
+            blocked_since = blocked_since or now()
+            time.sleep(0.02)
+    rst_close(writer)
+    reset_at = now()
+    ready(args.ready_file)
+    time.sleep(args.hold)
+    wedged.settimeout(10)
+    got, closed_by = 0, "timeout"
+    try:
+        while True:
+            b = wedged.recv(1 << 20)
+            if not b:
+                closed_by = "eof"
+                break
+            got += len(b)
+    except ConnectionResetError:
+        closed_by = "reset"
+    except socket.timeout:
+        pass
+    wedged.close()
+    out(reset=args.reset, sent_bytes=sent, recv_bytes=got, closed_by=closed_by,
+        end_ms=int((now() - reset_at) * 1000))
+
+
 def client_hello(sni):
     """A plain TLS 1.2/1.3 ClientHello with SNI, as bytes (no crypto needed to dribble it)."""
     name = sni.encode()
@@ -467,6 +513,7 @@ MODES = {
     "flood": mode_flood,
     "hold": mode_hold,
     "tls-probe": mode_tls_probe,
+    "wedge-reset": mode_wedge_reset,
 }
 
 
@@ -475,6 +522,9 @@ def main():
     p.add_argument("mode", choices=sorted(MODES))
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--upstream-port", type=int, default=0, help="wedge-reset's upstream")
+    p.add_argument("--reset", choices=["client", "upstream"], default="client",
+                   help="wedge-reset: the side that resets")
     p.add_argument("--ready-file")
     p.add_argument("--stop-file", default="")
     p.add_argument("--report")
