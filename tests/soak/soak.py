@@ -477,6 +477,15 @@ class Soak:
             rec.outcome = str(e)
         except socket.timeout:
             rec.outcome = "timeout"
+            if spec["port"] in self.threaded_units():
+                # while the socket is still open: afterwards only tcpmapd's side is left
+                upstream = {"clear": self.route, "term": "E", "orig": "S", "pass": "S",
+                            "proxy": "P", "flap": "U"}[spec["mapping"]]
+                try:
+                    self.diagnose(f"{kind} connection from port {rec.lport} timed out", spec["port"],
+                                  rec.lport, upstream)
+                except Exception as e:  # diagnostics must not change the verdict
+                    print(f"soak: diag: failed: {e!r}", flush=True)
         except ConnectionRefusedError:
             rec.outcome = "refused"
         except ConnectionResetError:
@@ -719,7 +728,8 @@ class Soak:
 
     def fault_loop(self, interval, last_at):
         rng = random.Random(self.args.seed)
-        order = list(FAULTS)
+        chosen = self.args.faults.split(",") if self.args.faults else FAULTS
+        order = list(chosen)
         rng.shuffle(order)
         t_next = time.monotonic() + min(interval, 5.0)
         while True:
@@ -731,7 +741,7 @@ class Soak:
                 continue
             if time.monotonic() >= last_at:
                 return
-            kind = order.pop(0) if order else rng.choice(FAULTS)
+            kind = order.pop(0) if order else rng.choice(chosen)
             t = now() - self.t_start
             try:
                 detail = getattr(self, "fault_" + kind.replace("-", "_"))(rng)
@@ -763,6 +773,59 @@ done
             return None, None, r.stdout + r.stderr
         cl = j.get("clusters", [])
         return sum(c["active"] for c in cl), sum(c["pending"] for c in cl), j
+
+    # What tcpmapd thinks of a connection that hangs, for the next failure to say more than
+    # "timeout": the sockets of one client port and the service's sockets toward one
+    # upstream port (state, queues, timers; ss -i info), which of the service's fds its
+    # epoll instances watch and for which events (fdinfo: tfd, events, in hex), its
+    # threads' kernel stacks, and tcpmapctl status. $1: the unit, $2: a client port (0:
+    # none), $3: an upstream port.
+    DIAG_SH = r"""
+unit=$1 lport=$2 uport=$3
+pid=$(systemctl show -p MainPID --value "$unit")
+echo "== $unit: MainPID $pid"
+if [ "$lport" != 0 ]; then
+  echo "== sockets of client port $lport"
+  ss -tanoei "( sport = :$lport or dport = :$lport )" | sed 's/  *$//'
+fi
+echo "== sockets to and from upstream port $uport (tcpmapd's and the upstream's)"
+ss -tanoei "( sport = :$uport or dport = :$uport )" | sed 's/  *$//'
+[ -n "$pid" ] && [ "$pid" != 0 ] || exit 0
+echo "== fds of $pid (socket inodes: ss -e shows ino:)"
+ls -l /proc/$pid/fd | awk 'NR > 1 {print $(NF-2), $NF}'
+for f in /proc/$pid/fd/*; do
+  case $(readlink "$f") in
+  *eventpoll*) echo "== epoll fd ${f##*/}: tfd = watched fd, events in hex (1 IN, 4 OUT, 8 ERR, 10 HUP, 2000 RDHUP, 80000000 ET)"
+    grep '^tfd' /proc/$pid/fdinfo/${f##*/} ;;
+  esac
+done
+echo "== threads of $pid"
+for t in /proc/$pid/task/*; do
+  echo "-- ${t##*/} $(cat $t/comm) state $(awk '{print $3}' $t/stat) wchan $(cat $t/wchan 2>/dev/null)"
+  head -n 8 $t/stack 2>/dev/null
+done
+echo "== tcpmapctl status"
+tcpmapctl status 2>&1 | head -n 60
+"""
+
+    def diagnose(self, why, unit_key, lport, upstream_key):
+        """Print (prefixed, bounded) and keep in diag.txt what tcpmapd's unit shows of a
+        hanging connection; see DIAG_SH."""
+        unit = self.threaded_units()[unit_key]
+        r = self.sb.run("sh", "-c", self.DIAG_SH, "diag", unit, str(lport),
+                        str(self.ports[upstream_key]), timeout=30)
+        up = self.upstreams.get(upstream_key)
+        with up.lock:
+            up_state = f"upstream {upstream_key}: {len(up.conns)} connections held, listening {up.listener is not None}, generation {up.generation}"
+        text = f"{why} ({now() - self.t_start:.1f}s)\n{up_state}\n{r.stdout}{r.stderr}"
+        with self.lock:
+            with open(os.path.join(self.args.out, "diag.txt"), "a") as f:
+                f.write(text + "\n")
+        lines = text.splitlines()
+        for line in lines[:400]:
+            print(f"soak: diag: {line}", flush=True)
+        if len(lines) > 400:
+            print(f"soak: diag: ... {len(lines) - 400} more lines in diag.txt", flush=True)
 
     def sample(self, label=""):
         t = now() - self.t_start
@@ -1006,8 +1069,13 @@ def main():
     p.add_argument("--upstream-key", required=True)
     p.add_argument("--mid-close", default="")
     p.add_argument("--pipe-pool-max", type=int, default=8, help="lib/relay.c's PIPE_POOL_MAX")
+    p.add_argument("--faults", default="", help="the faults to inject, comma-separated (default: all of "
+                   + ",".join(FAULTS) + "): to chase one that failed")
     p.add_argument("--write-config", action="store_true", help="print the initial config and exit")
     args = p.parse_args()
+    unknown = set(args.faults.split(",")) - set(FAULTS) if args.faults else set()
+    if unknown:
+        p.error(f"unknown faults {sorted(unknown)}; known: {','.join(FAULTS)}")
     if args.write_config:
         ports = {k: int(v) for k, v in (kv.split("=") for kv in args.ports.split(","))}
         sys.stdout.write(config_text(ports))
@@ -1107,6 +1175,16 @@ def main():
         time.sleep(0.2)
     if active != 0 or pending != 0:
         soak.violation(f"breaker slots left at the end: active={active} pending={pending}: {raw}")
+        # which service holds them (the upstream names it), and in which state its sockets are
+        unit_of = {"A": "C", "B": "C", "E": "T", "S": "T", "P": "X", "U": "F"}
+        held = {c.get("service") for c in raw.get("clusters", []) if c.get("active") or c.get("pending")} \
+            if isinstance(raw, dict) else set()
+        for up, key in unit_of.items():
+            if f"127.0.0.1:{soak.ports[up]}" in held:
+                try:
+                    soak.diagnose("breaker slots left at the end", key, 0, up)
+                except Exception as e:  # diagnostics must not change the verdict
+                    print(f"soak: diag: failed: {e!r}", flush=True)
 
     # fds and threads back to the idle baseline; RSS within 10 % of its first sample under load
     time.sleep(1.0)

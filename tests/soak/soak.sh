@@ -1,7 +1,7 @@
 #!/bin/bash
 # soak.sh — an hour (SOAK_SECONDS) of everything at once under a real systemd (issue 18).
 #
-#   SOAK_SECONDS=3600 [SOAK_SEED=N] [SOAK_OUT=DIR] tests/soak/soak.sh [BUILD]
+#   SOAK_SECONDS=3600 [SOAK_SEED=N] [SOAK_OUT=DIR] [SOAK_FAULTS=F1,F2] tests/soak/soak.sh [BUILD]
 #
 # Boots the private systemd of tests/lib/sandbox.sh, installs BUILD (default build/) into it
 # with `make install` as a user would, writes /etc/tcpmap/tcpmap.yaml and the TLS secret,
@@ -11,7 +11,10 @@
 # request/response, TLS termination, termination plus origination, SNI passthrough, PROXY
 # protocol, per-connection), the seeded faults and every check. Its report is DIR/summary.txt
 # (also printed), DIR/samples.tsv (RSS, fds, threads per tcpmapd, breaker slots, journal
-# errors over time), DIR/samples.png (the same, plotted) and DIR/connections.tsv.
+# errors over time), DIR/samples.png (the same, plotted) and DIR/connections.tsv; with
+# DIR/diag.txt (also printed) when a connection hung: its sockets, the epoll registrations
+# and thread stacks of its tcpmapd. SOAK_FAULTS injects only the faults it names (soak.py's
+# FAULTS), to chase one that failed; SOAK_SEED replays a run's order of faults.
 #
 # Exit status: 0 when nothing was lost, nothing grew and every check passed; 1 on any
 # violation; 77 when no private systemd can run here (not root, no overlayfs, ...).
@@ -94,7 +97,7 @@ sb sh -c 'umask 022; cat >/etc/tcpmap/secrets/soaksecret/tls.crt' <"$PKI/server.
 sb sh -c 'umask 022; cat >/etc/tcpmap/secrets/soaksecret/tls.key' <"$PKI/server.key"
 
 SOAK_ARGS=(--sandbox "$ROOT/tests/lib/sandbox.sh" --state "$SB_STATE" --out "$SOAK_OUT"
-	--seconds "$SOAK_SECONDS" --seed "$SOAK_SEED" --cafile "$PKI/ca.crt"
+	--seconds "$SOAK_SECONDS" --seed "$SOAK_SEED" --faults "${SOAK_FAULTS:-}" --cafile "$PKI/ca.crt"
 	--upstream-cert "$PKI/upstream.crt" --upstream-key "$PKI/upstream.key"
 	--mid-close "$MID_CLOSE" --pipe-pool-max "$(sed -n 's/^#define PIPE_POOL_MAX \([0-9]*\).*/\1/p' "$ROOT/lib/relay.c")"
 	--ports "C=$PORT_C,T=$PORT_T,X=$PORT_X,F=$PORT_F,I=$PORT_I,A=$PORT_A,B=$PORT_B,E=$PORT_E,S=$PORT_S,P=$PORT_P,U=$PORT_U")
