@@ -169,6 +169,33 @@ print(sum(c['active'] for c in json.load(sys.stdin)['clusters'] if c['service'] 
 	wedge_reset upstream
 }
 
+@test "client closes while the upstream reads nothing: its FIN follows every byte once the upstream reads" {
+	local rf=$BATS_TEST_TMPDIR/wedge.ready out=$BATS_TEST_TMPDIR/wedge.out i
+	start_with_fault
+	python3 "$FAULTS_PY" wedge-reset --port "$FPORT" --upstream-port "$FAULT_UP" \
+		--reset client --close-how fin --hold 2 --ready-file "$rf" --max-seconds 60 \
+		>"$out" 2>&1 3>&- &
+	local pid=$!
+	record_pid "$pid"
+	for ((i = 0; i < 300; i++)); do
+		[ -e "$rf" ] || ! pid_alive "$pid" && break
+		sleep 0.1
+	done
+	[ -e "$rf" ]
+	# a half-close, not an end: the upstream may still answer, so nothing is closed yet
+	sleep 1
+	[ "$(log_count 'event=close mapping=fault ')" -eq 0 ]
+	wait_pid_exit "$pid" 150
+	cat "$out"
+	output=$(cat "$out")
+	[ "$(kv closed_by)" = eof ]
+	[ "$(kv recv_bytes)" = "$(kv sent_bytes)" ]
+	# the upstream closed in turn: the connection ends, logged, its slot given back
+	wait_for_log 'event=close mapping=fault .*result=ok'
+	note "client FIN behind full pipes: the upstream got all $(kv sent_bytes) bytes, then EOF, $(kv end_ms) ms after the close"
+	after_fault
+}
+
 @test "client vanishes without FIN (SIGSTOPped): idle_timeout_ms 1000 reaps it" {
 	start_upstream 127.0.0.1 "$FAULT_UP" hold
 	start_with_fault "idle_timeout_ms: 1000"

@@ -226,9 +226,10 @@ def mode_wedge_reset(args):
     """Both peers of one relayed connection: listen as the upstream on --upstream-port,
     connect as the client to --port. The --reset side (client or upstream) writes while
     the other one reads nothing, until both sockets and tcpmapd's pipe between them are
-    full, then resets (SO_LINGER 0). The wedged side still reads nothing for --hold
-    seconds (tcpmapd can then move no byte toward it: only the reset itself can end the
-    connection), then reads to its end. Writes --ready-file at the reset."""
+    full, then resets (SO_LINGER 0), or with --close-how fin closes as usual (its FIN then
+    waits behind the bytes). The wedged side still reads nothing for --hold seconds
+    (tcpmapd can then move no byte toward it: only the reset itself can end the
+    connection), then reads to its end. Writes --ready-file at the reset or close."""
     ls = listener(args.host, args.upstream_port, backlog=4)
     client = socket.create_connection((args.host, args.port), timeout=5)
     ls.settimeout(5)
@@ -246,7 +247,10 @@ def mode_wedge_reset(args):
         except BlockingIOError:
             blocked_since = blocked_since or now()
             time.sleep(0.02)
-    rst_close(writer)
+    if args.close_how == "fin":
+        writer.close()
+    else:
+        rst_close(writer)
     reset_at = now()
     ready(args.ready_file)
     time.sleep(args.hold)
@@ -525,6 +529,8 @@ def main():
     p.add_argument("--upstream-port", type=int, default=0, help="wedge-reset's upstream")
     p.add_argument("--reset", choices=["client", "upstream"], default="client",
                    help="wedge-reset: the side that resets")
+    p.add_argument("--close-how", choices=["rst", "fin"], default="rst",
+                   help="wedge-reset: how the writing side closes")
     p.add_argument("--ready-file")
     p.add_argument("--stop-file", default="")
     p.add_argument("--report")
