@@ -786,13 +786,14 @@ pid=$(systemctl show -p MainPID --value "$unit")
 echo "== $unit: MainPID $pid"
 if [ "$lport" != 0 ]; then
   echo "== sockets of client port $lport"
-  ss -tanoei "( sport = :$lport or dport = :$lport )" | sed 's/  *$//'
+  ss -tnoei exclude time-wait "( sport = :$lport or dport = :$lport )" | sed 's/  *$//'
 fi
-echo "== sockets to and from upstream port $uport (tcpmapd's and the upstream's)"
-ss -tanoei "( sport = :$uport or dport = :$uport )" | sed 's/  *$//'
+echo "== sockets to and from upstream port $uport (tcpmapd's and the upstream's; no TIME-WAIT)"
+ss -tnoei exclude time-wait "( sport = :$uport or dport = :$uport )" | sed 's/  *$//'
 [ -n "$pid" ] && [ "$pid" != 0 ] || exit 0
-echo "== fds of $pid (socket inodes: ss -e shows ino:)"
-ls -l /proc/$pid/fd | awk 'NR > 1 {print $(NF-2), $NF}'
+echo "== socket and epoll fds of $pid (socket inodes: ss -e shows ino:)"
+ls -l /proc/$pid/fd | awk 'NR > 1 && $NF !~ /^pipe:/ {print $(NF-2), $NF}' | sort -n
+echo "pipe fds: $(ls -l /proc/$pid/fd | grep -c 'pipe:')"
 for f in /proc/$pid/fd/*; do
   case $(readlink "$f") in
   *eventpoll*) echo "== epoll fd ${f##*/}: tfd = watched fd, events in hex (1 IN, 4 OUT, 8 ERR, 10 HUP, 2000 RDHUP, 80000000 ET)"
