@@ -64,6 +64,19 @@ def now():
     return time.time()
 
 
+def rst_close(sock):
+    """Close with SO_LINGER 0: the kernel sends a reset, as for a crashed process. Only
+    ever from the thread that uses the socket (see Upstream)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
 # ---- the sandbox --------------------------------------------------------------------------
 
 
@@ -185,7 +198,24 @@ spec:
 class Upstream:
     """An echo server on one loopback port: plain, TLS, or expecting a PROXY v1 header.
     kill() drops the listener and resets every connection, as a crashed process would;
-    revive() listens again on the same port."""
+    revive() listens again on the same port.
+
+    Only the thread that uses a socket closes it. A socket closed by another thread while
+    its own is inside, or about to enter, a call on its fd lets that call land on whatever
+    socket takes the number next: a poll() then holds a file nobody has an fd for, whose
+    close never reaches the wire. An upstream-kill so once left a connection neither reset
+    nor answered, which the soak blamed on tcpmapd (a flap-stream timing out, its breaker
+    slot held at the end). So kill() only marks each connection and shuts its socket's
+    reading side down, which wakes its thread; that thread closes it with SO_LINGER 0 (a
+    reset), under the connection's lock, so kill() never touches a closed fd. The listener
+    likewise: kill() shuts it down, its accept thread closes it."""
+
+    class Conn:
+        """An accepted connection: its socket (the TLS one once wrapped), and under `lock`
+        whether it is closed and whether kill() reset it."""
+
+        def __init__(self, sock):
+            self.sock, self.lock, self.closed, self.killed = sock, threading.Lock(), False, False
 
     def __init__(self, soak, name, port, mode, tls_ctx=None):
         self.soak, self.name, self.port, self.mode, self.tls_ctx = soak, name, port, mode, tls_ctx
@@ -193,6 +223,7 @@ class Upstream:
         self.conns = set()
         self.accepts = 0
         self.listener = None
+        self.listener_lock = threading.Lock()  # its accept thread closes it under this lock
         self.generation = 0
 
     def start(self):
@@ -218,17 +249,19 @@ class Upstream:
                 continue
             except OSError:
                 break
+            conn = self.Conn(c)
             with self.lock:
                 if self.generation != gen:
-                    c.close()
+                    rst_close(c)
                     break
                 self.accepts += 1
-                self.conns.add(c)
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
-        try:
-            s.close()
-        except OSError:
-            pass
+                self.conns.add(conn)
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+        with self.listener_lock:
+            try:
+                s.close()
+            except OSError:
+                pass
 
     def kill(self):
         with self.lock:
@@ -236,17 +269,23 @@ class Upstream:
             s, self.listener = self.listener, None
             conns, self.conns = list(self.conns), set()
         if s:
-            s.close()
-        for c in conns:
-            try:
-                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                # A close() alone would not reach the socket while its serve thread sits in
-                # recv() on it (the call holds the file): wake that recv first, then the last
-                # close resets the connection, as the kernel does for a crashed process.
-                c.shutdown(socket.SHUT_RD)
-                c.close()
-            except OSError:
-                pass
+            with self.listener_lock:
+                try:
+                    # stops listening at once, resets the backlog and wakes the accept thread
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        for conn in conns:
+            with conn.lock:
+                if conn.closed:
+                    continue
+                conn.killed = True
+                try:
+                    # wakes its thread, which resets it; the plain socket's shutdown, as
+                    # SSLSocket's would drop the TLS state that thread still uses
+                    socket.socket.shutdown(conn.sock, socket.SHUT_RD)
+                except OSError:
+                    pass
 
     def revive(self):
         for _ in range(50):
@@ -275,33 +314,42 @@ class Upstream:
             return False, f"header names client port {words[4]}, which no proxy client has"
         return True, ""
 
-    def serve(self, c):
-        c.settimeout(120)
+    def serve(self, conn):
+        c = conn.sock
         try:
+            c.settimeout(120)
             if self.mode == "proxy":
                 ok, why = self.read_proxy_header(c)
                 if not ok:
-                    self.soak.violation(f"PROXY upstream: {why}")
+                    if not conn.killed:
+                        self.soak.violation(f"PROXY upstream: {why}")
                     return
                 self.soak.count("proxy_headers_checked")
             if self.mode == "tls":
                 c = self.tls_ctx.wrap_socket(c, server_side=True)
-            while True:
+                with conn.lock:
+                    conn.sock = c
+            while not conn.killed:
                 b = c.recv(65536)
-                if not b:
+                if not b or conn.killed:
                     break
                 c.sendall(b)
-            if self.mode != "tls":
+            if self.mode != "tls" and not conn.killed:
                 c.shutdown(socket.SHUT_WR)
         except (OSError, ssl.SSLError):
             pass
         finally:
             with self.lock:
-                self.conns.discard(c)
-            try:
-                c.close()
-            except OSError:
-                pass
+                self.conns.discard(conn)
+            with conn.lock:
+                conn.closed = True
+                if conn.killed:
+                    rst_close(c)
+                else:
+                    try:
+                        c.close()
+                    except OSError:
+                        pass
 
 
 # ---- the clients --------------------------------------------------------------------------
