@@ -37,7 +37,9 @@ int relaywatch_idle_out(const struct relay *r, uint32_t revents, bool client_sid
  *   pipe (`idle_out`, PUMP_* of that direction), until it has bytes waiting again: send
  *   space freed after the pipe was emptied by another event is news to no one.
  * An event added back that is already pending is reported at once (poller_modify), so no
- * edge is lost. */
+ * edge is lost. A reset or error (EPOLLERR, EPOLLHUP) is reported whatever the mask, but
+ * may come while no pump can touch its socket (the pipe it feeds full, nothing to send it):
+ * relay_event() in conn.c then asks the socket itself, since that edge never comes again. */
 void relaywatch_wanted(const struct relay *r, int idle_out, uint8_t client_unwatched,
                        uint8_t upstream_unwatched, uint8_t *ret_client, uint8_t *ret_upstream) {
 	const struct relay_direction *up = &r->up, *down = &r->down;
