@@ -2,9 +2,9 @@
  * server around it: a client end of a socketpair, a loopback upstream, a config from a
  * buffer and a breaker table in a mkdtemp directory. Shows what conn.c promises without
  * server.c: it relays both ways and ends ok, its idle deadline fires through the worker's
- * timer, a refused upstream is a connect failure counted against its cluster, and a
- * connection nobody listens for or whose group has no weight ends with its own result and
- * no connect failure. */
+ * timer, a refused upstream is a connect failure counted against its cluster, a reset
+ * ends it even when no pump can touch the reset socket, and a connection nobody listens for
+ * or whose group has no weight ends with its own result and no connect failure. */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -210,6 +210,52 @@ static void test_relays_both_ways(void **state) {
 	assert_int_equal(s.connect_failures, 0);
 	assert_int_equal(s.bytes_in, 5);
 	assert_int_equal(s.bytes_out, 6);
+}
+
+struct filling {
+	int fd;
+	unsigned quiet; /* calls in a row that could write nothing */
+};
+
+/* Write to `fd` until it takes no more; done once it has taken nothing for a while, with
+ * the relay running in between: every buffer and pipe on the way is full. */
+static bool filled(struct fixture *f, void *arg) {
+	static char chunk[65536];
+	struct filling *w = arg;
+	bool wrote = false;
+	(void)f;
+	while (write(w->fd, chunk, sizeof chunk) > 0)
+		wrote = true;
+	w->quiet = wrote ? 0 : w->quiet + 1;
+	return w->quiet >= 20;
+}
+
+/* The reset comes while no pump can touch the upstream's socket: its pipe to the client is
+ * full (the client reads nothing) and nothing goes to it. Its one edge must end the
+ * connection, not leave it waiting for a client that may never read again. */
+static void test_upstream_reset_behind_a_full_pipe_ends_it(void **state) {
+	struct fixture *f = *state;
+	char service[64];
+	int r;
+
+	use_config(f, upstream_service(f, service, sizeof service), "");
+	_cleanup_close_ int client = start_client(f, LISTEN_PORT, &r);
+	assert_int_equal(r, 0);
+	struct accepted up = {.fd = -EBADF};
+	assert_true(run_until(f, upstream_accepted, &up));
+	int upstream = up.fd;
+
+	struct filling w = {.fd = upstream};
+	for (int i = 0; i < 10 && !run_until(f, filled, &w); i++)
+		;
+	assert_true(w.quiet >= 20);
+	assert_int_equal(f->worker.n_conns, 1);
+
+	struct linger reset = {.l_onoff = 1, .l_linger = 0};
+	assert_int_equal(setsockopt(upstream, SOL_SOCKET, SO_LINGER, &reset, sizeof reset), 0);
+	safe_close(upstream);
+	assert_true(run_until(f, no_conns, NULL));
+	assert_int_equal(stats(f).active, 0);
 }
 
 static void test_idle_deadline_fires(void **state) {
@@ -503,6 +549,8 @@ int main(void) {
 	        cmocka_unit_test(test_result_names),
 	        cmocka_unit_test_setup_teardown(test_relays_both_ways, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_idle_deadline_fires, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_upstream_reset_behind_a_full_pipe_ends_it,
+	                                        setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_refused_upstream_is_a_connect_failure, setup,
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_no_listener, setup, teardown),
