@@ -177,6 +177,53 @@ start_all() {
 	[[ "$output" == *"i-am-exact"* ]]
 }
 
+# issue 19: the upstream connect starts as soon as the hello's SNI picks the mapping (the
+# client's handshake waits at its hello until the upstream answers, so a refusal is still an
+# alert), and a client that stalls after that holds the upstream connection and the breaker
+# slot for the preread timeout at most.
+@test "a terminated handshake stalled after its hello holds its upstream and its slot for the preread timeout at most" {
+	start_all
+	local out=$BATS_TEST_TMPDIR/stalled.out i held_up=0 held_slot=0
+	python3 - "$PORT" >"$out" 2>&1 3>&- <<'PY' &
+import socket, ssl, sys, time
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+inc, outg = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = ctx.wrap_bio(inc, outg, server_hostname="exact.example.com")
+try:
+    tls.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+t0 = time.monotonic()
+s.sendall(outg.read())  # the ClientHello, and then nothing more
+got = s.recv(65536)
+print(f"answered_ms={(time.monotonic() - t0) * 1000:.0f} bytes={len(got)}", flush=True)
+while got:
+    got = s.recv(65536)
+print(f"eof_ms={(time.monotonic() - t0) * 1000:.0f}", flush=True)
+PY
+	record_pid $!
+	for ((i = 0; i < 50; i++)); do grep -q '^answered_ms' "$out" && break; sleep 0.1; done
+	grep -q '^answered_ms=[0-9]* bytes=[1-9]' "$out"
+	# stalled mid-handshake: tcpmapd holds a connection to the upstream and the slot
+	held_up=$(ss -Htn state established state close-wait "( dport = :$UP_EXACT )" | wc -l)
+	held_slot=$("$TCPMAPCTL" status --runtime-dir "$RUN_DIR" --json |
+		python3 -c 'import json, sys; print(sum(c["active"] for c in json.load(sys.stdin)["clusters"]))')
+	for ((i = 0; i < 50; i++)); do grep -q '^eof_ms' "$out" && break; sleep 0.1; done
+	cat "$out"
+	local eof
+	eof=$(sed -n 's/^eof_ms=//p' "$out")
+	[ -n "$eof" ] && [ "$eof" -ge $((PREREAD_MS - 100)) ] && [ "$eof" -le $((PREREAD_MS + 1000)) ]
+	wait_for_log 'event=close mapping=exact .*result=handshake_failed'
+	# and both are let go with it
+	[ "$held_up" -ge 1 ] && [ "$held_slot" -ge 1 ]
+	[ "$(ss -Htn state established state close-wait "( dport = :$UP_EXACT )" | wc -l)" -eq 0 ]
+	[ "$("$TCPMAPCTL" status --runtime-dir "$RUN_DIR" --json |
+		python3 -c 'import json, sys; print(sum(c["active"] for c in json.load(sys.stdin)["clusters"]))')" -eq 0 ]
+	note "stalled after its hello: upstream connected and slot held while stalled ($held_up, $held_slot), both let go when the client was closed at $eof ms (preread timeout $PREREAD_MS ms)"
+}
+
 # issue 24 item 16: a hello no TLS server would take gets the alert a TLS server would
 # send, is logged bad_hello, and never reaches the catch-all.
 @test "malformed hellos get a TLS alert (bad_hello), even on a port with a catch-all" {
