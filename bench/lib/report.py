@@ -19,7 +19,7 @@ RESUMED_PCT_MIN = 99.0
 ROUND_DETAIL = ("resume",)  # workloads whose rounds are printed under their table
 # Peers that tcpmap is compared against; direct is the ceiling, not a peer, and tcpmap's
 # own per-connection mode is compared with socat only.
-SELF = ("tcpmap", "tcpmap-inetd")
+SELF = ("tcpmap", "tcpmap-inetd", "tcpmap-fork")
 # Measuring devices, not peers: issue 19's io_uring prototype in its two modes (bench/uring).
 PROTOTYPES = ("uring-epoll", "uring-ring", "uring-epoll-copy", "uring-ring-copy")
 
