@@ -124,22 +124,31 @@ print(h.hexdigest())")
 	after_fault
 }
 
+# wedge_start ARGS...: start_with_fault, then faults.py wedge-reset ARGS in the background
+# (output in $BATS_TEST_TMPDIR/wedge.out, its PID in WEDGE_PID); waits (bounded, 30 s) until
+# it has filled the buffers and acted.
+wedge_start() {
+	local rf=$BATS_TEST_TMPDIR/wedge.ready i
+	start_with_fault
+	python3 "$FAULTS_PY" wedge-reset --port "$FPORT" --upstream-port "$FAULT_UP" \
+		--ready-file "$rf" --max-seconds 60 "$@" >"$BATS_TEST_TMPDIR/wedge.out" 2>&1 3>&- &
+	WEDGE_PID=$!
+	record_pid "$WEDGE_PID"
+	for ((i = 0; i < 300; i++)); do
+		[ -e "$rf" ] || ! pid_alive "$WEDGE_PID" && break
+		sleep 0.1
+	done
+	[ -e "$rf" ]
+}
+
 # wedge_reset SIDE: SIDE (client or upstream) fills every buffer toward a peer that reads
 # nothing, then resets; that peer goes on reading nothing for 3 s. tcpmapd then has no
 # byte it can move: only the reset can end the connection, at once, with its close logged
 # and its breaker slot given back; the wedged peer then reads everything up to its end.
 wedge_reset() {
-	local side=$1 rf=$BATS_TEST_TMPDIR/wedge.ready out=$BATS_TEST_TMPDIR/wedge.out i
-	start_with_fault
-	python3 "$FAULTS_PY" wedge-reset --port "$FPORT" --upstream-port "$FAULT_UP" \
-		--reset "$side" --hold 3 --ready-file "$rf" --max-seconds 60 >"$out" 2>&1 3>&- &
-	local pid=$!
-	record_pid "$pid"
-	for ((i = 0; i < 300; i++)); do
-		[ -e "$rf" ] || ! pid_alive "$pid" && break
-		sleep 0.1
-	done
-	[ -e "$rf" ]
+	local side=$1 out=$BATS_TEST_TMPDIR/wedge.out i
+	wedge_start --reset "$side" --hold 3
+	local pid=$WEDGE_PID
 	# at most 2 s after the reset, while the wedged peer still reads nothing
 	for ((i = 0; i < 20; i++)); do
 		[ "$(log_count 'event=close mapping=fault ')" -ge 1 ] && break
@@ -170,18 +179,9 @@ print(sum(c['active'] for c in json.load(sys.stdin)['clusters'] if c['service'] 
 }
 
 @test "client closes while the upstream reads nothing: its FIN follows every byte once the upstream reads" {
-	local rf=$BATS_TEST_TMPDIR/wedge.ready out=$BATS_TEST_TMPDIR/wedge.out i
-	start_with_fault
-	python3 "$FAULTS_PY" wedge-reset --port "$FPORT" --upstream-port "$FAULT_UP" \
-		--reset client --close-how fin --hold 2 --ready-file "$rf" --max-seconds 60 \
-		>"$out" 2>&1 3>&- &
-	local pid=$!
-	record_pid "$pid"
-	for ((i = 0; i < 300; i++)); do
-		[ -e "$rf" ] || ! pid_alive "$pid" && break
-		sleep 0.1
-	done
-	[ -e "$rf" ]
+	local out=$BATS_TEST_TMPDIR/wedge.out
+	wedge_start --reset client --close-how fin --hold 2
+	local pid=$WEDGE_PID
 	# a half-close, not an end: the upstream may still answer, so nothing is closed yet
 	sleep 1
 	[ "$(log_count 'event=close mapping=fault ')" -eq 0 ]
