@@ -327,7 +327,16 @@ moved_once() {
 	handed=$(event_field "$1" "$2" handover CONNECTION | sort)
 	adopted=$(event_field "$1" "$3" adopt CONNECTION | sort)
 	echo "$(wc -l <<<"$handed") handed over by $2, $(wc -l <<<"$adopted") adopted by $3"
-	[ "$handed" = "$adopted" ] || { echo "handed over: $handed"; echo "adopted: $adopted"; return 1; }
+	if [ "$handed" != "$adopted" ]; then
+		echo "handed over: $handed"
+		echo "adopted: $adopted"
+		# what the journal says of each one not adopted, under any unit or none
+		for c in $(comm -23 <(echo "$handed") <(echo "$adopted")); do
+			echo "journal lines naming c$c:"
+			sb journalctl --no-pager -o short-precise | grep -F "c$c" | tail -8
+		done
+		return 1
+	fi
 	[ -z "$(uniq -d <<<"$handed")" ] || { echo "moved twice: $(uniq -d <<<"$handed")"; return 1; }
 	clients=$(event_field "$1" "$2" handover CLIENT)
 	for c in $(sed -n 's/^conn=.* client=\([^ ]*\).*/\1/p' <<<"$4"); do
