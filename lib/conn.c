@@ -340,13 +340,6 @@ static void conn_pump(struct conn *c, int mask, int idle_out) {
 	}
 }
 
-/* The socket was reset or failed (SO_ERROR): nothing more can be written to it. */
-static bool socket_failed(int fd) {
-	int err = 0;
-	socklen_t len = sizeof err;
-	return fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0;
-}
-
 /* An event on a relaying socket. */
 static void relay_event(struct conn *c, uint32_t revents, bool client_side) {
 	if (c->use_tls_relay && (revents & EPOLL_READABLE))
@@ -355,13 +348,9 @@ static void relay_event(struct conn *c, uint32_t revents, bool client_side) {
 	int idle_out = c->use_tls_relay ? 0 : relaywatch_idle_out(&c->relay, revents, client_side);
 	conn_pump(c, relaywatch_pump_mask(&c->relay, c->use_tls_relay, revents, client_side),
 	          idle_out);
-	/* A pump touches a socket only to read what its pipe has room for or to write what
-	 * waits for it. A reset that came while neither could happen (the pipe it feeds full
-	 * behind a peer that stopped reading, nothing due to it) is told by this one edge and
-	 * never again: the connection would wait for a peer that is gone, as long as the other
-	 * side stays wedged. An error the pump did not take ends it here, as one it took does. */
-	if (c->state == CONN_RELAYING && (revents & (EPOLLERR | EPOLLHUP)) &&
-	    socket_failed(client_side ? c->client_fd : c->upstream_fd)) {
+	/* an error the pump could not take ends it here, as one it took does */
+	if (c->state == CONN_RELAYING &&
+	    relaywatch_failed(client_side ? c->client_fd : c->upstream_fd, revents)) {
 		c->relay_broken = true;
 		conn_finish(c, CONN_RESULT_OK);
 	}

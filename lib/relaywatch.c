@@ -3,6 +3,8 @@
  * epoll reports. */
 #include "relaywatch.h"
 
+#include <sys/socket.h>
+
 /* Which directions an event on the client (or upstream) socket concerns: the one reading
  * from it when it is readable, and the one writing to it when it is writable. A writable
  * socket matters only to a direction with bytes waiting in its pipe: one with none has
@@ -39,7 +41,7 @@ int relaywatch_idle_out(const struct relay *r, uint32_t revents, bool client_sid
  * An event added back that is already pending is reported at once (poller_modify), so no
  * edge is lost. A reset or error (EPOLLERR, EPOLLHUP) is reported whatever the mask, but
  * may come while no pump can touch its socket (the pipe it feeds full, nothing to send it):
- * relay_event() in conn.c then asks the socket itself, since that edge never comes again. */
+ * relaywatch_failed() then asks the socket itself, since that edge never comes again. */
 void relaywatch_wanted(const struct relay *r, int idle_out, uint8_t client_unwatched,
                        uint8_t upstream_unwatched, uint8_t *ret_client, uint8_t *ret_upstream) {
 	const struct relay_direction *up = &r->up, *down = &r->down;
@@ -67,4 +69,12 @@ int relaywatch_set(struct poller *p, int fd, struct poller_handle *h, uint8_t *u
 	if (r == 0)
 		*unwatched = want;
 	return r;
+}
+
+bool relaywatch_failed(int fd, uint32_t revents) {
+	int err = 0;
+	socklen_t len = sizeof err;
+
+	return fd >= 0 && (revents & (EPOLLERR | EPOLLHUP)) &&
+	       getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0;
 }

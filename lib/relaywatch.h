@@ -39,6 +39,14 @@ int relaywatch_idle_out(const struct relay *r, uint32_t revents, bool client_sid
 void relaywatch_wanted(const struct relay *r, int idle_out, uint8_t client_unwatched,
                        uint8_t upstream_unwatched, uint8_t *ret_client, uint8_t *ret_upstream);
 
+/* Whether the events `revents` on the relaying socket `fd` tell of a reset or failure
+ * (EPOLLERR or EPOLLHUP, with an error pending on the socket, SO_ERROR). Asked after the
+ * pump: a pump touches a socket only to read what its pipe has room for or to write what
+ * waits for it, so a reset that came while neither could happen (the pipe it feeds full
+ * behind a peer that stopped reading, nothing due to it) is told by this one edge and never
+ * again. The caller ends the relay then, as when the pump took the error itself. */
+bool relaywatch_failed(int fd, uint32_t revents);
+
 /* The epoll events (edge-triggered) of a socket not watched for `unwatched` (WATCH_NO_*). */
 uint32_t relaywatch_events(uint8_t unwatched);
 
