@@ -116,6 +116,9 @@ static void socket_event(struct relayproc *p, uint32_t revents, bool client_side
 		*(client_side ? &p->client_hup : &p->upstream_hup) = true;
 	int idle_out = relaywatch_idle_out(&p->relay, revents, client_side);
 	pump(p, relaywatch_pump_mask(&p->relay, false, revents, client_side), idle_out);
+	/* an error the pump could not take ends it here, as in conn.c's relay_event() */
+	if (relaywatch_failed(client_side ? p->relay.up.from : p->relay.down.from, revents))
+		relayproc_end(p, CONN_RESULT_OK);
 }
 
 /* systemd signals every process of the unit's cgroup on a stop: the connection ends at

@@ -124,12 +124,13 @@ print(h.hexdigest())")
 	after_fault
 }
 
+WEDGE_SPEC=() # mapping lines for wedge_start's start_with_fault
 # wedge_start ARGS...: start_with_fault, then faults.py wedge-reset ARGS in the background
 # (output in $BATS_TEST_TMPDIR/wedge.out, its PID in WEDGE_PID); waits (bounded, 30 s) until
 # it has filled the buffers and acted.
 wedge_start() {
 	local rf=$BATS_TEST_TMPDIR/wedge.ready i
-	start_with_fault
+	start_with_fault "${WEDGE_SPEC[@]}"
 	python3 "$FAULTS_PY" wedge-reset --port "$FPORT" --upstream-port "$FAULT_UP" \
 		--ready-file "$rf" --max-seconds 60 "$@" >"$BATS_TEST_TMPDIR/wedge.out" 2>&1 3>&- &
 	WEDGE_PID=$!
@@ -175,6 +176,11 @@ print(sum(c['active'] for c in json.load(sys.stdin)['clusters'] if c['service'] 
 }
 
 @test "upstream resets while the client reads nothing: the connection ends at once" {
+	wedge_reset upstream
+}
+
+@test "upstream resets while the client reads nothing, through a per_connection_process relay: it ends at once" {
+	WEDGE_SPEC=("per_connection_process: true")
 	wedge_reset upstream
 }
 
