@@ -24,6 +24,7 @@ setup() {
 # Relays outlive nothing: each is stopped by PID before the clients and upstreams go.
 teardown() {
 	local pid
+	[ -z "${STOPPED_SPAWNER:-}" ] || kill -CONT "$STOPPED_SPAWNER" 2>/dev/null || true
 	for pid in $(relay_pids); do
 		stop_pid "$pid" || true
 	done
@@ -266,6 +267,51 @@ start_forked() {
 	[ "$(log_count "event=close .*result=ok pid=$relay ")" -eq 1 ]
 	wait_counted "$PORT" "$UP" 0
 	note "spawner $spawner killed: relay $relay went on, spawner $again took over"
+}
+
+# A wedged spawner must cost latency, never a connection: its channel holds what the kernel
+# buffers (about 90 orders here), and tcpmapd forks the relays of the connections past that itself.
+@test "per_connection_process: with the spawner stopped, connections past its full channel are forked by tcpmapd; no byte is lost" {
+	start_forked
+	wait_for_log 'event=relay_spawner_started'
+	local spawner out=$BATS_TEST_TMPDIR/stream.out ready=$BATS_TEST_TMPDIR/ready
+	local stop=$BATS_TEST_TMPDIR/stop stream own=0 i
+	spawner=$(spawner_pids)
+	[ -n "$spawner" ]
+	STOPPED_SPAWNER=$spawner
+	kill -STOP "$spawner"
+	python3 "$STREAM_PY" --port "$PORT" --connections 150 --rate 16384 --ready-file "$ready" \
+		--stop-file "$stop" --max-seconds 90 >"$out" 2>&1 3>&- </dev/null &
+	stream=$!
+	record_pid "$stream"
+	# the spawner's 2 standbys take 2 orders and the channel queues the next ones; the rest
+	# are tcpmapd's own children
+	for ((i = 0; i < 150; i++)); do
+		own=$(pgrep -P "$TCPMAPD_PID" -x tcpmap-relay | wc -l)
+		[ "$own" -ge 40 ] && break
+		sleep 0.1
+	done
+	[ "$own" -ge 40 ]
+	[ ! -e "$ready" ] # the queued connections have had no echo yet
+	kill -CONT "$spawner"
+	STOPPED_SPAWNER=
+	for ((i = 0; i < 300; i++)); do
+		[ -e "$ready" ] && break
+		sleep 0.1
+	done
+	[ -e "$ready" ]
+	wait_relays 150
+	local by_spawner
+	by_spawner=$(pgrep -P "$spawner" -x tcpmap-relay | wc -l)
+	own=$(pgrep -P "$TCPMAPD_PID" -x tcpmap-relay | wc -l)
+	[ "$by_spawner" -ge 40 ] && [ $((by_spawner + own)) -eq 150 ]
+	touch "$stop"
+	wait "$stream" || true
+	tail -n 2 "$out"
+	grep -q '^connections=150 intact=150 ' "$out"
+	wait_relays 0
+	wait_counted "$PORT" "$UP" 0
+	note "spawner stopped: $own relays forked by tcpmapd, $by_spawner by the spawner once resumed; 150 of 150 streams intact"
 }
 
 @test "per_connection_process: mappings on one listener must agree, the error names both" {
