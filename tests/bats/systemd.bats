@@ -208,6 +208,46 @@ teardown_file() {
 	echo "$output" | awk '$3 ~ /^200[123]$/' | grep -q "tcpmap-inetd@[0-9]*-127.0.0.1:$I-127.0.0.1:[0-9]*.service"
 }
 
+# systemd stops a socket whose connections come faster than TriggerLimitBurst= (200 for
+# Accept=yes) in TriggerLimitIntervalSec= (2 s), and it stays down until someone starts it
+# again: one client's burst would close the port for everyone.
+@test "systemd: a burst of 220 connections does not stop tcpmap-inetd@PORT.socket by its trigger limit" {
+	local state n accepted before
+	sb systemctl enable --now "tcpmap-inetd@$I.socket"
+	before=$(sb systemctl show -p NAccepted --value "tcpmap-inetd@$I.socket")
+	python3 - "$I" <<'PY'
+import socket, sys
+done = 0
+for _ in range(220):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5).close()
+        done += 1
+    except OSError:
+        pass
+print(f"{done} of 220 connected")
+PY
+	# systemd takes them from the backlog one by one: wait until it has all 220, or the
+	# socket has stopped listening
+	for _ in $(seq 300); do
+		accepted=$(($(sb systemctl show -p NAccepted --value "tcpmap-inetd@$I.socket") - before))
+		state=$(sb systemctl show -p ActiveState --value "tcpmap-inetd@$I.socket")
+		[ "$accepted" -ge 220 ] || [ "$state" != active ] && break
+		sleep 0.1
+	done
+	# and every instance started for the burst ends by itself (its client is gone)
+	for _ in $(seq 300); do
+		n=$(sb systemctl list-units --no-legend --state=active,activating "tcpmap-inetd@*.service" | wc -l)
+		[ "$n" -eq 0 ] && break
+		sleep 0.1
+	done
+	state=$(sb systemctl show -p ActiveState --value "tcpmap-inetd@$I.socket")/$(sb systemctl show -p Result --value "tcpmap-inetd@$I.socket")
+	echo "socket: $state after $accepted accepted; instances left: $n"
+	[ "$state" = active/success ] && [ "$accepted" -ge 220 ]
+	relay_roundtrip "$I" 2004
+	sb journalctl -u "tcpmap-inetd@$I.socket" --no-pager | grep -i 'trigger limit' && return 1
+	return 0
+}
+
 @test "systemd: per_connection_process under tcpmap@: each relay is a child of the installed static spawner, in the unit's cgroup and journal" {
 	local svc="tcpmap@$F.service" main spawner relay pid unit result held=$BATS_TEST_TMPDIR/held
 	sb systemctl enable --now "tcpmap@$F.socket"
