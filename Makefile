@@ -6,6 +6,7 @@ DESTDIR ?=
 BINDIR ?= $(PREFIX)/bin
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/tcpmap
 SYSCONFDIR ?= /etc
 UNITDIR ?= $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
 GENERATORDIR ?= $(shell pkg-config --variable=systemdsystemgeneratordir systemd 2>/dev/null || echo /lib/systemd/system-generators)
@@ -189,6 +190,8 @@ install: all
 		"$$u" > $(DESTDIR)$(UNITDIR)/$$(basename $$u); chmod 0644 $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
 	for m in man/*.[1-8]; do [ -e "$$m" ] || continue; s=$${m##*.}; \
 		install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+	install -d $(DESTDIR)$(DOCDIR)/examples
+	install -m 0644 units/tcpmap-inetd-light.conf $(DESTDIR)$(DOCDIR)/examples/
 	# The example config, inert until uncommented: its YAML behind "# ", its prose behind "## ",
 	# so removing "# " from the start of every line gives valid YAML with the prose kept.
 	[ -e $(DESTDIR)$(SYSCONFDIR)/tcpmap/tcpmap.yaml ] || { \
@@ -227,6 +230,8 @@ uninstall:
 		rm -f $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
 	for m in man/*.[1-8]; do [ -e "$$m" ] || continue; s=$${m##*.}; \
 		rm -f $(DESTDIR)$(MANDIR)/man$$s/$$(basename $$m); done
+	rm -f $(DESTDIR)$(DOCDIR)/examples/tcpmap-inetd-light.conf
+	-rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
 	@echo "left $(DESTDIR)$(SYSCONFDIR)/tcpmap in place (it may hold your config)"
 
 format:

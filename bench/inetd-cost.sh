@@ -4,7 +4,8 @@
 # connections, through the private systemd of tests/lib/sandbox.sh. It measures:
 #   tcpmap@ (threaded), tcpmap@ with per_connection_process, a bare Accept=yes /bin/cat,
 #   the same with DynamicUser=yes, the same with tcpmap-inetd@.service's hardening block,
-#   tcpmap-inetd@ itself, and tcpmap-inetd@ with units/tcpmap-inetd-light.conf;
+#   tcpmap-inetd@ itself, tcpmap-inetd@ with units/tcpmap-inetd-light.conf, and the dynamic
+#   user's /bin/cat with each group of the hardening alone (which settings cost);
 # and `systemd-analyze security --offline=true` for tcpmap-inetd@ with and without the drop-in.
 #
 # Bats-free and not part of `make check`: it reports, it asserts nothing. Needs root (the
@@ -72,6 +73,7 @@ cat_units() {
 		ListenStream=127.0.0.1:$2
 		Accept=yes
 		MaxConnections=1024
+		TriggerLimitIntervalSec=0
 	EOS
 	sb sh -c "cat >$UNITDIR/$1@.service" <<-EOS
 		[Unit]
@@ -87,12 +89,35 @@ cat_units cost-cat "$P_CAT" ""
 cat_units cost-dyn "$P_DYN" "DynamicUser=yes"
 cat_units cost-hard "$P_HARD" "DynamicUser=yes
 $hardening"
-sb mkdir -p "$UNITDIR/tcpmap-inetd@127.0.0.1:$P_LIGHT.service.d"
-sb sh -c "cat >'$UNITDIR/tcpmap-inetd@127.0.0.1:$P_LIGHT.service.d/light.conf'" <"$ROOT/units/tcpmap-inetd-light.conf"
+# The hardening's groups one at a time on the dynamic user's /bin/cat, to see which costs.
+seccomp=$(grep -E '^(SystemCall|RestrictAddressFamilies|MemoryDenyWriteExecute|LockPersonality|RestrictNamespaces|RestrictRealtime|RestrictSUIDSGID)' <<<"$hardening")
+GROUPS_ROWS=()
+group() { # NAME SETTINGS
+	local port=$((BASE + 10 + ${#GROUPS_ROWS[@]}))
+	cat_units "cost-g${#GROUPS_ROWS[@]}" "$port" "DynamicUser=yes
+$2"
+	GROUPS_ROWS+=("Accept=yes /bin/cat, DynamicUser=yes, + $1:$port")
+}
+group "ProtectKernelTunables=yes" "ProtectKernelTunables=yes"
+group "PrivateDevices=yes" "PrivateDevices=yes"
+group "ProtectControlGroups=yes" "ProtectControlGroups=yes"
+group "ProtectProc=invisible" "ProtectProc=invisible"
+group "ProtectSystem=strict, ProtectHome, PrivateTmp" "ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes"
+group "every seccomp setting" "$seccomp"
+group "PrivateUsers=yes" "PrivateUsers=yes"
+# tcpmap-inetd@ under the light drop-in, as a template of its own: an Accept=yes service's
+# instance is named for the connection (N-LOCAL-REMOTE), not for the socket's instance, so
+# only a drop-in for the whole template reaches it, and that would reach the row above too.
+sb sh -c "sed 's|^ListenStream=.*|ListenStream=127.0.0.1:$P_LIGHT|' $UNITDIR/tcpmap-inetd@.socket >$UNITDIR/cost-light.socket"
+sb cp "$UNITDIR/tcpmap-inetd@.service" "$UNITDIR/cost-light@.service"
+sb mkdir -p "$UNITDIR/cost-light@.service.d"
+sb sh -c "cat >$UNITDIR/cost-light@.service.d/light.conf" <"$ROOT/units/tcpmap-inetd-light.conf"
 sb systemctl daemon-reload
 sb systemctl start "tcpmap@127.0.0.1:$P_THREAD.socket" "tcpmap@127.0.0.1:$P_FORK.socket" \
-	"tcpmap-inetd@127.0.0.1:$P_INETD.socket" "tcpmap-inetd@127.0.0.1:$P_LIGHT.socket" \
-	cost-cat.socket cost-dyn.socket cost-hard.socket
+	"tcpmap-inetd@127.0.0.1:$P_INETD.socket" cost-light.socket cost-cat.socket cost-dyn.socket cost-hard.socket \
+	$(for i in "${!GROUPS_ROWS[@]}"; do echo "cost-g$i.socket"; done)
 
 # median_ms PORT: N sequential connect-send-100-read-100-close, the median in ms.
 median_ms() {
@@ -123,17 +148,17 @@ median_ms() {
 
 for f in "$WORK/up.ready"; do for _ in $(seq 50); do [ -e "$f" ] && break; sleep 0.1; done; done
 echo "# median connect-to-echo, $N sequential connections of 100 bytes each; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-58s %10s %6s\n' unit median_ms ok
+printf '%-80s %10s %6s\n' unit median_ms ok
 for row in "tcpmap@ (threaded, Accept=no):$P_THREAD" \
 	"tcpmap@ with per_connection_process: true:$P_FORK" \
 	"Accept=yes /bin/cat:$P_CAT" \
 	"Accept=yes /bin/cat, DynamicUser=yes:$P_DYN" \
 	"Accept=yes /bin/cat, tcpmap-inetd@'s hardening:$P_HARD" \
 	"tcpmap-inetd@:$P_INETD" \
-	"tcpmap-inetd@ with tcpmap-inetd-light.conf:$P_LIGHT"; do
+	"tcpmap-inetd@ with tcpmap-inetd-light.conf:$P_LIGHT" "${GROUPS_ROWS[@]}"; do
 	median_ms "${row##*:}" >/dev/null 2>&1 || true # warm-up: first start loads the config
 	read -r ms ok < <(median_ms "${row##*:}")
-	printf '%-58s %10s %6s\n' "${row%:*}" "$ms" "$ok"
+	printf '%-80s %10s %6s\n' "${row%:*}" "$ms" "$ok"
 done
 
 exposure() { # UNIT [DROPIN]

@@ -39,6 +39,8 @@ teardown() { common_teardown; }
 	for m in man1/tcpmapctl.1 man5/tcpmap.yaml.5 man7/tcpmap-units.7 man8/tcpmapd.8; do
 		[ -f "$DEST/usr/share/man/$m" ]
 	done
+	# the light drop-in of tcpmap-units(7), COST, where its recipe copies it from
+	grep -q '^ProtectKernelTunables=no$' "$DEST/usr/share/doc/tcpmap/examples/tcpmap-inetd-light.conf"
 	# the example config is there, every line commented out, so it configures nothing yet
 	local conf=$DEST/etc/tcpmap/tcpmap.yaml
 	[ -f "$conf" ]

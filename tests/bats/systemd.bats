@@ -248,6 +248,28 @@ PY
 	return 0
 }
 
+# tcpmap-units(7), COST: the light drop-in's recipe, as an operator follows it.
+@test "systemd: tcpmap-units(7)'s light drop-in recipe applies to tcpmap-inetd@ and it still relays" {
+	local recipe
+	recipe=$(sb man -P cat tcpmap-units 2>/dev/null | sed -n '/^ *mkdir -p \/etc\/systemd\/system\/tcpmap-inetd@/,/daemon-reload/p')
+	echo "$recipe"
+	[ "$(echo "$recipe" | wc -l)" -eq 4 ]
+	sb sh -ec "$recipe"
+	sb systemctl enable --now "tcpmap-inetd@$I.socket"
+	relay_roundtrip "$I" 2005
+	run wait_close_event 'tcpmap-inetd@*' 2005
+	echo "$output"
+	[ "$status" -eq 0 ]
+	local unit
+	read -r _ unit _ <<<"$output"
+	# the instance that relayed ran under the drop-in, and kept the rest of the sandbox
+	[ "$(sb systemctl show -p ProtectKernelTunables --value "$unit")" = no ]
+	[ "$(sb systemctl show -p DynamicUser --value "$unit")" = yes ]
+	sb systemctl show -p SystemCallFilter --value "$unit" | grep -q .
+	sb rm -r /etc/systemd/system/tcpmap-inetd@.service.d
+	sb systemctl daemon-reload
+}
+
 @test "systemd: per_connection_process under tcpmap@: each relay is a child of the installed static spawner, in the unit's cgroup and journal" {
 	local svc="tcpmap@$F.service" main spawner relay pid unit result held=$BATS_TEST_TMPDIR/held
 	sb systemctl enable --now "tcpmap@$F.socket"
