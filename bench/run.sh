@@ -528,6 +528,10 @@ build_noop() {
 			return 0
 		note "cannot link a no-op with libsystemd and libyaml: skipping that floor"
 		;;
+	fork-only)
+		cc -O2 -static -o "$WORK/$1" "$HERE/lib/forkfloor.c" 2>/dev/null && return 0
+		note "no static libc: skipping the fork floor"
+		;;
 	esac
 	return 1
 }
@@ -546,6 +550,17 @@ start() {
 	noop-static | noop-libs)
 		[ -x "$WORK/$peer" ] || build_noop "$peer" || return 0
 		argv=("$WORK/$peer")
+		;;
+	fork-only)
+		# fork+exit+wait, no exec: CPU per process, what per_connection_process pays at
+		# least for each connection (bench/lib/report.py sets it against its budget)
+		[ -x "$WORK/$peer" ] || build_noop "$peer" || return 0
+		local cpu wall
+		read -r cpu wall _ < <("$WORK/$peer" $((SPAWN_N * 20)))
+		[ -n "${cpu:-}" ] || { note "start: fork-only did not run"; return 0; }
+		result start "$peer" cpu_us "$cpu" us
+		result start "$peer" wall_us "$wall" us
+		return 0
 		;;
 	tcpmapd-version) argv=("$TCPMAPD" --version) ;;
 	tcpmapd-inetd)
@@ -582,7 +597,7 @@ TLS_PEERS="direct haproxy nginx $(has_stunnel && echo stunnel) tcpmap"
 RESUME_PEERS=$TLS_PEERS
 IDLE_PEERS="direct haproxy haproxy-splice nginx socket-proxyd tcpmap"
 SNI_PEERS="direct haproxy nginx tcpmap"
-START_PEERS="noop-static noop-libs tcpmapd-version tcpmapd-inetd"
+START_PEERS="noop-static noop-libs fork-only tcpmapd-version tcpmapd-inetd"
 
 for w in bulk connrate tls resume idle sni start; do
 	want $w || continue

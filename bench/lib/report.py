@@ -8,6 +8,7 @@ peer did not produce is shown as "-", and a target without its inputs as "n/a").
 run whose handshakes did not resume is flagged on every row it produced, and never chosen
 as the best peer: its rate is not one of resumed handshakes."""
 
+import os
 import re
 import sys
 from collections import OrderedDict
@@ -217,6 +218,30 @@ def targets(rows):
                   "%s's fork+exec takes %s us: at most %s starts/s, against %s conn/s wanted"
                   % (peer, fmt(floor), fmt(ceiling), fmt(1.5 * socat)))
     ratio_target("SNI routing handshakes/s >= best", "sni", "hs_per_s", 1.0)
+    # Issue 20: per_connection_process (tcpmap-fork) against socat's fork mode and against
+    # tcpmap threaded, and what stands in the way of the second.
+    fork, thr = get(rows, "connrate", "conn_per_s", "tcpmap-fork"), get(rows, "connrate", "conn_per_s", "tcpmap")
+    if fork is not None and socat:
+        check("per_connection_process conn/s >= 1.5 x socat", fork >= 1.5 * socat,
+              "%s / %s = %.2f" % (fmt(fork), fmt(socat), fork / socat))
+    if fork is not None and thr:
+        check("per_connection_process conn/s >= 0.7 x threaded", fork >= 0.7 * thr,
+              "%s / %s = %.2f" % (fmt(fork), fmt(thr), fork / thr))
+    # connrate is CPU-bound on every core: a connection costs the box the clients' and the
+    # upstream's CPU (direct's cores / rate) plus the proxy's. 0.7 x threaded leaves the
+    # proxy this much per connection; a process per connection does at least what a threaded
+    # connection does (accept, route, connect, relay) and pays the fork floor on top.
+    direct, floor = get(rows, "connrate", "conn_per_s", "direct"), get(rows, "start", "cpu_us", "fork-only")
+    thrcpu = get(rows, "connrate", "cpu_us_per_conn", "tcpmap")
+    cores = os.cpu_count() or 1
+    if thr and direct and floor is not None and thrcpu is not None:
+        budget = cores * 1e6 * (1 / (0.7 * thr) - 1 / direct)
+        forkcpu = get(rows, "connrate", "cpu_us_per_conn", "tcpmap-fork")
+        check("fork floor + threaded conn within 0.7 x threaded's budget", floor + thrcpu <= budget,
+              "fork+exit+wait %s us CPU + a threaded connection's %s = %s us, against %s us a "
+              "connection may cost the proxy (%d cores); per_connection_process costs %s"
+              % (fmt(floor), fmt(thrcpu), fmt(floor + thrcpu), fmt(budget), cores,
+                 fmt(forkcpu) if forkcpu is not None else "-"))
     w = max([len(n) for n, _, _ in out] + [10])
     for name, state, detail in out:
         print("%-*s  %-6s  %s" % (w, name, state, detail))
