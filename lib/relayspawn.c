@@ -50,28 +50,14 @@ struct relayspawn {
 	bool running_helper;
 };
 
-/* The spawner's executable: the small static helper, looked for as tcpmapd's TLS module
- * is (tlsload.c), beside tcpmapd's executable (a build tree), then in ../lib/tcpmap/
- * (`make install`); else tcpmapd's own running image with --relay-spawner. Returns true
+/* The spawner's executable: the small static helper, looked for where tcpmapd's TLS module
+ * is (companion_path()); else tcpmapd's own running image with --relay-spawner. Returns true
  * when `path` is the helper. */
 static bool spawner_path(const struct relayspawn *s, char *path, size_t size) {
-	char exe[PATH_MAX];
-	ssize_t n = s->helper_failed ? -1 : readlink("/proc/self/exe", exe, sizeof exe - 1);
-
-	if (n > 0) {
-		exe[n] = '\0';
-		char *slash = strrchr(exe, '/');
-		if (slash)
-			*slash = '\0';
-		for (int i = 0; i < 2; i++) {
-			snprintf(path, size,
-			         i == 0 ? "%s/" RELAYSPAWN_HELPER
-			                : "%s/../lib/tcpmap/" RELAYSPAWN_HELPER,
-			         exe);
-			if (access(path, X_OK) == 0)
-				return true;
-		}
-	}
+	for (unsigned i = 0; !s->helper_failed && i < 2; i++)
+		if (companion_path(RELAYSPAWN_HELPER, i, path, size) == 0 &&
+		    access(path, X_OK) == 0)
+			return true;
 	/* the running image, not a replaced file: the same struct relay_order */
 	snprintf(path, size, "/proc/self/exe");
 	return false;

@@ -90,24 +90,17 @@ static int module_open(const char *path, char *why, size_t size) {
 /* Load the module once (config loads run in the main thread only). */
 static int module_load(const char **ret_path, char *why, size_t size) {
 	static char path[PATH_MAX + 64];
-	char exe[PATH_MAX];
 
 	*ret_path = TLS_MODULE_NAME;
 	if (mod.loaded)
 		return 0;
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n <= 0) {
-		snprintf(why, size, "cannot find this executable: %s", strerror(errno));
-		return -ENOENT;
-	}
-	exe[n] = '\0';
-	char *slash = strrchr(exe, '/');
-	if (slash)
-		*slash = '\0';
 	int r = -ENOENT;
-	for (int i = 0; i < 2; i++) {
-		snprintf(path, sizeof path,
-		         i == 0 ? "%s/" TLS_MODULE_NAME : "%s/../lib/tcpmap/" TLS_MODULE_NAME, exe);
+	for (unsigned i = 0; i < 2; i++) {
+		int e = companion_path(TLS_MODULE_NAME, i, path, sizeof path);
+		if (e < 0) {
+			snprintf(why, size, "cannot find this executable: %s", strerror(-e));
+			return e == -ENAMETOOLONG ? e : -ENOENT;
+		}
 		*ret_path = path;
 		if (i == 0 && access(path, F_OK) < 0)
 			continue; /* not the build tree: the installed one is what to report */

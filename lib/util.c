@@ -2,9 +2,12 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 uint64_t now_usec(void) {
 	struct timespec ts;
@@ -74,4 +77,22 @@ void describe_child_exit(int code, int status, char *buf, size_t size) {
 		snprintf(buf, size, "exit status %d", status);
 	else
 		snprintf(buf, size, "signal %s", sigabbrev_np(status) ?: "?");
+}
+
+int companion_path(const char *name, unsigned place, char *buf, size_t size) {
+	char exe[PATH_MAX];
+
+	if (place > 1)
+		return -ERANGE;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n <= 0)
+		return n < 0 ? -errno : -ENOENT;
+	exe[n] = '\0';
+	char *slash = strrchr(exe, '/');
+	if (slash)
+		*slash = '\0';
+	if (snprintf(buf, size, place == 0 ? "%s/%s" : "%s/../lib/tcpmap/%s", exe, name) >=
+	    (int)size)
+		return -ENAMETOOLONG;
+	return 0;
 }

@@ -92,3 +92,10 @@ int mutex_init_shared_robust(void *mutex);
 /* How a child ended (waitid's si_code and si_status), for a log line: "exit status N" or
  * "signal NAME". */
 void describe_child_exit(int code, int status, char *buf, size_t size);
+
+/* Where tcpmapd's companion files (its TLS module, its relay spawner) are looked for, place by
+ * place: 0, beside the running executable (a build tree); 1, ../lib/tcpmap/ from it (`make
+ * install`: PREFIX/sbin and PREFIX/lib/tcpmap). Only those two, never a search path that an
+ * environment could change. Writes place `place`'s path of `name` into buf. Returns 0,
+ * -ERANGE past the last place, or a negative errno when this executable cannot be found. */
+int companion_path(const char *name, unsigned place, char *buf, size_t size);
