@@ -25,8 +25,11 @@ bool handoff_available(void) {
 }
 
 int handoff_store_fd(const char *name, int fd) {
-	char msg[96];
-	int n = snprintf(msg, sizeof msg, "FDSTORE=1\nFDNAME=%s", name);
+	char msg[112];
+	/* FDPOLL=0: systemd would otherwise drop a stored socket at its first EPOLLHUP, and a
+	 * connection whose upstream has ended both ways may still owe the client the bytes in
+	 * its pipe; the next process removes every name itself (docs/ARCHITECTURE.md) */
+	int n = snprintf(msg, sizeof msg, "FDSTORE=1\nFDPOLL=0\nFDNAME=%s", name);
 	if (n < 0 || (size_t)n >= sizeof msg)
 		return -ENAMETOOLONG;
 	int r = sd_pid_notify_with_fds(0, false, msg, &fd, 1);

@@ -2,8 +2,16 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <cmocka.h>
 
+#include "handoff.h"
 #include "handover.h"
 #include "util.h"
 
@@ -104,12 +112,61 @@ static void test_record_validation(void **state) {
 	assert_int_equal(handover_record_validate(&r), 0);
 }
 
+/* What handoff_store_fd() tells systemd, read from a notify socket of our own: the fd, its
+ * name, and FDPOLL=0, without which systemd drops a stored socket at its first EPOLLHUP while
+ * its connection may still owe the client bytes (docs/ARCHITECTURE.md, handoff.c). */
+static void test_store_fd_asks_systemd_not_to_poll(void **state) {
+	char dir[] = "/tmp/test-handover-XXXXXX", path[128], text[256] = "";
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int pipe_fds[2], got_fd = -1;
+	(void)state;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/notify", dir);
+	strcpy(sa.sun_path, path);
+	int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(sock >= 0);
+	assert_int_equal(bind(sock, (struct sockaddr *)&sa, sizeof sa), 0);
+	assert_int_equal(pipe(pipe_fds), 0);
+	assert_int_equal(setenv("NOTIFY_SOCKET", path, 1), 0);
+
+	assert_int_equal(handoff_store_fd("c1-0.client", pipe_fds[0]), 0);
+
+	union {
+		char buf[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(64)];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = {.iov_base = text, .iov_len = sizeof text - 1};
+	struct msghdr msg = {.msg_iov = &iov,
+	                     .msg_iovlen = 1,
+	                     .msg_control = control.buf,
+	                     .msg_controllen = sizeof control.buf};
+	ssize_t n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	assert_true(n > 0);
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+			memcpy(&got_fd, CMSG_DATA(cm), sizeof got_fd);
+	assert_true(got_fd >= 0);
+	assert_non_null(strstr(text, "FDSTORE=1\n"));
+	assert_non_null(strstr(text, "FDPOLL=0\n"));
+	assert_non_null(strstr(text, "FDNAME=c1-0.client"));
+
+	unsetenv("NOTIFY_SOCKET");
+	close(got_fd);
+	close(pipe_fds[0]);
+	close(pipe_fds[1]);
+	close(sock);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void) {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_fd_names_round_trip),
 	        cmocka_unit_test(test_fd_names_rejected),
 	        cmocka_unit_test(test_state_names),
 	        cmocka_unit_test(test_record_validation),
+	        cmocka_unit_test(test_store_fd_asks_systemd_not_to_poll),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
