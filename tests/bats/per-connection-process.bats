@@ -55,6 +55,13 @@ wait_relays() {
 	return 1
 }
 
+# wait_ready FILE TENTHS: bounded wait until stream.py's --ready-file exists.
+ready_now() { [ -e "$1" ] && echo 1 || echo 0; }
+wait_ready() { wait_count -eq 1 "$2" ready_now "$1"; }
+
+# Relays tcpmapd forked itself, not its spawner.
+own_relay_count() { pgrep -P "$TCPMAPD_PID" -x tcpmap-relay | wc -l; }
+
 # start_forked [SPEC_LINE...]: an echo upstream and tcpmapd with one forking mapping.
 start_forked() {
 	start_upstream 127.0.0.1 "$UP" echo
@@ -69,12 +76,7 @@ start_forked() {
 		--stop-file "$stop" --max-seconds 60 >"$out" 2>&1 3>&- </dev/null &
 	local stream=$!
 	record_pid "$stream"
-	local i
-	for ((i = 0; i < 100; i++)); do
-		[ -e "$ready" ] && break
-		sleep 0.1
-	done
-	[ -e "$ready" ]
+	wait_ready "$ready" 100
 	wait_relays 21
 	local victim
 	victim=$(relay_pids | head -n 1)
@@ -275,7 +277,7 @@ start_forked() {
 	start_forked
 	wait_for_log 'event=relay_spawner_started'
 	local spawner out=$BATS_TEST_TMPDIR/stream.out ready=$BATS_TEST_TMPDIR/ready
-	local stop=$BATS_TEST_TMPDIR/stop stream own=0 i
+	local stop=$BATS_TEST_TMPDIR/stop stream own
 	spawner=$(spawner_pids)
 	[ -n "$spawner" ]
 	STOPPED_SPAWNER=$spawner
@@ -286,24 +288,15 @@ start_forked() {
 	record_pid "$stream"
 	# the spawner's 2 standbys take 2 orders and the channel queues the next ones; the rest
 	# are tcpmapd's own children
-	for ((i = 0; i < 150; i++)); do
-		own=$(pgrep -P "$TCPMAPD_PID" -x tcpmap-relay | wc -l)
-		[ "$own" -ge 40 ] && break
-		sleep 0.1
-	done
-	[ "$own" -ge 40 ]
+	wait_count -ge 40 150 own_relay_count
 	[ ! -e "$ready" ] # the queued connections have had no echo yet
 	kill -CONT "$spawner"
 	STOPPED_SPAWNER=
-	for ((i = 0; i < 300; i++)); do
-		[ -e "$ready" ] && break
-		sleep 0.1
-	done
-	[ -e "$ready" ]
+	wait_ready "$ready" 300
 	wait_relays 150
 	local by_spawner
 	by_spawner=$(pgrep -P "$spawner" -x tcpmap-relay | wc -l)
-	own=$(pgrep -P "$TCPMAPD_PID" -x tcpmap-relay | wc -l)
+	own=$(own_relay_count)
 	[ "$by_spawner" -ge 40 ] && [ $((by_spawner + own)) -eq 150 ]
 	touch "$stop"
 	wait "$stream" || true
